@@ -1,0 +1,201 @@
+//! Error types of mux-core, in three layers (spec §8):
+//!
+//! - [`ErrorCode`]: the open 32-bit code space carried by RESET and GOAWAY frames;
+//! - [`FrameError`]: a small `Copy` error for bytes that do not form a valid frame
+//!   (syntax; always a connection error, spec §4.3);
+//! - higher layers (the connection state machine) add errors for peer misbehaviour
+//!   (semantics) on top of these.
+
+use core::fmt;
+
+/// A mux error code (spec §8): carried by RESET (stream level) and GOAWAY
+/// (connection level) frames.
+///
+/// The code space is open: a receiver MUST treat an unknown code as
+/// [`ErrorCode::INTERNAL_ERROR`] for its own decisions but keep and report the
+/// raw value, so the type is a newtype over `u32` with associated constants
+/// rather than an enum.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct ErrorCode(pub u32);
+
+impl ErrorCode {
+    /// Graceful shutdown or a stream closed without error.
+    pub const NO_ERROR: Self = Self(0x0);
+    /// The peer broke a protocol rule not covered by a more specific code.
+    pub const PROTOCOL_ERROR: Self = Self(0x1);
+    /// The endpoint failed for a reason of its own.
+    pub const INTERNAL_ERROR: Self = Self(0x2);
+    /// The peer sent more than the flow-control window allowed, or overflowed a window.
+    pub const FLOW_CONTROL_ERROR: Self = Self(0x3);
+    /// A SETTINGS frame was not acknowledged in time.
+    pub const SETTINGS_TIMEOUT: Self = Self(0x4);
+    /// A frame arrived on a stream that was already half-closed in that direction.
+    pub const STREAM_CLOSED: Self = Self(0x5);
+    /// A frame had an invalid length, or exceeded the maximum frame size.
+    pub const FRAME_SIZE_ERROR: Self = Self(0x6);
+    /// The stream was not processed at all; the opener may retry it (on this or another connection).
+    pub const REFUSED_STREAM: Self = Self(0x7);
+    /// The stream is no longer needed.
+    pub const CANCEL: Self = Self(0x8);
+    /// The peer is generating excessive load (floods); back off.
+    pub const ENHANCE_YOUR_CALM: Self = Self(0x9);
+    /// A metadata block was larger than the receiver's MAX_METADATA_SIZE.
+    pub const METADATA_TOO_LARGE: Self = Self(0xa);
+    /// The peer's preface named a protocol version this endpoint does not speak.
+    pub const UNSUPPORTED_VERSION: Self = Self(0xb);
+    /// The connection was idle for longer than the endpoint's idle timeout.
+    pub const IDLE_TIMEOUT: Self = Self(0xc);
+
+    /// The registered name of this code, or `None` for a code this version does not know.
+    pub fn name(self) -> Option<&'static str> {
+        Some(match self {
+            Self::NO_ERROR => "NO_ERROR",
+            Self::PROTOCOL_ERROR => "PROTOCOL_ERROR",
+            Self::INTERNAL_ERROR => "INTERNAL_ERROR",
+            Self::FLOW_CONTROL_ERROR => "FLOW_CONTROL_ERROR",
+            Self::SETTINGS_TIMEOUT => "SETTINGS_TIMEOUT",
+            Self::STREAM_CLOSED => "STREAM_CLOSED",
+            Self::FRAME_SIZE_ERROR => "FRAME_SIZE_ERROR",
+            Self::REFUSED_STREAM => "REFUSED_STREAM",
+            Self::CANCEL => "CANCEL",
+            Self::ENHANCE_YOUR_CALM => "ENHANCE_YOUR_CALM",
+            Self::METADATA_TOO_LARGE => "METADATA_TOO_LARGE",
+            Self::UNSUPPORTED_VERSION => "UNSUPPORTED_VERSION",
+            Self::IDLE_TIMEOUT => "IDLE_TIMEOUT",
+            _ => return None,
+        })
+    }
+
+    /// Looks a code up by its registered name (as used in `spec/vectors`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        (0..=0xc).map(Self).find(|code| code.name() == Some(name))
+    }
+}
+
+impl fmt::Debug for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => f.write_str(name),
+            None => write!(f, "ErrorCode({:#x})", self.0),
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Bytes that do not form a valid frame (spec §4.3).
+///
+/// Every variant is a connection error: the receiver sends GOAWAY with
+/// [`FrameError::code`] and stops reading, because it can no longer trust where
+/// the next frame starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The declared payload length exceeds the receiver's maximum frame size (spec §4.1).
+    #[error("frame payload of {len} bytes exceeds the maximum frame size of {max}")]
+    TooLarge {
+        /// Declared payload length.
+        len: u32,
+        /// The receiver's current maximum.
+        max: u32,
+    },
+    /// A frame type with a fixed or minimum payload length had another length.
+    #[error("{frame} frame has an invalid payload length of {len} bytes")]
+    BadLength {
+        /// Frame type name.
+        frame: &'static str,
+        /// Declared payload length.
+        len: u32,
+    },
+    /// The reserved bit of a 31-bit field was set (spec §4.1).
+    #[error("reserved bit set in a stream ID or window increment")]
+    ReservedBit,
+    /// A frame that belongs to a stream arrived on stream 0.
+    #[error("{frame} frame on stream 0")]
+    StreamIdZero {
+        /// Frame type name.
+        frame: &'static str,
+    },
+    /// A connection-level frame arrived with a non-zero stream ID.
+    #[error("{frame} frame on stream {stream}, must be stream 0")]
+    StreamIdNonZero {
+        /// Frame type name.
+        frame: &'static str,
+        /// The stream ID that was given.
+        stream: u32,
+    },
+    /// A WINDOW_UPDATE carried an increment of zero (spec §5.9).
+    #[error("WINDOW_UPDATE with an increment of 0")]
+    ZeroWindowIncrement,
+    /// A metadata block did not parse as a sequence of entries (spec §5.2.1).
+    #[error("malformed metadata block")]
+    MalformedMetadata,
+    /// A known setting carried a value outside its range (spec §5.4.1).
+    #[error("setting {id:#x} has the out-of-range value {value}")]
+    BadSetting {
+        /// The setting identifier.
+        id: u16,
+        /// The value received.
+        value: u32,
+        /// The code the range rule names for this setting.
+        code: ErrorCode,
+    },
+    /// A PUSH frame on an odd (client-initiated) stream ID (spec §5.8).
+    #[error("PUSH frame promising the odd stream ID {stream}")]
+    PushOnOddStream {
+        /// The promised stream ID.
+        stream: u32,
+    },
+}
+
+impl FrameError {
+    /// The error code that a GOAWAY frame carries for this error (spec §4.3).
+    pub fn code(self) -> ErrorCode {
+        match self {
+            Self::TooLarge { .. } | Self::BadLength { .. } => ErrorCode::FRAME_SIZE_ERROR,
+            Self::BadSetting { code, .. } => code,
+            Self::ReservedBit
+            | Self::StreamIdZero { .. }
+            | Self::StreamIdNonZero { .. }
+            | Self::ZeroWindowIncrement
+            | Self::MalformedMetadata
+            | Self::PushOnOddStream { .. } => ErrorCode::PROTOCOL_ERROR,
+        }
+    }
+}
+
+/// The preface did not introduce a mux peer of a supported version (spec §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrefaceError {
+    /// The first bytes were not mux's magic: the peer speaks another protocol.
+    #[error("the peer is not speaking mux (bad preface magic)")]
+    BadMagic,
+    /// The magic matched but the version is not one this endpoint speaks.
+    #[error("the peer speaks mux version {0}, which is not supported")]
+    UnsupportedVersion(u16),
+}
+
+impl PrefaceError {
+    /// The error code of the GOAWAY that answers this error.
+    pub fn code(self) -> ErrorCode {
+        match self {
+            Self::BadMagic => ErrorCode::PROTOCOL_ERROR,
+            Self::UnsupportedVersion(_) => ErrorCode::UNSUPPORTED_VERSION,
+        }
+    }
+}
+
+/// A frame that cannot be encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The payload does not fit the 24-bit length field (spec §4.1).
+    #[error("frame payload of {0} bytes does not fit the 24-bit length field")]
+    TooLong(usize),
+}

@@ -1,0 +1,45 @@
+//! The sans-IO core of mux, a stream-multiplexing protocol over TCP.
+//!
+//! This crate contains no networking code, starts no threads and never reads
+//! a clock: bytes and the current time go in, frames, events and the next
+//! timeout come out. The runtime crates (`mux-server`, `mux-client`) own the
+//! sockets and the event loop; this crate owns every protocol rule, which makes
+//! it deterministic to test and to fuzz.
+//!
+//! The protocol is specified in `spec/` at the repository root; module docs
+//! cite its sections (§).
+//!
+//! - [`frame`]: parse and encode every frame type (spec §4, §5);
+//! - [`preface`]: the connection preface (spec §3);
+//! - [`StreamId`] and [`Side`]: stream identifiers (spec §6.1);
+//! - [`ErrorCode`] and the error types (spec §8).
+//!
+//! # Decoding frames
+//!
+//! ```
+//! use bytes::{Bytes, BytesMut};
+//! use mux_core::frame::{Data, Frame};
+//! use mux_core::StreamId;
+//!
+//! let stream = StreamId::new(1).unwrap();
+//! let frame = Frame::Data(Data::new(stream, Bytes::from_static(b"hello")).end_message());
+//! let mut wire = BytesMut::new();
+//! frame.encode(&mut wire).unwrap();
+//!
+//! // The decoder is incremental: a partial frame is "not yet", never an error.
+//! let mut partial = BytesMut::from(&wire[..4]);
+//! assert_eq!(Frame::decode(&mut partial, 16_384), Ok(None));
+//! assert_eq!(Frame::decode(&mut wire, 16_384), Ok(Some(frame)));
+//! ```
+
+#![forbid(unsafe_code)]
+#![cfg_attr(not(fuzzing), warn(missing_docs))]
+#![cfg_attr(test, deny(warnings))]
+
+pub mod error;
+pub mod frame;
+pub mod preface;
+mod stream_id;
+
+pub use error::{EncodeError, ErrorCode, FrameError, PrefaceError};
+pub use stream_id::{Side, StreamId};
