@@ -56,7 +56,9 @@ impl Preface {
             return Ok(None);
         }
         buf.advance(MAGIC.len());
-        Ok(Some(Self { version: buf.get_u16() }))
+        Ok(Some(Self {
+            version: buf.get_u16(),
+        }))
     }
 }
 

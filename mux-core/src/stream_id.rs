@@ -100,14 +100,23 @@ mod tests {
     #[test]
     fn initiator_follows_parity() {
         assert_eq!(StreamId::CONNECTION.initiator(), None);
-        assert_eq!(StreamId::new(1).and_then(StreamId::initiator), Some(Side::Client));
-        assert_eq!(StreamId::new(2).and_then(StreamId::initiator), Some(Side::Server));
+        assert_eq!(
+            StreamId::new(1).and_then(StreamId::initiator),
+            Some(Side::Client)
+        );
+        assert_eq!(
+            StreamId::new(2).and_then(StreamId::initiator),
+            Some(Side::Server)
+        );
     }
 
     #[test]
     fn reserved_bit_is_rejected_and_ids_run_out() {
         assert_eq!(StreamId::new(0x8000_0001), None);
         assert_eq!(StreamId::MAX.next(), None);
-        assert_eq!(StreamId::new(0x7fff_fffd).and_then(StreamId::next), Some(StreamId::MAX));
+        assert_eq!(
+            StreamId::new(0x7fff_fffd).and_then(StreamId::next),
+            Some(StreamId::MAX)
+        );
     }
 }

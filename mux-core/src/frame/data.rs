@@ -65,6 +65,7 @@ impl Data {
     }
 
     pub(super) fn flags(&self) -> u8 {
-        u8::from(self.end_stream) * Self::END_STREAM | u8::from(self.end_message) * Self::END_MESSAGE
+        (u8::from(self.end_stream) * Self::END_STREAM)
+            | (u8::from(self.end_message) * Self::END_MESSAGE)
     }
 }

@@ -99,7 +99,10 @@ impl Metadata {
 impl core::fmt::Debug for Metadata {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_map()
-            .entries(self.iter().map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))))
+            .entries(
+                self.iter()
+                    .map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))),
+            )
             .finish()
     }
 }
@@ -116,7 +119,8 @@ impl MetadataBuilder {
         if name.is_empty() {
             return Err(MetadataError::EmptyName);
         }
-        let name_len = u8::try_from(name.len()).map_err(|_| MetadataError::NameTooLong(name.len()))?;
+        let name_len =
+            u8::try_from(name.len()).map_err(|_| MetadataError::NameTooLong(name.len()))?;
         let value_len =
             u16::try_from(value.len()).map_err(|_| MetadataError::ValueTooLong(value.len()))?;
         self.block.reserve(3 + name.len() + value.len());
@@ -174,7 +178,9 @@ impl<'a> arbitrary::Arbitrary<'a> for Metadata {
             let name = u.bytes(name_len)?;
             let value_len = u.int_in_range(0..=64)?;
             let value = u.bytes(value_len)?;
-            builder.push(name, value).map_err(|_| arbitrary::Error::IncorrectFormat)?;
+            builder
+                .push(name, value)
+                .map_err(|_| arbitrary::Error::IncorrectFormat)?;
         }
         Ok(builder.finish())
     }
@@ -186,9 +192,13 @@ mod tests {
 
     #[test]
     fn builds_and_iterates_in_order() -> Result<(), MetadataError> {
-        let md = Metadata::from_pairs([(&b"route"[..], &b"echo"[..]), (b"k", b""), (b"route", b"x")])?;
+        let md =
+            Metadata::from_pairs([(&b"route"[..], &b"echo"[..]), (b"k", b""), (b"route", b"x")])?;
         let entries: Vec<_> = md.iter().collect();
-        assert_eq!(entries, [(&b"route"[..], &b"echo"[..]), (b"k", b""), (b"route", b"x")]);
+        assert_eq!(
+            entries,
+            [(&b"route"[..], &b"echo"[..]), (b"k", b""), (b"route", b"x")]
+        );
         assert_eq!(md.get(b"route"), Some(&b"echo"[..]));
         assert_eq!(md.encoded_len(), 1 + 5 + 2 + 4 + 1 + 1 + 2 + 1 + 5 + 2 + 1);
         Ok(())
@@ -198,8 +208,14 @@ mod tests {
     fn rejects_unencodable_entries() {
         let long_name = [b'a'; 256];
         let long_value = vec![0; 65_536];
-        assert_eq!(Metadata::from_pairs([(&b""[..], &b"v"[..])]), Err(MetadataError::EmptyName));
-        assert_eq!(Metadata::from_pairs([(&long_name[..], &b""[..])]), Err(MetadataError::NameTooLong(256)));
+        assert_eq!(
+            Metadata::from_pairs([(&b""[..], &b"v"[..])]),
+            Err(MetadataError::EmptyName)
+        );
+        assert_eq!(
+            Metadata::from_pairs([(&long_name[..], &b""[..])]),
+            Err(MetadataError::NameTooLong(256))
+        );
         assert_eq!(
             Metadata::from_pairs([(&b"n"[..], &long_value[..])]),
             Err(MetadataError::ValueTooLong(65_536))
@@ -208,7 +224,13 @@ mod tests {
 
     #[test]
     fn rejects_truncated_and_trailing_bytes() {
-        for bad in [&b"\x00"[..], b"\x02a", b"\x01a\x00", b"\x01a\x00\x02x", b"\x01a\x00\x00\x05"] {
+        for bad in [
+            &b"\x00"[..],
+            b"\x02a",
+            b"\x01a\x00",
+            b"\x01a\x00\x02x",
+            b"\x01a\x00\x00\x05",
+        ] {
             assert_eq!(
                 Metadata::decode(Bytes::copy_from_slice(bad)),
                 Err(FrameError::MalformedMetadata),

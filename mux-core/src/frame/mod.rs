@@ -49,7 +49,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 pub use self::data::Data;
 pub use self::go_away::GoAway;
 pub use self::header::{FrameType, Header, HEADER_LEN, MAX_LENGTH_FIELD};
-pub use self::metadata::{Metadata, MetadataBuilder, MetadataError, MetadataIter, MAX_NAME_LEN, MAX_VALUE_LEN};
+pub use self::metadata::{
+    Metadata, MetadataBuilder, MetadataError, MetadataIter, MAX_NAME_LEN, MAX_VALUE_LEN,
+};
 pub use self::open::Open;
 pub use self::ping::Ping;
 pub use self::push::Push;
@@ -112,7 +114,10 @@ struct Fixed {
 }
 
 impl Fixed {
-    const NONE: Self = Self { bytes: [0; 8], len: 0 };
+    const NONE: Self = Self {
+        bytes: [0; 8],
+        len: 0,
+    };
 
     fn u32(value: u32) -> Self {
         let mut bytes = [0; 8];
@@ -150,7 +155,12 @@ fn header_rules(ty: FrameType) -> Option<(&'static str, StreamRule, usize, usize
         FrameType::SETTINGS => ("SETTINGS", StreamRule::Zero, 0, max),
         FrameType::PING => ("PING", StreamRule::Zero, Ping::LEN, Ping::LEN),
         FrameType::GOAWAY => ("GOAWAY", StreamRule::Zero, GoAway::FIXED_LEN, max),
-        FrameType::WINDOW_UPDATE => ("WINDOW_UPDATE", StreamRule::Any, WindowUpdate::LEN, WindowUpdate::LEN),
+        FrameType::WINDOW_UPDATE => (
+            "WINDOW_UPDATE",
+            StreamRule::Any,
+            WindowUpdate::LEN,
+            WindowUpdate::LEN,
+        ),
         FrameType::PUSH => ("PUSH", StreamRule::NonZero, Push::FIXED_LEN, max),
         _ => return None,
     })
@@ -163,13 +173,18 @@ fn check_header(header: &Header) -> Result<(), FrameError> {
     };
     let stream = header.stream.value();
     match stream_rule {
-        StreamRule::Zero if stream != 0 => return Err(FrameError::StreamIdNonZero { frame, stream }),
+        StreamRule::Zero if stream != 0 => {
+            return Err(FrameError::StreamIdNonZero { frame, stream })
+        }
         StreamRule::NonZero if stream == 0 => return Err(FrameError::StreamIdZero { frame }),
         _ => {}
     }
     let len = header.len as usize;
     if len < min || len > max {
-        return Err(FrameError::BadLength { frame, len: header.len });
+        return Err(FrameError::BadLength {
+            frame,
+            len: header.len,
+        });
     }
     if header.ty == FrameType::PUSH && header.stream.initiator() == Some(Side::Client) {
         return Err(FrameError::PushOnOddStream { stream });
@@ -207,7 +222,9 @@ impl Frame {
 
     /// Decodes a frame whose header was checked and whose payload is complete.
     fn decode_payload(header: Header, mut payload: Bytes) -> Result<Self, FrameError> {
-        let Header { ty, flags, stream, .. } = header;
+        let Header {
+            ty, flags, stream, ..
+        } = header;
         let frame = match ty {
             FrameType::DATA => Self::Data(Data::decode(stream, flags, payload)),
             FrameType::OPEN => Self::Open(Open::decode(stream, flags, payload)?),
@@ -249,8 +266,12 @@ impl Frame {
     fn check_values(&self) -> Result<(), FrameError> {
         match self {
             // Spec §5.7: the R bit of the increment is reserved; 0 is invalid.
-            Self::WindowUpdate(update) if update.increment > MAX_WINDOW => Err(FrameError::ReservedBit),
-            Self::WindowUpdate(update) if update.increment == 0 => Err(FrameError::ZeroWindowIncrement),
+            Self::WindowUpdate(update) if update.increment > MAX_WINDOW => {
+                Err(FrameError::ReservedBit)
+            }
+            Self::WindowUpdate(update) if update.increment == 0 => {
+                Err(FrameError::ZeroWindowIncrement)
+            }
             _ => Ok(()),
         }
     }
@@ -269,7 +290,10 @@ impl Frame {
         }
         if let Self::Unknown(unknown) = self {
             if header_rules(FrameType(unknown.ty)).is_some() {
-                return Err(FrameError::BadLength { frame: "UNKNOWN", len: header.len });
+                return Err(FrameError::BadLength {
+                    frame: "UNKNOWN",
+                    len: header.len,
+                });
             }
         }
         self.check_values()
@@ -278,7 +302,13 @@ impl Frame {
     /// The frame type, flags, stream ID, fixed fields and variable payload.
     fn parts(&self) -> (FrameType, u8, StreamId, Fixed, &[u8]) {
         match self {
-            Self::Data(data) => (FrameType::DATA, data.flags(), data.stream, Fixed::NONE, &data.payload),
+            Self::Data(data) => (
+                FrameType::DATA,
+                data.flags(),
+                data.stream,
+                Fixed::NONE,
+                &data.payload,
+            ),
             Self::Open(open) => (
                 FrameType::OPEN,
                 u8::from(open.end_stream) * Open::END_STREAM,
@@ -286,7 +316,13 @@ impl Frame {
                 Fixed::NONE,
                 open.metadata.as_bytes(),
             ),
-            Self::Reset(reset) => (FrameType::RESET, 0, reset.stream, Fixed::u32(reset.code.0), &[]),
+            Self::Reset(reset) => (
+                FrameType::RESET,
+                0,
+                reset.stream,
+                Fixed::u32(reset.code.0),
+                &[],
+            ),
             Self::Settings(settings) => (
                 FrameType::SETTINGS,
                 u8::from(settings.ack) * Settings::ACK,
@@ -311,9 +347,13 @@ impl Frame {
                 Fixed::u32_pair(go_away.last_stream.value(), go_away.code.0),
                 &go_away.debug,
             ),
-            Self::WindowUpdate(update) => {
-                (FrameType::WINDOW_UPDATE, 0, update.stream, Fixed::u32(update.increment), &[])
-            }
+            Self::WindowUpdate(update) => (
+                FrameType::WINDOW_UPDATE,
+                0,
+                update.stream,
+                Fixed::u32(update.increment),
+                &[],
+            ),
             Self::Push(push) => (
                 FrameType::PUSH,
                 u8::from(push.end_stream) * Push::END_STREAM,
@@ -349,7 +389,12 @@ impl Frame {
         let (ty, flags, stream, fixed, body) = self.parts();
         let len = fixed.len + body.len();
         match u32::try_from(len) {
-            Ok(len) if len <= MAX_LENGTH_FIELD => Ok(Header { len, ty, flags, stream }),
+            Ok(len) if len <= MAX_LENGTH_FIELD => Ok(Header {
+                len,
+                ty,
+                flags,
+                stream,
+            }),
             _ => Err(EncodeError::TooLong(len)),
         }
     }

@@ -37,7 +37,11 @@ impl Push {
     /// Length of the fixed part of the payload.
     pub(super) const FIXED_LEN: usize = 4;
 
-    pub(super) fn decode(stream: StreamId, flags: u8, mut payload: Bytes) -> Result<Self, FrameError> {
+    pub(super) fn decode(
+        stream: StreamId,
+        flags: u8,
+        mut payload: Bytes,
+    ) -> Result<Self, FrameError> {
         if payload.len() < Self::FIXED_LEN {
             return Err(FrameError::BadLength {
                 frame: "PUSH",

@@ -52,11 +52,17 @@ impl SettingId {
     /// the code of the connection error a receiver answers with.
     pub fn check(self, value: u32) -> Result<(), ErrorCode> {
         match self {
-            Self::MAX_FRAME_SIZE if !(Self::MIN_MAX_FRAME_SIZE..=super::MAX_LENGTH_FIELD).contains(&value) => {
+            Self::MAX_FRAME_SIZE
+                if !(Self::MIN_MAX_FRAME_SIZE..=super::MAX_LENGTH_FIELD).contains(&value) =>
+            {
                 Err(ErrorCode::PROTOCOL_ERROR)
             }
-            Self::MAX_CONCURRENT_STREAMS if value > super::MAX_WINDOW => Err(ErrorCode::PROTOCOL_ERROR),
-            Self::INITIAL_STREAM_WINDOW if value > super::MAX_WINDOW => Err(ErrorCode::FLOW_CONTROL_ERROR),
+            Self::MAX_CONCURRENT_STREAMS if value > super::MAX_WINDOW => {
+                Err(ErrorCode::PROTOCOL_ERROR)
+            }
+            Self::INITIAL_STREAM_WINDOW if value > super::MAX_WINDOW => {
+                Err(ErrorCode::FLOW_CONTROL_ERROR)
+            }
             _ => Ok(()),
         }
     }
@@ -121,10 +127,17 @@ impl Settings {
                 len: payload.len() as u32,
             });
         }
-        let settings = Self { ack, entries: payload };
+        let settings = Self {
+            ack,
+            entries: payload,
+        };
         for (id, value) in settings.iter() {
             if let Err(code) = id.check(value) {
-                return Err(FrameError::BadSetting { id: id.0, value, code });
+                return Err(FrameError::BadSetting {
+                    id: id.0,
+                    value,
+                    code,
+                });
             }
         }
         Ok(settings)

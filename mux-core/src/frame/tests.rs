@@ -25,16 +25,22 @@ fn hex(text: &str) -> Vec<u8> {
 }
 
 fn field<'a>(value: &'a Value, key: &str) -> &'a Value {
-    value.get(key).unwrap_or_else(|| panic!("vector lacks {key:?}: {value}"))
+    value
+        .get(key)
+        .unwrap_or_else(|| panic!("vector lacks {key:?}: {value}"))
 }
 
 fn num(value: &Value, key: &str) -> u32 {
-    let n = field(value, key).as_u64().unwrap_or_else(|| panic!("{key} is not a number"));
+    let n = field(value, key)
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} is not a number"));
     u32::try_from(n).expect("fits u32")
 }
 
 fn flag(value: &Value, key: &str) -> bool {
-    field(value, key).as_bool().unwrap_or_else(|| panic!("{key} is not a bool"))
+    field(value, key)
+        .as_bool()
+        .unwrap_or_else(|| panic!("{key} is not a bool"))
 }
 
 fn bytes(value: &Value, key: &str) -> Bytes {
@@ -51,7 +57,9 @@ fn metadata(value: &Value) -> Metadata {
     for entry in entries {
         let name = entry[0].as_str().expect("name");
         let value = hex(entry[1].as_str().expect("value hex"));
-        builder.push(name.as_bytes(), &value).expect("encodable entry");
+        builder
+            .push(name.as_bytes(), &value)
+            .expect("encodable entry");
     }
     builder.finish()
 }
@@ -141,7 +149,11 @@ fn valid_vectors_decode_and_encode_byte_exact() {
         let name = &vector["name"];
         let wire = hex(vector["hex"].as_str().expect("hex"));
         let expected = frame_of(&vector["frame"]);
-        assert_eq!(decode_all(&wire, max_frame_size()), Ok(Some(expected.clone())), "decode {name}");
+        assert_eq!(
+            decode_all(&wire, max_frame_size()),
+            Ok(Some(expected.clone())),
+            "decode {name}"
+        );
         let mut out = BytesMut::new();
         expected.encode(&mut out).expect("encodable");
         assert_eq!(&out[..], &wire[..], "encode {name}");
@@ -152,10 +164,18 @@ fn valid_vectors_decode_and_encode_byte_exact() {
 #[test]
 fn noncanonical_vectors_decode_to_their_frame() {
     let vectors = vectors();
-    for vector in vectors["noncanonical"].as_array().expect("noncanonical list") {
+    for vector in vectors["noncanonical"]
+        .as_array()
+        .expect("noncanonical list")
+    {
         let wire = hex(vector["hex"].as_str().expect("hex"));
         let expected = frame_of(&vector["frame"]);
-        assert_eq!(decode_all(&wire, max_frame_size()), Ok(Some(expected)), "{}", vector["name"]);
+        assert_eq!(
+            decode_all(&wire, max_frame_size()),
+            Ok(Some(expected)),
+            "{}",
+            vector["name"]
+        );
     }
 }
 
@@ -167,7 +187,8 @@ fn invalid_vectors_fail_with_their_code() {
     for vector in list {
         let name = &vector["name"];
         let wire = hex(vector["hex"].as_str().expect("hex"));
-        let code = ErrorCode::from_name(vector["error"].as_str().expect("error name")).expect("known code");
+        let code = ErrorCode::from_name(vector["error"].as_str().expect("error name"))
+            .expect("known code");
         match decode_all(&wire, max_frame_size()) {
             Err(err) => assert_eq!(err.code(), code, "{name}: {err}"),
             Ok(frame) => panic!("{name}: decoded {frame:?}, expected {code}"),
@@ -188,16 +209,32 @@ fn error_code_table_matches_vectors() {
 #[test]
 fn preface_vectors() {
     let vectors = vectors();
-    for vector in vectors["preface"]["valid"].as_array().expect("valid prefaces") {
+    for vector in vectors["preface"]["valid"]
+        .as_array()
+        .expect("valid prefaces")
+    {
         let mut buf = BytesMut::from(&hex(vector["hex"].as_str().expect("hex"))[..]);
         let version = vector["version"].as_u64().expect("version") as u16;
-        assert_eq!(Preface::decode(&mut buf), Ok(Some(Preface { version })), "{}", vector["name"]);
+        assert_eq!(
+            Preface::decode(&mut buf),
+            Ok(Some(Preface { version })),
+            "{}",
+            vector["name"]
+        );
     }
-    for vector in vectors["preface"]["invalid"].as_array().expect("invalid prefaces") {
+    for vector in vectors["preface"]["invalid"]
+        .as_array()
+        .expect("invalid prefaces")
+    {
         let mut buf = BytesMut::from(&hex(vector["hex"].as_str().expect("hex"))[..]);
         let code = ErrorCode::from_name(vector["error"].as_str().expect("error")).expect("code");
         let err = Preface::decode(&mut buf).expect_err("invalid preface");
-        assert_eq!((err, err.code()), (PrefaceError::BadMagic, code), "{}", vector["name"]);
+        assert_eq!(
+            (err, err.code()),
+            (PrefaceError::BadMagic, code),
+            "{}",
+            vector["name"]
+        );
     }
 }
 
@@ -210,7 +247,12 @@ fn every_strict_prefix_of_a_frame_is_incomplete_and_consumes_nothing() {
         let step = (wire.len() / 64).max(1);
         for cut in (0..wire.len()).step_by(step) {
             let mut buf = BytesMut::from(&wire[..cut]);
-            assert_eq!(Frame::decode(&mut buf, max_frame_size()), Ok(None), "{} cut at {cut}", vector["name"]);
+            assert_eq!(
+                Frame::decode(&mut buf, max_frame_size()),
+                Ok(None),
+                "{} cut at {cut}",
+                vector["name"]
+            );
             assert_eq!(buf.len(), cut);
         }
     }
@@ -228,7 +270,11 @@ fn oversized_frame_is_refused_before_reserving() {
     header.encode(&mut buf);
     let err = Frame::decode(&mut buf, 16_384).expect_err("too large");
     assert_eq!(err.code(), ErrorCode::FRAME_SIZE_ERROR);
-    assert!(buf.capacity() < 1024, "reserved {} bytes for a refused frame", buf.capacity());
+    assert!(
+        buf.capacity() < 1024,
+        "reserved {} bytes for a refused frame",
+        buf.capacity()
+    );
 }
 
 #[test]
@@ -248,7 +294,11 @@ fn decoded_payload_shares_the_read_buffer() {
     let Some(Frame::Data(data)) = Frame::decode(&mut buf, 16_384).expect("decode") else {
         panic!("not a DATA frame");
     };
-    assert_eq!(data.payload.as_ptr() as usize, start + HEADER_LEN, "payload was copied");
+    assert_eq!(
+        data.payload.as_ptr() as usize,
+        start + HEADER_LEN,
+        "payload was copied"
+    );
 }
 
 #[test]
@@ -256,7 +306,10 @@ fn encode_split_chains_large_payloads_and_copies_small_ones() {
     let id = StreamId::new(1).expect("id");
     let large = Frame::Data(Data::new(id, Bytes::from(vec![1; CHAIN_THRESHOLD])));
     let mut head = BytesMut::new();
-    let body = large.encode_split(&mut head).expect("encode").expect("chained");
+    let body = large
+        .encode_split(&mut head)
+        .expect("encode")
+        .expect("chained");
     assert_eq!(head.len(), HEADER_LEN);
     let mut whole = BytesMut::new();
     large.encode(&mut whole).expect("encode");
@@ -270,13 +323,22 @@ fn encode_split_chains_large_payloads_and_copies_small_ones() {
 
 #[test]
 fn payload_too_long_for_the_length_field_is_an_encode_error() {
-    let frame = Frame::Data(Data::new(StreamId::new(1).expect("id"), Bytes::from(vec![0; 1 << 24])));
-    assert_eq!(frame.encode(&mut BytesMut::new()), Err(EncodeError::TooLong(1 << 24)));
+    let frame = Frame::Data(Data::new(
+        StreamId::new(1).expect("id"),
+        Bytes::from(vec![0; 1 << 24]),
+    ));
+    assert_eq!(
+        frame.encode(&mut BytesMut::new()),
+        Err(EncodeError::TooLong(1 << 24))
+    );
 }
 
 fn arb_metadata() -> impl Strategy<Value = Metadata> {
     prop::collection::vec(
-        (prop::collection::vec(any::<u8>(), 1..20), prop::collection::vec(any::<u8>(), 0..40)),
+        (
+            prop::collection::vec(any::<u8>(), 1..20),
+            prop::collection::vec(any::<u8>(), 0..40),
+        ),
         0..6,
     )
     .prop_map(|entries| {
@@ -295,35 +357,68 @@ fn arb_stream() -> impl Strategy<Value = StreamId> {
 fn arb_frame() -> impl Strategy<Value = Frame> {
     let bytes = || prop::collection::vec(any::<u8>(), 0..300).prop_map(Bytes::from);
     prop_oneof![
-        (arb_stream(), any::<bool>(), any::<bool>(), bytes()).prop_map(|(stream, end_message, end_stream, payload)| {
-            Frame::Data(Data { stream, end_message, end_stream, payload })
+        (arb_stream(), any::<bool>(), any::<bool>(), bytes()).prop_map(
+            |(stream, end_message, end_stream, payload)| {
+                Frame::Data(Data {
+                    stream,
+                    end_message,
+                    end_stream,
+                    payload,
+                })
+            }
+        ),
+        (arb_stream(), any::<bool>(), arb_metadata()).prop_map(|(stream, end_stream, metadata)| {
+            Frame::Open(Open {
+                stream,
+                end_stream,
+                metadata,
+            })
         }),
-        (arb_stream(), any::<bool>(), arb_metadata())
-            .prop_map(|(stream, end_stream, metadata)| Frame::Open(Open { stream, end_stream, metadata })),
-        (arb_stream(), any::<u32>()).prop_map(|(stream, code)| Frame::Reset(Reset { stream, code: ErrorCode(code) })),
-        prop::collection::vec((0u16..=6, any::<u32>()), 0..6)
-            .prop_map(|entries| {
-                // Keep the values each setting's range allows (spec §5.4.1).
-                let entries: Vec<_> = entries
-                    .into_iter()
-                    .map(|(id, v)| (SettingId(id), v))
-                    .filter(|(id, v)| id.check(*v).is_ok())
-                    .collect();
-                Frame::Settings(Settings::new(&entries))
-            }),
+        (arb_stream(), any::<u32>()).prop_map(|(stream, code)| Frame::Reset(Reset {
+            stream,
+            code: ErrorCode(code)
+        })),
+        prop::collection::vec((0u16..=6, any::<u32>()), 0..6).prop_map(|entries| {
+            // Keep the values each setting's range allows (spec §5.4.1).
+            let entries: Vec<_> = entries
+                .into_iter()
+                .map(|(id, v)| (SettingId(id), v))
+                .filter(|(id, v)| id.check(*v).is_ok())
+                .collect();
+            Frame::Settings(Settings::new(&entries))
+        }),
         Just(Frame::Settings(Settings::ack())),
-        (any::<bool>(), any::<[u8; 8]>()).prop_map(|(ack, payload)| Frame::Ping(Ping { ack, payload })),
+        (any::<bool>(), any::<[u8; 8]>())
+            .prop_map(|(ack, payload)| Frame::Ping(Ping { ack, payload })),
         (arb_stream(), any::<u32>(), bytes()).prop_map(|(last_stream, code, debug)| {
-            Frame::GoAway(GoAway { last_stream, code: ErrorCode(code), debug })
+            Frame::GoAway(GoAway {
+                last_stream,
+                code: ErrorCode(code),
+                debug,
+            })
         }),
-        (arb_stream(), 1..=MAX_WINDOW)
-            .prop_map(|(stream, increment)| Frame::WindowUpdate(WindowUpdate { stream, increment })),
+        (arb_stream(), 1..=MAX_WINDOW).prop_map(|(stream, increment)| Frame::WindowUpdate(
+            WindowUpdate { stream, increment }
+        )),
         (arb_stream(), any::<bool>(), arb_metadata()).prop_map(|(id, end_stream, metadata)| {
-            let promised = StreamId::new(id.value() & !1).filter(|id| id.value() != 0).unwrap_or(StreamId::new(2).expect("2"));
-            Frame::Push(Push { promised, associated: id, end_stream, metadata })
+            let promised = StreamId::new(id.value() & !1)
+                .filter(|id| id.value() != 0)
+                .unwrap_or(StreamId::new(2).expect("2"));
+            Frame::Push(Push {
+                promised,
+                associated: id,
+                end_stream,
+                metadata,
+            })
         }),
-        (8u8..=255, any::<u8>(), arb_stream(), bytes())
-            .prop_map(|(ty, flags, stream, payload)| Frame::Unknown(Unknown { ty, flags, stream, payload })),
+        (8u8..=255, any::<u8>(), arb_stream(), bytes()).prop_map(|(ty, flags, stream, payload)| {
+            Frame::Unknown(Unknown {
+                ty,
+                flags,
+                stream,
+                payload,
+            })
+        }),
     ]
 }
 
