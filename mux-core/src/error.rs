@@ -199,3 +199,178 @@ pub enum EncodeError {
     #[error("frame payload of {0} bytes does not fit the 24-bit length field")]
     TooLong(usize),
 }
+
+/// Which endpoint ended a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Initiator {
+    /// This endpoint: it detected an error (often the peer's) or chose to close.
+    Local,
+    /// The peer: it sent GOAWAY with an error, or closed the transport.
+    Remote,
+}
+
+/// A flood budget the peer exhausted (spec §13.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flood {
+    /// Streams opened then reset by the peer (rapid reset).
+    PeerResets,
+    /// Streams we had to refuse.
+    RefusedStreams,
+    /// PING frames.
+    Pings,
+    /// SETTINGS frames.
+    Settings,
+    /// Frames that carry nothing.
+    EmptyFrames,
+    /// Stream errors the peer caused.
+    StreamErrors,
+}
+
+/// A timer that expired (spec §11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timeout {
+    /// The peer's preface and first SETTINGS did not arrive in time (spec §11.4.1).
+    Handshake,
+    /// Our SETTINGS were not acknowledged in time (spec §5.4.2.4).
+    SettingsAck,
+    /// A keepalive PING was not answered in time (spec §11.2.3).
+    Keepalive,
+    /// A graceful shutdown did not finish in time (spec §11.3.3).
+    Drain,
+}
+
+/// Why a connection ended (spec §8.3).
+///
+/// Carries no `io::Error`: the core does no I/O. The runtime crates convert
+/// it into `io::Error` where their APIs need one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// The peer's preface was wrong (spec §3).
+    #[error(transparent)]
+    Preface(#[from] PrefaceError),
+    /// The peer sent bytes that are not a valid frame (spec §4.3).
+    #[error("malformed frame from the peer: {0}")]
+    Frame(#[from] FrameError),
+    /// The peer broke a rule of the protocol (semantics, not syntax).
+    #[error("the peer broke spec §{section}: {reason}")]
+    Protocol {
+        /// The code sent in GOAWAY.
+        code: ErrorCode,
+        /// The section of the spec that states the rule.
+        section: &'static str,
+        /// What happened.
+        reason: &'static str,
+    },
+    /// The peer exhausted a flood budget (spec §13.2).
+    #[error("the peer exceeded its budget of {0:?}")]
+    Flood(Flood),
+    /// The peer ended the connection with an error (GOAWAY, spec §11.3.2).
+    #[error("the peer closed the connection with {code}")]
+    Remote {
+        /// The code of the peer's GOAWAY.
+        code: ErrorCode,
+    },
+    /// This endpoint closed the connection with an error code.
+    #[error("closed locally with {code}")]
+    Local {
+        /// The code of our GOAWAY.
+        code: ErrorCode,
+    },
+    /// A timer expired.
+    #[error("timed out: {0:?}")]
+    Timeout(Timeout),
+    /// The transport closed before the connection ended cleanly.
+    #[error("the transport closed with streams still active")]
+    TransportClosed,
+}
+
+impl ConnectionError {
+    /// The code a GOAWAY carries (or carried) for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Preface(err) => err.code(),
+            Self::Frame(err) => err.code(),
+            Self::Protocol { code, .. } | Self::Remote { code } | Self::Local { code } => *code,
+            Self::Flood(_) => ErrorCode::ENHANCE_YOUR_CALM,
+            Self::Timeout(Timeout::SettingsAck) => ErrorCode::SETTINGS_TIMEOUT,
+            Self::Timeout(Timeout::Drain) => ErrorCode::CANCEL,
+            Self::Timeout(_) | Self::TransportClosed => ErrorCode::NO_ERROR,
+        }
+    }
+
+    /// Who ended the connection.
+    pub fn initiator(&self) -> Initiator {
+        match self {
+            Self::Remote { .. } | Self::TransportClosed => Initiator::Remote,
+            _ => Initiator::Local,
+        }
+    }
+
+    pub(crate) fn protocol(section: &'static str, reason: &'static str) -> Self {
+        Self::Protocol {
+            code: ErrorCode::PROTOCOL_ERROR,
+            section,
+            reason,
+        }
+    }
+}
+
+/// Why a stream could not be opened.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// Clients open streams with OPEN, servers with PUSH (spec §5.2.3, §5.8.3).
+    #[error("this side cannot open streams of that kind")]
+    WrongSide,
+    /// GOAWAY was sent or received: no new streams (spec §11.3).
+    #[error("the connection is going away")]
+    GoingAway,
+    /// The peer's MAX_CONCURRENT_STREAMS is reached; retry when a stream ends (spec §6.4).
+    #[error("the peer's limit of {0} concurrent streams is reached")]
+    ConcurrencyLimit(u32),
+    /// The metadata exceeds the peer's MAX_METADATA_SIZE (spec §5.2.2).
+    #[error("metadata of {len} bytes exceeds the peer's limit of {max}")]
+    MetadataTooLarge {
+        /// Encoded metadata length.
+        len: usize,
+        /// The peer's limit.
+        max: usize,
+    },
+    /// All stream IDs of this side are used (spec §6.1.4).
+    #[error("stream IDs are exhausted; open a new connection")]
+    IdsExhausted,
+    /// A tied push names a stream that is not an open client stream (spec §10.3).
+    #[error("the associated stream is not an open client stream")]
+    BadAssociatedStream,
+    /// The connection has ended.
+    #[error("the connection is closed")]
+    Closed,
+}
+
+/// Why data could not be written on a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// The stream does not exist (never opened, reset, or finished).
+    #[error("no such stream")]
+    UnknownStream,
+    /// This endpoint already ended its direction, or never sends on the stream.
+    #[error("the stream is not writable")]
+    NotWritable,
+    /// The connection has ended.
+    #[error("the connection is closed")]
+    Closed,
+}
+
+/// Why a stream could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The stream does not exist (never opened, reset, or fully read).
+    #[error("no such stream")]
+    UnknownStream,
+    /// This endpoint never receives on the stream (a push it sent).
+    #[error("the stream is not readable")]
+    NotReadable,
+}

@@ -36,10 +36,18 @@
 #![cfg_attr(not(fuzzing), warn(missing_docs))]
 #![cfg_attr(test, deny(warnings))]
 
+pub mod connection;
 pub mod error;
 pub mod frame;
 pub mod preface;
 mod stream_id;
 
-pub use error::{EncodeError, ErrorCode, FrameError, PrefaceError};
+pub use connection::{Chunk, Config, Connection, Event, StreamState};
+pub use error::{
+    ConnectionError, EncodeError, ErrorCode, FrameError, Initiator, OpenError, PrefaceError,
+    ReadError, WriteError,
+};
 pub use stream_id::{Side, StreamId};
+
+#[cfg(test)]
+mod tests;

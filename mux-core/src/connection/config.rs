@@ -1,0 +1,77 @@
+//! Connection configuration: the limits this endpoint advertises and enforces
+//! (spec §5.4.1, §13), with defaults and the reason for each.
+
+use std::time::Duration;
+
+use super::flood::FloodLimits;
+
+/// Configuration of one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// MAX_FRAME_SIZE we advertise. 64 KiB: bulk senders of other
+    /// implementations may use large frames, while the memory it commits per
+    /// frame stays small; our own sender uses 16 KiB quanta when streams compete.
+    pub max_frame_size: u32,
+    /// MAX_CONCURRENT_STREAMS we advertise: streams the peer may have active.
+    /// On a client this bounds pushes, and 0 disables them (spec §10.2).
+    /// 100 is HTTP/2's recommended minimum, and the spec's default.
+    pub max_concurrent_streams: u32,
+    /// INITIAL_STREAM_WINDOW we advertise. 256 KiB: a 64-byte request never
+    /// waits for credit, and a bulk stream starts at 4 times HTTP/2's default
+    /// before auto-tuning (spec §9.6) takes over.
+    pub initial_stream_window: u32,
+    /// Ceiling of a stream window under auto-tuning. 16 MiB covers 1 Gbit/s at
+    /// 130 ms RTT, and is the window h2 needs to approach raw TCP (ANCHORS.md).
+    pub max_stream_window: u32,
+    /// Connection receive window we grant at start (spec §9.2.1). 1 MiB:
+    /// four streams at their initial window.
+    pub initial_connection_window: u32,
+    /// Ceiling of the connection window under auto-tuning. 64 MiB: a few
+    /// streams at their ceiling at once.
+    pub max_connection_window: u32,
+    /// MAX_METADATA_SIZE we advertise. 16 KiB, the spec's default: route
+    /// names and a few headers, with room to spare.
+    pub max_metadata_size: u32,
+    /// Data the application may queue on one stream before writes are refused
+    /// (spec §13.2.3). 1 MiB keeps a fast stream busy between wake-ups.
+    pub stream_send_buffer: usize,
+    /// Data the application may queue on the whole connection. 8 MiB.
+    pub connection_send_buffer: usize,
+    /// How long our SETTINGS may stay unacknowledged (spec §5.4.2.4). 10 s, as recommended.
+    pub settings_timeout: Duration,
+    /// How long the peer may take to send its preface and SETTINGS (spec §11.4.1). 10 s.
+    pub handshake_timeout: Duration,
+    /// Send a PING after this long without receiving anything (spec §11.2.3). `None` disables.
+    pub keepalive_interval: Option<Duration>,
+    /// How long a keepalive PING may stay unanswered. 20 s.
+    pub keepalive_timeout: Duration,
+    /// Close gracefully after this long with no active stream (spec §11.2.4). `None` disables.
+    pub idle_timeout: Option<Duration>,
+    /// How long a graceful shutdown may take before it turns into an abort (spec §11.3.3). 30 s.
+    pub drain_timeout: Duration,
+    /// Flood budgets (spec §13.2).
+    pub floods: FloodLimits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_frame_size: 64 * 1024,
+            max_concurrent_streams: 100,
+            initial_stream_window: 256 * 1024,
+            max_stream_window: 16 * 1024 * 1024,
+            initial_connection_window: 1024 * 1024,
+            max_connection_window: 64 * 1024 * 1024,
+            max_metadata_size: 16 * 1024,
+            stream_send_buffer: 1024 * 1024,
+            connection_send_buffer: 8 * 1024 * 1024,
+            settings_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            keepalive_interval: None,
+            keepalive_timeout: Duration::from_secs(20),
+            idle_timeout: None,
+            drain_timeout: Duration::from_secs(30),
+            floods: FloodLimits::default(),
+        }
+    }
+}

@@ -1,0 +1,936 @@
+//! The sans-IO connection state machine: one endpoint of a mux connection.
+//!
+//! Read spec §6 (streams), §9 (flow control) and §11 (connection management)
+//! first: this module implements them, and cites them where each rule is
+//! enforced.
+//!
+//! # Driving a connection
+//!
+//! A [`Connection`] does no I/O and reads no clock. Its methods fall in four
+//! groups (after quinn-proto):
+//!
+//! - **(A) getters**: [`Connection::side`], [`Connection::stats`],
+//!   [`Connection::rtt`], [`Connection::stream_state`], [`Connection::is_closed`]...
+//! - **(B) input**: [`Connection::handle_read`] with bytes from the transport,
+//!   [`Connection::handle_timeout`] when the deadline from `poll_timeout`
+//!   passes, [`Connection::handle_eof`] when the transport closes.
+//! - **(C) application commands**: [`Connection::open`], [`Connection::push`],
+//!   [`Connection::send`], [`Connection::finish`], [`Connection::read`],
+//!   [`Connection::reset`], [`Connection::ping`], [`Connection::close`].
+//! - **(D) output**: [`Connection::poll_transmit`] (bytes to write),
+//!   [`Connection::poll_event`] (what happened), [`Connection::poll_timeout`]
+//!   (when to call `handle_timeout`).
+//!
+//! **The single-mutation rule**: after every call of group B or C, drain group
+//! D in this order: `poll_transmit` until it returns `false` (or the transport
+//! is full), `poll_event` until `None`, then `poll_timeout`. Output that is not
+//! drained is not lost, but the deadline may have moved and credit may wait.
+//!
+//! # Memory
+//!
+//! Everything the peer can make this machine hold is bounded (spec §13.1):
+//! received data by the windows we grant; streams by MAX_CONCURRENT_STREAMS;
+//! queued answers (PING and SETTINGS ACKs, RESETs) by the flood budgets; data
+//! the application queues by [`Config::stream_send_buffer`] and
+//! [`Config::connection_send_buffer`]. When control output backs up because the
+//! transport is not being written, [`Connection::wants_read`] turns false: the
+//! runtime stops reading until it has written.
+
+mod config;
+mod event;
+mod flood;
+mod flow_control;
+mod recv;
+mod send;
+mod stream;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+pub use self::config::Config;
+pub use self::event::Event;
+use self::flood::TokenBucket;
+pub use self::flood::{Budget, FloodLimits};
+use self::flow_control::{RecvWindow, SendWindow};
+pub use self::stream::{Chunk, StreamState};
+use self::stream::{RecvHalf, RecvState, SendHalf, SendState, Stream};
+use crate::error::{ConnectionError, ErrorCode, Flood, OpenError, ReadError, Timeout, WriteError};
+use crate::frame::{Frame, GoAway, Metadata, Open, Ping, Push, Reset, SettingId, Settings};
+use crate::stream_id::{Side, StreamId};
+
+/// The connection window both directions start with (spec §9.2.1).
+pub const INITIAL_CONNECTION_WINDOW: u32 = 65_536;
+
+/// Control frames queued beyond this make [`Connection::wants_read`] false:
+/// the peer is sending faster than its answers are written. 1,024 frames of at
+/// most a few dozen bytes each.
+const MAX_QUEUED_CONTROL: usize = 1024;
+
+/// PINGs of ours that may await their ACK at once; more `ping` calls are refused.
+const MAX_OUTSTANDING_PINGS: usize = 16;
+
+/// Counters of what the peer did, one per protection (spec §13), readable
+/// with [`Connection::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Frames received.
+    pub frames_received: u64,
+    /// DATA payload bytes received.
+    pub data_bytes_received: u64,
+    /// DATA payload bytes sent.
+    pub data_bytes_sent: u64,
+    /// Streams the peer opened.
+    pub streams_opened_by_peer: u64,
+    /// Streams the peer opened then reset before we finished them (rapid reset).
+    pub peer_resets: u64,
+    /// Streams refused: over MAX_CONCURRENT_STREAMS, or opened after our GOAWAY.
+    pub refused_streams: u64,
+    /// Streams refused because their metadata exceeded MAX_METADATA_SIZE.
+    pub metadata_too_large: u64,
+    /// PING frames received (without ACK).
+    pub pings_received: u64,
+    /// SETTINGS frames received (without ACK).
+    pub settings_received: u64,
+    /// Empty frames received (DATA without payload or flags, empty unknown frames).
+    pub empty_frames: u64,
+    /// Frames received on closed streams, discarded.
+    pub frames_on_closed_streams: u64,
+    /// Flow-control violations by the peer (stream or connection level).
+    pub flow_control_errors: u64,
+    /// WINDOW_UPDATEs that would have overflowed a window.
+    pub window_overflows: u64,
+    /// Writes refused (partly or wholly) because send buffers were full.
+    pub writes_blocked: u64,
+    /// Flood budgets exhausted (the connection was closed with ENHANCE_YOUR_CALM).
+    pub floods: u64,
+}
+
+/// Where the handshake stands (spec §3, §3.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the peer's preface.
+    Preface,
+    /// Preface received; the peer's first frame must be SETTINGS.
+    Settings,
+    /// Handshake done.
+    Open,
+    /// Ended; only queued output (a GOAWAY) remains to be written.
+    Closed,
+}
+
+/// The peer's settings, as they apply to what we send (spec §5.4.1).
+#[derive(Debug, Clone, Copy)]
+struct PeerSettings {
+    max_frame_size: u32,
+    max_concurrent_streams: u32,
+    initial_stream_window: u32,
+    max_metadata_size: u32,
+}
+
+impl PeerSettings {
+    fn defaults() -> Self {
+        let default = |id: SettingId| id.default_value().unwrap_or(0);
+        Self {
+            max_frame_size: default(SettingId::MAX_FRAME_SIZE),
+            max_concurrent_streams: default(SettingId::MAX_CONCURRENT_STREAMS),
+            initial_stream_window: default(SettingId::INITIAL_STREAM_WINDOW),
+            max_metadata_size: default(SettingId::MAX_METADATA_SIZE),
+        }
+    }
+}
+
+/// One flood budget per kind (spec §13.2).
+#[derive(Debug, Clone, Copy)]
+struct FloodBuckets {
+    peer_resets: TokenBucket,
+    refused_streams: TokenBucket,
+    pings: TokenBucket,
+    settings: TokenBucket,
+    empty_frames: TokenBucket,
+    stream_errors: TokenBucket,
+}
+
+impl FloodBuckets {
+    fn new(limits: &FloodLimits, now: Instant) -> Self {
+        Self {
+            peer_resets: TokenBucket::new(limits.peer_resets, now),
+            refused_streams: TokenBucket::new(limits.refused_streams, now),
+            pings: TokenBucket::new(limits.pings, now),
+            settings: TokenBucket::new(limits.settings, now),
+            empty_frames: TokenBucket::new(limits.empty_frames, now),
+            stream_errors: TokenBucket::new(limits.stream_errors, now),
+        }
+    }
+
+    fn bucket(&mut self, kind: Flood) -> &mut TokenBucket {
+        match kind {
+            Flood::PeerResets => &mut self.peer_resets,
+            Flood::RefusedStreams => &mut self.refused_streams,
+            Flood::Pings => &mut self.pings,
+            Flood::Settings => &mut self.settings,
+            Flood::EmptyFrames => &mut self.empty_frames,
+            Flood::StreamErrors => &mut self.stream_errors,
+        }
+    }
+}
+
+/// One endpoint of a mux connection, without I/O. See the module docs for the
+/// driving contract.
+#[derive(Debug)]
+pub struct Connection {
+    side: Side,
+    config: Config,
+    phase: Phase,
+    /// The most recent time passed in; used where a command needs a clock.
+    now: Instant,
+
+    /// The ID our next stream gets, or `None` when IDs ran out (spec §6.1.4).
+    next_local_id: Option<StreamId>,
+    /// The highest stream ID the peer opened; higher IDs of its parity are idle.
+    last_peer_id: u32,
+    streams: HashMap<StreamId, Stream>,
+    /// Active streams we opened, and the peer opened (spec §6.4).
+    local_active: u32,
+    peer_active: u32,
+
+    peer: PeerSettings,
+    /// Our SETTINGS frames not yet acknowledged, with when they were sent.
+    settings_in_flight: VecDeque<Instant>,
+    /// The peer has acknowledged our first SETTINGS: our values bind it.
+    settings_acked: bool,
+    peer_settings_received: bool,
+
+    conn_send: SendWindow,
+    conn_recv: RecvWindow,
+    /// Bytes the application queued and we have not sent yet, all streams.
+    conn_queued: usize,
+    /// Consumed bytes whose credit `poll_transmit` still has to process.
+    conn_consumed: u32,
+    /// Streams with consumed bytes to credit.
+    credit_queue: VecDeque<StreamId>,
+
+    /// Our preface is queued or sent: the peer can read a GOAWAY from us.
+    preface_queued: bool,
+    preface_pending: bool,
+    control: VecDeque<Frame>,
+    /// Streams with DATA ready to send, in round-robin order (spec §12.2).
+    ready: VecDeque<StreamId>,
+    /// Streams whose writes were refused, waiting for room (`Event::Writable`).
+    blocked_writers: Vec<StreamId>,
+    events: VecDeque<Event>,
+
+    /// Last Stream ID of the GOAWAY we sent, and of the one we received.
+    goaway_sent: Option<StreamId>,
+    goaway_received: Option<StreamId>,
+    drain_deadline: Option<Instant>,
+
+    rtt: Option<Duration>,
+    handshake_deadline: Option<Instant>,
+    /// Our PINGs awaiting ACK: payload counter, send time, and whether it is the keepalive probe.
+    pings: VecDeque<(u64, Instant, bool)>,
+    ping_counter: u64,
+    last_received: Instant,
+    idle_since: Option<Instant>,
+
+    floods: FloodBuckets,
+    stats: Stats,
+}
+
+impl Connection {
+    /// A connection for `side`, created at `now`.
+    ///
+    /// A client queues its preface and SETTINGS at once; a server waits for
+    /// the client's preface (spec §3.3).
+    pub fn new(side: Side, config: Config, now: Instant) -> Self {
+        let conn_recv = RecvWindow::new(
+            INITIAL_CONNECTION_WINDOW,
+            config.initial_connection_window,
+            config.max_connection_window,
+            now,
+        );
+        let mut conn = Self {
+            side,
+            phase: Phase::Preface,
+            now,
+            next_local_id: StreamId::new(match side {
+                Side::Client => 1,
+                Side::Server => 2,
+            }),
+            last_peer_id: 0,
+            streams: HashMap::new(),
+            local_active: 0,
+            peer_active: 0,
+            peer: PeerSettings::defaults(),
+            settings_in_flight: VecDeque::new(),
+            settings_acked: false,
+            peer_settings_received: false,
+            conn_send: SendWindow::new(INITIAL_CONNECTION_WINDOW),
+            conn_recv,
+            conn_queued: 0,
+            conn_consumed: 0,
+            credit_queue: VecDeque::new(),
+            preface_queued: false,
+            preface_pending: false,
+            control: VecDeque::new(),
+            ready: VecDeque::new(),
+            blocked_writers: Vec::new(),
+            events: VecDeque::new(),
+            goaway_sent: None,
+            goaway_received: None,
+            drain_deadline: None,
+            rtt: None,
+            handshake_deadline: Some(now + config.handshake_timeout),
+            pings: VecDeque::new(),
+            ping_counter: 0,
+            last_received: now,
+            idle_since: Some(now),
+            floods: FloodBuckets::new(&config.floods, now),
+            stats: Stats::default(),
+            config,
+        };
+        if side == Side::Client {
+            conn.queue_handshake(now);
+        }
+        conn
+    }
+
+    /// Queues our preface, SETTINGS, the connection window grant and an RTT
+    /// PING (spec §3.2, §3.6, §9.2.1, §11.2.2).
+    fn queue_handshake(&mut self, now: Instant) {
+        self.preface_queued = true;
+        self.preface_pending = true;
+        let config = &self.config;
+        self.control.push_back(Frame::Settings(Settings::new(&[
+            (SettingId::MAX_FRAME_SIZE, config.max_frame_size),
+            (
+                SettingId::MAX_CONCURRENT_STREAMS,
+                config.max_concurrent_streams,
+            ),
+            (
+                SettingId::INITIAL_STREAM_WINDOW,
+                config.initial_stream_window,
+            ),
+            (SettingId::MAX_METADATA_SIZE, config.max_metadata_size),
+        ])));
+        self.settings_in_flight.push_back(now);
+        if let Some(increment) = self.conn_recv.take_initial_update() {
+            self.queue_window_update(StreamId::CONNECTION, increment);
+        }
+        self.send_ping(now, false);
+    }
+
+    // ---- (A) getters ----
+
+    /// Which side this endpoint is.
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// The counters of what the peer did.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The smoothed round-trip time, once a PING or SETTINGS was acknowledged.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.rtt
+    }
+
+    /// A stream's state, or `None` if it is not in memory (idle, or closed and read).
+    pub fn stream_state(&self, id: StreamId) -> Option<StreamState> {
+        self.streams.get(&id).map(Stream::state)
+    }
+
+    /// Streams in memory.
+    pub fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Active streams opened by this endpoint and by the peer (spec §6.4).
+    pub fn active_streams(&self) -> (u32, u32) {
+        (self.local_active, self.peer_active)
+    }
+
+    /// Bytes `send` would accept on `id` now.
+    pub fn send_capacity(&self, id: StreamId) -> usize {
+        match self.streams.get(&id) {
+            Some(stream) if stream.send.state == SendState::Open => self.capacity_of(stream),
+            _ => 0,
+        }
+    }
+
+    /// Bytes queued for sending on all streams.
+    pub fn queued_send_bytes(&self) -> usize {
+        self.conn_queued
+    }
+
+    /// Data received and not yet read by the application, on all streams.
+    pub fn buffered_recv_bytes(&self) -> usize {
+        self.streams.values().map(|s| s.recv.held).sum()
+    }
+
+    /// Our connection send window and the receive window we granted.
+    pub fn connection_windows(&self) -> (u32, u32) {
+        (self.conn_send.available(), self.conn_recv.granted())
+    }
+
+    /// A stream's send window, and the receive window target auto-tuning reached.
+    pub fn stream_windows(&self, id: StreamId) -> Option<(u32, u32)> {
+        self.streams
+            .get(&id)
+            .map(|s| (s.send.window.available(), s.recv.window.target()))
+    }
+
+    /// The peer's MAX_CONCURRENT_STREAMS: how many streams we may have active.
+    pub fn peer_max_concurrent_streams(&self) -> u32 {
+        self.peer.max_concurrent_streams
+    }
+
+    /// Whether the handshake is complete and the connection not ended.
+    pub fn is_established(&self) -> bool {
+        self.phase == Phase::Open
+    }
+
+    /// The connection has ended. Once `poll_transmit` returns `false`, the
+    /// runtime closes the transport.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// Whether the runtime should read from the transport: `false` while our
+    /// answers to the peer pile up unwritten (backpressure on a peer that does
+    /// not read, spec §13.1).
+    pub fn wants_read(&self) -> bool {
+        self.phase != Phase::Closed && self.control.len() < MAX_QUEUED_CONTROL
+    }
+
+    // ---- (C) application commands ----
+
+    /// Opens a stream (client) with `metadata`; `end_stream` if no data follows.
+    pub fn open(&mut self, metadata: Metadata, end_stream: bool) -> Result<StreamId, OpenError> {
+        if self.side != Side::Client {
+            return Err(OpenError::WrongSide);
+        }
+        let id = self.reserve_local_stream(&metadata, 0)?;
+        let send_state = if end_stream {
+            SendState::Done
+        } else {
+            SendState::Open
+        };
+        self.insert_local_stream(id, send_state, RecvState::Open);
+        self.control.push_back(Frame::Open(Open {
+            stream: id,
+            end_stream,
+            metadata,
+        }));
+        Ok(id)
+    }
+
+    /// Pushes a stream to the client (server), unsolicited or tied to the
+    /// client stream `associated` (spec §10).
+    pub fn push(
+        &mut self,
+        associated: Option<StreamId>,
+        metadata: Metadata,
+        end_stream: bool,
+    ) -> Result<StreamId, OpenError> {
+        if self.side != Side::Server {
+            return Err(OpenError::WrongSide);
+        }
+        if let Some(assoc) = associated {
+            // Spec §10.3: the associated stream is a client stream that is open
+            // or half-closed (remote) here.
+            let open = self.streams.get(&assoc).is_some_and(|s| {
+                assoc.initiator() == Some(Side::Client) && s.send.state != SendState::Done
+            });
+            if !open {
+                return Err(OpenError::BadAssociatedStream);
+            }
+        }
+        let id = self.reserve_local_stream(&metadata, 4)?;
+        let send_state = if end_stream {
+            SendState::Done
+        } else {
+            SendState::Open
+        };
+        if send_state != SendState::Done {
+            self.insert_local_stream(id, send_state, RecvState::Done);
+        } else {
+            // PUSH with END_STREAM: closed on both sides at once (spec §6.2.2).
+            self.next_local_id = id.next();
+        }
+        self.control.push_back(Frame::Push(Push {
+            promised: id,
+            associated: associated.unwrap_or(StreamId::CONNECTION),
+            end_stream,
+            metadata,
+        }));
+        Ok(id)
+    }
+
+    /// Checks whether a stream may be opened now and returns its ID.
+    fn reserve_local_stream(
+        &self,
+        metadata: &Metadata,
+        overhead: usize,
+    ) -> Result<StreamId, OpenError> {
+        if self.phase == Phase::Closed {
+            return Err(OpenError::Closed);
+        }
+        if self.goaway_sent.is_some() || self.goaway_received.is_some() {
+            return Err(OpenError::GoingAway);
+        }
+        if self.local_active >= self.peer.max_concurrent_streams {
+            return Err(OpenError::ConcurrencyLimit(
+                self.peer.max_concurrent_streams,
+            ));
+        }
+        let max = (self.peer.max_metadata_size as usize)
+            .min(self.peer.max_frame_size as usize - overhead);
+        if metadata.encoded_len() > max {
+            return Err(OpenError::MetadataTooLarge {
+                len: metadata.encoded_len(),
+                max,
+            });
+        }
+        self.next_local_id.ok_or(OpenError::IdsExhausted)
+    }
+
+    fn insert_local_stream(&mut self, id: StreamId, send: SendState, recv: RecvState) {
+        self.next_local_id = id.next();
+        // The peer saw our SETTINGS before this stream (we send SETTINGS
+        // first), so it grants our configured window (spec §9.2.3).
+        let window = self.config.initial_stream_window;
+        let stream = self.new_stream(send, recv, window);
+        self.streams.insert(id, stream);
+        self.local_active += 1;
+        self.idle_since = None;
+    }
+
+    fn new_stream(&self, send: SendState, recv: RecvState, granted: u32) -> Stream {
+        Stream {
+            send: SendHalf::new(self.peer.initial_stream_window, send),
+            recv: RecvHalf {
+                state: recv,
+                window: RecvWindow::new(
+                    granted,
+                    self.config.initial_stream_window,
+                    self.config.max_stream_window,
+                    self.now,
+                ),
+                queue: VecDeque::new(),
+                held: 0,
+                window_consumed: 0,
+                credit_queued: false,
+            },
+            active: true,
+            scheduled: false,
+            wants_writable: false,
+        }
+    }
+
+    fn capacity_of(&self, stream: &Stream) -> usize {
+        let stream_room = self
+            .config
+            .stream_send_buffer
+            .saturating_sub(stream.send.queued_bytes);
+        let conn_room = self
+            .config
+            .connection_send_buffer
+            .saturating_sub(self.conn_queued);
+        stream_room.min(conn_room)
+    }
+
+    /// Queues `data` on stream `id`; `end_message` marks a message boundary
+    /// after it (spec §7), `end_stream` ends our direction (spec §6.2).
+    ///
+    /// Returns how many bytes were accepted: all of them, a prefix when the
+    /// send buffers (not the peer's window) are nearly full, or 0 when they are
+    /// full. The flags apply only if every byte was accepted. When fewer were
+    /// accepted, an [`Event::Writable`] follows once room frees up.
+    pub fn send(
+        &mut self,
+        id: StreamId,
+        data: Bytes,
+        end_message: bool,
+        end_stream: bool,
+    ) -> Result<usize, WriteError> {
+        if self.phase == Phase::Closed {
+            return Err(WriteError::Closed);
+        }
+        let capacity = match self.streams.get(&id) {
+            None => return Err(WriteError::UnknownStream),
+            Some(stream) if stream.send.state != SendState::Open => {
+                return Err(WriteError::NotWritable)
+            }
+            Some(stream) => self.capacity_of(stream),
+        };
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Err(WriteError::UnknownStream);
+        };
+        let complete = data.len() <= capacity;
+        let accepted = if complete { data.len() } else { capacity };
+        if !complete {
+            self.stats.writes_blocked += 1;
+            if !stream.wants_writable {
+                stream.wants_writable = true;
+                self.blocked_writers.push(id);
+            }
+        }
+        if accepted > 0 || (complete && end_message) {
+            let mut data = data;
+            data.truncate(accepted);
+            stream.send.queue.push_back((data, complete && end_message));
+            stream.send.queued_bytes += accepted;
+            self.conn_queued += accepted;
+        }
+        if complete && end_stream {
+            stream.send.state = SendState::Finishing;
+        }
+        if !stream.scheduled && stream.send.has_sendable() {
+            stream.scheduled = true;
+            self.ready.push_back(id);
+        }
+        Ok(accepted)
+    }
+
+    /// Ends our direction of stream `id` after the data already queued.
+    pub fn finish(&mut self, id: StreamId) -> Result<(), WriteError> {
+        self.send(id, Bytes::new(), false, true).map(|_| ())
+    }
+
+    /// Reads up to `max` bytes of stream `id`, in order, returning the
+    /// flow-control credit to the peer (spec §9.4.2).
+    ///
+    /// `Ok(None)` means nothing is available yet; an [`Event::Readable`]
+    /// follows when it is. The chunk with `fin` set is the last one.
+    pub fn read(&mut self, id: StreamId, max: usize) -> Result<Option<Chunk>, ReadError> {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Err(ReadError::UnknownStream);
+        };
+        if stream.recv.state == RecvState::Done {
+            return Err(ReadError::NotReadable);
+        }
+        let Some(front) = stream.recv.queue.front_mut() else {
+            return Ok(None);
+        };
+        let chunk = if front.bytes.len() > max.max(1) {
+            Chunk {
+                bytes: front.bytes.split_to(max.max(1)),
+                end_message: false,
+                fin: false,
+            }
+        } else {
+            match stream.recv.queue.pop_front() {
+                Some(chunk) => chunk,
+                None => return Ok(None),
+            }
+        };
+        let len = chunk.bytes.len();
+        stream.recv.held -= len;
+        self.note_consumed(id, len);
+        if chunk.fin {
+            if let Some(stream) = self.streams.get_mut(&id) {
+                stream.recv.state = RecvState::Done;
+            }
+            self.update_stream(id);
+        }
+        Ok(Some(chunk))
+    }
+
+    /// Records `len` consumed bytes of stream `id` for crediting in `poll_transmit`.
+    fn note_consumed(&mut self, id: StreamId, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
+        self.conn_consumed = self.conn_consumed.saturating_add(len);
+        if let Some(stream) = self.streams.get_mut(&id) {
+            if stream.recv.state == RecvState::Open {
+                stream.recv.window_consumed = stream.recv.window_consumed.saturating_add(len);
+                if !stream.recv.credit_queued {
+                    stream.recv.credit_queued = true;
+                    self.credit_queue.push_back(id);
+                }
+            }
+        }
+    }
+
+    /// Resets stream `id` with `code` (spec §5.3): both directions end, queued
+    /// data is dropped, unread data is discarded and its credit returned.
+    pub fn reset(&mut self, id: StreamId, code: ErrorCode) -> Result<(), WriteError> {
+        if self.phase == Phase::Closed {
+            return Err(WriteError::Closed);
+        }
+        if self.remove_stream(id).is_none() {
+            return Err(WriteError::UnknownStream);
+        }
+        self.control
+            .push_back(Frame::Reset(Reset { stream: id, code }));
+        Ok(())
+    }
+
+    /// Sends a PING; its RTT arrives as [`Event::PingAcked`]. Returns `false`
+    /// if too many PINGs are already outstanding.
+    pub fn ping(&mut self, now: Instant) -> bool {
+        self.now = now;
+        if self.pings.len() >= MAX_OUTSTANDING_PINGS || self.phase == Phase::Closed {
+            return false;
+        }
+        self.send_ping(now, false);
+        true
+    }
+
+    fn send_ping(&mut self, now: Instant, keepalive: bool) {
+        self.ping_counter += 1;
+        self.pings.push_back((self.ping_counter, now, keepalive));
+        self.control.push_back(Frame::Ping(Ping {
+            ack: false,
+            payload: self.ping_counter.to_be_bytes(),
+        }));
+    }
+
+    /// Closes the connection (spec §11.3). With `NO_ERROR` the shutdown is
+    /// graceful: streams already accepted finish, new ones are refused, and
+    /// the connection ends when none is left (or after the drain timeout).
+    /// With any other code it ends at once.
+    pub fn close(&mut self, now: Instant, code: ErrorCode, reason: &str) {
+        self.now = now;
+        if self.phase == Phase::Closed {
+            return;
+        }
+        let debug =
+            Bytes::copy_from_slice(reason.as_bytes().get(..256).unwrap_or(reason.as_bytes()));
+        if code != ErrorCode::NO_ERROR {
+            self.fail(ConnectionError::Local { code }, debug);
+            return;
+        }
+        if self.goaway_sent.is_none() {
+            let last = StreamId::new(self.last_peer_id).unwrap_or_default();
+            self.goaway_sent = Some(last);
+            self.control.push_back(Frame::GoAway(GoAway {
+                last_stream: last,
+                code,
+                debug,
+            }));
+            self.drain_deadline = Some(now + self.config.drain_timeout);
+        }
+        self.check_drained();
+    }
+
+    /// Ends the connection with `error`: GOAWAY (when the peer speaks mux),
+    /// every stream dropped, [`Event::Closed`].
+    fn fail(&mut self, error: ConnectionError, debug: Bytes) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        let speaks_mux = !matches!(
+            error,
+            ConnectionError::Preface(crate::PrefaceError::BadMagic)
+                | ConnectionError::TransportClosed
+                | ConnectionError::Remote { .. }
+        );
+        if speaks_mux && self.preface_queued {
+            self.control.push_back(Frame::GoAway(GoAway {
+                last_stream: StreamId::new(self.last_peer_id).unwrap_or_default(),
+                code: error.code(),
+                debug,
+            }));
+        }
+        if matches!(error, ConnectionError::Flood(_)) {
+            self.stats.floods += 1;
+        }
+        self.phase = Phase::Closed;
+        self.streams.clear();
+        self.ready.clear();
+        self.blocked_writers.clear();
+        self.credit_queue.clear();
+        self.local_active = 0;
+        self.peer_active = 0;
+        self.conn_queued = 0;
+        self.events.push_back(Event::Closed { error: Some(error) });
+    }
+
+    /// After a graceful GOAWAY (either way), ends the connection once no
+    /// stream is active (spec §11.3.1).
+    fn check_drained(&mut self) {
+        let going_away = self.goaway_sent.is_some() || self.goaway_received.is_some();
+        if going_away
+            && self.phase != Phase::Closed
+            && self.local_active == 0
+            && self.peer_active == 0
+        {
+            // Closed streams may still hold data the application has not
+            // read: it stays readable (nothing accepted is lost).
+            self.phase = Phase::Closed;
+            self.events.push_back(Event::Closed { error: None });
+        }
+    }
+
+    /// Takes one token from a flood budget; on exhaustion ends the connection.
+    fn spend(&mut self, kind: Flood) -> Result<(), ConnectionError> {
+        if self.floods.bucket(kind).take(self.now) {
+            Ok(())
+        } else {
+            Err(ConnectionError::Flood(kind))
+        }
+    }
+
+    /// Removes a stream from memory, discarding its queued and unread data
+    /// (returning the connection credit of the latter, spec §9.4.3).
+    fn remove_stream(&mut self, id: StreamId) -> Option<Stream> {
+        let stream = self.streams.remove(&id)?;
+        self.conn_queued -= stream.send.queued_bytes;
+        self.conn_consumed = self
+            .conn_consumed
+            .saturating_add(u32::try_from(stream.recv.held).unwrap_or(u32::MAX));
+        if stream.active {
+            self.deactivate(id);
+        }
+        Some(stream)
+    }
+
+    fn deactivate(&mut self, id: StreamId) {
+        if id.initiator() == Some(self.side) {
+            self.local_active = self.local_active.saturating_sub(1);
+        } else {
+            self.peer_active = self.peer_active.saturating_sub(1);
+        }
+        if self.local_active == 0 && self.peer_active == 0 {
+            self.idle_since = Some(self.now);
+        }
+        self.check_drained();
+    }
+
+    /// Applies the consequences of a stream's state change: it stops counting
+    /// against the concurrency limit once closed (spec §6.4.1), and leaves
+    /// memory once the application has nothing more to read.
+    fn update_stream(&mut self, id: StreamId) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let closed = stream.state() == StreamState::Closed;
+        let finished = stream.is_finished();
+        if closed && stream.active {
+            stream.active = false;
+            self.deactivate(id);
+        }
+        if finished {
+            self.streams.remove(&id);
+        }
+    }
+
+    // ---- (D) output ----
+
+    /// The next event, if any.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` should be called next, if ever.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.phase == Phase::Closed {
+            return None;
+        }
+        let mut deadlines = [None; 5];
+        if self.phase != Phase::Open {
+            deadlines[0] = self.handshake_deadline;
+        }
+        deadlines[1] = self
+            .settings_in_flight
+            .front()
+            .map(|sent| *sent + self.config.settings_timeout);
+        deadlines[2] = self.keepalive_deadline();
+        if let (Some(idle), Some(since)) = (self.config.idle_timeout, self.idle_since) {
+            if self.goaway_sent.is_none() && self.phase == Phase::Open {
+                deadlines[3] = Some(since + idle);
+            }
+        }
+        deadlines[4] = self.drain_deadline;
+        deadlines.into_iter().flatten().min()
+    }
+
+    fn keepalive_deadline(&self) -> Option<Instant> {
+        let interval = self.config.keepalive_interval?;
+        match self.pings.iter().find(|(_, _, keepalive)| *keepalive) {
+            Some((_, sent, _)) => Some(*sent + self.config.keepalive_timeout),
+            None => Some(self.last_received + interval),
+        }
+    }
+
+    /// Handles the passing of time: handshake, settings, keepalive, idle and
+    /// drain timers (spec §11).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if self.phase == Phase::Closed {
+            return;
+        }
+        let expired = |deadline: Option<Instant>| deadline.is_some_and(|d| d <= now);
+        if self.phase != Phase::Open && expired(self.handshake_deadline) {
+            return self.fail(ConnectionError::Timeout(Timeout::Handshake), Bytes::new());
+        }
+        if expired(
+            self.settings_in_flight
+                .front()
+                .map(|sent| *sent + self.config.settings_timeout),
+        ) {
+            return self.fail(ConnectionError::Timeout(Timeout::SettingsAck), Bytes::new());
+        }
+        if expired(self.drain_deadline) {
+            return self.fail(ConnectionError::Timeout(Timeout::Drain), Bytes::new());
+        }
+        if expired(self.keepalive_deadline()) {
+            if self.pings.iter().any(|(_, _, keepalive)| *keepalive) {
+                return self.fail(ConnectionError::Timeout(Timeout::Keepalive), Bytes::new());
+            }
+            self.send_ping(now, true);
+        }
+        if let (Some(idle), Some(since)) = (self.config.idle_timeout, self.idle_since) {
+            if self.phase == Phase::Open && self.goaway_sent.is_none() && since + idle <= now {
+                let last = StreamId::new(self.last_peer_id).unwrap_or_default();
+                self.goaway_sent = Some(last);
+                self.control.push_back(Frame::GoAway(GoAway {
+                    last_stream: last,
+                    code: ErrorCode::IDLE_TIMEOUT,
+                    debug: Bytes::new(),
+                }));
+                self.check_drained();
+            }
+        }
+    }
+
+    /// The transport reached end of file: the peer will send nothing more.
+    pub fn handle_eof(&mut self, now: Instant) {
+        self.now = now;
+        if self.phase == Phase::Closed {
+            return;
+        }
+        if self.local_active == 0 && self.peer_active == 0 && self.goaway_received.is_some() {
+            self.phase = Phase::Closed;
+            self.events.push_back(Event::Closed { error: None });
+        } else {
+            self.fail(ConnectionError::TransportClosed, Bytes::new());
+        }
+    }
+
+    /// Sends the bytes of a buffer of frames to `buf`; helper for the
+    /// transmit path, which lives in `send.rs`.
+    fn encode_into(frame: &Frame, buf: &mut BytesMut) {
+        // Frames built here never exceed the 24-bit length: DATA is cut to the
+        // peer's MAX_FRAME_SIZE, metadata to MAX_METADATA_SIZE, debug to 256 bytes.
+        let _ = frame.encode(buf);
+    }
+
+    fn queue_window_update(&mut self, stream: StreamId, increment: u32) {
+        self.control
+            .push_back(Frame::WindowUpdate(crate::frame::WindowUpdate {
+                stream,
+                increment,
+            }));
+    }
+}

@@ -1,0 +1,514 @@
+//! The input side of a connection: the preface, then every received frame,
+//! checked against the rules of spec §3, §5, §6, §9, §10, §11 and §13.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::stream::{Chunk, RecvState, SendState};
+use super::{Connection, Event, Phase};
+use crate::error::{ConnectionError, ErrorCode, Flood, PrefaceError};
+use crate::frame::{
+    Data, Frame, GoAway, Open, Ping, Push, Reset, SettingId, Settings, WindowUpdate,
+};
+use crate::preface::{Preface, VERSION};
+use crate::stream_id::{Side, StreamId};
+
+/// INITIAL_STREAM_WINDOW and MAX_METADATA_SIZE before our SETTINGS bind the
+/// peer (spec §5.4.1).
+fn default_of(id: SettingId) -> u32 {
+    id.default_value().unwrap_or(0)
+}
+
+impl Connection {
+    /// Feeds bytes received from the transport (group B).
+    ///
+    /// Consumes whole frames only: a partial frame stays in `buf` for the next
+    /// call. On a connection error the connection ends (a GOAWAY is queued,
+    /// [`Event::Closed`] follows) and the error is also returned.
+    pub fn handle_read(&mut self, now: Instant, buf: &mut BytesMut) -> Result<(), ConnectionError> {
+        self.now = now;
+        if self.phase == Phase::Closed {
+            buf.clear();
+            return Ok(());
+        }
+        if !buf.is_empty() {
+            self.last_received = now;
+        }
+        let result = self.read_frames(buf);
+        if let Err(error) = &result {
+            self.fail(error.clone(), Bytes::from_static(b""));
+            buf.clear();
+        }
+        result
+    }
+
+    fn read_frames(&mut self, buf: &mut BytesMut) -> Result<(), ConnectionError> {
+        while self.phase != Phase::Closed {
+            if self.phase == Phase::Preface {
+                match Preface::decode(buf)? {
+                    Some(preface) => self.handle_preface(preface)?,
+                    None => return Ok(()),
+                }
+                continue;
+            }
+            // We are ready for our advertised MAX_FRAME_SIZE from the start,
+            // and never lower it, so it is the limit before and after the ACK.
+            let max = self
+                .config
+                .max_frame_size
+                .max(SettingId::MIN_MAX_FRAME_SIZE);
+            let Some(frame) = Frame::decode(buf, max)? else {
+                return Ok(());
+            };
+            self.stats.frames_received += 1;
+            self.handle_frame(frame)?;
+        }
+        Ok(())
+    }
+
+    /// Spec §3.4, §3.5: version negotiation.
+    fn handle_preface(&mut self, preface: Preface) -> Result<(), ConnectionError> {
+        if preface.version != VERSION {
+            if self.side == Side::Server {
+                // Answer with the version we speak, then GOAWAY (queued by `fail`).
+                self.preface_queued = true;
+                self.preface_pending = true;
+            }
+            return Err(PrefaceError::UnsupportedVersion(preface.version).into());
+        }
+        if self.side == Side::Server {
+            self.queue_handshake(self.now);
+        }
+        self.phase = Phase::Settings;
+        Ok(())
+    }
+
+    fn handle_frame(&mut self, frame: Frame) -> Result<(), ConnectionError> {
+        if self.phase == Phase::Settings && !matches!(&frame, Frame::Settings(s) if !s.ack) {
+            return Err(ConnectionError::protocol(
+                "3.6",
+                "the first frame after the preface must be SETTINGS",
+            ));
+        }
+        match frame {
+            Frame::Data(data) => self.on_data(data),
+            Frame::Open(open) => self.on_open(open),
+            Frame::Push(push) => self.on_push(push),
+            Frame::Reset(reset) => self.on_reset(reset),
+            Frame::Settings(settings) => self.on_settings(settings),
+            Frame::Ping(ping) => self.on_ping(ping),
+            Frame::GoAway(go_away) => self.on_go_away(go_away),
+            Frame::WindowUpdate(update) => self.on_window_update(update),
+            Frame::Unknown(unknown) => {
+                // Spec §4.4.1: ignored; but empty ones count as empty frames (§13.2).
+                if unknown.payload.is_empty() {
+                    self.stats.empty_frames += 1;
+                    self.spend(Flood::EmptyFrames)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether `id` is idle: not yet opened by the side whose parity it has (spec §6.3).
+    pub(super) fn is_idle(&self, id: StreamId) -> bool {
+        if id.initiator() == Some(self.side) {
+            self.next_local_id.is_some_and(|next| id >= next)
+        } else {
+            id.value() > self.last_peer_id
+        }
+    }
+
+    /// Spec §5.1, §6.3, §9.4.
+    fn on_data(&mut self, data: Data) -> Result<(), ConnectionError> {
+        let Data {
+            stream: id,
+            end_message,
+            end_stream,
+            payload,
+        } = data;
+        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+        if len == 0 && !end_stream && !end_message {
+            self.stats.empty_frames += 1;
+            self.spend(Flood::EmptyFrames)?;
+        }
+        self.stats.data_bytes_received += u64::from(len);
+        if self.conn_recv.receive(len).is_err() {
+            self.stats.flow_control_errors += 1;
+            return Err(ConnectionError::Protocol {
+                code: ErrorCode::FLOW_CONTROL_ERROR,
+                section: "9.4.1",
+                reason: "DATA beyond the connection window",
+            });
+        }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            if self.is_idle(id) {
+                return Err(ConnectionError::protocol("6.3", "DATA on an idle stream"));
+            }
+            // Spec §6.5.1: discard, but count and return the connection credit.
+            self.stats.frames_on_closed_streams += 1;
+            self.discard(len);
+            return Ok(());
+        };
+        if stream.recv.state != RecvState::Open {
+            self.discard(len);
+            return self.stream_error(id, ErrorCode::STREAM_CLOSED);
+        }
+        if stream.recv.window.receive(len).is_err() {
+            self.stats.flow_control_errors += 1;
+            self.discard(len);
+            return self.stream_error(id, ErrorCode::FLOW_CONTROL_ERROR);
+        }
+        stream.recv.held += payload.len();
+        let was_empty = stream.recv.queue.is_empty();
+        if !payload.is_empty() || end_message || end_stream {
+            stream.recv.queue.push_back(Chunk {
+                bytes: payload,
+                end_message,
+                fin: end_stream,
+            });
+            if was_empty {
+                self.events.push_back(Event::Readable { id });
+            }
+        }
+        if end_stream {
+            stream.recv.state = RecvState::Finished;
+            self.update_stream(id);
+        }
+        Ok(())
+    }
+
+    /// Returns the connection credit of DATA nobody will read (spec §9.4.3).
+    fn discard(&mut self, len: u32) {
+        self.conn_consumed = self.conn_consumed.saturating_add(len);
+    }
+
+    /// Spec §8.2: resets a stream because of the peer's misbehaviour.
+    fn stream_error(&mut self, id: StreamId, code: ErrorCode) -> Result<(), ConnectionError> {
+        self.spend(Flood::StreamErrors)?;
+        self.remove_stream(id);
+        self.control
+            .push_back(Frame::Reset(Reset { stream: id, code }));
+        self.events.push_back(Event::StreamReset { id, code });
+        Ok(())
+    }
+
+    /// Refuses a stream the peer just opened (spec §6.4.2, §5.2.2, §11.3.1).
+    fn refuse(&mut self, id: StreamId, code: ErrorCode) -> Result<(), ConnectionError> {
+        self.spend(Flood::RefusedStreams)?;
+        self.control
+            .push_back(Frame::Reset(Reset { stream: id, code }));
+        Ok(())
+    }
+
+    /// The metadata limit that binds the peer now (spec §5.4.2.2).
+    fn metadata_limit(&self) -> usize {
+        let configured = self.config.max_metadata_size;
+        let limit = if self.settings_acked {
+            configured
+        } else {
+            configured.max(default_of(SettingId::MAX_METADATA_SIZE))
+        };
+        limit as usize
+    }
+
+    /// Checks a new peer stream ID (spec §6.1.2) and records it.
+    fn accept_peer_id(&mut self, id: StreamId) -> Result<(), ConnectionError> {
+        if id.value() <= self.last_peer_id {
+            return Err(ConnectionError::protocol(
+                "6.1.2",
+                "a new stream ID is not greater than the last one",
+            ));
+        }
+        self.last_peer_id = id.value();
+        self.stats.streams_opened_by_peer += 1;
+        Ok(())
+    }
+
+    /// Checks the limits a new peer stream must pass; `Ok(false)` if it was refused.
+    fn admit_peer_stream(
+        &mut self,
+        id: StreamId,
+        metadata_len: usize,
+    ) -> Result<bool, ConnectionError> {
+        if self.goaway_sent.is_some() {
+            // Spec §11.3.1: streams above our GOAWAY's Last Stream ID are refused.
+            self.stats.refused_streams += 1;
+            self.refuse(id, ErrorCode::REFUSED_STREAM)?;
+            return Ok(false);
+        }
+        if metadata_len > self.metadata_limit() {
+            self.stats.metadata_too_large += 1;
+            self.refuse(id, ErrorCode::METADATA_TOO_LARGE)?;
+            return Ok(false);
+        }
+        if self.peer_active >= self.config.max_concurrent_streams {
+            self.stats.refused_streams += 1;
+            self.refuse(id, ErrorCode::REFUSED_STREAM)?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Creates the state of a stream the peer opened.
+    fn insert_peer_stream(&mut self, id: StreamId, send: SendState, recv: RecvState) {
+        // Spec §9.2.3: the peer opened it under the INITIAL_STREAM_WINDOW it
+        // had acknowledged when it sent the OPEN or PUSH.
+        let granted = if self.settings_acked {
+            self.config.initial_stream_window
+        } else {
+            default_of(SettingId::INITIAL_STREAM_WINDOW)
+        };
+        let mut stream = self.new_stream(send, recv, granted);
+        if recv == RecvState::Open {
+            if let Some(increment) = stream.recv.window.take_initial_update() {
+                self.queue_window_update(id, increment);
+            }
+        }
+        self.streams.insert(id, stream);
+        self.peer_active += 1;
+        self.idle_since = None;
+    }
+
+    /// Spec §5.2, §6.1, §6.4.
+    fn on_open(&mut self, open: Open) -> Result<(), ConnectionError> {
+        let id = open.stream;
+        if self.side == Side::Client {
+            return Err(ConnectionError::protocol(
+                "5.2.3",
+                "OPEN received by a client",
+            ));
+        }
+        if id.initiator() != Some(Side::Client) {
+            return Err(ConnectionError::protocol(
+                "5.2.3",
+                "OPEN on an even stream ID",
+            ));
+        }
+        self.accept_peer_id(id)?;
+        if !self.admit_peer_stream(id, open.metadata.encoded_len())? {
+            return Ok(());
+        }
+        let recv = if open.end_stream {
+            RecvState::Done
+        } else {
+            RecvState::Open
+        };
+        self.insert_peer_stream(id, SendState::Open, recv);
+        self.events.push_back(Event::StreamOpened {
+            id,
+            metadata: open.metadata,
+            end_stream: open.end_stream,
+        });
+        Ok(())
+    }
+
+    /// Spec §5.8, §10.
+    fn on_push(&mut self, push: Push) -> Result<(), ConnectionError> {
+        let id = push.promised;
+        if self.side == Side::Server {
+            return Err(ConnectionError::protocol(
+                "5.8.3",
+                "PUSH received by a server",
+            ));
+        }
+        self.accept_peer_id(id)?;
+        let associated = if push.associated.is_connection() {
+            None
+        } else {
+            let assoc = push.associated;
+            if assoc.initiator() != Some(Side::Client) || self.is_idle(assoc) {
+                return Err(ConnectionError::protocol(
+                    "10.3",
+                    "PUSH tied to an even or idle stream",
+                ));
+            }
+            if !self.streams.contains_key(&assoc) {
+                // Spec §10.3: the request is gone here; cancel its push.
+                self.refuse(id, ErrorCode::CANCEL)?;
+                return Ok(());
+            }
+            Some(assoc)
+        };
+        if !self.admit_peer_stream(id, push.metadata.encoded_len())? {
+            return Ok(());
+        }
+        if !push.end_stream {
+            // Spec §6.2.2: the client never sends on a pushed stream.
+            self.insert_peer_stream(id, SendState::Done, RecvState::Open);
+        }
+        self.events.push_back(Event::PushReceived {
+            id,
+            associated,
+            metadata: push.metadata,
+            end_stream: push.end_stream,
+        });
+        Ok(())
+    }
+
+    /// Spec §5.3, §6.3, §13.2.1.
+    fn on_reset(&mut self, reset: Reset) -> Result<(), ConnectionError> {
+        let id = reset.stream;
+        let Some(stream) = self.streams.get(&id) else {
+            if self.is_idle(id) {
+                return Err(ConnectionError::protocol("6.3", "RESET on an idle stream"));
+            }
+            self.stats.frames_on_closed_streams += 1;
+            return Ok(());
+        };
+        if id.initiator() != Some(self.side) && stream.send.state != SendState::Done {
+            // The peer opened it and reset it before we finished: rapid reset.
+            self.stats.peer_resets += 1;
+            self.spend(Flood::PeerResets)?;
+        }
+        self.remove_stream(id);
+        self.events.push_back(Event::StreamReset {
+            id,
+            code: reset.code,
+        });
+        Ok(())
+    }
+
+    /// Spec §5.4, §11.1.
+    fn on_settings(&mut self, settings: Settings) -> Result<(), ConnectionError> {
+        if settings.ack {
+            let Some(sent) = self.settings_in_flight.pop_front() else {
+                return Err(ConnectionError::protocol(
+                    "5.4.2.1",
+                    "SETTINGS ACK without a SETTINGS to acknowledge",
+                ));
+            };
+            self.settings_acked = true;
+            self.rtt_sample(self.now.saturating_duration_since(sent));
+            self.events.push_back(Event::SettingsAcked);
+            return Ok(());
+        }
+        self.stats.settings_received += 1;
+        if self.peer_settings_received {
+            self.spend(Flood::Settings)?;
+        }
+        for (id, value) in settings.iter() {
+            match id {
+                SettingId::MAX_FRAME_SIZE => self.peer.max_frame_size = value,
+                SettingId::MAX_CONCURRENT_STREAMS => self.peer.max_concurrent_streams = value,
+                SettingId::INITIAL_STREAM_WINDOW => self.peer.initial_stream_window = value,
+                SettingId::MAX_METADATA_SIZE => self.peer.max_metadata_size = value,
+                _ => {} // spec §4.4.2: unknown settings are ignored
+            }
+        }
+        self.control.push_back(Frame::Settings(Settings::ack()));
+        if !self.peer_settings_received {
+            self.peer_settings_received = true;
+            self.phase = Phase::Open;
+            self.handshake_deadline = None;
+            self.events.push_back(Event::Connected);
+        }
+        Ok(())
+    }
+
+    /// Spec §5.5, §11.2.
+    fn on_ping(&mut self, ping: Ping) -> Result<(), ConnectionError> {
+        if ping.ack {
+            let counter = u64::from_be_bytes(ping.payload);
+            // Spec §11.2.1: an ACK matching none of our PINGs is ignored.
+            if let Some(index) = self.pings.iter().position(|(c, _, _)| *c == counter) {
+                if let Some((_, sent, _)) = self.pings.remove(index) {
+                    let rtt = self.now.saturating_duration_since(sent);
+                    self.rtt_sample(rtt);
+                    self.events.push_back(Event::PingAcked { rtt });
+                }
+            }
+            return Ok(());
+        }
+        self.stats.pings_received += 1;
+        self.spend(Flood::Pings)?;
+        self.control.push_back(Frame::Ping(Ping {
+            ack: true,
+            payload: ping.payload,
+        }));
+        Ok(())
+    }
+
+    /// Spec §11.2.2: `srtt = 7/8 srtt + 1/8 sample`.
+    fn rtt_sample(&mut self, sample: Duration) {
+        self.rtt = Some(match self.rtt {
+            None => sample,
+            Some(srtt) => (srtt * 7 + sample) / 8,
+        });
+    }
+
+    /// Spec §5.6, §11.3.
+    fn on_go_away(&mut self, go_away: GoAway) -> Result<(), ConnectionError> {
+        if self
+            .goaway_received
+            .is_some_and(|previous| go_away.last_stream > previous)
+        {
+            return Err(ConnectionError::protocol(
+                "11.3.1",
+                "GOAWAY raised its Last Stream ID",
+            ));
+        }
+        self.goaway_received = Some(go_away.last_stream);
+        let code = go_away.code;
+        self.events.push_back(Event::GoAway {
+            last_stream: go_away.last_stream,
+            code,
+            debug: go_away.debug,
+        });
+        if code != ErrorCode::NO_ERROR && code != ErrorCode::IDLE_TIMEOUT {
+            return Err(ConnectionError::Remote { code });
+        }
+        // Our streams above Last Stream ID were not processed: the application may retry them.
+        let unprocessed: Vec<StreamId> = self
+            .streams
+            .keys()
+            .filter(|id| id.initiator() == Some(self.side) && **id > go_away.last_stream)
+            .copied()
+            .collect();
+        for id in unprocessed {
+            self.remove_stream(id);
+            self.events.push_back(Event::StreamReset {
+                id,
+                code: ErrorCode::REFUSED_STREAM,
+            });
+        }
+        self.check_drained();
+        Ok(())
+    }
+
+    /// Spec §5.7, §9.5.
+    fn on_window_update(&mut self, update: WindowUpdate) -> Result<(), ConnectionError> {
+        let id = update.stream;
+        if id.is_connection() {
+            if self.conn_send.grow(update.increment).is_err() {
+                self.stats.window_overflows += 1;
+                return Err(ConnectionError::Protocol {
+                    code: ErrorCode::FLOW_CONTROL_ERROR,
+                    section: "9.5.1",
+                    reason: "WINDOW_UPDATE overflowed the connection window",
+                });
+            }
+            return Ok(());
+        }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            if self.is_idle(id) {
+                return Err(ConnectionError::protocol(
+                    "6.3",
+                    "WINDOW_UPDATE on an idle stream",
+                ));
+            }
+            self.stats.frames_on_closed_streams += 1;
+            return Ok(());
+        };
+        if stream.send.window.grow(update.increment).is_err() {
+            self.stats.window_overflows += 1;
+            return self.stream_error(id, ErrorCode::FLOW_CONTROL_ERROR);
+        }
+        if !stream.scheduled && stream.send.has_sendable() {
+            stream.scheduled = true;
+            self.ready.push_back(id);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,171 @@
+//! The output side of a connection: credit to return, control frames, and
+//! DATA scheduled fairly across streams (spec §9.4.2, §12).
+
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::stream::SendState;
+use super::{Connection, Event, Phase};
+use crate::frame::{Data, Frame};
+use crate::preface::Preface;
+use crate::stream_id::StreamId;
+
+/// DATA bytes one `poll_transmit` call writes at most. 256 KiB fills a
+/// loopback socket buffer in one vectored write, while keeping what sits
+/// between a new small message and the wire short.
+const TRANSMIT_BUDGET: usize = 256 * 1024;
+
+/// The most a stream sends per turn while other streams wait (spec §12.2).
+const FAIR_QUANTUM: u32 = 16 * 1024;
+
+/// The most a stream sends per frame when no other stream waits: fewer,
+/// larger frames for a lone bulk transfer.
+const SOLO_QUANTUM: u32 = 64 * 1024;
+
+impl Connection {
+    /// Appends frames to send to `buf` (group D); `false` when there was
+    /// nothing to send. Call until it returns `false` or the transport is full.
+    ///
+    /// Control frames go first (spec §12.1), then DATA in round robin, one
+    /// frame per stream per turn (spec §12.2), up to about 256 KiB per call.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut BytesMut) -> bool {
+        self.now = now;
+        let start = buf.len();
+        if self.phase != Phase::Closed && self.phase != Phase::Preface {
+            self.return_credit(now);
+        }
+        if self.preface_pending {
+            self.preface_pending = false;
+            Preface::CURRENT.encode(buf);
+        }
+        while let Some(frame) = self.control.pop_front() {
+            Self::encode_into(&frame, buf);
+        }
+        if self.phase != Phase::Closed && self.phase != Phase::Preface {
+            self.transmit_data(buf, start);
+            self.announce_writable();
+        }
+        buf.len() > start
+    }
+
+    /// Turns consumed bytes into WINDOW_UPDATEs (spec §9.4.2), auto-tuning the
+    /// windows on the way (spec §9.6).
+    fn return_credit(&mut self, now: Instant) {
+        let rtt = self.rtt;
+        let mut largest_target = 0;
+        while let Some(id) = self.credit_queue.pop_front() {
+            let Some(stream) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            stream.recv.credit_queued = false;
+            let consumed = core::mem::take(&mut stream.recv.window_consumed);
+            if stream.recv.state != super::stream::RecvState::Open {
+                continue; // spec §9.4.2: no stream credit once the peer finished
+            }
+            let increment = stream.recv.window.consume(consumed, now, rtt);
+            largest_target = largest_target.max(stream.recv.window.target());
+            if let Some(increment) = increment {
+                self.queue_window_update(id, increment);
+            }
+        }
+        let consumed = core::mem::take(&mut self.conn_consumed);
+        let mut increment = self.conn_recv.consume(consumed, now, rtt).unwrap_or(0);
+        // Spec §9.6.5: the connection window keeps up with its largest stream.
+        increment += self.conn_recv.raise_target(largest_target).unwrap_or(0);
+        if increment > 0 {
+            self.queue_window_update(StreamId::CONNECTION, increment);
+        }
+    }
+
+    /// Sends DATA frames, one per ready stream per turn.
+    fn transmit_data(&mut self, buf: &mut BytesMut, start: usize) {
+        while buf.len() - start < TRANSMIT_BUDGET {
+            let Some(id) = self.ready.pop_front() else {
+                break;
+            };
+            let solo = self.ready.is_empty();
+            let conn_window = self.conn_send.available();
+            let Some(stream) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            stream.scheduled = false;
+            let quantum =
+                if solo { SOLO_QUANTUM } else { FAIR_QUANTUM }.min(self.peer.max_frame_size);
+            let send = &mut stream.send;
+            let frame = match send.queue.front_mut() {
+                None if send.state == SendState::Finishing => {
+                    send.state = SendState::Done;
+                    Data::new(id, bytes::Bytes::new()).end_stream()
+                }
+                None => continue,
+                Some((bytes, end_message)) => {
+                    let window = send.window.available().min(conn_window);
+                    let len = bytes.len().min(quantum as usize).min(window as usize);
+                    if len == 0 && !bytes.is_empty() {
+                        if conn_window == 0 {
+                            // Blocked on the connection window: keep its turn.
+                            stream.scheduled = true;
+                            self.ready.push_front(id);
+                            break;
+                        }
+                        continue; // its own window is empty: it waits for WINDOW_UPDATE
+                    }
+                    let whole = len == bytes.len();
+                    let payload = bytes.split_to(len);
+                    let mut frame = Data::new(id, payload);
+                    frame.end_message = whole && *end_message;
+                    if whole {
+                        send.queue.pop_front();
+                    }
+                    if send.queue.is_empty() && send.state == SendState::Finishing {
+                        send.state = SendState::Done;
+                        frame.end_stream = true;
+                    }
+                    let len32 = len as u32;
+                    send.window.spend(len32);
+                    send.queued_bytes -= len;
+                    self.conn_send.spend(len32);
+                    self.conn_queued -= len;
+                    self.stats.data_bytes_sent += len as u64;
+                    frame
+                }
+            };
+            let end_stream = frame.end_stream;
+            Self::encode_into(&Frame::Data(frame), buf);
+            if stream.send.has_sendable() {
+                stream.scheduled = true;
+                self.ready.push_back(id);
+            }
+            if end_stream {
+                self.update_stream(id);
+            }
+        }
+    }
+
+    /// Tells writers that were refused that room is back: at least half a
+    /// stream buffer, so that they write in large pieces.
+    fn announce_writable(&mut self) {
+        if self.blocked_writers.is_empty() {
+            return;
+        }
+        let threshold = (self.config.stream_send_buffer / 2)
+            .min(self.config.connection_send_buffer / 2)
+            .max(1);
+        let mut waiting = core::mem::take(&mut self.blocked_writers);
+        waiting.retain(|id| {
+            let room = self.send_capacity(*id);
+            match self.streams.get_mut(id) {
+                Some(stream) if room >= threshold => {
+                    stream.wants_writable = false;
+                    self.events.push_back(Event::Writable { id: *id });
+                    false
+                }
+                Some(stream) => stream.wants_writable,
+                None => false,
+            }
+        });
+        self.blocked_writers = waiting;
+    }
+}

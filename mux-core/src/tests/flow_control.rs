@@ -1,0 +1,254 @@
+//! Flow control, auto-tuning and fair scheduling (spec §9, §12).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::util::{frames, route, sid, Pair, Raw};
+use crate::connection::{Config, Event};
+use crate::error::{ConnectionError, ErrorCode};
+use crate::frame::{Frame, SettingId};
+
+#[test]
+fn slow_reader_pushes_back_on_the_sender() {
+    // §9.1.2, §9.4.2: credit returns only when the application reads.
+    let mut pair = Pair::connected();
+    pair.server.auto_read = false;
+    let id = pair.client.conn.open(route("upload"), false).expect("open");
+    let total = 1_000_000;
+    assert_eq!(
+        pair.client
+            .conn
+            .send(id, Bytes::from(vec![1; total]), false, true),
+        Ok(total)
+    );
+    pair.drive();
+    let window = Config::default().initial_stream_window as usize;
+    assert_eq!(
+        pair.server.conn.buffered_recv_bytes(),
+        window,
+        "exactly one window arrives"
+    );
+    assert_eq!(pair.client.conn.queued_send_bytes(), total - window);
+    // The reader consumes; the rest follows.
+    let mut got = 0;
+    for _ in 0..1000 {
+        pair.server.read_stream(id);
+        got = pair.server.received.get(&id).map_or(0, Vec::len);
+        if got == total {
+            break;
+        }
+        pair.drive();
+    }
+    assert_eq!(got, total);
+    assert_eq!(pair.server.finished, [id]);
+}
+
+#[test]
+fn data_beyond_the_connection_window_is_a_connection_error() {
+    // §9.4.1
+    let mut raw = Raw::server(Config {
+        initial_stream_window: 1 << 30,
+        max_stream_window: 1 << 30,
+        ..Config::default()
+    });
+    raw.send(frames::open(1));
+    let granted = raw.conn.connection_windows().1 as usize;
+    let mut sent = 0;
+    while sent <= granted && raw.error.is_none() {
+        raw.send(frames::data_len(1, 60_000));
+        sent += 60_000;
+    }
+    assert!(matches!(
+        raw.error,
+        Some(ConnectionError::Protocol {
+            code: ErrorCode::FLOW_CONTROL_ERROR,
+            ..
+        })
+    ));
+    assert_eq!(
+        Raw::goaway_code(&raw.take_frames()),
+        Some(ErrorCode::FLOW_CONTROL_ERROR)
+    );
+}
+
+#[test]
+fn data_beyond_a_stream_window_resets_the_stream() {
+    // §9.4.1, §9.2.3: the peer did not yet acknowledge our SETTINGS, so it
+    // opens the stream with the default 65,536; a WINDOW_UPDATE tops it up to
+    // our configured 100,000.
+    let mut raw = Raw::new(
+        crate::stream_id::Side::Server,
+        Config {
+            initial_stream_window: 100_000,
+            ..Config::default()
+        },
+    );
+    let mut hello = bytes::BytesMut::new();
+    crate::preface::Preface::CURRENT.encode(&mut hello);
+    raw.feed(&hello);
+    raw.send(frames::settings(&[]));
+    raw.send(frames::open(1));
+    let out = raw.take_frames();
+    assert!(out.contains(&frames::window_update(1, 100_000 - 65_536)));
+    raw.send(frames::data_len(1, 50_000));
+    raw.send(frames::data_len(1, 50_000));
+    assert_eq!(raw.error, None);
+    raw.send(frames::data_len(1, 1));
+    let out = raw.take_frames();
+    assert_eq!(Raw::resets(&out), [(sid(1), ErrorCode::FLOW_CONTROL_ERROR)]);
+    assert_eq!(raw.conn.stats().flow_control_errors, 1);
+    assert_eq!(raw.error, None);
+}
+
+#[test]
+fn stream_window_update_overflow_resets_the_stream() {
+    // §9.5.1, stream level
+    let mut raw = Raw::server(Config::default());
+    raw.send(frames::open(1));
+    raw.send(frames::window_update(1, crate::frame::MAX_WINDOW));
+    let out = raw.take_frames();
+    assert_eq!(Raw::resets(&out), [(sid(1), ErrorCode::FLOW_CONTROL_ERROR)]);
+    assert_eq!(raw.conn.stats().window_overflows, 1);
+}
+
+#[test]
+fn connection_window_update_overflow_is_a_connection_error() {
+    // §9.5.1, connection level
+    let mut raw = Raw::server(Config::default());
+    raw.send(frames::window_update(0, crate::frame::MAX_WINDOW));
+    assert_eq!(
+        Raw::goaway_code(&raw.take_frames()),
+        Some(ErrorCode::FLOW_CONTROL_ERROR)
+    );
+    assert_eq!(raw.conn.stats().window_overflows, 1);
+}
+
+#[test]
+fn initial_window_setting_applies_to_new_streams_only() {
+    // §5.4.2.3, §9.2.3: windows of existing streams do not change.
+    let mut pair = Pair::connected();
+    let before = pair.client.conn.open(route("a"), false).expect("open");
+    let window_before = pair.client.conn.stream_windows(before).expect("stream").0;
+    let mut raw_settings = bytes::BytesMut::new();
+    frames::settings(&[(SettingId::INITIAL_STREAM_WINDOW, 1000)])
+        .encode(&mut raw_settings)
+        .expect("encode");
+    pair.client
+        .conn
+        .handle_read(pair.now, &mut raw_settings)
+        .expect("settings");
+    let after = pair.client.conn.open(route("b"), false).expect("open");
+    assert_eq!(
+        pair.client.conn.stream_windows(before).expect("stream").0,
+        window_before
+    );
+    assert_eq!(
+        pair.client.conn.stream_windows(after).expect("stream").0,
+        1000
+    );
+}
+
+#[test]
+fn auto_tuning_reaches_the_bandwidth_delay_product() {
+    // §9.6: 50 ms RTT, 12.5 MB/s (100 Mbit/s): BDP = 625,000 bytes. The
+    // window must grow from 64 KiB to between 1 and 4 times the BDP.
+    let rate = 12_500_000u64;
+    let rtt = Duration::from_millis(50);
+    let bdp = (rate as f64 * rtt.as_secs_f64()) as u32;
+    let config = Config {
+        initial_stream_window: 65_536,
+        initial_connection_window: 65_536,
+        stream_send_buffer: 64 << 20,
+        connection_send_buffer: 64 << 20,
+        ..Config::default()
+    };
+    let mut pair = Pair::with_configs(config.clone(), config);
+    pair.set_link(rtt / 2, Some(rate));
+    pair.drive();
+    let id = pair.client.conn.open(route("bulk"), false).expect("open");
+    let total = 40_000_000usize;
+    let chunk = Bytes::from(vec![0u8; 1 << 20]);
+    let mut queued = 0;
+    while queued < total {
+        queued += pair
+            .client
+            .conn
+            .send(id, chunk.clone(), false, false)
+            .expect("send");
+    }
+    pair.client.conn.finish(id).expect("finish");
+    let started = pair.now;
+    let mut target = 0;
+    for _ in 0..200_000 {
+        if let Some((_, t)) = pair.server.conn.stream_windows(id) {
+            target = target.max(t);
+        }
+        if !pair.step() {
+            if pair.server.finished.contains(&id) {
+                break;
+            }
+            pair.advance(Duration::from_millis(1));
+        }
+    }
+    assert!(
+        pair.server.finished.contains(&id),
+        "transfer did not finish"
+    );
+    assert!(target >= bdp, "window {target} below the BDP {bdp}");
+    assert!(target <= 4 * bdp, "window {target} above 4 x BDP {bdp}");
+    let seconds = pair.now.duration_since(started).as_secs_f64();
+    let achieved = total as f64 / seconds;
+    assert!(
+        achieved > 0.8 * rate as f64,
+        "throughput {achieved:.0} B/s of a {rate} B/s link"
+    );
+}
+
+#[test]
+fn small_message_overtakes_a_bulk_transfer() {
+    // §12.2: a 64-byte message waits at most one quantum behind a bulk stream.
+    let mut pair = Pair::connected();
+    pair.client.write_capacity = 0; // hold output so the scheduler sees both streams
+    let bulk = pair.client.conn.open(route("bulk"), false).expect("open");
+    let small = pair.client.conn.open(route("small"), false).expect("open");
+    let big = Bytes::from(vec![0u8; 1 << 20]);
+    pair.client
+        .conn
+        .send(bulk, big, false, false)
+        .expect("bulk");
+    pair.client
+        .conn
+        .send(small, Bytes::from(vec![1u8; 64]), true, true)
+        .expect("small");
+    let mut out = bytes::BytesMut::new();
+    let _ = pair.client.conn.poll_transmit(pair.now, &mut out);
+    let mut data_frames_before_small = 0;
+    while let Ok(Some(frame)) = Frame::decode(&mut out, crate::frame::MAX_LENGTH_FIELD) {
+        if let Frame::Data(data) = frame {
+            if data.stream == small {
+                break;
+            }
+            data_frames_before_small += 1;
+        }
+    }
+    assert!(
+        data_frames_before_small <= 1,
+        "{data_frames_before_small} bulk frames went first"
+    );
+}
+
+#[test]
+fn consumed_credit_comes_back_as_window_updates() {
+    // §9.4.2: batching at half the target.
+    let mut pair = Pair::connected();
+    let id = pair.client.conn.open(route("up"), false).expect("open");
+    pair.client
+        .conn
+        .send(id, Bytes::from(vec![0; 200_000]), false, false)
+        .expect("send");
+    pair.drive();
+    let (send_window, _) = pair.client.conn.stream_windows(id).expect("stream");
+    assert!(send_window > 0, "credit came back");
+    assert!(pair.server.saw(|e| matches!(e, Event::Readable { .. })));
+}

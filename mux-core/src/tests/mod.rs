@@ -1,0 +1,11 @@
+//! Scenario tests of the connection state machine, one or more per rule of
+//! the spec, over the deterministic harnesses of [`util`]. Each test names
+//! the spec section it covers.
+
+mod connection_management;
+mod flow_control;
+mod properties;
+mod protections;
+mod push;
+mod streams;
+pub(crate) mod util;
