@@ -40,6 +40,8 @@ mod config;
 mod event;
 mod flood;
 mod flow_control;
+#[cfg(any(test, fuzzing))]
+mod invariants;
 mod recv;
 mod send;
 mod stream;

@@ -1,0 +1,118 @@
+//! Internal consistency checks, for tests and fuzzing only: the invariants
+//! the issue and spec promise (windows within bounds, counts within limits,
+//! buffers within caps).
+
+use super::stream::{RecvState, SendState};
+use super::Connection;
+use crate::frame::MAX_WINDOW;
+use crate::stream_id::StreamId;
+
+impl Connection {
+    /// Checks every internal invariant; the error says which one broke.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let fail = |what: String| Err(what);
+        if self.conn_send.available() > MAX_WINDOW {
+            return fail(format!(
+                "connection send window {} above 2^31-1",
+                self.conn_send.available()
+            ));
+        }
+        let conn = &self.conn_recv;
+        if conn.target()
+            > self
+                .config
+                .max_connection_window
+                .max(super::INITIAL_CONNECTION_WINDOW)
+        {
+            return fail(format!(
+                "connection receive target {} above its maximum",
+                conn.target()
+            ));
+        }
+        if conn.granted() > conn.target() {
+            return fail(format!(
+                "connection grant {} above target {}",
+                conn.granted(),
+                conn.target()
+            ));
+        }
+        let (mut local, mut peer, mut queued, mut held) = (0u32, 0u32, 0usize, 0usize);
+        for (id, stream) in &self.streams {
+            let max = self
+                .config
+                .max_stream_window
+                .max(self.config.initial_stream_window);
+            let window = &stream.recv.window;
+            if stream.send.window.available() > MAX_WINDOW {
+                return fail(format!("stream {id} send window above 2^31-1"));
+            }
+            if window.target() > max {
+                return fail(format!(
+                    "stream {id} receive target {} above {max}",
+                    window.target()
+                ));
+            }
+            if stream.recv.state == RecvState::Open
+                && window.granted() as usize + stream.recv.held > window.target() as usize
+            {
+                return fail(format!(
+                    "stream {id}: granted {} + held {} above target {}",
+                    window.granted(),
+                    stream.recv.held,
+                    window.target()
+                ));
+            }
+            if stream.send.queued_bytes > self.config.stream_send_buffer {
+                return fail(format!(
+                    "stream {id} queued {} above its cap",
+                    stream.send.queued_bytes
+                ));
+            }
+            let counted: usize = stream.send.queue.iter().map(|(bytes, _)| bytes.len()).sum();
+            if counted != stream.send.queued_bytes {
+                return fail(format!(
+                    "stream {id} queue holds {counted}, accounted {}",
+                    stream.send.queued_bytes
+                ));
+            }
+            if stream.send.state == SendState::Done && stream.send.queued_bytes > 0 {
+                return fail(format!("stream {id} finished with data still queued"));
+            }
+            if stream.active {
+                if Self::is_local(self, *id) {
+                    local += 1;
+                } else {
+                    peer += 1;
+                }
+            }
+            queued += stream.send.queued_bytes;
+            held += stream.recv.held;
+        }
+        if (local, peer) != (self.local_active, self.peer_active) {
+            return fail(format!(
+                "active counts ({}, {}) but streams say ({local}, {peer})",
+                self.local_active, self.peer_active
+            ));
+        }
+        if self.peer_active > self.config.max_concurrent_streams {
+            return fail(format!("{} peer streams above our limit", self.peer_active));
+        }
+        if queued != self.conn_queued || queued > self.config.connection_send_buffer {
+            return fail(format!(
+                "queued {queued}, accounted {}, cap {}",
+                self.conn_queued, self.config.connection_send_buffer
+            ));
+        }
+        if held > conn.target() as usize {
+            return fail(format!(
+                "held {held} above the connection target {}",
+                conn.target()
+            ));
+        }
+        Ok(())
+    }
+
+    fn is_local(&self, id: StreamId) -> bool {
+        id.initiator() == Some(self.side)
+    }
+}
