@@ -18,13 +18,31 @@ use mux_core::{Config, Connection, ErrorCode, Event, Side, StreamId};
 
 #[derive(Arbitrary, Debug)]
 enum Cmd {
-    Open { end_stream: bool },
-    Push { associated: Option<u8>, end_stream: bool },
-    Send { stream: u8, len: u16, end_message: bool, end_stream: bool },
-    Read { stream: u8, max: u16 },
-    Reset { stream: u8, code: u32 },
+    Open {
+        end_stream: bool,
+    },
+    Push {
+        associated: Option<u8>,
+        end_stream: bool,
+    },
+    Send {
+        stream: u8,
+        len: u16,
+        end_message: bool,
+        end_stream: bool,
+    },
+    Read {
+        stream: u8,
+        max: u16,
+    },
+    Reset {
+        stream: u8,
+        code: u32,
+    },
     Ping,
-    Close { code: u32 },
+    Close {
+        code: u32,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -60,15 +78,28 @@ impl Endpoint {
                     self.streams.push(id);
                 }
             }
-            Cmd::Push { associated, end_stream } => {
+            Cmd::Push {
+                associated,
+                end_stream,
+            } => {
                 let associated = associated.and_then(|i| self.pick(i));
                 if let Ok(id) = self.conn.push(associated, metadata, end_stream) {
                     self.streams.push(id);
                 }
             }
-            Cmd::Send { stream, len, end_message, end_stream } => {
+            Cmd::Send {
+                stream,
+                len,
+                end_message,
+                end_stream,
+            } => {
                 if let Some(id) = self.pick(stream) {
-                    let _ = self.conn.send(id, Bytes::from(vec![0xa5; usize::from(len)]), end_message, end_stream);
+                    let _ = self.conn.send(
+                        id,
+                        Bytes::from(vec![0xa5; usize::from(len)]),
+                        end_message,
+                        end_stream,
+                    );
                 }
             }
             Cmd::Read { stream, max } => {
@@ -94,7 +125,9 @@ impl Endpoint {
         let _ = self.conn.handle_read(now, &mut self.rx);
         while let Some(event) = self.conn.poll_event() {
             match event {
-                Event::StreamOpened { id, .. } | Event::PushReceived { id, .. } => self.streams.push(id),
+                Event::StreamOpened { id, .. } | Event::PushReceived { id, .. } => {
+                    self.streams.push(id)
+                }
                 _ => {}
             }
         }
@@ -124,32 +157,58 @@ fn config() -> Config {
 
 fuzz_target!(|ops: Vec<Op>| {
     let mut now = Instant::now();
-    let mut client = Endpoint { conn: Connection::new(Side::Client, config(), now), rx: BytesMut::new(), streams: Vec::new() };
-    let mut server = Endpoint { conn: Connection::new(Side::Server, config(), now), rx: BytesMut::new(), streams: Vec::new() };
+    let mut client = Endpoint {
+        conn: Connection::new(Side::Client, config(), now),
+        rx: BytesMut::new(),
+        streams: Vec::new(),
+    };
+    let mut server = Endpoint {
+        conn: Connection::new(Side::Server, config(), now),
+        rx: BytesMut::new(),
+        streams: Vec::new(),
+    };
     let mut to_server = BytesMut::new();
     let mut to_client = BytesMut::new();
     for op in ops {
         match op {
             Op::Client(cmd) => client.run(cmd, now),
             Op::Server(cmd) => server.run(cmd, now),
-            Op::Deliver { to_server: true, max } => {
+            Op::Deliver {
+                to_server: true,
+                max,
+            } => {
                 let n = usize::from(max).max(1).min(to_server.len());
                 let bytes = to_server.split_to(n);
                 server.receive(now, &bytes);
             }
-            Op::Deliver { to_server: false, max } => {
+            Op::Deliver {
+                to_server: false,
+                max,
+            } => {
                 let n = usize::from(max).max(1).min(to_client.len());
                 let bytes = to_client.split_to(n);
                 client.receive(now, &bytes);
             }
-            Op::InjectFrame { to_server: true, frame } => {
+            Op::InjectFrame {
+                to_server: true,
+                frame,
+            } => {
                 let _ = frame.encode(&mut to_server);
             }
-            Op::InjectFrame { to_server: false, frame } => {
+            Op::InjectFrame {
+                to_server: false,
+                frame,
+            } => {
                 let _ = frame.encode(&mut to_client);
             }
-            Op::InjectBytes { to_server: true, bytes } => to_server.extend_from_slice(&bytes),
-            Op::InjectBytes { to_server: false, bytes } => to_client.extend_from_slice(&bytes),
+            Op::InjectBytes {
+                to_server: true,
+                bytes,
+            } => to_server.extend_from_slice(&bytes),
+            Op::InjectBytes {
+                to_server: false,
+                bytes,
+            } => to_client.extend_from_slice(&bytes),
             Op::Advance { millis } => {
                 now += Duration::from_millis(u64::from(millis));
                 client.conn.handle_timeout(now);

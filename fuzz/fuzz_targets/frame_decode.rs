@@ -18,10 +18,15 @@ fuzz_target!(|data: &[u8]| {
         let before = buf.len();
         match Frame::decode(&mut buf, MAX_FRAME_SIZE) {
             Ok(Some(frame)) => {
-                assert_eq!(frame.validate(), Ok(()), "decoded frame fails validation: {frame:?}");
+                assert_eq!(
+                    frame.validate(),
+                    Ok(()),
+                    "decoded frame fails validation: {frame:?}"
+                );
                 let mut wire = BytesMut::new();
                 frame.encode(&mut wire).expect("a decoded frame re-encodes");
-                let again = Frame::decode(&mut wire, MAX_FRAME_SIZE).expect("re-encoded frame decodes");
+                let again =
+                    Frame::decode(&mut wire, MAX_FRAME_SIZE).expect("re-encoded frame decodes");
                 assert_eq!(again.as_ref(), Some(&frame));
                 assert!(wire.is_empty());
             }

@@ -16,7 +16,9 @@ fuzz_target!(|frame: Frame| {
         return;
     }
     let mut head = BytesMut::new();
-    let body = frame.encode_split(&mut head).expect("encode_split agrees with encode");
+    let body = frame
+        .encode_split(&mut head)
+        .expect("encode_split agrees with encode");
     head.extend_from_slice(body.as_deref().unwrap_or_default());
     assert_eq!(head, whole, "encode_split and encode differ");
 
