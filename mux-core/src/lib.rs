@@ -40,6 +40,7 @@ pub mod connection;
 pub mod error;
 pub mod frame;
 pub mod preface;
+pub mod rpc;
 mod stream_id;
 
 pub use connection::{Chunk, Config, Connection, Event, StreamState};

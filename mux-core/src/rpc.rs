@@ -1,0 +1,190 @@
+//! The request/response message formats shared by client and server
+//! (`spec/patterns.md` §1): how a call maps onto a stream.
+//!
+//! - The request opens a stream with OPEN; its metadata carries the route
+//!   under `:route`, the caller's deadline (milliseconds left, decimal) under
+//!   `:deadline-ms`, and the caller's own entries. The request body is the
+//!   client's DATA, in messages; END_STREAM ends it.
+//! - The response's first message is its head: a 16-bit status and a
+//!   metadata block. The messages after it are the response body; END_STREAM
+//!   ends it.
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::frame::{Metadata, MetadataBuilder, MetadataError};
+
+/// Metadata name of the route.
+pub const ROUTE: &[u8] = b":route";
+/// Metadata name of the deadline, in milliseconds left when the request was sent.
+pub const DEADLINE_MS: &[u8] = b":deadline-ms";
+
+/// A response status (spec `patterns.md` §1.2), HTTP-like so that it reads at a glance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Status(pub u16);
+
+impl Status {
+    /// The call succeeded.
+    pub const OK: Self = Self(200);
+    /// Conditional fetch: nothing changed since the caller's version.
+    pub const NOT_MODIFIED: Self = Self(304);
+    /// The request was malformed.
+    pub const BAD_REQUEST: Self = Self(400);
+    /// No handler for the route.
+    pub const NOT_FOUND: Self = Self(404);
+    /// The request body exceeded the server's limit.
+    pub const TOO_LARGE: Self = Self(413);
+    /// The handler failed.
+    pub const INTERNAL: Self = Self(500);
+    /// The server is overloaded (its worker queue is full); retry later.
+    pub const UNAVAILABLE: Self = Self(503);
+    /// The deadline passed before the handler finished.
+    pub const DEADLINE_EXCEEDED: Self = Self(504);
+
+    /// Whether the status is a success (2xx or 3xx).
+    pub fn is_success(self) -> bool {
+        (200..400).contains(&self.0)
+    }
+}
+
+/// The head of a request, carried in OPEN metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestHead {
+    /// The route to call.
+    pub route: String,
+    /// Time the caller will wait, when it set a deadline.
+    pub deadline: Option<Duration>,
+    /// The caller's own metadata entries (names starting with `:` are reserved).
+    pub metadata: Vec<(Bytes, Bytes)>,
+}
+
+/// A request or response head that does not parse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeadError {
+    /// The OPEN metadata has no `:route`, or it is not UTF-8.
+    #[error("request has no valid :route")]
+    MissingRoute,
+    /// The response head is shorter than its status.
+    #[error("response head is truncated")]
+    Truncated,
+    /// The metadata block of a response head is malformed.
+    #[error("response head metadata is malformed")]
+    BadMetadata,
+}
+
+impl RequestHead {
+    /// A request for `route` with no deadline or metadata.
+    pub fn new(route: impl Into<String>) -> Self {
+        Self {
+            route: route.into(),
+            deadline: None,
+            metadata: Vec::new(),
+        }
+    }
+
+    /// The OPEN metadata block.
+    pub fn encode(&self) -> Result<Metadata, MetadataError> {
+        let mut builder = MetadataBuilder::default();
+        builder.push(ROUTE, self.route.as_bytes())?;
+        if let Some(deadline) = self.deadline {
+            let millis = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+            builder.push(DEADLINE_MS, millis.to_string().as_bytes())?;
+        }
+        for (name, value) in &self.metadata {
+            builder.push(name, value)?;
+        }
+        Ok(builder.finish())
+    }
+
+    /// Reads a request head from OPEN metadata.
+    pub fn decode(metadata: &Metadata) -> Result<Self, HeadError> {
+        let route = metadata.get(ROUTE).ok_or(HeadError::MissingRoute)?;
+        let route = std::str::from_utf8(route).map_err(|_| HeadError::MissingRoute)?.to_owned();
+        let deadline = metadata
+            .get(DEADLINE_MS)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis);
+        let metadata = metadata
+            .iter()
+            .filter(|(name, _)| !name.starts_with(b":"))
+            .map(|(n, v)| (Bytes::copy_from_slice(n), Bytes::copy_from_slice(v)))
+            .collect();
+        Ok(Self {
+            route,
+            deadline,
+            metadata,
+        })
+    }
+}
+
+/// The head of a response: the first message the server sends on the stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// The outcome.
+    pub status: Status,
+    /// The server's metadata.
+    pub metadata: Metadata,
+}
+
+impl ResponseHead {
+    /// A head with `status` and no metadata.
+    pub fn new(status: Status) -> Self {
+        Self {
+            status,
+            metadata: Metadata::new(),
+        }
+    }
+
+    /// The head message's bytes: status, then the metadata block.
+    pub fn encode(&self) -> Bytes {
+        let block = self.metadata.as_bytes();
+        let mut buf = BytesMut::with_capacity(2 + block.len());
+        buf.put_u16(self.status.0);
+        buf.put_slice(block);
+        buf.freeze()
+    }
+
+    /// Parses a head message.
+    pub fn decode(mut message: Bytes) -> Result<Self, HeadError> {
+        if message.len() < 2 {
+            return Err(HeadError::Truncated);
+        }
+        let status = Status(u16::from_be_bytes([message[0], message[1]]));
+        let block = message.split_off(2);
+        let metadata = Metadata::decode(block).map_err(|_| HeadError::BadMetadata)?;
+        Ok(Self { status, metadata })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_head_round_trips() {
+        let mut head = RequestHead::new("echo");
+        head.deadline = Some(Duration::from_millis(250));
+        head.metadata.push((Bytes::from_static(b"trace"), Bytes::from_static(b"abc")));
+        let decoded = RequestHead::decode(&head.encode().expect("encodes")).expect("decodes");
+        assert_eq!(decoded, head);
+    }
+
+    #[test]
+    fn response_head_round_trips_and_rejects_garbage() {
+        let head = ResponseHead {
+            status: Status::NOT_FOUND,
+            metadata: Metadata::from_pairs([(&b"why"[..], &b"no route"[..])]).expect("metadata"),
+        };
+        assert_eq!(ResponseHead::decode(head.encode()), Ok(head));
+        assert_eq!(ResponseHead::decode(Bytes::from_static(b"\x01")), Err(HeadError::Truncated));
+        assert_eq!(ResponseHead::decode(Bytes::from_static(b"\x00\xc8\x05ab")), Err(HeadError::BadMetadata));
+    }
+
+    #[test]
+    fn request_without_route_is_refused() {
+        assert_eq!(RequestHead::decode(&Metadata::new()), Err(HeadError::MissingRoute));
+    }
+}

@@ -1,0 +1,193 @@
+//! One connection's I/O: the socket, the `mux-core` state machine, the read
+//! buffer and the bytes written but not yet accepted by the kernel.
+//!
+//! It follows mio's contract: read until `WouldBlock`, retry on
+//! `Interrupted`, treat `Ok(0)` as end of file, and never assume a readiness
+//! event means the operation will succeed. Output that hits `WouldBlock` is
+//! kept in `tx` and written on the next WRITABLE event, never dropped.
+
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use mio::Interest;
+use mux_core::{Connection, ConnectionError, Event};
+
+/// Bytes read per `read` call. 256 KiB: a loopback socket buffer's worth,
+/// so a bulk transfer needs few syscalls.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// `poll_transmit` output gathered before a `write`. 512 KiB: enough to fill
+/// the socket buffer in one call, small enough that a new small message does
+/// not queue behind much bulk data.
+const WRITE_BATCH: usize = 512 * 1024;
+
+/// Reads done per readable event before other connections get a turn (the
+/// remaining readiness is served on the next loop iteration).
+const MAX_READS_PER_EVENT: usize = 16;
+
+/// Why a connection's transport is finished.
+#[derive(Debug)]
+pub enum Closed {
+    /// The protocol ended the connection and its output is flushed.
+    Done,
+    /// The socket failed.
+    Io(io::Error),
+}
+
+/// The I/O state of one connection.
+#[derive(Debug)]
+pub struct ConnIo {
+    pub(crate) socket: mio::net::TcpStream,
+    /// The protocol state machine.
+    pub conn: Connection,
+    rx: BytesMut,
+    tx: BytesMut,
+    /// A non-blocking connect has not completed yet.
+    pub(crate) connecting: bool,
+    /// The peer closed its side of the transport.
+    eof: bool,
+    /// The interest registered with the poller.
+    pub(crate) interest: Interest,
+    /// The earliest timer entry scheduled for this connection.
+    pub(crate) scheduled: Option<Instant>,
+    /// Incremented each time the slab slot is reused (stale-timer guard).
+    pub(crate) generation: u64,
+    /// Reading stopped because the state machine pushed back; resume when it no longer does.
+    pub(crate) read_paused: bool,
+    /// The error the state machine closed with, kept for `App::on_closed`.
+    pub(crate) close_error: Option<ConnectionError>,
+}
+
+impl ConnIo {
+    pub(crate) fn new(socket: mio::net::TcpStream, conn: Connection, connecting: bool, generation: u64) -> Self {
+        Self {
+            socket,
+            conn,
+            rx: BytesMut::new(),
+            tx: BytesMut::new(),
+            connecting,
+            eof: false,
+            interest: Interest::READABLE,
+            scheduled: None,
+            generation,
+            read_paused: false,
+            close_error: None,
+        }
+    }
+
+    /// Reads what the socket has, feeding the state machine; pushes its
+    /// events to `events`. Returns `true` if more may be readable (the read
+    /// budget ran out before `WouldBlock`).
+    pub(crate) fn read(&mut self, now: Instant, events: &mut Vec<Event>) -> Result<bool, Closed> {
+        if self.connecting || self.eof {
+            return Ok(false);
+        }
+        for _ in 0..MAX_READS_PER_EVENT {
+            if !self.conn.wants_read() {
+                self.read_paused = true;
+                return Ok(false);
+            }
+            let start = self.rx.len();
+            self.rx.resize(start + READ_CHUNK, 0);
+            let result = self.socket.read(&mut self.rx[start..]);
+            let n = match result {
+                Ok(n) => n,
+                Err(err) => {
+                    self.rx.truncate(start);
+                    match err.kind() {
+                        io::ErrorKind::WouldBlock => return Ok(false),
+                        io::ErrorKind::Interrupted => continue,
+                        _ => return Err(Closed::Io(err)),
+                    }
+                }
+            };
+            self.rx.truncate(start + n);
+            if n == 0 {
+                self.eof = true;
+                self.conn.handle_eof(now);
+                self.drain_events(events);
+                return Ok(false);
+            }
+            // A connection error is also reported as `Event::Closed`.
+            let _: Result<(), ConnectionError> = self.conn.handle_read(now, &mut self.rx);
+            self.drain_events(events);
+        }
+        Ok(true)
+    }
+
+    pub(crate) fn drain_events(&mut self, events: &mut Vec<Event>) {
+        while let Some(event) = self.conn.poll_event() {
+            if let Event::Closed { error: Some(error) } = &event {
+                self.close_error = Some(error.clone());
+            }
+            events.push(event);
+        }
+    }
+
+    /// Writes everything the state machine has to send, until the kernel
+    /// refuses more. Returns whether the transport is finished.
+    pub(crate) fn flush(&mut self, now: Instant, events: &mut Vec<Event>) -> Result<Option<Closed>, Closed> {
+        if self.connecting {
+            // Closed while the TCP handshake runs (a connect timeout): give up.
+            return Ok(self.conn.is_closed().then_some(Closed::Done));
+        }
+        loop {
+            if self.tx.is_empty() {
+                while self.tx.len() < WRITE_BATCH && self.conn.poll_transmit(now, &mut self.tx) {}
+                self.drain_events(events);
+            }
+            if self.tx.is_empty() {
+                break;
+            }
+            match self.socket.write(&self.tx) {
+                Ok(0) => return Err(Closed::Io(io::ErrorKind::WriteZero.into())),
+                Ok(n) => self.tx.advance(n),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(Closed::Io(err)),
+            }
+        }
+        if self.conn.is_closed() || (self.eof && self.tx.is_empty()) {
+            return Ok(Some(Closed::Done));
+        }
+        Ok(None)
+    }
+
+    /// The interest the socket needs now: READABLE unless the state machine
+    /// pushes back, WRITABLE only while output is pending (or connecting).
+    pub(crate) fn wanted_interest(&self) -> Option<Interest> {
+        if self.connecting {
+            return Some(Interest::WRITABLE);
+        }
+        let read = self.conn.wants_read() && !self.eof;
+        let write = !self.tx.is_empty();
+        match (read, write) {
+            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
+            (true, false) => Some(Interest::READABLE),
+            (false, true) => Some(Interest::WRITABLE),
+            (false, false) => None,
+        }
+    }
+
+    /// Completes a non-blocking connect once the socket is writable (mio's
+    /// steps): `Ok(true)` when connected, `Ok(false)` if not yet.
+    pub(crate) fn finish_connect(&mut self) -> io::Result<bool> {
+        if let Some(err) = self.socket.take_error()? {
+            return Err(err);
+        }
+        match self.socket.peer_addr() {
+            Ok(_) => {
+                self.connecting = false;
+                Ok(true)
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Bytes waiting for the kernel.
+    pub fn pending_output(&self) -> usize {
+        self.tx.len()
+    }
+}

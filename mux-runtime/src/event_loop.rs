@@ -1,0 +1,611 @@
+//! The event loop: one thread, one `mio::Poll`, the connections it owns in a
+//! slab, an optional listener, a command channel with its `Waker`, and the
+//! timer heap. The application logic (server routes, client calls) plugs in
+//! through the [`App`] trait and runs on the loop thread, so that a request
+//! is read, handled and answered with no thread hand-off.
+//!
+//! One iteration: wait for readiness (or the next timer); serve commands,
+//! accepts and each ready connection (read until `WouldBlock`, feed
+//! `mux-core`, hand its events to the app); fire due timers; flush every
+//! connection the app touched; recompute each socket's interest.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mux_core::{Config, Connection, ConnectionError, Event, Side};
+use slab::Slab;
+
+use crate::conn_io::{Closed, ConnIo};
+use crate::socket::{self, SocketOptions};
+use crate::timer::{TimerKind, Timers};
+
+/// Token of the waker that announces commands.
+pub const WAKER: Token = Token(0);
+/// Token of the listener.
+pub const LISTENER: Token = Token(1);
+/// Connections use `Token(FIRST_CONN + slab index)`.
+const FIRST_CONN: usize = 2;
+
+/// Commands served per wakeup before sockets get a turn (the rest wait for
+/// the next iteration, which does not block).
+const MAX_COMMANDS_PER_WAKEUP: usize = 1024;
+
+/// Readiness events fetched per `poll` call.
+const EVENTS_CAPACITY: usize = 1024;
+
+/// A connection's handle: its slab index and the generation of the slot, so
+/// that a key kept after its connection ended never reaches a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnKey {
+    index: usize,
+    generation: u64,
+}
+
+/// Loop configuration.
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    /// Protocol configuration of every connection.
+    pub conn: Config,
+    /// Socket options.
+    pub socket: SocketOptions,
+    /// Connections this loop holds at most; the listener stops accepting at
+    /// this count and resumes below it.
+    pub max_connections: usize,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        Self {
+            conn: Config::default(),
+            socket: SocketOptions::default(),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// Application logic run on the loop thread. Every callback must return
+/// quickly: it runs between socket operations of all this loop's connections.
+pub trait App {
+    /// What other threads send to the loop.
+    type Command: Send + 'static;
+
+    /// A protocol event of connection `key`.
+    fn on_event(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, event: Event);
+
+    /// A connection was accepted (servers) or connected (clients).
+    fn on_open(&mut self, _ctx: &mut Ctx<'_>, _key: ConnKey) {}
+
+    /// A connection's transport is gone; `error` says why, `None` if it ended cleanly.
+    fn on_closed(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, error: Option<LoopError>);
+
+    /// A command from another thread.
+    fn on_command(&mut self, ctx: &mut Ctx<'_>, command: Self::Command);
+
+    /// An application timer set with [`Ctx::set_timer`] is due.
+    fn on_timer(&mut self, _ctx: &mut Ctx<'_>, _token: u64) {}
+
+    /// Whether the loop should stop (checked after every iteration).
+    fn is_done(&self, ctx: &Ctx<'_>) -> bool;
+}
+
+/// Why a connection ended, as the loop reports it.
+#[derive(Debug)]
+pub enum LoopError {
+    /// The protocol ended it with an error.
+    Protocol(ConnectionError),
+    /// The socket failed.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for LoopError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Protocol(err) => write!(f, "{err}"),
+            Self::Io(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+impl std::error::Error for LoopError {}
+
+impl From<LoopError> for io::Error {
+    fn from(err: LoopError) -> Self {
+        match err {
+            LoopError::Io(err) => err,
+            LoopError::Protocol(err) => Self::new(io::ErrorKind::ConnectionAborted, err),
+        }
+    }
+}
+
+/// What the app may do during a callback.
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    /// The time of this loop iteration.
+    pub now: Instant,
+    conns: &'a mut Slab<ConnIo>,
+    registry: &'a Registry,
+    dirty: &'a mut Vec<usize>,
+    timers: &'a mut Timers,
+    config: &'a LoopConfig,
+    generations: &'a mut u64,
+    accepting: &'a mut AcceptState,
+}
+
+/// Whether the listener is registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AcceptState {
+    /// No listener.
+    None,
+    /// Registered and accepting.
+    Accepting,
+    /// Deregistered at capacity; re-registered below it.
+    Paused,
+    /// Deregistered for good (shutdown).
+    Stopped,
+}
+
+impl Ctx<'_> {
+    /// The state machine of connection `key`; the loop flushes it after the callback.
+    pub fn conn(&mut self, key: ConnKey) -> Option<&mut Connection> {
+        let io = self.conns.get_mut(key.index).filter(|io| io.generation == key.generation)?;
+        if !self.dirty.contains(&key.index) {
+            self.dirty.push(key.index);
+        }
+        Some(&mut io.conn)
+    }
+
+    /// Keys of every connection of this loop.
+    pub fn keys(&self) -> Vec<ConnKey> {
+        self.conns
+            .iter()
+            .map(|(index, io)| ConnKey {
+                index,
+                generation: io.generation,
+            })
+            .collect()
+    }
+
+    /// Connections this loop holds.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Starts a client connection to `addr`; [`App::on_open`] follows once
+    /// the TCP handshake completes, or [`App::on_closed`] if it fails.
+    pub fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnKey> {
+        let mut stream = socket::connect(addr, &self.config.socket)?;
+        let entry = self.conns.vacant_entry();
+        let index = entry.key();
+        self.registry
+            .register(&mut stream, Token(FIRST_CONN + index), Interest::WRITABLE)?;
+        *self.generations += 1;
+        let conn = Connection::new(Side::Client, self.config.conn.clone(), self.now);
+        let mut io = ConnIo::new(stream, conn, true, *self.generations);
+        io.interest = Interest::WRITABLE;
+        let generation = io.generation;
+        entry.insert(io);
+        self.dirty.push(index);
+        Ok(ConnKey { index, generation })
+    }
+
+    /// Asks for [`App::on_timer`] with `token` at `at`.
+    pub fn set_timer(&mut self, at: Instant, token: u64) {
+        self.timers.insert(at, TimerKind::App(token));
+    }
+
+    /// Stops accepting connections for good (the first step of a graceful shutdown).
+    pub fn stop_accepting(&mut self) {
+        if *self.accepting != AcceptState::None {
+            *self.accepting = AcceptState::Stopped;
+        }
+    }
+
+    /// Whether this loop still accepts connections.
+    pub fn is_accepting(&self) -> bool {
+        matches!(*self.accepting, AcceptState::Accepting | AcceptState::Paused)
+    }
+}
+
+/// A handle for other threads: sends commands to the loop and wakes it.
+#[derive(Debug)]
+pub struct LoopHandle<C> {
+    sender: Sender<C>,
+    waker: Arc<Waker>,
+}
+
+impl<C> Clone for LoopHandle<C> {
+    fn clone(&self) -> Self {
+        Self {
+            sender: self.sender.clone(),
+            waker: Arc::clone(&self.waker),
+        }
+    }
+}
+
+/// The loop has stopped; the command was not delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoopGone;
+
+impl std::fmt::Display for LoopGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the event loop has stopped")
+    }
+}
+
+impl std::error::Error for LoopGone {}
+
+impl<C> LoopHandle<C> {
+    /// Sends a command, blocking while the (bounded) command queue is full.
+    pub fn send(&self, command: C) -> Result<(), LoopGone> {
+        self.sender.send(command).map_err(|_| LoopGone)?;
+        self.waker.wake().map_err(|_| LoopGone)
+    }
+
+    /// Sends a command if the queue has room; gives it back otherwise.
+    pub fn try_send(&self, command: C) -> Result<(), TrySendError<C>> {
+        self.sender.try_send(command)?;
+        let _ = self.waker.wake();
+        Ok(())
+    }
+}
+
+/// The loop itself; [`EventLoop::run`] consumes it on its thread.
+#[derive(Debug)]
+pub struct EventLoop<A: App> {
+    poll: Poll,
+    listener: Option<mio::net::TcpListener>,
+    conns: Slab<ConnIo>,
+    commands: Receiver<A::Command>,
+    timers: Timers,
+    config: LoopConfig,
+    generations: u64,
+    accepting: AcceptState,
+    /// Connections whose read budget ran out, or whose reading resumed: read
+    /// them next iteration without waiting for a new edge.
+    more_reads: Vec<usize>,
+    app: A,
+}
+
+impl<A: App> EventLoop<A> {
+    /// A loop around `app`, with a command queue of `queue` entries.
+    pub fn new(
+        app: A,
+        config: LoopConfig,
+        listener: Option<mio::net::TcpListener>,
+        queue: usize,
+    ) -> io::Result<(Self, LoopHandle<A::Command>)> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (sender, commands) = crossbeam_channel::bounded(queue);
+        let mut listener = listener;
+        let accepting = match listener.as_mut() {
+            Some(listener) => {
+                poll.registry().register(listener, LISTENER, Interest::READABLE)?;
+                AcceptState::Accepting
+            }
+            None => AcceptState::None,
+        };
+        let event_loop = Self {
+            poll,
+            listener,
+            conns: Slab::new(),
+            commands,
+            timers: Timers::default(),
+            config,
+            generations: 0,
+            accepting,
+            more_reads: Vec::new(),
+            app,
+        };
+        Ok((event_loop, LoopHandle { sender, waker }))
+    }
+
+    /// Runs until the app says it is done; returns the app.
+    pub fn run(mut self) -> io::Result<A> {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        let mut dirty: Vec<usize> = Vec::new();
+        let mut protocol_events: Vec<Event> = Vec::new();
+        let mut more_reads: Vec<usize> = Vec::new();
+        let mut more_commands = false;
+        loop {
+            let now = Instant::now();
+            let busy = more_commands || !more_reads.is_empty() || !self.more_reads.is_empty();
+            let timeout = if busy || !dirty.is_empty() {
+                Some(Duration::ZERO)
+            } else {
+                self.timers.next().map(|at| at.saturating_duration_since(now))
+            };
+            if let Err(err) = self.poll.poll(&mut events, timeout) {
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+            let now = Instant::now();
+            more_commands = false;
+            let mut ready: Vec<(usize, bool, bool)> = Vec::with_capacity(events.iter().count());
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => more_commands = true,
+                    LISTENER => self.accept(now, &mut dirty),
+                    Token(token) => ready.push((token - FIRST_CONN, event.is_readable() || event.is_read_closed() || event.is_error(), event.is_writable())),
+                }
+            }
+            more_reads.append(&mut self.more_reads);
+            for index in more_reads.drain(..) {
+                ready.push((index, true, false));
+            }
+            if more_commands {
+                more_commands = self.serve_commands(now, &mut dirty);
+            }
+            for (index, readable, writable) in ready {
+                self.serve_socket(now, index, readable, writable, &mut dirty, &mut protocol_events, &mut more_reads);
+            }
+            self.fire_timers(now, &mut dirty, &mut protocol_events);
+            while !dirty.is_empty() {
+                let batch: Vec<usize> = std::mem::take(&mut dirty);
+                for index in batch {
+                    self.flush(now, index, &mut dirty, &mut protocol_events);
+                }
+            }
+            self.update_listener();
+            let done = {
+                let (ctx, app) = self.split(now, &mut dirty);
+                app.is_done(&ctx)
+            };
+            if done {
+                return Ok(self.app);
+            }
+        }
+    }
+
+    fn split<'a>(&'a mut self, now: Instant, dirty: &'a mut Vec<usize>) -> (Ctx<'a>, &'a mut A) {
+        (
+            Ctx {
+                now,
+                conns: &mut self.conns,
+                registry: self.poll.registry(),
+                dirty,
+                timers: &mut self.timers,
+                config: &self.config,
+                generations: &mut self.generations,
+                accepting: &mut self.accepting,
+            },
+            &mut self.app,
+        )
+    }
+
+    fn key_of(&self, index: usize) -> Option<ConnKey> {
+        self.conns.get(index).map(|io| ConnKey {
+            index,
+            generation: io.generation,
+        })
+    }
+
+    /// Serves queued commands; returns whether some are left.
+    fn serve_commands(&mut self, now: Instant, dirty: &mut Vec<usize>) -> bool {
+        for _ in 0..MAX_COMMANDS_PER_WAKEUP {
+            match self.commands.try_recv() {
+                Ok(command) => {
+                    let (mut ctx, app) = self.split(now, dirty);
+                    app.on_command(&mut ctx, command);
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
+    }
+
+    /// Accepts until `WouldBlock` or capacity.
+    fn accept(&mut self, now: Instant, dirty: &mut Vec<usize>) {
+        if self.accepting != AcceptState::Accepting {
+            return;
+        }
+        while self.conns.len() < self.config.max_connections {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            let (mut stream, _peer) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    // EMFILE and friends: back off until a connection closes.
+                    log::warn!("accept failed: {err}");
+                    self.accepting = AcceptState::Paused;
+                    return;
+                }
+            };
+            if let Err(err) = socket::configure(&stream, &self.config.socket) {
+                log::debug!("socket options on an accepted connection: {err}");
+            }
+            let entry = self.conns.vacant_entry();
+            let index = entry.key();
+            if let Err(err) = self
+                .poll
+                .registry()
+                .register(&mut stream, Token(FIRST_CONN + index), Interest::READABLE)
+            {
+                log::warn!("register accepted connection: {err}");
+                continue;
+            }
+            self.generations += 1;
+            let conn = Connection::new(Side::Server, self.config.conn.clone(), now);
+            entry.insert(ConnIo::new(stream, conn, false, self.generations));
+            dirty.push(index);
+            if let Some(key) = self.key_of(index) {
+                let (mut ctx, app) = self.split(now, dirty);
+                app.on_open(&mut ctx, key);
+            }
+        }
+        // At capacity: stop listening until a connection ends (sozu's gate).
+        self.accepting = AcceptState::Paused;
+    }
+
+    /// Registers or deregisters the listener as capacity and shutdown require.
+    fn update_listener(&mut self) {
+        let Some(listener) = self.listener.as_mut() else {
+            return;
+        };
+        match self.accepting {
+            AcceptState::Paused if self.conns.len() < self.config.max_connections => {
+                // Re-arming an edge-triggered registration reports pending connections.
+                if self.poll.registry().reregister(listener, LISTENER, Interest::READABLE).is_ok() {
+                    self.accepting = AcceptState::Accepting;
+                }
+            }
+            AcceptState::Stopped => {
+                let _ = self.poll.registry().deregister(listener);
+                self.listener = None;
+            }
+            _ => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn serve_socket(
+        &mut self,
+        now: Instant,
+        index: usize,
+        readable: bool,
+        writable: bool,
+        dirty: &mut Vec<usize>,
+        events: &mut Vec<Event>,
+        more_reads: &mut Vec<usize>,
+    ) {
+        let Some(io) = self.conns.get_mut(index) else {
+            return; // a spurious or stale event
+        };
+        if io.connecting && writable {
+            match io.finish_connect() {
+                Ok(true) => {
+                    if let Some(key) = self.key_of(index) {
+                        let (mut ctx, app) = self.split(now, dirty);
+                        app.on_open(&mut ctx, key);
+                    }
+                }
+                Ok(false) => return,
+                Err(err) => return self.remove(now, index, Some(LoopError::Io(err)), dirty),
+            }
+        }
+        let Some(io) = self.conns.get_mut(index) else {
+            return;
+        };
+        if readable {
+            match io.read(now, events) {
+                Ok(true) => more_reads.push(index),
+                Ok(false) => {}
+                Err(Closed::Io(err)) => return self.remove(now, index, Some(LoopError::Io(err)), dirty),
+                Err(Closed::Done) => return self.remove(now, index, None, dirty),
+            }
+            self.dispatch(now, index, events, dirty);
+        }
+        if !dirty.contains(&index) {
+            dirty.push(index);
+        }
+    }
+
+    /// Hands collected protocol events to the app.
+    fn dispatch(&mut self, now: Instant, index: usize, events: &mut Vec<Event>, dirty: &mut Vec<usize>) {
+        let Some(key) = self.key_of(index) else {
+            events.clear();
+            return;
+        };
+        for event in events.drain(..) {
+            let (mut ctx, app) = self.split(now, dirty);
+            app.on_event(&mut ctx, key, event);
+        }
+    }
+
+    /// Writes a connection's output, updates its timer and interest, and
+    /// removes it once its transport is finished.
+    fn flush(&mut self, now: Instant, index: usize, dirty: &mut Vec<usize>, events: &mut Vec<Event>) {
+        let Some(io) = self.conns.get_mut(index) else {
+            return;
+        };
+        let outcome = io.flush(now, events);
+        self.dispatch(now, index, events, dirty);
+        match outcome {
+            Err(Closed::Io(err)) => return self.remove(now, index, Some(LoopError::Io(err)), dirty),
+            Err(Closed::Done) | Ok(Some(_)) => return self.remove(now, index, None, dirty),
+            Ok(None) => {}
+        }
+        let Some(io) = self.conns.get_mut(index) else {
+            return;
+        };
+        if let Some(deadline) = io.conn.poll_timeout() {
+            if io.scheduled.is_none_or(|scheduled| deadline < scheduled) {
+                io.scheduled = Some(deadline);
+                self.timers.insert(
+                    deadline,
+                    TimerKind::Conn {
+                        index,
+                        generation: io.generation,
+                    },
+                );
+            }
+        }
+        if io.read_paused && io.conn.wants_read() {
+            io.read_paused = false;
+            self.more_reads.push(index);
+        }
+        let wanted = io.wanted_interest();
+        let token = Token(FIRST_CONN + index);
+        match wanted {
+            Some(interest) if interest != io.interest => {
+                if self.poll.registry().reregister(&mut io.socket, token, interest).is_ok() {
+                    io.interest = interest;
+                }
+            }
+            // Reading paused and nothing to write: mio needs some interest, so
+            // the old one stays; `read_paused` makes readiness wait.
+            Some(_) | None => {}
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant, dirty: &mut Vec<usize>, events: &mut Vec<Event>) {
+        while let Some((at, kind)) = self.timers.pop_due(now) {
+            match kind {
+                TimerKind::App(token) => {
+                    let (mut ctx, app) = self.split(now, dirty);
+                    app.on_timer(&mut ctx, token);
+                }
+                TimerKind::Conn { index, generation } => {
+                    let Some(io) = self.conns.get_mut(index) else {
+                        continue;
+                    };
+                    if io.generation != generation || io.scheduled != Some(at) {
+                        continue; // stale entry
+                    }
+                    io.scheduled = None;
+                    io.conn.handle_timeout(now);
+                    io.drain_events(events);
+                    self.dispatch(now, index, events, dirty);
+                    if !dirty.contains(&index) {
+                        dirty.push(index);
+                    }
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, now: Instant, index: usize, error: Option<LoopError>, dirty: &mut Vec<usize>) {
+        if !self.conns.contains(index) {
+            return;
+        }
+        let mut io = self.conns.remove(index);
+        // Deregister before the slot can be reused (stale-token guard).
+        let _ = self.poll.registry().deregister(&mut io.socket);
+        let key = ConnKey {
+            index,
+            generation: io.generation,
+        };
+        dirty.retain(|d| *d != index);
+        let error = error.or_else(|| io.close_error.take().map(LoopError::Protocol));
+        let (mut ctx, app) = self.split(now, dirty);
+        app.on_closed(&mut ctx, key, error);
+    }
+}

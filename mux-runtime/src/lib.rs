@@ -1,0 +1,39 @@
+//! The runtime shared by `mux-server` and `mux-client`: a hand-written,
+//! readiness-driven event loop on `mio` that drives `mux-core` connections
+//! over real sockets.
+//!
+//! - [`event_loop`]: one thread's loop: `Poll`, a slab of connections keyed
+//!   by `Token`, an optional listener, commands over `crossbeam-channel` plus
+//!   a `mio::Waker`, and a timer heap. Application logic plugs in as an [`App`].
+//! - [`conn_io`]: one connection's socket I/O (read until `WouldBlock`, keep
+//!   unwritten output, interest recomputed after every event).
+//! - [`timer`]: the deadline heap.
+//! - [`socket`]: socket options through `socket2`.
+//! - [`completion`]: one-shot results awaited by blocking, polling or as a
+//!   `std::future::Future`.
+//!
+//! No protocol rule lives here: every one is in `mux-core`.
+//!
+//! # Bounded queues
+//!
+//! Every queue between threads is bounded: the command channel by the size
+//! given to [`EventLoop::new`]; protocol buffers by `mux_core::Config`; a
+//! connection's unwritten output by one write batch plus what the state
+//! machine holds (whose reading stops while its answers are unwritten).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod completion;
+pub mod conn_io;
+pub mod event_loop;
+pub mod message;
+pub mod outbox;
+pub mod socket;
+pub mod timer;
+
+pub use completion::{completion, Abandoned, Completer, Completion};
+pub use event_loop::{App, ConnKey, Ctx, EventLoop, LoopConfig, LoopError, LoopGone, LoopHandle};
+pub use message::{MessageReader, TooLarge};
+pub use outbox::{Outbox, Piece};
+pub use socket::SocketOptions;

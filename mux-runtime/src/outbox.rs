@@ -1,0 +1,92 @@
+//! Data the application handed over for a stream but the stream's send
+//! buffer could not take yet; written as `Event::Writable` announces room.
+//! Shared by the server (response bodies) and the client (request bodies).
+//!
+//! It holds only what the application already gave (a body in memory), so it
+//! adds no unbounded buffering: the state machine's send buffer stays capped.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+use mux_core::{Connection, StreamId, WriteError};
+
+use crate::event_loop::ConnKey;
+
+/// One piece of a stream's output.
+#[derive(Debug, Clone)]
+pub struct Piece {
+    /// The bytes.
+    pub bytes: Bytes,
+    /// A message ends after them.
+    pub end_message: bool,
+    /// The stream's direction ends after them.
+    pub end_stream: bool,
+}
+
+/// Pending output per stream.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    pending: HashMap<(ConnKey, StreamId), VecDeque<Piece>>,
+}
+
+impl Outbox {
+    /// Writes `piece` on stream `id`, keeping what the stream cannot take now.
+    pub fn write(&mut self, conn: &mut Connection, key: ConnKey, id: StreamId, piece: Piece) -> Result<(), WriteError> {
+        if let Some(queue) = self.pending.get_mut(&(key, id)) {
+            queue.push_back(piece);
+            return Ok(());
+        }
+        let mut queue = VecDeque::from([piece]);
+        Self::drain(conn, id, &mut queue)?;
+        if !queue.is_empty() {
+            self.pending.insert((key, id), queue);
+        }
+        Ok(())
+    }
+
+    /// Continues writing stream `id` after `Event::Writable`.
+    pub fn resume(&mut self, conn: &mut Connection, key: ConnKey, id: StreamId) -> Result<(), WriteError> {
+        let Some(queue) = self.pending.get_mut(&(key, id)) else {
+            return Ok(());
+        };
+        let result = Self::drain(conn, id, queue);
+        if queue.is_empty() || result.is_err() {
+            self.pending.remove(&(key, id));
+        }
+        result
+    }
+
+    fn drain(conn: &mut Connection, id: StreamId, queue: &mut VecDeque<Piece>) -> Result<(), WriteError> {
+        while let Some(piece) = queue.front_mut() {
+            let len = piece.bytes.len();
+            let accepted = conn.send(id, piece.bytes.clone(), piece.end_message, piece.end_stream)?;
+            if accepted == len {
+                queue.pop_front();
+            } else {
+                let _ = piece.bytes.split_to(accepted);
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops a stream's pending output (it was reset).
+    pub fn forget(&mut self, key: ConnKey, id: StreamId) {
+        self.pending.remove(&(key, id));
+    }
+
+    /// Drops a connection's pending output (it closed).
+    pub fn forget_conn(&mut self, key: ConnKey) {
+        self.pending.retain(|(k, _), _| *k != key);
+    }
+
+    /// Streams with pending output.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}

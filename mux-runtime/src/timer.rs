@@ -1,0 +1,78 @@
+//! A min-heap of deadlines for the event loop: each connection's next
+//! `poll_timeout`, and application timers. Entries are never removed; a
+//! stale entry (its connection gone, or its deadline moved) is skipped when
+//! it surfaces, which keeps every operation O(log n) with no rescans.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+/// What a deadline belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TimerKind {
+    /// A connection's protocol timer: slab index and generation.
+    Conn {
+        /// Slab index of the connection.
+        index: usize,
+        /// Generation of the slot when the timer was set.
+        generation: u64,
+    },
+    /// An application timer with its token.
+    App(u64),
+}
+
+/// The heap.
+#[derive(Debug, Default)]
+pub struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, TimerKind)>>,
+}
+
+impl Timers {
+    /// Adds a deadline.
+    pub fn insert(&mut self, at: Instant, kind: TimerKind) {
+        self.heap.push(Reverse((at, kind)));
+    }
+
+    /// The earliest deadline, stale or not.
+    pub fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Removes and returns one deadline that is due at `now`.
+    pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, TimerKind)> {
+        if self.next()? > now {
+            return None;
+        }
+        self.heap.pop().map(|Reverse(entry)| entry)
+    }
+
+    /// Entries in the heap, stale ones included.
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Whether the heap is empty.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn pops_due_deadlines_in_order() {
+        let start = Instant::now();
+        let mut timers = Timers::default();
+        timers.insert(start + Duration::from_secs(2), TimerKind::App(2));
+        timers.insert(start + Duration::from_secs(1), TimerKind::App(1));
+        timers.insert(start + Duration::from_secs(3), TimerKind::App(3));
+        let now = start + Duration::from_secs(2);
+        assert_eq!(timers.pop_due(now).map(|e| e.1), Some(TimerKind::App(1)));
+        assert_eq!(timers.pop_due(now).map(|e| e.1), Some(TimerKind::App(2)));
+        assert_eq!(timers.pop_due(now), None);
+        assert_eq!(timers.len(), 1);
+    }
+}
