@@ -158,6 +158,21 @@ impl Ctx<'_> {
         Some(&mut io.conn)
     }
 
+    /// Closes connection `key` (gracefully with `NO_ERROR`, see `Connection::close`).
+    pub fn close(&mut self, key: ConnKey, code: mux_core::ErrorCode, reason: &str) {
+        let now = self.now;
+        if let Some(conn) = self.conn(key) {
+            conn.close(now, code, reason);
+        }
+    }
+
+    /// Closes every connection of this loop.
+    pub fn close_all(&mut self, code: mux_core::ErrorCode, reason: &str) {
+        for key in self.keys() {
+            self.close(key, code, reason);
+        }
+    }
+
     /// Keys of every connection of this loop.
     pub fn keys(&self) -> Vec<ConnKey> {
         self.conns
@@ -302,6 +317,11 @@ impl<A: App> EventLoop<A> {
             app,
         };
         Ok((event_loop, LoopHandle { sender, waker }))
+    }
+
+    /// The app, to finish setting it up before [`EventLoop::run`].
+    pub fn app_mut(&mut self) -> &mut A {
+        &mut self.app
     }
 
     /// Runs until the app says it is done; returns the app.

@@ -1,10 +1,245 @@
-//! mux-server: accepts TCP connections and drives `mux-core` over them on a
-//! hand-written `mio` event loop (issue "mux-server and mux-client").
+//! mux-server: serves mux connections with routes, on hand-written `mio`
+//! event loops (one per core by default, each owning its connections; the
+//! kernel spreads accepts over them with `SO_REUSEPORT`).
 //!
-//! Not built yet: this crate currently only re-exports the protocol core so that
-//! the workspace layout is in place.
+//! ```no_run
+//! use mux_server::{Response, Server};
+//!
+//! let server = Server::builder()
+//!     .bind("127.0.0.1:0".parse().unwrap())
+//!     .route("echo", |req| Ok(Response::ok(req.body().clone())))   // inline, on the loop
+//!     .route_blocking("report", |_req| Ok(Response::ok("done")))   // on the worker pool
+//!     .start()
+//!     .unwrap();
+//! println!("listening on {}", server.local_addr());
+//! server.shutdown_gracefully(std::time::Duration::from_secs(5)).unwrap();
+//! ```
+//!
+//! Handlers declared with [`ServerBuilder::route`] run on the loop thread:
+//! a small request is read, handled and answered with no thread hand-off.
+//! They must not block. Handlers that may block go through
+//! [`ServerBuilder::route_blocking`] and run on a bounded worker pool; when
+//! its queue is full, requests get `503` at once instead of queueing.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod app;
+mod request;
+mod workers;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
 pub use mux_core as core;
+pub use mux_core::rpc::Status;
+pub use mux_runtime::{LoopConfig, SocketOptions};
+pub use request::{HandlerError, HandlerResult, Request, Response};
+
+use app::{Command, Handler, ServerApp};
+use mux_runtime::{EventLoop, LoopHandle};
+
+/// The address the server binds when none is given: loopback, port 7878.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7878";
+
+/// Commands a loop's queue holds; a full queue blocks the (worker or
+/// application) thread that sends, never the loop.
+const COMMAND_QUEUE: usize = 4096;
+
+/// Configures and starts a [`Server`].
+#[derive(Debug)]
+pub struct ServerBuilder {
+    addr: SocketAddr,
+    threads: usize,
+    workers: usize,
+    worker_queue: usize,
+    max_request_body: usize,
+    config: LoopConfig,
+    routes: HashMap<String, Handler>,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            threads: cores,
+            workers: 4 * cores,
+            worker_queue: 1024,
+            max_request_body: 16 << 20,
+            config: LoopConfig::default(),
+            routes: HashMap::new(),
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// The address to listen on ([`DEFAULT_ADDR`] by default; port 0 picks one).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Loop threads (default: the number of cores).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// Worker threads for blocking handlers (default: 4 per core).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// Jobs waiting for a worker at most (default 1,024); beyond, `503`.
+    pub fn worker_queue(mut self, jobs: usize) -> Self {
+        self.worker_queue = jobs.max(1);
+        self
+    }
+
+    /// Largest request body accepted (default 16 MiB); beyond, `413`.
+    pub fn max_request_body(mut self, bytes: usize) -> Self {
+        self.max_request_body = bytes;
+        self
+    }
+
+    /// Connections per loop thread at most (default 10,000).
+    pub fn max_connections_per_thread(mut self, max: usize) -> Self {
+        self.config.max_connections = max.max(1);
+        self
+    }
+
+    /// Protocol limits of every connection.
+    pub fn connection_config(mut self, config: mux_core::Config) -> Self {
+        self.config.conn = config;
+        self
+    }
+
+    /// Socket options.
+    pub fn socket_options(mut self, options: SocketOptions) -> Self {
+        self.config.socket = options;
+        self
+    }
+
+    /// A route whose handler runs on the loop thread; it must not block.
+    pub fn route<F>(mut self, name: &str, handler: F) -> Self
+    where
+        F: Fn(Request) -> HandlerResult + Send + Sync + 'static,
+    {
+        self.routes.insert(name.to_owned(), Handler::Inline(Arc::new(handler)));
+        self
+    }
+
+    /// A route whose handler may block; it runs on the worker pool.
+    pub fn route_blocking<F>(mut self, name: &str, handler: F) -> Self
+    where
+        F: Fn(Request) -> HandlerResult + Send + Sync + 'static,
+    {
+        self.routes.insert(name.to_owned(), Handler::Blocking(Arc::new(handler)));
+        self
+    }
+
+    /// Binds and starts the loops and workers.
+    pub fn start(self) -> io::Result<Server> {
+        let routes = Arc::new(self.routes);
+        let (jobs, workers) = workers::start(self.workers, self.worker_queue)?;
+        let first = mux_runtime::socket::listen(self.addr, true, &self.config.socket)?;
+        let local_addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..self.threads {
+            listeners.push(mux_runtime::socket::listen(local_addr, true, &self.config.socket)?);
+        }
+        let mut loops = Vec::with_capacity(self.threads);
+        for (n, listener) in listeners.into_iter().enumerate() {
+            let app = ServerApp::new(Arc::clone(&routes), jobs.clone(), self.max_request_body);
+            let (event_loop, handle) = EventLoop::new(app, self.config.clone(), Some(listener), COMMAND_QUEUE)?;
+            let reply = handle.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("mux-loop-{n}"))
+                .spawn(move || {
+                    let mut event_loop = event_loop;
+                    event_loop.app_mut().handle = Some(reply);
+                    if let Err(err) = event_loop.run() {
+                        log::error!("event loop failed: {err}");
+                    }
+                })?;
+            loops.push((handle, thread));
+        }
+        log::info!("listening on {local_addr} with {} loop threads", loops.len());
+        Ok(Server {
+            local_addr,
+            loops,
+            workers,
+            jobs: Some(jobs),
+        })
+    }
+}
+
+/// A running server. Dropping it stops it at once; prefer
+/// [`Server::shutdown_gracefully`].
+#[derive(Debug)]
+pub struct Server {
+    local_addr: SocketAddr,
+    loops: Vec<(LoopHandle<Command>, JoinHandle<()>)>,
+    workers: Vec<JoinHandle<()>>,
+    jobs: Option<crossbeam_channel::Sender<workers::Job>>,
+}
+
+impl Server {
+    /// A builder with the defaults.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, sends GOAWAY on every connection, lets requests in
+    /// flight finish, and returns once every connection closed or `timeout`
+    /// passed (then the rest are closed with `CANCEL`).
+    pub fn shutdown_gracefully(mut self, timeout: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + timeout;
+        for (handle, _) in &self.loops {
+            let _ = handle.send(Command::Shutdown { deadline });
+        }
+        self.join();
+        Ok(())
+    }
+
+    /// Closes every connection at once and stops.
+    pub fn abort(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        for (handle, _) in &self.loops {
+            let _ = handle.send(Command::Abort);
+        }
+        self.join();
+    }
+
+    fn join(&mut self) {
+        for (_, thread) in self.loops.drain(..) {
+            let _ = thread.join();
+        }
+        self.jobs = None; // workers end when the queue's last sender is gone
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if !self.loops.is_empty() {
+            self.stop_now();
+        }
+    }
+}

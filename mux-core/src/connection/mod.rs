@@ -713,11 +713,14 @@ impl Connection {
         if self.goaway_sent.is_none() {
             let last = StreamId::new(self.last_peer_id).unwrap_or_default();
             self.goaway_sent = Some(last);
-            self.control.push_back(Frame::GoAway(GoAway {
-                last_stream: last,
-                code,
-                debug,
-            }));
+            // Before our preface the peer could not read a GOAWAY (spec §3.3).
+            if self.preface_queued {
+                self.control.push_back(Frame::GoAway(GoAway {
+                    last_stream: last,
+                    code,
+                    debug,
+                }));
+            }
             self.drain_deadline = Some(now + self.config.drain_timeout);
         }
         self.check_drained();

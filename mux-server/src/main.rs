@@ -1,0 +1,75 @@
+//! The `mux-server` program: serves mux on loopback with demo routes.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use mux_server::{Response, Server, Status};
+
+/// A mux server with demo routes (echo, and more as patterns land).
+#[derive(Debug, Parser)]
+#[command(name = "mux-server", version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = mux_server::DEFAULT_ADDR)]
+    addr: SocketAddr,
+    /// Event-loop threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Seconds a graceful shutdown (SIGINT, SIGTERM) may take.
+    #[arg(long, default_value_t = 5)]
+    drain_seconds: u64,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, default_value = "info")]
+    log_level: log::LevelFilter,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    env_logger::Builder::new().filter_level(args.log_level).init();
+    let mut builder = Server::builder()
+        .bind(args.addr)
+        .route("echo", |req| Ok(Response::ok(req.body().clone())))
+        .route("status", |req| {
+            let code = std::str::from_utf8(req.body()).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(200);
+            Ok(Response::with_status(Status(code), "status as asked"))
+        })
+        .route_blocking("sleep", |req| {
+            let millis = std::str::from_utf8(req.body()).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(100);
+            std::thread::sleep(Duration::from_millis(millis));
+            Ok(Response::ok(format!("slept {millis} ms")))
+        });
+    if let Some(threads) = args.threads {
+        builder = builder.threads(threads);
+    }
+    let server = match builder.start() {
+        Ok(server) => server,
+        Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+            eprintln!("mux-server: {} is already in use; pick another with --addr", args.addr);
+            return ExitCode::FAILURE;
+        }
+        Err(err) => {
+            eprintln!("mux-server: cannot listen on {}: {err}", args.addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("mux-server listening on {}", server.local_addr());
+    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
+        Ok(signals) => signals,
+        Err(err) => {
+            eprintln!("mux-server: cannot install signal handlers: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(signal) = signals.forever().next() {
+        log::info!("signal {signal}: shutting down gracefully");
+    }
+    match server.shutdown_gracefully(Duration::from_secs(args.drain_seconds)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("mux-server: shutdown: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! What a route handler receives and returns (`spec/patterns.md` §1).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use mux_core::frame::{Metadata, MetadataError};
+use mux_core::rpc::Status;
+
+/// A request, with its whole body.
+#[derive(Debug, Clone)]
+pub struct Request {
+    route: String,
+    metadata: Vec<(Bytes, Bytes)>,
+    body: Bytes,
+    deadline: Option<Instant>,
+}
+
+impl Request {
+    pub(crate) fn new(route: String, metadata: Vec<(Bytes, Bytes)>, body: Bytes, deadline: Option<Instant>) -> Self {
+        Self {
+            route,
+            metadata,
+            body,
+            deadline,
+        }
+    }
+
+    /// The route it was sent to.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// The body.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The caller's metadata entries.
+    pub fn metadata(&self) -> &[(Bytes, Bytes)] {
+        &self.metadata
+    }
+
+    /// The value of the first metadata entry named `name`.
+    pub fn header(&self, name: &str) -> Option<&Bytes> {
+        self.metadata.iter().find(|(n, _)| n == name.as_bytes()).map(|(_, v)| v)
+    }
+
+    /// When the caller stops waiting, if it said.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+}
+
+/// A handler's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub(crate) status: Status,
+    pub(crate) metadata: Metadata,
+    pub(crate) body: Bytes,
+}
+
+impl Response {
+    /// `200 OK` with `body`.
+    pub fn ok(body: impl Into<Bytes>) -> Self {
+        Self::with_status(Status::OK, body)
+    }
+
+    /// A response with `status` and `body`.
+    pub fn with_status(status: Status, body: impl Into<Bytes>) -> Self {
+        Self {
+            status,
+            metadata: Metadata::new(),
+            body: body.into(),
+        }
+    }
+
+    /// The same response with metadata entries.
+    pub fn metadata<'a>(mut self, entries: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Result<Self, MetadataError> {
+        self.metadata = Metadata::from_pairs(entries)?;
+        Ok(self)
+    }
+
+    /// Its status.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// Its body.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+}
+
+/// A handler's failure: becomes a response with the status and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerError {
+    /// The status sent.
+    pub status: Status,
+    /// The body sent: a message for humans.
+    pub message: String,
+}
+
+impl HandlerError {
+    /// A failure with `status`.
+    pub fn new(status: Status, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<&str> for HandlerError {
+    fn from(message: &str) -> Self {
+        Self::new(Status::INTERNAL, message)
+    }
+}
+
+impl From<String> for HandlerError {
+    fn from(message: String) -> Self {
+        Self::new(Status::INTERNAL, message)
+    }
+}
+
+impl From<HandlerError> for Response {
+    fn from(err: HandlerError) -> Self {
+        Self::with_status(err.status, err.message)
+    }
+}
+
+/// What a handler returns.
+pub type HandlerResult = Result<Response, HandlerError>;
