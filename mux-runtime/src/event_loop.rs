@@ -73,6 +73,9 @@ pub trait App {
     /// What other threads send to the loop.
     type Command: Send + 'static;
 
+    /// Called once when the loop starts, before any I/O.
+    fn on_start(&mut self, _ctx: &mut Ctx<'_>) {}
+
     /// A protocol event of connection `key`.
     fn on_event(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, event: Event);
 
@@ -254,10 +257,14 @@ impl std::fmt::Display for LoopGone {
 impl std::error::Error for LoopGone {}
 
 impl<C> LoopHandle<C> {
-    /// Sends a command, blocking while the (bounded) command queue is full.
-    pub fn send(&self, command: C) -> Result<(), LoopGone> {
-        self.sender.send(command).map_err(|_| LoopGone)?;
-        self.waker.wake().map_err(|_| LoopGone)
+    /// Sends a command, blocking while the (bounded) command queue is full;
+    /// gives the command back if the loop has stopped.
+    pub fn send(&self, command: C) -> Result<(), C> {
+        self.sender.send(command).map_err(|err| err.into_inner())?;
+        // The loop's waker only fails if the loop is gone; the command then
+        // stays unread in the channel, as it would had the loop stopped later.
+        let _ = self.waker.wake();
+        Ok(())
     }
 
     /// Sends a command if the queue has room; gives it back otherwise.
@@ -331,6 +338,11 @@ impl<A: App> EventLoop<A> {
         let mut protocol_events: Vec<Event> = Vec::new();
         let mut more_reads: Vec<usize> = Vec::new();
         let mut more_commands = false;
+        {
+            let now = Instant::now();
+            let (mut ctx, app) = self.split(now, &mut dirty);
+            app.on_start(&mut ctx);
+        }
         loop {
             let now = Instant::now();
             let busy = more_commands || !more_reads.is_empty() || !self.more_reads.is_empty();
@@ -351,7 +363,12 @@ impl<A: App> EventLoop<A> {
                 match event.token() {
                     WAKER => more_commands = true,
                     LISTENER => self.accept(now, &mut dirty),
-                    Token(token) => ready.push((token - FIRST_CONN, event.is_readable() || event.is_read_closed() || event.is_error(), event.is_writable())),
+                    Token(token) => {
+                        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                        // A failed connect may report only an error or a hang-up.
+                        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+                        ready.push((token - FIRST_CONN, readable, writable));
+                    }
                 }
             }
             more_reads.append(&mut self.more_reads);

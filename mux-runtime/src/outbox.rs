@@ -30,24 +30,26 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Writes `piece` on stream `id`, keeping what the stream cannot take now.
-    pub fn write(&mut self, conn: &mut Connection, key: ConnKey, id: StreamId, piece: Piece) -> Result<(), WriteError> {
+    /// Writes `piece` on stream `id`, keeping what the stream cannot take
+    /// now. Returns how many bytes the state machine accepted.
+    pub fn write(&mut self, conn: &mut Connection, key: ConnKey, id: StreamId, piece: Piece) -> Result<usize, WriteError> {
         if let Some(queue) = self.pending.get_mut(&(key, id)) {
             queue.push_back(piece);
-            return Ok(());
+            return Ok(0);
         }
         let mut queue = VecDeque::from([piece]);
-        Self::drain(conn, id, &mut queue)?;
+        let accepted = Self::drain(conn, id, &mut queue)?;
         if !queue.is_empty() {
             self.pending.insert((key, id), queue);
         }
-        Ok(())
+        Ok(accepted)
     }
 
-    /// Continues writing stream `id` after `Event::Writable`.
-    pub fn resume(&mut self, conn: &mut Connection, key: ConnKey, id: StreamId) -> Result<(), WriteError> {
+    /// Continues writing stream `id` after `Event::Writable`; returns how
+    /// many bytes the state machine accepted.
+    pub fn resume(&mut self, conn: &mut Connection, key: ConnKey, id: StreamId) -> Result<usize, WriteError> {
         let Some(queue) = self.pending.get_mut(&(key, id)) else {
-            return Ok(());
+            return Ok(0);
         };
         let result = Self::drain(conn, id, queue);
         if queue.is_empty() || result.is_err() {
@@ -56,18 +58,20 @@ impl Outbox {
         result
     }
 
-    fn drain(conn: &mut Connection, id: StreamId, queue: &mut VecDeque<Piece>) -> Result<(), WriteError> {
+    fn drain(conn: &mut Connection, id: StreamId, queue: &mut VecDeque<Piece>) -> Result<usize, WriteError> {
+        let mut total = 0;
         while let Some(piece) = queue.front_mut() {
             let len = piece.bytes.len();
             let accepted = conn.send(id, piece.bytes.clone(), piece.end_message, piece.end_stream)?;
+            total += accepted;
             if accepted == len {
                 queue.pop_front();
             } else {
                 let _ = piece.bytes.split_to(accepted);
-                return Ok(());
+                return Ok(total);
             }
         }
-        Ok(())
+        Ok(total)
     }
 
     /// Drops a stream's pending output (it was reset).

@@ -13,7 +13,7 @@ use mux_core::rpc::{RequestHead, ResponseHead, Status};
 use mux_core::{ErrorCode, Event, StreamId};
 use mux_runtime::{App, ConnKey, Ctx, LoopError, LoopHandle, Outbox, Piece};
 
-use crate::request::{HandlerError, HandlerResult, Request, Response};
+use crate::request::{BodySink, HandlerError, HandlerResult, Request, Response};
 use crate::workers::Job;
 
 /// A route's handler and where it runs.
@@ -23,6 +23,8 @@ pub(crate) enum Handler {
     Inline(Arc<dyn Fn(Request) -> HandlerResult + Send + Sync>),
     /// Runs on the worker pool.
     Blocking(Arc<dyn Fn(Request) -> HandlerResult + Send + Sync>),
+    /// Receives the body as it arrives, on the loop thread.
+    Streaming(Arc<dyn Fn(&Request) -> Box<dyn BodySink> + Send + Sync>),
 }
 
 impl std::fmt::Debug for Handler {
@@ -30,6 +32,7 @@ impl std::fmt::Debug for Handler {
         f.write_str(match self {
             Self::Inline(_) => "Inline",
             Self::Blocking(_) => "Blocking",
+            Self::Streaming(_) => "Streaming",
         })
     }
 }
@@ -60,6 +63,14 @@ struct Pending {
     started: Instant,
     /// The body grew past the limit: the 413 was sent, the rest is discarded.
     discarding: bool,
+    /// A streaming route's sink: the body goes there instead of `body`.
+    sink: Option<Box<dyn BodySink>>,
+}
+
+impl std::fmt::Debug for dyn BodySink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BodySink")
+    }
 }
 
 /// Per-loop server state.
@@ -132,6 +143,13 @@ impl ServerApp {
                 return self.respond(ctx, key, id, Response::with_status(Status::BAD_REQUEST, err.to_string()));
             }
         };
+        let sink = match self.routes.get(&head.route) {
+            Some(Handler::Streaming(open)) => {
+                let request = Request::new(head.route.clone(), head.metadata.clone(), bytes::Bytes::new(), None);
+                Some(open(&request))
+            }
+            _ => None,
+        };
         self.pending.insert(
             (key, id),
             Pending {
@@ -139,6 +157,7 @@ impl ServerApp {
                 body: BytesMut::new(),
                 started: ctx.now,
                 discarding: false,
+                sink,
             },
         );
         if end_stream {
@@ -158,7 +177,9 @@ impl ServerApp {
                 return;
             };
             while let Ok(Some(chunk)) = conn.read(id, usize::MAX) {
-                if !pending.discarding {
+                if let Some(sink) = pending.sink.as_mut() {
+                    sink.data(&chunk.bytes, chunk.end_message);
+                } else if !pending.discarding {
                     if pending.body.len() + chunk.bytes.len() > limit {
                         pending.discarding = true;
                         pending.body = BytesMut::new();
@@ -193,12 +214,20 @@ impl ServerApp {
         if deadline.is_some_and(|d| d <= ctx.now) {
             return self.respond(ctx, key, id, Response::with_status(Status::DEADLINE_EXCEEDED, "deadline passed"));
         }
+        if let Some(sink) = pending.sink {
+            let response = match catch_unwind(AssertUnwindSafe(|| sink.end())) {
+                Ok(result) => result.unwrap_or_else(Response::from),
+                Err(_) => HandlerError::new(Status::INTERNAL, "handler panicked").into(),
+            };
+            return self.respond(ctx, key, id, response);
+        }
         let request = Request::new(pending.head.route, pending.head.metadata, pending.body.freeze(), deadline);
         match self.routes.get(request.route()).cloned() {
             None => {
                 let message = format!("no route {:?}", request.route());
                 self.respond(ctx, key, id, Response::with_status(Status::NOT_FOUND, message));
             }
+            Some(Handler::Streaming(_)) => {} // handled by its sink above
             Some(Handler::Inline(handler)) => {
                 let response = run(&*handler, request);
                 self.respond(ctx, key, id, response);

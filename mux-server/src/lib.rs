@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 pub use mux_core as core;
 pub use mux_core::rpc::Status;
 pub use mux_runtime::{LoopConfig, SocketOptions};
-pub use request::{HandlerError, HandlerResult, Request, Response};
+pub use request::{BodySink, HandlerError, HandlerResult, Request, Response};
 
 use app::{Command, Handler, ServerApp};
 use mux_runtime::{EventLoop, LoopHandle};
@@ -141,6 +141,17 @@ impl ServerBuilder {
         F: Fn(Request) -> HandlerResult + Send + Sync + 'static,
     {
         self.routes.insert(name.to_owned(), Handler::Blocking(Arc::new(handler)));
+        self
+    }
+
+    /// A route that receives its request body as it arrives: `open` makes a
+    /// [`BodySink`] per request (from its route and metadata); the sink's
+    /// `end` gives the response. Runs on the loop thread.
+    pub fn route_streaming<F>(mut self, name: &str, open: F) -> Self
+    where
+        F: Fn(&Request) -> Box<dyn BodySink> + Send + Sync + 'static,
+    {
+        self.routes.insert(name.to_owned(), Handler::Streaming(Arc::new(open)));
         self
     }
 

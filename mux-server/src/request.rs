@@ -130,3 +130,14 @@ impl From<HandlerError> for Response {
 
 /// What a handler returns.
 pub type HandlerResult = Result<Response, HandlerError>;
+
+/// Receives a request body piece by piece as it arrives (a streaming route):
+/// nothing is buffered, and flow control pushes back on the client while
+/// the sink is slow. Runs on the loop thread: it must not block.
+pub trait BodySink: Send {
+    /// The next piece of the body; `end_message` marks a message boundary.
+    fn data(&mut self, bytes: &Bytes, end_message: bool);
+
+    /// The body ended: the response.
+    fn end(self: Box<Self>) -> HandlerResult;
+}

@@ -1,1 +1,4 @@
-//! Integration tests over real loopback sockets.
+//! Integration tests over real loopback sockets: one test binary with a
+//! module per area, so that it links once.
+
+mod rpc;

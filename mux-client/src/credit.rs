@@ -1,0 +1,69 @@
+//! Backpressure between an uploading thread and the loop: the bytes a
+//! writer handed over that the connection has not yet accepted are capped;
+//! a writer over the cap blocks (or is told to wait) until the loop reports
+//! bytes accepted, so no queue between them grows without bound.
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::CallError;
+
+#[derive(Debug, Default)]
+struct State {
+    /// Handed to the loop, not yet accepted by the connection.
+    outstanding: usize,
+    /// The call ended; writes fail with this.
+    failed: Option<CallError>,
+}
+
+/// The shared counter.
+#[derive(Debug, Default)]
+pub(crate) struct Credit {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Credit {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Reserves `len` bytes, waiting while more than `cap` would be outstanding
+    /// (a write larger than `cap` waits until nothing is outstanding).
+    pub(crate) fn acquire(&self, len: usize, cap: usize, wait: bool) -> Result<bool, CallError> {
+        let mut state = self.lock();
+        loop {
+            if let Some(err) = &state.failed {
+                return Err(err.clone());
+            }
+            if state.outstanding == 0 || state.outstanding + len <= cap {
+                state.outstanding += len;
+                return Ok(true);
+            }
+            if !wait {
+                return Ok(false);
+            }
+            state = match self.changed.wait_timeout(state, Duration::from_secs(1)) {
+                Ok((state, _)) => state,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+
+    /// The loop reports `len` bytes accepted by the connection.
+    pub(crate) fn release(&self, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let mut state = self.lock();
+        state.outstanding = state.outstanding.saturating_sub(len);
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// The call ended: wake writers with `error`.
+    pub(crate) fn fail(&self, error: CallError) {
+        self.lock().failed.get_or_insert(error);
+        self.changed.notify_all();
+    }
+}
