@@ -13,9 +13,10 @@ use bytes::{Buf, BytesMut};
 use mio::Interest;
 use mux_core::{Connection, ConnectionError, Event};
 
-/// Bytes read per `read` call. 256 KiB: a loopback socket buffer's worth,
-/// so a bulk transfer needs few syscalls.
-const READ_CHUNK: usize = 256 * 1024;
+/// Bytes read per `read` call: the size of each loop's scratch buffer.
+/// 256 KiB: a loopback socket buffer's worth, so a bulk transfer needs few
+/// syscalls.
+pub(crate) const READ_CHUNK: usize = 256 * 1024;
 
 /// `poll_transmit` output gathered before a `write`. 512 KiB: enough to fill
 /// the socket buffer in one call, small enough that a new small message does
@@ -79,7 +80,7 @@ impl ConnIo {
     /// Reads what the socket has, feeding the state machine; pushes its
     /// events to `events`. Returns `true` if more may be readable (the read
     /// budget ran out before `WouldBlock`).
-    pub(crate) fn read(&mut self, now: Instant, events: &mut Vec<Event>) -> Result<bool, Closed> {
+    pub(crate) fn read(&mut self, now: Instant, scratch: &mut [u8], events: &mut Vec<Event>) -> Result<bool, Closed> {
         if self.connecting || self.eof {
             return Ok(false);
         }
@@ -88,27 +89,25 @@ impl ConnIo {
                 self.read_paused = true;
                 return Ok(false);
             }
-            let start = self.rx.len();
-            self.rx.resize(start + READ_CHUNK, 0);
-            let result = self.socket.read(&mut self.rx[start..]);
-            let n = match result {
+            // Reading into the loop's scratch buffer and copying what arrived
+            // costs one copy of the bytes read; zero-filling a fresh read
+            // buffer each time cost more (the kernel returns far less than we
+            // ask for while the peer is slower than us).
+            let n = match self.socket.read(scratch) {
                 Ok(n) => n,
-                Err(err) => {
-                    self.rx.truncate(start);
-                    match err.kind() {
-                        io::ErrorKind::WouldBlock => return Ok(false),
-                        io::ErrorKind::Interrupted => continue,
-                        _ => return Err(Closed::Io(err)),
-                    }
-                }
+                Err(err) => match err.kind() {
+                    io::ErrorKind::WouldBlock => return Ok(false),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => return Err(Closed::Io(err)),
+                },
             };
-            self.rx.truncate(start + n);
             if n == 0 {
                 self.eof = true;
                 self.conn.handle_eof(now);
                 self.drain_events(events);
                 return Ok(false);
             }
+            self.rx.extend_from_slice(scratch.get(..n).unwrap_or_default());
             // A connection error is also reported as `Event::Closed`.
             let _: Result<(), ConnectionError> = self.conn.handle_read(now, &mut self.rx);
             self.drain_events(events);

@@ -11,6 +11,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -233,6 +234,9 @@ impl Ctx<'_> {
 pub struct LoopHandle<C> {
     sender: Sender<C>,
     waker: Arc<Waker>,
+    /// The loop is (about to be) blocked in `poll`: only then does a command
+    /// need the waker's syscall.
+    sleeping: Arc<AtomicBool>,
 }
 
 impl<C> Clone for LoopHandle<C> {
@@ -240,6 +244,7 @@ impl<C> Clone for LoopHandle<C> {
         Self {
             sender: self.sender.clone(),
             waker: Arc::clone(&self.waker),
+            sleeping: Arc::clone(&self.sleeping),
         }
     }
 }
@@ -261,16 +266,25 @@ impl<C> LoopHandle<C> {
     /// gives the command back if the loop has stopped.
     pub fn send(&self, command: C) -> Result<(), C> {
         self.sender.send(command).map_err(|err| err.into_inner())?;
-        // The loop's waker only fails if the loop is gone; the command then
-        // stays unread in the channel, as it would had the loop stopped later.
-        let _ = self.waker.wake();
+        self.wake();
         Ok(())
+    }
+
+    /// Wakes the loop if it sleeps. Pairs with the loop's check of the queue
+    /// after it sets `sleeping` (both `SeqCst`): either the loop sees the
+    /// command, or this sees the loop asleep.
+    fn wake(&self) {
+        if self.sleeping.load(Ordering::SeqCst) {
+            // The waker only fails if the loop is gone; the command then
+            // stays unread, as it would had the loop stopped a moment later.
+            let _ = self.waker.wake();
+        }
     }
 
     /// Sends a command if the queue has room; gives it back otherwise.
     pub fn try_send(&self, command: C) -> Result<(), TrySendError<C>> {
         self.sender.try_send(command)?;
-        let _ = self.waker.wake();
+        self.wake();
         Ok(())
     }
 }
@@ -282,10 +296,13 @@ pub struct EventLoop<A: App> {
     listener: Option<mio::net::TcpListener>,
     conns: Slab<ConnIo>,
     commands: Receiver<A::Command>,
+    sleeping: Arc<AtomicBool>,
     timers: Timers,
     config: LoopConfig,
     generations: u64,
     accepting: AcceptState,
+    /// The buffer every read of this loop goes through (see `conn_io`).
+    scratch: Vec<u8>,
     /// Connections whose read budget ran out, or whose reading resumed: read
     /// them next iteration without waiting for a new edge.
     more_reads: Vec<usize>,
@@ -303,6 +320,7 @@ impl<A: App> EventLoop<A> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (sender, commands) = crossbeam_channel::bounded(queue);
+        let sleeping = Arc::new(AtomicBool::new(false));
         let mut listener = listener;
         let accepting = match listener.as_mut() {
             Some(listener) => {
@@ -316,14 +334,16 @@ impl<A: App> EventLoop<A> {
             listener,
             conns: Slab::new(),
             commands,
+            sleeping: Arc::clone(&sleeping),
             timers: Timers::default(),
             config,
             generations: 0,
             accepting,
             more_reads: Vec::new(),
+            scratch: vec![0; crate::conn_io::READ_CHUNK],
             app,
         };
-        Ok((event_loop, LoopHandle { sender, waker }))
+        Ok((event_loop, LoopHandle { sender, waker, sleeping }))
     }
 
     /// The app, to finish setting it up before [`EventLoop::run`].
@@ -345,19 +365,23 @@ impl<A: App> EventLoop<A> {
         }
         loop {
             let now = Instant::now();
+            self.sleeping.store(true, Ordering::SeqCst);
             let busy = more_commands || !more_reads.is_empty() || !self.more_reads.is_empty();
-            let timeout = if busy || !dirty.is_empty() {
+            let timeout = if busy || !dirty.is_empty() || !self.commands.is_empty() {
                 Some(Duration::ZERO)
             } else {
                 self.timers.next().map(|at| at.saturating_duration_since(now))
             };
-            if let Err(err) = self.poll.poll(&mut events, timeout) {
+            let polled = self.poll.poll(&mut events, timeout);
+            self.sleeping.store(false, Ordering::SeqCst);
+            if let Err(err) = polled {
                 if err.kind() != io::ErrorKind::Interrupted {
                     return Err(err);
                 }
             }
             let now = Instant::now();
-            more_commands = false;
+            // Commands may have arrived without a wake-up (the loop was awake).
+            more_commands = !self.commands.is_empty();
             let mut ready: Vec<(usize, bool, bool)> = Vec::with_capacity(events.iter().count());
             for event in events.iter() {
                 match event.token() {
@@ -532,7 +556,7 @@ impl<A: App> EventLoop<A> {
             return;
         };
         if readable {
-            match io.read(now, events) {
+            match io.read(now, &mut self.scratch, events) {
                 Ok(true) => more_reads.push(index),
                 Ok(false) => {}
                 Err(Closed::Io(err)) => return self.remove(now, index, Some(LoopError::Io(err)), dirty),
