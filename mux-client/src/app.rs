@@ -77,7 +77,10 @@ struct Active {
 pub(crate) enum Command {
     Call(Call),
     /// The next piece of an upload.
-    Write { call: u64, piece: Piece },
+    Write {
+        call: u64,
+        piece: Piece,
+    },
     Cancel(u64),
     Ping(Completer<Result<Duration, CallError>>),
     /// Completes once a connection is ready, or with the first connect error.
@@ -145,7 +148,9 @@ pub(crate) struct ClientApp {
 
 impl ClientApp {
     pub(crate) fn new(policy: Policy) -> Self {
-        let slots = (0..policy.connections.max(1)).map(|_| Slot::default()).collect();
+        let slots = (0..policy.connections.max(1))
+            .map(|_| Slot::default())
+            .collect();
         Self {
             policy,
             slots,
@@ -173,13 +178,22 @@ impl ClientApp {
                     s.key = Some(key);
                     s.ready = false;
                 }
-                ctx.set_timer(ctx.now + self.policy.connect_timeout, TIMER_CONNECT | slot as u64);
+                ctx.set_timer(
+                    ctx.now + self.policy.connect_timeout,
+                    TIMER_CONNECT | slot as u64,
+                );
             }
             Err(err) => self.connect_failed(ctx, slot, err.kind(), err.to_string()),
         }
     }
 
-    fn connect_failed(&mut self, ctx: &mut Ctx<'_>, slot: usize, kind: io::ErrorKind, message: String) {
+    fn connect_failed(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        slot: usize,
+        kind: io::ErrorKind,
+        message: String,
+    ) {
         for waiter in self.ready_waiters.drain(..) {
             waiter.complete(Err((kind, message.clone())));
         }
@@ -198,7 +212,10 @@ impl ClientApp {
             .backoff_initial
             .saturating_mul(1 << exponent)
             .min(self.policy.backoff_max);
-        log::debug!("connect to {} failed ({message}); retrying in {backoff:?}", self.policy.addr);
+        log::debug!(
+            "connect to {} failed ({message}); retrying in {backoff:?}",
+            self.policy.addr
+        );
         ctx.set_timer(ctx.now + backoff, TIMER_RECONNECT | slot as u64);
         if !self.slots.iter().any(|s| s.ready) {
             // Nothing can carry the waiting calls now: fail them rather than hold them.
@@ -210,7 +227,9 @@ impl ClientApp {
 
     /// Places a call on the least loaded ready connection, or queues it.
     fn place(&mut self, ctx: &mut Ctx<'_>, call: Call) {
-        let mut order: Vec<usize> = (0..self.slots.len()).filter(|i| self.slots[*i].ready).collect();
+        let mut order: Vec<usize> = (0..self.slots.len())
+            .filter(|i| self.slots[*i].ready)
+            .collect();
         order.sort_by_key(|i| self.slots[*i].inflight);
         let metadata = match call.head.encode() {
             Ok(metadata) => metadata,
@@ -255,7 +274,8 @@ impl ClientApp {
                     return;
                 }
                 Err(OpenError::MetadataTooLarge { len, max }) => {
-                    let message = format!("request metadata of {len} bytes above the server's {max}");
+                    let message =
+                        format!("request metadata of {len} bytes above the server's {max}");
                     return call.fail(CallError::Malformed(message));
                 }
                 Err(_) => continue, // at its stream limit, or going away: try another
@@ -292,7 +312,13 @@ impl ClientApp {
         Some(active)
     }
 
-    fn finish(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId, result: Result<Reply, CallError>) {
+    fn finish(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: ConnKey,
+        id: StreamId,
+        result: Result<Reply, CallError>,
+    ) {
         if let Some(active) = self.take(key, id) {
             match result {
                 Ok(reply) => active.call.succeed(reply),
@@ -332,7 +358,8 @@ impl ClientApp {
                         },
                         Ok(None) => {}
                         Err(_) => {
-                            outcome = Some(Err(CallError::Malformed("response head too large".into())));
+                            outcome =
+                                Some(Err(CallError::Malformed("response head too large".into())));
                             break;
                         }
                     }
@@ -349,7 +376,9 @@ impl ClientApp {
                             metadata: head.metadata,
                             body: std::mem::take(&mut active.body).freeze(),
                         }),
-                        None => Err(CallError::Malformed("the response ended before its head".into())),
+                        None => Err(CallError::Malformed(
+                            "the response ended before its head".into(),
+                        )),
                     });
                     break;
                 }
@@ -368,7 +397,10 @@ impl ClientApp {
         };
         // REFUSED_STREAM: the server did not process it (spec §8.1): safe to retry.
         let replayable = active.call.upload.is_none();
-        if code == ErrorCode::REFUSED_STREAM && replayable && active.call.attempts + 1 < self.policy.max_attempts {
+        if code == ErrorCode::REFUSED_STREAM
+            && replayable
+            && active.call.attempts + 1 < self.policy.max_attempts
+        {
             active.call.attempts += 1;
             self.place(ctx, active.call);
         } else {
@@ -403,7 +435,11 @@ impl App for ClientApp {
             Event::Writable { id } => {
                 if let Some(conn) = ctx.conn(key) {
                     let accepted = self.outbox.resume(conn, key, id).unwrap_or(0);
-                    if let Some(credit) = self.active.get(&(key, id)).and_then(|a| a.call.upload.as_ref()) {
+                    if let Some(credit) = self
+                        .active
+                        .get(&(key, id))
+                        .and_then(|a| a.call.upload.as_ref())
+                    {
                         credit.release(accepted);
                     }
                 }
@@ -433,12 +469,19 @@ impl App for ClientApp {
     }
 
     fn on_closed(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, error: Option<LoopError>) {
-        let message = error.as_ref().map_or_else(|| "connection closed".to_owned(), ToString::to_string);
+        let message = error
+            .as_ref()
+            .map_or_else(|| "connection closed".to_owned(), ToString::to_string);
         let kind = match &error {
             Some(LoopError::Io(err)) => err.kind(),
             _ => io::ErrorKind::ConnectionAborted,
         };
-        let lost: Vec<StreamId> = self.active.keys().filter(|(k, _)| *k == key).map(|(_, id)| *id).collect();
+        let lost: Vec<StreamId> = self
+            .active
+            .keys()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, id)| *id)
+            .collect();
         for id in lost {
             if let Some(active) = self.take(key, id) {
                 active.call.fail(CallError::ConnectionLost(message.clone()));
@@ -449,7 +492,10 @@ impl App for ClientApp {
             return;
         };
         let (kind, message) = if std::mem::take(&mut self.slots[slot].timed_out) {
-            (io::ErrorKind::TimedOut, format!("connect to {} timed out", self.policy.addr))
+            (
+                io::ErrorKind::TimedOut,
+                format!("connect to {} timed out", self.policy.addr),
+            )
         } else {
             (kind, message)
         };
@@ -472,7 +518,10 @@ impl App for ClientApp {
         match command {
             Command::Write { call, piece } => {
                 if let Some((key, id)) = self.by_id.get(&call).copied() {
-                    let credit = self.active.get(&(key, id)).and_then(|a| a.call.upload.clone());
+                    let credit = self
+                        .active
+                        .get(&(key, id))
+                        .and_then(|a| a.call.upload.clone());
                     if let Some(conn) = ctx.conn(key) {
                         let accepted = self.outbox.write(conn, key, id, piece).unwrap_or(0);
                         if let Some(credit) = credit {
@@ -503,11 +552,13 @@ impl App for ClientApp {
             }
             Command::Ping(waiter) => {
                 let now = ctx.now;
-                let target = self
-                    .slots
-                    .iter()
-                    .enumerate()
-                    .find_map(|(i, s)| if s.ready { s.key.map(|k| (i, k)) } else { None });
+                let target = self.slots.iter().enumerate().find_map(|(i, s)| {
+                    if s.ready {
+                        s.key.map(|k| (i, k))
+                    } else {
+                        None
+                    }
+                });
                 match target {
                     Some((slot, key)) if ctx.conn(key).is_some_and(|conn| conn.ping(now)) => {
                         self.slots[slot].pings.push_back(waiter);
@@ -552,7 +603,12 @@ impl App for ClientApp {
             }
             TIMER_CONNECT => {
                 let slot = value as usize;
-                if let Some(Slot { key: Some(key), ready: false, .. }) = self.slots.get(slot) {
+                if let Some(Slot {
+                    key: Some(key),
+                    ready: false,
+                    ..
+                }) = self.slots.get(slot)
+                {
                     let key = *key;
                     self.slots[slot].timed_out = true;
                     ctx.close(key, ErrorCode::CANCEL, "connect timeout");

@@ -25,7 +25,9 @@ pub(crate) struct Credit {
 
 impl Credit {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Reserves `len` bytes, waiting while more than `cap` would be outstanding

@@ -235,11 +235,13 @@ impl ClientBuilder {
     pub fn start(self) -> io::Result<Client> {
         let app = ClientApp::new(self.policy.clone());
         let (event_loop, handle) = EventLoop::new(app, self.config, None, COMMAND_QUEUE)?;
-        let thread = std::thread::Builder::new().name("mux-client".into()).spawn(move || {
-            if let Err(err) = event_loop.run() {
-                log::error!("client event loop failed: {err}");
-            }
-        })?;
+        let thread = std::thread::Builder::new()
+            .name("mux-client".into())
+            .spawn(move || {
+                if let Err(err) = event_loop.run() {
+                    log::error!("client event loop failed: {err}");
+                }
+            })?;
         Ok(Client {
             handle,
             thread: Some(thread),
@@ -337,7 +339,11 @@ impl Client {
     pub fn open_upload(&self, request: CallRequest) -> Upload {
         let (completer, completion) = completion();
         let credit = Arc::new(Credit::default());
-        let id = self.submit_with(request, Sink::Completion(completer), Some(Arc::clone(&credit)));
+        let id = self.submit_with(
+            request,
+            Sink::Completion(completer),
+            Some(Arc::clone(&credit)),
+        );
         Upload {
             call: Some(Call {
                 completion: Some(completion),
@@ -496,7 +502,13 @@ pub struct Upload {
 }
 
 impl Upload {
-    fn push(&mut self, bytes: Bytes, end_message: bool, end_stream: bool, wait: bool) -> Result<bool, CallError> {
+    fn push(
+        &mut self,
+        bytes: Bytes,
+        end_message: bool,
+        end_stream: bool,
+        wait: bool,
+    ) -> Result<bool, CallError> {
         if !self.credit.acquire(bytes.len(), UPLOAD_CREDIT, wait)? {
             return Ok(false);
         }
@@ -506,7 +518,10 @@ impl Upload {
             end_stream,
         };
         self.handle
-            .send(Command::Write { call: self.id, piece })
+            .send(Command::Write {
+                call: self.id,
+                piece,
+            })
             .map_err(|_| CallError::Closed)?;
         Ok(true)
     }

@@ -101,7 +101,9 @@ impl RequestHead {
     /// Reads a request head from OPEN metadata.
     pub fn decode(metadata: &Metadata) -> Result<Self, HeadError> {
         let route = metadata.get(ROUTE).ok_or(HeadError::MissingRoute)?;
-        let route = std::str::from_utf8(route).map_err(|_| HeadError::MissingRoute)?.to_owned();
+        let route = std::str::from_utf8(route)
+            .map_err(|_| HeadError::MissingRoute)?
+            .to_owned();
         let deadline = metadata
             .get(DEADLINE_MS)
             .and_then(|v| std::str::from_utf8(v).ok())
@@ -167,7 +169,8 @@ mod tests {
     fn request_head_round_trips() {
         let mut head = RequestHead::new("echo");
         head.deadline = Some(Duration::from_millis(250));
-        head.metadata.push((Bytes::from_static(b"trace"), Bytes::from_static(b"abc")));
+        head.metadata
+            .push((Bytes::from_static(b"trace"), Bytes::from_static(b"abc")));
         let decoded = RequestHead::decode(&head.encode().expect("encodes")).expect("decodes");
         assert_eq!(decoded, head);
     }
@@ -179,12 +182,21 @@ mod tests {
             metadata: Metadata::from_pairs([(&b"why"[..], &b"no route"[..])]).expect("metadata"),
         };
         assert_eq!(ResponseHead::decode(head.encode()), Ok(head));
-        assert_eq!(ResponseHead::decode(Bytes::from_static(b"\x01")), Err(HeadError::Truncated));
-        assert_eq!(ResponseHead::decode(Bytes::from_static(b"\x00\xc8\x05ab")), Err(HeadError::BadMetadata));
+        assert_eq!(
+            ResponseHead::decode(Bytes::from_static(b"\x01")),
+            Err(HeadError::Truncated)
+        );
+        assert_eq!(
+            ResponseHead::decode(Bytes::from_static(b"\x00\xc8\x05ab")),
+            Err(HeadError::BadMetadata)
+        );
     }
 
     #[test]
     fn request_without_route_is_refused() {
-        assert_eq!(RequestHead::decode(&Metadata::new()), Err(HeadError::MissingRoute));
+        assert_eq!(
+            RequestHead::decode(&Metadata::new()),
+            Err(HeadError::MissingRoute)
+        );
     }
 }

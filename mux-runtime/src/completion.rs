@@ -28,7 +28,9 @@ impl<T> Shared<T> {
         // A panic while holding this lock cannot leave the state half-written
         // (every critical section is a few assignments), so a poisoned lock is
         // still consistent.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -45,13 +47,17 @@ pub struct Completer<T> {
 
 impl<T> std::fmt::Debug for Completion<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Completion").field("ready", &self.is_ready()).finish()
+        f.debug_struct("Completion")
+            .field("ready", &self.is_ready())
+            .finish()
     }
 }
 
 impl<T> std::fmt::Debug for Completer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Completer").field("cancelled", &self.is_cancelled()).finish()
+        f.debug_struct("Completer")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
     }
 }
 
@@ -140,7 +146,11 @@ impl<T> Completion<T> {
             if state.abandoned {
                 return Err(Abandoned);
             }
-            state = self.shared.ready.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+            state = self
+                .shared
+                .ready
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
         }
     }
 

@@ -61,7 +61,12 @@ pub struct ConnIo {
 }
 
 impl ConnIo {
-    pub(crate) fn new(socket: mio::net::TcpStream, conn: Connection, connecting: bool, generation: u64) -> Self {
+    pub(crate) fn new(
+        socket: mio::net::TcpStream,
+        conn: Connection,
+        connecting: bool,
+        generation: u64,
+    ) -> Self {
         Self {
             socket,
             conn,
@@ -80,7 +85,12 @@ impl ConnIo {
     /// Reads what the socket has, feeding the state machine; pushes its
     /// events to `events`. Returns `true` if more may be readable (the read
     /// budget ran out before `WouldBlock`).
-    pub(crate) fn read(&mut self, now: Instant, scratch: &mut [u8], events: &mut Vec<Event>) -> Result<bool, Closed> {
+    pub(crate) fn read(
+        &mut self,
+        now: Instant,
+        scratch: &mut [u8],
+        events: &mut Vec<Event>,
+    ) -> Result<bool, Closed> {
         if self.connecting || self.eof {
             return Ok(false);
         }
@@ -107,7 +117,8 @@ impl ConnIo {
                 self.drain_events(events);
                 return Ok(false);
             }
-            self.rx.extend_from_slice(scratch.get(..n).unwrap_or_default());
+            self.rx
+                .extend_from_slice(scratch.get(..n).unwrap_or_default());
             // A connection error is also reported as `Event::Closed`.
             let _: Result<(), ConnectionError> = self.conn.handle_read(now, &mut self.rx);
             self.drain_events(events);
@@ -126,7 +137,11 @@ impl ConnIo {
 
     /// Writes everything the state machine has to send, until the kernel
     /// refuses more. Returns whether the transport is finished.
-    pub(crate) fn flush(&mut self, now: Instant, events: &mut Vec<Event>) -> Result<Option<Closed>, Closed> {
+    pub(crate) fn flush(
+        &mut self,
+        now: Instant,
+        events: &mut Vec<Event>,
+    ) -> Result<Option<Closed>, Closed> {
         if self.connecting {
             // Closed while the TCP handshake runs (a connect timeout): give up.
             return Ok(self.conn.is_closed().then_some(Closed::Done));

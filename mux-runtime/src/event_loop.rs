@@ -155,7 +155,10 @@ enum AcceptState {
 impl Ctx<'_> {
     /// The state machine of connection `key`; the loop flushes it after the callback.
     pub fn conn(&mut self, key: ConnKey) -> Option<&mut Connection> {
-        let io = self.conns.get_mut(key.index).filter(|io| io.generation == key.generation)?;
+        let io = self
+            .conns
+            .get_mut(key.index)
+            .filter(|io| io.generation == key.generation)?;
         if !self.dirty.contains(&key.index) {
             self.dirty.push(key.index);
         }
@@ -225,7 +228,10 @@ impl Ctx<'_> {
 
     /// Whether this loop still accepts connections.
     pub fn is_accepting(&self) -> bool {
-        matches!(*self.accepting, AcceptState::Accepting | AcceptState::Paused)
+        matches!(
+            *self.accepting,
+            AcceptState::Accepting | AcceptState::Paused
+        )
     }
 }
 
@@ -324,7 +330,8 @@ impl<A: App> EventLoop<A> {
         let mut listener = listener;
         let accepting = match listener.as_mut() {
             Some(listener) => {
-                poll.registry().register(listener, LISTENER, Interest::READABLE)?;
+                poll.registry()
+                    .register(listener, LISTENER, Interest::READABLE)?;
                 AcceptState::Accepting
             }
             None => AcceptState::None,
@@ -343,7 +350,14 @@ impl<A: App> EventLoop<A> {
             scratch: vec![0; crate::conn_io::READ_CHUNK],
             app,
         };
-        Ok((event_loop, LoopHandle { sender, waker, sleeping }))
+        Ok((
+            event_loop,
+            LoopHandle {
+                sender,
+                waker,
+                sleeping,
+            },
+        ))
     }
 
     /// The app, to finish setting it up before [`EventLoop::run`].
@@ -370,7 +384,9 @@ impl<A: App> EventLoop<A> {
             let timeout = if busy || !dirty.is_empty() || !self.commands.is_empty() {
                 Some(Duration::ZERO)
             } else {
-                self.timers.next().map(|at| at.saturating_duration_since(now))
+                self.timers
+                    .next()
+                    .map(|at| at.saturating_duration_since(now))
             };
             let polled = self.poll.poll(&mut events, timeout);
             self.sleeping.store(false, Ordering::SeqCst);
@@ -388,9 +404,11 @@ impl<A: App> EventLoop<A> {
                     WAKER => more_commands = true,
                     LISTENER => self.accept(now, &mut dirty),
                     Token(token) => {
-                        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
                         // A failed connect may report only an error or a hang-up.
-                        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+                        let writable =
+                            event.is_writable() || event.is_write_closed() || event.is_error();
                         ready.push((token - FIRST_CONN, readable, writable));
                     }
                 }
@@ -403,7 +421,15 @@ impl<A: App> EventLoop<A> {
                 more_commands = self.serve_commands(now, &mut dirty);
             }
             for (index, readable, writable) in ready {
-                self.serve_socket(now, index, readable, writable, &mut dirty, &mut protocol_events, &mut more_reads);
+                self.serve_socket(
+                    now,
+                    index,
+                    readable,
+                    writable,
+                    &mut dirty,
+                    &mut protocol_events,
+                    &mut more_reads,
+                );
             }
             self.fire_timers(now, &mut dirty, &mut protocol_events);
             while !dirty.is_empty() {
@@ -485,11 +511,11 @@ impl<A: App> EventLoop<A> {
             }
             let entry = self.conns.vacant_entry();
             let index = entry.key();
-            if let Err(err) = self
-                .poll
-                .registry()
-                .register(&mut stream, Token(FIRST_CONN + index), Interest::READABLE)
-            {
+            if let Err(err) = self.poll.registry().register(
+                &mut stream,
+                Token(FIRST_CONN + index),
+                Interest::READABLE,
+            ) {
                 log::warn!("register accepted connection: {err}");
                 continue;
             }
@@ -512,11 +538,16 @@ impl<A: App> EventLoop<A> {
             return;
         };
         match self.accepting {
-            AcceptState::Paused if self.conns.len() < self.config.max_connections => {
-                // Re-arming an edge-triggered registration reports pending connections.
-                if self.poll.registry().reregister(listener, LISTENER, Interest::READABLE).is_ok() {
-                    self.accepting = AcceptState::Accepting;
-                }
+            // Re-arming an edge-triggered registration reports pending connections.
+            AcceptState::Paused
+                if self.conns.len() < self.config.max_connections
+                    && self
+                        .poll
+                        .registry()
+                        .reregister(listener, LISTENER, Interest::READABLE)
+                        .is_ok() =>
+            {
+                self.accepting = AcceptState::Accepting;
             }
             AcceptState::Stopped => {
                 let _ = self.poll.registry().deregister(listener);
@@ -559,7 +590,9 @@ impl<A: App> EventLoop<A> {
             match io.read(now, &mut self.scratch, events) {
                 Ok(true) => more_reads.push(index),
                 Ok(false) => {}
-                Err(Closed::Io(err)) => return self.remove(now, index, Some(LoopError::Io(err)), dirty),
+                Err(Closed::Io(err)) => {
+                    return self.remove(now, index, Some(LoopError::Io(err)), dirty)
+                }
                 Err(Closed::Done) => return self.remove(now, index, None, dirty),
             }
             self.dispatch(now, index, events, dirty);
@@ -570,7 +603,13 @@ impl<A: App> EventLoop<A> {
     }
 
     /// Hands collected protocol events to the app.
-    fn dispatch(&mut self, now: Instant, index: usize, events: &mut Vec<Event>, dirty: &mut Vec<usize>) {
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        index: usize,
+        events: &mut Vec<Event>,
+        dirty: &mut Vec<usize>,
+    ) {
         let Some(key) = self.key_of(index) else {
             events.clear();
             return;
@@ -583,14 +622,22 @@ impl<A: App> EventLoop<A> {
 
     /// Writes a connection's output, updates its timer and interest, and
     /// removes it once its transport is finished.
-    fn flush(&mut self, now: Instant, index: usize, dirty: &mut Vec<usize>, events: &mut Vec<Event>) {
+    fn flush(
+        &mut self,
+        now: Instant,
+        index: usize,
+        dirty: &mut Vec<usize>,
+        events: &mut Vec<Event>,
+    ) {
         let Some(io) = self.conns.get_mut(index) else {
             return;
         };
         let outcome = io.flush(now, events);
         self.dispatch(now, index, events, dirty);
         match outcome {
-            Err(Closed::Io(err)) => return self.remove(now, index, Some(LoopError::Io(err)), dirty),
+            Err(Closed::Io(err)) => {
+                return self.remove(now, index, Some(LoopError::Io(err)), dirty)
+            }
             Err(Closed::Done) | Ok(Some(_)) => return self.remove(now, index, None, dirty),
             Ok(None) => {}
         }
@@ -617,7 +664,12 @@ impl<A: App> EventLoop<A> {
         let token = Token(FIRST_CONN + index);
         match wanted {
             Some(interest) if interest != io.interest => {
-                if self.poll.registry().reregister(&mut io.socket, token, interest).is_ok() {
+                if self
+                    .poll
+                    .registry()
+                    .reregister(&mut io.socket, token, interest)
+                    .is_ok()
+                {
                     io.interest = interest;
                 }
             }
@@ -653,7 +705,13 @@ impl<A: App> EventLoop<A> {
         }
     }
 
-    fn remove(&mut self, now: Instant, index: usize, error: Option<LoopError>, dirty: &mut Vec<usize>) {
+    fn remove(
+        &mut self,
+        now: Instant,
+        index: usize,
+        error: Option<LoopError>,
+        dirty: &mut Vec<usize>,
+    ) {
         if !self.conns.contains(index) {
             return;
         }

@@ -9,7 +9,7 @@
 //!   unwritten output, interest recomputed after every event).
 //! - [`timer`]: the deadline heap.
 //! - [`socket`]: socket options through `socket2`.
-//! - [`completion`]: one-shot results awaited by blocking, polling or as a
+//! - [`mod@completion`]: one-shot results awaited by blocking, polling or as a
 //!   `std::future::Future`.
 //!
 //! No protocol rule lives here: every one is in `mux-core`.

@@ -32,7 +32,13 @@ pub struct Outbox {
 impl Outbox {
     /// Writes `piece` on stream `id`, keeping what the stream cannot take
     /// now. Returns how many bytes the state machine accepted.
-    pub fn write(&mut self, conn: &mut Connection, key: ConnKey, id: StreamId, piece: Piece) -> Result<usize, WriteError> {
+    pub fn write(
+        &mut self,
+        conn: &mut Connection,
+        key: ConnKey,
+        id: StreamId,
+        piece: Piece,
+    ) -> Result<usize, WriteError> {
         if let Some(queue) = self.pending.get_mut(&(key, id)) {
             queue.push_back(piece);
             return Ok(0);
@@ -47,7 +53,12 @@ impl Outbox {
 
     /// Continues writing stream `id` after `Event::Writable`; returns how
     /// many bytes the state machine accepted.
-    pub fn resume(&mut self, conn: &mut Connection, key: ConnKey, id: StreamId) -> Result<usize, WriteError> {
+    pub fn resume(
+        &mut self,
+        conn: &mut Connection,
+        key: ConnKey,
+        id: StreamId,
+    ) -> Result<usize, WriteError> {
         let Some(queue) = self.pending.get_mut(&(key, id)) else {
             return Ok(0);
         };
@@ -58,11 +69,16 @@ impl Outbox {
         result
     }
 
-    fn drain(conn: &mut Connection, id: StreamId, queue: &mut VecDeque<Piece>) -> Result<usize, WriteError> {
+    fn drain(
+        conn: &mut Connection,
+        id: StreamId,
+        queue: &mut VecDeque<Piece>,
+    ) -> Result<usize, WriteError> {
         let mut total = 0;
         while let Some(piece) = queue.front_mut() {
             let len = piece.bytes.len();
-            let accepted = conn.send(id, piece.bytes.clone(), piece.end_message, piece.end_stream)?;
+            let accepted =
+                conn.send(id, piece.bytes.clone(), piece.end_message, piece.end_stream)?;
             total += accepted;
             if accepted == len {
                 queue.pop_front();

@@ -47,7 +47,11 @@ fn apply(socket: SockRef<'_>, options: &SocketOptions) -> io::Result<()> {
 /// A non-blocking listener on `addr`. With `reuse_port`, several listeners
 /// (one per loop thread) share the port and the kernel spreads connections
 /// over them.
-pub fn listen(addr: SocketAddr, reuse_port: bool, options: &SocketOptions) -> io::Result<mio::net::TcpListener> {
+pub fn listen(
+    addr: SocketAddr,
+    reuse_port: bool,
+    options: &SocketOptions,
+) -> io::Result<mio::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if reuse_port {
@@ -68,7 +72,9 @@ pub fn connect(addr: SocketAddr, options: &SocketOptions) -> io::Result<mio::net
     apply(SockRef::from(&socket), options)?;
     match socket.connect(&addr.into()) {
         Ok(()) => {}
-        Err(err) if err.raw_os_error() == Some(libc_einprogress()) || err.kind() == io::ErrorKind::WouldBlock => {}
+        Err(err)
+            if err.raw_os_error() == Some(libc_einprogress())
+                || err.kind() == io::ErrorKind::WouldBlock => {}
         Err(err) => return Err(err),
     }
     Ok(mio::net::TcpStream::from_std(socket.into()))

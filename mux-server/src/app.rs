@@ -16,15 +16,21 @@ use mux_runtime::{App, ConnKey, Ctx, LoopError, LoopHandle, Outbox, Piece};
 use crate::request::{BodySink, HandlerError, HandlerResult, Request, Response};
 use crate::workers::Job;
 
+/// A handler of whole requests.
+pub(crate) type HandlerFn = Arc<dyn Fn(Request) -> HandlerResult + Send + Sync>;
+
+/// Makes the sink of a streaming request.
+pub(crate) type SinkFn = Arc<dyn Fn(&Request) -> Box<dyn BodySink> + Send + Sync>;
+
 /// A route's handler and where it runs.
 #[derive(Clone)]
 pub(crate) enum Handler {
     /// Runs on the loop thread: must not block.
-    Inline(Arc<dyn Fn(Request) -> HandlerResult + Send + Sync>),
+    Inline(HandlerFn),
     /// Runs on the worker pool.
-    Blocking(Arc<dyn Fn(Request) -> HandlerResult + Send + Sync>),
+    Blocking(HandlerFn),
     /// Receives the body as it arrives, on the loop thread.
-    Streaming(Arc<dyn Fn(&Request) -> Box<dyn BodySink> + Send + Sync>),
+    Streaming(SinkFn),
 }
 
 impl std::fmt::Debug for Handler {
@@ -95,7 +101,11 @@ impl std::fmt::Debug for ServerApp {
 }
 
 impl ServerApp {
-    pub(crate) fn new(routes: Arc<HashMap<String, Handler>>, jobs: Sender<Job>, max_request_body: usize) -> Self {
+    pub(crate) fn new(
+        routes: Arc<HashMap<String, Handler>>,
+        jobs: Sender<Job>,
+        max_request_body: usize,
+    ) -> Self {
         Self {
             routes,
             jobs,
@@ -136,16 +146,33 @@ impl ServerApp {
         }
     }
 
-    fn on_opened(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId, metadata: &mux_core::frame::Metadata, end_stream: bool) {
+    fn on_opened(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: ConnKey,
+        id: StreamId,
+        metadata: &mux_core::frame::Metadata,
+        end_stream: bool,
+    ) {
         let head = match RequestHead::decode(metadata) {
             Ok(head) => head,
             Err(err) => {
-                return self.respond(ctx, key, id, Response::with_status(Status::BAD_REQUEST, err.to_string()));
+                return self.respond(
+                    ctx,
+                    key,
+                    id,
+                    Response::with_status(Status::BAD_REQUEST, err.to_string()),
+                );
             }
         };
         let sink = match self.routes.get(&head.route) {
             Some(Handler::Streaming(open)) => {
-                let request = Request::new(head.route.clone(), head.metadata.clone(), bytes::Bytes::new(), None);
+                let request = Request::new(
+                    head.route.clone(),
+                    head.metadata.clone(),
+                    bytes::Bytes::new(),
+                    None,
+                );
                 Some(open(&request))
             }
             _ => None,
@@ -193,7 +220,12 @@ impl ServerApp {
         }
         if too_large {
             let message = format!("request body above {limit} bytes");
-            self.respond(ctx, key, id, Response::with_status(Status::TOO_LARGE, message));
+            self.respond(
+                ctx,
+                key,
+                id,
+                Response::with_status(Status::TOO_LARGE, message),
+            );
         }
         if finished {
             let discarding = self.pending.get(&(key, id)).is_some_and(|p| p.discarding);
@@ -212,7 +244,12 @@ impl ServerApp {
         };
         let deadline = pending.head.deadline.map(|left| pending.started + left);
         if deadline.is_some_and(|d| d <= ctx.now) {
-            return self.respond(ctx, key, id, Response::with_status(Status::DEADLINE_EXCEEDED, "deadline passed"));
+            return self.respond(
+                ctx,
+                key,
+                id,
+                Response::with_status(Status::DEADLINE_EXCEEDED, "deadline passed"),
+            );
         }
         if let Some(sink) = pending.sink {
             let response = match catch_unwind(AssertUnwindSafe(|| sink.end())) {
@@ -221,11 +258,21 @@ impl ServerApp {
             };
             return self.respond(ctx, key, id, response);
         }
-        let request = Request::new(pending.head.route, pending.head.metadata, pending.body.freeze(), deadline);
+        let request = Request::new(
+            pending.head.route,
+            pending.head.metadata,
+            pending.body.freeze(),
+            deadline,
+        );
         match self.routes.get(request.route()).cloned() {
             None => {
                 let message = format!("no route {:?}", request.route());
-                self.respond(ctx, key, id, Response::with_status(Status::NOT_FOUND, message));
+                self.respond(
+                    ctx,
+                    key,
+                    id,
+                    Response::with_status(Status::NOT_FOUND, message),
+                );
             }
             Some(Handler::Streaming(_)) => {} // handled by its sink above
             Some(Handler::Inline(handler)) => {
@@ -246,7 +293,8 @@ impl ServerApp {
                 match self.jobs.try_send(job) {
                     Ok(()) => {}
                     Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                        let response = Response::with_status(Status::UNAVAILABLE, "worker queue full");
+                        let response =
+                            Response::with_status(Status::UNAVAILABLE, "worker queue full");
                         self.respond(ctx, key, id, response);
                     }
                 }
@@ -257,7 +305,10 @@ impl ServerApp {
 
 /// Runs a handler, turning a panic into a 500 so that one bad handler does
 /// not take the loop (and every connection on it) down.
-pub(crate) fn run(handler: &(dyn Fn(Request) -> HandlerResult + Send + Sync), request: Request) -> Response {
+pub(crate) fn run(
+    handler: &(dyn Fn(Request) -> HandlerResult + Send + Sync),
+    request: Request,
+) -> Response {
     match catch_unwind(AssertUnwindSafe(|| handler(request))) {
         Ok(Ok(response)) => response,
         Ok(Err(err)) => err.into(),
@@ -270,7 +321,11 @@ impl App for ServerApp {
 
     fn on_event(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, event: Event) {
         match event {
-            Event::StreamOpened { id, metadata, end_stream } => self.on_opened(ctx, key, id, &metadata, end_stream),
+            Event::StreamOpened {
+                id,
+                metadata,
+                end_stream,
+            } => self.on_opened(ctx, key, id, &metadata, end_stream),
             Event::Readable { id } => self.on_readable(ctx, key, id),
             Event::Writable { id } => {
                 if let Some(conn) = ctx.conn(key) {
@@ -281,7 +336,9 @@ impl App for ServerApp {
                 self.pending.remove(&(key, id));
                 self.outbox.forget(key, id);
             }
-            Event::Connected if self.shutting_down => ctx.close(key, ErrorCode::NO_ERROR, "shutting down"),
+            Event::Connected if self.shutting_down => {
+                ctx.close(key, ErrorCode::NO_ERROR, "shutting down")
+            }
             _ => {}
         }
     }

@@ -131,7 +131,8 @@ impl ServerBuilder {
     where
         F: Fn(Request) -> HandlerResult + Send + Sync + 'static,
     {
-        self.routes.insert(name.to_owned(), Handler::Inline(Arc::new(handler)));
+        self.routes
+            .insert(name.to_owned(), Handler::Inline(Arc::new(handler)));
         self
     }
 
@@ -140,7 +141,8 @@ impl ServerBuilder {
     where
         F: Fn(Request) -> HandlerResult + Send + Sync + 'static,
     {
-        self.routes.insert(name.to_owned(), Handler::Blocking(Arc::new(handler)));
+        self.routes
+            .insert(name.to_owned(), Handler::Blocking(Arc::new(handler)));
         self
     }
 
@@ -151,7 +153,8 @@ impl ServerBuilder {
     where
         F: Fn(&Request) -> Box<dyn BodySink> + Send + Sync + 'static,
     {
-        self.routes.insert(name.to_owned(), Handler::Streaming(Arc::new(open)));
+        self.routes
+            .insert(name.to_owned(), Handler::Streaming(Arc::new(open)));
         self
     }
 
@@ -163,12 +166,17 @@ impl ServerBuilder {
         let local_addr = first.local_addr()?;
         let mut listeners = vec![first];
         for _ in 1..self.threads {
-            listeners.push(mux_runtime::socket::listen(local_addr, true, &self.config.socket)?);
+            listeners.push(mux_runtime::socket::listen(
+                local_addr,
+                true,
+                &self.config.socket,
+            )?);
         }
         let mut loops = Vec::with_capacity(self.threads);
         for (n, listener) in listeners.into_iter().enumerate() {
             let app = ServerApp::new(Arc::clone(&routes), jobs.clone(), self.max_request_body);
-            let (event_loop, handle) = EventLoop::new(app, self.config.clone(), Some(listener), COMMAND_QUEUE)?;
+            let (event_loop, handle) =
+                EventLoop::new(app, self.config.clone(), Some(listener), COMMAND_QUEUE)?;
             let reply = handle.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("mux-loop-{n}"))
@@ -181,7 +189,10 @@ impl ServerBuilder {
                 })?;
             loops.push((handle, thread));
         }
-        log::info!("listening on {local_addr} with {} loop threads", loops.len());
+        log::info!(
+            "listening on {local_addr} with {} loop threads",
+            loops.len()
+        );
         Ok(Server {
             local_addr,
             loops,

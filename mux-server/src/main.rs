@@ -27,16 +27,24 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    env_logger::Builder::new().filter_level(args.log_level).init();
+    env_logger::Builder::new()
+        .filter_level(args.log_level)
+        .init();
     let mut builder = Server::builder()
         .bind(args.addr)
         .route("echo", |req| Ok(Response::ok(req.body().clone())))
         .route("status", |req| {
-            let code = std::str::from_utf8(req.body()).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(200);
+            let code = std::str::from_utf8(req.body())
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(200);
             Ok(Response::with_status(Status(code), "status as asked"))
         })
         .route_blocking("sleep", |req| {
-            let millis = std::str::from_utf8(req.body()).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(100);
+            let millis = std::str::from_utf8(req.body())
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(100);
             std::thread::sleep(Duration::from_millis(millis));
             Ok(Response::ok(format!("slept {millis} ms")))
         });
@@ -46,7 +54,10 @@ fn main() -> ExitCode {
     let server = match builder.start() {
         Ok(server) => server,
         Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
-            eprintln!("mux-server: {} is already in use; pick another with --addr", args.addr);
+            eprintln!(
+                "mux-server: {} is already in use; pick another with --addr",
+                args.addr
+            );
             return ExitCode::FAILURE;
         }
         Err(err) => {
@@ -55,7 +66,10 @@ fn main() -> ExitCode {
         }
     };
     println!("mux-server listening on {}", server.local_addr());
-    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ]) {
         Ok(signals) => signals,
         Err(err) => {
             eprintln!("mux-server: cannot install signal handlers: {err}");

@@ -16,7 +16,12 @@ pub struct Request {
 }
 
 impl Request {
-    pub(crate) fn new(route: String, metadata: Vec<(Bytes, Bytes)>, body: Bytes, deadline: Option<Instant>) -> Self {
+    pub(crate) fn new(
+        route: String,
+        metadata: Vec<(Bytes, Bytes)>,
+        body: Bytes,
+        deadline: Option<Instant>,
+    ) -> Self {
         Self {
             route,
             metadata,
@@ -42,7 +47,10 @@ impl Request {
 
     /// The value of the first metadata entry named `name`.
     pub fn header(&self, name: &str) -> Option<&Bytes> {
-        self.metadata.iter().find(|(n, _)| n == name.as_bytes()).map(|(_, v)| v)
+        self.metadata
+            .iter()
+            .find(|(n, _)| n == name.as_bytes())
+            .map(|(_, v)| v)
     }
 
     /// When the caller stops waiting, if it said.
@@ -75,7 +83,10 @@ impl Response {
     }
 
     /// The same response with metadata entries.
-    pub fn metadata<'a>(mut self, entries: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Result<Self, MetadataError> {
+    pub fn metadata<'a>(
+        mut self,
+        entries: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Result<Self, MetadataError> {
         self.metadata = Metadata::from_pairs(entries)?;
         Ok(self)
     }

@@ -2,19 +2,18 @@
 //! number of threads. A loop thread never waits on it: when the queue is
 //! full the request is answered `503 UNAVAILABLE` at once.
 
-use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 use mux_core::StreamId;
 use mux_runtime::{ConnKey, LoopHandle};
 
-use crate::app::{run, Command};
-use crate::request::{HandlerResult, Request};
+use crate::app::{run, Command, HandlerFn};
+use crate::request::Request;
 
 /// One blocking request to run.
 pub(crate) struct Job {
-    pub(crate) handler: Arc<dyn Fn(Request) -> HandlerResult + Send + Sync>,
+    pub(crate) handler: HandlerFn,
     pub(crate) request: Request,
     pub(crate) key: ConnKey,
     pub(crate) id: StreamId,
@@ -22,7 +21,10 @@ pub(crate) struct Job {
 }
 
 /// Starts `threads` workers on a queue of `queue` jobs.
-pub(crate) fn start(threads: usize, queue: usize) -> std::io::Result<(Sender<Job>, Vec<JoinHandle<()>>)> {
+pub(crate) fn start(
+    threads: usize,
+    queue: usize,
+) -> std::io::Result<(Sender<Job>, Vec<JoinHandle<()>>)> {
     let (sender, receiver) = crossbeam_channel::bounded::<Job>(queue);
     let mut handles = Vec::with_capacity(threads);
     for n in 0..threads {

@@ -144,7 +144,12 @@ fn main() {
     let mux = mux_bulk(&client);
     println!("| workload | raw TCP | mux | mux / raw |");
     println!("|---|---|---|---|");
-    println!("| bulk, 1 stream, 1 GiB (GB/s) | {:.2} | {:.2} | {:.2} |", raw / 1e9, mux / 1e9, mux / raw);
+    println!(
+        "| bulk, 1 stream, 1 GiB (GB/s) | {:.2} | {:.2} | {:.2} |",
+        raw / 1e9,
+        mux / 1e9,
+        mux / raw
+    );
     for outstanding in [1, 64] {
         let raw = raw_ping_pong(outstanding);
         let mux = mux_calls(&client, outstanding);
@@ -156,5 +161,7 @@ fn main() {
         );
     }
     client.shutdown();
-    server.shutdown_gracefully(Duration::from_secs(5)).expect("shutdown");
+    server
+        .shutdown_gracefully(Duration::from_secs(5))
+        .expect("shutdown");
 }

@@ -2,3 +2,4 @@
 //! module per area, so that it links once.
 
 mod rpc;
+mod runtime;

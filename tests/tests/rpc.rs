@@ -14,7 +14,9 @@ fn echo_round_trip() {
     assert_eq!(reply.status, Status::OK);
     assert_eq!(&reply.body[..], b"hello");
     client.shutdown();
-    server.shutdown_gracefully(Duration::from_secs(5)).expect("shutdown");
+    server
+        .shutdown_gracefully(Duration::from_secs(5))
+        .expect("shutdown");
 }
 
 #[test]

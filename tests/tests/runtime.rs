@@ -1,0 +1,377 @@
+//! The runtime over real sockets: concurrency and integrity, backpressure,
+//! many connections, abrupt closes, graceful shutdown, the three call styles.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mux_client::{CallError, CallRequest, Client};
+use mux_server::{BodySink, HandlerResult, Response, Status};
+use mux_tests::{fnv1a, pseudo_random, server_builder, wait_until, RawPeer};
+
+/// Hashes a streamed body.
+struct Hasher(u64);
+
+impl BodySink for Hasher {
+    fn data(&mut self, bytes: &Bytes, _end_message: bool) {
+        self.0 = bytes.iter().fold(self.0, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    }
+
+    fn end(self: Box<Self>) -> HandlerResult {
+        Ok(Response::ok(self.0.to_string()))
+    }
+}
+
+fn hash_server() -> mux_server::Server {
+    server_builder()
+        .route("hash", |req| {
+            Ok(Response::ok(fnv1a(req.body()).to_string()))
+        })
+        .route_streaming("hash-stream", |_| Box::new(Hasher(0xcbf2_9ce4_8422_2325)))
+        .start()
+        .expect("server starts")
+}
+
+#[test]
+fn many_concurrent_streams_keep_their_data_intact() {
+    let server = hash_server();
+    let client = Client::builder(server.local_addr())
+        .connections(2)
+        .connect()
+        .expect("connect");
+    let bodies: Vec<Vec<u8>> = (0..300)
+        .map(|n| pseudo_random(n, (n as usize * 977) % 200_000))
+        .collect();
+    let calls: Vec<_> = bodies
+        .iter()
+        .map(|body| client.call_async("hash", Bytes::from(body.clone())))
+        .collect();
+    for (body, call) in bodies.iter().zip(calls) {
+        let reply = call.wait().expect("call");
+        assert_eq!(reply.status, Status::OK);
+        assert_eq!(
+            String::from_utf8_lossy(&reply.body),
+            fnv1a(body).to_string()
+        );
+    }
+    // Streamed uploads from several threads at once.
+    let client = Arc::new(client);
+    let threads: Vec<_> = (0..8u64)
+        .map(|n| {
+            let client = Arc::clone(&client);
+            std::thread::spawn(move || {
+                let data = pseudo_random(1000 + n, 3 << 20);
+                let mut upload = client.open_upload(CallRequest::new("hash-stream", ""));
+                for piece in data.chunks(50_000) {
+                    upload.write(Bytes::copy_from_slice(piece)).expect("write");
+                }
+                let reply = upload.finish().expect("finish").wait().expect("reply");
+                assert_eq!(
+                    String::from_utf8_lossy(&reply.body),
+                    fnv1a(&data).to_string()
+                );
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("upload thread");
+    }
+}
+
+#[test]
+fn a_slow_reader_bounds_the_senders_memory() {
+    // A hand-driven server that reads 16 KiB per 20 ms at most.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let consumed = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let consumed = Arc::clone(&consumed);
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            let mut peer = RawPeer::server(stream, mux_core::Config::default());
+            while !done.load(Ordering::Relaxed) {
+                let Ok(events) = peer.pump(16 * 1024) else {
+                    break;
+                };
+                for event in events {
+                    if let mux_core::Event::Readable { id } = event {
+                        while let Ok(Some(chunk)) = peer.conn.read(id, usize::MAX) {
+                            consumed.fetch_add(chunk.bytes.len() as u64, Ordering::Relaxed);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let client = Client::connect(addr).expect("connect");
+    let mut upload = client.open_upload(CallRequest::new("sink", ""));
+    let piece = Bytes::from(vec![9u8; 64 * 1024]);
+    let mut written: u64 = 0;
+    let started = Instant::now();
+    let mut max_slack: u64 = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        if upload.try_write(piece.clone()).expect("try_write") {
+            written += piece.len() as u64;
+        } else {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        max_slack = max_slack.max(written.saturating_sub(consumed.load(Ordering::Relaxed)));
+    }
+    done.store(true, Ordering::Relaxed);
+    drop(upload);
+    drop(client);
+    let _ = reader.join();
+    // What the writer got ahead of the reader: upload credit (1 MiB), the
+    // stream's send buffer (1 MiB), the peer's window, and the kernel's
+    // socket buffers on both sides.
+    assert!(written > 0, "nothing was written");
+    assert!(
+        max_slack < 8 << 20,
+        "the writer ran {max_slack} bytes ahead of a slow reader"
+    );
+    assert!(
+        written < 64 << 20,
+        "{written} bytes accepted in 2 s by a reader of ~3 MB/s"
+    );
+}
+
+#[test]
+fn a_thousand_concurrent_connections() {
+    let server = server_builder().start().expect("server");
+    let client = Client::builder(server.local_addr())
+        .connections(1000)
+        .connect()
+        .expect("connect");
+    let calls: Vec<_> = (0..2000u32)
+        .map(|n| client.call_async("echo", n.to_string()))
+        .collect();
+    for (n, call) in calls.into_iter().enumerate() {
+        let reply = call.wait().expect("call");
+        assert_eq!(String::from_utf8_lossy(&reply.body), n.to_string());
+    }
+    client.shutdown();
+    server
+        .shutdown_gracefully(Duration::from_secs(10))
+        .expect("shutdown");
+}
+
+#[test]
+fn an_abrupt_close_fails_calls_in_flight_promptly() {
+    let server = server_builder()
+        .route_blocking("hang", |_| {
+            std::thread::sleep(Duration::from_secs(2));
+            Ok(Response::ok("late"))
+        })
+        .start()
+        .expect("server");
+    let client = Client::connect(server.local_addr()).expect("connect");
+    let call = client.call_async("hang", "");
+    wait_until(
+        Duration::from_secs(5),
+        "the call to reach the server",
+        || client.ping().is_ok(),
+    );
+    let started = Instant::now();
+    server.abort();
+    let result = call.wait();
+    assert!(
+        matches!(
+            result,
+            Err(CallError::ConnectionLost(_) | CallError::Reset(_))
+        ),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the failure took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn graceful_shutdown_completes_every_request_in_flight() {
+    let server = server_builder()
+        .route_blocking("work", |req| {
+            std::thread::sleep(Duration::from_millis(100));
+            Ok(Response::ok(req.body().clone()))
+        })
+        .start()
+        .expect("server");
+    let addr = server.local_addr();
+    let client = Client::connect(addr).expect("connect");
+    let calls: Vec<_> = (0..20u32)
+        .map(|n| client.call_async("work", n.to_string()))
+        .collect();
+    // Every call must have reached the server before the GOAWAY.
+    wait_until(Duration::from_secs(5), "calls to be sent", || {
+        client.ping().is_ok()
+    });
+    let shutdown = std::thread::spawn(move || server.shutdown_gracefully(Duration::from_secs(10)));
+    for (n, call) in calls.into_iter().enumerate() {
+        let reply = call.wait().expect("a request in flight was lost");
+        assert_eq!(String::from_utf8_lossy(&reply.body), n.to_string());
+    }
+    shutdown.join().expect("join").expect("shutdown");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+/// A minimal executor: polls on the calling thread, parks between wakes.
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn calls_work_as_futures_callbacks_and_polled_handles() {
+    let server = server_builder().start().expect("server");
+    let client = Client::connect(server.local_addr()).expect("connect");
+    let reply = block_on(client.call_async("echo", "future")).expect("future");
+    assert_eq!(&reply.body[..], b"future");
+    let both = block_on(async {
+        let a = client.call_async("echo", "a").await;
+        let b = client.call_async("echo", "b").await;
+        (a, b)
+    });
+    assert_eq!(
+        (&both.0.expect("a").body[..], &both.1.expect("b").body[..]),
+        (&b"a"[..], &b"b"[..])
+    );
+
+    let (sender, receiver) = mpsc::channel();
+    client.call_with_callback(CallRequest::new("echo", "callback"), move |result| {
+        let _ = sender.send(result);
+    });
+    let reply = receiver
+        .recv_timeout(Duration::from_secs(5))
+        .expect("callback ran")
+        .expect("call");
+    assert_eq!(&reply.body[..], b"callback");
+
+    let mut call = client.call_async("echo", "polled");
+    let mut result = None;
+    wait_until(Duration::from_secs(5), "the polled call", || {
+        result = call.try_result();
+        result.is_some()
+    });
+    assert_eq!(&result.expect("polled").expect("call").body[..], b"polled");
+}
+
+#[test]
+fn dropping_a_call_resets_its_stream_on_the_server() {
+    let (dropped_tx, dropped_rx) = mpsc::channel::<()>();
+    struct Watch(mpsc::Sender<()>);
+    impl BodySink for Watch {
+        fn data(&mut self, _: &Bytes, _: bool) {}
+        fn end(self: Box<Self>) -> HandlerResult {
+            Ok(Response::ok(""))
+        }
+    }
+    impl Drop for Watch {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+    let dropped_tx = std::sync::Mutex::new(dropped_tx);
+    let server = server_builder()
+        .route_streaming("watch", move |_| {
+            let sender = dropped_tx.lock().map(|s| s.clone()).expect("lock");
+            Box::new(Watch(sender))
+        })
+        .start()
+        .expect("server");
+    let client = Client::connect(server.local_addr()).expect("connect");
+    let mut upload = client.open_upload(CallRequest::new("watch", ""));
+    upload.write("partial body").expect("write");
+    wait_until(
+        Duration::from_secs(5),
+        "the upload to reach the server",
+        || client.ping().is_ok(),
+    );
+    drop(upload);
+    dropped_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the server dropped the request when the client cancelled");
+}
+
+#[test]
+fn connection_refused_is_a_clear_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    let err = Client::connect(addr).expect_err("nothing listens");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+}
+
+#[test]
+fn a_peer_that_is_not_mux_is_a_clear_error() {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let fake = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut buf = [0u8; 64];
+        let _ = stream.read(&mut buf);
+        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+    });
+    let err = Client::connect(addr).expect_err("not mux");
+    assert!(err.to_string().contains("not speaking mux"), "{err}");
+    let _ = fake.join();
+}
+
+#[test]
+fn the_client_reconnects_after_a_server_restart() {
+    let server = server_builder().start().expect("server");
+    let addr = server.local_addr();
+    let client = Client::builder(addr)
+        .backoff(Duration::from_millis(10), Duration::from_millis(100))
+        .connect()
+        .expect("connect");
+    assert!(client.call("echo", "before").is_ok());
+    server
+        .shutdown_gracefully(Duration::from_secs(5))
+        .expect("shutdown");
+    let again = mux_server::Server::builder()
+        .bind(addr)
+        .threads(1)
+        .route("echo", |req| Ok(Response::ok(req.body().clone())))
+        .start()
+        .expect("restart on the same port");
+    let mut reply = None;
+    wait_until(
+        Duration::from_secs(10),
+        "a call through the reconnected client",
+        || {
+            reply = client.call("echo", "after").ok();
+            reply.is_some()
+        },
+    );
+    assert_eq!(&reply.expect("reply").body[..], b"after");
+    drop(again);
+}
