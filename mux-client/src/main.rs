@@ -1,1 +1,135 @@
-fn main() {}
+//! The `mux-client` program: call a route, upload a file, or ping a server.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use mux_client::{CallRequest, Client};
+
+/// Talks to a mux server.
+#[derive(Debug, Parser)]
+#[command(name = "mux-client", version, about)]
+struct Args {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    addr: SocketAddr,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, default_value = "warn")]
+    log_level: log::LevelFilter,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Calls a route and prints the reply.
+    Call {
+        /// Route name.
+        route: String,
+        /// Request body.
+        #[arg(default_value = "")]
+        body: String,
+        /// Deadline in milliseconds.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// Metadata entries, `name=value`.
+        #[arg(long = "header", value_name = "NAME=VALUE")]
+        headers: Vec<String>,
+    },
+    /// Streams a file as the body of a call to a (streaming) route.
+    Send {
+        /// Route name.
+        route: String,
+        /// The file.
+        file: PathBuf,
+    },
+    /// Measures round-trip times with PING.
+    Ping {
+        /// How many.
+        #[arg(long, default_value_t = 5)]
+        count: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    env_logger::Builder::new()
+        .filter_level(args.log_level)
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("mux-client: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let client = Client::connect(args.addr)
+        .map_err(|err| format!("cannot connect to {}: {err}", args.addr))?;
+    match args.command {
+        Command::Call {
+            route,
+            body,
+            timeout_ms,
+            headers,
+        } => {
+            let mut request = CallRequest::new(route, body);
+            if let Some(ms) = timeout_ms {
+                request = request.timeout(Duration::from_millis(ms));
+            }
+            for header in headers {
+                let (name, value) = header
+                    .split_once('=')
+                    .ok_or(format!("header {header:?} is not NAME=VALUE"))?;
+                request = request.header(name.to_owned(), value.to_owned());
+            }
+            let started = Instant::now();
+            let reply = client.call_with(request)?;
+            eprintln!("status {} in {:?}", reply.status.0, started.elapsed());
+            for (name, value) in reply.metadata.iter() {
+                eprintln!(
+                    "{}: {}",
+                    String::from_utf8_lossy(name),
+                    String::from_utf8_lossy(value)
+                );
+            }
+            println!("{}", String::from_utf8_lossy(&reply.body));
+        }
+        Command::Send { route, file } => {
+            let mut input =
+                std::fs::File::open(&file).map_err(|err| format!("{}: {err}", file.display()))?;
+            let started = Instant::now();
+            let mut upload = client.open_upload(CallRequest::new(route, ""));
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut total = 0usize;
+            loop {
+                let n = input.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                total += n;
+                upload.write(bytes::Bytes::copy_from_slice(&buf[..n]))?;
+            }
+            let reply = upload.finish()?.wait()?;
+            let seconds = started.elapsed().as_secs_f64();
+            eprintln!(
+                "sent {total} bytes in {seconds:.3} s ({:.1} MB/s); status {}",
+                total as f64 / seconds / 1e6,
+                reply.status.0
+            );
+            println!("{}", String::from_utf8_lossy(&reply.body));
+        }
+        Command::Ping { count } => {
+            for n in 1..=count {
+                println!("ping {n}: rtt {:?}", client.ping()?);
+            }
+        }
+    }
+    client.shutdown();
+    Ok(())
+}

@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 mod app;
+pub mod demo;
 mod request;
 mod workers;
 

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use mux_server::{Response, Server, Status};
+use mux_server::Server;
 
-/// A mux server with demo routes (echo, and more as patterns land).
+/// A mux server with the demo routes (echo, status, sleep, upload).
 #[derive(Debug, Parser)]
 #[command(name = "mux-server", version, about)]
 struct Args {
@@ -30,24 +30,7 @@ fn main() -> ExitCode {
     env_logger::Builder::new()
         .filter_level(args.log_level)
         .init();
-    let mut builder = Server::builder()
-        .bind(args.addr)
-        .route("echo", |req| Ok(Response::ok(req.body().clone())))
-        .route("status", |req| {
-            let code = std::str::from_utf8(req.body())
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(200);
-            Ok(Response::with_status(Status(code), "status as asked"))
-        })
-        .route_blocking("sleep", |req| {
-            let millis = std::str::from_utf8(req.body())
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(100);
-            std::thread::sleep(Duration::from_millis(millis));
-            Ok(Response::ok(format!("slept {millis} ms")))
-        });
+    let mut builder = mux_server::demo::routes(Server::builder().bind(args.addr));
     if let Some(threads) = args.threads {
         builder = builder.threads(threads);
     }
