@@ -23,6 +23,10 @@ pub(crate) const READ_CHUNK: usize = 256 * 1024;
 /// not queue behind much bulk data.
 const WRITE_BATCH: usize = 512 * 1024;
 
+/// Buffers above this size are released once empty, so that an idle
+/// connection keeps no large allocation (DESIGN.md: under 16 KiB idle).
+const KEEP_BUFFER: usize = 8 * 1024;
+
 /// Reads done per readable event before other connections get a turn (the
 /// remaining readiness is served on the next loop iteration).
 const MAX_READS_PER_EVENT: usize = 16;
@@ -121,6 +125,9 @@ impl ConnIo {
                 .extend_from_slice(scratch.get(..n).unwrap_or_default());
             // A connection error is also reported as `Event::Closed`.
             let _: Result<(), ConnectionError> = self.conn.handle_read(now, &mut self.rx);
+            if self.rx.is_empty() && self.rx.capacity() > KEEP_BUFFER && self.is_idle() {
+                self.rx = BytesMut::new();
+            }
             self.drain_events(events);
         }
         Ok(true)
@@ -162,6 +169,9 @@ impl ConnIo {
                 Err(err) => return Err(Closed::Io(err)),
             }
         }
+        if self.tx.capacity() > KEEP_BUFFER && self.is_idle() {
+            self.tx = BytesMut::new();
+        }
         if self.conn.is_closed() || (self.eof && self.tx.is_empty()) {
             return Ok(Some(Closed::Done));
         }
@@ -198,6 +208,13 @@ impl ConnIo {
             Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(false),
             Err(err) => Err(err),
         }
+    }
+
+    /// No stream is active: a moment to give large buffers back (while
+    /// streams run, reusing them avoids allocating and faulting in fresh
+    /// memory on every read and write).
+    fn is_idle(&self) -> bool {
+        self.conn.active_streams() == (0, 0)
     }
 
     /// Bytes waiting for the kernel.
