@@ -39,6 +39,7 @@
 pub mod connection;
 pub mod error;
 pub mod frame;
+pub mod patterns;
 pub mod preface;
 pub mod rpc;
 mod stream_id;

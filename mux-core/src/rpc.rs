@@ -41,6 +41,8 @@ impl Status {
     pub const UNAVAILABLE: Self = Self(503);
     /// The deadline passed before the handler finished.
     pub const DEADLINE_EXCEEDED: Self = Self(504);
+    /// The replay asked for is older than what the server keeps, or the session expired.
+    pub const GONE: Self = Self(410);
 
     /// Whether the status is a success (2xx or 3xx).
     pub fn is_success(self) -> bool {
@@ -55,7 +57,8 @@ pub struct RequestHead {
     pub route: String,
     /// Time the caller will wait, when it set a deadline.
     pub deadline: Option<Duration>,
-    /// The caller's own metadata entries (names starting with `:` are reserved).
+    /// The other metadata entries: the caller's own, and the reserved
+    /// (`:`-prefixed) parameters of the patterns (`spec/patterns.md`).
     pub metadata: Vec<(Bytes, Bytes)>,
 }
 
@@ -111,7 +114,7 @@ impl RequestHead {
             .map(Duration::from_millis);
         let metadata = metadata
             .iter()
-            .filter(|(name, _)| !name.starts_with(b":"))
+            .filter(|(name, _)| *name != ROUTE && *name != DEADLINE_MS)
             .map(|(n, v)| (Bytes::copy_from_slice(n), Bytes::copy_from_slice(v)))
             .collect();
         Ok(Self {

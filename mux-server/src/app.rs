@@ -1,19 +1,27 @@
 //! The server's logic on each loop thread: turns streams into requests,
 //! runs inline handlers on the spot and blocking ones on the worker pool,
-//! writes responses, and shuts down gracefully.
+//! writes responses, serves the patterns' reserved routes (publish,
+//! subscribe, event streams, long polls, sessions) and shuts down gracefully.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Sender, TrySendError};
+use mux_core::frame::Metadata;
+use mux_core::patterns::{self, FeedMessage};
 use mux_core::rpc::{RequestHead, ResponseHead, Status};
 use mux_core::{ErrorCode, Event, StreamId};
 use mux_runtime::{App, ConnKey, Ctx, LoopError, LoopHandle, Outbox, Piece};
 
+use crate::broker::SlowSubscriber;
+use crate::event_log::Entry;
+use crate::feed::{Feed, FeedKind};
+use crate::hub::Hub;
 use crate::request::{BodySink, HandlerError, HandlerResult, Request, Response};
+use crate::sessions::SessionHandle;
 use crate::workers::Job;
 
 /// A handler of whole requests.
@@ -52,17 +60,35 @@ pub(crate) enum Command {
         id: StreamId,
         result: HandlerResult,
     },
+    /// A publication from the broker.
+    Publication { topic: Arc<str>, payload: Bytes },
+    /// A new entry of an event log.
+    Event { stream: Arc<str>, entry: Entry },
+    /// A new entry of a session's feed.
+    SessionEvent { token: Arc<str>, entry: Entry },
+    /// Push to every connection of this loop.
+    PushAll { metadata: Metadata, body: Bytes },
     /// Stop accepting, close every connection gracefully; abort at `deadline`.
     Shutdown { deadline: Instant },
     /// Stop at once.
     Abort,
 }
 
-/// Timer token of the shutdown deadline.
+/// Timer tokens: the shutdown deadline, the session sweep, and long polls (`POLL_TIMER | n`).
 const SHUTDOWN_TIMER: u64 = 1;
+const SWEEP_TIMER: u64 = 2;
+
+/// How often expired sessions are dropped.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+const POLL_TIMER: u64 = 1 << 62;
+
+/// Entries a long poll or a replay returns at most per response.
+const MAX_BATCH: usize = 1024;
+
+/// Longest a long poll may be held (`spec/patterns.md` §4.2).
+const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// A request being received.
-#[derive(Debug)]
 struct Pending {
     head: RequestHead,
     body: BytesMut,
@@ -73,20 +99,33 @@ struct Pending {
     sink: Option<Box<dyn BodySink>>,
 }
 
-impl std::fmt::Debug for dyn BodySink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BodySink")
-    }
+/// A long poll waiting for an entry.
+#[derive(Debug, Clone)]
+struct Parked {
+    key: ConnKey,
+    id: StreamId,
+    after: u64,
+    timer: u64,
 }
 
 /// Per-loop server state.
 pub(crate) struct ServerApp {
-    pub(crate) routes: Arc<HashMap<String, Handler>>,
-    pub(crate) jobs: Sender<Job>,
+    routes: Arc<HashMap<String, Handler>>,
+    jobs: Sender<Job>,
     pub(crate) handle: Option<LoopHandle<Command>>,
-    pub(crate) max_request_body: usize,
+    hub: Arc<Hub>,
+    max_request_body: usize,
+    policy: SlowSubscriber,
     pending: HashMap<(ConnKey, StreamId), Pending>,
     outbox: Outbox,
+    feeds: HashMap<(ConnKey, StreamId), Feed>,
+    /// Subscriptions of this loop, matched against every publication.
+    subscriptions: Vec<(String, ConnKey, StreamId)>,
+    /// Feeds by event stream name, and by session token.
+    event_watchers: HashMap<String, Vec<(ConnKey, StreamId)>>,
+    session_watchers: HashMap<String, Vec<(ConnKey, StreamId)>>,
+    polls: HashMap<String, Vec<Parked>>,
+    next_timer: u64,
     shutting_down: bool,
 }
 
@@ -95,48 +134,86 @@ impl std::fmt::Debug for ServerApp {
         f.debug_struct("ServerApp")
             .field("routes", &self.routes.len())
             .field("pending", &self.pending.len())
+            .field("feeds", &self.feeds.len())
             .field("shutting_down", &self.shutting_down)
             .finish()
     }
+}
+
+/// A reserved metadata value as text.
+fn meta<'a>(head: &'a RequestHead, name: &[u8]) -> Option<&'a str> {
+    head.metadata
+        .iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+}
+
+fn meta_u64(head: &RequestHead, name: &[u8]) -> Option<u64> {
+    meta(head, name).and_then(|v| v.trim().parse().ok())
+}
+
+fn event_message(entry: &Entry) -> Bytes {
+    FeedMessage::Event {
+        id: entry.id,
+        kind: entry.kind.clone(),
+        data: entry.data.clone(),
+    }
+    .encode()
 }
 
 impl ServerApp {
     pub(crate) fn new(
         routes: Arc<HashMap<String, Handler>>,
         jobs: Sender<Job>,
+        hub: Arc<Hub>,
         max_request_body: usize,
+        policy: SlowSubscriber,
     ) -> Self {
         Self {
             routes,
             jobs,
             handle: None,
+            hub,
             max_request_body,
+            policy,
             pending: HashMap::new(),
             outbox: Outbox::default(),
+            feeds: HashMap::new(),
+            subscriptions: Vec::new(),
+            event_watchers: HashMap::new(),
+            session_watchers: HashMap::new(),
+            polls: HashMap::new(),
+            next_timer: 0,
             shutting_down: false,
         }
     }
 
-    fn respond(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId, response: Response) {
+    /// Writes a response head and, unless `feed`, the body and the end.
+    fn write_response(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: ConnKey,
+        id: StreamId,
+        head: ResponseHead,
+        body: Vec<Bytes>,
+        end: bool,
+    ) {
         let Some(conn) = ctx.conn(key) else {
             return;
         };
-        let head = ResponseHead {
-            status: response.status,
-            metadata: response.metadata,
-        };
-        let pieces = [
-            Piece {
-                bytes: head.encode(),
+        let count = body.len();
+        let mut pieces = vec![Piece {
+            bytes: head.encode(),
+            end_message: true,
+            end_stream: end && count == 0,
+        }];
+        for (n, bytes) in body.into_iter().enumerate() {
+            pieces.push(Piece {
+                bytes,
                 end_message: true,
-                end_stream: false,
-            },
-            Piece {
-                bytes: response.body,
-                end_message: true,
-                end_stream: true,
-            },
-        ];
+                end_stream: end && n + 1 == count,
+            });
+        }
         for piece in pieces {
             // The stream may be gone (the client cancelled): nothing to answer.
             if self.outbox.write(conn, key, id, piece).is_err() {
@@ -146,31 +223,62 @@ impl ServerApp {
         }
     }
 
+    fn respond(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId, response: Response) {
+        if !response.pushes.is_empty() {
+            if let Some(conn) = ctx.conn(key) {
+                for (metadata, body) in &response.pushes {
+                    // Tied pushes go out before the response ends (spec §10.3);
+                    // a client that refuses pushes makes this fail quietly.
+                    if let Ok(pushed) = conn.push(Some(id), metadata.clone(), body.is_empty()) {
+                        let piece = Piece {
+                            bytes: body.clone(),
+                            end_message: true,
+                            end_stream: true,
+                        };
+                        if !body.is_empty() {
+                            let _ = self.outbox.write(conn, key, pushed, piece);
+                        }
+                    }
+                }
+            }
+        }
+        let head = ResponseHead {
+            status: response.status,
+            metadata: response.metadata,
+        };
+        self.write_response(ctx, key, id, head, vec![response.body], true);
+    }
+
+    fn status(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: ConnKey,
+        id: StreamId,
+        status: Status,
+        message: impl Into<Bytes>,
+    ) {
+        self.respond(ctx, key, id, Response::with_status(status, message));
+    }
+
     fn on_opened(
         &mut self,
         ctx: &mut Ctx<'_>,
         key: ConnKey,
         id: StreamId,
-        metadata: &mux_core::frame::Metadata,
+        metadata: &Metadata,
         end_stream: bool,
     ) {
         let head = match RequestHead::decode(metadata) {
             Ok(head) => head,
-            Err(err) => {
-                return self.respond(
-                    ctx,
-                    key,
-                    id,
-                    Response::with_status(Status::BAD_REQUEST, err.to_string()),
-                );
-            }
+            Err(err) => return self.status(ctx, key, id, Status::BAD_REQUEST, err.to_string()),
         };
         let sink = match self.routes.get(&head.route) {
             Some(Handler::Streaming(open)) => {
                 let request = Request::new(
                     head.route.clone(),
                     head.metadata.clone(),
-                    bytes::Bytes::new(),
+                    Bytes::new(),
+                    None,
                     None,
                 );
                 Some(open(&request))
@@ -197,10 +305,18 @@ impl ServerApp {
         let mut finished = false;
         let mut too_large = false;
         {
-            let Some(pending) = self.pending.get_mut(&(key, id)) else {
+            let Some(conn) = ctx.conn(key) else {
                 return;
             };
-            let Some(conn) = ctx.conn(key) else {
+            let Some(pending) = self.pending.get_mut(&(key, id)) else {
+                // A feed: the client's direction carries nothing; its end unsubscribes.
+                while let Ok(Some(chunk)) = conn.read(id, usize::MAX) {
+                    finished |= chunk.fin;
+                }
+                if finished && self.feeds.contains_key(&(key, id)) {
+                    let _ = conn.finish(id);
+                    self.remove_feed(key, id);
+                }
                 return;
             };
             while let Ok(Some(chunk)) = conn.read(id, usize::MAX) {
@@ -219,12 +335,12 @@ impl ServerApp {
             }
         }
         if too_large {
-            let message = format!("request body above {limit} bytes");
-            self.respond(
+            self.status(
                 ctx,
                 key,
                 id,
-                Response::with_status(Status::TOO_LARGE, message),
+                Status::TOO_LARGE,
+                format!("request body above {limit} bytes"),
             );
         }
         if finished {
@@ -237,19 +353,14 @@ impl ServerApp {
         }
     }
 
-    /// The request is complete: route it.
+    /// The request is complete: serve a reserved route, or a handler.
     fn dispatch(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId) {
         let Some(pending) = self.pending.remove(&(key, id)) else {
             return;
         };
         let deadline = pending.head.deadline.map(|left| pending.started + left);
         if deadline.is_some_and(|d| d <= ctx.now) {
-            return self.respond(
-                ctx,
-                key,
-                id,
-                Response::with_status(Status::DEADLINE_EXCEEDED, "deadline passed"),
-            );
+            return self.status(ctx, key, id, Status::DEADLINE_EXCEEDED, "deadline passed");
         }
         if let Some(sink) = pending.sink {
             let response = match catch_unwind(AssertUnwindSafe(|| sink.end())) {
@@ -258,23 +369,53 @@ impl ServerApp {
             };
             return self.respond(ctx, key, id, response);
         }
+        match pending.head.route.as_str() {
+            patterns::PUBLISH => {
+                return self.serve_publish(ctx, key, id, &pending.head, pending.body.freeze())
+            }
+            patterns::SUBSCRIBE => return self.serve_subscribe(ctx, key, id, &pending.head),
+            patterns::EVENTS => return self.serve_events(ctx, key, id, &pending.head),
+            patterns::LONG_POLL => return self.serve_long_poll(ctx, key, id, &pending.head),
+            patterns::SESSION_OPEN => {
+                let token = self.hub.sessions.create(ctx.now);
+                return self.respond(ctx, key, id, Response::ok(token));
+            }
+            patterns::SESSION_ATTACH => {
+                return self.serve_session_attach(ctx, key, id, &pending.head)
+            }
+            _ => {}
+        }
+        let session = match meta(&pending.head, patterns::SESSION) {
+            None => None,
+            Some(token) => {
+                let alive = self
+                    .hub
+                    .sessions
+                    .with(token, ctx.now, &mut |_| {})
+                    .is_some();
+                if !alive {
+                    return self.status(ctx, key, id, Status::GONE, "unknown or expired session");
+                }
+                Some(SessionHandle {
+                    token: token.to_owned(),
+                    store: Arc::clone(&self.hub.sessions),
+                    hub: Arc::clone(&self.hub),
+                })
+            }
+        };
         let request = Request::new(
             pending.head.route,
             pending.head.metadata,
             pending.body.freeze(),
             deadline,
+            session,
         );
         match self.routes.get(request.route()).cloned() {
             None => {
                 let message = format!("no route {:?}", request.route());
-                self.respond(
-                    ctx,
-                    key,
-                    id,
-                    Response::with_status(Status::NOT_FOUND, message),
-                );
+                self.status(ctx, key, id, Status::NOT_FOUND, message);
             }
-            Some(Handler::Streaming(_)) => {} // handled by its sink above
+            Some(Handler::Streaming(_)) => {} // served by its sink above
             Some(Handler::Inline(handler)) => {
                 let response = run(&*handler, request);
                 self.respond(ctx, key, id, response);
@@ -290,15 +431,261 @@ impl ServerApp {
                     id,
                     reply,
                 };
-                match self.jobs.try_send(job) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                        let response =
-                            Response::with_status(Status::UNAVAILABLE, "worker queue full");
-                        self.respond(ctx, key, id, response);
-                    }
+                if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+                    self.jobs.try_send(job)
+                {
+                    self.status(ctx, key, id, Status::UNAVAILABLE, "worker queue full");
                 }
             }
+        }
+    }
+
+    /// `spec/patterns.md` §3.4.
+    fn serve_publish(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: ConnKey,
+        id: StreamId,
+        head: &RequestHead,
+        payload: Bytes,
+    ) {
+        let topic = meta(head, patterns::TOPIC).unwrap_or_default();
+        match patterns::check_topic(topic) {
+            Ok(()) => {
+                self.hub.broker.publish(topic, &payload);
+                self.respond(ctx, key, id, Response::ok(Bytes::new()));
+            }
+            Err(err) => self.status(ctx, key, id, Status::BAD_REQUEST, err.to_string()),
+        }
+    }
+
+    /// `spec/patterns.md` §3.2.
+    fn serve_subscribe(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: ConnKey,
+        id: StreamId,
+        head: &RequestHead,
+    ) {
+        let pattern = meta(head, patterns::TOPIC).unwrap_or_default().to_owned();
+        if let Err(err) = patterns::check_pattern(&pattern) {
+            return self.status(ctx, key, id, Status::BAD_REQUEST, err.to_string());
+        }
+        self.write_response(
+            ctx,
+            key,
+            id,
+            ResponseHead::new(Status::OK),
+            Vec::new(),
+            false,
+        );
+        self.subscriptions.push((pattern.clone(), key, id));
+        self.feeds.insert(
+            (key, id),
+            Feed::new(FeedKind::Subscription { pattern }, self.policy),
+        );
+    }
+
+    /// `spec/patterns.md` §5.
+    fn serve_events(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId, head: &RequestHead) {
+        let Some(stream) = meta(head, patterns::STREAM).map(str::to_owned) else {
+            return self.status(ctx, key, id, Status::BAD_REQUEST, "no :stream");
+        };
+        // Without :after, the stream starts with the next event.
+        let after = meta_u64(head, patterns::AFTER);
+        let (entries, last) = match after {
+            Some(after) => match self.hub.replay(&stream, after, usize::MAX) {
+                Ok(replay) => replay,
+                Err(gap) => {
+                    let message = format!("events before {} are no longer kept", gap.oldest);
+                    return self.status(ctx, key, id, Status::GONE, message);
+                }
+            },
+            None => match self.hub.replay(&stream, u64::MAX, 0) {
+                Ok((_, last)) => (Vec::new(), last),
+                Err(_) => (Vec::new(), 0),
+            },
+        };
+        let head = ResponseHead {
+            status: Status::OK,
+            metadata: Metadata::from_pairs([(patterns::RETRY_MS, &b"1000"[..])])
+                .unwrap_or_default(),
+        };
+        self.write_response(ctx, key, id, head, Vec::new(), false);
+        let mut feed = Feed::new(
+            FeedKind::Events {
+                stream: stream.clone(),
+            },
+            self.policy,
+        );
+        feed.last_id = after.unwrap_or(last);
+        self.feeds.insert((key, id), feed);
+        self.event_watchers
+            .entry(stream)
+            .or_default()
+            .push((key, id));
+        for entry in entries {
+            self.deliver_entry(ctx, key, id, &entry);
+        }
+    }
+
+    /// `spec/patterns.md` §6.3.
+    fn serve_session_attach(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: ConnKey,
+        id: StreamId,
+        head: &RequestHead,
+    ) {
+        let Some(token) = meta(head, patterns::SESSION).map(str::to_owned) else {
+            return self.status(ctx, key, id, Status::BAD_REQUEST, "no :session");
+        };
+        let after = meta_u64(head, patterns::AFTER).unwrap_or(0);
+        let mut replay = None;
+        let found = self.hub.sessions.with(&token, ctx.now, &mut |session| {
+            replay = Some(session.feed.after(after, usize::MAX));
+        });
+        let entries = match (found, replay) {
+            (Some(()), Some(Ok(entries))) => entries,
+            (Some(()), Some(Err(gap))) => {
+                let message = format!("session events before {} are no longer kept", gap.oldest);
+                return self.status(ctx, key, id, Status::GONE, message);
+            }
+            _ => return self.status(ctx, key, id, Status::GONE, "unknown or expired session"),
+        };
+        self.write_response(
+            ctx,
+            key,
+            id,
+            ResponseHead::new(Status::OK),
+            Vec::new(),
+            false,
+        );
+        let mut feed = Feed::new(
+            FeedKind::Session {
+                token: token.clone(),
+            },
+            self.policy,
+        );
+        feed.last_id = after;
+        self.feeds.insert((key, id), feed);
+        self.session_watchers
+            .entry(token)
+            .or_default()
+            .push((key, id));
+        for entry in entries {
+            self.deliver_entry(ctx, key, id, &entry);
+        }
+    }
+
+    /// `spec/patterns.md` §4.2.
+    fn serve_long_poll(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: ConnKey,
+        id: StreamId,
+        head: &RequestHead,
+    ) {
+        let Some(stream) = meta(head, patterns::STREAM).map(str::to_owned) else {
+            return self.status(ctx, key, id, Status::BAD_REQUEST, "no :stream");
+        };
+        let after = meta_u64(head, patterns::AFTER).unwrap_or(0);
+        let wait = meta_u64(head, patterns::WAIT_MS)
+            .map_or(Duration::from_secs(30), Duration::from_millis);
+        match self.hub.replay(&stream, after, MAX_BATCH) {
+            Err(gap) => {
+                let message = format!("entries before {} are no longer kept", gap.oldest);
+                self.status(ctx, key, id, Status::GONE, message);
+            }
+            Ok((entries, _)) if !entries.is_empty() => {
+                self.answer_poll(ctx, key, id, after, entries)
+            }
+            Ok(_) => {
+                self.next_timer += 1;
+                let timer = POLL_TIMER | self.next_timer;
+                ctx.set_timer(ctx.now + wait.min(MAX_WAIT), timer);
+                self.polls.entry(stream).or_default().push(Parked {
+                    key,
+                    id,
+                    after,
+                    timer,
+                });
+            }
+        }
+    }
+
+    fn answer_poll(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: ConnKey,
+        id: StreamId,
+        after: u64,
+        entries: Vec<Entry>,
+    ) {
+        let cursor = entries.last().map_or(after, |e| e.id).to_string();
+        let status = if entries.is_empty() {
+            Status::NOT_MODIFIED
+        } else {
+            Status::OK
+        };
+        let head = ResponseHead {
+            status,
+            metadata: Metadata::from_pairs([(patterns::CURSOR, cursor.as_bytes())])
+                .unwrap_or_default(),
+        };
+        let body = entries.iter().map(event_message).collect();
+        self.write_response(ctx, key, id, head, body, true);
+    }
+
+    fn deliver_entry(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId, entry: &Entry) {
+        let Some(feed) = self.feeds.get_mut(&(key, id)) else {
+            return;
+        };
+        if entry.id <= feed.last_id {
+            return; // already replayed
+        }
+        feed.last_id = entry.id;
+        self.deliver(ctx, key, id, event_message(entry));
+    }
+
+    fn deliver(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId, message: Bytes) {
+        let (Some(conn), Some(feed)) = (ctx.conn(key), self.feeds.get_mut(&(key, id))) else {
+            return;
+        };
+        if feed.deliver(conn, id, message).is_err() {
+            Feed::disconnect(conn, id);
+            self.remove_feed(key, id);
+        }
+    }
+
+    fn remove_feed(&mut self, key: ConnKey, id: StreamId) {
+        let Some(feed) = self.feeds.remove(&(key, id)) else {
+            return;
+        };
+        let keep = |w: &(ConnKey, StreamId)| *w != (key, id);
+        match feed.kind {
+            FeedKind::Subscription { .. } => {
+                self.subscriptions.retain(|(_, k, i)| (*k, *i) != (key, id))
+            }
+            FeedKind::Events { stream } => {
+                if let Some(watchers) = self.event_watchers.get_mut(&stream) {
+                    watchers.retain(keep);
+                }
+            }
+            FeedKind::Session { token } => {
+                if let Some(watchers) = self.session_watchers.get_mut(&token) {
+                    watchers.retain(keep);
+                }
+            }
+        }
+    }
+
+    fn forget_stream(&mut self, key: ConnKey, id: StreamId) {
+        self.pending.remove(&(key, id));
+        self.outbox.forget(key, id);
+        self.remove_feed(key, id);
+        for parked in self.polls.values_mut() {
+            parked.retain(|p| (p.key, p.id) != (key, id));
         }
     }
 }
@@ -319,6 +706,10 @@ pub(crate) fn run(
 impl App for ServerApp {
     type Command = Command;
 
+    fn on_start(&mut self, ctx: &mut Ctx<'_>) {
+        ctx.set_timer(ctx.now + SWEEP_EVERY, SWEEP_TIMER);
+    }
+
     fn on_event(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, event: Event) {
         match event {
             Event::StreamOpened {
@@ -330,12 +721,12 @@ impl App for ServerApp {
             Event::Writable { id } => {
                 if let Some(conn) = ctx.conn(key) {
                     let _ = self.outbox.resume(conn, key, id);
+                    if let Some(feed) = self.feeds.get_mut(&(key, id)) {
+                        feed.flush(conn, id);
+                    }
                 }
             }
-            Event::StreamReset { id, .. } => {
-                self.pending.remove(&(key, id));
-                self.outbox.forget(key, id);
-            }
+            Event::StreamReset { id, .. } => self.forget_stream(key, id),
             Event::Connected if self.shutting_down => {
                 ctx.close(key, ErrorCode::NO_ERROR, "shutting down")
             }
@@ -349,6 +740,18 @@ impl App for ServerApp {
         }
         self.pending.retain(|(k, _), _| *k != key);
         self.outbox.forget_conn(key);
+        let feeds: Vec<StreamId> = self
+            .feeds
+            .keys()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in feeds {
+            self.remove_feed(key, id);
+        }
+        for parked in self.polls.values_mut() {
+            parked.retain(|p| p.key != key);
+        }
     }
 
     fn on_command(&mut self, ctx: &mut Ctx<'_>, command: Command) {
@@ -356,6 +759,76 @@ impl App for ServerApp {
             Command::Done { key, id, result } => {
                 let response = result.unwrap_or_else(Response::from);
                 self.respond(ctx, key, id, response);
+            }
+            Command::Publication { topic, payload } => {
+                let targets: Vec<(ConnKey, StreamId)> = self
+                    .subscriptions
+                    .iter()
+                    .filter(|(pattern, _, _)| patterns::matches(pattern, &topic))
+                    .map(|(_, key, id)| (*key, *id))
+                    .collect();
+                if targets.is_empty() {
+                    return;
+                }
+                let message = FeedMessage::Publication {
+                    topic: topic.to_string(),
+                    payload,
+                }
+                .encode();
+                for (key, id) in targets {
+                    self.deliver(ctx, key, id, message.clone());
+                }
+            }
+            Command::Event { stream, entry } => {
+                let watchers = self
+                    .event_watchers
+                    .get(&*stream)
+                    .cloned()
+                    .unwrap_or_default();
+                for (key, id) in watchers {
+                    self.deliver_entry(ctx, key, id, &entry);
+                }
+                if let Some(parked) = self.polls.remove(&*stream) {
+                    for poll in parked {
+                        if entry.id > poll.after {
+                            let entries = self
+                                .hub
+                                .replay(&stream, poll.after, MAX_BATCH)
+                                .map(|r| r.0)
+                                .unwrap_or_default();
+                            self.answer_poll(ctx, poll.key, poll.id, poll.after, entries);
+                        } else {
+                            self.polls.entry(stream.to_string()).or_default().push(poll);
+                        }
+                    }
+                }
+            }
+            Command::SessionEvent { token, entry } => {
+                let watchers = self
+                    .session_watchers
+                    .get(&*token)
+                    .cloned()
+                    .unwrap_or_default();
+                for (key, id) in watchers {
+                    self.deliver_entry(ctx, key, id, &entry);
+                }
+            }
+            Command::PushAll { metadata, body } => {
+                for key in ctx.keys() {
+                    let Some(conn) = ctx.conn(key) else {
+                        continue;
+                    };
+                    if let Ok(pushed) = conn.push(None, metadata.clone(), body.is_empty()) {
+                        if !body.is_empty() {
+                            let piece = Piece {
+                                bytes: body.clone(),
+                                end_message: true,
+                                end_stream: true,
+                            };
+                            let _ = self.outbox.write(conn, key, pushed, piece);
+                        }
+                    }
+                }
             }
             Command::Shutdown { deadline } => {
                 self.shutting_down = true;
@@ -374,6 +847,26 @@ impl App for ServerApp {
     fn on_timer(&mut self, ctx: &mut Ctx<'_>, token: u64) {
         if token == SHUTDOWN_TIMER {
             ctx.close_all(ErrorCode::CANCEL, "shutdown deadline");
+            return;
+        }
+        if token == SWEEP_TIMER {
+            self.hub.sessions.sweep(ctx.now);
+            if !self.shutting_down {
+                ctx.set_timer(ctx.now + SWEEP_EVERY, SWEEP_TIMER);
+            }
+            return;
+        }
+        if token & POLL_TIMER != 0 {
+            let mut expired = None;
+            for parked in self.polls.values_mut() {
+                if let Some(pos) = parked.iter().position(|p| p.timer == token) {
+                    expired = Some(parked.remove(pos));
+                    break;
+                }
+            }
+            if let Some(poll) = expired {
+                self.answer_poll(ctx, poll.key, poll.id, poll.after, Vec::new());
+            }
         }
     }
 

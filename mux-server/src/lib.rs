@@ -25,8 +25,13 @@
 #![warn(missing_docs)]
 
 mod app;
+pub mod broker;
 pub mod demo;
+pub mod event_log;
+mod feed;
+mod hub;
 mod request;
+pub mod sessions;
 mod workers;
 
 use std::collections::HashMap;
@@ -36,12 +41,18 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use broker::{Broker, MemoryBroker, SlowSubscriber};
 pub use mux_core as core;
 pub use mux_core::rpc::Status;
 pub use mux_runtime::{LoopConfig, SocketOptions};
 pub use request::{BodySink, HandlerError, HandlerResult, Request, Response};
+pub use sessions::{MemoryStore, SessionHandle, SessionStore};
 
 use app::{Command, Handler, ServerApp};
+use bytes::Bytes;
+use hub::Hub;
+use mux_core::frame::{Metadata, MetadataError};
+use mux_core::patterns::{check_topic, TopicError};
 use mux_runtime::{EventLoop, LoopHandle};
 
 /// The address the server binds when none is given: loopback, port 7878.
@@ -61,6 +72,22 @@ pub struct ServerBuilder {
     max_request_body: usize,
     config: LoopConfig,
     routes: HashMap<String, Handler>,
+    broker: Option<Arc<dyn Broker>>,
+    sessions: Option<Arc<dyn SessionStore>>,
+    slow_subscriber: SlowSubscriber,
+    log_capacity: usize,
+}
+
+impl std::fmt::Debug for dyn Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Broker")
+    }
+}
+
+impl std::fmt::Debug for dyn SessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionStore")
+    }
 }
 
 impl Default for ServerBuilder {
@@ -74,6 +101,10 @@ impl Default for ServerBuilder {
             max_request_body: 16 << 20,
             config: LoopConfig::default(),
             routes: HashMap::new(),
+            broker: None,
+            sessions: None,
+            slow_subscriber: SlowSubscriber::default(),
+            log_capacity: 1024,
         }
     }
 }
@@ -159,9 +190,41 @@ impl ServerBuilder {
         self
     }
 
+    /// The broker that carries publications (default: [`MemoryBroker`], this process only).
+    pub fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
+        self.broker = Some(broker);
+        self
+    }
+
+    /// The session store (default: [`MemoryStore`], sessions live 5 minutes
+    /// after last use and replay their last 1,024 events).
+    pub fn session_store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.sessions = Some(store);
+        self
+    }
+
+    /// What happens to subscribers that cannot keep up (default: drop the oldest beyond 1,024).
+    pub fn slow_subscriber_policy(mut self, policy: SlowSubscriber) -> Self {
+        self.slow_subscriber = policy;
+        self
+    }
+
+    /// Entries each event log keeps for replay (default 1,024).
+    pub fn event_log_capacity(mut self, entries: usize) -> Self {
+        self.log_capacity = entries.max(1);
+        self
+    }
+
     /// Binds and starts the loops and workers.
     pub fn start(self) -> io::Result<Server> {
         let routes = Arc::new(self.routes);
+        let broker = self
+            .broker
+            .unwrap_or_else(|| Arc::new(MemoryBroker::default()));
+        let sessions = self
+            .sessions
+            .unwrap_or_else(|| Arc::new(MemoryStore::new(Duration::from_secs(300), 1024)));
+        let hub = Arc::new(Hub::new(broker, sessions, self.log_capacity));
         let (jobs, workers) = workers::start(self.workers, self.worker_queue)?;
         let first = mux_runtime::socket::listen(self.addr, true, &self.config.socket)?;
         let local_addr = first.local_addr()?;
@@ -175,9 +238,16 @@ impl ServerBuilder {
         }
         let mut loops = Vec::with_capacity(self.threads);
         for (n, listener) in listeners.into_iter().enumerate() {
-            let app = ServerApp::new(Arc::clone(&routes), jobs.clone(), self.max_request_body);
+            let app = ServerApp::new(
+                Arc::clone(&routes),
+                jobs.clone(),
+                Arc::clone(&hub),
+                self.max_request_body,
+                self.slow_subscriber,
+            );
             let (event_loop, handle) =
                 EventLoop::new(app, self.config.clone(), Some(listener), COMMAND_QUEUE)?;
+            hub.register(handle.clone());
             let reply = handle.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("mux-loop-{n}"))
@@ -199,6 +269,7 @@ impl ServerBuilder {
             loops,
             workers,
             jobs: Some(jobs),
+            handle: ServerHandle { hub },
         })
     }
 }
@@ -211,9 +282,67 @@ pub struct Server {
     loops: Vec<(LoopHandle<Command>, JoinHandle<()>)>,
     workers: Vec<JoinHandle<()>>,
     jobs: Option<crossbeam_channel::Sender<workers::Job>>,
+    handle: ServerHandle,
+}
+
+/// What server code uses to reach clients: publish, append events, push,
+/// and sessions. Cheap to clone and to send to other threads.
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    hub: Arc<Hub>,
+}
+
+impl ServerHandle {
+    /// Publishes `payload` on `topic` to every matching subscriber (`spec/patterns.md` §3).
+    pub fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<(), TopicError> {
+        check_topic(topic)?;
+        self.hub.broker.publish(topic, &payload.into());
+        Ok(())
+    }
+
+    /// Appends an event to the event stream (and long-poll log) `stream`;
+    /// returns its id (`spec/patterns.md` §4.2, §5).
+    pub fn append_event(&self, stream: &str, kind: &str, data: impl Into<Bytes>) -> u64 {
+        self.hub.append(stream, kind, data.into())
+    }
+
+    /// Pushes an unsolicited stream to every connected client (`spec/patterns.md` §2).
+    pub fn push_all<'a>(
+        &self,
+        metadata: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+        body: impl Into<Bytes>,
+    ) -> Result<(), MetadataError> {
+        let metadata = Metadata::from_pairs(metadata)?;
+        let body = body.into();
+        self.hub.broadcast(|| Command::PushAll {
+            metadata: metadata.clone(),
+            body: body.clone(),
+        });
+        Ok(())
+    }
+
+    /// A handle to the session `token`, if it is alive.
+    pub fn session(&self, token: &str) -> Option<SessionHandle> {
+        self.hub.sessions.with(token, Instant::now(), &mut |_| {})?;
+        Some(SessionHandle {
+            token: token.to_owned(),
+            store: Arc::clone(&self.hub.sessions),
+            hub: Arc::clone(&self.hub),
+        })
+    }
+
+    /// Fan-out messages a loop missed because its command queue was full.
+    pub fn dropped_fanout(&self) -> u64 {
+        self.hub.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl Server {
+    /// A handle for server code: publish, events, pushes, sessions.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
     /// A builder with the defaults.
     pub fn builder() -> ServerBuilder {
         ServerBuilder::default()

@@ -6,6 +6,8 @@ use bytes::Bytes;
 use mux_core::frame::{Metadata, MetadataError};
 use mux_core::rpc::Status;
 
+use crate::sessions::SessionHandle;
+
 /// A request, with its whole body.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -13,6 +15,7 @@ pub struct Request {
     metadata: Vec<(Bytes, Bytes)>,
     body: Bytes,
     deadline: Option<Instant>,
+    session: Option<SessionHandle>,
 }
 
 impl Request {
@@ -21,13 +24,20 @@ impl Request {
         metadata: Vec<(Bytes, Bytes)>,
         body: Bytes,
         deadline: Option<Instant>,
+        session: Option<SessionHandle>,
     ) -> Self {
         Self {
             route,
             metadata,
             body,
             deadline,
+            session,
         }
+    }
+
+    /// The session the call belongs to, when it carried a live `:session`.
+    pub fn session(&self) -> Option<&SessionHandle> {
+        self.session.as_ref()
     }
 
     /// The route it was sent to.
@@ -65,6 +75,8 @@ pub struct Response {
     pub(crate) status: Status,
     pub(crate) metadata: Metadata,
     pub(crate) body: Bytes,
+    /// Pushes tied to this request, sent before the response ends.
+    pub(crate) pushes: Vec<(Metadata, Bytes)>,
 }
 
 impl Response {
@@ -79,7 +91,21 @@ impl Response {
             status,
             metadata: Metadata::new(),
             body: body.into(),
+            pushes: Vec::new(),
         }
+    }
+
+    /// The same response with a push tied to the request (spec §10): a
+    /// server-initiated stream with `metadata` and `body`, sent before the
+    /// response ends. A client that refuses pushes just does not get it.
+    pub fn push<'a>(
+        mut self,
+        metadata: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+        body: impl Into<Bytes>,
+    ) -> Result<Self, MetadataError> {
+        self.pushes
+            .push((Metadata::from_pairs(metadata)?, body.into()));
+        Ok(self)
     }
 
     /// The same response with metadata entries.

@@ -1,0 +1,269 @@
+//! Message formats of the patterns built on streams (`spec/patterns.md`
+//! §2-§6), defined once for server and client: feed messages (publications,
+//! events, loss notices), topic names and wildcard patterns, and the
+//! reserved routes and metadata names.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// Route that opens a subscription (`spec/patterns.md` §3).
+pub const SUBSCRIBE: &str = "$subscribe";
+/// Route that publishes a message (`spec/patterns.md` §3).
+pub const PUBLISH: &str = "$publish";
+/// Route that opens an event stream (`spec/patterns.md` §5).
+pub const EVENTS: &str = "$events";
+/// Route that long-polls a log (`spec/patterns.md` §4.2).
+pub const LONG_POLL: &str = "$poll";
+/// Route that creates a session (`spec/patterns.md` §6).
+pub const SESSION_OPEN: &str = "$session.open";
+/// Route that attaches to a session's event feed (`spec/patterns.md` §6).
+pub const SESSION_ATTACH: &str = "$session.attach";
+
+/// Metadata: the topic of a publication, or the pattern of a subscription.
+pub const TOPIC: &[u8] = b":topic";
+/// Metadata: the name of an event stream or log.
+pub const STREAM: &[u8] = b":stream";
+/// Metadata: resume after this event or sequence number (decimal).
+pub const AFTER: &[u8] = b":after";
+/// Metadata: how long a long poll may be held, in milliseconds (decimal).
+pub const WAIT_MS: &[u8] = b":wait-ms";
+/// Metadata: the version the caller has (conditional fetch).
+pub const IF_NONE_MATCH: &[u8] = b":if-none-match";
+/// Metadata: the version of a response.
+pub const ETAG: &[u8] = b":etag";
+/// Metadata: the session a call belongs to.
+pub const SESSION: &[u8] = b":session";
+/// Metadata of an event stream's response head: the retry hint in milliseconds.
+pub const RETRY_MS: &[u8] = b":retry-ms";
+/// Metadata of a long poll's response: the cursor to poll from next.
+pub const CURSOR: &[u8] = b":cursor";
+
+/// Longest topic or pattern, in bytes.
+pub const MAX_TOPIC_LEN: usize = 255;
+
+/// A message on a feed stream (subscription, event stream, session feed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedMessage {
+    /// A publication on `topic` (`spec/patterns.md` §3.3).
+    Publication {
+        /// The concrete topic it was published on.
+        topic: String,
+        /// The payload.
+        payload: Bytes,
+    },
+    /// `count` messages were dropped for this slow receiver (`spec/patterns.md` §3.5).
+    Lost {
+        /// How many.
+        count: u64,
+    },
+    /// An event with server-sent-events semantics (`spec/patterns.md` §5).
+    Event {
+        /// Its position in its stream; strictly increasing.
+        id: u64,
+        /// Its type (may be empty).
+        kind: String,
+        /// Its data.
+        data: Bytes,
+    },
+}
+
+/// A feed message that does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed feed message")]
+pub struct MalformedFeed;
+
+const PUBLICATION: u8 = 0x01;
+const LOST: u8 = 0x02;
+const EVENT: u8 = 0x03;
+
+impl FeedMessage {
+    /// The message's bytes.
+    pub fn encode(&self) -> Bytes {
+        let mut buf = BytesMut::new();
+        match self {
+            Self::Publication { topic, payload } => {
+                let topic = &topic.as_bytes()[..topic.len().min(MAX_TOPIC_LEN)];
+                buf.reserve(2 + topic.len() + payload.len());
+                buf.put_u8(PUBLICATION);
+                buf.put_u8(topic.len() as u8);
+                buf.put_slice(topic);
+                buf.put_slice(payload);
+            }
+            Self::Lost { count } => {
+                buf.put_u8(LOST);
+                buf.put_u64(*count);
+            }
+            Self::Event { id, kind, data } => {
+                let kind = &kind.as_bytes()[..kind.len().min(255)];
+                buf.reserve(10 + kind.len() + data.len());
+                buf.put_u8(EVENT);
+                buf.put_u64(*id);
+                buf.put_u8(kind.len() as u8);
+                buf.put_slice(kind);
+                buf.put_slice(data);
+            }
+        }
+        buf.freeze()
+    }
+
+    /// Parses a message; payloads are zero-copy slices of `message`.
+    pub fn decode(mut message: Bytes) -> Result<Self, MalformedFeed> {
+        if message.is_empty() {
+            return Err(MalformedFeed);
+        }
+        match message.get_u8() {
+            PUBLICATION => {
+                let len = usize::from(*message.first().ok_or(MalformedFeed)?);
+                message.advance(1);
+                if message.len() < len {
+                    return Err(MalformedFeed);
+                }
+                let topic = message.split_to(len);
+                let topic = String::from_utf8(topic.to_vec()).map_err(|_| MalformedFeed)?;
+                Ok(Self::Publication {
+                    topic,
+                    payload: message,
+                })
+            }
+            LOST if message.len() == 8 => Ok(Self::Lost {
+                count: message.get_u64(),
+            }),
+            EVENT if message.len() >= 9 => {
+                let id = message.get_u64();
+                let len = usize::from(message.get_u8());
+                if message.len() < len {
+                    return Err(MalformedFeed);
+                }
+                let kind =
+                    String::from_utf8(message.split_to(len).to_vec()).map_err(|_| MalformedFeed)?;
+                Ok(Self::Event {
+                    id,
+                    kind,
+                    data: message,
+                })
+            }
+            _ => Err(MalformedFeed),
+        }
+    }
+}
+
+/// Why a topic or pattern is invalid (`spec/patterns.md` §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TopicError {
+    /// Empty, too long, an empty token, or a character outside printable ASCII.
+    #[error("topic must be 1-255 printable ASCII bytes in non-empty dot-separated tokens")]
+    Malformed,
+    /// Wildcards appear in a topic that is published to.
+    #[error("wildcards are allowed in subscriptions only")]
+    WildcardInTopic,
+    /// `>` is not the last token.
+    #[error("'>' must be the last token of a pattern")]
+    MisplacedTail,
+}
+
+fn tokens_valid(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= MAX_TOPIC_LEN
+        && text.bytes().all(|b| b.is_ascii_graphic())
+        && text.split('.').all(|token| !token.is_empty())
+}
+
+/// Checks a topic that is published to: no wildcards.
+pub fn check_topic(topic: &str) -> Result<(), TopicError> {
+    if !tokens_valid(topic) {
+        return Err(TopicError::Malformed);
+    }
+    if topic.split('.').any(|t| t == "*" || t == ">") {
+        return Err(TopicError::WildcardInTopic);
+    }
+    Ok(())
+}
+
+/// Checks a subscription pattern: `*` matches one token, `>` (last) one or more.
+pub fn check_pattern(pattern: &str) -> Result<(), TopicError> {
+    if !tokens_valid(pattern) {
+        return Err(TopicError::Malformed);
+    }
+    let tokens: Vec<&str> = pattern.split('.').collect();
+    if tokens.iter().rev().skip(1).any(|t| *t == ">") {
+        return Err(TopicError::MisplacedTail);
+    }
+    Ok(())
+}
+
+/// Whether `topic` matches `pattern` (NATS semantics, `spec/patterns.md` §3.1).
+pub fn matches(pattern: &str, topic: &str) -> bool {
+    let mut topic_tokens = topic.split('.');
+    for token in pattern.split('.') {
+        match token {
+            ">" => return topic_tokens.next().is_some(),
+            "*" => {
+                if topic_tokens.next().is_none() {
+                    return false;
+                }
+            }
+            literal => {
+                if topic_tokens.next() != Some(literal) {
+                    return false;
+                }
+            }
+        }
+    }
+    topic_tokens.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_match_like_nats() {
+        assert!(matches("chat.lobby", "chat.lobby"));
+        assert!(!matches("chat.lobby", "chat.lobby.x"));
+        assert!(matches("chat.*", "chat.lobby"));
+        assert!(!matches("chat.*", "chat.lobby.x"));
+        assert!(!matches("chat.*", "chat"));
+        assert!(matches("chat.>", "chat.lobby.x"));
+        assert!(!matches("chat.>", "chat"));
+        assert!(matches("*.lobby.>", "chat.lobby.a.b"));
+        assert!(matches(">", "anything.at.all"));
+    }
+
+    #[test]
+    fn topics_and_patterns_are_validated() {
+        assert_eq!(check_topic("chat.lobby"), Ok(()));
+        assert_eq!(check_topic("chat.*"), Err(TopicError::WildcardInTopic));
+        assert_eq!(check_topic("chat..x"), Err(TopicError::Malformed));
+        assert_eq!(check_topic(""), Err(TopicError::Malformed));
+        assert_eq!(check_topic("has space"), Err(TopicError::Malformed));
+        assert_eq!(check_pattern("a.>.b"), Err(TopicError::MisplacedTail));
+        assert_eq!(check_pattern("a.*.>"), Ok(()));
+    }
+
+    #[test]
+    fn feed_messages_round_trip() {
+        for message in [
+            FeedMessage::Publication {
+                topic: "chat.lobby".into(),
+                payload: Bytes::from_static(b"hi"),
+            },
+            FeedMessage::Lost { count: 7 },
+            FeedMessage::Event {
+                id: 42,
+                kind: "tick".into(),
+                data: Bytes::from_static(b"12:00"),
+            },
+        ] {
+            assert_eq!(FeedMessage::decode(message.encode()), Ok(message));
+        }
+        assert_eq!(
+            FeedMessage::decode(Bytes::from_static(b"\x01\x09ab")),
+            Err(MalformedFeed)
+        );
+        assert_eq!(
+            FeedMessage::decode(Bytes::from_static(b"\x02\x00")),
+            Err(MalformedFeed)
+        );
+        assert_eq!(FeedMessage::decode(Bytes::new()), Err(MalformedFeed));
+    }
+}

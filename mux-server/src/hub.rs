@@ -1,0 +1,130 @@
+//! State shared by all loops of a server: the broker, the named event logs,
+//! the session store, and a handle to every loop for fan-out. Cross-loop
+//! sends never block a loop: a loop whose command queue is full misses the
+//! message, and the drop is counted (`ServerHandle::dropped_fanout`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use mux_runtime::LoopHandle;
+
+use crate::app::Command;
+use crate::broker::Broker;
+use crate::event_log::{Entry, EventLog, Gap};
+use crate::sessions::SessionStore;
+
+pub(crate) struct Hub {
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) sessions: Arc<dyn SessionStore>,
+    logs: Mutex<HashMap<String, EventLog>>,
+    log_capacity: usize,
+    loops: RwLock<Vec<LoopHandle<Command>>>,
+    pub(crate) dropped: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("dropped", &self.dropped)
+            .finish()
+    }
+}
+
+impl Hub {
+    pub(crate) fn new(
+        broker: Arc<dyn Broker>,
+        sessions: Arc<dyn SessionStore>,
+        log_capacity: usize,
+    ) -> Self {
+        Self {
+            broker,
+            sessions,
+            logs: Mutex::new(HashMap::new()),
+            log_capacity,
+            loops: RwLock::new(Vec::new()),
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Registers a loop: it receives fan-out commands and broker publications.
+    pub(crate) fn register(&self, handle: LoopHandle<Command>) {
+        let delivery_handle = handle.clone();
+        let counter = Arc::clone(&self.dropped);
+        self.broker
+            .attach(Arc::new(move |topic: &str, payload: &Bytes| {
+                let command = Command::Publication {
+                    topic: Arc::from(topic),
+                    payload: payload.clone(),
+                };
+                if delivery_handle.try_send(command).is_err() {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        self.loops
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(handle);
+    }
+
+    /// Sends a command built by `make` to every loop, without blocking.
+    pub(crate) fn broadcast(&self, make: impl Fn() -> Command) {
+        let loops = self.loops.read().unwrap_or_else(|p| p.into_inner());
+        for handle in loops.iter() {
+            if handle.try_send(make()).is_err() {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Appends to the log `stream` and fans the entry out to every loop.
+    pub(crate) fn append(&self, stream: &str, kind: &str, data: Bytes) -> u64 {
+        let entry = {
+            let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+            logs.entry(stream.to_owned())
+                .or_insert_with(|| EventLog::new(self.log_capacity))
+                .append(kind, data)
+        };
+        let stream: Arc<str> = Arc::from(stream);
+        let id = entry.id;
+        self.broadcast(|| Command::Event {
+            stream: Arc::clone(&stream),
+            entry: entry.clone(),
+        });
+        id
+    }
+
+    /// Entries of `stream` after `after` (at most `max`), and the newest id.
+    pub(crate) fn replay(
+        &self,
+        stream: &str,
+        after: u64,
+        max: usize,
+    ) -> Result<(Vec<Entry>, u64), Gap> {
+        let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        match logs.get(stream) {
+            Some(log) => log
+                .after(after, max)
+                .map(|entries| (entries, log.last_id())),
+            None => Ok((Vec::new(), 0)),
+        }
+    }
+
+    /// Appends to a session's feed and fans it out; `None` if the session is gone.
+    pub(crate) fn session_event(&self, token: &str, kind: &str, data: Bytes) -> Option<u64> {
+        let mut entry = None;
+        self.sessions.with(token, Instant::now(), &mut |session| {
+            entry = Some(session.feed.append(kind, data.clone()));
+        })?;
+        let entry = entry?;
+        let token: Arc<str> = Arc::from(token);
+        let id = entry.id;
+        self.broadcast(|| Command::SessionEvent {
+            token: Arc::clone(&token),
+            entry: entry.clone(),
+        });
+        Some(id)
+    }
+}

@@ -1,0 +1,189 @@
+//! Stateful sessions (`spec/patterns.md` §6): a server-issued token, state
+//! that handlers read and write, and a bounded feed of events that a client
+//! replays after a reconnect. [`SessionStore`] is the seam where a shared
+//! store (Redis keys, say) replaces the in-memory default.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::event_log::EventLog;
+
+/// One session's server-side state.
+#[derive(Debug)]
+pub struct Session {
+    /// Key/value state handlers read and write.
+    pub values: HashMap<String, Bytes>,
+    /// Events for the client, replayable after a reconnect.
+    pub feed: EventLog,
+    expires: Instant,
+}
+
+/// Where sessions live.
+pub trait SessionStore: Send + Sync {
+    /// Creates a session; returns its token.
+    fn create(&self, now: Instant) -> String;
+
+    /// Runs `f` on the session `token`, extending its life; `None` if it
+    /// does not exist or expired.
+    fn with(&self, token: &str, now: Instant, f: &mut dyn FnMut(&mut Session)) -> Option<()>;
+
+    /// Drops expired sessions; returns how many remain.
+    fn sweep(&self, now: Instant) -> usize;
+}
+
+/// The in-memory store: sessions expire `ttl` after their last use, and keep
+/// their last `replay` feed events.
+#[derive(Debug)]
+pub struct MemoryStore {
+    sessions: Mutex<HashMap<String, Session>>,
+    ttl: Duration,
+    replay: usize,
+    counter: Mutex<u64>,
+}
+
+impl MemoryStore {
+    /// A store of sessions living `ttl` after last use, replaying `replay` events.
+    pub fn new(ttl: Duration, replay: usize) -> Self {
+        Self {
+            sessions: Mutex::new(HashMap::new()),
+            ttl,
+            replay,
+            counter: Mutex::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Session>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// An unguessable token: 128 bits from the std hasher's random keys,
+    /// mixed with a counter and the time.
+    fn token(&self, now: Instant) -> String {
+        use std::hash::{BuildHasher, Hasher};
+        let mut counter = self
+            .counter
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *counter += 1;
+        let mut halves = [0u64; 2];
+        for (n, half) in halves.iter_mut().enumerate() {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u64(*counter);
+            hasher.write_usize(n);
+            hasher.write_u128(now.elapsed().as_nanos());
+            *half = hasher.finish();
+        }
+        format!("{:016x}{:016x}", halves[0], halves[1])
+    }
+}
+
+impl SessionStore for MemoryStore {
+    fn create(&self, now: Instant) -> String {
+        let token = self.token(now);
+        self.lock().insert(
+            token.clone(),
+            Session {
+                values: HashMap::new(),
+                feed: EventLog::new(self.replay),
+                expires: now + self.ttl,
+            },
+        );
+        token
+    }
+
+    fn with(&self, token: &str, now: Instant, f: &mut dyn FnMut(&mut Session)) -> Option<()> {
+        let mut sessions = self.lock();
+        let session = sessions.get_mut(token)?;
+        if session.expires <= now {
+            sessions.remove(token);
+            return None;
+        }
+        session.expires = now + self.ttl;
+        f(session);
+        Some(())
+    }
+
+    fn sweep(&self, now: Instant) -> usize {
+        let mut sessions = self.lock();
+        sessions.retain(|_, s| s.expires > now);
+        sessions.len()
+    }
+}
+
+/// A handle to one session, given to handlers of calls that carry `:session`.
+#[derive(Clone)]
+pub struct SessionHandle {
+    pub(crate) token: String,
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) hub: Arc<crate::hub::Hub>,
+}
+
+impl std::fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+impl SessionHandle {
+    /// The session's token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Reads a value.
+    pub fn get(&self, key: &str) -> Option<Bytes> {
+        let mut value = None;
+        self.store.with(&self.token, Instant::now(), &mut |s| {
+            value = s.values.get(key).cloned()
+        });
+        value
+    }
+
+    /// Writes a value.
+    pub fn set(&self, key: &str, value: Bytes) {
+        self.store.with(&self.token, Instant::now(), &mut |s| {
+            s.values.insert(key.to_owned(), value.clone());
+        });
+    }
+
+    /// Appends an event to the session's feed and delivers it to the client
+    /// if attached; returns its id.
+    pub fn push(&self, kind: &str, data: Bytes) -> Option<u64> {
+        self.hub.session_event(&self.token, kind, data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_expire_after_their_ttl() {
+        let store = MemoryStore::new(Duration::from_secs(10), 8);
+        let start = Instant::now();
+        let token = store.create(start);
+        assert_eq!(token.len(), 32);
+        assert!(store
+            .with(&token, start + Duration::from_secs(5), &mut |_| {})
+            .is_some());
+        // Use extends the life: 5 + 10 > 12.
+        assert!(store
+            .with(&token, start + Duration::from_secs(12), &mut |_| {})
+            .is_some());
+        assert!(store
+            .with(&token, start + Duration::from_secs(30), &mut |_| {})
+            .is_none());
+        assert_ne!(
+            store.create(start),
+            store.create(start),
+            "tokens are unique"
+        );
+    }
+}
