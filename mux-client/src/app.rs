@@ -15,12 +15,15 @@ use mux_runtime::{App, Completer, ConnKey, Ctx, LoopError, MessageReader, Outbox
 use std::sync::Arc;
 
 use crate::credit::Credit;
+use crate::feed::FeedShared;
 use crate::{CallError, Reply};
 
 /// Where a call's outcome goes.
 pub(crate) enum Sink {
     Completion(Completer<Result<Reply, CallError>>),
     Callback(Box<dyn FnOnce(Result<Reply, CallError>) + Send>),
+    /// A message stream: the head and each message go to the reader as they come.
+    Feed(Arc<FeedShared>),
 }
 
 impl Sink {
@@ -28,8 +31,29 @@ impl Sink {
         match self {
             Self::Completion(completer) => completer.complete(result),
             Self::Callback(callback) => callback(result),
+            Self::Feed(shared) => shared.end(result.map(|_| ())),
         }
     }
+}
+
+/// A push as the application receives it (spec §10).
+#[derive(Debug, Clone)]
+pub struct PushMessage {
+    /// The request it is tied to, or `None` for an unsolicited push.
+    pub associated: Option<StreamId>,
+    /// Its metadata.
+    pub metadata: mux_core::frame::Metadata,
+    /// Its body.
+    pub body: Bytes,
+}
+
+/// Where pushes go.
+pub(crate) type PushHandler = Arc<dyn Fn(PushMessage) + Send + Sync>;
+
+/// A push whose body is being received.
+struct IncomingPush {
+    message: PushMessage,
+    body: BytesMut,
 }
 
 /// A call not yet answered.
@@ -71,11 +95,15 @@ struct Active {
     head_reader: MessageReader,
     head: Option<ResponseHead>,
     body: BytesMut,
+    /// For message streams: assembles the messages after the head.
+    messages: MessageReader,
 }
 
 /// Commands the client's loop receives.
 pub(crate) enum Command {
     Call(Call),
+    /// A message stream's reader made room: read more of it.
+    Resume(u64),
     /// The next piece of an upload.
     Write {
         call: u64,
@@ -92,6 +120,7 @@ impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Call(_) => "Call",
+            Self::Resume(_) => "Resume",
             Self::Write { .. } => "Write",
             Self::Cancel(_) => "Cancel",
             Self::Ping(_) => "Ping",
@@ -144,10 +173,12 @@ pub(crate) struct ClientApp {
     outbox: Outbox,
     ready_waiters: Vec<Completer<Result<(), (io::ErrorKind, String)>>>,
     closing: bool,
+    push_handler: Option<PushHandler>,
+    pushes: HashMap<(ConnKey, StreamId), IncomingPush>,
 }
 
 impl ClientApp {
-    pub(crate) fn new(policy: Policy) -> Self {
+    pub(crate) fn new(policy: Policy, push_handler: Option<PushHandler>) -> Self {
         let slots = (0..policy.connections.max(1))
             .map(|_| Slot::default())
             .collect();
@@ -160,6 +191,8 @@ impl ClientApp {
             outbox: Outbox::default(),
             ready_waiters: Vec::new(),
             closing: false,
+            push_handler,
+            pushes: HashMap::new(),
         }
     }
 
@@ -269,6 +302,7 @@ impl ClientApp {
                             head_reader: MessageReader::default(),
                             head: None,
                             body: BytesMut::new(),
+                            messages: MessageReader::default(),
                         },
                     );
                     return;
@@ -335,7 +369,104 @@ impl ClientApp {
         self.finish(ctx, key, id, Err(error));
     }
 
+    /// Reads a message stream while its reader has room.
+    fn read_feed(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: ConnKey,
+        id: StreamId,
+        shared: &Arc<FeedShared>,
+    ) {
+        let limit = self.policy.max_response;
+        let mut outcome: Option<Result<(), CallError>> = None;
+        {
+            let (Some(active), Some(conn)) = (self.active.get_mut(&(key, id)), ctx.conn(key))
+            else {
+                return;
+            };
+            while shared.has_room() {
+                let Ok(Some(chunk)) = conn.read(id, usize::MAX) else {
+                    break;
+                };
+                let fin = chunk.fin;
+                if active.head.is_none() {
+                    match active.head_reader.push(chunk, 64 * 1024) {
+                        Ok(Some(message)) => match ResponseHead::decode(message) {
+                            Ok(head) if head.status.is_success() => {
+                                shared.set_head(Ok(head.clone()));
+                                active.head = Some(head);
+                            }
+                            Ok(head) => {
+                                let message = String::from_utf8_lossy(
+                                    &conn
+                                        .read(id, 4096)
+                                        .ok()
+                                        .flatten()
+                                        .map(|c| c.bytes)
+                                        .unwrap_or_default(),
+                                )
+                                .into_owned();
+                                outcome = Some(Err(CallError::Rejected {
+                                    status: head.status,
+                                    message,
+                                }));
+                                break;
+                            }
+                            Err(err) => {
+                                outcome = Some(Err(CallError::Malformed(err.to_string())));
+                                break;
+                            }
+                        },
+                        Ok(None) => {}
+                        Err(_) => {
+                            outcome =
+                                Some(Err(CallError::Malformed("response head too large".into())));
+                            break;
+                        }
+                    }
+                } else {
+                    match active.messages.push(chunk, limit) {
+                        Ok(Some(message)) => shared.push(message),
+                        Ok(None) => {}
+                        Err(_) => {
+                            outcome = Some(Err(CallError::TooLarge(limit)));
+                            break;
+                        }
+                    }
+                }
+                if fin {
+                    outcome = Some(Ok(()));
+                    break;
+                }
+            }
+        }
+        match outcome {
+            Some(Ok(())) => {
+                if let Some(active) = self.take(key, id) {
+                    shared.end(Ok(()));
+                    drop(active);
+                }
+                self.place_waiting(ctx);
+            }
+            Some(Err(err)) => self.fail_and_reset(ctx, key, id, err),
+            None => {}
+        }
+    }
+
     fn on_readable(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId) {
+        if self.pushes.contains_key(&(key, id)) {
+            return self.read_push(ctx, key, id);
+        }
+        let feed = self
+            .active
+            .get(&(key, id))
+            .and_then(|a| match &a.call.sink {
+                Sink::Feed(shared) => Some(Arc::clone(shared)),
+                _ => None,
+            });
+        if let Some(shared) = feed {
+            return self.read_feed(ctx, key, id, &shared);
+        }
         let limit = self.policy.max_response;
         let mut outcome: Option<Result<Reply, CallError>> = None;
         {
@@ -388,6 +519,32 @@ impl ClientApp {
             Some(Ok(reply)) => self.finish(ctx, key, id, Ok(reply)),
             Some(Err(err)) => self.fail_and_reset(ctx, key, id, err),
             None => {}
+        }
+    }
+
+    /// Collects a push's body; hands the push to the handler at its end.
+    fn read_push(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId) {
+        let limit = self.policy.max_response;
+        let (Some(incoming), Some(conn)) = (self.pushes.get_mut(&(key, id)), ctx.conn(key)) else {
+            return;
+        };
+        let mut done = false;
+        while let Ok(Some(chunk)) = conn.read(id, usize::MAX) {
+            if incoming.body.len() + chunk.bytes.len() > limit {
+                let _ = conn.reset(id, ErrorCode::CANCEL);
+                self.pushes.remove(&(key, id));
+                return;
+            }
+            incoming.body.extend_from_slice(&chunk.bytes);
+            done |= chunk.fin;
+        }
+        if done {
+            if let (Some(mut incoming), Some(handler)) =
+                (self.pushes.remove(&(key, id)), self.push_handler.clone())
+            {
+                incoming.message.body = incoming.body.freeze();
+                handler(incoming.message);
+            }
         }
     }
 
@@ -444,7 +601,10 @@ impl App for ClientApp {
                     }
                 }
             }
-            Event::StreamReset { id, code } => self.on_reset(ctx, key, id, code),
+            Event::StreamReset { id, code } => {
+                self.pushes.remove(&(key, id));
+                self.on_reset(ctx, key, id, code);
+            }
             Event::GoAway { .. } => {
                 // New calls go elsewhere; the pool reconnects once it closes.
                 if let Some(slot) = self.slot_of(key) {
@@ -458,10 +618,34 @@ impl App for ClientApp {
                     }
                 }
             }
-            Event::PushReceived { id, .. } => {
-                // Pushes are served by the patterns layer; without it, refuse them.
-                if let Some(conn) = ctx.conn(key) {
-                    let _ = conn.reset(id, ErrorCode::CANCEL);
+            Event::PushReceived {
+                id,
+                associated,
+                metadata,
+                end_stream,
+            } => {
+                let message = PushMessage {
+                    associated,
+                    metadata,
+                    body: Bytes::new(),
+                };
+                match (&self.push_handler, end_stream) {
+                    // Without a handler, pushes are refused (spec §10.4).
+                    (None, _) => {
+                        if let Some(conn) = ctx.conn(key) {
+                            let _ = conn.reset(id, ErrorCode::CANCEL);
+                        }
+                    }
+                    (Some(handler), true) => handler(message),
+                    (Some(_), false) => {
+                        self.pushes.insert(
+                            (key, id),
+                            IncomingPush {
+                                message,
+                                body: BytesMut::new(),
+                            },
+                        );
+                    }
                 }
             }
             _ => {}
@@ -540,6 +724,11 @@ impl App for ClientApp {
                     ctx.set_timer(deadline, TIMER_DEADLINE | (call.id & TOKEN_MASK));
                 }
                 self.place(ctx, call);
+            }
+            Command::Resume(call_id) => {
+                if let Some((key, id)) = self.by_id.get(&call_id).copied() {
+                    self.on_readable(ctx, key, id);
+                }
             }
             Command::Cancel(call_id) => {
                 if let Some((key, id)) = self.by_id.get(&call_id).copied() {

@@ -27,6 +27,8 @@
 
 mod app;
 mod credit;
+mod feed;
+mod patterns;
 
 use std::future::Future;
 use std::io;
@@ -48,9 +50,14 @@ pub use mux_runtime::{LoopConfig, SocketOptions};
 
 use std::sync::Arc;
 
-use app::{ClientApp, Command, Policy, Sink};
+pub use app::PushMessage;
+use app::{ClientApp, Command, Policy, PushHandler, Sink};
 use credit::Credit;
 use mux_runtime::Piece;
+pub use patterns::{
+    Delivery, Event, EventStream, LongPoller, MessageStream, NextMessage, Poller, Resume, Session,
+    Subscription,
+};
 
 /// Bytes an upload may have handed to the loop that its connection has not
 /// accepted yet; beyond, `Upload::write` blocks. 1 MiB, the size of a
@@ -91,6 +98,14 @@ pub enum CallError {
     /// The client is shut down.
     #[error("the client is shut down")]
     Closed,
+    /// The server answered with a failure status (a stream pattern's request was refused).
+    #[error("the server refused with status {}: {message}", status.0)]
+    Rejected {
+        /// The status.
+        status: Status,
+        /// The server's message.
+        message: String,
+    },
 }
 
 impl From<CallError> for io::Error {
@@ -102,6 +117,7 @@ impl From<CallError> for io::Error {
             CallError::Cancelled | CallError::Closed => io::ErrorKind::Interrupted,
             CallError::Busy => io::ErrorKind::WouldBlock,
             CallError::TooLarge(_) | CallError::Malformed(_) => io::ErrorKind::InvalidData,
+            CallError::Rejected { .. } => io::ErrorKind::Other,
         };
         Self::new(kind, err)
     }
@@ -150,11 +166,21 @@ impl CallRequest {
 }
 
 /// Configures a [`Client`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientBuilder {
     policy: Policy,
     config: LoopConfig,
     default_timeout: Option<Duration>,
+    push_handler: Option<PushHandler>,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("policy", &self.policy)
+            .field("push_handler", &self.push_handler.is_some())
+            .finish()
+    }
 }
 
 impl ClientBuilder {
@@ -173,7 +199,25 @@ impl ClientBuilder {
             },
             config: LoopConfig::default(),
             default_timeout: None,
+            push_handler: None,
         }
+    }
+
+    /// Accepts pushes (spec §10) and hands each, once its body arrived, to
+    /// `handler`, on the loop thread (it must return quickly). Without a
+    /// handler, pushes are refused with `CANCEL`.
+    pub fn on_push<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(PushMessage) + Send + Sync + 'static,
+    {
+        self.push_handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// Tells the server not to push at all (MAX_CONCURRENT_STREAMS 0, spec §6.4.3).
+    pub fn refuse_pushes(mut self) -> Self {
+        self.config.conn.max_concurrent_streams = 0;
+        self
     }
 
     /// Connections in the pool (default 1); calls go to the least loaded.
@@ -223,7 +267,7 @@ impl ClientBuilder {
     pub fn connect(self) -> io::Result<Client> {
         let client = self.start()?;
         let (completer, ready) = completion();
-        client.send(Command::WhenReady(completer))?;
+        client.opener.send(Command::WhenReady(completer))?;
         match ready.wait() {
             Ok(Ok(())) => Ok(client),
             Ok(Err((kind, message))) => Err(io::Error::new(kind, message)),
@@ -233,7 +277,7 @@ impl ClientBuilder {
 
     /// Starts the loop without waiting for a connection; calls wait for one.
     pub fn start(self) -> io::Result<Client> {
-        let app = ClientApp::new(self.policy.clone());
+        let app = ClientApp::new(self.policy.clone(), self.push_handler.clone());
         let (event_loop, handle) = EventLoop::new(app, self.config, None, COMMAND_QUEUE)?;
         let thread = std::thread::Builder::new()
             .name("mux-client".into())
@@ -243,34 +287,33 @@ impl ClientBuilder {
                 }
             })?;
         Ok(Client {
-            handle,
+            opener: Opener {
+                handle,
+                next_id: Arc::new(AtomicU64::new(1)),
+                default_timeout: self.default_timeout,
+            },
             thread: Some(thread),
-            next_id: AtomicU64::new(1),
-            default_timeout: self.default_timeout,
         })
     }
+}
+
+/// What starts calls on a client's loop: the client itself, and the pattern
+/// helpers that reopen their streams after a reconnect.
+#[derive(Debug, Clone)]
+pub(crate) struct Opener {
+    handle: LoopHandle<Command>,
+    next_id: Arc<AtomicU64>,
+    default_timeout: Option<Duration>,
 }
 
 /// A client: a pool of connections to one server and the loop driving them.
 #[derive(Debug)]
 pub struct Client {
-    handle: LoopHandle<Command>,
+    opener: Opener,
     thread: Option<JoinHandle<()>>,
-    next_id: AtomicU64,
-    default_timeout: Option<Duration>,
 }
 
-impl Client {
-    /// Connects to `addr` with the defaults (one connection).
-    pub fn connect(addr: SocketAddr) -> io::Result<Self> {
-        ClientBuilder::new(addr).connect()
-    }
-
-    /// A builder for `addr`.
-    pub fn builder(addr: SocketAddr) -> ClientBuilder {
-        ClientBuilder::new(addr)
-    }
-
+impl Opener {
     fn send(&self, command: Command) -> Result<(), CallError> {
         self.handle.send(command).map_err(|_| CallError::Closed)
     }
@@ -281,10 +324,6 @@ impl Client {
         if let Err(Command::Call(call)) = self.handle.send(Command::Call(call)) {
             ClientApp::fail_call(call, CallError::Closed);
         }
-    }
-
-    fn submit(&self, request: CallRequest, sink: Sink) -> u64 {
-        self.submit_with(request, sink, None)
     }
 
     fn submit_with(&self, request: CallRequest, sink: Sink, upload: Option<Arc<Credit>>) -> u64 {
@@ -306,6 +345,40 @@ impl Client {
         id
     }
 
+    pub(crate) fn start_call(&self, request: CallRequest) -> Call {
+        let (completer, completion) = completion();
+        let id = self.submit_with(request, Sink::Completion(completer), None);
+        Call {
+            completion: Some(completion),
+            id: Some(id),
+            handle: self.handle.clone(),
+            failed: None,
+        }
+    }
+
+    /// Opens a stream whose response is a sequence of messages.
+    pub(crate) fn open_stream(&self, request: CallRequest) -> MessageStream {
+        let shared = Arc::new(feed::FeedShared::default());
+        let id = self.submit_with(request, Sink::Feed(Arc::clone(&shared)), None);
+        MessageStream::new(shared, id, self.handle.clone())
+    }
+}
+
+impl Client {
+    /// Connects to `addr` with the defaults (one connection).
+    pub fn connect(addr: SocketAddr) -> io::Result<Self> {
+        ClientBuilder::new(addr).connect()
+    }
+
+    /// A builder for `addr`.
+    pub fn builder(addr: SocketAddr) -> ClientBuilder {
+        ClientBuilder::new(addr)
+    }
+
+    pub(crate) fn opener(&self) -> &Opener {
+        &self.opener
+    }
+
     /// Calls `route` with `body` and waits for the reply.
     pub fn call(&self, route: &str, body: impl Into<Bytes>) -> Result<Reply, CallError> {
         self.call_with(CallRequest::new(route, body))
@@ -323,14 +396,14 @@ impl Client {
 
     /// Starts `request`; the returned [`Call`] is a `Future` and a handle.
     pub fn start_call(&self, request: CallRequest) -> Call {
-        let (completer, completion) = completion();
-        let id = self.submit(request, Sink::Completion(completer));
-        Call {
-            completion: Some(completion),
-            id: Some(id),
-            handle: self.handle.clone(),
-            failed: None,
-        }
+        self.opener.start_call(request)
+    }
+
+    /// Opens a call whose response is a stream of messages (the server
+    /// sends a head, then messages, as they come). Reading pushes back on
+    /// the server through flow control.
+    pub fn open_stream(&self, request: CallRequest) -> MessageStream {
+        self.opener.open_stream(request)
     }
 
     /// Opens a call whose request body is streamed with [`Upload::write`]
@@ -339,7 +412,7 @@ impl Client {
     pub fn open_upload(&self, request: CallRequest) -> Upload {
         let (completer, completion) = completion();
         let credit = Arc::new(Credit::default());
-        let id = self.submit_with(
+        let id = self.opener.submit_with(
             request,
             Sink::Completion(completer),
             Some(Arc::clone(&credit)),
@@ -348,12 +421,12 @@ impl Client {
             call: Some(Call {
                 completion: Some(completion),
                 id: Some(id),
-                handle: self.handle.clone(),
+                handle: self.opener.handle.clone(),
                 failed: None,
             }),
             id,
             credit,
-            handle: self.handle.clone(),
+            handle: self.opener.handle.clone(),
         }
     }
 
@@ -363,13 +436,14 @@ impl Client {
     where
         F: FnOnce(Result<Reply, CallError>) + Send + 'static,
     {
-        self.submit(request, Sink::Callback(Box::new(callback)));
+        self.opener
+            .submit_with(request, Sink::Callback(Box::new(callback)), None);
     }
 
     /// Measures the round-trip time to the server with a PING.
     pub fn ping(&self) -> Result<Duration, CallError> {
         let (completer, completion) = completion();
-        self.send(Command::Ping(completer))?;
+        self.opener.send(Command::Ping(completer))?;
         completion.wait().map_err(|_| CallError::Closed)?
     }
 
@@ -379,7 +453,7 @@ impl Client {
     }
 
     fn stop(&mut self) {
-        let _ = self.handle.send(Command::Shutdown);
+        let _ = self.opener.handle.send(Command::Shutdown);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

@@ -492,7 +492,14 @@ impl ServerApp {
             return self.status(ctx, key, id, Status::BAD_REQUEST, "no :stream");
         };
         // Without :after, the stream starts with the next event.
-        let after = meta_u64(head, patterns::AFTER);
+        let mut after = meta_u64(head, patterns::AFTER);
+        if let (Some(requested), Ok((_, last))) = (after, self.hub.replay(&stream, u64::MAX, 0)) {
+            if requested > last {
+                // The client saw ids this log never had: the log restarted
+                // (a server restart with an in-memory log). Start it over.
+                after = Some(0);
+            }
+        }
         let (entries, last) = match after {
             Some(after) => match self.hub.replay(&stream, after, usize::MAX) {
                 Ok(replay) => replay,
@@ -680,6 +687,23 @@ impl ServerApp {
         }
     }
 
+    /// Ends every feed (END_STREAM: clients resubscribe elsewhere) and
+    /// answers every parked long poll, so that a graceful shutdown is not held
+    /// up by streams that never end by themselves.
+    fn end_feeds_and_polls(&mut self, ctx: &mut Ctx<'_>) {
+        let feeds: Vec<(ConnKey, StreamId)> = self.feeds.keys().copied().collect();
+        for (key, id) in feeds {
+            if let Some(conn) = ctx.conn(key) {
+                let _ = conn.finish(id);
+            }
+            self.remove_feed(key, id);
+        }
+        let polls: Vec<Parked> = self.polls.drain().flat_map(|(_, parked)| parked).collect();
+        for poll in polls {
+            self.answer_poll(ctx, poll.key, poll.id, poll.after, Vec::new());
+        }
+    }
+
     fn forget_stream(&mut self, key: ConnKey, id: StreamId) {
         self.pending.remove(&(key, id));
         self.outbox.forget(key, id);
@@ -833,6 +857,7 @@ impl App for ServerApp {
             Command::Shutdown { deadline } => {
                 self.shutting_down = true;
                 ctx.stop_accepting();
+                self.end_feeds_and_polls(ctx);
                 ctx.close_all(ErrorCode::NO_ERROR, "shutting down");
                 ctx.set_timer(deadline, SHUTDOWN_TIMER);
             }

@@ -59,3 +59,139 @@ pub fn routes(builder: ServerBuilder) -> ServerBuilder {
             })
         })
 }
+
+/// The version of the demo's `config` resource; `config.set` bumps it.
+static CONFIG_VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Adds the demo routes of the patterns:
+///
+/// - `config` (inline): a resource with a version, for conditional polling:
+///   answers `304` without a body when `:if-none-match` is the current version;
+/// - `config.set` (inline): changes it;
+/// - `counter` (inline, session): increments a counter kept in the caller's
+///   session and pushes the new value to the session's feed;
+/// - `enqueue` (inline): appends the body to the long-poll log `jobs`;
+/// - `announce` (inline): appends the body to the event stream `news` (type `news`).
+///
+/// Publish/subscribe needs no route: clients use `chat.lobby` and the like directly.
+pub fn pattern_routes(
+    builder: ServerBuilder,
+    handle: std::sync::Arc<std::sync::OnceLock<crate::ServerHandle>>,
+) -> ServerBuilder {
+    use std::sync::atomic::Ordering;
+    let for_enqueue = std::sync::Arc::clone(&handle);
+    let for_announce = handle;
+    builder
+        .route("config", |req| {
+            let version = CONFIG_VERSION.load(Ordering::Relaxed).to_string();
+            let seen = req
+                .header(":if-none-match")
+                .map(|v| v == version.as_bytes())
+                .unwrap_or(false);
+            let response = if seen {
+                Response::with_status(Status::NOT_MODIFIED, Bytes::new())
+            } else {
+                Response::ok(format!("config version {version}"))
+            };
+            response
+                .metadata([(mux_core::patterns::ETAG, version.as_bytes())])
+                .map_err(|e| e.to_string().into())
+        })
+        .route("config.set", |_| {
+            let version = CONFIG_VERSION.fetch_add(1, Ordering::Relaxed) + 1;
+            Ok(Response::ok(version.to_string()))
+        })
+        .route("counter", |req| {
+            let Some(session) = req.session() else {
+                return Err(crate::HandlerError::new(
+                    Status::BAD_REQUEST,
+                    "counter needs a session",
+                ));
+            };
+            let count = session
+                .get("count")
+                .and_then(|v| {
+                    std::str::from_utf8(&v)
+                        .ok()
+                        .and_then(|s| s.parse::<u64>().ok())
+                })
+                .unwrap_or(0)
+                + 1;
+            session.set("count", Bytes::from(count.to_string()));
+            session.push("count", Bytes::from(count.to_string()));
+            Ok(Response::ok(count.to_string()))
+        })
+        .route("enqueue", move |req| match for_enqueue.get() {
+            Some(server) => Ok(Response::ok(
+                server
+                    .append_event("jobs", "job", req.body().clone())
+                    .to_string(),
+            )),
+            None => Err("server not started".into()),
+        })
+        .route("announce", move |req| match for_announce.get() {
+            Some(server) => Ok(Response::ok(
+                server
+                    .append_event("news", "news", req.body().clone())
+                    .to_string(),
+            )),
+            None => Err("server not started".into()),
+        })
+}
+
+/// Pushes the time to every client every `every`, until the returned guard is dropped.
+pub fn start_clock(server: crate::ServerHandle, every: Duration) -> ClockGuard {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name("mux-demo-clock".into())
+        .spawn(move || {
+            let start = std::time::Instant::now();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = format!("{:.1} s since start", start.elapsed().as_secs_f64());
+                let _ = server.push_all([(&b"kind"[..], &b"clock"[..])], now);
+                let mut slept = Duration::ZERO;
+                while slept < every && !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(10));
+                    slept += Duration::from_millis(10);
+                }
+            }
+        })
+        .ok();
+    ClockGuard { stop, thread }
+}
+
+/// Stops the demo clock when dropped.
+#[derive(Debug)]
+pub struct ClockGuard {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ClockGuard {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts the whole demo server (every demo route, and the clock) on `addr`.
+pub fn start(
+    addr: std::net::SocketAddr,
+    threads: Option<usize>,
+) -> std::io::Result<(crate::Server, ClockGuard)> {
+    let handle = std::sync::Arc::new(std::sync::OnceLock::new());
+    let mut builder = pattern_routes(
+        routes(crate::Server::builder().bind(addr)),
+        std::sync::Arc::clone(&handle),
+    );
+    if let Some(threads) = threads {
+        builder = builder.threads(threads);
+    }
+    let server = builder.start()?;
+    let _ = handle.set(server.handle());
+    let clock = start_clock(server.handle(), Duration::from_secs(1));
+    Ok((server, clock))
+}

@@ -5,9 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use mux_server::Server;
 
-/// A mux server with the demo routes (echo, status, sleep, upload).
+/// A mux server with the demo routes of every pattern (see `mux_server::demo`).
 #[derive(Debug, Parser)]
 #[command(name = "mux-server", version, about)]
 struct Args {
@@ -30,12 +29,8 @@ fn main() -> ExitCode {
     env_logger::Builder::new()
         .filter_level(args.log_level)
         .init();
-    let mut builder = mux_server::demo::routes(Server::builder().bind(args.addr));
-    if let Some(threads) = args.threads {
-        builder = builder.threads(threads);
-    }
-    let server = match builder.start() {
-        Ok(server) => server,
+    let (server, clock) = match mux_server::demo::start(args.addr, args.threads) {
+        Ok(started) => started,
         Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
             eprintln!(
                 "mux-server: {} is already in use; pick another with --addr",
@@ -62,6 +57,7 @@ fn main() -> ExitCode {
     if let Some(signal) = signals.forever().next() {
         log::info!("signal {signal}: shutting down gracefully");
     }
+    drop(clock);
     match server.shutdown_gracefully(Duration::from_secs(args.drain_seconds)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Parser;
-use mux_client::{CallError, CallRequest, Client};
-use mux_server::{Server, Status};
+use mux_client::{CallError, CallRequest, Client, Delivery, PushMessage, Resume};
+use mux_server::Status;
 
 /// Runs the tour of mux against a demo server.
 #[derive(Debug, Parser)]
@@ -99,20 +99,15 @@ fn main() -> ExitCode {
     env_logger::Builder::new()
         .filter_level(args.log_level)
         .init();
-    let (addr, server) = match args.addr {
-        Some(addr) => (addr, None),
-        None => {
-            let builder = mux_server::demo::routes(
-                Server::builder().bind(SocketAddr::from(([127, 0, 0, 1], 0))),
-            );
-            match builder.start() {
-                Ok(server) => (server.local_addr(), Some(server)),
-                Err(err) => {
-                    eprintln!("mux-tour: cannot start the demo server: {err}");
-                    return ExitCode::FAILURE;
-                }
+    let (addr, server, clock) = match args.addr {
+        Some(addr) => (addr, None, None),
+        None => match mux_server::demo::start(SocketAddr::from(([127, 0, 0, 1], 0)), None) {
+            Ok((server, clock)) => (server.local_addr(), Some(server), Some(clock)),
+            Err(err) => {
+                eprintln!("mux-tour: cannot start the demo server: {err}");
+                return ExitCode::FAILURE;
             }
-        }
+        },
     };
     println!(
         "mux tour against {addr}{}",
@@ -122,7 +117,14 @@ fn main() -> ExitCode {
             ""
         }
     );
-    let client = match Client::builder(addr).connections(2).connect() {
+    let (push_tx, push_rx) = mpsc::sync_channel::<PushMessage>(64);
+    let client = match Client::builder(addr)
+        .connections(2)
+        .on_push(move |push| {
+            let _ = push_tx.try_send(push);
+        })
+        .connect()
+    {
         Ok(client) => client,
         Err(err) => {
             eprintln!("mux-tour: cannot connect to {addr}: {err}");
@@ -269,6 +271,263 @@ fn main() -> ExitCode {
         )
     });
 
+    println!("\npush");
+    tour.step("the server's clock pushes to us", || {
+        let push = push_rx
+            .recv_timeout(Duration::from_secs(3))
+            .map_err(|e| e.to_string())?;
+        let kind = push
+            .metadata
+            .get(b"kind")
+            .map(|k| String::from_utf8_lossy(k).into_owned());
+        expect(
+            kind.as_deref() == Some("clock"),
+            format!("unsolicited push: {}", String::from_utf8_lossy(&push.body)),
+        )
+    });
+    tour.step("a client that refuses pushes gets none", || {
+        let refusing = Client::builder(addr)
+            .refuse_pushes()
+            .connect()
+            .map_err(|e| e.to_string())?;
+        let reply = refusing
+            .call("echo", "no pushes please")
+            .map_err(|e| e.to_string())?;
+        refusing.shutdown();
+        expect(
+            reply.status.is_success(),
+            "MAX_CONCURRENT_STREAMS 0: the server does not push".into(),
+        )
+    });
+
+    println!("\npublish/subscribe");
+    tour.step("subscribe chat.> and chat.*, publish, fan out", || {
+        let mut all = client.subscribe("chat.>").map_err(|e| e.to_string())?;
+        let mut one_level = client.subscribe("chat.*").map_err(|e| e.to_string())?;
+        client.publish("chat.lobby", "hello lobby").map_err(|e| e.to_string())?;
+        client.publish("chat.rooms.42", "hello room").map_err(|e| e.to_string())?;
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            match all.next_timeout(Duration::from_secs(2)) {
+                Some(Ok(Delivery::Message { topic, .. })) => got.push(topic),
+                other => return Err(format!("chat.> got {other:?}")),
+            }
+        }
+        let lobby = matches!(one_level.next_timeout(Duration::from_secs(2)), Some(Ok(Delivery::Message { ref topic, .. })) if topic == "chat.lobby");
+        let nothing_more = one_level.next_timeout(Duration::from_millis(50)).is_none();
+        expect(
+            got == ["chat.lobby", "chat.rooms.42"] && lobby && nothing_more,
+            format!("chat.> got {got:?}; chat.* got only chat.lobby"),
+        )
+    });
+    tour.step("per-publisher order is kept", || {
+        let mut sub = client.subscribe("order.test").map_err(|e| e.to_string())?;
+        for n in 0..100 {
+            client
+                .publish("order.test", n.to_string())
+                .map_err(|e| e.to_string())?;
+        }
+        for n in 0..100 {
+            match sub.next_timeout(Duration::from_secs(2)) {
+                Some(Ok(Delivery::Message { payload, .. }))
+                    if payload == n.to_string().as_bytes() => {}
+                other => return Err(format!("message {n}: {other:?}")),
+            }
+        }
+        Ok("100 messages in publication order".into())
+    });
+
+    println!("\npolling and long polling");
+    tour.step("poll with conditional fetch", || {
+        let poller = client.poll("config", "", Duration::from_millis(20));
+        let first = poller
+            .next_change(Duration::from_secs(2))
+            .ok_or("no first fetch")?
+            .map_err(|e| e.to_string())?;
+        let waited = Instant::now();
+        while poller.unchanged() < 3 && waited.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        client.call("config.set", "").map_err(|e| e.to_string())?;
+        let second = poller
+            .next_change(Duration::from_secs(2))
+            .ok_or("change not seen")?
+            .map_err(|e| e.to_string())?;
+        expect(
+            first.body != second.body && poller.unchanged() >= 3,
+            format!(
+                "{:?} → {:?}; {} polls answered 304 with no body",
+                String::from_utf8_lossy(&first.body),
+                String::from_utf8_lossy(&second.body),
+                poller.unchanged()
+            ),
+        )
+    });
+    tour.step("long poll: held until data arrives", || {
+        let start_cursor = {
+            // Skip what earlier runs left: poll without waiting first.
+            let mut quick = client.long_poller("jobs", 0, Duration::from_millis(1));
+            let _ = quick.poll().map_err(|e| e.to_string())?;
+            quick.cursor()
+        };
+        let mut poller = client.long_poller("jobs", start_cursor, Duration::from_secs(5));
+        let enqueuer = {
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                Client::connect(addr)
+                    .and_then(|c| c.call("enqueue", "job-1").map_err(Into::into))
+                    .is_ok()
+            })
+        };
+        let started = Instant::now();
+        let events = poller.poll().map_err(|e| e.to_string())?;
+        let held = started.elapsed();
+        let enqueued = enqueuer.join().unwrap_or(false);
+        expect(
+            enqueued
+                && events.len() == 1
+                && &events[0].data[..] == b"job-1"
+                && held >= Duration::from_millis(90),
+            format!(
+                "held {held:?}, got {} entry, cursor {} → {}",
+                events.len(),
+                start_cursor,
+                poller.cursor()
+            ),
+        )
+    });
+    tour.step("long poll: times out empty, cursor unchanged", || {
+        let mut quick = client.long_poller("jobs", 0, Duration::from_millis(1));
+        let _ = quick.poll().map_err(|e| e.to_string())?;
+        let cursor = quick.cursor();
+        let mut poller = client.long_poller("jobs", cursor, Duration::from_millis(100));
+        let events = poller.poll().map_err(|e| e.to_string())?;
+        expect(
+            events.is_empty() && poller.cursor() == cursor,
+            format!("nothing new after {cursor}"),
+        )
+    });
+
+    println!("\nevent streams");
+    tour.step("events arrive in order with id and type", || {
+        let mut events = client
+            .events("news", Resume::Latest)
+            .map_err(|e| e.to_string())?;
+        for n in 0..3 {
+            client
+                .call("announce", format!("headline {n}"))
+                .map_err(|e| e.to_string())?;
+        }
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            match events.next_timeout(Duration::from_secs(2)) {
+                Some(Ok(event)) if event.kind == "news" => ids.push(event.id),
+                other => return Err(format!("{other:?}")),
+            }
+        }
+        expect(
+            ids.windows(2).all(|w| w[1] == w[0] + 1),
+            format!("ids {ids:?}, retry hint {:?}", events.retry()),
+        )
+    });
+    tour.step(
+        "resume from the last seen id replays what was missed",
+        || {
+            let mut events = client
+                .events("news", Resume::Latest)
+                .map_err(|e| e.to_string())?;
+            client.call("announce", "seen").map_err(|e| e.to_string())?;
+            let seen = match events.next_timeout(Duration::from_secs(2)) {
+                Some(Ok(event)) => event.id,
+                other => return Err(format!("{other:?}")),
+            };
+            drop(events); // "disconnect"
+            client
+                .call("announce", "missed 1")
+                .map_err(|e| e.to_string())?;
+            client
+                .call("announce", "missed 2")
+                .map_err(|e| e.to_string())?;
+            let mut resumed = client
+                .events("news", Resume::After(seen))
+                .map_err(|e| e.to_string())?;
+            let mut replayed = Vec::new();
+            for _ in 0..2 {
+                match resumed.next_timeout(Duration::from_secs(2)) {
+                    Some(Ok(event)) => {
+                        replayed.push(String::from_utf8_lossy(&event.data).into_owned())
+                    }
+                    other => return Err(format!("{other:?}")),
+                }
+            }
+            expect(
+                replayed == ["missed 1", "missed 2"],
+                format!("after id {seen}: {replayed:?}"),
+            )
+        },
+    );
+
+    println!("\nstateful sessions");
+    tour.step("a counter kept in the session", || {
+        let session = client.session().map_err(|e| e.to_string())?;
+        let mut last = String::new();
+        for _ in 0..3 {
+            last = String::from_utf8_lossy(
+                &session.call("counter", "").map_err(|e| e.to_string())?.body,
+            )
+            .into_owned();
+        }
+        expect(
+            last == "3",
+            format!("count {last}, token {}…", &session.token()[..8]),
+        )
+    });
+    tour.step(
+        "resume a session from another connection, replaying missed events",
+        || {
+            let session = client.session().map_err(|e| e.to_string())?;
+            session.call("counter", "").map_err(|e| e.to_string())?;
+            let mut feed = session.events(0).map_err(|e| e.to_string())?;
+            let first = feed
+                .next_timeout(Duration::from_secs(2))
+                .ok_or("no event")?
+                .map_err(|e| e.to_string())?;
+            drop(feed);
+            // While "disconnected", the session counts on.
+            session.call("counter", "").map_err(|e| e.to_string())?;
+            session.call("counter", "").map_err(|e| e.to_string())?;
+            let other = Client::connect(addr).map_err(|e| e.to_string())?;
+            let resumed = other.resume_session(session.token());
+            let mut feed = resumed.events(first.id).map_err(|e| e.to_string())?;
+            let mut missed = Vec::new();
+            for _ in 0..2 {
+                let event = feed
+                    .next_timeout(Duration::from_secs(2))
+                    .ok_or("missed event not replayed")?
+                    .map_err(|e| e.to_string())?;
+                missed.push(String::from_utf8_lossy(&event.data).into_owned());
+            }
+            let count = resumed.call("counter", "").map_err(|e| e.to_string())?;
+            drop(feed);
+            other.shutdown();
+            expect(
+                missed == ["2", "3"] && &count.body[..] == b"4",
+                format!(
+                    "replayed {missed:?}; state survived: count {}",
+                    String::from_utf8_lossy(&count.body)
+                ),
+            )
+        },
+    );
+    tour.step("stateless routes beside sessions", || {
+        let reply = client.call("counter", "").map_err(|e| e.to_string())?;
+        expect(
+            reply.status == Status::BAD_REQUEST,
+            "counter without a session is refused; echo needs none".into(),
+        )
+    });
+
+    drop(clock);
     if let Some(server) = server {
         println!("\nshutdown");
         tour.step("graceful shutdown lets a call in flight finish", || {
