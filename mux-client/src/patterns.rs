@@ -265,6 +265,8 @@ pub struct EventStream {
     /// `:stream` for event streams; the session token for session feeds.
     session: Option<String>,
     last_id: Option<u64>,
+    /// The log instance `last_id` belongs to (`spec/patterns.md` §5.3).
+    epoch: Option<u64>,
     retry: Duration,
     stream: MessageStream,
 }
@@ -274,7 +276,8 @@ fn open_events(
     name: &str,
     session: Option<&str>,
     resume: Resume,
-) -> Result<(MessageStream, Duration), CallError> {
+    epoch: Option<u64>,
+) -> Result<(MessageStream, Duration, Option<u64>), CallError> {
     let mut request = match session {
         Some(token) => CallRequest::new(patterns::SESSION_ATTACH, "")
             .header(Bytes::from_static(patterns::SESSION), token.to_owned()),
@@ -283,6 +286,9 @@ fn open_events(
     };
     if let Resume::After(id) = resume {
         request = request.header(Bytes::from_static(patterns::AFTER), id.to_string());
+        if let Some(epoch) = epoch {
+            request = request.header(Bytes::from_static(patterns::EPOCH), epoch.to_string());
+        }
     }
     let stream = opener.open_stream(request);
     let head = stream.head()?;
@@ -292,7 +298,12 @@ fn open_events(
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.parse().ok())
         .map_or(Duration::from_millis(1000), Duration::from_millis);
-    Ok((stream, retry))
+    let epoch = head
+        .metadata
+        .get(patterns::EPOCH)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.parse().ok());
+    Ok((stream, retry, epoch))
 }
 
 impl EventStream {
@@ -302,8 +313,9 @@ impl EventStream {
         session: Option<String>,
         resume: Resume,
     ) -> Result<Self, CallError> {
-        let (stream, retry) = open_events(&opener, name, session.as_deref(), resume)?;
+        let (stream, retry, epoch) = open_events(&opener, name, session.as_deref(), resume, None)?;
         Ok(Self {
+            epoch,
             opener,
             name: name.to_owned(),
             session,
@@ -360,10 +372,17 @@ impl EventStream {
         let resume = self.last_id.map_or(Resume::Latest, Resume::After);
         for attempt in 0..REOPEN_ATTEMPTS {
             std::thread::sleep(self.retry.min(Duration::from_millis(50 << attempt.min(4))));
-            match open_events(&self.opener, &self.name, self.session.as_deref(), resume) {
-                Ok((stream, retry)) => {
+            match open_events(
+                &self.opener,
+                &self.name,
+                self.session.as_deref(),
+                resume,
+                self.epoch,
+            ) {
+                Ok((stream, retry, epoch)) => {
                     self.stream = stream;
                     self.retry = retry;
+                    self.epoch = epoch;
                     return Ok(());
                 }
                 Err(err) if is_lost(&err) => last = err,

@@ -346,6 +346,9 @@ pub enum OpenError {
     /// The connection has ended.
     #[error("the connection is closed")]
     Closed,
+    /// A server cannot open streams before the client's preface arrived (spec §3.3).
+    #[error("the handshake has not started yet")]
+    NotReady,
 }
 
 /// Why data could not be written on a stream.

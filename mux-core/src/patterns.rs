@@ -34,6 +34,9 @@ pub const ETAG: &[u8] = b":etag";
 pub const SESSION: &[u8] = b":session";
 /// Metadata of an event stream's response head: the retry hint in milliseconds.
 pub const RETRY_MS: &[u8] = b":retry-ms";
+/// Metadata: the instance of an event log (a log that restarts gets a new
+/// epoch, so that ids from before the restart are not taken for new ones).
+pub const EPOCH: &[u8] = b":epoch";
 /// Metadata of a long poll's response: the cursor to poll from next.
 pub const CURSOR: &[u8] = b":cursor";
 

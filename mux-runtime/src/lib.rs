@@ -37,3 +37,8 @@ pub use event_loop::{App, ConnKey, Ctx, EventLoop, LoopConfig, LoopError, LoopGo
 pub use message::{MessageReader, TooLarge};
 pub use outbox::{Outbox, Piece};
 pub use socket::SocketOptions;
+
+/// Wraps a non-blocking std listener for an event loop.
+pub fn mio_listener(listener: std::net::TcpListener) -> mio::net::TcpListener {
+    mio::net::TcpListener::from_std(listener)
+}

@@ -493,12 +493,12 @@ impl ServerApp {
         };
         // Without :after, the stream starts with the next event.
         let mut after = meta_u64(head, patterns::AFTER);
-        if let (Some(requested), Ok((_, last))) = (after, self.hub.replay(&stream, u64::MAX, 0)) {
-            if requested > last {
-                // The client saw ids this log never had: the log restarted
-                // (a server restart with an in-memory log). Start it over.
-                after = Some(0);
-            }
+        let (newest, epoch) = self.hub.position(&stream);
+        let other_epoch = meta_u64(head, patterns::EPOCH).is_some_and(|e| e != epoch);
+        if after.is_some_and(|requested| other_epoch || requested > newest) {
+            // The client's ids come from another instance of this log (it
+            // restarted with the server): start it over from the oldest kept.
+            after = Some(0);
         }
         let (entries, last) = match after {
             Some(after) => match self.hub.replay(&stream, after, usize::MAX) {
@@ -508,15 +508,16 @@ impl ServerApp {
                     return self.status(ctx, key, id, Status::GONE, message);
                 }
             },
-            None => match self.hub.replay(&stream, u64::MAX, 0) {
-                Ok((_, last)) => (Vec::new(), last),
-                Err(_) => (Vec::new(), 0),
-            },
+            None => (Vec::new(), newest),
         };
+        let epoch = epoch.to_string();
+        let pairs = [
+            (patterns::RETRY_MS, &b"1000"[..]),
+            (patterns::EPOCH, epoch.as_bytes()),
+        ];
         let head = ResponseHead {
             status: Status::OK,
-            metadata: Metadata::from_pairs([(patterns::RETRY_MS, &b"1000"[..])])
-                .unwrap_or_default(),
+            metadata: Metadata::from_pairs(pairs).unwrap_or_default(),
         };
         self.write_response(ctx, key, id, head, Vec::new(), false);
         let mut feed = Feed::new(
@@ -842,6 +843,9 @@ impl App for ServerApp {
                     let Some(conn) = ctx.conn(key) else {
                         continue;
                     };
+                    if !conn.is_established() {
+                        continue; // mid-handshake: the push is for connected clients
+                    }
                     if let Ok(pushed) = conn.push(None, metadata.clone(), body.is_empty()) {
                         if !body.is_empty() {
                             let piece = Piece {

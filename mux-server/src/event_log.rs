@@ -30,16 +30,27 @@ pub struct EventLog {
     entries: VecDeque<Entry>,
     capacity: usize,
     last_id: u64,
+    epoch: u64,
 }
 
 impl EventLog {
     /// An empty log keeping `capacity` entries.
     pub fn new(capacity: usize) -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_usize(capacity);
         Self {
             entries: VecDeque::new(),
             capacity: capacity.max(1),
             last_id: 0,
+            epoch: hasher.finish(),
         }
+    }
+
+    /// This log's instance: random, so that a log recreated after a restart
+    /// (its ids starting over) is told apart from the one before.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Appends an entry; returns it with its id.
@@ -65,8 +76,12 @@ impl EventLog {
     /// Entries after `after`, at most `max`; a [`Gap`] if some of them are
     /// no longer kept.
     pub fn after(&self, after: u64, max: usize) -> Result<Vec<Entry>, Gap> {
-        let oldest = self.entries.front().map_or(self.last_id + 1, |e| e.id);
-        if after + 1 < oldest && after < self.last_id {
+        // `after` comes from the peer: any u64, so no plain arithmetic on it.
+        let oldest = self
+            .entries
+            .front()
+            .map_or(self.last_id.saturating_add(1), |e| e.id);
+        if after.saturating_add(1) < oldest && after < self.last_id {
             return Err(Gap { oldest });
         }
         Ok(self
@@ -100,5 +115,10 @@ mod tests {
         assert_eq!(log.after(2, 10).map(|v| v.len()), Ok(3));
         assert_eq!(log.after(1, 10), Err(Gap { oldest: 3 }));
         assert_eq!(log.after(5, 10), Ok(vec![]));
+        assert_eq!(
+            log.after(u64::MAX, 10),
+            Ok(vec![]),
+            "a cursor from the peer may be anything"
+        );
     }
 }

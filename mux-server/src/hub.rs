@@ -112,6 +112,15 @@ impl Hub {
         }
     }
 
+    /// The newest id and the epoch of `stream` (creating the log if needed).
+    pub(crate) fn position(&self, stream: &str) -> (u64, u64) {
+        let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        let log = logs
+            .entry(stream.to_owned())
+            .or_insert_with(|| EventLog::new(self.log_capacity));
+        (log.last_id(), log.epoch())
+    }
+
     /// Appends to a session's feed and fans it out; `None` if the session is gone.
     pub(crate) fn session_event(&self, token: &str, kind: &str, data: Bytes) -> Option<u64> {
         let mut entry = None;

@@ -226,15 +226,19 @@ impl ServerBuilder {
             .unwrap_or_else(|| Arc::new(MemoryStore::new(Duration::from_secs(300), 1024)));
         let hub = Arc::new(Hub::new(broker, sessions, self.log_capacity));
         let (jobs, workers) = workers::start(self.workers, self.worker_queue)?;
-        let first = mux_runtime::socket::listen(self.addr, true, &self.config.socket)?;
-        let local_addr = first.local_addr()?;
-        let mut listeners = vec![first];
-        for _ in 1..self.threads {
-            listeners.push(mux_runtime::socket::listen(
-                local_addr,
-                true,
-                &self.config.socket,
-            )?);
+        // One listening socket, its descriptor duplicated into every loop's
+        // poller: each loop is woken for new connections and the first to
+        // accept wins. (SO_REUSEPORT listeners would spread accepts in the
+        // kernel, but binding port 0 with it may share a port with another
+        // server's reuse-port listeners.)
+        let listener = mux_runtime::socket::listen(self.addr, false, &self.config.socket)?;
+        let local_addr = listener.local_addr()?;
+        let std_listener = std::net::TcpListener::from(listener);
+        let mut listeners = Vec::with_capacity(self.threads);
+        for _ in 0..self.threads {
+            let copy = std_listener.try_clone()?;
+            copy.set_nonblocking(true)?;
+            listeners.push(mux_runtime::mio_listener(copy));
         }
         let mut loops = Vec::with_capacity(self.threads);
         for (n, listener) in listeners.into_iter().enumerate() {

@@ -1,5 +1,6 @@
 //! Integration tests over real loopback sockets: one test binary with a
 //! module per area, so that it links once.
 
+mod patterns;
 mod rpc;
 mod runtime;

@@ -482,6 +482,10 @@ impl Connection {
         if self.phase == Phase::Closed {
             return Err(OpenError::Closed);
         }
+        if !self.preface_queued {
+            // Spec §3.3: a server sends nothing before the client's preface.
+            return Err(OpenError::NotReady);
+        }
         if self.goaway_sent.is_some() || self.goaway_received.is_some() {
             return Err(OpenError::GoingAway);
         }
@@ -679,7 +683,10 @@ impl Connection {
     /// if too many PINGs are already outstanding.
     pub fn ping(&mut self, now: Instant) -> bool {
         self.now = now;
-        if self.pings.len() >= MAX_OUTSTANDING_PINGS || self.phase == Phase::Closed {
+        if self.pings.len() >= MAX_OUTSTANDING_PINGS
+            || self.phase == Phase::Closed
+            || !self.preface_queued
+        {
             return false;
         }
         self.send_ping(now, false);

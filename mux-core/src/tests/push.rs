@@ -179,3 +179,15 @@ fn server_push_needs_an_open_associated_stream() {
         Err(OpenError::BadAssociatedStream)
     );
 }
+
+#[test]
+fn a_server_pushes_nothing_before_the_client_preface() {
+    // §3.3: not even a PUSH or PING queued by the application.
+    let mut raw = Raw::new(crate::stream_id::Side::Server, Config::default());
+    assert_eq!(
+        raw.conn.push(None, route("early"), true),
+        Err(OpenError::NotReady)
+    );
+    assert!(!raw.conn.ping(raw.now));
+    assert!(raw.take_bytes().is_empty());
+}

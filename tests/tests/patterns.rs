@@ -1,0 +1,419 @@
+//! The patterns over real sockets (`spec/patterns.md`): each with its normal
+//! path and the failures users meet (timeouts, cancellation, slow
+//! subscribers, reconnect and resume, server restart).
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mux_client::{CallError, Client, Delivery, Resume};
+use mux_server::{MemoryStore, Response, Server, SlowSubscriber, Status};
+use mux_tests::{any_local_address, server_builder, wait_until};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn demo() -> (Server, mux_server::demo::ClockGuard) {
+    mux_server::demo::start(any_local_address(), Some(2)).expect("demo server")
+}
+
+#[test]
+fn publications_fan_out_to_every_matching_subscriber_in_order() {
+    let (server, _clock) = demo();
+    let clients: Vec<Client> = (0..6)
+        .map(|_| Client::connect(server.local_addr()).expect("connect"))
+        .collect();
+    let mut subs: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(n, c)| {
+            c.subscribe(if n % 2 == 0 { "fan.>" } else { "fan.*" })
+                .expect("subscribe")
+        })
+        .collect();
+    let publisher = Client::connect(server.local_addr()).expect("publisher");
+    for n in 0..50 {
+        publisher
+            .publish("fan.out", n.to_string())
+            .expect("publish");
+    }
+    // Server-side publishing reaches them too.
+    server
+        .handle()
+        .publish("fan.out", "from the server")
+        .expect("server publish");
+    for sub in &mut subs {
+        for n in 0..50 {
+            match sub.next_timeout(WAIT) {
+                Some(Ok(Delivery::Message { topic, payload })) => {
+                    assert_eq!(
+                        (topic.as_str(), &payload[..]),
+                        ("fan.out", n.to_string().as_bytes())
+                    );
+                }
+                other => panic!("{}: message {n}: {other:?}", sub.pattern()),
+            }
+        }
+        assert!(
+            matches!(sub.next_timeout(WAIT), Some(Ok(Delivery::Message { payload, .. })) if &payload[..] == b"from the server")
+        );
+    }
+    // A topic deeper than one level reaches `fan.>` only.
+    publisher
+        .publish("fan.deep.topic", "deep")
+        .expect("publish");
+    assert!(matches!(
+        subs[0].next_timeout(WAIT),
+        Some(Ok(Delivery::Message { .. }))
+    ));
+    assert!(subs[1].next_timeout(Duration::from_millis(100)).is_none());
+}
+
+#[test]
+fn invalid_topics_and_patterns_are_refused() {
+    let (server, _clock) = demo();
+    let client = Client::connect(server.local_addr()).expect("connect");
+    assert!(matches!(
+        client.publish("chat.*", "x"),
+        Err(CallError::Malformed(_))
+    ));
+    assert!(matches!(
+        client.subscribe("a.>.b"),
+        Err(CallError::Malformed(_))
+    ));
+    assert!(matches!(
+        client.subscribe("has space"),
+        Err(CallError::Malformed(_))
+    ));
+}
+
+#[test]
+fn a_slow_subscriber_loses_the_oldest_and_is_told_how_many() {
+    let config = mux_server::core::Config {
+        stream_send_buffer: 16 * 1024,
+        ..mux_server::core::Config::default()
+    };
+    let server = server_builder()
+        .slow_subscriber_policy(SlowSubscriber::DropOldest { queue: 16 })
+        .connection_config(config)
+        .start()
+        .expect("server");
+    let subscriber = Client::connect(server.local_addr()).expect("connect");
+    let mut sub = subscriber.subscribe("flood").expect("subscribe");
+    let publisher = Client::connect(server.local_addr()).expect("publisher");
+    let payload = vec![b'x'; 4096];
+    let published = 3000u64;
+    for _ in 0..published {
+        publisher
+            .publish("flood", payload.clone())
+            .expect("publish");
+    }
+    publisher.publish("flood", "last").expect("publish");
+    let (mut received, mut lost) = (0u64, 0u64);
+    loop {
+        match sub.next_timeout(WAIT) {
+            Some(Ok(Delivery::Message { payload, .. })) if &payload[..] == b"last" => break,
+            Some(Ok(Delivery::Message { .. })) => received += 1,
+            Some(Ok(Delivery::Lost(count))) => lost += count,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        lost > 0,
+        "nothing was dropped: the test did not make the subscriber slow"
+    );
+    assert_eq!(
+        received + lost,
+        published,
+        "every publication was delivered or counted as lost"
+    );
+}
+
+#[test]
+fn a_slow_subscriber_can_be_disconnected_instead() {
+    let config = mux_server::core::Config {
+        stream_send_buffer: 16 * 1024,
+        ..mux_server::core::Config::default()
+    };
+    let server = server_builder()
+        .slow_subscriber_policy(SlowSubscriber::Disconnect { queue: 16 })
+        .connection_config(config)
+        .start()
+        .expect("server");
+    let subscriber = Client::connect(server.local_addr()).expect("connect");
+    let mut sub = subscriber.subscribe("flood").expect("subscribe");
+    let publisher = Client::connect(server.local_addr()).expect("publisher");
+    for _ in 0..3000 {
+        publisher
+            .publish("flood", vec![b'x'; 4096])
+            .expect("publish");
+    }
+    let outcome = loop {
+        match sub.next_timeout(WAIT) {
+            Some(Ok(_)) => {}
+            other => break other,
+        }
+    };
+    assert_eq!(
+        outcome,
+        Some(Err(CallError::Reset(
+            mux_server::core::ErrorCode::ENHANCE_YOUR_CALM
+        )))
+    );
+}
+
+#[test]
+fn subscriptions_come_back_after_a_server_restart() {
+    let (server, clock) = demo();
+    let addr = server.local_addr();
+    let client = Client::builder(addr)
+        .backoff(Duration::from_millis(10), Duration::from_millis(100))
+        .connect()
+        .expect("connect");
+    let mut sub = client.subscribe("restart.>").expect("subscribe");
+    client.publish("restart.a", "before").expect("publish");
+    assert!(matches!(
+        sub.next_timeout(WAIT),
+        Some(Ok(Delivery::Message { .. }))
+    ));
+    drop(clock);
+    server.shutdown_gracefully(WAIT).expect("shutdown");
+    let (again, _clock) = mux_server::demo::start(addr, Some(1)).expect("restart on the same port");
+    // The subscription resubscribes by itself; it says it may have lost messages.
+    assert_eq!(sub.next_timeout(WAIT), Some(Ok(Delivery::Lost(0))));
+    wait_until(WAIT, "a publication through the restarted server", || {
+        client.publish("restart.a", "after").is_ok()
+    });
+    assert!(
+        matches!(sub.next_timeout(WAIT), Some(Ok(Delivery::Message { payload, .. })) if &payload[..] == b"after")
+    );
+    drop(again);
+}
+
+#[test]
+fn event_streams_resume_from_the_last_id_and_report_gaps() {
+    let server = server_builder()
+        .event_log_capacity(8)
+        .start()
+        .expect("server");
+    let handle = server.handle();
+    let client = Client::connect(server.local_addr()).expect("connect");
+    for n in 1..=3 {
+        handle.append_event("feed", "item", format!("{n}"));
+    }
+    let mut events = client.events("feed", Resume::After(1)).expect("events");
+    let ids: Vec<u64> = (0..2)
+        .map(|_| events.next_timeout(WAIT).expect("event").expect("ok").id)
+        .collect();
+    assert_eq!(ids, [2, 3]);
+    handle.append_event("feed", "item", "4");
+    assert_eq!(events.next_timeout(WAIT).expect("live").expect("ok").id, 4);
+    assert_eq!(events.last_id(), Some(4));
+    // Far behind: more than the 8 kept events were appended since.
+    for n in 5..=20 {
+        handle.append_event("feed", "item", format!("{n}"));
+    }
+    match client.events("feed", Resume::After(2)) {
+        Err(CallError::Rejected { status, .. }) => assert_eq!(status, Status::GONE),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn event_streams_survive_a_server_restart() {
+    let (server, clock) = demo();
+    let addr = server.local_addr();
+    let client = Client::builder(addr)
+        .backoff(Duration::from_millis(10), Duration::from_millis(100))
+        .connect()
+        .expect("connect");
+    let mut events = client.events("news", Resume::Latest).expect("events");
+    client.call("announce", "one").expect("announce");
+    assert_eq!(
+        &events.next_timeout(WAIT).expect("event").expect("ok").data[..],
+        b"one"
+    );
+    drop(clock);
+    server.shutdown_gracefully(WAIT).expect("shutdown");
+    let (again, _clock) = mux_server::demo::start(addr, Some(1)).expect("restart");
+    wait_until(WAIT, "the restarted server", || {
+        client.call("announce", "two").is_ok()
+    });
+    // The restarted (in-memory) log starts over; the stream follows it.
+    let event = events.next_timeout(WAIT);
+    let event = event.expect("event after restart").expect("ok");
+    assert_eq!(&event.data[..], b"two");
+    drop(again);
+}
+
+#[test]
+fn long_polls_hold_until_data_and_never_skip_or_repeat() {
+    let server = server_builder().start().expect("server");
+    let handle = server.handle();
+    let client = Client::connect(server.local_addr()).expect("connect");
+    for n in 1..=5 {
+        handle.append_event("queue", "job", format!("{n}"));
+    }
+    let mut poller = client.long_poller("queue", 0, Duration::from_secs(2));
+    let first: Vec<u64> = poller.poll().expect("poll").iter().map(|e| e.id).collect();
+    assert_eq!(first, [1, 2, 3, 4, 5]);
+    assert_eq!(poller.cursor(), 5);
+    // Nothing new: held, then an empty answer with the cursor unchanged.
+    let mut short = client.long_poller("queue", 5, Duration::from_millis(50));
+    assert!(short.poll().expect("poll").is_empty());
+    assert_eq!(short.cursor(), 5);
+    // Data arriving during the hold ends it at once.
+    let appender = {
+        let handle = handle.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            handle.append_event("queue", "job", "6");
+        })
+    };
+    let next: Vec<u64> = poller.poll().expect("poll").iter().map(|e| e.id).collect();
+    appender.join().expect("appender");
+    assert_eq!(next, [6]);
+}
+
+#[test]
+fn conditional_polling_sends_bodies_only_on_change() {
+    let (server, _clock) = demo();
+    let client = Client::connect(server.local_addr()).expect("connect");
+    let poller = client.poll("config", "", Duration::from_millis(10));
+    let first = poller.next_change(WAIT).expect("first").expect("ok");
+    wait_until(WAIT, "unchanged polls", || poller.unchanged() >= 3);
+    assert!(
+        poller.next_change(Duration::from_millis(30)).is_none(),
+        "no change, no delivery"
+    );
+    client.call("config.set", "").expect("change");
+    let second = poller.next_change(WAIT).expect("second").expect("ok");
+    assert_ne!(first.body, second.body);
+}
+
+#[test]
+fn sessions_keep_state_and_replay_missed_events_after_a_reconnect() {
+    let (server, _clock) = demo();
+    let addr = server.local_addr();
+    let first = Client::connect(addr).expect("connect");
+    let session = first.session().expect("session");
+    assert_eq!(&session.call("counter", "").expect("call").body[..], b"1");
+    let mut feed = session.events(0).expect("feed");
+    assert_eq!(
+        &feed.next_timeout(WAIT).expect("event").expect("ok").data[..],
+        b"1"
+    );
+    let seen = feed.last_id().expect("seen");
+    drop(feed);
+    first.shutdown(); // the client goes away; the session stays on the server
+    let second = Client::connect(addr).expect("reconnect");
+    let resumed = second.resume_session(session.token());
+    assert_eq!(&resumed.call("counter", "").expect("call").body[..], b"2");
+    let mut feed = resumed.events(seen).expect("feed");
+    assert_eq!(
+        &feed.next_timeout(WAIT).expect("missed").expect("ok").data[..],
+        b"2"
+    );
+}
+
+#[test]
+fn expired_sessions_and_old_gaps_are_clear_errors() {
+    let server = server_builder()
+        .session_store(Arc::new(MemoryStore::new(Duration::from_millis(200), 4)))
+        .route("touch", |req| match req.session() {
+            Some(session) => {
+                for n in 0..10 {
+                    session.push("n", format!("{n}").into());
+                }
+                Ok(Response::ok("pushed"))
+            }
+            None => Ok(Response::ok("no session")),
+        })
+        .start()
+        .expect("server");
+    let client = Client::connect(server.local_addr()).expect("connect");
+    let session = client.session().expect("session");
+    session.call("touch", "").expect("touch");
+    // Only the last 4 events are kept: asking from the start is a gap.
+    match session.events(0) {
+        Err(CallError::Rejected { status, message }) => {
+            assert_eq!(status, Status::GONE);
+            assert!(message.contains("no longer kept"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Past its TTL the session is gone.
+    std::thread::sleep(Duration::from_millis(400));
+    let reply = session.call("touch", "").expect("call");
+    assert_eq!(reply.status, Status::GONE);
+}
+
+#[test]
+fn pushes_reach_a_handler_and_a_refusing_client_gets_none() {
+    let (server, _clock) = demo();
+    let (sender, receiver) = mpsc::sync_channel(64);
+    let accepting = Client::builder(server.local_addr())
+        .on_push(move |push| {
+            let _ = sender.try_send(push);
+        })
+        .connect()
+        .expect("connect");
+    server
+        .handle()
+        .push_all([(&b"kind"[..], &b"test"[..])], "hello")
+        .expect("push");
+    let push = loop {
+        let push = receiver.recv_timeout(WAIT).expect("a push");
+        if push.metadata.get(b"kind") == Some(&b"test"[..]) {
+            break push;
+        }
+    };
+    assert_eq!(&push.body[..], b"hello");
+    assert_eq!(push.associated, None);
+    let refusing = Client::builder(server.local_addr())
+        .refuse_pushes()
+        .connect()
+        .expect("connect");
+    server
+        .handle()
+        .push_all([(&b"kind"[..], &b"test"[..])], "ignored")
+        .expect("push");
+    assert!(refusing.call("echo", "fine").is_ok());
+    drop(accepting);
+}
+
+#[test]
+fn tied_pushes_name_their_request() {
+    let server = server_builder()
+        .route("page", |_| {
+            Response::ok("page")
+                .push([(&b"asset"[..], &b"style.css"[..])], "body { }")
+                .map_err(|e| e.to_string().into())
+        })
+        .start()
+        .expect("server");
+    let (sender, receiver) = mpsc::sync_channel(8);
+    let client = Client::builder(server.local_addr())
+        .on_push(move |push| {
+            let _ = sender.try_send(push);
+        })
+        .connect()
+        .expect("connect");
+    assert_eq!(&client.call("page", "").expect("call").body[..], b"page");
+    let push = receiver.recv_timeout(WAIT).expect("tied push");
+    assert!(push.associated.is_some());
+    assert_eq!(&push.body[..], b"body { }");
+}
+
+#[test]
+fn dropping_a_subscription_unsubscribes() {
+    let (server, _clock) = demo();
+    let client = Client::connect(server.local_addr()).expect("connect");
+    let sub = client.subscribe("bye").expect("subscribe");
+    drop(sub);
+    let mut other = client.subscribe("bye").expect("subscribe again");
+    client.publish("bye", "x").expect("publish");
+    assert!(matches!(
+        other.next_timeout(WAIT),
+        Some(Ok(Delivery::Message { .. }))
+    ));
+}
