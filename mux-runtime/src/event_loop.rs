@@ -30,6 +30,26 @@ pub const WAKER: Token = Token(0);
 pub const LISTENER: Token = Token(1);
 /// Connections use `Token(FIRST_CONN + slab index)`.
 const FIRST_CONN: usize = 2;
+/// Plain (non-mux) sockets use `Token(PLAIN_BASE + slab index)`, and plain
+/// listeners `Token(PLAIN_LISTEN_BASE + slab index)`: far apart, so the
+/// ranges never meet.
+const PLAIN_BASE: usize = 1 << 40;
+const PLAIN_LISTEN_BASE: usize = 1 << 41;
+
+/// A plain TCP socket's handle (for proxies such as the sidecar): its slab
+/// index and generation, like [`ConnKey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PlainKey {
+    index: usize,
+    generation: u64,
+}
+
+/// A plain TCP socket the loop watches for the application.
+#[derive(Debug)]
+struct Plain {
+    socket: mio::net::TcpStream,
+    generation: u64,
+}
 
 /// Commands served per wakeup before sockets get a turn (the rest wait for
 /// the next iteration, which does not block).
@@ -94,6 +114,13 @@ pub trait App {
 
     /// Whether the loop should stop (checked after every iteration).
     fn is_done(&self, ctx: &Ctx<'_>) -> bool;
+
+    /// A plain socket became readable and/or writable (edge-triggered: read
+    /// or write until `WouldBlock`, or remember to come back).
+    fn on_plain(&mut self, _ctx: &mut Ctx<'_>, _key: PlainKey, _readable: bool, _writable: bool) {}
+
+    /// A plain listener (from [`Ctx::listen_plain`]) accepted `key`.
+    fn on_plain_accept(&mut self, _ctx: &mut Ctx<'_>, _listener: usize, _key: PlainKey) {}
 }
 
 /// Why a connection ended, as the loop reports it.
@@ -137,6 +164,8 @@ pub struct Ctx<'a> {
     config: &'a LoopConfig,
     generations: &'a mut u64,
     accepting: &'a mut AcceptState,
+    plain: &'a mut Slab<Plain>,
+    plain_listeners: &'a mut Slab<mio::net::TcpListener>,
 }
 
 /// Whether the listener is registered.
@@ -212,6 +241,102 @@ impl Ctx<'_> {
         entry.insert(io);
         self.dirty.push(index);
         Ok(ConnKey { index, generation })
+    }
+
+    /// Listens for plain TCP connections on `addr`; accepted sockets arrive in
+    /// [`App::on_plain_accept`] with the returned listener number.
+    pub fn listen_plain(&mut self, addr: SocketAddr) -> io::Result<(usize, SocketAddr)> {
+        let mut listener = socket::listen(addr, false, &self.config.socket)?;
+        let local = listener.local_addr()?;
+        let entry = self.plain_listeners.vacant_entry();
+        let index = entry.key();
+        self.registry.register(
+            &mut listener,
+            Token(PLAIN_LISTEN_BASE + index),
+            Interest::READABLE,
+        )?;
+        entry.insert(listener);
+        Ok((index, local))
+    }
+
+    fn insert_plain(&mut self, mut socket: mio::net::TcpStream) -> io::Result<PlainKey> {
+        let entry = self.plain.vacant_entry();
+        let index = entry.key();
+        self.registry.register(
+            &mut socket,
+            Token(PLAIN_BASE + index),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        *self.generations += 1;
+        let generation = *self.generations;
+        entry.insert(Plain { socket, generation });
+        Ok(PlainKey { index, generation })
+    }
+
+    /// Starts a plain TCP connection to `addr`; [`App::on_plain`] reports it
+    /// writable once connected (check [`Ctx::plain_connected`]).
+    pub fn connect_plain(&mut self, addr: SocketAddr) -> io::Result<PlainKey> {
+        let socket = socket::connect(addr, &self.config.socket)?;
+        self.insert_plain(socket)
+    }
+
+    fn plain_socket(&mut self, key: PlainKey) -> io::Result<&mut mio::net::TcpStream> {
+        self.plain
+            .get_mut(key.index)
+            .filter(|p| p.generation == key.generation)
+            .map(|p| &mut p.socket)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "plain socket closed"))
+    }
+
+    /// Whether a plain connect completed (`Err` if it failed).
+    pub fn plain_connected(&mut self, key: PlainKey) -> io::Result<bool> {
+        let socket = self.plain_socket(key)?;
+        if let Some(err) = socket.take_error()? {
+            return Err(err);
+        }
+        match socket.peer_addr() {
+            Ok(_) => Ok(true),
+            Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Reads from a plain socket (`WouldBlock` when drained, `Ok(0)` at end of file).
+    pub fn plain_read(&mut self, key: PlainKey, buf: &mut [u8]) -> io::Result<usize> {
+        use std::io::Read;
+        self.plain_socket(key)?.read(buf)
+    }
+
+    /// Writes to a plain socket (`WouldBlock` when full).
+    pub fn plain_write(&mut self, key: PlainKey, buf: &[u8]) -> io::Result<usize> {
+        use std::io::Write;
+        self.plain_socket(key)?.write(buf)
+    }
+
+    /// Ends the write side of a plain socket (half-close).
+    pub fn plain_shutdown_write(&mut self, key: PlainKey) -> io::Result<()> {
+        self.plain_socket(key)?.shutdown(std::net::Shutdown::Write)
+    }
+
+    /// Closes a plain socket, abortively (RST) when `abort`.
+    pub fn plain_close(&mut self, key: PlainKey, abort: bool) {
+        if self
+            .plain
+            .get(key.index)
+            .is_none_or(|p| p.generation != key.generation)
+        {
+            return;
+        }
+        let mut plain = self.plain.remove(key.index);
+        let _ = self.registry.deregister(&mut plain.socket);
+        if abort {
+            let _ = socket2::SockRef::from(&plain.socket).set_linger(Some(Duration::ZERO));
+        }
+    }
+
+    /// Plain sockets open.
+    pub fn plain_count(&self) -> usize {
+        self.plain.len()
     }
 
     /// Asks for [`App::on_timer`] with `token` at `at`.
@@ -307,6 +432,8 @@ pub struct EventLoop<A: App> {
     config: LoopConfig,
     generations: u64,
     accepting: AcceptState,
+    plain: Slab<Plain>,
+    plain_listeners: Slab<mio::net::TcpListener>,
     /// The buffer every read of this loop goes through (see `conn_io`).
     scratch: Vec<u8>,
     /// Connections whose read budget ran out, or whose reading resumed: read
@@ -347,6 +474,8 @@ impl<A: App> EventLoop<A> {
             generations: 0,
             accepting,
             more_reads: Vec::new(),
+            plain: Slab::new(),
+            plain_listeners: Slab::new(),
             scratch: vec![0; crate::conn_io::READ_CHUNK],
             app,
         };
@@ -403,6 +532,24 @@ impl<A: App> EventLoop<A> {
                 match event.token() {
                     WAKER => more_commands = true,
                     LISTENER => self.accept(now, &mut dirty),
+                    Token(token) if token >= PLAIN_LISTEN_BASE => {
+                        self.accept_plain(now, token - PLAIN_LISTEN_BASE, &mut dirty);
+                    }
+                    Token(token) if token >= PLAIN_BASE => {
+                        let index = token - PLAIN_BASE;
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        let writable =
+                            event.is_writable() || event.is_write_closed() || event.is_error();
+                        if let Some(plain) = self.plain.get(index) {
+                            let key = PlainKey {
+                                index,
+                                generation: plain.generation,
+                            };
+                            let (mut ctx, app) = self.split(now, &mut dirty);
+                            app.on_plain(&mut ctx, key, readable, writable);
+                        }
+                    }
                     Token(token) => {
                         let readable =
                             event.is_readable() || event.is_read_closed() || event.is_error();
@@ -460,6 +607,8 @@ impl<A: App> EventLoop<A> {
                 config: &self.config,
                 generations: &mut self.generations,
                 accepting: &mut self.accepting,
+                plain: &mut self.plain,
+                plain_listeners: &mut self.plain_listeners,
             },
             &mut self.app,
         )
@@ -530,6 +679,29 @@ impl<A: App> EventLoop<A> {
         }
         // At capacity: stop listening until a connection ends (sozu's gate).
         self.accepting = AcceptState::Paused;
+    }
+
+    /// Accepts plain connections until `WouldBlock`.
+    fn accept_plain(&mut self, now: Instant, listener: usize, dirty: &mut Vec<usize>) {
+        loop {
+            let Some(socket) = self.plain_listeners.get(listener) else {
+                return;
+            };
+            let (stream, _peer) = match socket.accept() {
+                Ok(accepted) => accepted,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    log::warn!("plain accept failed: {err}");
+                    return;
+                }
+            };
+            let _ = socket::configure(&stream, &self.config.socket);
+            let (mut ctx, app) = self.split(now, dirty);
+            if let Ok(key) = ctx.insert_plain(stream) {
+                app.on_plain_accept(&mut ctx, listener, key);
+            }
+        }
     }
 
     /// Registers or deregisters the listener as capacity and shutdown require.

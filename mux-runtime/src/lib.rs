@@ -33,7 +33,9 @@ pub mod socket;
 pub mod timer;
 
 pub use completion::{completion, Abandoned, Completer, Completion};
-pub use event_loop::{App, ConnKey, Ctx, EventLoop, LoopConfig, LoopError, LoopGone, LoopHandle};
+pub use event_loop::{
+    App, ConnKey, Ctx, EventLoop, LoopConfig, LoopError, LoopGone, LoopHandle, PlainKey,
+};
 pub use message::{MessageReader, TooLarge};
 pub use outbox::{Outbox, Piece};
 pub use socket::SocketOptions;

@@ -4,3 +4,4 @@
 mod patterns;
 mod rpc;
 mod runtime;
+mod sidecar;

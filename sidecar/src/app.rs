@@ -1,0 +1,426 @@
+//! The sidecar's logic on its event loop, for both sides:
+//!
+//! - the **local** side listens on plain TCP ports; each accepted connection
+//!   becomes a stream, opened over one mux connection to the remote side
+//!   with its upstream's name in the metadata;
+//! - the **remote** side accepts mux connections; each stream names an
+//!   upstream, which it connects to over plain TCP.
+//!
+//! Bytes then flow through a [`Pipe`] both ways. A log line records every
+//! tunnelled connection (open, close, bytes each way, duration) and the
+//! counters are logged periodically.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mux_core::frame::Metadata;
+use mux_core::{ErrorCode, Event, StreamId};
+use mux_runtime::{App, ConnKey, Ctx, LoopError, PlainKey};
+
+use crate::pipe::{Ending, Pipe};
+use crate::stats::Stats;
+
+/// Metadata of a tunnel stream: which upstream to connect to.
+pub const UPSTREAM: &[u8] = b"upstream";
+/// The route of tunnel streams.
+pub const TUNNEL_ROUTE: &[u8] = b"$tunnel";
+
+/// Commands from other threads.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Shutdown,
+}
+
+/// Timer tokens.
+const STATS_TIMER: u64 = 1;
+const RECONNECT_TIMER: u64 = 2;
+
+/// What this side does.
+#[derive(Debug)]
+pub(crate) enum Role {
+    Local {
+        remote: SocketAddr,
+        /// Listener number → (address to bind, upstream name); bound at start.
+        tunnels: Vec<(SocketAddr, String)>,
+        listeners: HashMap<usize, String>,
+        conn: Option<ConnKey>,
+        ready: bool,
+        failures: u32,
+    },
+    Remote {
+        upstreams: HashMap<String, SocketAddr>,
+    },
+}
+
+pub(crate) struct SidecarApp {
+    pub(crate) role: Role,
+    pipes: HashMap<PlainKey, Pipe>,
+    by_stream: HashMap<(ConnKey, StreamId), PlainKey>,
+    stats: Arc<Stats>,
+    stats_every: Duration,
+    buf: Vec<u8>,
+    closing: bool,
+    /// Addresses actually bound by the local side (port 0 resolved), for the caller.
+    pub(crate) bound: Arc<std::sync::Mutex<Vec<SocketAddr>>>,
+}
+
+impl std::fmt::Debug for SidecarApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SidecarApp")
+            .field("role", &self.role)
+            .field("pipes", &self.pipes.len())
+            .finish()
+    }
+}
+
+impl SidecarApp {
+    pub(crate) fn new(role: Role, stats: Arc<Stats>, stats_every: Duration) -> Self {
+        Self {
+            role,
+            pipes: HashMap::new(),
+            by_stream: HashMap::new(),
+            stats,
+            stats_every,
+            buf: vec![0; 64 * 1024],
+            closing: false,
+            bound: Arc::default(),
+        }
+    }
+
+    fn insert(&mut self, pipe: Pipe) {
+        self.stats.opened.fetch_add(1, Ordering::Relaxed);
+        self.stats.active.fetch_add(1, Ordering::Relaxed);
+        log::info!("tunnel open: {} (stream {})", pipe.name, pipe.stream);
+        self.by_stream.insert((pipe.conn, pipe.stream), pipe.plain);
+        self.pipes.insert(pipe.plain, pipe);
+    }
+
+    fn finish(&mut self, ctx: &mut Ctx<'_>, plain: PlainKey, ending: Ending) {
+        let Some(pipe) = self.pipes.remove(&plain) else {
+            return;
+        };
+        self.by_stream.remove(&(pipe.conn, pipe.stream));
+        self.stats.active.fetch_sub(1, Ordering::Relaxed);
+        self.stats
+            .bytes_up
+            .fetch_add(pipe.up_bytes, Ordering::Relaxed);
+        self.stats
+            .bytes_down
+            .fetch_add(pipe.down_bytes, Ordering::Relaxed);
+        let took = pipe.opened.elapsed();
+        match ending {
+            Ending::Clean => {
+                ctx.plain_close(plain, false);
+                log::info!(
+                    "tunnel close: {} (stream {}): {} bytes up, {} bytes down, {:.3} s",
+                    pipe.name,
+                    pipe.stream,
+                    pipe.up_bytes,
+                    pipe.down_bytes,
+                    took.as_secs_f64()
+                );
+            }
+            Ending::Failed(why) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                pipe.abort(ctx, ErrorCode::CANCEL);
+                log::warn!(
+                    "tunnel failed: {} (stream {}): {why}; {} bytes up, {} bytes down, {:.3} s",
+                    pipe.name,
+                    pipe.stream,
+                    pipe.up_bytes,
+                    pipe.down_bytes,
+                    took.as_secs_f64()
+                );
+            }
+        }
+    }
+
+    /// Runs both pumps of a pipe and ends it if it is done or failed.
+    fn pump(&mut self, ctx: &mut Ctx<'_>, plain: PlainKey, up: bool, down: bool) {
+        let Some(pipe) = self.pipes.get_mut(&plain) else {
+            return;
+        };
+        let mut result = Ok(());
+        if down {
+            result = pipe.pump_down(ctx);
+        }
+        if up && result.is_ok() {
+            result = pipe.pump_up(ctx, &mut self.buf);
+        }
+        match result {
+            Err(ending) => self.finish(ctx, plain, ending),
+            Ok(()) if pipe.is_finished() => self.finish(ctx, plain, Ending::Clean),
+            Ok(()) => {}
+        }
+    }
+
+    fn connect_remote(&mut self, ctx: &mut Ctx<'_>) {
+        if let Role::Local {
+            remote,
+            conn,
+            ready,
+            ..
+        } = &mut self.role
+        {
+            *ready = false;
+            match ctx.connect(*remote) {
+                Ok(key) => *conn = Some(key),
+                Err(err) => {
+                    log::warn!("cannot connect to the remote sidecar {remote}: {err}");
+                    *conn = None;
+                    ctx.set_timer(ctx.now + Duration::from_millis(200), RECONNECT_TIMER);
+                }
+            }
+        }
+    }
+
+    /// Local side: a TCP client arrived on a tunnel's port.
+    fn accepted(&mut self, ctx: &mut Ctx<'_>, listener: usize, plain: PlainKey) {
+        let Role::Local {
+            listeners,
+            conn,
+            ready,
+            ..
+        } = &self.role
+        else {
+            ctx.plain_close(plain, true);
+            return;
+        };
+        let Some(upstream) = listeners.get(&listener).cloned() else {
+            ctx.plain_close(plain, true);
+            return;
+        };
+        let (Some(key), true) = (*conn, *ready) else {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            log::warn!("tunnel refused: {upstream}: the remote sidecar is not connected");
+            ctx.plain_close(plain, true);
+            return;
+        };
+        let metadata = Metadata::from_pairs([
+            (&b":route"[..], TUNNEL_ROUTE),
+            (UPSTREAM, upstream.as_bytes()),
+        ])
+        .unwrap_or_default();
+        let opened = ctx.conn(key).map(|c| c.open(metadata, false));
+        match opened {
+            Some(Ok(stream)) => {
+                self.insert(Pipe::new(plain, key, stream, upstream, false));
+                self.pump(ctx, plain, true, false);
+            }
+            other => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                log::warn!("tunnel refused: {upstream}: cannot open a stream: {other:?}");
+                ctx.plain_close(plain, true);
+            }
+        }
+    }
+
+    /// Remote side: a stream arrived; connect to its upstream.
+    fn stream_opened(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: ConnKey,
+        stream: StreamId,
+        metadata: &Metadata,
+    ) {
+        let Role::Remote { upstreams } = &self.role else {
+            return;
+        };
+        let name = metadata
+            .get(UPSTREAM)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        let route_ok = metadata.get(b":route") == Some(TUNNEL_ROUTE);
+        let target = upstreams.get(&name).copied();
+        let plain = match (route_ok, target) {
+            (true, Some(addr)) => ctx.connect_plain(addr),
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no upstream named {name:?}"),
+            )),
+        };
+        match plain {
+            Ok(plain) => self.insert(Pipe::new(plain, key, stream, name, true)),
+            Err(err) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                log::warn!("tunnel refused: {name}: {err}");
+                if let Some(conn) = ctx.conn(key) {
+                    let _ = conn.reset(stream, ErrorCode::REFUSED_STREAM);
+                }
+            }
+        }
+    }
+
+    fn log_stats(&self) {
+        log::info!("{}", self.stats.line());
+    }
+}
+
+impl App for SidecarApp {
+    type Command = Command;
+
+    fn on_start(&mut self, ctx: &mut Ctx<'_>) {
+        ctx.set_timer(ctx.now + self.stats_every, STATS_TIMER);
+        if let Role::Local {
+            tunnels, listeners, ..
+        } = &mut self.role
+        {
+            let mut bound = Vec::new();
+            for (addr, upstream) in tunnels.iter() {
+                match ctx.listen_plain(*addr) {
+                    Ok((listener, local)) => {
+                        log::info!("tunnel {local} → upstream {upstream}");
+                        listeners.insert(listener, upstream.clone());
+                        bound.push(local);
+                    }
+                    Err(err) => log::error!("cannot listen on {addr}: {err}"),
+                }
+            }
+            if let Ok(mut slot) = self.bound.lock() {
+                *slot = bound;
+            }
+            self.connect_remote(ctx);
+        }
+    }
+
+    fn on_event(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, event: Event) {
+        match event {
+            Event::Connected => {
+                if let Role::Local {
+                    ready, failures, ..
+                } = &mut self.role
+                {
+                    *ready = true;
+                    *failures = 0;
+                    self.stats.connected.store(1, Ordering::Relaxed);
+                    log::info!("connected to the remote sidecar");
+                }
+            }
+            Event::StreamOpened { id, metadata, .. } => self.stream_opened(ctx, key, id, &metadata),
+            Event::Readable { id } => {
+                if let Some(plain) = self.by_stream.get(&(key, id)).copied() {
+                    self.pump(ctx, plain, false, true);
+                }
+            }
+            Event::Writable { id } => {
+                if let Some(plain) = self.by_stream.get(&(key, id)).copied() {
+                    self.pump(ctx, plain, true, false);
+                }
+            }
+            Event::StreamReset { id, code } => {
+                if let Some(plain) = self.by_stream.get(&(key, id)).copied() {
+                    // The far side failed (an upstream that refused, say): close ours at once.
+                    self.finish(
+                        ctx,
+                        plain,
+                        Ending::Failed(format!("reset by the other side ({code})")),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_closed(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, error: Option<LoopError>) {
+        let lost: Vec<PlainKey> = self
+            .pipes
+            .values()
+            .filter(|p| p.conn == key)
+            .map(|p| p.plain)
+            .collect();
+        let why = error.map_or_else(|| "mux connection closed".to_owned(), |e| e.to_string());
+        for plain in lost {
+            self.finish(ctx, plain, Ending::Failed(why.clone()));
+        }
+        if let Role::Local {
+            conn,
+            ready,
+            failures,
+            ..
+        } = &mut self.role
+        {
+            if *conn == Some(key) {
+                *conn = None;
+                *ready = false;
+                self.stats.connected.store(0, Ordering::Relaxed);
+                *failures += 1;
+                if !self.closing {
+                    let backoff = Duration::from_millis(50 << (*failures).min(6));
+                    log::warn!(
+                        "remote sidecar connection lost ({why}); reconnecting in {backoff:?}"
+                    );
+                    ctx.set_timer(ctx.now + backoff, RECONNECT_TIMER);
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, ctx: &mut Ctx<'_>, command: Command) {
+        match command {
+            Command::Shutdown => {
+                self.closing = true;
+                let plains: Vec<PlainKey> = self.pipes.keys().copied().collect();
+                for plain in plains {
+                    self.finish(ctx, plain, Ending::Failed("sidecar shutting down".into()));
+                }
+                ctx.close_all(ErrorCode::NO_ERROR, "sidecar shutting down");
+                self.log_stats();
+            }
+        }
+    }
+
+    fn on_timer(&mut self, ctx: &mut Ctx<'_>, token: u64) {
+        match token {
+            STATS_TIMER => {
+                self.log_stats();
+                if !self.closing {
+                    ctx.set_timer(ctx.now + self.stats_every, STATS_TIMER);
+                }
+            }
+            RECONNECT_TIMER if !self.closing => self.connect_remote(ctx),
+            _ => {}
+        }
+    }
+
+    fn on_plain(&mut self, ctx: &mut Ctx<'_>, plain: PlainKey, readable: bool, writable: bool) {
+        let Some(pipe) = self.pipes.get_mut(&plain) else {
+            return;
+        };
+        if pipe.connecting {
+            if !writable && !readable {
+                return;
+            }
+            match ctx.plain_connected(plain) {
+                Ok(true) => pipe.connecting = false,
+                Ok(false) => return,
+                Err(err) => {
+                    // The upstream refused: tell the local side at once (spec: REFUSED_STREAM).
+                    let (conn, stream, name) = (pipe.conn, pipe.stream, pipe.name.clone());
+                    self.pipes.remove(&plain);
+                    self.by_stream.remove(&(conn, stream));
+                    self.stats.active.fetch_sub(1, Ordering::Relaxed);
+                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    log::warn!("tunnel failed: {name}: upstream connect: {err}");
+                    if let Some(c) = ctx.conn(conn) {
+                        let _ = c.reset(stream, ErrorCode::REFUSED_STREAM);
+                    }
+                    ctx.plain_close(plain, true);
+                    return;
+                }
+            }
+            return self.pump(ctx, plain, true, true);
+        }
+        self.pump(ctx, plain, readable, writable);
+    }
+
+    fn on_plain_accept(&mut self, ctx: &mut Ctx<'_>, listener: usize, plain: PlainKey) {
+        self.accepted(ctx, listener, plain);
+    }
+
+    fn is_done(&self, ctx: &Ctx<'_>) -> bool {
+        self.closing && ctx.connection_count() == 0
+    }
+}

@@ -1,0 +1,94 @@
+//! Sidecar configuration: flags, or a small TOML file.
+//!
+//! ```toml
+//! [local]
+//! remote = "127.0.0.1:7900"          # the remote sidecar
+//! tunnels = [{ listen = "127.0.0.1:6380", upstream = "redis" }]
+//!
+//! [remote]
+//! listen = "127.0.0.1:7900"
+//! upstreams = { redis = "127.0.0.1:6379" }
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+/// The local side: TCP ports to listen on, and the remote sidecar.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct LocalConfig {
+    /// The remote sidecar's mux address.
+    pub remote: SocketAddr,
+    /// Local listen addresses and the upstream each carries to.
+    pub tunnels: Vec<Tunnel>,
+}
+
+/// One local port.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Tunnel {
+    /// Where local clients connect.
+    pub listen: SocketAddr,
+    /// The upstream's name, known to the remote side.
+    pub upstream: String,
+}
+
+/// The remote side: where to listen for the local side, and the upstreams.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct RemoteConfig {
+    /// The mux listen address.
+    pub listen: SocketAddr,
+    /// Upstream names and addresses.
+    pub upstreams: HashMap<String, SocketAddr>,
+}
+
+/// A configuration file with either side or both.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct FileConfig {
+    /// The local side.
+    pub local: Option<LocalConfig>,
+    /// The remote side.
+    pub remote: Option<RemoteConfig>,
+}
+
+impl FileConfig {
+    /// Parses a TOML configuration.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|err| err.to_string())
+    }
+}
+
+/// Parses `ADDR=NAME` (local tunnels) or `NAME=ADDR` (upstreams).
+pub fn parse_pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(a, b)| (a.trim().to_owned(), b.trim().to_owned()))
+        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+        .ok_or_else(|| format!("{text:?} is not of the form A=B"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_sides() {
+        let text = r#"
+            [local]
+            remote = "127.0.0.1:7900"
+            tunnels = [{ listen = "127.0.0.1:6380", upstream = "redis" }]
+            [remote]
+            listen = "127.0.0.1:7900"
+            upstreams = { redis = "127.0.0.1:6379" }
+        "#;
+        let config = FileConfig::parse(text).expect("valid");
+        let local = config.local.expect("local");
+        assert_eq!(local.tunnels[0].upstream, "redis");
+        assert_eq!(
+            config.remote.expect("remote").upstreams["redis"].port(),
+            6379
+        );
+        assert!(FileConfig::parse("[local]\nremote = 5").is_err());
+        assert_eq!(parse_pair("a=b"), Ok(("a".into(), "b".into())));
+        assert!(parse_pair("nope").is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! The `mux-sidecar` program: either side of the tunnel, from flags or a TOML file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use mux_sidecar::config::parse_pair;
+use mux_sidecar::{FileConfig, LocalConfig, RemoteConfig, Tunnel};
+
+/// Carries plain TCP connections as streams over one mux connection.
+#[derive(Debug, Parser)]
+#[command(name = "mux-sidecar", version, about)]
+struct Args {
+    /// A TOML file with a [local] and/or [remote] section (flags of the chosen side override it).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Seconds between counter log lines.
+    #[arg(long, global = true, default_value_t = 10)]
+    stats_seconds: u64,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: log::LevelFilter,
+    #[command(subcommand)]
+    side: Side,
+}
+
+#[derive(Debug, Subcommand)]
+enum Side {
+    /// Listens on local ports and tunnels each connection to the remote side.
+    Local {
+        /// The remote sidecar [default: 127.0.0.1:7900].
+        #[arg(long)]
+        remote: Option<SocketAddr>,
+        /// A tunnel, `LISTEN_ADDR=UPSTREAM_NAME` (repeatable).
+        #[arg(long = "tunnel", value_name = "ADDR=NAME")]
+        tunnels: Vec<String>,
+    },
+    /// Accepts tunnels and connects each to its upstream.
+    Remote {
+        /// Where the local side connects [default: 127.0.0.1:7900].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// An upstream, `NAME=ADDR` (repeatable).
+        #[arg(long = "upstream", value_name = "NAME=ADDR")]
+        upstreams: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    env_logger::Builder::new()
+        .filter_level(args.log_level)
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("mux-sidecar: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let file = match &args.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            FileConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let every = Duration::from_secs(args.stats_seconds.max(1));
+    let sidecar = match args.side {
+        Side::Local { remote, tunnels } => {
+            let mut config = file.local.unwrap_or(LocalConfig {
+                remote: SocketAddr::from(([127, 0, 0, 1], 7900)),
+                tunnels: Vec::new(),
+            });
+            if let Some(remote) = remote {
+                config.remote = remote;
+            }
+            for tunnel in tunnels {
+                let (listen, upstream) = parse_pair(&tunnel)?;
+                let listen = listen.parse().map_err(|e| format!("{listen}: {e}"))?;
+                config.tunnels.push(Tunnel { listen, upstream });
+            }
+            if config.tunnels.is_empty() {
+                return Err("no tunnel: give --tunnel ADDR=NAME or a [local] section".into());
+            }
+            mux_sidecar::start_local(&config, every).map_err(|e| e.to_string())?
+        }
+        Side::Remote { listen, upstreams } => {
+            let mut config = file.remote.unwrap_or(RemoteConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 7900)),
+                upstreams: Default::default(),
+            });
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            for upstream in upstreams {
+                let (name, addr) = parse_pair(&upstream)?;
+                let addr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+                config.upstreams.insert(name, addr);
+            }
+            mux_sidecar::start_remote(&config, every).map_err(|e| e.to_string())?
+        }
+    };
+    for addr in sidecar.local_addrs() {
+        println!("mux-sidecar listening on {addr}");
+    }
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| e.to_string())?;
+    let _ = signals.forever().next();
+    log::info!("{}", sidecar.stats().line());
+    sidecar.shutdown();
+    Ok(())
+}

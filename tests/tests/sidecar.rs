@@ -1,0 +1,308 @@
+//! The sidecar over real sockets: plain TCP clients through a local and a
+//! remote sidecar to upstreams, with data integrity, half-close, refusals,
+//! and real programs (curl against Python's http.server, redis-benchmark
+//! against redis-server).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mux_sidecar::{LocalConfig, RemoteConfig, Sidecar, Tunnel};
+use mux_tests::{any_local_address, fnv1a, pseudo_random};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A remote and a local sidecar carrying `upstreams` (name → address).
+fn tunnel(upstreams: &[(&str, SocketAddr)]) -> (Sidecar, Sidecar, HashMap<String, SocketAddr>) {
+    let remote = mux_sidecar::start_remote(
+        &RemoteConfig {
+            listen: any_local_address(),
+            upstreams: upstreams
+                .iter()
+                .map(|(n, a)| ((*n).to_owned(), *a))
+                .collect(),
+        },
+        Duration::from_secs(60),
+    )
+    .expect("remote sidecar");
+    let local = mux_sidecar::start_local(
+        &LocalConfig {
+            remote: remote.local_addrs()[0],
+            tunnels: upstreams
+                .iter()
+                .map(|(n, _)| Tunnel {
+                    listen: any_local_address(),
+                    upstream: (*n).to_owned(),
+                })
+                .collect(),
+        },
+        Duration::from_secs(60),
+    )
+    .expect("local sidecar");
+    let ports = upstreams
+        .iter()
+        .zip(local.local_addrs())
+        .map(|((n, _), a)| ((*n).to_owned(), *a))
+        .collect();
+    assert!(
+        local.wait_connected(WAIT),
+        "the local sidecar did not connect to the remote one"
+    );
+    (remote, local, ports)
+}
+
+/// An echo server that echoes until EOF, then closes (so half-close is visible).
+fn echo_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buf = vec![0u8; 32 * 1024];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn tunnelled_connections_keep_their_bytes_and_half_close() {
+    let (_remote, local, ports) = tunnel(&[("echo", echo_upstream())]);
+    let addr = ports["echo"];
+    let clients: Vec<_> = (0..16u64)
+        .map(|n| {
+            std::thread::spawn(move || {
+                let data = pseudo_random(n + 7, 200_000 + n as usize * 1000);
+                let mut stream = TcpStream::connect(addr).expect("connect to the local sidecar");
+                stream.set_read_timeout(Some(WAIT)).expect("timeout");
+                let writer = {
+                    let mut stream = stream.try_clone().expect("clone");
+                    let data = data.clone();
+                    std::thread::spawn(move || {
+                        stream.write_all(&data).expect("write");
+                        // Half-close: the echo sees EOF after the data, then closes.
+                        stream
+                            .shutdown(std::net::Shutdown::Write)
+                            .expect("shutdown");
+                    })
+                };
+                let mut echoed = Vec::new();
+                stream
+                    .read_to_end(&mut echoed)
+                    .expect("read until the upstream closes");
+                writer.join().expect("writer");
+                assert_eq!(echoed.len(), data.len());
+                assert_eq!(fnv1a(&echoed), fnv1a(&data));
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("client");
+    }
+    let stats = local.stats();
+    assert!(stats.opened.load(std::sync::atomic::Ordering::Relaxed) >= 16);
+}
+
+#[test]
+fn an_upstream_that_refuses_closes_the_local_connection_promptly() {
+    let closed = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let refused = closed.local_addr().expect("addr");
+    drop(closed);
+    let (_remote, local, ports) = tunnel(&[("gone", refused)]);
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(ports["gone"]).expect("the local side accepts");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut buf = [0u8; 16];
+    let outcome = stream.read(&mut buf);
+    assert!(matches!(outcome, Ok(0) | Err(_)), "{outcome:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        local
+            .stats()
+            .errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+}
+
+/// A free loopback port (bound, then released for a child process to take).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start listening on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn require(program: &str, package: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{program} is not installed: install the Debian package {package} (.ci/run does)"
+    );
+}
+
+#[test]
+fn curl_fetches_files_from_python_http_server_through_the_tunnel() {
+    require("python3", "python3");
+    require("curl", "curl");
+    let dir = std::env::temp_dir().join(format!("mux-sidecar-http-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let body = pseudo_random(99, 3 << 20);
+    std::fs::write(dir.join("blob.bin"), &body).expect("write file");
+    let mut child = Command::new("python3")
+        .args([
+            "-u",
+            "-m",
+            "http.server",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 -m http.server");
+    let stdout = child.stdout.take().expect("stdout");
+    let server = Reaped(child);
+    // "Serving HTTP on 127.0.0.1 port 12345 (http://127.0.0.1:12345/) ..."
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("http.server's banner");
+    let port: u16 = line
+        .split("port ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read the port from {line:?}"));
+    let (_remote, _local, ports) = tunnel(&[("http", SocketAddr::from(([127, 0, 0, 1], port)))]);
+    for _ in 0..3 {
+        let output = Command::new("curl")
+            .args(["--silent", "--show-error", "--fail", "--max-time", "20"])
+            .arg(format!("http://{}/blob.bin", ports["http"]))
+            .output()
+            .expect("curl");
+        assert!(
+            output.status.success(),
+            "curl: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.stdout.len(), body.len());
+        assert_eq!(fnv1a(&output.stdout), fnv1a(&body));
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn redis_benchmark_runs_against_redis_server_through_the_tunnel() {
+    require("redis-server", "redis-server");
+    require("redis-benchmark", "redis-tools");
+    let port = free_port();
+    let server = Reaped(
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server"),
+    );
+    wait_for_port(port, "redis-server");
+    let (_remote, local, ports) = tunnel(&[("redis", SocketAddr::from(([127, 0, 0, 1], port)))]);
+    let output = Command::new("redis-benchmark")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &ports["redis"].port().to_string(),
+            "-n",
+            "5000",
+            "-c",
+            "20",
+            "-t",
+            "set,get",
+            "-q",
+        ])
+        .output()
+        .expect("redis-benchmark");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "redis-benchmark failed: {text} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("SET") && text.contains("GET"),
+        "unexpected output: {text}"
+    );
+    // Values written through the tunnel read back directly from redis.
+    let mut direct = TcpStream::connect(("127.0.0.1", port)).expect("redis");
+    let mut through = TcpStream::connect(ports["redis"]).expect("tunnel");
+    through
+        .write_all(b"*3\r\n$3\r\nSET\r\n$4\r\nmuxk\r\n$5\r\nhello\r\n")
+        .expect("set");
+    let mut reply = [0u8; 5];
+    through.read_exact(&mut reply).expect("+OK");
+    assert_eq!(&reply, b"+OK\r\n");
+    direct
+        .write_all(b"*2\r\n$3\r\nGET\r\n$4\r\nmuxk\r\n")
+        .expect("get");
+    let mut value = [0u8; 11];
+    direct.read_exact(&mut value).expect("value");
+    assert_eq!(&value, b"$5\r\nhello\r\n");
+    assert!(
+        local
+            .stats()
+            .opened
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 20
+    );
+    drop(server);
+}
