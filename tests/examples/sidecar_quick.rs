@@ -1,0 +1,154 @@
+//! Throughput and requests/s through the sidecar beside direct connections,
+//! in one run (issue 7's note): 1 GiB over one TCP connection to a sink, and
+//! redis-benchmark (SET/GET, 50 clients) against redis-server.
+//!
+//! `cargo run --release -p mux-tests --example sidecar_quick` (needs redis-server and redis-benchmark)
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mux_sidecar::{LocalConfig, RemoteConfig, Tunnel};
+
+const BULK: usize = 1 << 30;
+
+fn sink() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut total = 0u64;
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    total += n as u64;
+                }
+                let _ = stream.write_all(total.to_string().as_bytes());
+            });
+        }
+    });
+    addr
+}
+
+fn bulk(addr: SocketAddr) -> f64 {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    let chunk = vec![7u8; 64 * 1024];
+    let start = Instant::now();
+    for _ in 0..BULK / chunk.len() {
+        stream.write_all(&chunk).expect("write");
+    }
+    stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("count");
+    assert_eq!(reply, BULK.to_string());
+    BULK as f64 / start.elapsed().as_secs_f64()
+}
+
+fn redis_rps(port: u16) -> Vec<(String, f64)> {
+    let output = Command::new("redis-benchmark")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-n",
+            "100000",
+            "-c",
+            "50",
+            "-t",
+            "set,get",
+            "-q",
+        ])
+        .output()
+        .expect("redis-benchmark");
+    String::from_utf8_lossy(&output.stdout)
+        .split(['\r', '\n'])
+        .filter_map(|line| {
+            let (name, rest) = line.split_once(": ")?;
+            let rps: f64 = rest.split_whitespace().next()?.parse().ok()?;
+            Some((name.trim().to_owned(), rps))
+        })
+        .collect()
+}
+
+fn main() {
+    let sink = sink();
+    let redis_port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let mut redis = Command::new("redis-server")
+        .args([
+            "--port",
+            &redis_port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    while TcpStream::connect(("127.0.0.1", redis_port)).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let redis_addr = SocketAddr::from(([127, 0, 0, 1], redis_port));
+    let remote = mux_sidecar::start_remote(
+        &RemoteConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            upstreams: [("sink".to_owned(), sink), ("redis".to_owned(), redis_addr)].into(),
+        },
+        Duration::from_secs(3600),
+    )
+    .expect("remote");
+    let local = mux_sidecar::start_local(
+        &LocalConfig {
+            remote: remote.local_addrs()[0],
+            tunnels: vec![
+                Tunnel {
+                    listen: "127.0.0.1:0".parse().expect("addr"),
+                    upstream: "sink".into(),
+                },
+                Tunnel {
+                    listen: "127.0.0.1:0".parse().expect("addr"),
+                    upstream: "redis".into(),
+                },
+            ],
+        },
+        Duration::from_secs(3600),
+    )
+    .expect("local");
+    assert!(local.wait_connected(Duration::from_secs(5)));
+    let (sink_tunnel, redis_tunnel) = (local.local_addrs()[0], local.local_addrs()[1]);
+
+    println!("| workload | direct | through the sidecar | ratio |");
+    println!("|---|---|---|---|");
+    let (direct, tunnelled) = (bulk(sink), bulk(sink_tunnel));
+    println!(
+        "| 1 GiB over one TCP connection (GB/s) | {:.2} | {:.2} | {:.2} |",
+        direct / 1e9,
+        tunnelled / 1e9,
+        tunnelled / direct
+    );
+    let direct = redis_rps(redis_port);
+    let tunnelled = redis_rps(redis_tunnel.port());
+    for ((name, d), (_, t)) in direct.iter().zip(&tunnelled) {
+        println!(
+            "| redis-benchmark {name}, 50 clients (req/s) | {d:.0} | {t:.0} | {:.2} |",
+            t / d
+        );
+    }
+    drop(local);
+    drop(remote);
+    let _ = redis.kill();
+    let _ = redis.wait();
+}
