@@ -116,7 +116,10 @@ fn spawn_peer(kind: &str) -> Peer {
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .expect("server address");
-    let addr = line.trim().parse().unwrap_or_else(|_| panic!("{kind} server printed {line:?}"));
+    let addr = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{kind} server printed {line:?}"));
     Peer { child, addr }
 }
 
@@ -178,7 +181,8 @@ fn memory(sizes: &Sizes) -> (f64, f64) {
         while !conn.is_established() {
             let n = stream.read(&mut buf).expect("read");
             rx.extend_from_slice(&buf[..n]);
-            conn.handle_read(Instant::now(), &mut rx).expect("handshake");
+            conn.handle_read(Instant::now(), &mut rx)
+                .expect("handshake");
         }
         out.clear();
         while conn.poll_transmit(Instant::now(), &mut out) {}
@@ -190,7 +194,9 @@ fn memory(sizes: &Sizes) -> (f64, f64) {
     let streams = sizes.idle_connections * sizes.idle_streams_per_connection;
     for (stream, conn) in &mut conns {
         for _ in 0..sizes.idle_streams_per_connection {
-            let head = mux_core::rpc::RequestHead::new("sink").encode().expect("head");
+            let head = mux_core::rpc::RequestHead::new("sink")
+                .encode()
+                .expect("head");
             let _ = conn.open(head, false).expect("open");
         }
         let mut out = bytes::BytesMut::new();
@@ -243,11 +249,25 @@ fn main() -> ExitCode {
 
     eprintln!("bulk, {} streams", sizes.streams);
     report.push(Row::throughput(
-        format!("bulk, {} streams × {} MiB (GB/s)", sizes.streams, sizes.per_stream >> 20),
-        gb(work::mux_bulk_streams(&client, sizes.streams, sizes.per_stream)),
+        format!(
+            "bulk, {} streams × {} MiB (GB/s)",
+            sizes.streams,
+            sizes.per_stream >> 20
+        ),
+        gb(work::mux_bulk_streams(
+            &client,
+            sizes.streams,
+            sizes.per_stream,
+        )),
         vec![
-            ("h2 default", gb(h2_default.bulk(sizes.streams, sizes.per_stream))),
-            ("h2 16 MiB", gb(h2_raised.bulk(sizes.streams, sizes.per_stream))),
+            (
+                "h2 default",
+                gb(h2_default.bulk(sizes.streams, sizes.per_stream)),
+            ),
+            (
+                "h2 16 MiB",
+                gb(h2_raised.bulk(sizes.streams, sizes.per_stream)),
+            ),
         ],
     ));
 
@@ -258,13 +278,26 @@ fn main() -> ExitCode {
         if outstanding == 1 {
             idle_p99 = ours.p99;
         }
+        let raw_rate = work::raw_rpc(raw.addr, sizes.calls, outstanding);
+        let h2_rate = h2_default.rpc(sizes.calls, outstanding);
+        let h2_big_rate = h2_raised.rpc(sizes.calls, outstanding);
         report.push(Row::rate(
-            format!("64 B request/response, {outstanding} outstanding"),
+            format!("64 B request/response, {outstanding} outstanding, blocking calls"),
             ours,
             vec![
-                ("raw TCP", work::raw_rpc(raw.addr, sizes.calls, outstanding)),
-                ("h2 default", h2_default.rpc(sizes.calls, outstanding)),
-                ("h2 16 MiB", h2_raised.rpc(sizes.calls, outstanding)),
+                ("raw TCP", raw_rate),
+                ("h2 default", h2_rate),
+                ("h2 16 MiB", h2_big_rate),
+            ],
+        ));
+        let chained = work::mux_rpc_callbacks(&client, sizes.calls, outstanding);
+        report.push(Row::rate(
+            format!("64 B request/response, {outstanding} outstanding, callbacks on the loop"),
+            chained,
+            vec![
+                ("raw TCP", raw_rate),
+                ("h2 default", h2_rate),
+                ("h2 16 MiB", h2_big_rate),
             ],
         ));
     }
@@ -283,24 +316,49 @@ fn main() -> ExitCode {
     let ours = pubsub::mux(mux.addr, sizes.subscribers, sizes.messages);
     let mut peers = Vec::new();
     let redis_port = free_port();
-    let redis_args: Vec<String> = ["--port", &redis_port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    let redis_args: Vec<String> = [
+        "--port",
+        &redis_port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    match spawn_external("redis-server", &redis_args, redis_port) {
+        Some(redis) => {
+            peers.push((
+                "Redis",
+                pubsub::redis(redis.addr.port(), sizes.subscribers, sizes.messages),
+            ));
+        }
+        None => report
+            .notes
+            .push("redis-server is not installed: Redis pub/sub not measured".into()),
+    }
+    let nats_port = free_port();
+    let nats_args: Vec<String> = ["-a", "127.0.0.1", "-p", &nats_port.to_string()]
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-    match spawn_external("redis-server", &redis_args, redis_port) {
-        Some(redis) => {
-            peers.push(("Redis", pubsub::redis(redis.addr.port(), sizes.subscribers, sizes.messages)));
-        }
-        None => report.notes.push("redis-server is not installed: Redis pub/sub not measured".into()),
-    }
-    let nats_port = free_port();
-    let nats_args: Vec<String> = ["-a", "127.0.0.1", "-p", &nats_port.to_string()].iter().map(|s| (*s).to_owned()).collect();
     match spawn_external("nats-server", &nats_args, nats_port) {
-        Some(nats) => peers.push(("NATS", pubsub::nats(nats.addr.port(), sizes.subscribers, sizes.messages))),
-        None => report.notes.push("nats-server is not installed: NATS not measured".into()),
+        Some(nats) => peers.push((
+            "NATS",
+            pubsub::nats(nats.addr.port(), sizes.subscribers, sizes.messages),
+        )),
+        None => report
+            .notes
+            .push("nats-server is not installed: NATS not measured".into()),
     }
     report.push(Row::fanout(
-        format!("pub/sub fan-out, 1 → {} subscribers, 64 B (deliveries/s)", sizes.subscribers),
+        format!(
+            "pub/sub fan-out, 1 → {} subscribers, 64 B (deliveries/s)",
+            sizes.subscribers
+        ),
         ours,
         peers,
     ));
@@ -314,7 +372,12 @@ fn main() -> ExitCode {
 
     eprintln!("memory");
     let (per_conn, per_stream) = memory(&sizes);
-    report.memory = Some((sizes.idle_connections, per_conn, sizes.idle_connections * sizes.idle_streams_per_connection, per_stream));
+    report.memory = Some((
+        sizes.idle_connections,
+        per_conn,
+        sizes.idle_connections * sizes.idle_streams_per_connection,
+        per_stream,
+    ));
 
     drop(client);
     let markdown = report.markdown(args.quick);

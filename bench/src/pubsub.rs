@@ -66,7 +66,10 @@ where
 }
 
 pub(crate) fn mux(addr: SocketAddr, subscribers: usize, messages: usize) -> Rate {
-    let subscriber_client = Client::builder(addr).connections(subscribers).connect().expect("mux subscribers");
+    let subscriber_client = Client::builder(addr)
+        .connections(subscribers)
+        .connect()
+        .expect("mux subscribers");
     let subs: Vec<_> = (0..subscribers)
         .map(|_| {
             let mut sub = subscriber_client.subscribe(TOPIC).expect("subscribe");
@@ -85,8 +88,9 @@ pub(crate) fn mux(addr: SocketAddr, subscribers: usize, messages: usize) -> Rate
         while sent < messages {
             let batch: Vec<_> = (0..BATCH.min(messages - sent))
                 .map(|_| {
-                    let request = mux_client::CallRequest::new(mux_core::patterns::PUBLISH, payload(base))
-                        .header(bytes::Bytes::from_static(mux_core::patterns::TOPIC), TOPIC);
+                    let request =
+                        mux_client::CallRequest::new(mux_core::patterns::PUBLISH, payload(base))
+                            .header(bytes::Bytes::from_static(mux_core::patterns::TOPIC), TOPIC);
                     publisher.start_call(request)
                 })
                 .collect();
@@ -105,7 +109,9 @@ pub(crate) fn redis(port: u16, subscribers: usize, messages: usize) -> Rate {
         .map(|_| {
             let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("redis connect");
             stream
-                .write_all(format!("*2\r\n$9\r\nSUBSCRIBE\r\n${}\r\n{TOPIC}\r\n", TOPIC.len()).as_bytes())
+                .write_all(
+                    format!("*2\r\n$9\r\nSUBSCRIBE\r\n${}\r\n{TOPIC}\r\n", TOPIC.len()).as_bytes(),
+                )
                 .expect("subscribe");
             let mut reader = BufReader::with_capacity(1 << 16, stream);
             // The confirmation: *3, $9 subscribe, $topic, :1
@@ -143,7 +149,14 @@ pub(crate) fn redis(port: u16, subscribers: usize, messages: usize) -> Rate {
             let mut batch = Vec::with_capacity(count * 110);
             for _ in 0..count {
                 let body = payload(base);
-                batch.extend_from_slice(format!("*3\r\n$7\r\nPUBLISH\r\n${}\r\n{TOPIC}\r\n${}\r\n", TOPIC.len(), body.len()).as_bytes());
+                batch.extend_from_slice(
+                    format!(
+                        "*3\r\n$7\r\nPUBLISH\r\n${}\r\n{TOPIC}\r\n${}\r\n",
+                        TOPIC.len(),
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
                 batch.extend_from_slice(&body);
                 batch.extend_from_slice(b"\r\n");
             }
@@ -174,7 +187,9 @@ pub(crate) fn nats(port: u16, subscribers: usize, messages: usize) -> Rate {
     let subs: Vec<_> = (0..subscribers)
         .map(|_| {
             let (mut stream, mut reader) = connect();
-            stream.write_all(format!("SUB {TOPIC} 1\r\nPING\r\n").as_bytes()).expect("sub");
+            stream
+                .write_all(format!("SUB {TOPIC} 1\r\nPING\r\n").as_bytes())
+                .expect("sub");
             let mut pong = String::new();
             reader.read_line(&mut pong).expect("PONG");
             move || loop {

@@ -21,7 +21,12 @@ fn ms(d: Duration) -> String {
 }
 
 fn rate_text(rate: &Rate) -> String {
-    format!("{:.0}/s (p50 {}, p99 {})", rate.per_second, ms(rate.p50), ms(rate.p99))
+    format!(
+        "{:.0}/s (p50 {}, p99 {})",
+        rate.per_second,
+        ms(rate.p50),
+        ms(rate.p99)
+    )
 }
 
 impl Row {
@@ -29,7 +34,10 @@ impl Row {
         Self {
             name,
             ours: (format!("{ours:.2}"), ours),
-            peers: peers.into_iter().map(|(n, v)| (n, format!("{v:.2}"), v)).collect(),
+            peers: peers
+                .into_iter()
+                .map(|(n, v)| (n, format!("{v:.2}"), v))
+                .collect(),
         }
     }
 
@@ -37,7 +45,10 @@ impl Row {
         Self {
             name,
             ours: (rate_text(&ours), ours.per_second),
-            peers: peers.into_iter().map(|(n, r)| (n, rate_text(&r), r.per_second)).collect(),
+            peers: peers
+                .into_iter()
+                .map(|(n, r)| (n, rate_text(&r), r.per_second))
+                .collect(),
         }
     }
 
@@ -67,12 +78,18 @@ impl Report {
         if quick {
             out.push_str("**--quick run: tiny sizes; these figures prove the program works and mean nothing.**\n\n");
         }
-        out.push_str("| workload | mux | peer | peer's figure | mux / peer |\n|---|---|---|---|---|\n");
+        out.push_str(
+            "| workload | mux | peer | peer's figure | mux / peer |\n|---|---|---|---|---|\n",
+        );
         for row in &self.rows {
             for (n, (peer, text, value)) in row.peers.iter().enumerate() {
                 let ours = if n == 0 { row.ours.0.as_str() } else { "〃" };
                 let name = if n == 0 { row.name.as_str() } else { "" };
-                let ratio = if *value > 0.0 { row.ours.1 / value } else { 0.0 };
+                let ratio = if *value > 0.0 {
+                    row.ours.1 / value
+                } else {
+                    0.0
+                };
                 let _ = writeln!(out, "| {name} | {ours} | {peer} | {text} | {ratio:.2} |");
             }
         }
@@ -107,12 +124,20 @@ impl Report {
             .iter()
             .flat_map(|row| {
                 row.peers.iter().map(move |(peer, _, value)| {
-                    let ratio = if *value > 0.0 { row.ours.1 / value } else { 0.0 };
+                    let ratio = if *value > 0.0 {
+                        row.ours.1 / value
+                    } else {
+                        0.0
+                    };
                     (format!("{} — vs {peer}", row.name), ratio)
                 })
             })
             .collect();
-        let max = bars.iter().map(|(_, r)| *r).fold(2.0f64, f64::max).min(20.0);
+        let max = bars
+            .iter()
+            .map(|(_, r)| *r)
+            .fold(2.0f64, f64::max)
+            .min(20.0);
         let (left, width, bar_h, gap) = (460.0, 420.0, 18.0, 6.0);
         let height = 60.0 + bars.len() as f64 * (bar_h + gap);
         let mut svg = format!(
@@ -124,9 +149,19 @@ impl Report {
             let w = (ratio.min(max) / max) * width;
             let color = if *ratio >= 1.0 { "#2b8a3e" } else { "#c92a2a" };
             let label = label.replace('&', "&amp;").replace('<', "&lt;");
-            let _ = writeln!(svg, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{label}</text>", left - 6.0, y + 13.0);
+            let _ = writeln!(
+                svg,
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{label}</text>",
+                left - 6.0,
+                y + 13.0
+            );
             let _ = writeln!(svg, "<rect x=\"{left}\" y=\"{y}\" width=\"{w:.1}\" height=\"{bar_h}\" fill=\"{color}\"/>");
-            let _ = writeln!(svg, "<text x=\"{:.1}\" y=\"{}\">{ratio:.2}</text>", left + w + 4.0, y + 13.0);
+            let _ = writeln!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{}\">{ratio:.2}</text>",
+                left + w + 4.0,
+                y + 13.0
+            );
         }
         let one = left + width / max;
         let _ = writeln!(svg, "<line x1=\"{one:.1}\" y1=\"30\" x2=\"{one:.1}\" y2=\"{height}\" stroke=\"#333\" stroke-dasharray=\"4\"/>\n</svg>");

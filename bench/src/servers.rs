@@ -106,7 +106,9 @@ fn serve_h2(big: bool) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
         announce(listener.local_addr().map_err(|e| e.to_string())?);
         loop {
             let Ok((socket, _)) = listener.accept().await else {
@@ -117,7 +119,9 @@ fn serve_h2(big: bool) -> Result<(), String> {
                 let mut builder = h2::server::Builder::new();
                 builder.max_concurrent_streams(1000);
                 if big {
-                    builder.initial_window_size(BIG_WINDOW).initial_connection_window_size(BIG_WINDOW);
+                    builder
+                        .initial_window_size(BIG_WINDOW)
+                        .initial_connection_window_size(BIG_WINDOW);
                 }
                 let Ok(mut connection) = builder.handshake::<_, Bytes>(socket).await else {
                     return;
@@ -130,7 +134,10 @@ fn serve_h2(big: bool) -> Result<(), String> {
     })
 }
 
-async fn handle_h2(request: http::Request<h2::RecvStream>, mut respond: h2::server::SendResponse<Bytes>) {
+async fn handle_h2(
+    request: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+) {
     let echo = request.uri().path() == "/echo";
     let mut body = request.into_body();
     let mut kept = bytes::BytesMut::new();
@@ -145,6 +152,10 @@ async fn handle_h2(request: http::Request<h2::RecvStream>, mut respond: h2::serv
     let Ok(mut send) = respond.send_response(http::Response::new(()), false) else {
         return;
     };
-    let reply = if echo { kept.freeze() } else { Bytes::from(total.to_string()) };
+    let reply = if echo {
+        kept.freeze()
+    } else {
+        Bytes::from(total.to_string())
+    };
     let _ = send.send_data(reply, true);
 }

@@ -20,7 +20,12 @@ pub(crate) struct Rate {
 
 pub(crate) fn percentiles(mut samples: Vec<Duration>, elapsed: Duration) -> Rate {
     samples.sort_unstable();
-    let at = |q: f64| samples.get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1))).copied().unwrap_or_default();
+    let at = |q: f64| {
+        samples
+            .get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     Rate {
         per_second: samples.len() as f64 / elapsed.as_secs_f64(),
         p50: at(0.50),
@@ -41,7 +46,9 @@ pub(crate) fn raw_bulk(addr: SocketAddr, total: usize) -> f64 {
         stream.write_all(&chunk[..n]).expect("raw write");
         sent += n;
     }
-    stream.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
     let mut reply = String::new();
     stream.read_to_string(&mut reply).expect("raw count");
     assert_eq!(reply, total.to_string(), "raw sink count");
@@ -106,8 +113,16 @@ pub(crate) fn mux_bulk(client: &Client, total: usize) -> f64 {
         upload.write(chunk.slice(..n)).expect("mux write");
         sent += n;
     }
-    let reply = upload.finish().expect("finish").wait().expect("mux sink reply");
-    assert_eq!(&reply.body[..], total.to_string().as_bytes(), "mux sink count");
+    let reply = upload
+        .finish()
+        .expect("finish")
+        .wait()
+        .expect("mux sink reply");
+    assert_eq!(
+        &reply.body[..],
+        total.to_string().as_bytes(),
+        "mux sink count"
+    );
     total as f64 / start.elapsed().as_secs_f64()
 }
 
@@ -189,7 +204,9 @@ pub(crate) fn mux_setup(addr: SocketAddr, count: usize) -> f64 {
         stream.set_nodelay(true).expect("nodelay");
         let now = Instant::now();
         let mut conn = Connection::new(Side::Client, Config::default(), now);
-        let head = mux_core::rpc::RequestHead::new("echo").encode().expect("head");
+        let head = mux_core::rpc::RequestHead::new("echo")
+            .encode()
+            .expect("head");
         let id = conn.open(head, true).expect("open");
         let mut out = bytes::BytesMut::new();
         let mut rx = bytes::BytesMut::new();
@@ -202,7 +219,8 @@ pub(crate) fn mux_setup(addr: SocketAddr, count: usize) -> f64 {
             let n = stream.read(&mut buf).expect("read");
             assert!(n > 0, "server closed during setup");
             rx.extend_from_slice(&buf[..n]);
-            conn.handle_read(Instant::now(), &mut rx).expect("handshake");
+            conn.handle_read(Instant::now(), &mut rx)
+                .expect("handshake");
             while let Some(event) = conn.poll_event() {
                 if let Event::Readable { id: ready } = event {
                     while let Ok(Some(chunk)) = conn.read(ready, usize::MAX) {
@@ -232,7 +250,9 @@ impl H2 {
             .build()
             .expect("tokio");
         let sender = runtime.block_on(async {
-            let tcp = tokio::net::TcpStream::connect(addr).await.expect("h2 connect");
+            let tcp = tokio::net::TcpStream::connect(addr)
+                .await
+                .expect("h2 connect");
             tcp.set_nodelay(true).expect("nodelay");
             let mut builder = h2::client::Builder::new();
             if big {
@@ -240,7 +260,10 @@ impl H2 {
                     .initial_window_size(crate::servers::BIG_WINDOW)
                     .initial_connection_window_size(crate::servers::BIG_WINDOW);
             }
-            let (sender, connection) = builder.handshake::<_, Bytes>(tcp).await.expect("h2 handshake");
+            let (sender, connection) = builder
+                .handshake::<_, Bytes>(tcp)
+                .await
+                .expect("h2 handshake");
             tokio::spawn(async move {
                 let _ = connection.await;
             });
@@ -270,7 +293,8 @@ impl H2 {
                 let request = self.request("/sink");
                 tasks.push(tokio::spawn(async move {
                     sender = sender.ready().await.expect("ready");
-                    let (response, mut send) = sender.send_request(request, false).expect("send_request");
+                    let (response, mut send) =
+                        sender.send_request(request, false).expect("send_request");
                     let chunk = Bytes::from(vec![7u8; 64 * 1024]);
                     let mut sent = 0;
                     while sent < each {
@@ -320,7 +344,8 @@ impl H2 {
                             .uri(format!("http://{authority}/echo"))
                             .body(())
                             .expect("request");
-                        let (response, mut send) = sender.send_request(request, false).expect("send");
+                        let (response, mut send) =
+                            sender.send_request(request, false).expect("send");
                         send.send_data(body.clone(), true).expect("data");
                         let mut reply = response.await.expect("response").into_body();
                         let mut got = 0;
@@ -352,14 +377,19 @@ impl H2 {
             let stop = Arc::clone(&stop);
             self.runtime.spawn(async move {
                 sender = sender.ready().await.expect("ready");
-                let (_response, mut send) = sender.send_request(request, false).expect("send_request");
+                let (_response, mut send) =
+                    sender.send_request(request, false).expect("send_request");
                 let chunk = Bytes::from(vec![7u8; 64 * 1024]);
                 while !stop.load(Ordering::Relaxed) {
                     send.reserve_capacity(chunk.len());
-                    let Some(Ok(granted)) = std::future::poll_fn(|cx| send.poll_capacity(cx)).await else {
+                    let Some(Ok(granted)) = std::future::poll_fn(|cx| send.poll_capacity(cx)).await
+                    else {
                         break;
                     };
-                    if send.send_data(chunk.slice(..granted.min(chunk.len())), false).is_err() {
+                    if send
+                        .send_data(chunk.slice(..granted.min(chunk.len())), false)
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -372,4 +402,65 @@ impl H2 {
         let _ = self.runtime.block_on(bulk);
         rate
     }
+}
+
+/// 64-byte calls chained from completion callbacks: each callback, on the
+/// client's loop thread, records its latency and starts the next call, so no
+/// application thread is woken per call (mux's non-blocking style, as h2's
+/// client runs inside its runtime).
+pub(crate) fn mux_rpc_callbacks(client: &Arc<Client>, calls: usize, outstanding: usize) -> Rate {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+    struct Chain {
+        client: Arc<Client>,
+        samples: Mutex<Vec<Duration>>,
+        to_start: AtomicUsize,
+        finished: AtomicUsize,
+        total: usize,
+        done: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+        body: Bytes,
+    }
+    fn issue(chain: Arc<Chain>) {
+        let at = Instant::now();
+        let request = CallRequest::new("echo", chain.body.clone());
+        let next = Arc::clone(&chain);
+        chain.client.call_with_callback(request, move |result| {
+            assert!(result.is_ok(), "chained call failed: {result:?}");
+            if let Ok(mut samples) = next.samples.lock() {
+                samples.push(at.elapsed());
+            }
+            if next.finished.fetch_add(1, Ordering::Relaxed) + 1 == next.total {
+                if let Some(done) = next.done.lock().ok().and_then(|mut d| d.take()) {
+                    let _ = done.send(());
+                }
+            }
+            if next
+                .to_start
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                issue(next);
+            }
+        });
+    }
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let chain = Arc::new(Chain {
+        client: Arc::clone(client),
+        samples: Mutex::new(Vec::with_capacity(calls)),
+        to_start: AtomicUsize::new(calls - outstanding.min(calls)),
+        finished: AtomicUsize::new(0),
+        total: calls,
+        done: Mutex::new(Some(done_tx)),
+        body: Bytes::from(vec![1u8; 64]),
+    });
+    let start = Instant::now();
+    for _ in 0..outstanding.min(calls) {
+        issue(Arc::clone(&chain));
+    }
+    done_rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("chained calls finished");
+    let elapsed = start.elapsed();
+    let samples = std::mem::take(&mut *chain.samples.lock().expect("samples"));
+    percentiles(samples, elapsed)
 }
