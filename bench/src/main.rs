@@ -32,6 +32,9 @@ struct Args {
     /// Tiny sizes: proves the program works, measures nothing.
     #[arg(long)]
     quick: bool,
+    /// Run only these workloads (bulk, rpc, mixed, fanout, setup, memory); all by default.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Where to write bench.md and bench.svg.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -235,150 +238,157 @@ fn main() -> ExitCode {
     let h2_default = H2::connect(h2.addr, false);
     let h2_raised = H2::connect(h2_big.addr, true);
 
-    eprintln!("bulk, 1 stream");
-    let bulk_mb = sizes.bulk >> 20;
-    report.push(Row::throughput(
-        format!("bulk, 1 stream, {bulk_mb} MiB (GB/s)"),
-        gb(work::mux_bulk(&client, sizes.bulk)),
-        vec![
-            ("raw TCP", gb(work::raw_bulk(raw.addr, sizes.bulk))),
-            ("h2 default", gb(h2_default.bulk(1, sizes.bulk))),
-            ("h2 16 MiB", gb(h2_raised.bulk(1, sizes.bulk))),
-        ],
-    ));
-
-    eprintln!("bulk, {} streams", sizes.streams);
-    report.push(Row::throughput(
-        format!(
-            "bulk, {} streams × {} MiB (GB/s)",
-            sizes.streams,
-            sizes.per_stream >> 20
-        ),
-        gb(work::mux_bulk_streams(
-            &client,
-            sizes.streams,
-            sizes.per_stream,
-        )),
-        vec![
-            (
-                "h2 default",
-                gb(h2_default.bulk(sizes.streams, sizes.per_stream)),
-            ),
-            (
-                "h2 16 MiB",
-                gb(h2_raised.bulk(sizes.streams, sizes.per_stream)),
-            ),
-        ],
-    ));
-
-    let mut idle_p99 = Duration::ZERO;
-    for outstanding in [1, 64] {
-        eprintln!("64 B request/response, {outstanding} outstanding");
-        let ours = work::mux_rpc(&client, sizes.calls, outstanding);
-        if outstanding == 1 {
-            idle_p99 = ours.p99;
-        }
-        let raw_rate = work::raw_rpc(raw.addr, sizes.calls, outstanding);
-        let h2_rate = h2_default.rpc(sizes.calls, outstanding);
-        let h2_big_rate = h2_raised.rpc(sizes.calls, outstanding);
-        report.push(Row::rate(
-            format!("64 B request/response, {outstanding} outstanding, blocking calls"),
-            ours,
+    let wants = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    if wants("bulk") {
+        eprintln!("bulk, 1 stream");
+        let bulk_mb = sizes.bulk >> 20;
+        report.push(Row::throughput(
+            format!("bulk, 1 stream, {bulk_mb} MiB (GB/s)"),
+            gb(work::mux_bulk(&client, sizes.bulk)),
             vec![
-                ("raw TCP", raw_rate),
-                ("h2 default", h2_rate),
-                ("h2 16 MiB", h2_big_rate),
+                ("raw TCP", gb(work::raw_bulk(raw.addr, sizes.bulk))),
+                ("h2 default", gb(h2_default.bulk(1, sizes.bulk))),
+                ("h2 16 MiB", gb(h2_raised.bulk(1, sizes.bulk))),
             ],
         ));
-        let chained = work::mux_rpc_callbacks(&client, sizes.calls, outstanding);
-        report.push(Row::rate(
-            format!("64 B request/response, {outstanding} outstanding, callbacks on the loop"),
-            chained,
+
+        eprintln!("bulk, {} streams", sizes.streams);
+        report.push(Row::throughput(
+            format!(
+                "bulk, {} streams × {} MiB (GB/s)",
+                sizes.streams,
+                sizes.per_stream >> 20
+            ),
+            gb(work::mux_bulk_streams(
+                &client,
+                sizes.streams,
+                sizes.per_stream,
+            )),
             vec![
-                ("raw TCP", raw_rate),
-                ("h2 default", h2_rate),
-                ("h2 16 MiB", h2_big_rate),
+                (
+                    "h2 default",
+                    gb(h2_default.bulk(sizes.streams, sizes.per_stream)),
+                ),
+                (
+                    "h2 16 MiB",
+                    gb(h2_raised.bulk(sizes.streams, sizes.per_stream)),
+                ),
             ],
         ));
     }
-
-    eprintln!("mixed: 64 B calls beside a bulk upload");
-    let mixed = work::mux_mixed(&client, sizes.mixed_calls);
-    let h2_mixed = h2_raised.mixed(sizes.mixed_calls);
-    report.mixed = Some((idle_p99, mixed, h2_mixed));
-    report.push(Row::rate(
-        "64 B calls during a bulk upload, same connection".to_owned(),
-        mixed,
-        vec![("h2 16 MiB", h2_mixed)],
-    ));
-
-    eprintln!("pub/sub fan-out");
-    let ours = pubsub::mux(mux.addr, sizes.subscribers, sizes.messages);
-    let mut peers = Vec::new();
-    let redis_port = free_port();
-    let redis_args: Vec<String> = [
-        "--port",
-        &redis_port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    match spawn_external("redis-server", &redis_args, redis_port) {
-        Some(redis) => {
-            peers.push((
-                "Redis",
-                pubsub::redis(redis.addr.port(), sizes.subscribers, sizes.messages),
+    let mut idle_p99 = Duration::ZERO;
+    if wants("rpc") {
+        for outstanding in [1, 64] {
+            eprintln!("64 B request/response, {outstanding} outstanding");
+            let ours = work::mux_rpc(&client, sizes.calls, outstanding);
+            if outstanding == 1 {
+                idle_p99 = ours.p99;
+            }
+            let raw_rate = work::raw_rpc(raw.addr, sizes.calls, outstanding);
+            let h2_rate = h2_default.rpc(sizes.calls, outstanding);
+            let h2_big_rate = h2_raised.rpc(sizes.calls, outstanding);
+            report.push(Row::rate(
+                format!("64 B request/response, {outstanding} outstanding, blocking calls"),
+                ours,
+                vec![
+                    ("raw TCP", raw_rate),
+                    ("h2 default", h2_rate),
+                    ("h2 16 MiB", h2_big_rate),
+                ],
+            ));
+            let chained = work::mux_rpc_callbacks(&client, sizes.calls, outstanding);
+            report.push(Row::rate(
+                format!("64 B request/response, {outstanding} outstanding, callbacks on the loop"),
+                chained,
+                vec![
+                    ("raw TCP", raw_rate),
+                    ("h2 default", h2_rate),
+                    ("h2 16 MiB", h2_big_rate),
+                ],
             ));
         }
-        None => report
-            .notes
-            .push("redis-server is not installed: Redis pub/sub not measured".into()),
     }
-    let nats_port = free_port();
-    let nats_args: Vec<String> = ["-a", "127.0.0.1", "-p", &nats_port.to_string()]
+    if wants("mixed") {
+        eprintln!("mixed: 64 B calls beside a bulk upload");
+        let mixed = work::mux_mixed(&client, sizes.mixed_calls);
+        let h2_mixed = h2_raised.mixed(sizes.mixed_calls);
+        report.mixed = Some((idle_p99, mixed, h2_mixed));
+        report.push(Row::rate(
+            "64 B calls during a bulk upload, same connection".to_owned(),
+            mixed,
+            vec![("h2 16 MiB", h2_mixed)],
+        ));
+    }
+    if wants("fanout") {
+        eprintln!("pub/sub fan-out");
+        let ours = pubsub::mux(mux.addr, sizes.subscribers, sizes.messages);
+        let mut peers = Vec::new();
+        let redis_port = free_port();
+        let redis_args: Vec<String> = [
+            "--port",
+            &redis_port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-    match spawn_external("nats-server", &nats_args, nats_port) {
-        Some(nats) => peers.push((
-            "NATS",
-            pubsub::nats(nats.addr.port(), sizes.subscribers, sizes.messages),
-        )),
-        None => report
-            .notes
-            .push("nats-server is not installed: NATS not measured".into()),
+        match spawn_external("redis-server", &redis_args, redis_port) {
+            Some(redis) => {
+                peers.push((
+                    "Redis",
+                    pubsub::redis(redis.addr.port(), sizes.subscribers, sizes.messages),
+                ));
+            }
+            None => report
+                .notes
+                .push("redis-server is not installed: Redis pub/sub not measured".into()),
+        }
+        let nats_port = free_port();
+        let nats_args: Vec<String> = ["-a", "127.0.0.1", "-p", &nats_port.to_string()]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        match spawn_external("nats-server", &nats_args, nats_port) {
+            Some(nats) => peers.push((
+                "NATS",
+                pubsub::nats(nats.addr.port(), sizes.subscribers, sizes.messages),
+            )),
+            None => report
+                .notes
+                .push("nats-server is not installed: NATS not measured".into()),
+        }
+        report.push(Row::fanout(
+            format!(
+                "pub/sub fan-out, 1 → {} subscribers, 64 B (deliveries/s)",
+                sizes.subscribers
+            ),
+            ours,
+            peers,
+        ));
     }
-    report.push(Row::fanout(
-        format!(
-            "pub/sub fan-out, 1 → {} subscribers, 64 B (deliveries/s)",
-            sizes.subscribers
-        ),
-        ours,
-        peers,
-    ));
-
-    eprintln!("connection set-up");
-    report.push(Row::throughput(
-        "connection set-up and first call (per second)".to_owned(),
-        work::mux_setup(mux.addr, sizes.setups),
-        vec![("raw TCP", work::raw_setup(raw.addr, sizes.setups))],
-    ));
-
-    eprintln!("memory");
-    let (per_conn, per_stream) = memory(&sizes);
-    report.memory = Some((
-        sizes.idle_connections,
-        per_conn,
-        sizes.idle_connections * sizes.idle_streams_per_connection,
-        per_stream,
-    ));
-
+    if wants("setup") {
+        eprintln!("connection set-up");
+        report.push(Row::throughput(
+            "connection set-up and first call (per second)".to_owned(),
+            work::mux_setup(mux.addr, sizes.setups),
+            vec![("raw TCP", work::raw_setup(raw.addr, sizes.setups))],
+        ));
+    }
+    if wants("memory") {
+        eprintln!("memory");
+        let (per_conn, per_stream) = memory(&sizes);
+        report.memory = Some((
+            sizes.idle_connections,
+            per_conn,
+            sizes.idle_connections * sizes.idle_streams_per_connection,
+            per_stream,
+        ));
+    }
     drop(client);
     let markdown = report.markdown(args.quick);
     println!("{markdown}");

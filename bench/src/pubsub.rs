@@ -76,6 +76,9 @@ pub(crate) fn mux(addr: SocketAddr, subscribers: usize, messages: usize) -> Rate
             move || loop {
                 match sub.next_timeout(Duration::from_secs(10))? {
                     Ok(Delivery::Message { payload, .. }) => return Some(payload.to_vec()),
+                    // Counted as delivered-or-lost, so that the run ends; the
+                    // spec's policy makes the loss visible, not silent.
+                    Ok(Delivery::Lost(count)) if count > 0 => return Some(vec![b'L'; 64]),
                     Ok(Delivery::Lost(_)) => {}
                     Err(_) => return None,
                 }

@@ -440,6 +440,7 @@ impl ClientApp {
                 }
             }
         }
+        shared.announce();
         match outcome {
             Some(Ok(())) => {
                 if let Some(active) = self.take(key, id) {

@@ -26,6 +26,11 @@ struct State {
     /// The loop stopped reading because `queue` was full.
     paused: bool,
     waker: Option<Waker>,
+    /// Readers blocked on the condition variable: only then is a notify
+    /// worth its system call.
+    sleepers: u32,
+    /// Messages pushed since the last notification.
+    unannounced: bool,
 }
 
 /// The state shared by the loop and a message stream's reader.
@@ -51,9 +56,13 @@ impl FeedShared {
     }
 
     fn notify(&self, mut state: MutexGuard<'_, State>) {
+        state.unannounced = false;
         let waker = state.waker.take();
+        let sleepers = state.sleepers;
         drop(state);
-        self.changed.notify_all();
+        if sleepers > 0 {
+            self.changed.notify_all();
+        }
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -77,10 +86,20 @@ impl FeedShared {
         self.notify(state);
     }
 
+    /// Queues a message; the reader is told at [`FeedShared::announce`], once
+    /// per batch rather than once per message.
     pub(crate) fn push(&self, message: Bytes) {
         let mut state = self.lock();
         state.queue.push_back(message);
-        self.notify(state);
+        state.unannounced = true;
+    }
+
+    /// Wakes the reader if messages were pushed since the last call.
+    pub(crate) fn announce(&self) {
+        let state = self.lock();
+        if state.unannounced {
+            self.notify(state);
+        }
     }
 
     pub(crate) fn end(&self, outcome: Result<(), CallError>) {
@@ -110,25 +129,37 @@ impl FeedShared {
             if left.is_zero() {
                 return Err(CallError::DeadlineExceeded);
             }
+            state.sleepers += 1;
             state = match self.changed.wait_timeout(state, left) {
                 Ok((state, _)) => state,
                 Err(poisoned) => poisoned.into_inner().0,
             };
+            state.sleepers -= 1;
         }
     }
 
     /// Takes the next message; `wait` bounds the blocking (`None`: forever,
     /// `Some(ZERO)`: not at all). Returns whether the loop should resume reading.
-    pub(crate) fn next(&self, wait: Option<Duration>, waker: Option<&Waker>) -> (Next, bool) {
+    ///
+    /// Every queued message moves to the reader's `local` queue at once (it
+    /// must be empty), so that a fast stream costs one lock per batch, not
+    /// per message; the reader and the loop then hold at most two queues' worth.
+    pub(crate) fn next(
+        &self,
+        wait: Option<Duration>,
+        waker: Option<&Waker>,
+        local: &mut VecDeque<Bytes>,
+    ) -> (Next, bool) {
         let deadline = wait.map(|w| Instant::now() + w);
         let mut state = self.lock();
         loop {
-            if let Some(message) = state.queue.pop_front() {
-                let resume = state.paused && state.queue.len() <= FEED_QUEUE / 2;
-                if resume {
-                    state.paused = false;
-                }
-                return (Next::Message(message), resume);
+            if !state.queue.is_empty() {
+                std::mem::swap(&mut state.queue, local);
+                let resume = std::mem::take(&mut state.paused);
+                return match local.pop_front() {
+                    Some(message) => (Next::Message(message), resume),
+                    None => (Next::Nothing, resume),
+                };
             }
             match &state.ended {
                 Some(Ok(())) => return (Next::End, false),
@@ -149,10 +180,12 @@ impl FeedShared {
                 }
                 None => Duration::from_secs(3600),
             };
+            state.sleepers += 1;
             state = match self.changed.wait_timeout(state, left) {
                 Ok((state, _)) => state,
                 Err(poisoned) => poisoned.into_inner().0,
             };
+            state.sleepers -= 1;
         }
     }
 

@@ -32,13 +32,25 @@ const REOPEN_ATTEMPTS: u32 = 20;
 #[derive(Debug)]
 pub struct MessageStream {
     shared: Arc<FeedShared>,
+    /// Messages taken from the shared queue in one batch, handed out one by one.
+    local: std::collections::VecDeque<Bytes>,
     id: u64,
     handle: LoopHandle<Command>,
 }
 
 impl MessageStream {
     pub(crate) fn new(shared: Arc<FeedShared>, id: u64, handle: LoopHandle<Command>) -> Self {
-        Self { shared, id, handle }
+        Self {
+            shared,
+            local: std::collections::VecDeque::new(),
+            id,
+            handle,
+        }
+    }
+
+    /// Whether the server ended the stream and every message was taken.
+    fn is_over(&self) -> bool {
+        self.local.is_empty() && self.shared.is_over()
     }
 
     /// Waits for the response head: `Err(Rejected)` if the server refused.
@@ -47,7 +59,10 @@ impl MessageStream {
     }
 
     fn take(&mut self, wait: Option<Duration>, waker: Option<&std::task::Waker>) -> Next {
-        let (next, resume) = self.shared.next(wait, waker);
+        if let Some(message) = self.local.pop_front() {
+            return Next::Message(message);
+        }
+        let (next, resume) = self.shared.next(wait, waker, &mut self.local);
         if resume {
             // The loop stopped reading while our queue was full: room again.
             let _ = self.handle.try_send(Command::Resume(self.id));
@@ -200,7 +215,7 @@ impl Subscription {
             Some(Ok(message)) => Some(Self::decode(message)),
             Some(Err(err)) if is_lost(&err) => Some(self.reopen(err).map(|()| Delivery::Lost(0))),
             Some(Err(err)) => Some(Err(err)),
-            None if self.stream.shared.is_over() => Some(
+            None if self.stream.is_over() => Some(
                 self.reopen(CallError::ConnectionLost(SERVER_ENDED.into()))
                     .map(|()| Delivery::Lost(0)),
             ),
@@ -342,9 +357,7 @@ impl EventStream {
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<Event, CallError>> {
         let next = match self.stream.next_timeout(timeout) {
             Some(next) => next,
-            None if self.stream.shared.is_over() => {
-                Err(CallError::ConnectionLost(SERVER_ENDED.into()))
-            }
+            None if self.stream.is_over() => Err(CallError::ConnectionLost(SERVER_ENDED.into())),
             None => return None,
         };
         match next {

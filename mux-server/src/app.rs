@@ -82,6 +82,9 @@ const SWEEP_TIMER: u64 = 2;
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 const POLL_TIMER: u64 = 1 << 62;
 
+/// Topics whose subscribers a loop remembers at most.
+const MATCH_CACHE_TOPICS: usize = 4096;
+
 /// Entries a long poll or a replay returns at most per response.
 const MAX_BATCH: usize = 1024;
 
@@ -121,12 +124,20 @@ pub(crate) struct ServerApp {
     feeds: HashMap<(ConnKey, StreamId), Feed>,
     /// Subscriptions of this loop, matched against every publication.
     subscriptions: Vec<(String, ConnKey, StreamId)>,
+    /// The subscribers of recently published topics, so that a busy topic is
+    /// matched against every pattern once, not once per publication. Cleared
+    /// whenever a subscription comes or goes, and when it grows past
+    /// `MATCH_CACHE_TOPICS`.
+    match_cache: HashMap<Arc<str>, Vec<(ConnKey, StreamId)>>,
     /// Feeds by event stream name, and by session token.
     event_watchers: HashMap<String, Vec<(ConnKey, StreamId)>>,
     session_watchers: HashMap<String, Vec<(ConnKey, StreamId)>>,
     polls: HashMap<String, Vec<Parked>>,
     next_timer: u64,
     shutting_down: bool,
+    /// Publications the hub could not queue for this loop (it was full):
+    /// announced to every subscription as possibly lost.
+    pub(crate) missed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for ServerApp {
@@ -180,11 +191,13 @@ impl ServerApp {
             outbox: Outbox::default(),
             feeds: HashMap::new(),
             subscriptions: Vec::new(),
+            match_cache: HashMap::new(),
             event_watchers: HashMap::new(),
             session_watchers: HashMap::new(),
             polls: HashMap::new(),
             next_timer: 0,
             shutting_down: false,
+            missed: Arc::default(),
         }
     }
 
@@ -480,6 +493,7 @@ impl ServerApp {
             false,
         );
         self.subscriptions.push((pattern.clone(), key, id));
+        self.match_cache.clear();
         self.feeds.insert(
             (key, id),
             Feed::new(FeedKind::Subscription { pattern }, self.policy),
@@ -673,7 +687,8 @@ impl ServerApp {
         let keep = |w: &(ConnKey, StreamId)| *w != (key, id);
         match feed.kind {
             FeedKind::Subscription { .. } => {
-                self.subscriptions.retain(|(_, k, i)| (*k, *i) != (key, id))
+                self.subscriptions.retain(|(_, k, i)| (*k, *i) != (key, id));
+                self.match_cache.clear();
             }
             FeedKind::Events { stream } => {
                 if let Some(watchers) = self.event_watchers.get_mut(&stream) {
@@ -786,12 +801,33 @@ impl App for ServerApp {
                 self.respond(ctx, key, id, response);
             }
             Command::Publication { topic, payload } => {
-                let targets: Vec<(ConnKey, StreamId)> = self
-                    .subscriptions
-                    .iter()
-                    .filter(|(pattern, _, _)| patterns::matches(pattern, &topic))
-                    .map(|(_, key, id)| (*key, *id))
-                    .collect();
+                let missed = self.missed.swap(0, std::sync::atomic::Ordering::Relaxed);
+                if missed > 0 {
+                    // This loop's queue overflowed: any subscription may have
+                    // missed up to `missed` messages; say so (spec patterns §3.5).
+                    for feed in self.feeds.values_mut() {
+                        if matches!(feed.kind, FeedKind::Subscription { .. }) {
+                            feed.add_lost(missed);
+                        }
+                    }
+                }
+                if self.match_cache.len() >= MATCH_CACHE_TOPICS
+                    && !self.match_cache.contains_key(&topic)
+                {
+                    self.match_cache.clear();
+                }
+                let subscriptions = &self.subscriptions;
+                let targets = self
+                    .match_cache
+                    .entry(Arc::clone(&topic))
+                    .or_insert_with(|| {
+                        subscriptions
+                            .iter()
+                            .filter(|(pattern, _, _)| patterns::matches(pattern, &topic))
+                            .map(|(_, key, id)| (*key, *id))
+                            .collect()
+                    })
+                    .clone();
                 if targets.is_empty() {
                     return;
                 }

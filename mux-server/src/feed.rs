@@ -51,6 +51,12 @@ impl Feed {
         }
     }
 
+    /// Counts messages this subscriber may have missed elsewhere (a full
+    /// cross-loop queue); announced before its next message.
+    pub(crate) fn add_lost(&mut self, count: u64) {
+        self.lost = self.lost.saturating_add(count);
+    }
+
     /// Delivers `message`, or queues it, or applies the policy.
     pub(crate) fn deliver(
         &mut self,

@@ -50,7 +50,9 @@ impl Hub {
     }
 
     /// Registers a loop: it receives fan-out commands and broker publications.
-    pub(crate) fn register(&self, handle: LoopHandle<Command>) {
+    /// `missed` counts the publications this loop's full queue refused; the
+    /// loop announces them to its subscribers as possibly lost.
+    pub(crate) fn register(&self, handle: LoopHandle<Command>, missed: Arc<AtomicU64>) {
         let delivery_handle = handle.clone();
         let counter = Arc::clone(&self.dropped);
         self.broker
@@ -61,6 +63,7 @@ impl Hub {
                 };
                 if delivery_handle.try_send(command).is_err() {
                     counter.fetch_add(1, Ordering::Relaxed);
+                    missed.fetch_add(1, Ordering::Relaxed);
                 }
             }));
         self.loops

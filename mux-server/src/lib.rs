@@ -60,7 +60,8 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:7878";
 
 /// Commands a loop's queue holds; a full queue blocks the (worker or
 /// application) thread that sends, never the loop.
-const COMMAND_QUEUE: usize = 4096;
+/// 65,536: room for bursts of cross-loop pub/sub fan-out (see `Hub::register`).
+const COMMAND_QUEUE: usize = 65_536;
 
 /// Configures and starts a [`Server`].
 #[derive(Debug)]
@@ -242,16 +243,18 @@ impl ServerBuilder {
         }
         let mut loops = Vec::with_capacity(self.threads);
         for (n, listener) in listeners.into_iter().enumerate() {
-            let app = ServerApp::new(
+            let event_loop_missed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let mut app = ServerApp::new(
                 Arc::clone(&routes),
                 jobs.clone(),
                 Arc::clone(&hub),
                 self.max_request_body,
                 self.slow_subscriber,
             );
+            app.missed = Arc::clone(&event_loop_missed);
             let (event_loop, handle) =
                 EventLoop::new(app, self.config.clone(), Some(listener), COMMAND_QUEUE)?;
-            hub.register(handle.clone());
+            hub.register(handle.clone(), event_loop_missed);
             let reply = handle.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("mux-loop-{n}"))
