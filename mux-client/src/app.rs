@@ -99,6 +99,23 @@ struct Active {
     messages: MessageReader,
 }
 
+/// The longest response head a client accepts (status and metadata).
+const MAX_HEAD: usize = 64 * 1024;
+
+impl Active {
+    /// Feeds a chunk to the response head (`spec/patterns.md` §1.2); the
+    /// head once its message is complete.
+    fn take_head(&mut self, chunk: mux_core::Chunk) -> Result<Option<ResponseHead>, CallError> {
+        match self.head_reader.push(chunk, MAX_HEAD) {
+            Ok(Some(message)) => ResponseHead::decode(message)
+                .map(Some)
+                .map_err(|err| CallError::Malformed(err.to_string())),
+            Ok(None) => Ok(None),
+            Err(_) => Err(CallError::Malformed("response head too large".into())),
+        }
+    }
+}
+
 /// Commands the client's loop receives.
 pub(crate) enum Command {
     Call(Call),
@@ -390,37 +407,28 @@ impl ClientApp {
                 };
                 let fin = chunk.fin;
                 if active.head.is_none() {
-                    match active.head_reader.push(chunk, 64 * 1024) {
-                        Ok(Some(message)) => match ResponseHead::decode(message) {
-                            Ok(head) if head.status.is_success() => {
-                                shared.set_head(Ok(head.clone()));
-                                active.head = Some(head);
-                            }
-                            Ok(head) => {
-                                let message = String::from_utf8_lossy(
-                                    &conn
-                                        .read(id, 4096)
-                                        .ok()
-                                        .flatten()
-                                        .map(|c| c.bytes)
-                                        .unwrap_or_default(),
-                                )
-                                .into_owned();
-                                outcome = Some(Err(CallError::Rejected {
-                                    status: head.status,
-                                    message,
-                                }));
-                                break;
-                            }
-                            Err(err) => {
-                                outcome = Some(Err(CallError::Malformed(err.to_string())));
-                                break;
-                            }
-                        },
+                    match active.take_head(chunk) {
+                        Ok(Some(head)) if head.status.is_success() => {
+                            shared.set_head(Ok(head.clone()));
+                            active.head = Some(head);
+                        }
+                        Ok(Some(head)) => {
+                            // A refusal: its body (the reason) follows the head.
+                            let reason = conn
+                                .read(id, 4096)
+                                .ok()
+                                .flatten()
+                                .map(|c| c.bytes)
+                                .unwrap_or_default();
+                            outcome = Some(Err(CallError::Rejected {
+                                status: head.status,
+                                message: String::from_utf8_lossy(&reason).into_owned(),
+                            }));
+                            break;
+                        }
                         Ok(None) => {}
-                        Err(_) => {
-                            outcome =
-                                Some(Err(CallError::Malformed("response head too large".into())));
+                        Err(err) => {
+                            outcome = Some(Err(err));
                             break;
                         }
                     }
@@ -480,18 +488,10 @@ impl ClientApp {
             while let Ok(Some(chunk)) = conn.read(id, usize::MAX) {
                 let fin = chunk.fin;
                 if active.head.is_none() {
-                    match active.head_reader.push(chunk, 64 * 1024) {
-                        Ok(Some(message)) => match ResponseHead::decode(message) {
-                            Ok(head) => active.head = Some(head),
-                            Err(err) => {
-                                outcome = Some(Err(CallError::Malformed(err.to_string())));
-                                break;
-                            }
-                        },
-                        Ok(None) => {}
-                        Err(_) => {
-                            outcome =
-                                Some(Err(CallError::Malformed("response head too large".into())));
+                    match active.take_head(chunk) {
+                        Ok(head) => active.head = head,
+                        Err(err) => {
+                            outcome = Some(Err(err));
                             break;
                         }
                     }

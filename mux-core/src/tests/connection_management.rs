@@ -1,4 +1,6 @@
 //! Settings, ping, keepalive, idle timeout and GOAWAY (spec §5.4, §11).
+//!
+//! Test code, compiled only under `#[cfg(test)]` (see `lib.rs`).
 
 use std::time::Duration;
 

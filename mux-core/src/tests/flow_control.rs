@@ -1,4 +1,6 @@
 //! Flow control, auto-tuning and fair scheduling (spec §9, §12).
+//!
+//! Test code, compiled only under `#[cfg(test)]` (see `lib.rs`).
 
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! Property tests: random sequences of application operations on a connected
 //! pair keep flow-control and stream-state invariants, never error between
 //! two well-behaved peers, and leave no state behind once every stream ends.
+//!
+//! Test code, compiled only under `#[cfg(test)]` (see `lib.rs`).
 
 use std::time::Duration;
 

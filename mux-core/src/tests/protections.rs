@@ -1,4 +1,6 @@
 //! Protections against hostile peers, each with its counter (spec §13).
+//!
+//! Test code, compiled only under `#[cfg(test)]` (see `lib.rs`).
 
 use std::time::Duration;
 

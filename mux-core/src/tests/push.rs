@@ -1,4 +1,6 @@
 //! Push: unsolicited and tied pushes, limits and refusal (spec §5.8, §10).
+//!
+//! Test code, compiled only under `#[cfg(test)]` (see `lib.rs`).
 
 use bytes::Bytes;
 

@@ -1,4 +1,6 @@
 //! Streams: handshake, lifecycle, IDs, half-close, messages, resets (spec §3, §6, §7).
+//!
+//! Test code, compiled only under `#[cfg(test)]` (see `lib.rs`).
 
 use bytes::Bytes;
 

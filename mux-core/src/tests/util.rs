@@ -5,6 +5,8 @@
 //!   buffers, seeded splitting of the byte stream), with a simulated clock.
 //! - [`Raw`]: one `Connection` driven by hand-built frames, for misbehaviour
 //!   tests: what a broken or hostile peer would send.
+//!
+//! Test code, compiled only under `#[cfg(test)]` (see `lib.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
