@@ -396,12 +396,16 @@ impl ClientApp {
     ) {
         let limit = self.policy.max_response;
         let mut outcome: Option<Result<(), CallError>> = None;
+        let mut batch = Vec::new();
         {
             let (Some(active), Some(conn)) = (self.active.get_mut(&(key, id)), ctx.conn(key))
             else {
                 return;
             };
-            while shared.has_room() {
+            // Messages go to the reader in one batch (one lock), within the
+            // room its queue had when we started.
+            let mut room = shared.room();
+            while room > 0 {
                 let Ok(Some(chunk)) = conn.read(id, usize::MAX) else {
                     break;
                 };
@@ -434,7 +438,10 @@ impl ClientApp {
                     }
                 } else {
                     match active.messages.push(chunk, limit) {
-                        Ok(Some(message)) => shared.push(message),
+                        Ok(Some(message)) => {
+                            batch.push(message);
+                            room -= 1;
+                        }
                         Ok(None) => {}
                         Err(_) => {
                             outcome = Some(Err(CallError::TooLarge(limit)));
@@ -448,7 +455,7 @@ impl ClientApp {
                 }
             }
         }
-        shared.announce();
+        shared.push_all(batch);
         match outcome {
             Some(Ok(())) => {
                 if let Some(active) = self.take(key, id) {

@@ -29,8 +29,6 @@ struct State {
     /// Readers blocked on the condition variable: only then is a notify
     /// worth its system call.
     sleepers: u32,
-    /// Messages pushed since the last notification.
-    unannounced: bool,
 }
 
 /// The state shared by the loop and a message stream's reader.
@@ -56,7 +54,6 @@ impl FeedShared {
     }
 
     fn notify(&self, mut state: MutexGuard<'_, State>) {
-        state.unannounced = false;
         let waker = state.waker.take();
         let sleepers = state.sleepers;
         drop(state);
@@ -70,14 +67,15 @@ impl FeedShared {
 
     // ---- loop side ----
 
-    /// Whether the loop may read more of the stream.
-    pub(crate) fn has_room(&self) -> bool {
+    /// How many more messages the loop may queue now; when none, the loop
+    /// stops reading the stream until the reader resumes it.
+    pub(crate) fn room(&self) -> usize {
         let mut state = self.lock();
-        if state.queue.len() >= FEED_QUEUE {
+        let room = FEED_QUEUE.saturating_sub(state.queue.len());
+        if room == 0 {
             state.paused = true;
-            return false;
         }
-        true
+        room
     }
 
     pub(crate) fn set_head(&self, head: Result<ResponseHead, CallError>) {
@@ -86,20 +84,19 @@ impl FeedShared {
         self.notify(state);
     }
 
-    /// Queues a message; the reader is told at [`FeedShared::announce`], once
-    /// per batch rather than once per message.
-    pub(crate) fn push(&self, message: Bytes) {
-        let mut state = self.lock();
-        state.queue.push_back(message);
-        state.unannounced = true;
-    }
-
-    /// Wakes the reader if messages were pushed since the last call.
-    pub(crate) fn announce(&self) {
-        let state = self.lock();
-        if state.unannounced {
-            self.notify(state);
+    /// Queues a batch of messages and wakes the reader once for all of them
+    /// (a wake-up per message was the fan-out bottleneck, spec/COMPARISON.md).
+    /// A full queue afterwards pauses the loop's reading.
+    pub(crate) fn push_all(&self, messages: Vec<Bytes>) {
+        if messages.is_empty() {
+            return;
         }
+        let mut state = self.lock();
+        state.queue.extend(messages);
+        if state.queue.len() >= FEED_QUEUE {
+            state.paused = true;
+        }
+        self.notify(state);
     }
 
     pub(crate) fn end(&self, outcome: Result<(), CallError>) {
