@@ -85,24 +85,16 @@ pub(crate) fn mux(addr: SocketAddr, subscribers: usize, messages: usize) -> Rate
             }
         })
         .collect();
-    let publisher = Client::connect(addr).expect("mux publisher");
+    let publisher_client = Client::connect(addr).expect("mux publisher");
+    // A publishing stream: no answer per publication, flow control only
+    // (Redis answers each PUBLISH, NATS each batch's PING).
+    let mut publisher = publisher_client.publisher();
     let rate = fan_out(subs, messages, |base| {
-        let mut sent = 0;
-        while sent < messages {
-            let batch: Vec<_> = (0..BATCH.min(messages - sent))
-                .map(|_| {
-                    let request =
-                        mux_client::CallRequest::new(mux_core::patterns::PUBLISH, payload(base))
-                            .header(bytes::Bytes::from_static(mux_core::patterns::TOPIC), TOPIC);
-                    publisher.start_call(request)
-                })
-                .collect();
-            sent += batch.len();
-            for call in batch {
-                call.wait().expect("publish");
-            }
+        for _ in 0..messages {
+            publisher.publish(TOPIC, payload(base)).expect("publish");
         }
     });
+    let _ = publisher.finish();
     drop(subscriber_client);
     rate
 }

@@ -55,8 +55,8 @@ use app::{ClientApp, Command, Policy, PushHandler, Sink};
 use credit::Credit;
 use mux_runtime::Piece;
 pub use patterns::{
-    Delivery, Event, EventStream, LongPoller, MessageStream, NextMessage, Poller, Resume, Session,
-    Subscription,
+    Delivery, Event, EventStream, LongPoller, MessageStream, NextMessage, Poller, Publisher,
+    Resume, Session, Subscription,
 };
 
 /// Bytes an upload may have handed to the loop that its connection has not

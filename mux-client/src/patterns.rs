@@ -248,6 +248,31 @@ impl Subscription {
     }
 }
 
+/// A publishing stream (see [`Client::publisher`]). [`Publisher::finish`]
+/// ends it and reports how many publications the server accepted.
+#[derive(Debug)]
+pub struct Publisher {
+    upload: crate::Upload,
+}
+
+impl Publisher {
+    /// Publishes `payload` on `topic`, blocking while flow control pushes back.
+    pub fn publish(&mut self, topic: &str, payload: impl Into<Bytes>) -> Result<(), CallError> {
+        patterns::check_topic(topic).map_err(|e| CallError::Malformed(e.to_string()))?;
+        let message = FeedMessage::Publication {
+            topic: topic.to_owned(),
+            payload: payload.into(),
+        };
+        self.upload.write_message(message.encode())
+    }
+
+    /// Ends the stream; the server's count of accepted and rejected publications.
+    pub fn finish(self) -> Result<String, CallError> {
+        let reply = reply_ok(self.upload.finish()?.wait()?)?;
+        Ok(String::from_utf8_lossy(&reply.body).into_owned())
+    }
+}
+
 // ---- event streams ----
 
 /// An event with server-sent-events semantics (`spec/patterns.md` §5).
@@ -598,6 +623,15 @@ impl Client {
         let request = CallRequest::new(patterns::PUBLISH, payload)
             .header(Bytes::from_static(patterns::TOPIC), topic.to_owned());
         reply_ok(self.call_with(request)?).map(|_| ())
+    }
+
+    /// Opens a publishing stream (`spec/patterns.md` §3.4): publications
+    /// flow on one stream with no answer each, so a fast publisher is held
+    /// back only by flow control.
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            upload: self.open_upload(CallRequest::new(patterns::PUBLISH_STREAM, "")),
+        }
     }
 
     /// Subscribes to a topic pattern: `*` matches one token, `>` the rest

@@ -5,6 +5,9 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+/// Route that opens a publishing stream: every message of the request body
+/// is a Publication feed message (`spec/patterns.md` §3.4).
+pub const PUBLISH_STREAM: &str = "$publish.stream";
 /// Route that opens a subscription (`spec/patterns.md` §3).
 pub const SUBSCRIBE: &str = "$subscribe";
 /// Route that publishes a message (`spec/patterns.md` §3).

@@ -286,6 +286,9 @@ impl ServerApp {
             Err(err) => return self.status(ctx, key, id, Status::BAD_REQUEST, err.to_string()),
         };
         let sink = match self.routes.get(&head.route) {
+            _ if head.route == patterns::PUBLISH_STREAM => {
+                Some(Box::new(PublishStream::new(Arc::clone(&self.hub))) as Box<dyn BodySink>)
+            }
             Some(Handler::Streaming(open)) => {
                 let request = Request::new(
                     head.route.clone(),
@@ -727,6 +730,66 @@ impl ServerApp {
         for parked in self.polls.values_mut() {
             parked.retain(|p| (p.key, p.id) != (key, id));
         }
+    }
+}
+
+/// The body of a `$publish.stream` request: every message is a Publication,
+/// published as it arrives; the response at the end counts them and the
+/// invalid ones (`spec/patterns.md` §3.4).
+struct PublishStream {
+    hub: Arc<Hub>,
+    reader: mux_runtime::MessageReader,
+    published: u64,
+    rejected: u64,
+}
+
+/// The largest publication on a publishing stream: a 255-byte topic and a
+/// payload of up to 1 MiB.
+const MAX_PUBLICATION: usize = (1 << 20) + 258;
+
+impl PublishStream {
+    fn new(hub: Arc<Hub>) -> Self {
+        Self {
+            hub,
+            reader: mux_runtime::MessageReader::default(),
+            published: 0,
+            rejected: 0,
+        }
+    }
+}
+
+impl BodySink for PublishStream {
+    fn data(&mut self, bytes: &Bytes, end_message: bool) {
+        let chunk = mux_core::Chunk {
+            bytes: bytes.clone(),
+            end_message,
+            fin: false,
+        };
+        let message = match self.reader.push(chunk, MAX_PUBLICATION) {
+            Ok(Some(message)) => message,
+            Ok(None) => return,
+            Err(_) => {
+                self.reader = mux_runtime::MessageReader::default();
+                self.rejected += 1;
+                return;
+            }
+        };
+        match FeedMessage::decode(message) {
+            Ok(FeedMessage::Publication { topic, payload })
+                if patterns::check_topic(&topic).is_ok() =>
+            {
+                self.hub.broker.publish(&topic, &payload);
+                self.published += 1;
+            }
+            _ => self.rejected += 1,
+        }
+    }
+
+    fn end(self: Box<Self>) -> HandlerResult {
+        Ok(Response::ok(format!(
+            "{} published, {} rejected",
+            self.published, self.rejected
+        )))
     }
 }
 

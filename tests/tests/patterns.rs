@@ -417,3 +417,32 @@ fn dropping_a_subscription_unsubscribes() {
         Some(Ok(Delivery::Message { .. }))
     ));
 }
+
+#[test]
+fn a_publishing_stream_delivers_in_order_without_answers() {
+    let (server, _clock) = demo();
+    let client = Client::connect(server.local_addr()).expect("connect");
+    let mut sub = client.subscribe("stream.>").expect("subscribe");
+    let mut publisher = client.publisher();
+    for n in 0..200 {
+        publisher
+            .publish("stream.items", n.to_string())
+            .expect("publish");
+    }
+    assert!(matches!(
+        publisher.publish("bad..topic", "x"),
+        Err(CallError::Malformed(_))
+    ));
+    for n in 0..200 {
+        match sub.next_timeout(WAIT) {
+            Some(Ok(Delivery::Message { payload, .. })) => {
+                assert_eq!(&payload[..], n.to_string().as_bytes())
+            }
+            other => panic!("publication {n}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        publisher.finish().expect("finish"),
+        "200 published, 0 rejected"
+    );
+}
