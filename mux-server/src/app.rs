@@ -537,18 +537,38 @@ impl ServerApp {
             metadata: Metadata::from_pairs(pairs).unwrap_or_default(),
         };
         self.write_response(ctx, key, id, head, Vec::new(), false);
-        let mut feed = Feed::new(
-            FeedKind::Events {
-                stream: stream.clone(),
-            },
-            self.policy,
-        );
-        feed.last_id = after.unwrap_or(last);
+        let kind = FeedKind::Events { stream };
+        self.start_entry_feed(ctx, key, id, kind, after.unwrap_or(last), entries);
+    }
+
+    /// Starts a feed of log entries, its head already written: registers it
+    /// where new entries will find it, then replays `entries` (spec
+    /// patterns §5.1, §6.3).
+    fn start_entry_feed(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: ConnKey,
+        id: StreamId,
+        kind: FeedKind,
+        last_id: u64,
+        entries: Vec<Entry>,
+    ) {
+        match &kind {
+            FeedKind::Events { stream } => self
+                .event_watchers
+                .entry(stream.clone())
+                .or_default()
+                .push((key, id)),
+            FeedKind::Session { token } => self
+                .session_watchers
+                .entry(token.clone())
+                .or_default()
+                .push((key, id)),
+            FeedKind::Subscription { .. } => {}
+        }
+        let mut feed = Feed::new(kind, self.policy);
+        feed.last_id = last_id;
         self.feeds.insert((key, id), feed);
-        self.event_watchers
-            .entry(stream)
-            .or_default()
-            .push((key, id));
         for entry in entries {
             self.deliver_entry(ctx, key, id, &entry);
         }
@@ -586,21 +606,7 @@ impl ServerApp {
             Vec::new(),
             false,
         );
-        let mut feed = Feed::new(
-            FeedKind::Session {
-                token: token.clone(),
-            },
-            self.policy,
-        );
-        feed.last_id = after;
-        self.feeds.insert((key, id), feed);
-        self.session_watchers
-            .entry(token)
-            .or_default()
-            .push((key, id));
-        for entry in entries {
-            self.deliver_entry(ctx, key, id, &entry);
-        }
+        self.start_entry_feed(ctx, key, id, FeedKind::Session { token }, after, entries);
     }
 
     /// `spec/patterns.md` §4.2.
