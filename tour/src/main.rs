@@ -337,6 +337,31 @@ fn main() -> ExitCode {
         Ok("100 messages in publication order".into())
     });
 
+    tour.step(
+        "a publishing stream: 10,000 publications, no answer each",
+        || {
+            let mut sub = client.subscribe("burst.>").map_err(|e| e.to_string())?;
+            let mut publisher = client.publisher();
+            for n in 0..10_000 {
+                publisher
+                    .publish("burst.items", n.to_string())
+                    .map_err(|e| e.to_string())?;
+            }
+            let mut last = None;
+            for _ in 0..10_000 {
+                match sub.next_timeout(Duration::from_secs(5)) {
+                    Some(Ok(Delivery::Message { payload, .. })) => last = Some(payload),
+                    other => return Err(format!("{other:?}")),
+                }
+            }
+            let counts = publisher.finish().map_err(|e| e.to_string())?;
+            expect(
+                last.as_deref() == Some(&b"9999"[..]),
+                format!("server: {counts}"),
+            )
+        },
+    );
+
     println!("\npolling and long polling");
     tour.step("poll with conditional fetch", || {
         let poller = client.poll("config", "", Duration::from_millis(20));
