@@ -119,7 +119,11 @@ impl RecvWindow {
         }
         if let Some(rtt) = rtt {
             let epoch = now.saturating_duration_since(self.epoch_start);
-            if epoch < rtt.saturating_mul(2) && self.target < self.max {
+            // A zero-length epoch says nothing about the rate: the receiver
+            // consumed a burst read at once (one `now` for many frames), not
+            // half a window per round trip. Growing on it overshoots the BDP
+            // (measured: windows reached their maximum on loopback).
+            if !epoch.is_zero() && epoch < rtt.saturating_mul(2) && self.target < self.max {
                 let grown = self.target.saturating_mul(2).min(self.max);
                 self.unannounced += grown - self.target;
                 self.target = grown;

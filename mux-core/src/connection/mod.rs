@@ -230,6 +230,10 @@ pub struct Connection {
     drain_deadline: Option<Instant>,
 
     rtt: Option<Duration>,
+    /// The smallest RTT sample (spec §9.6.1), and when the last PING meant to
+    /// refresh it was sent (spec §9.6.7).
+    min_rtt: Option<Duration>,
+    last_tuning_ping: Option<Instant>,
     handshake_deadline: Option<Instant>,
     /// Our PINGs awaiting ACK: payload counter, send time, and whether it is the keepalive probe.
     pings: VecDeque<(u64, Instant, bool)>,
@@ -284,6 +288,8 @@ impl Connection {
             goaway_received: None,
             drain_deadline: None,
             rtt: None,
+            min_rtt: None,
+            last_tuning_ping: None,
             handshake_deadline: Some(now + config.handshake_timeout),
             pings: VecDeque::new(),
             ping_counter: 0,
@@ -334,6 +340,11 @@ impl Connection {
     /// The counters of what the peer did.
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// The smallest round-trip time measured: what window auto-tuning uses.
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt
     }
 
     /// The smoothed round-trip time, once a PING or SETTINGS was acknowledged.

@@ -436,6 +436,9 @@ impl Connection {
             None => sample,
             Some(srtt) => (srtt * 7 + sample) / 8,
         });
+        // Spec §9.6.1: auto-tuning uses the minimum, which queueing behind
+        // bulk data (or a peer slow to wake) cannot inflate.
+        self.min_rtt = Some(self.min_rtt.map_or(sample, |min| min.min(sample)));
     }
 
     /// Spec §5.6, §11.3.

@@ -16,6 +16,10 @@ use crate::stream_id::StreamId;
 /// between a new small message and the wire short.
 const TRANSMIT_BUDGET: usize = 256 * 1024;
 
+/// How often window growth may trigger an RTT-refreshing PING (spec §9.6.7).
+/// One per second stays far below the spec's recommended PING budget of 10/s.
+const TUNING_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The most a stream sends per turn while other streams wait (spec §12.2).
 const FAIR_QUANTUM: u32 = 16 * 1024;
 
@@ -53,8 +57,9 @@ impl Connection {
     /// Turns consumed bytes into WINDOW_UPDATEs (spec §9.4.2), auto-tuning the
     /// windows on the way (spec §9.6).
     fn return_credit(&mut self, now: Instant) {
-        let rtt = self.rtt;
+        let rtt = self.min_rtt;
         let mut largest_target = 0;
+        let mut grew = false;
         while let Some(id) = self.credit_queue.pop_front() {
             let Some(stream) = self.streams.get_mut(&id) else {
                 continue;
@@ -64,7 +69,9 @@ impl Connection {
             if stream.recv.state != super::stream::RecvState::Open {
                 continue; // spec §9.4.2: no stream credit once the peer finished
             }
+            let before = stream.recv.window.target();
             let increment = stream.recv.window.consume(consumed, now, rtt);
+            grew |= stream.recv.window.target() > before;
             largest_target = largest_target.max(stream.recv.window.target());
             if let Some(increment) = increment {
                 self.queue_window_update(id, increment);
@@ -76,6 +83,17 @@ impl Connection {
         increment += self.conn_recv.raise_target(largest_target).unwrap_or(0);
         if increment > 0 {
             self.queue_window_update(StreamId::CONNECTION, increment);
+        }
+        // Spec §9.6.7: a window grew, so the path is busy: measure its RTT
+        // again (at most once per TUNING_PING_INTERVAL, far below any sane
+        // PING budget) so that the minimum reflects the path, not the
+        // handshake's wake-ups.
+        let due = self
+            .last_tuning_ping
+            .is_none_or(|last| now.saturating_duration_since(last) >= TUNING_PING_INTERVAL);
+        if grew && due && self.pings.len() < super::MAX_OUTSTANDING_PINGS {
+            self.last_tuning_ping = Some(now);
+            self.send_ping(now, false);
         }
     }
 
