@@ -13,6 +13,14 @@ pub fn any_local_address() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
+/// A free loopback port: bound, then released for a child process to take.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// A builder bound to loopback port 0 with two loop threads and an echo route.
 pub fn server_builder() -> ServerBuilder {
     Server::builder()

@@ -63,6 +63,9 @@ pub struct ConnIo {
     pub(crate) read_paused: bool,
     /// The error the state machine closed with, kept for `App::on_closed`.
     pub(crate) close_error: Option<ConnectionError>,
+    /// In the loop's list of connections to flush this iteration (so that
+    /// marking is O(1), not a search of the list).
+    pub(crate) flush_queued: bool,
 }
 
 impl ConnIo {
@@ -84,6 +87,7 @@ impl ConnIo {
             generation,
             read_paused: false,
             close_error: None,
+            flush_queued: false,
         }
     }
 
@@ -216,10 +220,5 @@ impl ConnIo {
     /// memory on every read and write).
     fn is_idle(&self) -> bool {
         self.conn.active_streams() == (0, 0)
-    }
-
-    /// Bytes waiting for the kernel.
-    pub fn pending_output(&self) -> usize {
-        self.tx.len()
     }
 }

@@ -195,9 +195,7 @@ impl Ctx<'_> {
             .conns
             .get_mut(key.index)
             .filter(|io| io.generation == key.generation)?;
-        if !self.dirty.contains(&key.index) {
-            self.dirty.push(key.index);
-        }
+        queue_flush(io, self.dirty, key.index);
         Some(&mut io.conn)
     }
 
@@ -245,6 +243,7 @@ impl Ctx<'_> {
         let mut io = ConnIo::new(stream, conn, true, *self.generations);
         io.interest = Interest::WRITABLE;
         let generation = io.generation;
+        io.flush_queued = true;
         entry.insert(io);
         self.dirty.push(index);
         Ok(ConnKey { index, generation })
@@ -367,6 +366,14 @@ impl Ctx<'_> {
     }
 }
 
+/// Adds a connection to this iteration's flush list, once.
+fn queue_flush(io: &mut ConnIo, dirty: &mut Vec<usize>, index: usize) {
+    if !io.flush_queued {
+        io.flush_queued = true;
+        dirty.push(index);
+    }
+}
+
 /// A handle for other threads: sends commands to the loop and wakes it.
 #[derive(Debug)]
 pub struct LoopHandle<C> {
@@ -386,18 +393,6 @@ impl<C> Clone for LoopHandle<C> {
         }
     }
 }
-
-/// The loop has stopped; the command was not delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoopGone;
-
-impl std::fmt::Display for LoopGone {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the event loop has stopped")
-    }
-}
-
-impl std::error::Error for LoopGone {}
 
 impl<C> LoopHandle<C> {
     /// Sends a command, blocking while the (bounded) command queue is full;
@@ -508,6 +503,7 @@ impl<A: App> EventLoop<A> {
         let mut protocol_events: Vec<Event> = Vec::new();
         let mut more_reads: Vec<usize> = Vec::new();
         let mut more_commands = false;
+        let mut ready: Vec<(usize, bool, bool)> = Vec::with_capacity(EVENTS_CAPACITY);
         {
             let now = Instant::now();
             let (mut ctx, app) = self.split(now, &mut dirty);
@@ -555,7 +551,7 @@ impl<A: App> EventLoop<A> {
             let now = Instant::now();
             // Commands may have arrived without a wake-up (the loop was awake).
             more_commands = !self.commands.is_empty();
-            let mut ready: Vec<(usize, bool, bool)> = Vec::with_capacity(events.iter().count());
+            ready.clear();
             for event in events.iter() {
                 match event.token() {
                     WAKER => more_commands = true,
@@ -595,7 +591,7 @@ impl<A: App> EventLoop<A> {
             if more_commands {
                 more_commands = self.serve_commands(now, &mut dirty);
             }
-            for (index, readable, writable) in ready {
+            for (index, readable, writable) in ready.drain(..) {
                 self.serve_socket(
                     now,
                     index,
@@ -698,7 +694,9 @@ impl<A: App> EventLoop<A> {
             }
             self.generations += 1;
             let conn = Connection::new(Side::Server, self.config.conn.clone(), now);
-            entry.insert(ConnIo::new(stream, conn, false, self.generations));
+            let mut io = ConnIo::new(stream, conn, false, self.generations);
+            io.flush_queued = true;
+            entry.insert(io);
             dirty.push(index);
             if let Some(key) = self.key_of(index) {
                 let (mut ctx, app) = self.split(now, dirty);
@@ -797,8 +795,8 @@ impl<A: App> EventLoop<A> {
             }
             self.dispatch(now, index, events, dirty);
         }
-        if !dirty.contains(&index) {
-            dirty.push(index);
+        if let Some(io) = self.conns.get_mut(index) {
+            queue_flush(io, dirty, index);
         }
     }
 
@@ -832,6 +830,7 @@ impl<A: App> EventLoop<A> {
         let Some(io) = self.conns.get_mut(index) else {
             return;
         };
+        io.flush_queued = false;
         let outcome = io.flush(now, events);
         self.dispatch(now, index, events, dirty);
         match outcome {
@@ -897,8 +896,8 @@ impl<A: App> EventLoop<A> {
                     io.conn.handle_timeout(now);
                     io.drain_events(events);
                     self.dispatch(now, index, events, dirty);
-                    if !dirty.contains(&index) {
-                        dirty.push(index);
+                    if let Some(io) = self.conns.get_mut(index) {
+                        queue_flush(io, dirty, index);
                     }
                 }
             }

@@ -33,9 +33,7 @@ pub mod socket;
 pub mod timer;
 
 pub use completion::{completion, Abandoned, Completer, Completion};
-pub use event_loop::{
-    App, ConnKey, Ctx, EventLoop, LoopConfig, LoopError, LoopGone, LoopHandle, PlainKey,
-};
+pub use event_loop::{App, ConnKey, Ctx, EventLoop, LoopConfig, LoopError, LoopHandle, PlainKey};
 pub use message::{MessageReader, TooLarge};
 pub use outbox::{Outbox, Piece};
 pub use socket::SocketOptions;

@@ -99,14 +99,4 @@ impl Outbox {
     pub fn forget_conn(&mut self, key: ConnKey) {
         self.pending.retain(|(k, _), _| *k != key);
     }
-
-    /// Streams with pending output.
-    pub fn len(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Whether nothing is pending.
-    pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
-    }
 }

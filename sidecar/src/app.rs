@@ -200,7 +200,7 @@ impl SidecarApp {
             return;
         };
         let metadata = Metadata::from_pairs([
-            (&b":route"[..], TUNNEL_ROUTE),
+            (mux_core::rpc::ROUTE, TUNNEL_ROUTE),
             (UPSTREAM, upstream.as_bytes()),
         ])
         .unwrap_or_default();
@@ -233,7 +233,7 @@ impl SidecarApp {
             .get(UPSTREAM)
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default();
-        let route_ok = metadata.get(b":route") == Some(TUNNEL_ROUTE);
+        let route_ok = metadata.get(mux_core::rpc::ROUTE) == Some(TUNNEL_ROUTE);
         let target = upstreams.get(&name).copied();
         let plain = match (route_ok, target) {
             (true, Some(addr)) => ctx.connect_plain(addr),

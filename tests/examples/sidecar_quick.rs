@@ -80,10 +80,7 @@ fn redis_rps(port: u16) -> Vec<(String, f64)> {
 
 fn main() {
     let sink = sink();
-    let redis_port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let redis_port = mux_tests::free_port();
     let mut redis = Command::new("redis-server")
         .args([
             "--port",

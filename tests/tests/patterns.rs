@@ -86,17 +86,23 @@ fn invalid_topics_and_patterns_are_refused() {
     ));
 }
 
-#[test]
-fn a_slow_subscriber_loses_the_oldest_and_is_told_how_many() {
+/// A server with `policy` and a 16 KiB stream send buffer, so that a
+/// subscriber that does not read falls behind after a few messages.
+fn slow_subscriber_server(policy: SlowSubscriber) -> Server {
     let config = mux_server::core::Config {
         stream_send_buffer: 16 * 1024,
         ..mux_server::core::Config::default()
     };
-    let server = server_builder()
-        .slow_subscriber_policy(SlowSubscriber::DropOldest { queue: 16 })
+    server_builder()
+        .slow_subscriber_policy(policy)
         .connection_config(config)
         .start()
-        .expect("server");
+        .expect("server")
+}
+
+#[test]
+fn a_slow_subscriber_loses_the_oldest_and_is_told_how_many() {
+    let server = slow_subscriber_server(SlowSubscriber::DropOldest { queue: 16 });
     let subscriber = Client::connect(server.local_addr()).expect("connect");
     let mut sub = subscriber.subscribe("flood").expect("subscribe");
     let publisher = Client::connect(server.local_addr()).expect("publisher");
@@ -130,15 +136,7 @@ fn a_slow_subscriber_loses_the_oldest_and_is_told_how_many() {
 
 #[test]
 fn a_slow_subscriber_can_be_disconnected_instead() {
-    let config = mux_server::core::Config {
-        stream_send_buffer: 16 * 1024,
-        ..mux_server::core::Config::default()
-    };
-    let server = server_builder()
-        .slow_subscriber_policy(SlowSubscriber::Disconnect { queue: 16 })
-        .connection_config(config)
-        .start()
-        .expect("server");
+    let server = slow_subscriber_server(SlowSubscriber::Disconnect { queue: 16 });
     let subscriber = Client::connect(server.local_addr()).expect("connect");
     let mut sub = subscriber.subscribe("flood").expect("subscribe");
     let publisher = Client::connect(server.local_addr()).expect("publisher");

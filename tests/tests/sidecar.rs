@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mux_sidecar::{LocalConfig, RemoteConfig, Sidecar, Tunnel};
-use mux_tests::{any_local_address, fnv1a, pseudo_random};
+use mux_tests::{any_local_address, fnv1a, free_port, pseudo_random};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -135,14 +135,6 @@ fn an_upstream_that_refuses_closes_the_local_connection_promptly() {
             .load(std::sync::atomic::Ordering::Relaxed)
             >= 1
     );
-}
-
-/// A free loopback port (bound, then released for a child process to take).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 struct Reaped(Child);
