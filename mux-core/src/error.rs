@@ -253,15 +253,8 @@ pub enum ConnectionError {
     #[error("malformed frame from the peer: {0}")]
     Frame(#[from] FrameError),
     /// The peer broke a rule of the protocol (semantics, not syntax).
-    #[error("the peer broke spec §{section}: {reason}")]
-    Protocol {
-        /// The code sent in GOAWAY.
-        code: ErrorCode,
-        /// The section of the spec that states the rule.
-        section: &'static str,
-        /// What happened.
-        reason: &'static str,
-    },
+    #[error("the peer broke spec §{section}: {0}", section = .0.section())]
+    Protocol(#[from] PeerMisbehaved),
     /// The peer exhausted a flood budget (spec §13.2).
     #[error("the peer exceeded its budget of {0:?}")]
     Flood(Flood),
@@ -291,7 +284,8 @@ impl ConnectionError {
         match self {
             Self::Preface(err) => err.code(),
             Self::Frame(err) => err.code(),
-            Self::Protocol { code, .. } | Self::Remote { code } | Self::Local { code } => *code,
+            Self::Protocol(misbehaved) => misbehaved.code(),
+            Self::Remote { code } | Self::Local { code } => *code,
             Self::Flood(_) => ErrorCode::ENHANCE_YOUR_CALM,
             Self::Timeout(Timeout::SettingsAck) => ErrorCode::SETTINGS_TIMEOUT,
             Self::Timeout(Timeout::Drain) => ErrorCode::CANCEL,
@@ -306,12 +300,82 @@ impl ConnectionError {
             _ => Initiator::Local,
         }
     }
+}
 
-    pub(crate) fn protocol(section: &'static str, reason: &'static str) -> Self {
-        Self::Protocol {
-            code: ErrorCode::PROTOCOL_ERROR,
-            section,
-            reason,
+/// A rule of the protocol the peer broke: semantics, where [`FrameError`] is
+/// syntax (spec §8.3). Each variant knows the spec section that states the
+/// rule and the code its GOAWAY carries, so tests match on what happened and
+/// the spec-to-code map is one `grep` away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerMisbehaved {
+    /// The first frame after the preface was not SETTINGS (spec §3.6).
+    #[error("the first frame after the preface must be SETTINGS")]
+    FirstFrameNotSettings,
+    /// A new stream ID was not greater than every earlier one (spec §6.1.2).
+    #[error("a new stream ID is not greater than the last one")]
+    StreamIdNotIncreasing,
+    /// A client received OPEN (spec §5.2.3).
+    #[error("OPEN received by a client")]
+    OpenReceivedByClient,
+    /// OPEN named an even (server) stream ID (spec §5.2.3).
+    #[error("OPEN on an even stream ID")]
+    OpenOnServerStreamId,
+    /// A server received PUSH (spec §5.8.3).
+    #[error("PUSH received by a server")]
+    PushReceivedByServer,
+    /// PUSH was tied to an even or idle stream (spec §10.3).
+    #[error("PUSH tied to an even or idle stream")]
+    PushTiedToInvalidStream,
+    /// DATA arrived on an idle stream (spec §6.3).
+    #[error("DATA on an idle stream")]
+    DataOnIdleStream,
+    /// RESET arrived on an idle stream (spec §6.3).
+    #[error("RESET on an idle stream")]
+    ResetOnIdleStream,
+    /// WINDOW_UPDATE arrived on an idle stream (spec §6.3).
+    #[error("WINDOW_UPDATE on an idle stream")]
+    WindowUpdateOnIdleStream,
+    /// A SETTINGS ACK arrived with no SETTINGS of ours outstanding (spec §5.4.2.1).
+    #[error("SETTINGS ACK without a SETTINGS to acknowledge")]
+    UnexpectedSettingsAck,
+    /// A second GOAWAY raised the Last Stream ID of the first (spec §11.3.1).
+    #[error("GOAWAY raised its Last Stream ID")]
+    GoAwayRaisedLastStream,
+    /// DATA exceeded the connection receive window (spec §9.4.1).
+    #[error("DATA beyond the connection window")]
+    ConnectionWindowExceeded,
+    /// WINDOW_UPDATE overflowed the connection send window (spec §9.5.1).
+    #[error("WINDOW_UPDATE overflowed the connection window")]
+    ConnectionWindowOverflow,
+}
+
+impl PeerMisbehaved {
+    /// The section of `spec/mux-v1.md` that states the rule.
+    pub fn section(self) -> &'static str {
+        match self {
+            Self::FirstFrameNotSettings => "3.6",
+            Self::StreamIdNotIncreasing => "6.1.2",
+            Self::OpenReceivedByClient | Self::OpenOnServerStreamId => "5.2.3",
+            Self::PushReceivedByServer => "5.8.3",
+            Self::PushTiedToInvalidStream => "10.3",
+            Self::DataOnIdleStream | Self::ResetOnIdleStream | Self::WindowUpdateOnIdleStream => {
+                "6.3"
+            }
+            Self::UnexpectedSettingsAck => "5.4.2.1",
+            Self::GoAwayRaisedLastStream => "11.3.1",
+            Self::ConnectionWindowExceeded => "9.4.1",
+            Self::ConnectionWindowOverflow => "9.5.1",
+        }
+    }
+
+    /// The code the GOAWAY carries.
+    pub fn code(self) -> ErrorCode {
+        match self {
+            Self::ConnectionWindowExceeded | Self::ConnectionWindowOverflow => {
+                ErrorCode::FLOW_CONTROL_ERROR
+            }
+            _ => ErrorCode::PROTOCOL_ERROR,
         }
     }
 }

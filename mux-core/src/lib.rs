@@ -35,6 +35,17 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(fuzzing), warn(missing_docs))]
 #![cfg_attr(test, deny(warnings))]
+// Panic hygiene: nothing outside tests may unwrap, index or panic on a value
+// that could have come off the wire.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 
 pub mod connection;
 pub mod error;
@@ -46,8 +57,8 @@ mod stream_id;
 
 pub use connection::{Chunk, Config, Connection, Event, StreamState};
 pub use error::{
-    ConnectionError, EncodeError, ErrorCode, FrameError, Initiator, OpenError, PrefaceError,
-    ReadError, WriteError,
+    ConnectionError, EncodeError, ErrorCode, FrameError, Initiator, OpenError, PeerMisbehaved,
+    PrefaceError, ReadError, WriteError,
 };
 pub use stream_id::{Side, StreamId};
 

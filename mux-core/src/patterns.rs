@@ -87,7 +87,8 @@ impl FeedMessage {
         let mut buf = BytesMut::new();
         match self {
             Self::Publication { topic, payload } => {
-                let topic = &topic.as_bytes()[..topic.len().min(MAX_TOPIC_LEN)];
+                let topic = topic.as_bytes();
+                let topic = topic.get(..MAX_TOPIC_LEN).unwrap_or(topic);
                 buf.reserve(2 + topic.len() + payload.len());
                 buf.put_u8(PUBLICATION);
                 buf.put_u8(topic.len() as u8);
@@ -99,7 +100,8 @@ impl FeedMessage {
                 buf.put_u64(*count);
             }
             Self::Event { id, kind, data } => {
-                let kind = &kind.as_bytes()[..kind.len().min(255)];
+                let kind = kind.as_bytes();
+                let kind = kind.get(..255).unwrap_or(kind);
                 buf.reserve(10 + kind.len() + data.len());
                 buf.put_u8(EVENT);
                 buf.put_u64(*id);

@@ -154,10 +154,10 @@ impl ResponseHead {
 
     /// Parses a head message.
     pub fn decode(mut message: Bytes) -> Result<Self, HeadError> {
-        if message.len() < 2 {
+        let Some(&[high, low]) = message.get(..2) else {
             return Err(HeadError::Truncated);
-        }
-        let status = Status(u16::from_be_bytes([message[0], message[1]]));
+        };
+        let status = Status(u16::from_be_bytes([high, low]));
         let block = message.split_off(2);
         let metadata = Metadata::decode(block).map_err(|_| HeadError::BadMetadata)?;
         Ok(Self { status, metadata })

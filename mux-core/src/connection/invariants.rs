@@ -37,7 +37,7 @@ impl Connection {
             ));
         }
         let (mut local, mut peer, mut queued, mut held) = (0u32, 0u32, 0usize, 0usize);
-        for (id, stream) in &self.streams {
+        for (id, stream) in self.streams.iter() {
             let max = self
                 .config
                 .max_stream_window
@@ -88,14 +88,18 @@ impl Connection {
             queued += stream.send.queued_bytes;
             held += stream.recv.held;
         }
-        if (local, peer) != (self.local_active, self.peer_active) {
+        if (local, peer) != self.streams.active() {
             return fail(format!(
                 "active counts ({}, {}) but streams say ({local}, {peer})",
-                self.local_active, self.peer_active
+                self.streams.active().0,
+                self.streams.active().1
             ));
         }
-        if self.peer_active > self.config.max_concurrent_streams {
-            return fail(format!("{} peer streams above our limit", self.peer_active));
+        if self.streams.active().1 > self.config.max_concurrent_streams {
+            return fail(format!(
+                "{} peer streams above our limit",
+                self.streams.active().1
+            ));
         }
         if queued != self.conn_queued || queued > self.config.connection_send_buffer {
             return fail(format!(

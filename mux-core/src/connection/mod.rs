@@ -36,6 +36,7 @@
 //! transport is not being written, [`Connection::wants_read`] turns false: the
 //! runtime stops reading until it has written.
 
+mod commands;
 mod config;
 mod event;
 mod flood;
@@ -45,8 +46,10 @@ mod invariants;
 mod recv;
 mod send;
 mod stream;
+mod streams;
+mod timers;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -56,10 +59,12 @@ pub use self::event::Event;
 use self::flood::TokenBucket;
 pub use self::flood::{Budget, FloodLimits};
 use self::flow_control::{RecvWindow, SendWindow};
+use self::stream::Stream;
 pub use self::stream::{Chunk, StreamState};
-use self::stream::{RecvHalf, RecvState, SendHalf, SendState, Stream};
-use crate::error::{ConnectionError, ErrorCode, Flood, OpenError, ReadError, Timeout, WriteError};
-use crate::frame::{Frame, GoAway, Metadata, Open, Ping, Push, Reset, SettingId, Settings};
+use self::streams::StreamsState;
+use self::timers::{Timer, TimerTable};
+use crate::error::{ConnectionError, ErrorCode, Flood};
+use crate::frame::{Frame, GoAway, SettingId, Settings};
 use crate::stream_id::{Side, StreamId};
 
 /// The connection window both directions start with (spec §9.2.1).
@@ -189,14 +194,8 @@ pub struct Connection {
     /// The most recent time passed in; used where a command needs a clock.
     now: Instant,
 
-    /// The ID our next stream gets, or `None` when IDs ran out (spec §6.1.4).
-    next_local_id: Option<StreamId>,
-    /// The highest stream ID the peer opened; higher IDs of its parity are idle.
-    last_peer_id: u32,
-    streams: HashMap<StreamId, Stream>,
-    /// Active streams we opened, and the peer opened (spec §6.4).
-    local_active: u32,
-    peer_active: u32,
+    streams: StreamsState,
+    timers: TimerTable,
 
     peer: PeerSettings,
     /// Our SETTINGS frames not yet acknowledged, with when they were sent.
@@ -211,34 +210,27 @@ pub struct Connection {
     conn_queued: usize,
     /// Consumed bytes whose credit `poll_transmit` still has to process.
     conn_consumed: u32,
-    /// Streams with consumed bytes to credit.
-    credit_queue: VecDeque<StreamId>,
 
     /// Our preface is queued or sent: the peer can read a GOAWAY from us.
     preface_queued: bool,
     preface_pending: bool,
     control: VecDeque<Frame>,
-    /// Streams with DATA ready to send, in round-robin order (spec §12.2).
-    ready: VecDeque<StreamId>,
-    /// Streams whose writes were refused, waiting for room (`Event::Writable`).
-    blocked_writers: Vec<StreamId>,
     events: VecDeque<Event>,
 
     /// Last Stream ID of the GOAWAY we sent, and of the one we received.
     goaway_sent: Option<StreamId>,
     goaway_received: Option<StreamId>,
-    drain_deadline: Option<Instant>,
 
     rtt: Option<Duration>,
     /// The smallest RTT sample (spec §9.6.1), and when the last PING meant to
     /// refresh it was sent (spec §9.6.7).
     min_rtt: Option<Duration>,
     last_tuning_ping: Option<Instant>,
-    handshake_deadline: Option<Instant>,
     /// Our PINGs awaiting ACK: payload counter, send time, and whether it is the keepalive probe.
     pings: VecDeque<(u64, Instant, bool)>,
     ping_counter: u64,
     last_received: Instant,
+    /// Since when no stream is active (the idle timer's start), if none is.
     idle_since: Option<Instant>,
 
     floods: FloodBuckets,
@@ -261,14 +253,8 @@ impl Connection {
             side,
             phase: Phase::Preface,
             now,
-            next_local_id: StreamId::new(match side {
-                Side::Client => 1,
-                Side::Server => 2,
-            }),
-            last_peer_id: 0,
-            streams: HashMap::new(),
-            local_active: 0,
-            peer_active: 0,
+            streams: StreamsState::new(side),
+            timers: TimerTable::default(),
             peer: PeerSettings::defaults(),
             settings_in_flight: VecDeque::new(),
             settings_acked: false,
@@ -277,20 +263,15 @@ impl Connection {
             conn_recv,
             conn_queued: 0,
             conn_consumed: 0,
-            credit_queue: VecDeque::new(),
             preface_queued: false,
             preface_pending: false,
             control: VecDeque::new(),
-            ready: VecDeque::new(),
-            blocked_writers: Vec::new(),
             events: VecDeque::new(),
             goaway_sent: None,
             goaway_received: None,
-            drain_deadline: None,
             rtt: None,
             min_rtt: None,
             last_tuning_ping: None,
-            handshake_deadline: Some(now + config.handshake_timeout),
             pings: VecDeque::new(),
             ping_counter: 0,
             last_received: now,
@@ -299,6 +280,9 @@ impl Connection {
             stats: Stats::default(),
             config,
         };
+        conn.timers
+            .set(Timer::Handshake, now + conn.config.handshake_timeout);
+        conn.refresh_keepalive_timer();
         if side == Side::Client {
             conn.queue_handshake(now);
         }
@@ -324,6 +308,7 @@ impl Connection {
             (SettingId::MAX_METADATA_SIZE, config.max_metadata_size),
         ])));
         self.settings_in_flight.push_back(now);
+        self.refresh_settings_timer();
         if let Some(increment) = self.conn_recv.take_initial_update() {
             self.queue_window_update(StreamId::CONNECTION, increment);
         }
@@ -354,7 +339,7 @@ impl Connection {
 
     /// A stream's state, or `None` if it is not in memory (idle, or closed and read).
     pub fn stream_state(&self, id: StreamId) -> Option<StreamState> {
-        self.streams.get(&id).map(Stream::state)
+        self.streams.get(id).map(Stream::state)
     }
 
     /// Streams in memory.
@@ -364,13 +349,15 @@ impl Connection {
 
     /// Active streams opened by this endpoint and by the peer (spec §6.4).
     pub fn active_streams(&self) -> (u32, u32) {
-        (self.local_active, self.peer_active)
+        self.streams.active()
     }
 
     /// Bytes `send` would accept on `id` now.
     pub fn send_capacity(&self, id: StreamId) -> usize {
-        match self.streams.get(&id) {
-            Some(stream) if stream.send.state == SendState::Open => self.capacity_of(stream),
+        match self.streams.get(id) {
+            Some(stream) if stream.send.state == stream::SendState::Open => {
+                self.capacity_of(stream)
+            }
             _ => 0,
         }
     }
@@ -382,7 +369,7 @@ impl Connection {
 
     /// Data received and not yet read by the application, on all streams.
     pub fn buffered_recv_bytes(&self) -> usize {
-        self.streams.values().map(|s| s.recv.held).sum()
+        self.streams.iter().map(|(_, s)| s.recv.held).sum()
     }
 
     /// Our connection send window and the receive window we granted.
@@ -393,7 +380,7 @@ impl Connection {
     /// A stream's send window, and the receive window target auto-tuning reached.
     pub fn stream_windows(&self, id: StreamId) -> Option<(u32, u32)> {
         self.streams
-            .get(&id)
+            .get(id)
             .map(|s| (s.send.window.available(), s.recv.window.target()))
     }
 
@@ -420,299 +407,6 @@ impl Connection {
         self.phase != Phase::Closed && self.control.len() < MAX_QUEUED_CONTROL
     }
 
-    // ---- (C) application commands ----
-
-    /// Opens a stream (client) with `metadata`; `end_stream` if no data follows.
-    pub fn open(&mut self, metadata: Metadata, end_stream: bool) -> Result<StreamId, OpenError> {
-        if self.side != Side::Client {
-            return Err(OpenError::WrongSide);
-        }
-        let id = self.reserve_local_stream(&metadata, 0)?;
-        let send_state = if end_stream {
-            SendState::Done
-        } else {
-            SendState::Open
-        };
-        self.insert_local_stream(id, send_state, RecvState::Open);
-        self.control.push_back(Frame::Open(Open {
-            stream: id,
-            end_stream,
-            metadata,
-        }));
-        Ok(id)
-    }
-
-    /// Pushes a stream to the client (server), unsolicited or tied to the
-    /// client stream `associated` (spec §10).
-    pub fn push(
-        &mut self,
-        associated: Option<StreamId>,
-        metadata: Metadata,
-        end_stream: bool,
-    ) -> Result<StreamId, OpenError> {
-        if self.side != Side::Server {
-            return Err(OpenError::WrongSide);
-        }
-        if let Some(assoc) = associated {
-            // Spec §10.3: the associated stream is a client stream that is open
-            // or half-closed (remote) here.
-            let open = self.streams.get(&assoc).is_some_and(|s| {
-                assoc.initiator() == Some(Side::Client) && s.send.state != SendState::Done
-            });
-            if !open {
-                return Err(OpenError::BadAssociatedStream);
-            }
-        }
-        let id = self.reserve_local_stream(&metadata, 4)?;
-        let send_state = if end_stream {
-            SendState::Done
-        } else {
-            SendState::Open
-        };
-        if send_state != SendState::Done {
-            self.insert_local_stream(id, send_state, RecvState::Done);
-        } else {
-            // PUSH with END_STREAM: closed on both sides at once (spec §6.2.2).
-            self.next_local_id = id.next();
-        }
-        self.control.push_back(Frame::Push(Push {
-            promised: id,
-            associated: associated.unwrap_or(StreamId::CONNECTION),
-            end_stream,
-            metadata,
-        }));
-        Ok(id)
-    }
-
-    /// Checks whether a stream may be opened now and returns its ID.
-    fn reserve_local_stream(
-        &self,
-        metadata: &Metadata,
-        overhead: usize,
-    ) -> Result<StreamId, OpenError> {
-        if self.phase == Phase::Closed {
-            return Err(OpenError::Closed);
-        }
-        if !self.preface_queued {
-            // Spec §3.3: a server sends nothing before the client's preface.
-            return Err(OpenError::NotReady);
-        }
-        if self.goaway_sent.is_some() || self.goaway_received.is_some() {
-            return Err(OpenError::GoingAway);
-        }
-        if self.local_active >= self.peer.max_concurrent_streams {
-            return Err(OpenError::ConcurrencyLimit(
-                self.peer.max_concurrent_streams,
-            ));
-        }
-        let max = (self.peer.max_metadata_size as usize)
-            .min(self.peer.max_frame_size as usize - overhead);
-        if metadata.encoded_len() > max {
-            return Err(OpenError::MetadataTooLarge {
-                len: metadata.encoded_len(),
-                max,
-            });
-        }
-        self.next_local_id.ok_or(OpenError::IdsExhausted)
-    }
-
-    fn insert_local_stream(&mut self, id: StreamId, send: SendState, recv: RecvState) {
-        self.next_local_id = id.next();
-        // The peer saw our SETTINGS before this stream (we send SETTINGS
-        // first), so it grants our configured window (spec §9.2.3).
-        let window = self.config.initial_stream_window;
-        let stream = self.new_stream(send, recv, window);
-        self.streams.insert(id, stream);
-        self.local_active += 1;
-        self.idle_since = None;
-    }
-
-    fn new_stream(&self, send: SendState, recv: RecvState, granted: u32) -> Stream {
-        Stream {
-            send: SendHalf::new(self.peer.initial_stream_window, send),
-            recv: RecvHalf {
-                state: recv,
-                window: RecvWindow::new(
-                    granted,
-                    self.config.initial_stream_window,
-                    self.config.max_stream_window,
-                    self.now,
-                ),
-                queue: VecDeque::new(),
-                held: 0,
-                window_consumed: 0,
-                credit_queued: false,
-            },
-            active: true,
-            scheduled: false,
-            wants_writable: false,
-        }
-    }
-
-    fn capacity_of(&self, stream: &Stream) -> usize {
-        let stream_room = self
-            .config
-            .stream_send_buffer
-            .saturating_sub(stream.send.queued_bytes);
-        let conn_room = self
-            .config
-            .connection_send_buffer
-            .saturating_sub(self.conn_queued);
-        stream_room.min(conn_room)
-    }
-
-    /// Queues `data` on stream `id`; `end_message` marks a message boundary
-    /// after it (spec §7), `end_stream` ends our direction (spec §6.2).
-    ///
-    /// Returns how many bytes were accepted: all of them, a prefix when the
-    /// send buffers (not the peer's window) are nearly full, or 0 when they are
-    /// full. The flags apply only if every byte was accepted. When fewer were
-    /// accepted, an [`Event::Writable`] follows once room frees up.
-    pub fn send(
-        &mut self,
-        id: StreamId,
-        data: Bytes,
-        end_message: bool,
-        end_stream: bool,
-    ) -> Result<usize, WriteError> {
-        if self.phase == Phase::Closed {
-            return Err(WriteError::Closed);
-        }
-        let capacity = match self.streams.get(&id) {
-            None => return Err(WriteError::UnknownStream),
-            Some(stream) if stream.send.state != SendState::Open => {
-                return Err(WriteError::NotWritable)
-            }
-            Some(stream) => self.capacity_of(stream),
-        };
-        let Some(stream) = self.streams.get_mut(&id) else {
-            return Err(WriteError::UnknownStream);
-        };
-        let complete = data.len() <= capacity;
-        let accepted = if complete { data.len() } else { capacity };
-        if !complete {
-            self.stats.writes_blocked += 1;
-            if !stream.wants_writable {
-                stream.wants_writable = true;
-                self.blocked_writers.push(id);
-            }
-        }
-        if accepted > 0 || (complete && end_message) {
-            let mut data = data;
-            data.truncate(accepted);
-            stream.send.queue.push_back((data, complete && end_message));
-            stream.send.queued_bytes += accepted;
-            self.conn_queued += accepted;
-        }
-        if complete && end_stream {
-            stream.send.state = SendState::Finishing;
-        }
-        if !stream.scheduled && stream.send.has_sendable() {
-            stream.scheduled = true;
-            self.ready.push_back(id);
-        }
-        Ok(accepted)
-    }
-
-    /// Ends our direction of stream `id` after the data already queued.
-    pub fn finish(&mut self, id: StreamId) -> Result<(), WriteError> {
-        self.send(id, Bytes::new(), false, true).map(|_| ())
-    }
-
-    /// Reads up to `max` bytes of stream `id`, in order, returning the
-    /// flow-control credit to the peer (spec §9.4.2).
-    ///
-    /// `Ok(None)` means nothing is available yet; an [`Event::Readable`]
-    /// follows when it is. The chunk with `fin` set is the last one.
-    pub fn read(&mut self, id: StreamId, max: usize) -> Result<Option<Chunk>, ReadError> {
-        let Some(stream) = self.streams.get_mut(&id) else {
-            return Err(ReadError::UnknownStream);
-        };
-        if stream.recv.state == RecvState::Done {
-            return Err(ReadError::NotReadable);
-        }
-        let Some(front) = stream.recv.queue.front_mut() else {
-            return Ok(None);
-        };
-        let chunk = if front.bytes.len() > max.max(1) {
-            Chunk {
-                bytes: front.bytes.split_to(max.max(1)),
-                end_message: false,
-                fin: false,
-            }
-        } else {
-            match stream.recv.queue.pop_front() {
-                Some(chunk) => chunk,
-                None => return Ok(None),
-            }
-        };
-        let len = chunk.bytes.len();
-        stream.recv.held -= len;
-        self.note_consumed(id, len);
-        if chunk.fin {
-            if let Some(stream) = self.streams.get_mut(&id) {
-                stream.recv.state = RecvState::Done;
-            }
-            self.update_stream(id);
-        }
-        Ok(Some(chunk))
-    }
-
-    /// Records `len` consumed bytes of stream `id` for crediting in `poll_transmit`.
-    fn note_consumed(&mut self, id: StreamId, len: usize) {
-        if len == 0 {
-            return;
-        }
-        let len = u32::try_from(len).unwrap_or(u32::MAX);
-        self.conn_consumed = self.conn_consumed.saturating_add(len);
-        if let Some(stream) = self.streams.get_mut(&id) {
-            if stream.recv.state == RecvState::Open {
-                stream.recv.window_consumed = stream.recv.window_consumed.saturating_add(len);
-                if !stream.recv.credit_queued {
-                    stream.recv.credit_queued = true;
-                    self.credit_queue.push_back(id);
-                }
-            }
-        }
-    }
-
-    /// Resets stream `id` with `code` (spec §5.3): both directions end, queued
-    /// data is dropped, unread data is discarded and its credit returned.
-    pub fn reset(&mut self, id: StreamId, code: ErrorCode) -> Result<(), WriteError> {
-        if self.phase == Phase::Closed {
-            return Err(WriteError::Closed);
-        }
-        if self.remove_stream(id).is_none() {
-            return Err(WriteError::UnknownStream);
-        }
-        self.control
-            .push_back(Frame::Reset(Reset { stream: id, code }));
-        Ok(())
-    }
-
-    /// Sends a PING; its RTT arrives as [`Event::PingAcked`]. Returns `false`
-    /// if too many PINGs are already outstanding.
-    pub fn ping(&mut self, now: Instant) -> bool {
-        self.now = now;
-        if self.pings.len() >= MAX_OUTSTANDING_PINGS
-            || self.phase == Phase::Closed
-            || !self.preface_queued
-        {
-            return false;
-        }
-        self.send_ping(now, false);
-        true
-    }
-
-    fn send_ping(&mut self, now: Instant, keepalive: bool) {
-        self.ping_counter += 1;
-        self.pings.push_back((self.ping_counter, now, keepalive));
-        self.control.push_back(Frame::Ping(Ping {
-            ack: false,
-            payload: self.ping_counter.to_be_bytes(),
-        }));
-    }
-
     /// Closes the connection (spec §11.3). With `NO_ERROR` the shutdown is
     /// graceful: streams already accepted finish, new ones are refused, and
     /// the connection ends when none is left (or after the drain timeout).
@@ -729,8 +423,9 @@ impl Connection {
             return;
         }
         if self.goaway_sent.is_none() {
-            let last = StreamId::new(self.last_peer_id).unwrap_or_default();
+            let last = self.streams.last_peer_id();
             self.goaway_sent = Some(last);
+            self.refresh_idle_timer();
             // Before our preface the peer could not read a GOAWAY (spec §3.3).
             if self.preface_queued {
                 self.control.push_back(Frame::GoAway(GoAway {
@@ -739,7 +434,8 @@ impl Connection {
                     debug,
                 }));
             }
-            self.drain_deadline = Some(now + self.config.drain_timeout);
+            self.timers
+                .set(Timer::Drain, now + self.config.drain_timeout);
         }
         self.check_drained();
     }
@@ -758,7 +454,7 @@ impl Connection {
         );
         if speaks_mux && self.preface_queued {
             self.control.push_back(Frame::GoAway(GoAway {
-                last_stream: StreamId::new(self.last_peer_id).unwrap_or_default(),
+                last_stream: self.streams.last_peer_id(),
                 code: error.code(),
                 debug,
             }));
@@ -768,11 +464,7 @@ impl Connection {
         }
         self.phase = Phase::Closed;
         self.streams.clear();
-        self.ready.clear();
-        self.blocked_writers.clear();
-        self.credit_queue.clear();
-        self.local_active = 0;
-        self.peer_active = 0;
+        self.timers.clear();
         self.conn_queued = 0;
         self.events.push_back(Event::Closed { error: Some(error) });
     }
@@ -781,11 +473,7 @@ impl Connection {
     /// stream is active (spec §11.3.1).
     fn check_drained(&mut self) {
         let going_away = self.goaway_sent.is_some() || self.goaway_received.is_some();
-        if going_away
-            && self.phase != Phase::Closed
-            && self.local_active == 0
-            && self.peer_active == 0
-        {
+        if going_away && self.phase != Phase::Closed && self.streams.none_active() {
             // Closed streams may still hold data the application has not
             // read: it stays readable (nothing accepted is lost).
             self.phase = Phase::Closed;
@@ -805,7 +493,7 @@ impl Connection {
     /// Removes a stream from memory, discarding its queued and unread data
     /// (returning the connection credit of the latter, spec §9.4.3).
     fn remove_stream(&mut self, id: StreamId) -> Option<Stream> {
-        let stream = self.streams.remove(&id)?;
+        let stream = self.streams.remove(id)?;
         self.conn_queued -= stream.send.queued_bytes;
         self.conn_consumed = self
             .conn_consumed
@@ -817,13 +505,9 @@ impl Connection {
     }
 
     fn deactivate(&mut self, id: StreamId) {
-        if id.initiator() == Some(self.side) {
-            self.local_active = self.local_active.saturating_sub(1);
-        } else {
-            self.peer_active = self.peer_active.saturating_sub(1);
-        }
-        if self.local_active == 0 && self.peer_active == 0 {
-            self.idle_since = Some(self.now);
+        self.streams.deactivate(id);
+        if self.streams.none_active() {
+            self.set_idle(true);
         }
         self.check_drained();
     }
@@ -832,7 +516,7 @@ impl Connection {
     /// against the concurrency limit once closed (spec §6.4.1), and leaves
     /// memory once the application has nothing more to read.
     fn update_stream(&mut self, id: StreamId) {
-        let Some(stream) = self.streams.get_mut(&id) else {
+        let Some(stream) = self.streams.get_mut(id) else {
             return;
         };
         let closed = stream.state() == StreamState::Closed;
@@ -842,7 +526,7 @@ impl Connection {
             self.deactivate(id);
         }
         if finished {
-            self.streams.remove(&id);
+            self.streams.remove(id);
         }
     }
 
@@ -854,86 +538,13 @@ impl Connection {
         self.events.pop_front()
     }
 
-    /// When `handle_timeout` should be called next, if ever.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.phase == Phase::Closed {
-            return None;
-        }
-        let mut deadlines = [None; 5];
-        if self.phase != Phase::Open {
-            deadlines[0] = self.handshake_deadline;
-        }
-        deadlines[1] = self
-            .settings_in_flight
-            .front()
-            .map(|sent| *sent + self.config.settings_timeout);
-        deadlines[2] = self.keepalive_deadline();
-        if let (Some(idle), Some(since)) = (self.config.idle_timeout, self.idle_since) {
-            if self.goaway_sent.is_none() && self.phase == Phase::Open {
-                deadlines[3] = Some(since + idle);
-            }
-        }
-        deadlines[4] = self.drain_deadline;
-        deadlines.into_iter().flatten().min()
-    }
-
-    fn keepalive_deadline(&self) -> Option<Instant> {
-        let interval = self.config.keepalive_interval?;
-        match self.pings.iter().find(|(_, _, keepalive)| *keepalive) {
-            Some((_, sent, _)) => Some(*sent + self.config.keepalive_timeout),
-            None => Some(self.last_received + interval),
-        }
-    }
-
-    /// Handles the passing of time: handshake, settings, keepalive, idle and
-    /// drain timers (spec §11).
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = now;
-        if self.phase == Phase::Closed {
-            return;
-        }
-        let expired = |deadline: Option<Instant>| deadline.is_some_and(|d| d <= now);
-        if self.phase != Phase::Open && expired(self.handshake_deadline) {
-            return self.fail(ConnectionError::Timeout(Timeout::Handshake), Bytes::new());
-        }
-        if expired(
-            self.settings_in_flight
-                .front()
-                .map(|sent| *sent + self.config.settings_timeout),
-        ) {
-            return self.fail(ConnectionError::Timeout(Timeout::SettingsAck), Bytes::new());
-        }
-        if expired(self.drain_deadline) {
-            return self.fail(ConnectionError::Timeout(Timeout::Drain), Bytes::new());
-        }
-        if expired(self.keepalive_deadline()) {
-            if self.pings.iter().any(|(_, _, keepalive)| *keepalive) {
-                return self.fail(ConnectionError::Timeout(Timeout::Keepalive), Bytes::new());
-            }
-            self.send_ping(now, true);
-        }
-        if let (Some(idle), Some(since)) = (self.config.idle_timeout, self.idle_since) {
-            if self.phase == Phase::Open && self.goaway_sent.is_none() && since + idle <= now {
-                let last = StreamId::new(self.last_peer_id).unwrap_or_default();
-                self.goaway_sent = Some(last);
-                self.control.push_back(Frame::GoAway(GoAway {
-                    last_stream: last,
-                    code: ErrorCode::IDLE_TIMEOUT,
-                    debug: Bytes::new(),
-                }));
-                self.check_drained();
-            }
-        }
-    }
-
     /// The transport reached end of file: the peer will send nothing more.
     pub fn handle_eof(&mut self, now: Instant) {
         self.now = now;
         if self.phase == Phase::Closed {
             return;
         }
-        if self.local_active == 0 && self.peer_active == 0 && self.goaway_received.is_some() {
+        if self.streams.none_active() && self.goaway_received.is_some() {
             self.phase = Phase::Closed;
             self.events.push_back(Event::Closed { error: None });
         } else {

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::stream::{Chunk, RecvState, SendState};
+use super::timers::Timer;
 use super::{Connection, Event, Phase};
-use crate::error::{ConnectionError, ErrorCode, Flood, PrefaceError};
+use crate::error::{ConnectionError, ErrorCode, Flood, PeerMisbehaved, PrefaceError};
 use crate::frame::{
     Data, Frame, GoAway, Open, Ping, Push, Reset, SettingId, Settings, WindowUpdate,
 };
@@ -34,6 +35,7 @@ impl Connection {
         }
         if !buf.is_empty() {
             self.last_received = now;
+            self.refresh_keepalive_timer();
         }
         let result = self.read_frames(buf);
         if let Err(error) = &result {
@@ -86,10 +88,7 @@ impl Connection {
 
     fn handle_frame(&mut self, frame: Frame) -> Result<(), ConnectionError> {
         if self.phase == Phase::Settings && !matches!(&frame, Frame::Settings(s) if !s.ack) {
-            return Err(ConnectionError::protocol(
-                "3.6",
-                "the first frame after the preface must be SETTINGS",
-            ));
+            return Err(PeerMisbehaved::FirstFrameNotSettings.into());
         }
         match frame {
             Frame::Data(data) => self.on_data(data),
@@ -111,15 +110,6 @@ impl Connection {
         }
     }
 
-    /// Whether `id` is idle: not yet opened by the side whose parity it has (spec §6.3).
-    pub(super) fn is_idle(&self, id: StreamId) -> bool {
-        if id.initiator() == Some(self.side) {
-            self.next_local_id.is_some_and(|next| id >= next)
-        } else {
-            id.value() > self.last_peer_id
-        }
-    }
-
     /// Spec §5.1, §6.3, §9.4.
     fn on_data(&mut self, data: Data) -> Result<(), ConnectionError> {
         let Data {
@@ -136,15 +126,11 @@ impl Connection {
         self.stats.data_bytes_received += u64::from(len);
         if self.conn_recv.receive(len).is_err() {
             self.stats.flow_control_errors += 1;
-            return Err(ConnectionError::Protocol {
-                code: ErrorCode::FLOW_CONTROL_ERROR,
-                section: "9.4.1",
-                reason: "DATA beyond the connection window",
-            });
+            return Err(PeerMisbehaved::ConnectionWindowExceeded.into());
         }
-        let Some(stream) = self.streams.get_mut(&id) else {
-            if self.is_idle(id) {
-                return Err(ConnectionError::protocol("6.3", "DATA on an idle stream"));
+        let Some(stream) = self.streams.get_mut(id) else {
+            if self.streams.is_idle(id) {
+                return Err(PeerMisbehaved::DataOnIdleStream.into());
             }
             // Spec §6.5.1: discard, but count and return the connection credit.
             self.stats.frames_on_closed_streams += 1;
@@ -215,13 +201,7 @@ impl Connection {
 
     /// Checks a new peer stream ID (spec §6.1.2) and records it.
     fn accept_peer_id(&mut self, id: StreamId) -> Result<(), ConnectionError> {
-        if id.value() <= self.last_peer_id {
-            return Err(ConnectionError::protocol(
-                "6.1.2",
-                "a new stream ID is not greater than the last one",
-            ));
-        }
-        self.last_peer_id = id.value();
+        self.streams.accept_peer_id(id)?;
         self.stats.streams_opened_by_peer += 1;
         Ok(())
     }
@@ -243,7 +223,8 @@ impl Connection {
             self.refuse(id, ErrorCode::METADATA_TOO_LARGE)?;
             return Ok(false);
         }
-        if self.peer_active >= self.config.max_concurrent_streams {
+        let (_, peer_active) = self.streams.active();
+        if peer_active >= self.config.max_concurrent_streams {
             self.stats.refused_streams += 1;
             self.refuse(id, ErrorCode::REFUSED_STREAM)?;
             return Ok(false);
@@ -267,24 +248,17 @@ impl Connection {
             }
         }
         self.streams.insert(id, stream);
-        self.peer_active += 1;
-        self.idle_since = None;
+        self.set_idle(false);
     }
 
     /// Spec §5.2, §6.1, §6.4.
     fn on_open(&mut self, open: Open) -> Result<(), ConnectionError> {
         let id = open.stream;
         if self.side == Side::Client {
-            return Err(ConnectionError::protocol(
-                "5.2.3",
-                "OPEN received by a client",
-            ));
+            return Err(PeerMisbehaved::OpenReceivedByClient.into());
         }
         if id.initiator() != Some(Side::Client) {
-            return Err(ConnectionError::protocol(
-                "5.2.3",
-                "OPEN on an even stream ID",
-            ));
+            return Err(PeerMisbehaved::OpenOnServerStreamId.into());
         }
         self.accept_peer_id(id)?;
         if !self.admit_peer_stream(id, open.metadata.encoded_len())? {
@@ -308,23 +282,17 @@ impl Connection {
     fn on_push(&mut self, push: Push) -> Result<(), ConnectionError> {
         let id = push.promised;
         if self.side == Side::Server {
-            return Err(ConnectionError::protocol(
-                "5.8.3",
-                "PUSH received by a server",
-            ));
+            return Err(PeerMisbehaved::PushReceivedByServer.into());
         }
         self.accept_peer_id(id)?;
         let associated = if push.associated.is_connection() {
             None
         } else {
             let assoc = push.associated;
-            if assoc.initiator() != Some(Side::Client) || self.is_idle(assoc) {
-                return Err(ConnectionError::protocol(
-                    "10.3",
-                    "PUSH tied to an even or idle stream",
-                ));
+            if assoc.initiator() != Some(Side::Client) || self.streams.is_idle(assoc) {
+                return Err(PeerMisbehaved::PushTiedToInvalidStream.into());
             }
-            if !self.streams.contains_key(&assoc) {
+            if !self.streams.contains(assoc) {
                 // Spec §10.3: the request is gone here; cancel its push.
                 self.refuse(id, ErrorCode::CANCEL)?;
                 return Ok(());
@@ -350,9 +318,9 @@ impl Connection {
     /// Spec §5.3, §6.3, §13.2.1.
     fn on_reset(&mut self, reset: Reset) -> Result<(), ConnectionError> {
         let id = reset.stream;
-        let Some(stream) = self.streams.get(&id) else {
-            if self.is_idle(id) {
-                return Err(ConnectionError::protocol("6.3", "RESET on an idle stream"));
+        let Some(stream) = self.streams.get(id) else {
+            if self.streams.is_idle(id) {
+                return Err(PeerMisbehaved::ResetOnIdleStream.into());
             }
             self.stats.frames_on_closed_streams += 1;
             return Ok(());
@@ -374,11 +342,9 @@ impl Connection {
     fn on_settings(&mut self, settings: Settings) -> Result<(), ConnectionError> {
         if settings.ack {
             let Some(sent) = self.settings_in_flight.pop_front() else {
-                return Err(ConnectionError::protocol(
-                    "5.4.2.1",
-                    "SETTINGS ACK without a SETTINGS to acknowledge",
-                ));
+                return Err(PeerMisbehaved::UnexpectedSettingsAck.into());
             };
+            self.refresh_settings_timer();
             self.settings_acked = true;
             self.rtt_sample(self.now.saturating_duration_since(sent));
             self.events.push_back(Event::SettingsAcked);
@@ -401,7 +367,8 @@ impl Connection {
         if !self.peer_settings_received {
             self.peer_settings_received = true;
             self.phase = Phase::Open;
-            self.handshake_deadline = None;
+            self.timers.stop(Timer::Handshake);
+            self.refresh_idle_timer();
             self.events.push_back(Event::Connected);
         }
         Ok(())
@@ -416,6 +383,7 @@ impl Connection {
                 if let Some((_, sent, _)) = self.pings.remove(index) {
                     let rtt = self.now.saturating_duration_since(sent);
                     self.rtt_sample(rtt);
+                    self.refresh_keepalive_timer();
                     self.events.push_back(Event::PingAcked { rtt });
                 }
             }
@@ -447,10 +415,7 @@ impl Connection {
             .goaway_received
             .is_some_and(|previous| go_away.last_stream > previous)
         {
-            return Err(ConnectionError::protocol(
-                "11.3.1",
-                "GOAWAY raised its Last Stream ID",
-            ));
+            return Err(PeerMisbehaved::GoAwayRaisedLastStream.into());
         }
         self.goaway_received = Some(go_away.last_stream);
         let code = go_away.code;
@@ -465,9 +430,8 @@ impl Connection {
         // Our streams above Last Stream ID were not processed: the application may retry them.
         let unprocessed: Vec<StreamId> = self
             .streams
-            .keys()
-            .filter(|id| id.initiator() == Some(self.side) && **id > go_away.last_stream)
-            .copied()
+            .ids()
+            .filter(|id| id.initiator() == Some(self.side) && *id > go_away.last_stream)
             .collect();
         for id in unprocessed {
             self.remove_stream(id);
@@ -486,20 +450,13 @@ impl Connection {
         if id.is_connection() {
             if self.conn_send.grow(update.increment).is_err() {
                 self.stats.window_overflows += 1;
-                return Err(ConnectionError::Protocol {
-                    code: ErrorCode::FLOW_CONTROL_ERROR,
-                    section: "9.5.1",
-                    reason: "WINDOW_UPDATE overflowed the connection window",
-                });
+                return Err(PeerMisbehaved::ConnectionWindowOverflow.into());
             }
             return Ok(());
         }
-        let Some(stream) = self.streams.get_mut(&id) else {
-            if self.is_idle(id) {
-                return Err(ConnectionError::protocol(
-                    "6.3",
-                    "WINDOW_UPDATE on an idle stream",
-                ));
+        let Some(stream) = self.streams.get_mut(id) else {
+            if self.streams.is_idle(id) {
+                return Err(PeerMisbehaved::WindowUpdateOnIdleStream.into());
             }
             self.stats.frames_on_closed_streams += 1;
             return Ok(());
@@ -508,10 +465,7 @@ impl Connection {
             self.stats.window_overflows += 1;
             return self.stream_error(id, ErrorCode::FLOW_CONTROL_ERROR);
         }
-        if !stream.scheduled && stream.send.has_sendable() {
-            stream.scheduled = true;
-            self.ready.push_back(id);
-        }
+        self.streams.schedule(id);
         Ok(())
     }
 }

@@ -60,8 +60,8 @@ impl Connection {
         let rtt = self.min_rtt;
         let mut largest_target = 0;
         let mut grew = false;
-        while let Some(id) = self.credit_queue.pop_front() {
-            let Some(stream) = self.streams.get_mut(&id) else {
+        while let Some(id) = self.streams.credit_queue.pop_front() {
+            let Some(stream) = self.streams.get_mut(id) else {
                 continue;
             };
             stream.recv.credit_queued = false;
@@ -100,12 +100,12 @@ impl Connection {
     /// Sends DATA frames, one per ready stream per turn.
     fn transmit_data(&mut self, buf: &mut BytesMut, start: usize) {
         while buf.len() - start < TRANSMIT_BUDGET {
-            let Some(id) = self.ready.pop_front() else {
+            let Some(id) = self.streams.ready.pop_front() else {
                 break;
             };
-            let solo = self.ready.is_empty();
+            let solo = self.streams.ready.is_empty();
             let conn_window = self.conn_send.available();
-            let Some(stream) = self.streams.get_mut(&id) else {
+            let Some(stream) = self.streams.get_mut(id) else {
                 continue;
             };
             stream.scheduled = false;
@@ -125,7 +125,7 @@ impl Connection {
                         if conn_window == 0 {
                             // Blocked on the connection window: keep its turn.
                             stream.scheduled = true;
-                            self.ready.push_front(id);
+                            self.streams.ready.push_front(id);
                             break;
                         }
                         continue; // its own window is empty: it waits for WINDOW_UPDATE
@@ -152,10 +152,7 @@ impl Connection {
             };
             let end_stream = frame.end_stream;
             Self::encode_into(&Frame::Data(frame), buf);
-            if stream.send.has_sendable() {
-                stream.scheduled = true;
-                self.ready.push_back(id);
-            }
+            self.streams.schedule(id);
             if end_stream {
                 self.update_stream(id);
             }
@@ -165,16 +162,16 @@ impl Connection {
     /// Tells writers that were refused that room is back: at least half a
     /// stream buffer, so that they write in large pieces.
     fn announce_writable(&mut self) {
-        if self.blocked_writers.is_empty() {
+        if self.streams.blocked_writers.is_empty() {
             return;
         }
         let threshold = (self.config.stream_send_buffer / 2)
             .min(self.config.connection_send_buffer / 2)
             .max(1);
-        let mut waiting = core::mem::take(&mut self.blocked_writers);
+        let mut waiting = core::mem::take(&mut self.streams.blocked_writers);
         waiting.retain(|id| {
             let room = self.send_capacity(*id);
-            match self.streams.get_mut(id) {
+            match self.streams.get_mut(*id) {
                 Some(stream) if room >= threshold => {
                     stream.wants_writable = false;
                     self.events.push_back(Event::Writable { id: *id });
@@ -184,6 +181,6 @@ impl Connection {
                 None => false,
             }
         });
-        self.blocked_writers = waiting;
+        self.streams.blocked_writers = waiting;
     }
 }

@@ -105,12 +105,15 @@ impl Settings {
 
     /// The entries, in the order they take effect.
     pub fn iter(&self) -> impl Iterator<Item = (SettingId, u32)> + '_ {
-        self.entries.chunks_exact(Self::ENTRY_LEN).map(|entry| {
-            let (id, value) = entry.split_at(2);
-            let id = u16::from_be_bytes([id[0], id[1]]);
-            let value = u32::from_be_bytes([value[0], value[1], value[2], value[3]]);
-            (SettingId(id), value)
-        })
+        self.entries
+            .chunks_exact(Self::ENTRY_LEN)
+            .filter_map(|entry| match *entry {
+                [i0, i1, v0, v1, v2, v3] => Some((
+                    SettingId(u16::from_be_bytes([i0, i1])),
+                    u32::from_be_bytes([v0, v1, v2, v3]),
+                )),
+                _ => None, // chunks_exact: never shorter
+            })
     }
 
     pub(super) fn entry_bytes(&self) -> &Bytes {

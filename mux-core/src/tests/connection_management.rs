@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::util::{frames, route, sid, Pair, Raw};
 use crate::connection::{Config, Event};
-use crate::error::{ConnectionError, ErrorCode, OpenError, Timeout};
+use crate::error::{ConnectionError, ErrorCode, OpenError, PeerMisbehaved, Timeout};
 use crate::frame::{Frame, GoAway, SettingId};
 use crate::stream_id::{Side, StreamId};
 
@@ -96,10 +96,9 @@ fn goaway_may_not_raise_last_stream_id() {
     raw.send(goaway(3));
     assert!(matches!(
         raw.error,
-        Some(ConnectionError::Protocol {
-            section: "11.3.1",
-            ..
-        })
+        Some(ConnectionError::Protocol(
+            PeerMisbehaved::GoAwayRaisedLastStream
+        ))
     ));
 }
 

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::util::{frames, route, sid, Pair, Raw};
 use crate::connection::{Config, Event};
-use crate::error::{ConnectionError, ErrorCode};
+use crate::error::{ConnectionError, ErrorCode, PeerMisbehaved};
 use crate::frame::{Frame, SettingId};
 
 #[test]
@@ -63,10 +63,9 @@ fn data_beyond_the_connection_window_is_a_connection_error() {
     }
     assert!(matches!(
         raw.error,
-        Some(ConnectionError::Protocol {
-            code: ErrorCode::FLOW_CONTROL_ERROR,
-            ..
-        })
+        Some(ConnectionError::Protocol(
+            PeerMisbehaved::ConnectionWindowExceeded
+        ))
     ));
     assert_eq!(
         Raw::goaway_code(&raw.take_frames()),

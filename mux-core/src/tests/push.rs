@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::util::{frames, route, sid, Pair, Raw};
 use crate::connection::{Config, Event, StreamState};
-use crate::error::{ConnectionError, ErrorCode, OpenError, WriteError};
+use crate::error::{ConnectionError, ErrorCode, OpenError, PeerMisbehaved, WriteError};
 
 #[test]
 fn unsolicited_push_delivers_data_to_the_client() {
@@ -143,10 +143,9 @@ fn push_tied_to_an_idle_or_even_stream_is_a_connection_error() {
         assert!(
             matches!(
                 raw.error,
-                Some(ConnectionError::Protocol {
-                    section: "10.3",
-                    ..
-                })
+                Some(ConnectionError::Protocol(
+                    PeerMisbehaved::PushTiedToInvalidStream
+                ))
             ),
             "{associated}"
         );
@@ -160,10 +159,9 @@ fn push_is_server_only() {
     raw.send(frames::push(2, 0));
     assert!(matches!(
         raw.error,
-        Some(ConnectionError::Protocol {
-            section: "5.8.3",
-            ..
-        })
+        Some(ConnectionError::Protocol(
+            PeerMisbehaved::PushReceivedByServer
+        ))
     ));
     let mut pair = Pair::connected();
     assert_eq!(

@@ -6,7 +6,9 @@ use bytes::Bytes;
 
 use super::util::{frames, route, sid, Pair, Raw};
 use crate::connection::{Config, Event, StreamState};
-use crate::error::{ConnectionError, ErrorCode, OpenError, PrefaceError, WriteError};
+use crate::error::{
+    ConnectionError, ErrorCode, OpenError, PeerMisbehaved, PrefaceError, WriteError,
+};
 use crate::frame::{Frame, Settings};
 use crate::stream_id::{Side, StreamId};
 
@@ -170,19 +172,23 @@ fn reset_ends_both_directions_and_frees_state() {
 #[test]
 fn frames_on_idle_streams_are_connection_errors() {
     // §6.3: DATA, RESET, WINDOW_UPDATE on a stream never opened.
-    for frame in [
-        frames::data(1, b"x"),
-        frames::reset(3, ErrorCode::CANCEL),
-        frames::window_update(5, 10),
+    for (frame, misbehaved) in [
+        (frames::data(1, b"x"), PeerMisbehaved::DataOnIdleStream),
+        (
+            frames::reset(3, ErrorCode::CANCEL),
+            PeerMisbehaved::ResetOnIdleStream,
+        ),
+        (
+            frames::window_update(5, 10),
+            PeerMisbehaved::WindowUpdateOnIdleStream,
+        ),
     ] {
         let mut raw = Raw::server(Config::default());
         raw.send(frame);
         let out = raw.take_frames();
         assert_eq!(Raw::goaway_code(&out), Some(ErrorCode::PROTOCOL_ERROR));
-        assert!(matches!(
-            raw.error,
-            Some(ConnectionError::Protocol { section: "6.3", .. })
-        ));
+        assert_eq!(raw.error, Some(ConnectionError::Protocol(misbehaved)));
+        assert_eq!(misbehaved.section(), "6.3");
         assert!(raw.conn.is_closed());
     }
 }
@@ -231,10 +237,9 @@ fn stream_ids_must_increase() {
     );
     assert!(matches!(
         raw.error,
-        Some(ConnectionError::Protocol {
-            section: "6.1.2",
-            ..
-        })
+        Some(ConnectionError::Protocol(
+            PeerMisbehaved::StreamIdNotIncreasing
+        ))
     ));
 }
 
@@ -301,7 +306,9 @@ fn first_frame_must_be_settings() {
     raw.send(frames::open(1));
     assert!(matches!(
         raw.error,
-        Some(ConnectionError::Protocol { section: "3.6", .. })
+        Some(ConnectionError::Protocol(
+            PeerMisbehaved::FirstFrameNotSettings
+        ))
     ));
     assert_eq!(
         Raw::goaway_code(&raw.take_frames()),
@@ -418,10 +425,9 @@ fn metadata_beyond_the_limit_resets_the_stream() {
     raw.send(frames::open(1));
     assert!(matches!(
         raw.error,
-        Some(ConnectionError::Protocol {
-            section: "6.1.2",
-            ..
-        })
+        Some(ConnectionError::Protocol(
+            PeerMisbehaved::StreamIdNotIncreasing
+        ))
     ));
 }
 

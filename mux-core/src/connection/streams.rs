@@ -1,0 +1,168 @@
+//! Every stream of one connection: the ID spaces (spec §6.1), the streams in
+//! memory, the active counts that MAX_CONCURRENT_STREAMS limits (spec §6.4),
+//! and the three work sets the connection drains: streams ready to send DATA
+//! (spec §12.2), writers waiting for room, and streams with credit to return
+//! (spec §9.4.2).
+//!
+//! `StreamsState` keeps its own invariants (an ID is scheduled at most once,
+//! the active counts match the streams marked active); the connection decides
+//! what the protocol does with them.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::stream::Stream;
+use crate::error::PeerMisbehaved;
+use crate::stream_id::{Side, StreamId};
+
+/// The streams of one connection and the queues over them.
+#[derive(Debug)]
+pub(super) struct StreamsState {
+    side: Side,
+    /// The ID our next stream gets, or `None` when IDs ran out (spec §6.1.4).
+    next_local_id: Option<StreamId>,
+    /// The highest stream ID the peer opened; higher IDs of its parity are idle.
+    last_peer_id: u32,
+    map: HashMap<StreamId, Stream>,
+    /// Active streams we opened, and the peer opened (spec §6.4).
+    local_active: u32,
+    peer_active: u32,
+    /// Streams with DATA ready to send, in round-robin order (spec §12.2).
+    pub(super) ready: VecDeque<StreamId>,
+    /// Streams whose writes were refused, waiting for room (`Event::Writable`).
+    pub(super) blocked_writers: Vec<StreamId>,
+    /// Streams with consumed bytes to credit.
+    pub(super) credit_queue: VecDeque<StreamId>,
+}
+
+impl StreamsState {
+    pub(super) fn new(side: Side) -> Self {
+        Self {
+            side,
+            next_local_id: StreamId::new(match side {
+                Side::Client => 1,
+                Side::Server => 2,
+            }),
+            last_peer_id: 0,
+            map: HashMap::new(),
+            local_active: 0,
+            peer_active: 0,
+            ready: VecDeque::new(),
+            blocked_writers: Vec::new(),
+            credit_queue: VecDeque::new(),
+        }
+    }
+
+    pub(super) fn get(&self, id: StreamId) -> Option<&Stream> {
+        self.map.get(&id)
+    }
+
+    pub(super) fn get_mut(&mut self, id: StreamId) -> Option<&mut Stream> {
+        self.map.get_mut(&id)
+    }
+
+    pub(super) fn contains(&self, id: StreamId) -> bool {
+        self.map.contains_key(&id)
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&StreamId, &Stream)> {
+        self.map.iter()
+    }
+
+    pub(super) fn ids(&self) -> impl Iterator<Item = StreamId> + '_ {
+        self.map.keys().copied()
+    }
+
+    /// Streams in memory.
+    pub(super) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Active streams opened by this endpoint and by the peer (spec §6.4).
+    pub(super) fn active(&self) -> (u32, u32) {
+        (self.local_active, self.peer_active)
+    }
+
+    pub(super) fn none_active(&self) -> bool {
+        self.local_active == 0 && self.peer_active == 0
+    }
+
+    /// The highest stream ID the peer opened (0 before any), for GOAWAY.
+    pub(super) fn last_peer_id(&self) -> StreamId {
+        StreamId::new(self.last_peer_id).unwrap_or_default()
+    }
+
+    /// The ID our next stream would get; `None` once they ran out.
+    pub(super) fn next_local_id(&self) -> Option<StreamId> {
+        self.next_local_id
+    }
+
+    /// Uses up local IDs up to `id`, for a stream that never enters memory
+    /// (a PUSH with END_STREAM, spec §6.2.2).
+    pub(super) fn consume_local_id(&mut self, id: StreamId) {
+        self.next_local_id = id.next();
+    }
+
+    /// Whether `id` is idle: not yet opened by the side whose parity it has (spec §6.3).
+    pub(super) fn is_idle(&self, id: StreamId) -> bool {
+        if id.initiator() == Some(self.side) {
+            self.next_local_id.is_some_and(|next| id >= next)
+        } else {
+            id.value() > self.last_peer_id
+        }
+    }
+
+    /// Checks a new peer stream ID (spec §6.1.2) and records it.
+    pub(super) fn accept_peer_id(&mut self, id: StreamId) -> Result<(), PeerMisbehaved> {
+        if id.value() <= self.last_peer_id {
+            return Err(PeerMisbehaved::StreamIdNotIncreasing);
+        }
+        self.last_peer_id = id.value();
+        Ok(())
+    }
+
+    /// Adds an active stream (ours or the peer's, by its ID's parity).
+    pub(super) fn insert(&mut self, id: StreamId, stream: Stream) {
+        if id.initiator() == Some(self.side) {
+            self.next_local_id = id.next();
+            self.local_active += 1;
+        } else {
+            self.peer_active += 1;
+        }
+        self.map.insert(id, stream);
+    }
+
+    /// Removes a stream from memory. The caller deactivates it if it was active.
+    pub(super) fn remove(&mut self, id: StreamId) -> Option<Stream> {
+        self.map.remove(&id)
+    }
+
+    /// Stops counting a stream against the concurrency limits.
+    pub(super) fn deactivate(&mut self, id: StreamId) {
+        if id.initiator() == Some(self.side) {
+            self.local_active = self.local_active.saturating_sub(1);
+        } else {
+            self.peer_active = self.peer_active.saturating_sub(1);
+        }
+    }
+
+    /// Puts a stream in the send rotation if it has something to send and is
+    /// not there yet.
+    pub(super) fn schedule(&mut self, id: StreamId) {
+        if let Some(stream) = self.map.get_mut(&id) {
+            if !stream.scheduled && stream.send.has_sendable() {
+                stream.scheduled = true;
+                self.ready.push_back(id);
+            }
+        }
+    }
+
+    /// Forgets every stream (the connection failed).
+    pub(super) fn clear(&mut self) {
+        self.map.clear();
+        self.ready.clear();
+        self.blocked_writers.clear();
+        self.credit_queue.clear();
+        self.local_active = 0;
+        self.peer_active = 0;
+    }
+}
