@@ -6,7 +6,7 @@
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::CallError;
+use crate::error::CallError;
 
 #[derive(Debug, Default)]
 struct State {

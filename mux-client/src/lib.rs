@@ -26,144 +26,50 @@
 #![warn(missing_docs)]
 
 mod app;
+mod call;
+mod command;
+mod completion;
 mod credit;
-mod feed;
-mod patterns;
+mod error;
+mod events;
+mod inbox;
+mod message_stream;
+mod polling;
+mod pool;
+mod pubsub;
+mod reader;
+mod reopen;
+mod session;
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 pub use mux_core as core;
-use mux_core::frame::Metadata;
-use mux_core::rpc::RequestHead;
 pub use mux_core::rpc::Status;
-use mux_core::ErrorCode;
-use mux_runtime::{completion, Completion, EventLoop, LoopHandle};
+use mux_runtime::{EventLoop, LoopHandle};
 pub use mux_runtime::{LoopConfig, SocketOptions};
 
-use std::sync::Arc;
-
-pub use app::PushMessage;
-use app::{ClientApp, Command, Policy, PushHandler, Sink};
+use app::ClientApp;
+pub use call::{Call, CallRequest, Reply, Upload};
+pub use command::PushMessage;
+use command::{Callback, Command, PendingCall, PushHandler, Sink};
+use completion::completion;
 use credit::Credit;
-use mux_runtime::Piece;
-pub use patterns::{
-    Delivery, Event, EventStream, LongPoller, MessageStream, NextMessage, Poller, Publisher,
-    Resume, Session, Subscription,
-};
-
-/// Bytes an upload may have handed to the loop that its connection has not
-/// accepted yet; beyond, `Upload::write` blocks. 1 MiB, the size of a
-/// stream's send buffer: together they keep a fast link busy.
-const UPLOAD_CREDIT: usize = 1 << 20;
+pub use error::CallError;
+pub use events::{Event, EventStream, Resume};
+pub use message_stream::{MessageStream, NextMessage};
+pub use polling::{LongPoller, Poller};
+use pool::Policy;
+pub use pubsub::{Delivery, Publisher, Subscription};
+pub use session::Session;
 
 /// Commands queued for the loop at most; a full queue blocks the caller.
 const COMMAND_QUEUE: usize = 4096;
-
-/// Why a call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum CallError {
-    /// No connection could be made.
-    #[error("cannot connect: {0}")]
-    Connect(String),
-    /// The connection ended while the call was in flight; it may or may not have run.
-    #[error("connection lost: {0}")]
-    ConnectionLost(String),
-    /// The server reset the call's stream.
-    #[error("the server reset the call with {0}")]
-    Reset(ErrorCode),
-    /// The deadline passed first.
-    #[error("deadline exceeded")]
-    DeadlineExceeded,
-    /// The caller cancelled it.
-    #[error("cancelled")]
-    Cancelled,
-    /// The response was larger than the client's limit.
-    #[error("response larger than {0} bytes")]
-    TooLarge(usize),
-    /// The request or response did not follow the format.
-    #[error("malformed: {0}")]
-    Malformed(String),
-    /// Too many calls are waiting for a connection.
-    #[error("too many calls waiting for a connection")]
-    Busy,
-    /// The client is shut down.
-    #[error("the client is shut down")]
-    Closed,
-    /// The server answered with a failure status (a stream pattern's request was refused).
-    #[error("the server refused with status {}: {message}", status.0)]
-    Rejected {
-        /// The status.
-        status: Status,
-        /// The server's message.
-        message: String,
-    },
-}
-
-impl From<CallError> for io::Error {
-    fn from(err: CallError) -> Self {
-        let kind = match err {
-            CallError::Connect(_) => io::ErrorKind::ConnectionRefused,
-            CallError::ConnectionLost(_) | CallError::Reset(_) => io::ErrorKind::ConnectionReset,
-            CallError::DeadlineExceeded => io::ErrorKind::TimedOut,
-            CallError::Cancelled | CallError::Closed => io::ErrorKind::Interrupted,
-            CallError::Busy => io::ErrorKind::WouldBlock,
-            CallError::TooLarge(_) | CallError::Malformed(_) => io::ErrorKind::InvalidData,
-            CallError::Rejected { .. } => io::ErrorKind::Other,
-        };
-        Self::new(kind, err)
-    }
-}
-
-/// A server's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    /// The status.
-    pub status: Status,
-    /// The server's metadata.
-    pub metadata: Metadata,
-    /// The body.
-    pub body: Bytes,
-}
-
-/// A call to make: route, body, metadata and deadline.
-#[derive(Debug, Clone)]
-pub struct CallRequest {
-    head: RequestHead,
-    body: Bytes,
-    timeout: Option<Duration>,
-}
-
-impl CallRequest {
-    /// A call of `route` with `body`.
-    pub fn new(route: impl Into<String>, body: impl Into<Bytes>) -> Self {
-        Self {
-            head: RequestHead::new(route),
-            body: body.into(),
-            timeout: None,
-        }
-    }
-
-    /// The same call with a metadata entry.
-    pub fn header(mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
-        self.head.metadata.push((name.into(), value.into()));
-        self
-    }
-
-    /// The same call with a deadline `timeout` from when it is started.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-}
 
 /// Configures a [`Client`].
 #[derive(Clone)]
@@ -320,9 +226,9 @@ impl Opener {
 
     /// Hands a call to the loop; if the loop is gone, the call fails with
     /// [`CallError::Closed`] through its own sink.
-    fn submit_call(&self, call: app::Call) {
+    fn submit_call(&self, call: PendingCall) {
         if let Err(Command::Call(call)) = self.handle.send(Command::Call(call)) {
-            ClientApp::fail_call(call, CallError::Closed);
+            call.fail(CallError::Closed);
         }
     }
 
@@ -331,7 +237,7 @@ impl Opener {
         let timeout = request.timeout.or(self.default_timeout);
         let mut head = request.head;
         head.deadline = timeout;
-        let call = app::Call {
+        let call = PendingCall {
             id,
             head,
             body: request.body,
@@ -358,9 +264,9 @@ impl Opener {
 
     /// Opens a stream whose response is a sequence of messages.
     pub(crate) fn open_stream(&self, request: CallRequest) -> MessageStream {
-        let shared = Arc::new(feed::FeedShared::default());
-        let id = self.submit_with(request, Sink::Feed(Arc::clone(&shared)), None);
-        MessageStream::new(shared, id, self.handle.clone())
+        let inbox = Arc::new(inbox::Inbox::default());
+        let id = self.submit_with(request, Sink::Inbox(Arc::clone(&inbox)), None);
+        MessageStream::new(inbox, id, self.handle.clone())
     }
 }
 
@@ -436,8 +342,11 @@ impl Client {
     where
         F: FnOnce(Result<Reply, CallError>) + Send + 'static,
     {
-        self.opener
-            .submit_with(request, Sink::Callback(Box::new(callback)), None);
+        self.opener.submit_with(
+            request,
+            Sink::Callback(Box::new(callback) as Callback),
+            None,
+        );
     }
 
     /// Measures the round-trip time to the server with a PING.
@@ -463,162 +372,5 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// A call in flight: wait for it, poll it, or `.await` it. Dropping it
-/// before it completes cancels the call.
-#[derive(Debug)]
-pub struct Call {
-    completion: Option<Completion<Result<Reply, CallError>>>,
-    id: Option<u64>,
-    handle: LoopHandle<Command>,
-    failed: Option<CallError>,
-}
-
-impl Call {
-    /// Blocks until the reply arrives.
-    pub fn wait(mut self) -> Result<Reply, CallError> {
-        if let Some(err) = self.failed.take() {
-            return Err(err);
-        }
-        let completion = self.completion.take().ok_or(CallError::Closed)?;
-        completion.wait().map_err(|_| CallError::Closed)?
-    }
-
-    /// The reply if it has arrived, without blocking.
-    pub fn try_result(&mut self) -> Option<Result<Reply, CallError>> {
-        if let Some(err) = self.failed.take() {
-            return Some(Err(err));
-        }
-        let completion = self.completion.as_mut()?;
-        match completion.try_take() {
-            Ok(Some(result)) => {
-                self.completion = None;
-                Some(result)
-            }
-            Ok(None) => None,
-            Err(_) => {
-                self.completion = None;
-                Some(Err(CallError::Closed))
-            }
-        }
-    }
-
-    /// Blocks until the reply arrives or `timeout` passes (`None`; the call goes on).
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<Result<Reply, CallError>> {
-        if let Some(err) = self.failed.take() {
-            return Some(Err(err));
-        }
-        let completion = self.completion.as_mut()?;
-        match completion.wait_timeout(timeout) {
-            Ok(Some(result)) => {
-                self.completion = None;
-                Some(result)
-            }
-            Ok(None) => None,
-            Err(_) => {
-                self.completion = None;
-                Some(Err(CallError::Closed))
-            }
-        }
-    }
-
-    /// Cancels the call now (dropping it does the same).
-    pub fn cancel(mut self) {
-        self.send_cancel();
-    }
-
-    fn send_cancel(&mut self) {
-        if let (Some(completion), Some(id)) = (self.completion.take(), self.id) {
-            if !completion.is_ready() {
-                let _ = self.handle.try_send(Command::Cancel(id));
-            }
-        }
-    }
-}
-
-impl Future for Call {
-    type Output = Result<Reply, CallError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(err) = self.failed.take() {
-            return Poll::Ready(Err(err));
-        }
-        let Some(completion) = self.completion.as_mut() else {
-            return Poll::Ready(Err(CallError::Closed));
-        };
-        match Pin::new(completion).poll(cx) {
-            Poll::Ready(result) => {
-                self.completion = None;
-                Poll::Ready(result.unwrap_or(Err(CallError::Closed)))
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl Drop for Call {
-    fn drop(&mut self) {
-        self.send_cancel();
-    }
-}
-
-/// A call whose request body is being streamed. Writes block (or, with
-/// [`Upload::try_write`], report) while the connection cannot take more, so
-/// a slow server slows the writer down end to end.
-#[derive(Debug)]
-pub struct Upload {
-    call: Option<Call>,
-    id: u64,
-    credit: Arc<Credit>,
-    handle: LoopHandle<Command>,
-}
-
-impl Upload {
-    fn push(
-        &mut self,
-        bytes: Bytes,
-        end_message: bool,
-        end_stream: bool,
-        wait: bool,
-    ) -> Result<bool, CallError> {
-        if !self.credit.acquire(bytes.len(), UPLOAD_CREDIT, wait)? {
-            return Ok(false);
-        }
-        let piece = Piece {
-            bytes,
-            end_message,
-            end_stream,
-        };
-        self.handle
-            .send(Command::Write {
-                call: self.id,
-                piece,
-            })
-            .map_err(|_| CallError::Closed)?;
-        Ok(true)
-    }
-
-    /// Writes bytes, blocking while the connection pushes back.
-    pub fn write(&mut self, bytes: impl Into<Bytes>) -> Result<(), CallError> {
-        self.push(bytes.into(), false, false, true).map(|_| ())
-    }
-
-    /// Writes one message (spec §7), blocking while the connection pushes back.
-    pub fn write_message(&mut self, bytes: impl Into<Bytes>) -> Result<(), CallError> {
-        self.push(bytes.into(), true, false, true).map(|_| ())
-    }
-
-    /// Writes bytes if the connection can take them now; `Ok(false)` means
-    /// try again later (nothing was written).
-    pub fn try_write(&mut self, bytes: impl Into<Bytes>) -> Result<bool, CallError> {
-        self.push(bytes.into(), false, false, false)
-    }
-
-    /// Ends the body; the returned [`Call`] yields the reply.
-    pub fn finish(mut self) -> Result<Call, CallError> {
-        self.push(Bytes::new(), false, true, true)?;
-        self.call.take().ok_or(CallError::Closed)
     }
 }

@@ -9,8 +9,9 @@
 //!   unwritten output, interest recomputed after every event).
 //! - [`timer`]: the deadline heap.
 //! - [`socket`]: socket options through `socket2`.
-//! - [`mod@completion`]: one-shot results awaited by blocking, polling or as a
-//!   `std::future::Future`.
+//! - [`outbox`], [`message`] and [`stream_map`]: writing pieces under a
+//!   stream's send buffer, reassembling messages and bodies from chunks, and
+//!   per-stream state cleaned up with its connection; used by both sides.
 //!
 //! No protocol rule lives here: every one is in `mux-core`.
 //!
@@ -24,19 +25,19 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod completion;
 pub mod conn_io;
 pub mod event_loop;
 pub mod message;
 pub mod outbox;
 pub mod socket;
+pub mod stream_map;
 pub mod timer;
 
-pub use completion::{completion, Abandoned, Completer, Completion};
 pub use event_loop::{App, ConnKey, Ctx, EventLoop, LoopConfig, LoopError, LoopHandle, PlainKey};
-pub use message::{MessageReader, TooLarge};
+pub use message::{BodyBuffer, MessageReader, TooLarge};
 pub use outbox::{Outbox, Piece};
 pub use socket::SocketOptions;
+pub use stream_map::StreamMap;
 
 /// Wraps a non-blocking std listener for an event loop.
 pub fn mio_listener(listener: std::net::TcpListener) -> mio::net::TcpListener {

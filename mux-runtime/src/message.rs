@@ -1,4 +1,5 @@
-//! Reassembles a stream's chunks into messages (spec §7), within a size limit.
+//! Reassembles a stream's chunks into messages (spec §7), or into one whole
+//! body, within a size limit.
 
 use bytes::{Bytes, BytesMut};
 use mux_core::Chunk;
@@ -50,5 +51,81 @@ impl MessageReader {
     /// Whether a partial message is held.
     pub fn has_partial(&self) -> bool {
         self.single.is_some() || !self.partial.is_empty()
+    }
+}
+
+/// Collects a whole body up to a limit: request bodies on the server,
+/// response and push bodies on the client.
+#[derive(Debug, Default)]
+pub struct BodyBuffer {
+    bytes: BytesMut,
+}
+
+impl BodyBuffer {
+    /// Appends `bytes`; past `limit` the body so far is dropped and the
+    /// caller learns it is too large.
+    pub fn push(&mut self, bytes: &[u8], limit: usize) -> Result<(), TooLarge> {
+        if self.bytes.len() + bytes.len() > limit {
+            self.bytes = BytesMut::new();
+            return Err(TooLarge);
+        }
+        self.bytes.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// The body collected so far, leaving the buffer empty.
+    pub fn take(&mut self) -> Bytes {
+        std::mem::take(&mut self.bytes).freeze()
+    }
+
+    /// Bytes collected so far.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether nothing was collected.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(bytes: &'static [u8], end_message: bool) -> Chunk {
+        Chunk {
+            bytes: Bytes::from_static(bytes),
+            end_message,
+            fin: false,
+        }
+    }
+
+    #[test]
+    fn messages_are_reassembled_across_chunks() {
+        let mut reader = MessageReader::default();
+        assert_eq!(reader.push(chunk(b"he", false), 16), Ok(None));
+        assert_eq!(
+            reader.push(chunk(b"llo", true), 16),
+            Ok(Some(Bytes::from("hello")))
+        );
+        assert_eq!(
+            reader.push(chunk(b"x", true), 16),
+            Ok(Some(Bytes::from("x")))
+        );
+        assert!(!reader.has_partial());
+        assert_eq!(reader.push(chunk(b"0123456789", false), 16), Ok(None));
+        assert_eq!(reader.push(chunk(b"0123456789", true), 16), Err(TooLarge));
+    }
+
+    #[test]
+    fn a_body_past_its_limit_is_dropped() {
+        let mut body = BodyBuffer::default();
+        assert_eq!(body.push(b"abc", 4), Ok(()));
+        assert_eq!(body.push(b"de", 4), Err(TooLarge));
+        assert!(body.is_empty());
+        assert_eq!(body.push(b"ab", 4), Ok(()));
+        assert_eq!(body.take(), Bytes::from("ab"));
+        assert_eq!(body.len(), 0);
     }
 }

@@ -5,12 +5,13 @@
 //! It holds only what the application already gave (a body in memory), so it
 //! adds no unbounded buffering: the state machine's send buffer stays capped.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 use mux_core::{Connection, StreamId, WriteError};
 
 use crate::event_loop::ConnKey;
+use crate::stream_map::StreamMap;
 
 /// One piece of a stream's output.
 #[derive(Debug, Clone)]
@@ -26,7 +27,7 @@ pub struct Piece {
 /// Pending output per stream.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    pending: HashMap<(ConnKey, StreamId), VecDeque<Piece>>,
+    pending: StreamMap<VecDeque<Piece>>,
 }
 
 impl Outbox {
@@ -39,14 +40,14 @@ impl Outbox {
         id: StreamId,
         piece: Piece,
     ) -> Result<usize, WriteError> {
-        if let Some(queue) = self.pending.get_mut(&(key, id)) {
+        if let Some(queue) = self.pending.get_mut(key, id) {
             queue.push_back(piece);
             return Ok(0);
         }
         let mut queue = VecDeque::from([piece]);
         let accepted = Self::drain(conn, id, &mut queue)?;
         if !queue.is_empty() {
-            self.pending.insert((key, id), queue);
+            self.pending.insert(key, id, queue);
         }
         Ok(accepted)
     }
@@ -59,12 +60,12 @@ impl Outbox {
         key: ConnKey,
         id: StreamId,
     ) -> Result<usize, WriteError> {
-        let Some(queue) = self.pending.get_mut(&(key, id)) else {
+        let Some(queue) = self.pending.get_mut(key, id) else {
             return Ok(0);
         };
         let result = Self::drain(conn, id, queue);
         if queue.is_empty() || result.is_err() {
-            self.pending.remove(&(key, id));
+            self.pending.remove(key, id);
         }
         result
     }
@@ -92,11 +93,11 @@ impl Outbox {
 
     /// Drops a stream's pending output (it was reset).
     pub fn forget(&mut self, key: ConnKey, id: StreamId) {
-        self.pending.remove(&(key, id));
+        self.pending.remove(key, id);
     }
 
     /// Drops a connection's pending output (it closed).
     pub fn forget_conn(&mut self, key: ConnKey) {
-        self.pending.retain(|(k, _), _| *k != key);
+        self.pending.remove_conn(key);
     }
 }

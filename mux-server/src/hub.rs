@@ -11,10 +11,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use mux_runtime::LoopHandle;
 
-use crate::app::Command;
 use crate::broker::Broker;
+use crate::command::Command;
 use crate::event_log::{Entry, EventLog, Gap};
-use crate::sessions::SessionStore;
+use crate::sessions::{SessionEvents, SessionHandle, SessionStore};
 
 pub(crate) struct Hub {
     pub(crate) broker: Arc<dyn Broker>,
@@ -124,8 +124,20 @@ impl Hub {
         (log.last_id(), log.epoch())
     }
 
+    /// A handle to the session `token`, if it is alive.
+    pub(crate) fn session(self: &Arc<Self>, token: &str, now: Instant) -> Option<SessionHandle> {
+        self.sessions.with(token, now, &mut |_| {})?;
+        Some(SessionHandle {
+            token: token.to_owned(),
+            store: Arc::clone(&self.sessions),
+            events: Arc::clone(self) as Arc<dyn SessionEvents>,
+        })
+    }
+}
+
+impl SessionEvents for Hub {
     /// Appends to a session's feed and fans it out; `None` if the session is gone.
-    pub(crate) fn session_event(&self, token: &str, kind: &str, data: Bytes) -> Option<u64> {
+    fn session_event(&self, token: &str, kind: &str, data: Bytes) -> Option<u64> {
         let mut entry = None;
         self.sessions.with(token, Instant::now(), &mut |session| {
             entry = Some(session.feed.append(kind, data.clone()));

@@ -26,11 +26,14 @@
 
 mod app;
 pub mod broker;
+mod command;
 pub mod demo;
 pub mod event_log;
-mod feed;
+mod handler;
 mod hub;
+mod replies;
 mod request;
+mod reserved;
 pub mod sessions;
 mod workers;
 
@@ -48,8 +51,10 @@ pub use mux_runtime::{LoopConfig, SocketOptions};
 pub use request::{BodySink, HandlerError, HandlerResult, Request, Response};
 pub use sessions::{MemoryStore, SessionHandle, SessionStore};
 
-use app::{Command, Handler, ServerApp};
+use app::ServerApp;
 use bytes::Bytes;
+use command::Command;
+use handler::Handler;
 use hub::Hub;
 use mux_core::frame::{Metadata, MetadataError};
 use mux_core::patterns::{check_topic, TopicError};
@@ -330,12 +335,7 @@ impl ServerHandle {
 
     /// A handle to the session `token`, if it is alive.
     pub fn session(&self, token: &str) -> Option<SessionHandle> {
-        self.hub.sessions.with(token, Instant::now(), &mut |_| {})?;
-        Some(SessionHandle {
-            token: token.to_owned(),
-            store: Arc::clone(&self.hub.sessions),
-            hub: Arc::clone(&self.hub),
-        })
+        self.hub.session(token, Instant::now())
     }
 
     /// Fan-out messages a loop missed because its command queue was full.

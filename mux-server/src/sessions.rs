@@ -115,12 +115,20 @@ impl SessionStore for MemoryStore {
     }
 }
 
+/// Where a session's new events go: into its replay buffer and to the feed
+/// of the client attached to it, on whichever loop that is. The server's
+/// hub implements it; the trait keeps this module free of the hub.
+pub(crate) trait SessionEvents: Send + Sync {
+    /// Appends an event; its id, or `None` if the session is gone.
+    fn session_event(&self, token: &str, kind: &str, data: Bytes) -> Option<u64>;
+}
+
 /// A handle to one session, given to handlers of calls that carry `:session`.
 #[derive(Clone)]
 pub struct SessionHandle {
     pub(crate) token: String,
     pub(crate) store: Arc<dyn SessionStore>,
-    pub(crate) hub: Arc<crate::hub::Hub>,
+    pub(crate) events: Arc<dyn SessionEvents>,
 }
 
 impl std::fmt::Debug for SessionHandle {
@@ -156,7 +164,7 @@ impl SessionHandle {
     /// Appends an event to the session's feed and delivers it to the client
     /// if attached; returns its id.
     pub fn push(&self, kind: &str, data: Bytes) -> Option<u64> {
-        self.hub.session_event(&self.token, kind, data)
+        self.events.session_event(&self.token, kind, data)
     }
 }
 

@@ -8,7 +8,8 @@ use crossbeam_channel::{Receiver, Sender};
 use mux_core::StreamId;
 use mux_runtime::{ConnKey, LoopHandle};
 
-use crate::app::{run, Command, HandlerFn};
+use crate::command::Command;
+use crate::handler::{run, HandlerFn};
 use crate::request::Request;
 
 /// One blocking request to run.

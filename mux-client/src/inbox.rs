@@ -1,4 +1,4 @@
-//! Server-to-client message streams (the response side of subscriptions,
+//! The inbox of a message stream (the response side of subscriptions,
 //! event streams, session feeds and long polls): messages cross from the
 //! loop to the application through a bounded queue. When it is full the
 //! loop stops reading the stream, so flow control pushes back on the server
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mux_core::rpc::ResponseHead;
 
-use crate::CallError;
+use crate::error::CallError;
 
 /// Messages buffered between the loop and the application per stream.
 pub(crate) const FEED_QUEUE: usize = 256;
@@ -33,7 +33,7 @@ struct State {
 
 /// The state shared by the loop and a message stream's reader.
 #[derive(Debug, Default)]
-pub(crate) struct FeedShared {
+pub(crate) struct Inbox {
     state: Mutex<State>,
     changed: Condvar,
 }
@@ -46,7 +46,7 @@ pub(crate) enum Next {
     Nothing,
 }
 
-impl FeedShared {
+impl Inbox {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state
             .lock()

@@ -35,12 +35,12 @@ impl<T> Shared<T> {
 }
 
 /// The waiting side.
-pub struct Completion<T> {
+pub(crate) struct Completion<T> {
     shared: Arc<Shared<T>>,
 }
 
 /// The completing side, held by the event loop.
-pub struct Completer<T> {
+pub(crate) struct Completer<T> {
     shared: Arc<Shared<T>>,
     done: bool,
 }
@@ -62,7 +62,7 @@ impl<T> std::fmt::Debug for Completer<T> {
 }
 
 /// A linked completer and completion.
-pub fn completion<T>() -> (Completer<T>, Completion<T>) {
+pub(crate) fn completion<T>() -> (Completer<T>, Completion<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             value: None,
@@ -83,7 +83,7 @@ pub fn completion<T>() -> (Completer<T>, Completion<T>) {
 
 impl<T> Completer<T> {
     /// Delivers the value and wakes the waiter.
-    pub fn complete(mut self, value: T) {
+    pub(crate) fn complete(mut self, value: T) {
         self.done = true;
         let waker = {
             let mut state = self.shared.lock();
@@ -97,7 +97,7 @@ impl<T> Completer<T> {
     }
 
     /// Whether the waiting side was dropped (the operation was cancelled).
-    pub fn is_cancelled(&self) -> bool {
+    pub(crate) fn is_cancelled(&self) -> bool {
         self.shared.lock().cancelled
     }
 }
@@ -121,13 +121,13 @@ impl<T> Drop for Completer<T> {
 
 impl<T> Completion<T> {
     /// Whether the value (or the abandonment) has arrived.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         let state = self.shared.lock();
         state.value.is_some() || state.abandoned
     }
 
     /// Takes the value if it has arrived; `Err(())` if it never will.
-    pub fn try_take(&mut self) -> Result<Option<T>, Abandoned> {
+    pub(crate) fn try_take(&mut self) -> Result<Option<T>, Abandoned> {
         let mut state = self.shared.lock();
         match state.value.take() {
             Some(value) => Ok(Some(value)),
@@ -137,7 +137,7 @@ impl<T> Completion<T> {
     }
 
     /// Blocks until the value arrives; `Err` if the completer was dropped.
-    pub fn wait(self) -> Result<T, Abandoned> {
+    pub(crate) fn wait(self) -> Result<T, Abandoned> {
         let mut state = self.shared.lock();
         loop {
             if let Some(value) = state.value.take() {
@@ -155,7 +155,7 @@ impl<T> Completion<T> {
     }
 
     /// Blocks until the value arrives or `timeout` passes (`Ok(None)`).
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<T>, Abandoned> {
+    pub(crate) fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<T>, Abandoned> {
         let deadline = Instant::now() + timeout;
         let mut state = self.shared.lock();
         loop {
@@ -205,7 +205,7 @@ impl<T> Future for Completion<T> {
 /// The completer was dropped without delivering a value (the event loop
 /// stopped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Abandoned;
+pub(crate) struct Abandoned;
 
 impl std::fmt::Display for Abandoned {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

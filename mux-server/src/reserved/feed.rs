@@ -1,15 +1,18 @@
-//! Server-to-client message feeds on a client-opened stream: subscriptions,
-//! event streams and session feeds (`spec/patterns.md` §3-§6). A feed writes
+//! Outgoing message feeds on a client-opened stream: subscriptions, event
+//! streams and session feeds (`spec/patterns.md` §3-§6). A feed writes
 //! messages into the stream while its send buffer has room, then queues a
 //! bounded number, and applies the slow-subscriber policy beyond that.
+//! [`Feeds`] holds every feed of a loop.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
 use mux_core::patterns::FeedMessage;
 use mux_core::{Connection, ErrorCode, StreamId};
+use mux_runtime::{ConnKey, Ctx, StreamMap};
 
 use crate::broker::SlowSubscriber;
+use crate::event_log::Entry;
 
 /// What the feed carries; says which index it is registered in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,5 +128,107 @@ impl Feed {
     /// Ends a feed because its subscriber is too slow (`spec/patterns.md` §3.5).
     pub(crate) fn disconnect(conn: &mut Connection, id: StreamId) {
         let _ = conn.reset(id, ErrorCode::ENHANCE_YOUR_CALM);
+    }
+}
+
+/// An event-log entry as a feed message (`spec/patterns.md` §5.1).
+pub(crate) fn event_message(entry: &Entry) -> Bytes {
+    FeedMessage::Event {
+        id: entry.id,
+        kind: entry.kind.clone(),
+        data: entry.data.clone(),
+    }
+    .encode()
+}
+
+/// Every feed of one loop, by stream.
+#[derive(Debug, Default)]
+pub(crate) struct Feeds {
+    map: StreamMap<Feed>,
+}
+
+impl Feeds {
+    pub(crate) fn insert(&mut self, key: ConnKey, id: StreamId, feed: Feed) {
+        self.map.insert(key, id, feed);
+    }
+
+    pub(crate) fn contains(&self, key: ConnKey, id: StreamId) -> bool {
+        self.map.contains(key, id)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Delivers `message`; a subscriber too slow for its policy is reset
+    /// and its feed removed: its kind is returned so that the index holding
+    /// it forgets it too.
+    pub(crate) fn deliver(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: ConnKey,
+        id: StreamId,
+        message: Bytes,
+    ) -> Option<FeedKind> {
+        let (Some(conn), Some(feed)) = (ctx.conn(key), self.map.get_mut(key, id)) else {
+            return None;
+        };
+        if feed.deliver(conn, id, message).is_ok() {
+            return None;
+        }
+        Feed::disconnect(conn, id);
+        self.remove(key, id)
+    }
+
+    /// Delivers a log entry unless the feed already had it (a replay raced it).
+    pub(crate) fn deliver_entry(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: ConnKey,
+        id: StreamId,
+        entry: &Entry,
+    ) -> Option<FeedKind> {
+        let feed = self.map.get_mut(key, id)?;
+        if entry.id <= feed.last_id {
+            return None;
+        }
+        feed.last_id = entry.id;
+        self.deliver(ctx, key, id, event_message(entry))
+    }
+
+    /// Writes a feed's queue after `Event::Writable`.
+    pub(crate) fn flush(&mut self, conn: &mut Connection, key: ConnKey, id: StreamId) {
+        if let Some(feed) = self.map.get_mut(key, id) {
+            feed.flush(conn, id);
+        }
+    }
+
+    /// Announces `missed` possibly lost publications to every subscription
+    /// (a full cross-loop queue, `spec/patterns.md` §3.5).
+    pub(crate) fn add_lost_to_subscriptions(&mut self, missed: u64) {
+        for feed in self.map.values_mut() {
+            if matches!(feed.kind, FeedKind::Subscription { .. }) {
+                feed.add_lost(missed);
+            }
+        }
+    }
+
+    /// Removes a feed, returning its kind.
+    pub(crate) fn remove(&mut self, key: ConnKey, id: StreamId) -> Option<FeedKind> {
+        self.map.remove(key, id).map(|feed| feed.kind)
+    }
+
+    /// Removes every feed of a connection.
+    pub(crate) fn remove_conn(&mut self, key: ConnKey) -> Vec<(StreamId, FeedKind)> {
+        self.map
+            .remove_conn(key)
+            .into_iter()
+            .map(|(id, feed)| (id, feed.kind))
+            .collect()
+    }
+
+    /// Every stream with a feed.
+    pub(crate) fn keys(&self) -> Vec<(ConnKey, StreamId)> {
+        self.map.keys().collect()
     }
 }

@@ -1,0 +1,223 @@
+//! One call: what it asks ([`CallRequest`]), what it gets ([`Reply`]), the
+//! handle that waits for it, polls it or awaits it ([`Call`]), and the
+//! writer of a streamed request body ([`Upload`]).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use mux_core::frame::Metadata;
+use mux_core::rpc::{RequestHead, Status};
+use mux_runtime::{LoopHandle, Piece};
+
+use crate::command::Command;
+use crate::completion::Completion;
+use crate::credit::Credit;
+use crate::error::CallError;
+
+/// Bytes an upload may have handed to the loop that its connection has not
+/// accepted yet; beyond, `Upload::write` blocks. 1 MiB, the size of a
+/// stream's send buffer: together they keep a fast link busy.
+const UPLOAD_CREDIT: usize = 1 << 20;
+
+/// A server's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The status.
+    pub status: Status,
+    /// The server's metadata.
+    pub metadata: Metadata,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// A call to make: route, body, metadata and deadline.
+#[derive(Debug, Clone)]
+pub struct CallRequest {
+    pub(crate) head: RequestHead,
+    pub(crate) body: Bytes,
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl CallRequest {
+    /// A call of `route` with `body`.
+    pub fn new(route: impl Into<String>, body: impl Into<Bytes>) -> Self {
+        Self {
+            head: RequestHead::new(route),
+            body: body.into(),
+            timeout: None,
+        }
+    }
+
+    /// The same call with a metadata entry.
+    pub fn header(mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
+        self.head.metadata.push((name.into(), value.into()));
+        self
+    }
+
+    /// The same call with a deadline `timeout` from when it is started.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// A call in flight: wait for it, poll it, or `.await` it. Dropping it
+/// before it completes cancels the call.
+#[derive(Debug)]
+pub struct Call {
+    pub(crate) completion: Option<Completion<Result<Reply, CallError>>>,
+    pub(crate) id: Option<u64>,
+    pub(crate) handle: LoopHandle<Command>,
+    pub(crate) failed: Option<CallError>,
+}
+
+impl Call {
+    /// Blocks until the reply arrives.
+    pub fn wait(mut self) -> Result<Reply, CallError> {
+        if let Some(err) = self.failed.take() {
+            return Err(err);
+        }
+        let completion = self.completion.take().ok_or(CallError::Closed)?;
+        completion.wait().map_err(|_| CallError::Closed)?
+    }
+
+    /// The reply if it has arrived, without blocking.
+    pub fn try_result(&mut self) -> Option<Result<Reply, CallError>> {
+        if let Some(err) = self.failed.take() {
+            return Some(Err(err));
+        }
+        let completion = self.completion.as_mut()?;
+        match completion.try_take() {
+            Ok(Some(result)) => {
+                self.completion = None;
+                Some(result)
+            }
+            Ok(None) => None,
+            Err(_) => {
+                self.completion = None;
+                Some(Err(CallError::Closed))
+            }
+        }
+    }
+
+    /// Blocks until the reply arrives or `timeout` passes (`None`; the call goes on).
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<Result<Reply, CallError>> {
+        if let Some(err) = self.failed.take() {
+            return Some(Err(err));
+        }
+        let completion = self.completion.as_mut()?;
+        match completion.wait_timeout(timeout) {
+            Ok(Some(result)) => {
+                self.completion = None;
+                Some(result)
+            }
+            Ok(None) => None,
+            Err(_) => {
+                self.completion = None;
+                Some(Err(CallError::Closed))
+            }
+        }
+    }
+
+    /// Cancels the call now (dropping it does the same).
+    pub fn cancel(mut self) {
+        self.send_cancel();
+    }
+
+    fn send_cancel(&mut self) {
+        if let (Some(completion), Some(id)) = (self.completion.take(), self.id) {
+            if !completion.is_ready() {
+                let _ = self.handle.try_send(Command::Cancel(id));
+            }
+        }
+    }
+}
+
+impl Future for Call {
+    type Output = Result<Reply, CallError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(err) = self.failed.take() {
+            return Poll::Ready(Err(err));
+        }
+        let Some(completion) = self.completion.as_mut() else {
+            return Poll::Ready(Err(CallError::Closed));
+        };
+        match Pin::new(completion).poll(cx) {
+            Poll::Ready(result) => {
+                self.completion = None;
+                Poll::Ready(result.unwrap_or(Err(CallError::Closed)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.send_cancel();
+    }
+}
+
+/// A call whose request body is being streamed. Writes block (or, with
+/// [`Upload::try_write`], report) while the connection cannot take more, so
+/// a slow server slows the writer down end to end.
+#[derive(Debug)]
+pub struct Upload {
+    pub(crate) call: Option<Call>,
+    pub(crate) id: u64,
+    pub(crate) credit: Arc<Credit>,
+    pub(crate) handle: LoopHandle<Command>,
+}
+
+impl Upload {
+    fn push(
+        &mut self,
+        bytes: Bytes,
+        end_message: bool,
+        end_stream: bool,
+        wait: bool,
+    ) -> Result<bool, CallError> {
+        if !self.credit.acquire(bytes.len(), UPLOAD_CREDIT, wait)? {
+            return Ok(false);
+        }
+        let piece = Piece {
+            bytes,
+            end_message,
+            end_stream,
+        };
+        self.handle
+            .send(Command::Write {
+                call: self.id,
+                piece,
+            })
+            .map_err(|_| CallError::Closed)?;
+        Ok(true)
+    }
+
+    /// Writes bytes, blocking while the connection pushes back.
+    pub fn write(&mut self, bytes: impl Into<Bytes>) -> Result<(), CallError> {
+        self.push(bytes.into(), false, false, true).map(|_| ())
+    }
+
+    /// Writes one message (spec §7), blocking while the connection pushes back.
+    pub fn write_message(&mut self, bytes: impl Into<Bytes>) -> Result<(), CallError> {
+        self.push(bytes.into(), true, false, true).map(|_| ())
+    }
+
+    /// Writes bytes if the connection can take them now; `Ok(false)` means
+    /// try again later (nothing was written).
+    pub fn try_write(&mut self, bytes: impl Into<Bytes>) -> Result<bool, CallError> {
+        self.push(bytes.into(), false, false, false)
+    }
+
+    /// Ends the body; the returned [`Call`] yields the reply.
+    pub fn finish(mut self) -> Result<Call, CallError> {
+        self.push(Bytes::new(), false, true, true)?;
+        self.call.take().ok_or(CallError::Closed)
+    }
+}

@@ -1,0 +1,122 @@
+//! What application threads send to the client's loop, and what a call
+//! carries there: its request, deadline and where its outcome goes. At the
+//! bottom of the crate: everything else imports it.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mux_core::frame::Metadata;
+use mux_core::rpc::RequestHead;
+use mux_core::StreamId;
+use mux_runtime::Piece;
+
+use crate::call::Reply;
+use crate::completion::Completer;
+use crate::credit::Credit;
+use crate::error::CallError;
+use crate::inbox::Inbox;
+
+/// Commands the client's loop receives.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Call(PendingCall),
+    /// A message stream's reader made room: read more of it.
+    Resume(u64),
+    /// The next piece of an upload.
+    Write {
+        call: u64,
+        piece: Piece,
+    },
+    Cancel(u64),
+    Ping(Completer<Result<Duration, CallError>>),
+    /// Completes once a connection is ready, or with the first connect error.
+    WhenReady(Completer<Result<(), (io::ErrorKind, String)>>),
+    Shutdown,
+}
+
+/// A call not yet answered, as the loop holds it.
+#[derive(Debug)]
+pub(crate) struct PendingCall {
+    pub(crate) id: u64,
+    pub(crate) head: RequestHead,
+    pub(crate) body: Bytes,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) sink: Sink,
+    pub(crate) attempts: u32,
+    /// A streaming upload: the body comes in `Command::Write`s, under this credit.
+    pub(crate) upload: Option<Arc<Credit>>,
+    /// Upload pieces that arrived before the stream was opened.
+    pub(crate) queued: Vec<Piece>,
+}
+
+impl PendingCall {
+    pub(crate) fn fail(self, error: CallError) {
+        self.finish(Err(error));
+    }
+
+    pub(crate) fn succeed(self, reply: Reply) {
+        self.finish(Ok(reply));
+    }
+
+    fn finish(self, result: Result<Reply, CallError>) {
+        if let Some(credit) = &self.upload {
+            credit.fail(result.as_ref().err().cloned().unwrap_or(CallError::Closed));
+        }
+        self.sink.deliver(result);
+    }
+
+    /// Whether the call's response is a stream of messages.
+    pub(crate) fn inbox(&self) -> Option<&Arc<Inbox>> {
+        match &self.sink {
+            Sink::Inbox(inbox) => Some(inbox),
+            _ => None,
+        }
+    }
+}
+
+/// A callback that receives a call's outcome on the loop thread.
+pub(crate) type Callback = Box<dyn FnOnce(Result<Reply, CallError>) + Send>;
+
+/// Where a call's outcome goes.
+pub(crate) enum Sink {
+    Completion(Completer<Result<Reply, CallError>>),
+    Callback(Callback),
+    /// A message stream: the head and each message go to the reader as they come.
+    Inbox(Arc<Inbox>),
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Completion(completer) => completer.fmt(f),
+            Self::Callback(_) => f.write_str("Callback"),
+            Self::Inbox(inbox) => inbox.fmt(f),
+        }
+    }
+}
+
+impl Sink {
+    fn deliver(self, result: Result<Reply, CallError>) {
+        match self {
+            Self::Completion(completer) => completer.complete(result),
+            Self::Callback(callback) => callback(result),
+            Self::Inbox(inbox) => inbox.end(result.map(|_| ())),
+        }
+    }
+}
+
+/// A push as the application receives it (spec §10).
+#[derive(Debug, Clone)]
+pub struct PushMessage {
+    /// The request it is tied to, or `None` for an unsolicited push.
+    pub associated: Option<StreamId>,
+    /// Its metadata.
+    pub metadata: Metadata,
+    /// Its body.
+    pub body: Bytes,
+}
+
+/// Where pushes go.
+pub(crate) type PushHandler = Arc<dyn Fn(PushMessage) + Send + Sync>;

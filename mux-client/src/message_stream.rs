@@ -1,0 +1,121 @@
+//! [`MessageStream`]: the messages of a streaming response, as they come
+//! (`spec/mux-v1.md` §7), read blocking, with a timeout, or as a future. The
+//! base of every stream pattern: subscriptions, event streams, session feeds
+//! and long polls.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use mux_core::rpc::ResponseHead;
+use mux_runtime::LoopHandle;
+
+use crate::command::Command;
+use crate::error::CallError;
+use crate::inbox::{Inbox, Next};
+
+/// How long a stream pattern waits for the server's answer to its request.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A stream of messages from the server (the response of a streaming call).
+/// Dropping it before the server ends it cancels the stream.
+#[derive(Debug)]
+pub struct MessageStream {
+    shared: Arc<Inbox>,
+    /// Messages taken from the shared queue in one batch, handed out one by one.
+    local: VecDeque<Bytes>,
+    id: u64,
+    handle: LoopHandle<Command>,
+}
+
+impl MessageStream {
+    pub(crate) fn new(shared: Arc<Inbox>, id: u64, handle: LoopHandle<Command>) -> Self {
+        Self {
+            shared,
+            local: VecDeque::new(),
+            id,
+            handle,
+        }
+    }
+
+    /// Whether the server ended the stream and every message was taken.
+    pub(crate) fn is_over(&self) -> bool {
+        self.local.is_empty() && self.shared.is_over()
+    }
+
+    /// Waits for the response head: `Err(Rejected)` if the server refused.
+    pub fn head(&self) -> Result<ResponseHead, CallError> {
+        self.shared.head(HEAD_TIMEOUT)
+    }
+
+    fn take(&mut self, wait: Option<Duration>, waker: Option<&std::task::Waker>) -> Next {
+        if let Some(message) = self.local.pop_front() {
+            return Next::Message(message);
+        }
+        let (next, resume) = self.shared.next(wait, waker, &mut self.local);
+        if resume {
+            // The loop stopped reading while our queue was full: room again.
+            let _ = self.handle.try_send(Command::Resume(self.id));
+        }
+        next
+    }
+
+    /// The next message, blocking; `None` once the server ended the stream.
+    pub fn next_message(&mut self) -> Option<Result<Bytes, CallError>> {
+        match self.take(None, None) {
+            Next::Message(message) => Some(Ok(message)),
+            Next::End | Next::Nothing => None,
+            Next::Failed(err) => Some(Err(err)),
+        }
+    }
+
+    /// The next message if one arrives within `timeout`.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<Bytes, CallError>> {
+        match self.take(Some(timeout), None) {
+            Next::Message(message) => Some(Ok(message)),
+            Next::End | Next::Nothing => None,
+            Next::Failed(err) => Some(Err(err)),
+        }
+    }
+
+    /// The next message if one is already here.
+    pub fn try_next(&mut self) -> Option<Result<Bytes, CallError>> {
+        self.next_timeout(Duration::ZERO)
+    }
+
+    /// A future of the next message (`None` at the end), for any executor.
+    pub fn next_async(&mut self) -> NextMessage<'_> {
+        NextMessage { stream: self }
+    }
+}
+
+/// The future returned by [`MessageStream::next_async`].
+#[derive(Debug)]
+pub struct NextMessage<'a> {
+    stream: &'a mut MessageStream,
+}
+
+impl Future for NextMessage<'_> {
+    type Output = Option<Result<Bytes, CallError>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.stream.take(None, Some(cx.waker())) {
+            Next::Message(message) => Poll::Ready(Some(Ok(message))),
+            Next::End => Poll::Ready(None),
+            Next::Failed(err) => Poll::Ready(Some(Err(err))),
+            Next::Nothing => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for MessageStream {
+    fn drop(&mut self) {
+        if !self.shared.is_over() {
+            let _ = self.handle.try_send(Command::Cancel(self.id));
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The client's connection pool: a fixed number of slots, each connected,
+//! connecting or waiting to reconnect with exponential backoff; connect
+//! timeouts; which connections can take a call, least loaded first.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mux_runtime::{ConnKey, Ctx};
+
+use crate::completion::Completer;
+use crate::error::CallError;
+
+/// Pool and retry settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    pub(crate) addr: SocketAddr,
+    pub(crate) connections: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) backoff_initial: Duration,
+    pub(crate) backoff_max: Duration,
+    pub(crate) max_response: usize,
+    pub(crate) max_waiting: usize,
+    pub(crate) max_attempts: u32,
+}
+
+/// Why connecting failed: the error's kind and a message for the caller.
+pub(crate) type ConnectFailure = (io::ErrorKind, String);
+
+/// One pooled connection.
+#[derive(Debug, Default)]
+struct Slot {
+    key: Option<ConnKey>,
+    ready: bool,
+    /// Calls in flight on it.
+    inflight: usize,
+    /// Failed connects in a row (drives the backoff).
+    failures: u32,
+    /// The connect timer fired on the current attempt.
+    timed_out: bool,
+    /// PINGs sent on it, oldest first, awaiting their ACK.
+    pings: VecDeque<Completer<Result<Duration, CallError>>>,
+}
+
+/// Timer tokens of the pool: the kind in the top byte, the slot below.
+const KIND_SHIFT: u32 = 56;
+const TIMER_RECONNECT: u64 = 2 << KIND_SHIFT;
+const TIMER_CONNECT: u64 = 3 << KIND_SHIFT;
+/// The low bits of a timer token: a call ID or a slot.
+pub(crate) const TOKEN_MASK: u64 = (1 << KIND_SHIFT) - 1;
+/// Call deadlines, which the app owns, use this kind.
+pub(crate) const TIMER_DEADLINE: u64 = 1 << KIND_SHIFT;
+
+/// The pool.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    pub(crate) policy: Policy,
+    slots: Vec<Slot>,
+    ready_waiters: Vec<Completer<Result<(), ConnectFailure>>>,
+}
+
+/// What a failed connect means for the calls waiting for a connection.
+#[derive(Debug)]
+pub(crate) enum AfterFailure {
+    /// Another connection is ready: they wait.
+    Wait,
+    /// No connection can carry them now: fail them with this message.
+    FailWaiting(String),
+}
+
+impl Pool {
+    pub(crate) fn new(policy: Policy) -> Self {
+        let slots = (0..policy.connections.max(1))
+            .map(|_| Slot::default())
+            .collect();
+        Self {
+            policy,
+            slots,
+            ready_waiters: Vec::new(),
+        }
+    }
+
+    /// Connects every slot (the loop started).
+    pub(crate) fn start(&mut self, ctx: &mut Ctx<'_>) -> AfterFailure {
+        let mut after = AfterFailure::Wait;
+        for slot in 0..self.slots.len() {
+            if let AfterFailure::FailWaiting(message) = self.connect(ctx, slot, false) {
+                after = AfterFailure::FailWaiting(message);
+            }
+        }
+        after
+    }
+
+    fn slot_of(&self, key: ConnKey) -> Option<usize> {
+        self.slots.iter().position(|slot| slot.key == Some(key))
+    }
+
+    fn connect(&mut self, ctx: &mut Ctx<'_>, slot: usize, closing: bool) -> AfterFailure {
+        match ctx.connect(self.policy.addr) {
+            Ok(key) => {
+                if let Some(s) = self.slots.get_mut(slot) {
+                    s.key = Some(key);
+                    s.ready = false;
+                }
+                let at = ctx.now + self.policy.connect_timeout;
+                ctx.set_timer(at, TIMER_CONNECT | slot as u64);
+                AfterFailure::Wait
+            }
+            Err(err) => self.connect_failed(ctx, slot, (err.kind(), err.to_string()), closing),
+        }
+    }
+
+    fn connect_failed(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        slot: usize,
+        (kind, message): ConnectFailure,
+        closing: bool,
+    ) -> AfterFailure {
+        for waiter in self.ready_waiters.drain(..) {
+            waiter.complete(Err((kind, message.clone())));
+        }
+        let Some(s) = self.slots.get_mut(slot) else {
+            return AfterFailure::Wait;
+        };
+        s.key = None;
+        s.ready = false;
+        s.failures = s.failures.saturating_add(1);
+        if closing {
+            return AfterFailure::Wait;
+        }
+        let exponent = s.failures.saturating_sub(1).min(16);
+        let backoff = self
+            .policy
+            .backoff_initial
+            .saturating_mul(1 << exponent)
+            .min(self.policy.backoff_max);
+        log::debug!(
+            "connect to {} failed ({message}); retrying in {backoff:?}",
+            self.policy.addr
+        );
+        ctx.set_timer(ctx.now + backoff, TIMER_RECONNECT | slot as u64);
+        if self.slots.iter().any(|s| s.ready) {
+            AfterFailure::Wait
+        } else {
+            AfterFailure::FailWaiting(message)
+        }
+    }
+
+    /// A connection finished its handshake.
+    pub(crate) fn on_connected(&mut self, key: ConnKey) {
+        if let Some(slot) = self.slot_mut(key) {
+            slot.ready = true;
+            slot.failures = 0;
+        }
+        for waiter in self.ready_waiters.drain(..) {
+            waiter.complete(Ok(()));
+        }
+    }
+
+    /// A connection announced GOAWAY: new calls go elsewhere.
+    pub(crate) fn on_going_away(&mut self, key: ConnKey) {
+        if let Some(slot) = self.slot_mut(key) {
+            slot.ready = false;
+        }
+    }
+
+    /// A connection closed: reconnect at once if it had been working, else
+    /// back off. `failure` is why it closed.
+    pub(crate) fn on_closed(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: ConnKey,
+        failure: ConnectFailure,
+        closing: bool,
+    ) -> AfterFailure {
+        let Some(slot) = self.slot_of(key) else {
+            return AfterFailure::Wait;
+        };
+        let Some(s) = self.slots.get_mut(slot) else {
+            return AfterFailure::Wait;
+        };
+        let failure = if std::mem::take(&mut s.timed_out) {
+            let message = format!("connect to {} timed out", self.policy.addr);
+            (io::ErrorKind::TimedOut, message)
+        } else {
+            failure
+        };
+        for waiter in s.pings.drain(..) {
+            waiter.complete(Err(CallError::ConnectionLost(failure.1.clone())));
+        }
+        if s.ready && !closing {
+            // A working connection ended: reconnect at once, then back off if that fails.
+            s.key = None;
+            s.ready = false;
+            s.failures = 0;
+            self.connect(ctx, slot, closing)
+        } else {
+            self.connect_failed(ctx, slot, failure, closing)
+        }
+    }
+
+    /// A pool timer is due.
+    pub(crate) fn on_timer(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        token: u64,
+        closing: bool,
+    ) -> AfterFailure {
+        let slot = (token & TOKEN_MASK) as usize;
+        match token & !TOKEN_MASK {
+            TIMER_RECONNECT
+                if !closing && self.slots.get(slot).is_some_and(|s| s.key.is_none()) =>
+            {
+                self.connect(ctx, slot, closing)
+            }
+            TIMER_CONNECT => {
+                if let Some(s) = self.slots.get_mut(slot) {
+                    if let (Some(key), false) = (s.key, s.ready) {
+                        s.timed_out = true;
+                        ctx.close(key, mux_core::ErrorCode::CANCEL, "connect timeout");
+                    }
+                }
+                AfterFailure::Wait
+            }
+            _ => AfterFailure::Wait,
+        }
+    }
+
+    /// Whether a timer token belongs to the pool.
+    pub(crate) fn owns_timer(token: u64) -> bool {
+        matches!(token & !TOKEN_MASK, TIMER_RECONNECT | TIMER_CONNECT)
+    }
+
+    /// Completes `waiter` once a connection is ready (at once if one is).
+    pub(crate) fn when_ready(&mut self, waiter: Completer<Result<(), ConnectFailure>>) {
+        if self.slots.iter().any(|s| s.ready) {
+            waiter.complete(Ok(()));
+        } else {
+            self.ready_waiters.push(waiter);
+        }
+    }
+
+    /// The ready connections, least loaded first.
+    pub(crate) fn ready_by_load(&self) -> Vec<ConnKey> {
+        let mut ready: Vec<&Slot> = self.slots.iter().filter(|s| s.ready).collect();
+        ready.sort_by_key(|s| s.inflight);
+        ready.into_iter().filter_map(|s| s.key).collect()
+    }
+
+    /// The first ready connection.
+    pub(crate) fn first_ready(&self) -> Option<ConnKey> {
+        self.slots.iter().find(|s| s.ready).and_then(|s| s.key)
+    }
+
+    /// A call started on `key`.
+    pub(crate) fn call_started(&mut self, key: ConnKey) {
+        if let Some(slot) = self.slot_mut(key) {
+            slot.inflight += 1;
+        }
+    }
+
+    /// A call on `key` ended.
+    pub(crate) fn call_ended(&mut self, key: ConnKey) {
+        if let Some(slot) = self.slot_mut(key) {
+            slot.inflight = slot.inflight.saturating_sub(1);
+        }
+    }
+
+    /// A PING was sent on `key`; `waiter` gets its round-trip time.
+    pub(crate) fn ping_sent(
+        &mut self,
+        key: ConnKey,
+        waiter: Completer<Result<Duration, CallError>>,
+    ) {
+        match self.slot_mut(key) {
+            Some(slot) => slot.pings.push_back(waiter),
+            None => waiter.complete(Err(CallError::Connect("no ready connection".into()))),
+        }
+    }
+
+    /// The oldest PING on `key` was answered.
+    pub(crate) fn ping_acked(&mut self, key: ConnKey, rtt: Duration) {
+        if let Some(waiter) = self.slot_mut(key).and_then(|slot| slot.pings.pop_front()) {
+            waiter.complete(Ok(rtt));
+        }
+    }
+
+    fn slot_mut(&mut self, key: ConnKey) -> Option<&mut Slot> {
+        self.slots.iter_mut().find(|slot| slot.key == Some(key))
+    }
+}

@@ -1,0 +1,154 @@
+//! Publish/subscribe on the client (`spec/patterns.md` §3): one-shot
+//! publications, publishing streams, and subscriptions that resubscribe
+//! by themselves after a reconnect.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use mux_core::patterns::{self, FeedMessage};
+
+use crate::call::{CallRequest, Upload};
+use crate::error::CallError;
+use crate::message_stream::MessageStream;
+use crate::reopen::{is_lost, reopen, reply_ok, SERVER_ENDED};
+use crate::{Client, Opener};
+
+/// What a subscription yields (`spec/patterns.md` §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// A publication.
+    Message {
+        /// The topic it was published on.
+        topic: String,
+        /// Its payload.
+        payload: Bytes,
+    },
+    /// The server dropped this many messages because we read too slowly
+    /// (the server's slow-subscriber policy), or a reconnect lost some.
+    Lost(u64),
+}
+
+/// A subscription to a topic pattern. It resubscribes by itself after a
+/// reconnect (reporting [`Delivery::Lost`] with a count of 0: messages
+/// published meanwhile are not replayed; pub/sub is at-most-once). Dropping
+/// it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    opener: Opener,
+    pattern: String,
+    stream: MessageStream,
+}
+
+fn open_subscription(opener: &Opener, pattern: &str) -> Result<MessageStream, CallError> {
+    patterns::check_pattern(pattern).map_err(|e| CallError::Malformed(e.to_string()))?;
+    let request = CallRequest::new(patterns::SUBSCRIBE, "")
+        .header(Bytes::from_static(patterns::TOPIC), pattern.to_owned());
+    let stream = opener.open_stream(request);
+    stream.head()?;
+    Ok(stream)
+}
+
+impl Subscription {
+    /// The pattern subscribed to.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    fn decode(message: Bytes) -> Result<Delivery, CallError> {
+        match FeedMessage::decode(message) {
+            Ok(FeedMessage::Publication { topic, payload }) => {
+                Ok(Delivery::Message { topic, payload })
+            }
+            Ok(FeedMessage::Lost { count }) => Ok(Delivery::Lost(count)),
+            _ => Err(CallError::Malformed(
+                "unexpected message on a subscription".into(),
+            )),
+        }
+    }
+
+    /// The next delivery, waiting at most `timeout` (`None` if nothing came).
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<Delivery, CallError>> {
+        match self.stream.next_timeout(timeout) {
+            Some(Ok(message)) => Some(Self::decode(message)),
+            Some(Err(err)) if is_lost(&err) => Some(self.reopen(err).map(|()| Delivery::Lost(0))),
+            Some(Err(err)) => Some(Err(err)),
+            None if self.stream.is_over() => Some(
+                self.reopen(CallError::ConnectionLost(SERVER_ENDED.into()))
+                    .map(|()| Delivery::Lost(0)),
+            ),
+            None => None,
+        }
+    }
+
+    /// The next delivery, blocking.
+    pub fn next_delivery(&mut self) -> Result<Delivery, CallError> {
+        loop {
+            if let Some(result) = self.next_timeout(Duration::from_secs(3600)) {
+                return result;
+            }
+        }
+    }
+
+    fn reopen(&mut self, last: CallError) -> Result<(), CallError> {
+        let delay = |attempt: u32| Duration::from_millis(20 << attempt.min(5));
+        self.stream = reopen(last, delay, || {
+            open_subscription(&self.opener, &self.pattern)
+        })?;
+        Ok(())
+    }
+}
+
+/// A publishing stream (see [`Client::publisher`]). [`Publisher::finish`]
+/// ends it and reports how many publications the server accepted.
+#[derive(Debug)]
+pub struct Publisher {
+    upload: Upload,
+}
+
+impl Publisher {
+    /// Publishes `payload` on `topic`, blocking while flow control pushes back.
+    pub fn publish(&mut self, topic: &str, payload: impl Into<Bytes>) -> Result<(), CallError> {
+        patterns::check_topic(topic).map_err(|e| CallError::Malformed(e.to_string()))?;
+        let message = FeedMessage::Publication {
+            topic: topic.to_owned(),
+            payload: payload.into(),
+        };
+        self.upload.write_message(message.encode())
+    }
+
+    /// Ends the stream; the server's count of accepted and rejected publications.
+    pub fn finish(self) -> Result<String, CallError> {
+        let reply = reply_ok(self.upload.finish()?.wait()?)?;
+        Ok(String::from_utf8_lossy(&reply.body).into_owned())
+    }
+}
+
+impl Client {
+    /// Publishes `payload` on `topic` (`spec/patterns.md` §3.4).
+    pub fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<(), CallError> {
+        patterns::check_topic(topic).map_err(|e| CallError::Malformed(e.to_string()))?;
+        let request = CallRequest::new(patterns::PUBLISH, payload)
+            .header(Bytes::from_static(patterns::TOPIC), topic.to_owned());
+        reply_ok(self.call_with(request)?).map(|_| ())
+    }
+
+    /// Opens a publishing stream (`spec/patterns.md` §3.4): publications
+    /// flow on one stream with no answer each, so a fast publisher is held
+    /// back only by flow control.
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            upload: self.open_upload(CallRequest::new(patterns::PUBLISH_STREAM, "")),
+        }
+    }
+
+    /// Subscribes to a topic pattern: `*` matches one token, `>` the rest
+    /// (`spec/patterns.md` §3.1).
+    pub fn subscribe(&self, pattern: &str) -> Result<Subscription, CallError> {
+        let stream = open_subscription(self.opener(), pattern)?;
+        Ok(Subscription {
+            opener: self.opener().clone(),
+            pattern: pattern.to_owned(),
+            stream,
+        })
+    }
+}

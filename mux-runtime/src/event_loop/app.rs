@@ -1,0 +1,105 @@
+//! What an application plugs into an event loop: the [`App`] callbacks, the
+//! [`ConnKey`] that names a connection, the loop's configuration and the
+//! errors it reports when a connection ends.
+
+use std::io;
+
+use mux_core::{Config, ConnectionError, Event};
+
+use super::context::Ctx;
+use super::plain::PlainKey;
+use crate::socket::SocketOptions;
+
+/// A connection's handle: its slab index and the generation of the slot, so
+/// that a key kept after its connection ended never reaches a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnKey {
+    pub(super) index: usize,
+    pub(super) generation: u64,
+}
+
+/// Loop configuration.
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    /// Protocol configuration of every connection.
+    pub conn: Config,
+    /// Socket options.
+    pub socket: SocketOptions,
+    /// Connections this loop holds at most; the listener stops accepting at
+    /// this count and resumes below it.
+    pub max_connections: usize,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        Self {
+            conn: Config::default(),
+            socket: SocketOptions::default(),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// Application logic run on the loop thread. Every callback must return
+/// quickly: it runs between socket operations of all this loop's connections.
+pub trait App {
+    /// What other threads send to the loop.
+    type Command: Send + 'static;
+
+    /// Called once when the loop starts, before any I/O.
+    fn on_start(&mut self, _ctx: &mut Ctx<'_>) {}
+
+    /// A protocol event of connection `key`.
+    fn on_event(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, event: Event);
+
+    /// A connection was accepted (servers) or connected (clients).
+    fn on_open(&mut self, _ctx: &mut Ctx<'_>, _key: ConnKey) {}
+
+    /// A connection's transport is gone; `error` says why, `None` if it ended cleanly.
+    fn on_closed(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, error: Option<LoopError>);
+
+    /// A command from another thread.
+    fn on_command(&mut self, ctx: &mut Ctx<'_>, command: Self::Command);
+
+    /// An application timer set with [`Ctx::set_timer`] is due.
+    fn on_timer(&mut self, _ctx: &mut Ctx<'_>, _token: u64) {}
+
+    /// Whether the loop should stop (checked after every iteration).
+    fn is_done(&self, ctx: &Ctx<'_>) -> bool;
+
+    /// A plain socket became readable and/or writable (edge-triggered: read
+    /// or write until `WouldBlock`, or remember to come back).
+    fn on_plain(&mut self, _ctx: &mut Ctx<'_>, _key: PlainKey, _readable: bool, _writable: bool) {}
+
+    /// A plain listener (from [`Ctx::listen_plain`]) accepted `key`.
+    fn on_plain_accept(&mut self, _ctx: &mut Ctx<'_>, _listener: usize, _key: PlainKey) {}
+}
+
+/// Why a connection ended, as the loop reports it.
+#[derive(Debug)]
+pub enum LoopError {
+    /// The protocol ended it with an error.
+    Protocol(ConnectionError),
+    /// The socket failed.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for LoopError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Protocol(err) => write!(f, "{err}"),
+            Self::Io(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+impl std::error::Error for LoopError {}
+
+impl From<LoopError> for io::Error {
+    fn from(err: LoopError) -> Self {
+        match err {
+            LoopError::Io(err) => err,
+            LoopError::Protocol(err) => Self::new(io::ErrorKind::ConnectionAborted, err),
+        }
+    }
+}

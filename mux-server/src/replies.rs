@@ -1,0 +1,139 @@
+//! Writing answers: a response head, its body and end, tied pushes (spec
+//! §10.3), and the pieces a stream could not take yet, written as it frees
+//! room (`Event::Writable`). Everything the loop sends back to a client goes
+//! through here.
+
+use bytes::Bytes;
+use mux_core::frame::Metadata;
+use mux_core::rpc::{ResponseHead, Status};
+use mux_core::{Connection, StreamId};
+use mux_runtime::{ConnKey, Ctx, Outbox, Piece};
+
+use crate::request::Response;
+
+/// The loop's pending output, per stream.
+#[derive(Debug, Default)]
+pub(crate) struct Replies {
+    outbox: Outbox,
+}
+
+impl Replies {
+    /// Writes a response head and its body messages; ends the stream with
+    /// them when `end` (a feed stays open after its head).
+    pub(crate) fn write(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: ConnKey,
+        id: StreamId,
+        head: ResponseHead,
+        body: Vec<Bytes>,
+        end: bool,
+    ) {
+        let Some(conn) = ctx.conn(key) else {
+            return;
+        };
+        let count = body.len();
+        let head = Piece {
+            bytes: head.encode(),
+            end_message: true,
+            end_stream: end && count == 0,
+        };
+        let pieces = body.into_iter().enumerate().map(|(n, bytes)| Piece {
+            bytes,
+            end_message: true,
+            end_stream: end && n + 1 == count,
+        });
+        for piece in std::iter::once(head).chain(pieces) {
+            // The stream may be gone (the client cancelled): nothing to answer.
+            if self.outbox.write(conn, key, id, piece).is_err() {
+                self.outbox.forget(key, id);
+                return;
+            }
+        }
+    }
+
+    /// Writes the head of a feed; its messages follow as they come.
+    pub(crate) fn open_feed(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: ConnKey,
+        id: StreamId,
+        head: ResponseHead,
+    ) {
+        self.write(ctx, key, id, head, Vec::new(), false);
+    }
+
+    /// Answers a request: its tied pushes first (spec §10.3), then the response.
+    pub(crate) fn respond(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: ConnKey,
+        id: StreamId,
+        response: Response,
+    ) {
+        if !response.pushes.is_empty() {
+            if let Some(conn) = ctx.conn(key) {
+                for (metadata, body) in &response.pushes {
+                    // A client that refuses pushes makes this fail quietly.
+                    self.push(conn, key, Some(id), metadata, body);
+                }
+            }
+        }
+        let head = ResponseHead {
+            status: response.status,
+            metadata: response.metadata,
+        };
+        self.write(ctx, key, id, head, vec![response.body], true);
+    }
+
+    /// Answers with `status` and a text body.
+    pub(crate) fn status(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: ConnKey,
+        id: StreamId,
+        status: Status,
+        message: impl Into<Bytes>,
+    ) {
+        self.respond(ctx, key, id, Response::with_status(status, message));
+    }
+
+    /// Pushes a stream with `metadata` and `body` (spec §10), tied to the
+    /// client stream `associated` or unsolicited. Fails quietly when the
+    /// client refuses pushes.
+    pub(crate) fn push(
+        &mut self,
+        conn: &mut Connection,
+        key: ConnKey,
+        associated: Option<StreamId>,
+        metadata: &Metadata,
+        body: &Bytes,
+    ) {
+        let Ok(pushed) = conn.push(associated, metadata.clone(), body.is_empty()) else {
+            return;
+        };
+        if !body.is_empty() {
+            let piece = Piece {
+                bytes: body.clone(),
+                end_message: true,
+                end_stream: true,
+            };
+            let _ = self.outbox.write(conn, key, pushed, piece);
+        }
+    }
+
+    /// Continues writing a stream after `Event::Writable`.
+    pub(crate) fn resume(&mut self, conn: &mut Connection, key: ConnKey, id: StreamId) {
+        let _ = self.outbox.resume(conn, key, id);
+    }
+
+    /// Drops a stream's pending output (it was reset).
+    pub(crate) fn forget(&mut self, key: ConnKey, id: StreamId) {
+        self.outbox.forget(key, id);
+    }
+
+    /// Drops a connection's pending output (it closed).
+    pub(crate) fn forget_conn(&mut self, key: ConnKey) {
+        self.outbox.forget_conn(key);
+    }
+}

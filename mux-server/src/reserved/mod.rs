@@ -1,0 +1,257 @@
+//! The patterns' reserved routes (`spec/patterns.md`), served on the loop
+//! without any user handler: publish and subscribe (§3), long polls (§4.2),
+//! event streams (§5), sessions (§6) and pushes to every client (§2).
+//!
+//! One module per pattern; each owns its index (subscriptions, watchers,
+//! parked polls) and removes a stream from it when the stream ends. The
+//! feeds those indexes point at are shared, in [`feed::Feeds`].
+
+mod events;
+pub(crate) mod feed;
+mod polls;
+mod publish_stream;
+mod pubsub;
+mod push;
+mod sessions;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mux_core::patterns;
+use mux_core::rpc::{RequestHead, Status};
+use mux_core::StreamId;
+use mux_runtime::{ConnKey, Ctx};
+
+use self::feed::{FeedKind, Feeds};
+pub(crate) use self::polls::polls_timer;
+use self::polls::LongPolls;
+pub(crate) use self::publish_stream::PublishStream;
+use self::pubsub::Subscriptions;
+pub(crate) use self::sessions::unknown_session;
+use crate::broker::SlowSubscriber;
+use crate::hub::Hub;
+use crate::replies::Replies;
+use crate::request::Response;
+
+/// Per-loop state of every reserved pattern.
+#[derive(Debug)]
+pub(crate) struct Reserved {
+    hub: Arc<Hub>,
+    policy: SlowSubscriber,
+    feeds: Feeds,
+    subscriptions: Subscriptions,
+    /// Feeds by event stream name (`spec/patterns.md` §5).
+    event_watchers: Watchers,
+    /// Feeds by session token (`spec/patterns.md` §6).
+    session_watchers: Watchers,
+    polls: LongPolls,
+}
+
+/// A request to a reserved route, complete.
+#[derive(Debug)]
+pub(crate) struct ReservedCall<'a> {
+    pub(crate) key: ConnKey,
+    pub(crate) id: StreamId,
+    pub(crate) head: &'a RequestHead,
+    pub(crate) body: bytes::Bytes,
+}
+
+impl Reserved {
+    pub(crate) fn new(hub: Arc<Hub>, policy: SlowSubscriber) -> Self {
+        Self {
+            hub,
+            policy,
+            feeds: Feeds::default(),
+            subscriptions: Subscriptions::default(),
+            event_watchers: Watchers::default(),
+            session_watchers: Watchers::default(),
+            polls: LongPolls::default(),
+        }
+    }
+
+    /// Whether `route` is served here once its request is complete.
+    pub(crate) fn serves(route: &str) -> bool {
+        matches!(
+            route,
+            patterns::PUBLISH
+                | patterns::SUBSCRIBE
+                | patterns::EVENTS
+                | patterns::LONG_POLL
+                | patterns::SESSION_OPEN
+                | patterns::SESSION_ATTACH
+        )
+    }
+
+    /// Serves a complete request to a reserved route.
+    pub(crate) fn serve(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        replies: &mut Replies,
+        call: ReservedCall<'_>,
+    ) {
+        let outcome = match call.head.route.as_str() {
+            patterns::PUBLISH => self.serve_publish(&call),
+            patterns::SUBSCRIBE => self.serve_subscribe(ctx, replies, &call),
+            patterns::EVENTS => self.serve_events(ctx, replies, &call),
+            patterns::LONG_POLL => self.serve_long_poll(ctx, replies, &call),
+            patterns::SESSION_OPEN => Some(Response::ok(self.hub.sessions.create(ctx.now))),
+            patterns::SESSION_ATTACH => self.serve_session_attach(ctx, replies, &call),
+            _ => return,
+        };
+        // A request answered at once (a refusal, or a one-shot reply);
+        // the others became feeds or parked polls.
+        if let Some(response) = outcome {
+            replies.respond(ctx, call.key, call.id, response);
+        }
+    }
+
+    /// The hub of the server this loop belongs to.
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Whether the stream carries a feed (its client direction only ends it).
+    pub(crate) fn has_feed(&self, key: ConnKey, id: StreamId) -> bool {
+        self.feeds.contains(key, id)
+    }
+
+    /// Feeds of this loop.
+    pub(crate) fn feed_count(&self) -> usize {
+        self.feeds.len()
+    }
+
+    /// A feed's stream has room again.
+    pub(crate) fn on_writable(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId) {
+        if let Some(conn) = ctx.conn(key) {
+            self.feeds.flush(conn, key, id);
+        }
+    }
+
+    /// Delivers a message to a feed; forgets the feed if its subscriber was too slow.
+    fn deliver(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId, message: bytes::Bytes) {
+        if let Some(kind) = self.feeds.deliver(ctx, key, id, message) {
+            self.unindex(key, id, kind);
+        }
+    }
+
+    fn deliver_entry(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: ConnKey,
+        id: StreamId,
+        entry: &crate::event_log::Entry,
+    ) {
+        if let Some(kind) = self.feeds.deliver_entry(ctx, key, id, entry) {
+            self.unindex(key, id, kind);
+        }
+    }
+
+    /// Removes a stream's feed, wherever it is indexed.
+    pub(crate) fn remove_feed(&mut self, key: ConnKey, id: StreamId) {
+        if let Some(kind) = self.feeds.remove(key, id) {
+            self.unindex(key, id, kind);
+        }
+    }
+
+    fn unindex(&mut self, key: ConnKey, id: StreamId, kind: FeedKind) {
+        match kind {
+            FeedKind::Subscription { .. } => self.subscriptions.remove(key, id),
+            FeedKind::Events { stream } => self.event_watchers.remove(&stream, key, id),
+            FeedKind::Session { token } => self.session_watchers.remove(&token, key, id),
+        }
+    }
+
+    /// A stream ended (reset): forget its feed or parked poll.
+    pub(crate) fn forget_stream(&mut self, key: ConnKey, id: StreamId) {
+        self.remove_feed(key, id);
+        self.polls.forget_stream(key, id);
+    }
+
+    /// A connection closed: forget everything of it.
+    pub(crate) fn forget_conn(&mut self, key: ConnKey) {
+        for (id, kind) in self.feeds.remove_conn(key) {
+            self.unindex(key, id, kind);
+        }
+        self.polls.forget_conn(key);
+    }
+
+    /// Ends every feed (END_STREAM: clients resubscribe elsewhere) and
+    /// answers every parked long poll, so that a graceful shutdown is not held
+    /// up by streams that never end by themselves.
+    pub(crate) fn end_all(&mut self, ctx: &mut Ctx<'_>, replies: &mut Replies) {
+        for (key, id) in self.feeds.keys() {
+            if let Some(conn) = ctx.conn(key) {
+                let _ = conn.finish(id);
+            }
+            self.remove_feed(key, id);
+        }
+        self.answer_all_polls(ctx, replies);
+    }
+
+    /// Drops expired sessions.
+    pub(crate) fn sweep_sessions(&self, now: Instant) {
+        self.hub.sessions.sweep(now);
+    }
+}
+
+/// Feeds by the name they watch (an event stream, a session). A name leaves
+/// the index with its last watcher.
+#[derive(Debug, Default)]
+struct Watchers {
+    by_name: HashMap<String, Vec<(ConnKey, StreamId)>>,
+}
+
+impl Watchers {
+    fn add(&mut self, name: &str, key: ConnKey, id: StreamId) {
+        self.by_name
+            .entry(name.to_owned())
+            .or_default()
+            .push((key, id));
+    }
+
+    fn remove(&mut self, name: &str, key: ConnKey, id: StreamId) {
+        if let Some(watchers) = self.by_name.get_mut(name) {
+            watchers.retain(|w| *w != (key, id));
+            if watchers.is_empty() {
+                self.by_name.remove(name);
+            }
+        }
+    }
+
+    fn of(&self, name: &str) -> Vec<(ConnKey, StreamId)> {
+        self.by_name.get(name).cloned().unwrap_or_default()
+    }
+}
+
+/// A reserved metadata value as text (`spec/patterns.md` §1.1).
+pub(crate) fn param<'a>(head: &'a RequestHead, name: &[u8]) -> Option<&'a str> {
+    head.metadata
+        .iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+}
+
+/// A reserved metadata value as a number.
+fn param_u64(head: &RequestHead, name: &[u8]) -> Option<u64> {
+    param(head, name).and_then(|v| v.trim().parse().ok())
+}
+
+/// The answer to a request without a reserved value the route needs.
+fn missing(name: &[u8]) -> Response {
+    let name = String::from_utf8_lossy(name);
+    Response::with_status(Status::BAD_REQUEST, format!("no {name}"))
+}
+
+/// The answer to a request whose reserved value is invalid.
+fn bad_request(err: impl std::fmt::Display) -> Response {
+    Response::with_status(Status::BAD_REQUEST, err.to_string())
+}
+
+/// The `410` of a replay that starts before the oldest entry kept.
+fn gone(what: &str, oldest: u64) -> Response {
+    Response::with_status(
+        Status::GONE,
+        format!("{what} before {oldest} are no longer kept"),
+    )
+}

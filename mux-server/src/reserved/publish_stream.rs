@@ -1,0 +1,71 @@
+//! `$publish.stream` (`spec/patterns.md` §3.4): every message of the request
+//! body is a publication, published as it arrives; the response at the end
+//! counts them and the invalid ones.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use mux_core::patterns::{self, FeedMessage};
+use mux_core::Chunk;
+use mux_runtime::MessageReader;
+
+use crate::hub::Hub;
+use crate::request::{BodySink, HandlerResult, Response};
+
+/// The largest publication on a publishing stream: a 255-byte topic and a
+/// payload of up to 1 MiB.
+const MAX_PUBLICATION: usize = (1 << 20) + 258;
+
+/// The sink of one publishing stream.
+pub(crate) struct PublishStream {
+    hub: Arc<Hub>,
+    reader: MessageReader,
+    published: u64,
+    rejected: u64,
+}
+
+impl PublishStream {
+    pub(crate) fn new(hub: Arc<Hub>) -> Self {
+        Self {
+            hub,
+            reader: MessageReader::default(),
+            published: 0,
+            rejected: 0,
+        }
+    }
+}
+
+impl BodySink for PublishStream {
+    fn data(&mut self, bytes: &Bytes, end_message: bool) {
+        let chunk = Chunk {
+            bytes: bytes.clone(),
+            end_message,
+            fin: false,
+        };
+        let message = match self.reader.push(chunk, MAX_PUBLICATION) {
+            Ok(Some(message)) => message,
+            Ok(None) => return,
+            Err(_) => {
+                self.reader = MessageReader::default();
+                self.rejected += 1;
+                return;
+            }
+        };
+        match FeedMessage::decode(message) {
+            Ok(FeedMessage::Publication { topic, payload })
+                if patterns::check_topic(&topic).is_ok() =>
+            {
+                self.hub.broker.publish(&topic, &payload);
+                self.published += 1;
+            }
+            _ => self.rejected += 1,
+        }
+    }
+
+    fn end(self: Box<Self>) -> HandlerResult {
+        Ok(Response::ok(format!(
+            "{} published, {} rejected",
+            self.published, self.rejected
+        )))
+    }
+}

@@ -1,0 +1,57 @@
+//! Sessions (`spec/patterns.md` §6): `$session.open` creates one;
+//! `$session.attach` replays its missed events and follows it live. The
+//! loop's session watchers are this module's index.
+
+use std::sync::Arc;
+
+use mux_core::patterns;
+use mux_core::rpc::{ResponseHead, Status};
+use mux_runtime::Ctx;
+
+use super::feed::FeedKind;
+use super::{gone, missing, param, param_u64, Reserved, ReservedCall};
+use crate::event_log::Entry;
+use crate::replies::Replies;
+use crate::request::Response;
+
+impl Reserved {
+    /// `spec/patterns.md` §6.3.
+    pub(super) fn serve_session_attach(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        replies: &mut Replies,
+        call: &ReservedCall<'_>,
+    ) -> Option<Response> {
+        let Some(token) = param(call.head, patterns::SESSION) else {
+            return Some(missing(patterns::SESSION));
+        };
+        let after = param_u64(call.head, patterns::AFTER).unwrap_or(0);
+        let mut replay = None;
+        let found = self.hub.sessions.with(token, ctx.now, &mut |session| {
+            replay = Some(session.feed.after(after, usize::MAX));
+        });
+        let entries = match (found, replay) {
+            (Some(()), Some(Ok(entries))) => entries,
+            (Some(()), Some(Err(gap))) => return Some(gone("session events", gap.oldest)),
+            _ => return Some(unknown_session()),
+        };
+        replies.open_feed(ctx, call.key, call.id, ResponseHead::new(Status::OK));
+        let kind = FeedKind::Session {
+            token: token.to_owned(),
+        };
+        self.start_entry_feed(ctx, call.key, call.id, kind, after, entries);
+        None
+    }
+
+    /// A new event of session `token`: to the feed attached to it here.
+    pub(crate) fn on_session_event(&mut self, ctx: &mut Ctx<'_>, token: Arc<str>, entry: Entry) {
+        for (key, id) in self.session_watchers.of(&token) {
+            self.deliver_entry(ctx, key, id, &entry);
+        }
+    }
+}
+
+/// The `410` for a token that names no live session.
+pub(crate) fn unknown_session() -> Response {
+    Response::with_status(Status::GONE, "unknown or expired session")
+}
