@@ -14,7 +14,7 @@ mod servers;
 mod work;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+use mux_testkit::programs::Program;
 use report::{Report, Row};
 use work::H2;
 
@@ -124,33 +125,6 @@ fn spawn_peer(kind: &str) -> Peer {
         .parse()
         .unwrap_or_else(|_| panic!("{kind} server printed {line:?}"));
     Peer { child, addr }
-}
-
-/// An external server (redis-server, nats-server) on a free loopback port.
-fn spawn_external(program: &str, args: &[String], port: u16) -> Option<Peer> {
-    let child = Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let peer = Peer { child, addr };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(peer)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -323,44 +297,28 @@ fn main() -> ExitCode {
         eprintln!("pub/sub fan-out");
         let ours = pubsub::mux(mux.addr, sizes.subscribers, sizes.messages);
         let mut peers = Vec::new();
-        let redis_port = free_port();
-        let redis_args: Vec<String> = [
-            "--port",
-            &redis_port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        match spawn_external("redis-server", &redis_args, redis_port) {
-            Some(redis) => {
+        match Program::redis_server() {
+            Ok(redis) => {
                 peers.push((
                     "Redis",
                     pubsub::redis(redis.addr.port(), sizes.subscribers, sizes.messages),
                 ));
             }
-            None => report
+            Err(err) => report
                 .notes
-                .push("redis-server is not installed: Redis pub/sub not measured".into()),
+                .push(format!("{err}: Redis pub/sub not measured")),
         }
-        let nats_port = free_port();
-        let nats_args: Vec<String> = ["-a", "127.0.0.1", "-p", &nats_port.to_string()]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
-        match spawn_external("nats-server", &nats_args, nats_port) {
-            Some(nats) => peers.push((
+        let nats_args = |port: u16| {
+            ["-a", "127.0.0.1", "-p", &port.to_string()]
+                .map(str::to_owned)
+                .to_vec()
+        };
+        match Program::on_free_port("nats-server", nats_args) {
+            Ok(nats) => peers.push((
                 "NATS",
                 pubsub::nats(nats.addr.port(), sizes.subscribers, sizes.messages),
             )),
-            None => report
-                .notes
-                .push("nats-server is not installed: NATS not measured".into()),
+            Err(err) => report.notes.push(format!("{err}: NATS not measured")),
         }
         report.push(Row::fanout(
             format!(

@@ -9,11 +9,9 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use bytes::Bytes;
-use mux_server::{BodySink, HandlerResult, Response, Server};
+use mux_server::{Response, Server};
 
 /// The window h2 gets in its "raised" configuration, to match mux's auto-tuned ceiling.
 pub(crate) const BIG_WINDOW: u32 = 16 << 20;
@@ -44,7 +42,6 @@ fn serve_raw() -> Result<(), String> {
             if stream.read_exact(&mut mode).is_err() {
                 return;
             }
-            let mut buf = vec![0u8; 64 * 1024];
             if mode[0] == b'E' {
                 let mut message = [0u8; 64];
                 while stream.read_exact(&mut message).is_ok() {
@@ -53,30 +50,12 @@ fn serve_raw() -> Result<(), String> {
                     }
                 }
             } else {
-                let mut total = 0u64;
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    total += n as u64;
-                }
+                let total = mux_testkit::upstream::count_until_eof(&mut stream);
                 let _ = stream.write_all(total.to_string().as_bytes());
             }
         });
     }
     Ok(())
-}
-
-struct Counter(Arc<AtomicU64>);
-
-impl BodySink for Counter {
-    fn data(&mut self, bytes: &Bytes, _end_message: bool) {
-        self.0.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    }
-
-    fn end(self: Box<Self>) -> HandlerResult {
-        Ok(Response::ok(self.0.load(Ordering::Relaxed).to_string()))
-    }
 }
 
 fn serve_mux() -> Result<(), String> {
@@ -90,7 +69,9 @@ fn serve_mux() -> Result<(), String> {
         .max_connections_per_thread(20_000)
         .slow_subscriber_policy(mux_server::SlowSubscriber::DropOldest { queue: 100_000 })
         .route("echo", |req| Ok(Response::ok(req.body().clone())))
-        .route_streaming("sink", |_| Box::new(Counter(Arc::new(AtomicU64::new(0)))))
+        .route_streaming("sink", |_| {
+            Box::new(mux_server::demo::ByteCounter::default())
+        })
         .start()
         .map_err(|e| e.to_string())?;
     announce(server.local_addr());

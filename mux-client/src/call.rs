@@ -14,7 +14,7 @@ use mux_core::rpc::{RequestHead, Status};
 use mux_runtime::{LoopHandle, Piece};
 
 use crate::command::Command;
-use crate::completion::Completion;
+use crate::completion::{Abandoned, Completion};
 use crate::credit::Credit;
 use crate::error::CallError;
 
@@ -87,40 +87,32 @@ impl Call {
 
     /// The reply if it has arrived, without blocking.
     pub fn try_result(&mut self) -> Option<Result<Reply, CallError>> {
-        if let Some(err) = self.failed.take() {
-            return Some(Err(err));
-        }
-        let completion = self.completion.as_mut()?;
-        match completion.try_take() {
-            Ok(Some(result)) => {
-                self.completion = None;
-                Some(result)
-            }
-            Ok(None) => None,
-            Err(_) => {
-                self.completion = None;
-                Some(Err(CallError::Closed))
-            }
-        }
+        self.take_with(|completion| completion.try_take())
     }
 
     /// Blocks until the reply arrives or `timeout` passes (`None`; the call goes on).
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<Result<Reply, CallError>> {
+        self.take_with(|completion| completion.wait_timeout(timeout))
+    }
+
+    /// The outcome if `take` finds it; a completion the loop abandoned is
+    /// [`CallError::Closed`].
+    fn take_with(
+        &mut self,
+        take: impl FnOnce(
+            &mut Completion<Result<Reply, CallError>>,
+        ) -> Result<Option<Result<Reply, CallError>>, Abandoned>,
+    ) -> Option<Result<Reply, CallError>> {
         if let Some(err) = self.failed.take() {
             return Some(Err(err));
         }
-        let completion = self.completion.as_mut()?;
-        match completion.wait_timeout(timeout) {
-            Ok(Some(result)) => {
-                self.completion = None;
-                Some(result)
-            }
-            Ok(None) => None,
-            Err(_) => {
-                self.completion = None;
-                Some(Err(CallError::Closed))
-            }
-        }
+        let outcome = match take(self.completion.as_mut()?) {
+            Ok(None) => return None,
+            Ok(Some(result)) => result,
+            Err(Abandoned) => Err(CallError::Closed),
+        };
+        self.completion = None;
+        Some(outcome)
     }
 
     /// Cancels the call now (dropping it does the same).

@@ -56,16 +56,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    env_logger::Builder::new()
-        .filter_level(args.log_level)
-        .init();
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("mux-client: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    mux_cli::run("mux-client", args.log_level, || {
+        run(args).map_err(|e| e.to_string())
+    })
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {

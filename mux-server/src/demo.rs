@@ -7,23 +7,73 @@ use bytes::Bytes;
 
 use crate::{BodySink, HandlerResult, Response, ServerBuilder, Status};
 
-/// Counts and hashes (FNV-1a 64) a streamed body; answers `"<bytes> <hash>"`.
-#[derive(Debug)]
+/// FNV-1a, 64 bits, fed piece by piece: the `upload` route's integrity
+/// hash, which clients and tests compute the same way ([`fnv1a`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    /// Hashes `bytes` after what came before.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0 = bytes.iter().fold(self.0, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    }
+
+    /// The hash of everything so far.
+    pub fn finish(self) -> u64 {
+        self.0
+    }
+}
+
+/// FNV-1a, 64 bits, of `data`.
+pub fn fnv1a(data: &[u8]) -> u64 {
+    let mut hash = Fnv1a::default();
+    hash.update(data);
+    hash.finish()
+}
+
+/// Counts and hashes a streamed body; answers `"<bytes> <hash>"`.
+#[derive(Debug, Default)]
 struct Digest {
     bytes: u64,
-    hash: u64,
+    hash: Fnv1a,
 }
 
 impl BodySink for Digest {
     fn data(&mut self, bytes: &Bytes, _end_message: bool) {
         self.bytes += bytes.len() as u64;
-        self.hash = bytes.iter().fold(self.hash, |hash, byte| {
-            (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
-        });
+        self.hash.update(bytes);
     }
 
     fn end(self: Box<Self>) -> HandlerResult {
-        Ok(Response::ok(format!("{} {:016x}", self.bytes, self.hash)))
+        Ok(Response::ok(format!(
+            "{} {:016x}",
+            self.bytes,
+            self.hash.finish()
+        )))
+    }
+}
+
+/// Counts a streamed body without touching its bytes; answers the count.
+/// What throughput measurements put behind a route, so that they measure
+/// the transport rather than the handler.
+#[derive(Debug, Default)]
+pub struct ByteCounter(u64);
+
+impl BodySink for ByteCounter {
+    fn data(&mut self, bytes: &Bytes, _end_message: bool) {
+        self.0 += bytes.len() as u64;
+    }
+
+    fn end(self: Box<Self>) -> HandlerResult {
+        Ok(Response::ok(self.0.to_string()))
     }
 }
 
@@ -52,12 +102,7 @@ pub fn routes(builder: ServerBuilder) -> ServerBuilder {
             std::thread::sleep(Duration::from_millis(millis));
             Ok(Response::ok(format!("slept {millis} ms")))
         })
-        .route_streaming("upload", |_| {
-            Box::new(Digest {
-                bytes: 0,
-                hash: 0xcbf2_9ce4_8422_2325,
-            })
-        })
+        .route_streaming("upload", |_| Box::new(Digest::default()))
 }
 
 /// The version of the demo's `config` resource; `config.set` bumps it.

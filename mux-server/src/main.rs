@@ -26,9 +26,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    env_logger::Builder::new()
-        .filter_level(args.log_level)
-        .init();
+    mux_cli::init_logging(args.log_level);
     let (server, clock) = match mux_server::demo::start(args.addr, args.threads) {
         Ok(started) => started,
         Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
@@ -44,18 +42,12 @@ fn main() -> ExitCode {
         }
     };
     println!("mux-server listening on {}", server.local_addr());
-    let mut signals = match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ]) {
-        Ok(signals) => signals,
+    match mux_cli::wait_for_stop_signal() {
+        Ok(signal) => log::info!("signal {signal}: shutting down gracefully"),
         Err(err) => {
-            eprintln!("mux-server: cannot install signal handlers: {err}");
+            eprintln!("mux-server: {err}");
             return ExitCode::FAILURE;
         }
-    };
-    if let Some(signal) = signals.forever().next() {
-        log::info!("signal {signal}: shutting down gracefully");
     }
     drop(clock);
     match server.shutdown_gracefully(Duration::from_secs(args.drain_seconds)) {

@@ -50,16 +50,7 @@ enum Side {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    env_logger::Builder::new()
-        .filter_level(args.log_level)
-        .init();
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("mux-sidecar: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    mux_cli::run("mux-sidecar", args.log_level, || run(args))
 }
 
 fn run(args: Args) -> Result<(), String> {
@@ -110,12 +101,7 @@ fn run(args: Args) -> Result<(), String> {
     for addr in sidecar.local_addrs() {
         println!("mux-sidecar listening on {addr}");
     }
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .map_err(|e| e.to_string())?;
-    let _ = signals.forever().next();
+    mux_cli::wait_for_stop_signal()?;
     log::info!("{}", sidecar.stats().line());
     sidecar.shutdown();
     Ok(())

@@ -8,13 +8,11 @@
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mux_client::{CallRequest, Client};
-use mux_server::{BodySink, HandlerResult, Response};
+use mux_server::Response;
 
 const BULK: usize = 1 << 30;
 const CHUNK: usize = 64 * 1024;
@@ -44,18 +42,6 @@ fn raw_bulk() -> f64 {
     drop(stream);
     let total = reader.join().expect("reader");
     total as f64 / start.elapsed().as_secs_f64()
-}
-
-struct Counter(Arc<AtomicU64>);
-
-impl BodySink for Counter {
-    fn data(&mut self, bytes: &Bytes, _end_message: bool) {
-        self.0.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    }
-
-    fn end(self: Box<Self>) -> HandlerResult {
-        Ok(Response::ok(self.0.load(Ordering::Relaxed).to_string()))
-    }
 }
 
 fn mux_bulk(client: &Client) -> f64 {
@@ -128,7 +114,9 @@ fn main() {
     let server = mux_server::Server::builder()
         .bind("127.0.0.1:0".parse().expect("addr"))
         .route("echo", |req| Ok(Response::ok(req.body().clone())))
-        .route_streaming("sink", |_| Box::new(Counter(Arc::new(AtomicU64::new(0)))))
+        .route_streaming("sink", |_| {
+            Box::new(mux_server::demo::ByteCounter::default())
+        })
         .start()
         .expect("server");
     let client = Client::connect(server.local_addr()).expect("client");

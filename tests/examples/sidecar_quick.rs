@@ -5,35 +5,15 @@
 //! `cargo run --release -p mux-tests --example sidecar_quick` (needs redis-server and redis-benchmark)
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mux_sidecar::{LocalConfig, RemoteConfig, Tunnel};
+use mux_testkit::programs::Program;
+use mux_testkit::upstream::counting_upstream;
 
 const BULK: usize = 1 << 30;
-
-fn sink() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut stream = stream;
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut total = 0u64;
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    total += n as u64;
-                }
-                let _ = stream.write_all(total.to_string().as_bytes());
-            });
-        }
-    });
-    addr
-}
 
 fn bulk(addr: SocketAddr) -> f64 {
     let mut stream = TcpStream::connect(addr).expect("connect");
@@ -79,26 +59,9 @@ fn redis_rps(port: u16) -> Vec<(String, f64)> {
 }
 
 fn main() {
-    let sink = sink();
-    let redis_port = mux_tests::free_port();
-    let mut redis = Command::new("redis-server")
-        .args([
-            "--port",
-            &redis_port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server");
-    while TcpStream::connect(("127.0.0.1", redis_port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let redis_addr = SocketAddr::from(([127, 0, 0, 1], redis_port));
+    let sink = counting_upstream();
+    let redis = Program::redis_server().expect("redis-server");
+    let (redis_addr, redis_port) = (redis.addr, redis.addr.port());
     let remote = mux_sidecar::start_remote(
         &RemoteConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
@@ -146,6 +109,5 @@ fn main() {
     }
     drop(local);
     drop(remote);
-    let _ = redis.kill();
-    let _ = redis.wait();
+    drop(redis);
 }

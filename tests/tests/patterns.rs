@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mux_client::{CallError, Client, Delivery, Resume};
 use mux_server::{MemoryStore, Response, Server, SlowSubscriber, Status};
-use mux_tests::{any_local_address, server_builder, wait_until};
+use mux_testkit::{any_local_address, server_builder, wait_until};
 
 const WAIT: Duration = Duration::from_secs(5);
 

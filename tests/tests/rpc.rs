@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use mux_client::{CallError, CallRequest, Client};
 use mux_server::{Response, Status};
-use mux_tests::server_builder;
+use mux_testkit::server_builder;
 
 #[test]
 fn echo_round_trip() {

@@ -1,32 +1,28 @@
 //! The runtime over real sockets: concurrency and integrity, backpressure,
 //! many connections, abrupt closes, graceful shutdown, the three call styles.
 
-use std::future::Future;
 use std::net::TcpListener;
-use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mux_client::{CallError, CallRequest, Client};
+use mux_server::demo::Fnv1a;
 use mux_server::{BodySink, HandlerResult, Response, Status};
-use mux_tests::{fnv1a, pseudo_random, server_builder, wait_until, RawPeer};
+use mux_testkit::{block_on, fnv1a, pseudo_random, server_builder, wait_until, RawPeer};
 
 /// Hashes a streamed body.
-struct Hasher(u64);
+#[derive(Default)]
+struct Hasher(Fnv1a);
 
 impl BodySink for Hasher {
     fn data(&mut self, bytes: &Bytes, _end_message: bool) {
-        self.0 = bytes.iter().fold(self.0, |hash, byte| {
-            (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
-        });
+        self.0.update(bytes);
     }
 
     fn end(self: Box<Self>) -> HandlerResult {
-        Ok(Response::ok(self.0.to_string()))
+        Ok(Response::ok(self.0.finish().to_string()))
     }
 }
 
@@ -35,7 +31,7 @@ fn hash_server() -> mux_server::Server {
         .route("hash", |req| {
             Ok(Response::ok(fnv1a(req.body()).to_string()))
         })
-        .route_streaming("hash-stream", |_| Box::new(Hasher(0xcbf2_9ce4_8422_2325)))
+        .route_streaming("hash-stream", |_| Box::<Hasher>::default())
         .start()
         .expect("server starts")
 }
@@ -227,25 +223,6 @@ fn graceful_shutdown_completes_every_request_in_flight() {
         std::net::TcpStream::connect(addr).is_err(),
         "still accepting after shutdown"
     );
-}
-
-/// A minimal executor: polls on the calling thread, parks between wakes.
-fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        std::thread::park_timeout(Duration::from_millis(100));
-    }
 }
 
 #[test]

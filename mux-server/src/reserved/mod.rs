@@ -48,6 +48,11 @@ pub(crate) struct Reserved {
     polls: LongPolls,
 }
 
+/// What serving a reserved request gives: `Ok` once it is answered, or
+/// became a feed or a parked poll; `Err` with the refusal to answer it with
+/// (a missing or invalid value, `400`; a gap or an unknown session, `410`).
+type Served = Result<(), Response>;
+
 /// A request to a reserved route, complete.
 #[derive(Debug)]
 pub(crate) struct ReservedCall<'a> {
@@ -90,19 +95,17 @@ impl Reserved {
         replies: &mut Replies,
         call: ReservedCall<'_>,
     ) {
-        let outcome = match call.head.route.as_str() {
-            patterns::PUBLISH => self.serve_publish(&call),
+        let served = match call.head.route.as_str() {
+            patterns::PUBLISH => self.serve_publish(ctx, replies, &call),
             patterns::SUBSCRIBE => self.serve_subscribe(ctx, replies, &call),
             patterns::EVENTS => self.serve_events(ctx, replies, &call),
             patterns::LONG_POLL => self.serve_long_poll(ctx, replies, &call),
-            patterns::SESSION_OPEN => Some(Response::ok(self.hub.sessions.create(ctx.now))),
+            patterns::SESSION_OPEN => self.serve_session_open(ctx, replies, &call),
             patterns::SESSION_ATTACH => self.serve_session_attach(ctx, replies, &call),
             _ => return,
         };
-        // A request answered at once (a refusal, or a one-shot reply);
-        // the others became feeds or parked polls.
-        if let Some(response) = outcome {
-            replies.respond(ctx, call.key, call.id, response);
+        if let Err(refusal) = served {
+            replies.respond(ctx, call.key, call.id, refusal);
         }
     }
 
@@ -235,6 +238,11 @@ pub(crate) fn param<'a>(head: &'a RequestHead, name: &[u8]) -> Option<&'a str> {
 /// A reserved metadata value as a number.
 fn param_u64(head: &RequestHead, name: &[u8]) -> Option<u64> {
     param(head, name).and_then(|v| v.trim().parse().ok())
+}
+
+/// A reserved metadata value the route cannot do without.
+fn required<'a>(head: &'a RequestHead, name: &[u8]) -> Result<&'a str, Response> {
+    param(head, name).ok_or_else(|| missing(name))
 }
 
 /// The answer to a request without a reserved value the route needs.

@@ -13,10 +13,9 @@ use mux_core::StreamId;
 use mux_runtime::{ConnKey, Ctx};
 
 use super::feed::event_message;
-use super::{gone, missing, param, param_u64, Reserved, ReservedCall};
+use super::{gone, param_u64, required, Reserved, ReservedCall, Served};
 use crate::event_log::Entry;
 use crate::replies::Replies;
-use crate::request::Response;
 
 /// Entries a long poll returns at most per response.
 const MAX_BATCH: usize = 1024;
@@ -88,15 +87,13 @@ impl Reserved {
         ctx: &mut Ctx<'_>,
         replies: &mut Replies,
         call: &ReservedCall<'_>,
-    ) -> Option<Response> {
-        let Some(stream) = param(call.head, patterns::STREAM) else {
-            return Some(missing(patterns::STREAM));
-        };
+    ) -> Served {
+        let stream = required(call.head, patterns::STREAM)?;
         let after = param_u64(call.head, patterns::AFTER).unwrap_or(0);
         let wait =
             param_u64(call.head, patterns::WAIT_MS).map_or(DEFAULT_WAIT, Duration::from_millis);
         match self.hub.replay(stream, after, MAX_BATCH) {
-            Err(gap) => return Some(gone("entries", gap.oldest)),
+            Err(gap) => return Err(gone("entries", gap.oldest)),
             Ok((entries, _)) if !entries.is_empty() => {
                 answer_poll(ctx, replies, call.key, call.id, after, entries);
             }
@@ -117,7 +114,7 @@ impl Reserved {
                     });
             }
         }
-        None
+        Ok(())
     }
 
     /// Answers the polls on `stream` that entry `newest` satisfies.

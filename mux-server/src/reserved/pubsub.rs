@@ -13,7 +13,7 @@ use mux_core::StreamId;
 use mux_runtime::{ConnKey, Ctx};
 
 use super::feed::{Feed, FeedKind};
-use super::{bad_request, param, Reserved, ReservedCall};
+use super::{bad_request, param, Reserved, ReservedCall, Served};
 use crate::replies::Replies;
 use crate::request::Response;
 
@@ -63,15 +63,17 @@ impl Subscriptions {
 
 impl Reserved {
     /// `spec/patterns.md` §3.4.
-    pub(super) fn serve_publish(&mut self, call: &ReservedCall<'_>) -> Option<Response> {
+    pub(super) fn serve_publish(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        replies: &mut Replies,
+        call: &ReservedCall<'_>,
+    ) -> Served {
         let topic = param(call.head, patterns::TOPIC).unwrap_or_default();
-        Some(match patterns::check_topic(topic) {
-            Ok(()) => {
-                self.hub.broker.publish(topic, &call.body);
-                Response::ok(Bytes::new())
-            }
-            Err(err) => bad_request(err),
-        })
+        patterns::check_topic(topic).map_err(bad_request)?;
+        self.hub.broker.publish(topic, &call.body);
+        replies.respond(ctx, call.key, call.id, Response::ok(Bytes::new()));
+        Ok(())
     }
 
     /// `spec/patterns.md` §3.2.
@@ -80,11 +82,9 @@ impl Reserved {
         ctx: &mut Ctx<'_>,
         replies: &mut Replies,
         call: &ReservedCall<'_>,
-    ) -> Option<Response> {
+    ) -> Served {
         let pattern = param(call.head, patterns::TOPIC).unwrap_or_default();
-        if let Err(err) = patterns::check_pattern(pattern) {
-            return Some(bad_request(err));
-        }
+        patterns::check_pattern(pattern).map_err(bad_request)?;
         let (key, id) = (call.key, call.id);
         replies.open_feed(ctx, key, id, ResponseHead::new(Status::OK));
         self.subscriptions.add(pattern.to_owned(), key, id);
@@ -92,7 +92,7 @@ impl Reserved {
             pattern: pattern.to_owned(),
         };
         self.feeds.insert(key, id, Feed::new(kind, self.policy));
-        None
+        Ok(())
     }
 
     /// A publication from the broker: to every matching subscription of this

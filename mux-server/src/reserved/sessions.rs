@@ -9,22 +9,32 @@ use mux_core::rpc::{ResponseHead, Status};
 use mux_runtime::Ctx;
 
 use super::feed::FeedKind;
-use super::{gone, missing, param, param_u64, Reserved, ReservedCall};
+use super::{gone, param_u64, required, Reserved, ReservedCall, Served};
 use crate::event_log::Entry;
 use crate::replies::Replies;
 use crate::request::Response;
 
 impl Reserved {
+    /// `spec/patterns.md` §6: a new session; the body of the answer is its token.
+    pub(super) fn serve_session_open(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        replies: &mut Replies,
+        call: &ReservedCall<'_>,
+    ) -> Served {
+        let token = self.hub.sessions.create(ctx.now);
+        replies.respond(ctx, call.key, call.id, Response::ok(token));
+        Ok(())
+    }
+
     /// `spec/patterns.md` §6.3.
     pub(super) fn serve_session_attach(
         &mut self,
         ctx: &mut Ctx<'_>,
         replies: &mut Replies,
         call: &ReservedCall<'_>,
-    ) -> Option<Response> {
-        let Some(token) = param(call.head, patterns::SESSION) else {
-            return Some(missing(patterns::SESSION));
-        };
+    ) -> Served {
+        let token = required(call.head, patterns::SESSION)?;
         let after = param_u64(call.head, patterns::AFTER).unwrap_or(0);
         let mut replay = None;
         let found = self.hub.sessions.with(token, ctx.now, &mut |session| {
@@ -32,15 +42,15 @@ impl Reserved {
         });
         let entries = match (found, replay) {
             (Some(()), Some(Ok(entries))) => entries,
-            (Some(()), Some(Err(gap))) => return Some(gone("session events", gap.oldest)),
-            _ => return Some(unknown_session()),
+            (Some(()), Some(Err(gap))) => return Err(gone("session events", gap.oldest)),
+            _ => return Err(unknown_session()),
         };
         replies.open_feed(ctx, call.key, call.id, ResponseHead::new(Status::OK));
         let kind = FeedKind::Session {
             token: token.to_owned(),
         };
         self.start_entry_feed(ctx, call.key, call.id, kind, after, entries);
-        None
+        Ok(())
     }
 
     /// A new event of session `token`: to the feed attached to it here.

@@ -1,0 +1,86 @@
+//! What mux's integration tests, examples, tour and benchmark share, written
+//! once: servers on loopback port 0, bounded waits that fail with a clear
+//! message, deterministic data and its hash, a minimal executor, a raw mux
+//! peer ([`RawPeer`]), plain-TCP upstreams ([`upstream`]) and launchers of
+//! external programs ([`programs`]).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod programs;
+mod raw_peer;
+pub mod upstream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+pub use mux_server::demo::fnv1a;
+use mux_server::{Response, Server, ServerBuilder};
+
+pub use self::raw_peer::RawPeer;
+
+/// Loopback, port 0: the kernel picks a free port.
+pub fn any_local_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A builder bound to loopback port 0 with two loop threads and an echo route.
+pub fn server_builder() -> ServerBuilder {
+    Server::builder()
+        .bind(any_local_address())
+        .threads(2)
+        .route("echo", |req| Ok(Response::ok(req.body().clone())))
+}
+
+/// Waits until `condition` holds, or panics after `limit` naming `what`.
+pub fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::yield_now();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), `len` of them from `seed`.
+pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// A minimal executor: polls `future` on the calling thread and parks
+/// between wake-ups. Enough to show that mux's futures are plain
+/// `std::future::Future`s that need no particular runtime.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        // A wake-up unparks at once; the timeout only bounds a lost one.
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}

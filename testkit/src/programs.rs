@@ -1,0 +1,175 @@
+//! External programs the tests and the benchmark run beside mux
+//! (redis-server, nats-server, python3's http.server), started on loopback
+//! and stopped when their handle drops.
+//!
+//! Where a program can choose its own port and say which (http.server with
+//! port 0), it does, and nothing races. redis-server and nats-server can
+//! neither take a listening socket from their parent nor report a port of
+//! their own choosing, so [`Program::on_free_port`] probes a free port,
+//! starts the program on it, and checks that the program itself is what
+//! answers there: a port taken in between makes the program exit, and the
+//! launcher tries another.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a program may take to start listening.
+const START_LIMIT: Duration = Duration::from_secs(10);
+
+/// Ports tried before giving up on a program that keeps failing to bind.
+const PORT_ATTEMPTS: usize = 5;
+
+/// Whether `program` is on the `PATH`.
+pub fn installed(program: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Panics with what to install unless `program` is on the `PATH`. Tests
+/// that call it are `#[ignore = "needs …"]`; `.ci/run` installs the packages
+/// and runs them.
+pub fn require(program: &str, package: &str) {
+    assert!(
+        installed(program),
+        "{program} is not installed: install the Debian package {package} (.ci/run does)"
+    );
+}
+
+/// A running external program, killed and reaped when dropped.
+#[derive(Debug)]
+pub struct Program {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Program {
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Starts `program` with the arguments `args(port)` on a free loopback
+    /// port, and waits until it listens there.
+    pub fn on_free_port(program: &str, args: impl Fn(u16) -> Vec<String>) -> Result<Self, String> {
+        let mut last = String::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port();
+            let child = Command::new(program)
+                .args(args(port))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|err| format!("cannot start {program}: {err}"))?;
+            let mut started = Self {
+                child,
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            };
+            match started.wait_listening() {
+                Ok(()) => return Ok(started),
+                Err(err) => last = format!("{program}: {err}"),
+            }
+        }
+        Err(last)
+    }
+
+    /// Waits until the child listens on its address, or fails if it exits.
+    fn wait_listening(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + START_LIMIT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("exited with {status} (port {} taken?)", self.addr));
+            }
+            if TcpStream::connect(self.addr).is_ok() {
+                // Connected: to the child, unless it is about to exit
+                // because someone else holds the port.
+                std::thread::sleep(Duration::from_millis(20));
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    return Err(format!("exited with {status} (port {} taken?)", self.addr));
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "not listening on {} after {START_LIMIT:?}",
+                    self.addr
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// redis-server on loopback, without persistence.
+    pub fn redis_server() -> Result<Self, String> {
+        Self::on_free_port("redis-server", |port| {
+            [
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ]
+            .map(str::to_owned)
+            .to_vec()
+        })
+    }
+
+    /// python3's http.server serving `dir`, on a port it picks and reports.
+    pub fn http_server(dir: &Path) -> Result<Self, String> {
+        let mut child = Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|err| format!("cannot start python3 -m http.server: {err}"))?;
+        let stdout = child.stdout.take().ok_or("http.server's stdout")?;
+        // "Serving HTTP on 127.0.0.1 port 12345 (http://127.0.0.1:12345/) ..."
+        let mut line = String::new();
+        let read = BufReader::new(stdout).read_line(&mut line);
+        let port = line
+            .split("port ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|p| p.parse::<u16>().ok());
+        let addr = SocketAddr::from(([127, 0, 0, 1], port.unwrap_or(0)));
+        let program = Self { child, addr };
+        match (read, port) {
+            (Ok(_), Some(_)) => Ok(program),
+            _ => Err(format!("cannot read http.server's port from {line:?}")),
+        }
+    }
+}
+
+/// A loopback port free at the time of asking (see the module doc for why
+/// only programs that cannot pick their own use it).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}

@@ -1,0 +1,60 @@
+//! [`RawPeer`]: a mux endpoint driven by hand over a blocking socket, with
+//! `mux-core` directly, for tests that need a peer unlike our runtime.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+
+#[allow(missing_debug_implementations)]
+/// A mux endpoint driven by hand over a blocking socket, with `mux-core`
+/// directly: for peers that behave unlike our runtime (slow, abrupt).
+pub struct RawPeer {
+    /// The socket.
+    pub stream: std::net::TcpStream,
+    /// The protocol state machine.
+    pub conn: mux_core::Connection,
+    rx: BytesMut,
+}
+
+impl RawPeer {
+    /// A server side on an accepted socket.
+    pub fn server(stream: std::net::TcpStream, config: mux_core::Config) -> Self {
+        let conn = mux_core::Connection::new(mux_core::Side::Server, config, Instant::now());
+        stream
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("read timeout");
+        Self {
+            stream,
+            conn,
+            rx: BytesMut::new(),
+        }
+    }
+
+    /// Reads at most `max` bytes (waiting at most 20 ms), feeds them, writes
+    /// every answer; returns the events. `Err` once the peer closed.
+    pub fn pump(&mut self, max: usize) -> std::io::Result<Vec<mux_core::Event>> {
+        let mut buf = vec![0u8; max.max(1)];
+        match self.stream.read(&mut buf) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                self.rx.extend_from_slice(&buf[..n]);
+                let _ = self.conn.handle_read(Instant::now(), &mut self.rx);
+            }
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(err) => return Err(err),
+        }
+        let mut out = BytesMut::new();
+        while self.conn.poll_transmit(Instant::now(), &mut out) {}
+        self.stream.write_all(&out)?;
+        let mut events = Vec::new();
+        while let Some(event) = self.conn.poll_event() {
+            events.push(event);
+        }
+        Ok(events)
+    }
+}
