@@ -10,11 +10,11 @@ use std::io;
 use mux_core::{ErrorCode, Event, OpenError, StreamId};
 use mux_runtime::{App, ConnKey, Ctx, LoopError, Outbox, Piece, StreamMap};
 
-use crate::call::Reply;
 use crate::command::{Command, PendingCall, PushHandler, PushMessage};
 use crate::error::CallError;
 use crate::pool::{AfterFailure, Policy, Pool, TIMER_DEADLINE, TOKEN_MASK};
 use crate::reader::StreamReader;
+use crate::reply::Reply;
 
 /// A call on the wire.
 #[derive(Debug)]

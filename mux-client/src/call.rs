@@ -9,30 +9,19 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use mux_core::frame::Metadata;
-use mux_core::rpc::{RequestHead, Status};
+use mux_core::rpc::RequestHead;
 use mux_runtime::{LoopHandle, Piece};
 
 use crate::command::Command;
 use crate::completion::{Abandoned, Completion};
 use crate::credit::Credit;
 use crate::error::CallError;
+use crate::reply::Reply;
 
 /// Bytes an upload may have handed to the loop that its connection has not
 /// accepted yet; beyond, `Upload::write` blocks. 1 MiB, the size of a
 /// stream's send buffer: together they keep a fast link busy.
 const UPLOAD_CREDIT: usize = 1 << 20;
-
-/// A server's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    /// The status.
-    pub status: Status,
-    /// The server's metadata.
-    pub metadata: Metadata,
-    /// The body.
-    pub body: Bytes,
-}
 
 /// A call to make: route, body, metadata and deadline.
 #[derive(Debug, Clone)]

@@ -12,11 +12,11 @@ use mux_core::rpc::RequestHead;
 use mux_core::StreamId;
 use mux_runtime::Piece;
 
-use crate::call::Reply;
 use crate::completion::Completer;
 use crate::credit::Credit;
 use crate::error::CallError;
 use crate::inbox::Inbox;
+use crate::reply::Reply;
 
 /// Commands the client's loop receives.
 #[derive(Debug)]

@@ -8,10 +8,10 @@ use bytes::Bytes;
 use mux_core::patterns::{self, FeedMessage};
 
 use crate::call::CallRequest;
+use crate::client::{Client, Opener};
 use crate::error::CallError;
 use crate::message_stream::MessageStream;
 use crate::reopen::{is_lost, reopen, SERVER_ENDED};
-use crate::{Client, Opener};
 
 /// An event with server-sent-events semantics (`spec/patterns.md` §5).
 #[derive(Debug, Clone, PartialEq, Eq)]

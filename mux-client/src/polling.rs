@@ -12,11 +12,12 @@ use bytes::Bytes;
 use mux_core::patterns::{self, FeedMessage};
 use mux_core::rpc::Status;
 
-use crate::call::{CallRequest, Reply};
+use crate::call::CallRequest;
+use crate::client::{Client, Opener};
 use crate::error::CallError;
 use crate::events::Event;
 use crate::reopen::reply_ok;
-use crate::{Client, Opener};
+use crate::reply::Reply;
 
 /// Long polls a log from a cursor (`spec/patterns.md` §4.2): each
 /// [`LongPoller::poll`] returns the entries after the cursor, waiting on the

@@ -8,10 +8,10 @@ use bytes::Bytes;
 use mux_core::patterns::{self, FeedMessage};
 
 use crate::call::{CallRequest, Upload};
+use crate::client::{Client, Opener};
 use crate::error::CallError;
 use crate::message_stream::MessageStream;
 use crate::reopen::{is_lost, reopen, reply_ok, SERVER_ENDED};
-use crate::{Client, Opener};
 
 /// What a subscription yields (`spec/patterns.md` §3).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,9 +12,9 @@ use mux_core::rpc::{ResponseHead, Status};
 use mux_core::{Chunk, Connection, StreamId};
 use mux_runtime::{BodyBuffer, MessageReader};
 
-use crate::call::Reply;
 use crate::error::CallError;
 use crate::inbox::Inbox;
+use crate::reply::Reply;
 
 /// The longest response head a client accepts (status and metadata).
 const MAX_HEAD: usize = 64 * 1024;

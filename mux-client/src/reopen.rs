@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use crate::call::Reply;
 use crate::error::CallError;
+use crate::reply::Reply;
 
 /// Attempts to reopen a subscription, event stream or session feed after
 /// its connection was lost, before the error reaches the application.

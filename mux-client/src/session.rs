@@ -4,11 +4,12 @@
 use bytes::Bytes;
 use mux_core::patterns;
 
-use crate::call::{CallRequest, Reply};
+use crate::call::CallRequest;
+use crate::client::{Client, Opener};
 use crate::error::CallError;
 use crate::events::{EventStream, Resume};
 use crate::reopen::reply_ok;
-use crate::{Client, Opener};
+use crate::reply::Reply;
 
 /// A stateful session (`spec/patterns.md` §6): calls made through it carry
 /// its token, so that handlers see its server-side state; its event feed

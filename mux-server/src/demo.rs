@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::{BodySink, HandlerResult, Response, ServerBuilder, Status};
+use mux_core::rpc::Status;
+
+use crate::request::{BodySink, HandlerResult, Response};
+use crate::server::{Server, ServerBuilder, ServerHandle};
 
 /// FNV-1a, 64 bits, fed piece by piece: the `upload` route's integrity
 /// hash, which clients and tests compute the same way ([`fnv1a`]).
@@ -121,7 +124,7 @@ static CONFIG_VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU
 /// Publish/subscribe needs no route: clients use `chat.lobby` and the like directly.
 pub fn pattern_routes(
     builder: ServerBuilder,
-    handle: std::sync::Arc<std::sync::OnceLock<crate::ServerHandle>>,
+    handle: std::sync::Arc<std::sync::OnceLock<ServerHandle>>,
 ) -> ServerBuilder {
     use std::sync::atomic::Ordering;
     let for_enqueue = std::sync::Arc::clone(&handle);
@@ -148,7 +151,7 @@ pub fn pattern_routes(
         })
         .route("counter", |req| {
             let Some(session) = req.session() else {
-                return Err(crate::HandlerError::new(
+                return Err(crate::request::HandlerError::new(
                     Status::BAD_REQUEST,
                     "counter needs a session",
                 ));
@@ -185,7 +188,7 @@ pub fn pattern_routes(
 }
 
 /// Pushes the time to every client every `every`, until the returned guard is dropped.
-pub fn start_clock(server: crate::ServerHandle, every: Duration) -> ClockGuard {
+pub fn start_clock(server: ServerHandle, every: Duration) -> ClockGuard {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = std::sync::Arc::clone(&stop);
     let thread = std::thread::Builder::new()
@@ -226,10 +229,10 @@ impl Drop for ClockGuard {
 pub fn start(
     addr: std::net::SocketAddr,
     threads: Option<usize>,
-) -> std::io::Result<(crate::Server, ClockGuard)> {
+) -> std::io::Result<(Server, ClockGuard)> {
     let handle = std::sync::Arc::new(std::sync::OnceLock::new());
     let mut builder = pattern_routes(
-        routes(crate::Server::builder().bind(addr)),
+        routes(Server::builder().bind(addr)),
         std::sync::Arc::clone(&handle),
     );
     if let Some(threads) = threads {

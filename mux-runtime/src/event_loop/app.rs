@@ -1,44 +1,12 @@
-//! What an application plugs into an event loop: the [`App`] callbacks, the
-//! [`ConnKey`] that names a connection, the loop's configuration and the
-//! errors it reports when a connection ends.
+//! What an application plugs into an event loop: the [`App`] callbacks and
+//! the errors the loop reports when a connection ends.
 
 use std::io;
 
-use mux_core::{Config, ConnectionError, Event};
+use mux_core::{ConnectionError, Event};
 
 use super::context::Ctx;
-use super::plain::PlainKey;
-use crate::socket::SocketOptions;
-
-/// A connection's handle: its slab index and the generation of the slot, so
-/// that a key kept after its connection ended never reaches a new one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnKey {
-    pub(super) index: usize,
-    pub(super) generation: u64,
-}
-
-/// Loop configuration.
-#[derive(Debug, Clone)]
-pub struct LoopConfig {
-    /// Protocol configuration of every connection.
-    pub conn: Config,
-    /// Socket options.
-    pub socket: SocketOptions,
-    /// Connections this loop holds at most; the listener stops accepting at
-    /// this count and resumes below it.
-    pub max_connections: usize,
-}
-
-impl Default for LoopConfig {
-    fn default() -> Self {
-        Self {
-            conn: Config::default(),
-            socket: SocketOptions::default(),
-            max_connections: 10_000,
-        }
-    }
-}
+use super::keys::{ConnKey, PlainKey};
 
 /// Application logic run on the loop thread. Every callback must return
 /// quickly: it runs between socket operations of all this loop's connections.

@@ -1,6 +1,7 @@
 //! [`Ctx`]: what an [`App`](super::App) callback may do: reach a connection's
 //! state machine, open and close connections, set timers, stop accepting.
-//! The plain-socket half of `Ctx` lives in [`super::plain`].
+//! Plain sockets (for proxies) are kept in [`super::plain`]; `Ctx` is how
+//! the application reaches them too.
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,8 +11,9 @@ use mio::{Interest, Registry};
 use mux_core::{Connection, Side};
 use slab::Slab;
 
-use super::app::{ConnKey, LoopConfig};
+use super::config::LoopConfig;
 use super::conn_token;
+use super::keys::{ConnKey, PlainKey};
 use super::plain::PlainSockets;
 use crate::conn_io::ConnIo;
 use crate::socket;
@@ -104,6 +106,56 @@ impl Ctx<'_> {
         entry.insert(io);
         self.dirty.push(index);
         Ok(ConnKey { index, generation })
+    }
+
+    /// Listens for plain TCP connections on `addr`; accepted sockets arrive in
+    /// [`App::on_plain_accept`](super::App::on_plain_accept) with the
+    /// returned listener number.
+    pub fn listen_plain(&mut self, addr: SocketAddr) -> io::Result<(usize, SocketAddr)> {
+        self.plain.listen(self.registry, addr, &self.config.socket)
+    }
+
+    /// Watches an accepted or connecting plain socket.
+    pub(super) fn insert_plain(&mut self, socket: mio::net::TcpStream) -> io::Result<PlainKey> {
+        *self.generations += 1;
+        self.plain.insert(self.registry, socket, *self.generations)
+    }
+
+    /// Starts a plain TCP connection to `addr`; [`App::on_plain`](super::App::on_plain)
+    /// reports it writable once connected (check [`Ctx::plain_connected`]).
+    pub fn connect_plain(&mut self, addr: SocketAddr) -> io::Result<PlainKey> {
+        let socket = socket::connect(addr, &self.config.socket)?;
+        self.insert_plain(socket)
+    }
+
+    /// Whether a plain connect completed (`Err` if it failed).
+    pub fn plain_connected(&mut self, key: PlainKey) -> io::Result<bool> {
+        self.plain.connected(key)
+    }
+
+    /// Reads from a plain socket (`WouldBlock` when drained, `Ok(0)` at end of file).
+    pub fn plain_read(&mut self, key: PlainKey, buf: &mut [u8]) -> io::Result<usize> {
+        self.plain.read(key, buf)
+    }
+
+    /// Writes to a plain socket (`WouldBlock` when full).
+    pub fn plain_write(&mut self, key: PlainKey, buf: &[u8]) -> io::Result<usize> {
+        self.plain.write(key, buf)
+    }
+
+    /// Ends the write side of a plain socket (half-close).
+    pub fn plain_shutdown_write(&mut self, key: PlainKey) -> io::Result<()> {
+        self.plain.shutdown_write(key)
+    }
+
+    /// Closes a plain socket, abortively (RST) when `abort`.
+    pub fn plain_close(&mut self, key: PlainKey, abort: bool) {
+        self.plain.close(self.registry, key, abort);
+    }
+
+    /// Plain sockets open.
+    pub fn plain_count(&self) -> usize {
+        self.plain.len()
     }
 
     /// Asks for [`App::on_timer`] with `token` at `at`.

@@ -24,16 +24,19 @@ use crate::socket;
 use crate::timer::{TimerKind, Timers};
 
 mod app;
+mod config;
 mod context;
 mod handle;
+mod keys;
 mod plain;
 
-pub use self::app::{App, ConnKey, LoopConfig, LoopError};
+pub use self::app::{App, LoopError};
+pub use self::config::LoopConfig;
 pub use self::context::Ctx;
 use self::context::{queue_flush, AcceptState};
 pub use self::handle::LoopHandle;
-pub use self::plain::PlainKey;
-use self::plain::{PlainSockets, PLAIN_BASE};
+pub use self::keys::{ConnKey, PlainKey};
+use self::plain::{PlainSockets, PLAIN_BASE, PLAIN_LISTEN_BASE};
 
 /// Token of the waker that announces commands.
 pub const WAKER: Token = Token(0);
@@ -242,11 +245,7 @@ impl<A: App> EventLoop<A> {
         }
     }
 
-    pub(super) fn split<'a>(
-        &'a mut self,
-        now: Instant,
-        dirty: &'a mut Vec<usize>,
-    ) -> (Ctx<'a>, &'a mut A) {
+    fn split<'a>(&'a mut self, now: Instant, dirty: &'a mut Vec<usize>) -> (Ctx<'a>, &'a mut A) {
         (
             Ctx {
                 now,
@@ -330,6 +329,45 @@ impl<A: App> EventLoop<A> {
         }
         // At capacity: stop listening until a connection ends (sozu's gate).
         self.accepting = AcceptState::Paused;
+    }
+
+    /// A readiness event on a plain socket or listener token.
+    fn serve_plain(
+        &mut self,
+        now: Instant,
+        token: usize,
+        event: &mio::event::Event,
+        dirty: &mut Vec<usize>,
+    ) {
+        if token >= PLAIN_LISTEN_BASE {
+            return self.accept_plain(now, token - PLAIN_LISTEN_BASE, dirty);
+        }
+        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+        if let Some(key) = self.plain.key_at(token - PLAIN_BASE) {
+            let (mut ctx, app) = self.split(now, dirty);
+            app.on_plain(&mut ctx, key, readable, writable);
+        }
+    }
+
+    /// Accepts plain connections until `WouldBlock`.
+    fn accept_plain(&mut self, now: Instant, listener: usize, dirty: &mut Vec<usize>) {
+        loop {
+            let stream = match self.plain.accept(listener) {
+                Ok(stream) => stream,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    log::warn!("plain accept failed: {err}");
+                    return;
+                }
+            };
+            let _ = socket::configure(&stream, &self.config.socket);
+            let (mut ctx, app) = self.split(now, dirty);
+            if let Ok(key) = ctx.insert_plain(stream) {
+                app.on_plain_accept(&mut ctx, listener, key);
+            }
+        }
     }
 
     /// Registers or deregisters the listener as capacity and shutdown require.

@@ -1,0 +1,331 @@
+//! [`Client`] and [`ClientBuilder`]: start the loop thread, hand it calls
+//! and streams, and stop it; [`Opener`] is what the pattern helpers keep to
+//! reopen their streams after a reconnect.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mux_runtime::{EventLoop, LoopConfig, LoopHandle};
+
+use crate::app::ClientApp;
+use crate::call::{Call, CallRequest, Upload};
+use crate::command::{Callback, Command, PendingCall, PushHandler, PushMessage, Sink};
+use crate::completion::completion;
+use crate::credit::Credit;
+use crate::error::CallError;
+use crate::inbox::Inbox;
+use crate::message_stream::MessageStream;
+use crate::pool::Policy;
+use crate::reply::Reply;
+
+/// Commands queued for the loop at most; a full queue blocks the caller.
+const COMMAND_QUEUE: usize = 4096;
+
+/// Configures a [`Client`].
+#[derive(Clone)]
+pub struct ClientBuilder {
+    policy: Policy,
+    config: LoopConfig,
+    default_timeout: Option<Duration>,
+    push_handler: Option<PushHandler>,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("policy", &self.policy)
+            .field("push_handler", &self.push_handler.is_some())
+            .finish()
+    }
+}
+
+impl ClientBuilder {
+    /// A client of the server at `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            policy: Policy {
+                addr,
+                connections: 1,
+                connect_timeout: Duration::from_secs(5),
+                backoff_initial: Duration::from_millis(50),
+                backoff_max: Duration::from_secs(5),
+                max_response: 64 << 20,
+                max_waiting: 10_000,
+                max_attempts: 3,
+            },
+            config: LoopConfig::default(),
+            default_timeout: None,
+            push_handler: None,
+        }
+    }
+
+    /// Accepts pushes (spec §10) and hands each, once its body arrived, to
+    /// `handler`, on the loop thread (it must return quickly). Without a
+    /// handler, pushes are refused with `CANCEL`.
+    pub fn on_push<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(PushMessage) + Send + Sync + 'static,
+    {
+        self.push_handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// Tells the server not to push at all (MAX_CONCURRENT_STREAMS 0, spec §6.4.3).
+    pub fn refuse_pushes(mut self) -> Self {
+        self.config.conn.max_concurrent_streams = 0;
+        self
+    }
+
+    /// Connections in the pool (default 1); calls go to the least loaded.
+    pub fn connections(mut self, n: usize) -> Self {
+        self.policy.connections = n.max(1);
+        self
+    }
+
+    /// How long a connect may take (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.policy.connect_timeout = timeout;
+        self
+    }
+
+    /// Reconnect backoff: first delay and ceiling (default 50 ms doubling to 5 s).
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.policy.backoff_initial = initial;
+        self.policy.backoff_max = max.max(initial);
+        self
+    }
+
+    /// Deadline of calls that set none (default: none).
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = Some(timeout);
+        self
+    }
+
+    /// Largest response body accepted (default 64 MiB).
+    pub fn max_response(mut self, bytes: usize) -> Self {
+        self.policy.max_response = bytes;
+        self
+    }
+
+    /// Calls that may wait for a connection or a free stream (default 10,000); beyond, [`CallError::Busy`].
+    pub fn max_waiting(mut self, calls: usize) -> Self {
+        self.policy.max_waiting = calls;
+        self
+    }
+
+    /// Protocol limits of every connection.
+    pub fn connection_config(mut self, config: mux_core::Config) -> Self {
+        self.config.conn = config;
+        self
+    }
+
+    /// Starts the loop and waits until one connection is ready (or fails).
+    pub fn connect(self) -> io::Result<Client> {
+        let client = self.start()?;
+        let (completer, ready) = completion();
+        client.opener.send(Command::WhenReady(completer))?;
+        match ready.wait() {
+            Ok(Ok(())) => Ok(client),
+            Ok(Err((kind, message))) => Err(io::Error::new(kind, message)),
+            Err(abandoned) => Err(io::Error::other(abandoned)),
+        }
+    }
+
+    /// Starts the loop without waiting for a connection; calls wait for one.
+    pub fn start(self) -> io::Result<Client> {
+        let app = ClientApp::new(self.policy.clone(), self.push_handler.clone());
+        let (event_loop, handle) = EventLoop::new(app, self.config, None, COMMAND_QUEUE)?;
+        let thread = std::thread::Builder::new()
+            .name("mux-client".into())
+            .spawn(move || {
+                if let Err(err) = event_loop.run() {
+                    log::error!("client event loop failed: {err}");
+                }
+            })?;
+        Ok(Client {
+            opener: Opener {
+                handle,
+                next_id: Arc::new(AtomicU64::new(1)),
+                default_timeout: self.default_timeout,
+            },
+            thread: Some(thread),
+        })
+    }
+}
+
+/// What starts calls on a client's loop: the client itself, and the pattern
+/// helpers that reopen their streams after a reconnect.
+#[derive(Debug, Clone)]
+pub(crate) struct Opener {
+    handle: LoopHandle<Command>,
+    next_id: Arc<AtomicU64>,
+    default_timeout: Option<Duration>,
+}
+
+/// A client: a pool of connections to one server and the loop driving them.
+#[derive(Debug)]
+pub struct Client {
+    opener: Opener,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Opener {
+    fn send(&self, command: Command) -> Result<(), CallError> {
+        self.handle.send(command).map_err(|_| CallError::Closed)
+    }
+
+    /// Hands a call to the loop; if the loop is gone, the call fails with
+    /// [`CallError::Closed`] through its own sink.
+    fn submit_call(&self, call: PendingCall) {
+        if let Err(Command::Call(call)) = self.handle.send(Command::Call(call)) {
+            call.fail(CallError::Closed);
+        }
+    }
+
+    fn submit_with(&self, request: CallRequest, sink: Sink, upload: Option<Arc<Credit>>) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let timeout = request.timeout.or(self.default_timeout);
+        let mut head = request.head;
+        head.deadline = timeout;
+        let call = PendingCall {
+            id,
+            head,
+            body: request.body,
+            deadline: timeout.map(|t| Instant::now() + t),
+            sink,
+            attempts: 0,
+            upload,
+            queued: Vec::new(),
+        };
+        self.submit_call(call);
+        id
+    }
+
+    pub(crate) fn start_call(&self, request: CallRequest) -> Call {
+        let (completer, completion) = completion();
+        let id = self.submit_with(request, Sink::Completion(completer), None);
+        Call {
+            completion: Some(completion),
+            id: Some(id),
+            handle: self.handle.clone(),
+            failed: None,
+        }
+    }
+
+    /// Opens a stream whose response is a sequence of messages.
+    pub(crate) fn open_stream(&self, request: CallRequest) -> MessageStream {
+        let inbox = Arc::new(Inbox::default());
+        let id = self.submit_with(request, Sink::Inbox(Arc::clone(&inbox)), None);
+        MessageStream::new(inbox, id, self.handle.clone())
+    }
+}
+
+impl Client {
+    /// Connects to `addr` with the defaults (one connection).
+    pub fn connect(addr: SocketAddr) -> io::Result<Self> {
+        ClientBuilder::new(addr).connect()
+    }
+
+    /// A builder for `addr`.
+    pub fn builder(addr: SocketAddr) -> ClientBuilder {
+        ClientBuilder::new(addr)
+    }
+
+    pub(crate) fn opener(&self) -> &Opener {
+        &self.opener
+    }
+
+    /// Calls `route` with `body` and waits for the reply.
+    pub fn call(&self, route: &str, body: impl Into<Bytes>) -> Result<Reply, CallError> {
+        self.call_with(CallRequest::new(route, body))
+    }
+
+    /// Makes `request` and waits for the reply.
+    pub fn call_with(&self, request: CallRequest) -> Result<Reply, CallError> {
+        self.start_call(request).wait()
+    }
+
+    /// Starts a call of `route`; the returned [`Call`] is a `Future` and a handle.
+    pub fn call_async(&self, route: &str, body: impl Into<Bytes>) -> Call {
+        self.start_call(CallRequest::new(route, body))
+    }
+
+    /// Starts `request`; the returned [`Call`] is a `Future` and a handle.
+    pub fn start_call(&self, request: CallRequest) -> Call {
+        self.opener.start_call(request)
+    }
+
+    /// Opens a call whose response is a stream of messages (the server
+    /// sends a head, then messages, as they come). Reading pushes back on
+    /// the server through flow control.
+    pub fn open_stream(&self, request: CallRequest) -> MessageStream {
+        self.opener.open_stream(request)
+    }
+
+    /// Opens a call whose request body is streamed with [`Upload::write`]
+    /// (the `request`'s own body, if any, goes first). The server's route
+    /// must be a streaming one to see the body before it ends.
+    pub fn open_upload(&self, request: CallRequest) -> Upload {
+        let (completer, completion) = completion();
+        let credit = Arc::new(Credit::default());
+        let id = self.opener.submit_with(
+            request,
+            Sink::Completion(completer),
+            Some(Arc::clone(&credit)),
+        );
+        Upload {
+            call: Some(Call {
+                completion: Some(completion),
+                id: Some(id),
+                handle: self.opener.handle.clone(),
+                failed: None,
+            }),
+            id,
+            credit,
+            handle: self.opener.handle.clone(),
+        }
+    }
+
+    /// Starts `request`; `callback` gets the outcome on the loop thread, so it
+    /// must return quickly.
+    pub fn call_with_callback<F>(&self, request: CallRequest, callback: F)
+    where
+        F: FnOnce(Result<Reply, CallError>) + Send + 'static,
+    {
+        self.opener.submit_with(
+            request,
+            Sink::Callback(Box::new(callback) as Callback),
+            None,
+        );
+    }
+
+    /// Measures the round-trip time to the server with a PING.
+    pub fn ping(&self) -> Result<Duration, CallError> {
+        let (completer, completion) = completion();
+        self.opener.send(Command::Ping(completer))?;
+        completion.wait().map_err(|_| CallError::Closed)?
+    }
+
+    /// Closes gracefully: calls in flight finish, new ones fail with [`CallError::Closed`].
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.opener.handle.send(Command::Shutdown);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,28 @@
+//! [`LoopConfig`]: the protocol configuration, socket options and
+//! connection cap of one loop.
+
+use mux_core::Config;
+
+use crate::socket::SocketOptions;
+
+/// Loop configuration.
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    /// Protocol configuration of every connection.
+    pub conn: Config,
+    /// Socket options.
+    pub socket: SocketOptions,
+    /// Connections this loop holds at most; the listener stops accepting at
+    /// this count and resumes below it.
+    pub max_connections: usize,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        Self {
+            conn: Config::default(),
+            socket: SocketOptions::default(),
+            max_connections: 10_000,
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! [`Server`], its [`ServerBuilder`] and the [`ServerHandle`] that server
+//! code uses to publish, append events, push and reach sessions: binds the
+//! listener, starts the loops and the worker pool, and stops them.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mux_core::frame::{Metadata, MetadataError};
+use mux_core::patterns::{check_topic, TopicError};
+use mux_runtime::{EventLoop, LoopConfig, LoopHandle, SocketOptions};
+
+use crate::app::ServerApp;
+use crate::broker::{Broker, MemoryBroker, SlowSubscriber};
+use crate::command::Command;
+use crate::handler::Handler;
+use crate::hub::Hub;
+use crate::request::{BodySink, HandlerResult, Request};
+use crate::sessions::{MemoryStore, SessionHandle, SessionStore};
+use crate::workers;
+
+/// The address the server binds when none is given: loopback, port 7878.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7878";
+
+/// Commands a loop's queue holds; a full queue blocks the (worker or
+/// application) thread that sends, never the loop.
+/// 65,536: room for bursts of cross-loop pub/sub fan-out (see `Hub::register`).
+const COMMAND_QUEUE: usize = 65_536;
+
+/// Configures and starts a [`Server`].
+#[derive(Debug)]
+pub struct ServerBuilder {
+    addr: SocketAddr,
+    threads: usize,
+    workers: usize,
+    worker_queue: usize,
+    max_request_body: usize,
+    config: LoopConfig,
+    routes: HashMap<String, Handler>,
+    broker: Option<Arc<dyn Broker>>,
+    sessions: Option<Arc<dyn SessionStore>>,
+    slow_subscriber: SlowSubscriber,
+    log_capacity: usize,
+}
+
+impl std::fmt::Debug for dyn Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Broker")
+    }
+}
+
+impl std::fmt::Debug for dyn SessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionStore")
+    }
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            threads: cores,
+            workers: 4 * cores,
+            worker_queue: 1024,
+            max_request_body: 16 << 20,
+            config: LoopConfig::default(),
+            routes: HashMap::new(),
+            broker: None,
+            sessions: None,
+            slow_subscriber: SlowSubscriber::default(),
+            log_capacity: 1024,
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// The address to listen on ([`DEFAULT_ADDR`] by default; port 0 picks one).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Loop threads (default: the number of cores).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// Worker threads for blocking handlers (default: 4 per core).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// Jobs waiting for a worker at most (default 1,024); beyond, `503`.
+    pub fn worker_queue(mut self, jobs: usize) -> Self {
+        self.worker_queue = jobs.max(1);
+        self
+    }
+
+    /// Largest request body accepted (default 16 MiB); beyond, `413`.
+    pub fn max_request_body(mut self, bytes: usize) -> Self {
+        self.max_request_body = bytes;
+        self
+    }
+
+    /// Connections per loop thread at most (default 10,000).
+    pub fn max_connections_per_thread(mut self, max: usize) -> Self {
+        self.config.max_connections = max.max(1);
+        self
+    }
+
+    /// Protocol limits of every connection.
+    pub fn connection_config(mut self, config: mux_core::Config) -> Self {
+        self.config.conn = config;
+        self
+    }
+
+    /// Socket options.
+    pub fn socket_options(mut self, options: SocketOptions) -> Self {
+        self.config.socket = options;
+        self
+    }
+
+    /// A route whose handler runs on the loop thread; it must not block.
+    pub fn route<F>(mut self, name: &str, handler: F) -> Self
+    where
+        F: Fn(Request) -> HandlerResult + Send + Sync + 'static,
+    {
+        self.routes
+            .insert(name.to_owned(), Handler::Inline(Arc::new(handler)));
+        self
+    }
+
+    /// A route whose handler may block; it runs on the worker pool.
+    pub fn route_blocking<F>(mut self, name: &str, handler: F) -> Self
+    where
+        F: Fn(Request) -> HandlerResult + Send + Sync + 'static,
+    {
+        self.routes
+            .insert(name.to_owned(), Handler::Blocking(Arc::new(handler)));
+        self
+    }
+
+    /// A route that receives its request body as it arrives: `open` makes a
+    /// [`BodySink`] per request (from its route and metadata); the sink's
+    /// `end` gives the response. Runs on the loop thread.
+    pub fn route_streaming<F>(mut self, name: &str, open: F) -> Self
+    where
+        F: Fn(&Request) -> Box<dyn BodySink> + Send + Sync + 'static,
+    {
+        self.routes
+            .insert(name.to_owned(), Handler::Streaming(Arc::new(open)));
+        self
+    }
+
+    /// The broker that carries publications (default: [`MemoryBroker`], this process only).
+    pub fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
+        self.broker = Some(broker);
+        self
+    }
+
+    /// The session store (default: [`MemoryStore`], sessions live 5 minutes
+    /// after last use and replay their last 1,024 events).
+    pub fn session_store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.sessions = Some(store);
+        self
+    }
+
+    /// What happens to subscribers that cannot keep up (default: drop the oldest beyond 1,024).
+    pub fn slow_subscriber_policy(mut self, policy: SlowSubscriber) -> Self {
+        self.slow_subscriber = policy;
+        self
+    }
+
+    /// Entries each event log keeps for replay (default 1,024).
+    pub fn event_log_capacity(mut self, entries: usize) -> Self {
+        self.log_capacity = entries.max(1);
+        self
+    }
+
+    /// Binds and starts the loops and workers.
+    pub fn start(self) -> io::Result<Server> {
+        let routes = Arc::new(self.routes);
+        let broker = self
+            .broker
+            .unwrap_or_else(|| Arc::new(MemoryBroker::default()));
+        let sessions = self
+            .sessions
+            .unwrap_or_else(|| Arc::new(MemoryStore::new(Duration::from_secs(300), 1024)));
+        let hub = Arc::new(Hub::new(broker, sessions, self.log_capacity));
+        let (jobs, workers) = workers::start(self.workers, self.worker_queue)?;
+        // One listening socket, its descriptor duplicated into every loop's
+        // poller: each loop is woken for new connections and the first to
+        // accept wins. (SO_REUSEPORT listeners would spread accepts in the
+        // kernel, but binding port 0 with it may share a port with another
+        // server's reuse-port listeners.)
+        let listener = mux_runtime::socket::listen(self.addr, false, &self.config.socket)?;
+        let local_addr = listener.local_addr()?;
+        let std_listener = std::net::TcpListener::from(listener);
+        let mut listeners = Vec::with_capacity(self.threads);
+        for _ in 0..self.threads {
+            let copy = std_listener.try_clone()?;
+            copy.set_nonblocking(true)?;
+            listeners.push(mux_runtime::mio_listener(copy));
+        }
+        let mut loops = Vec::with_capacity(self.threads);
+        for (n, listener) in listeners.into_iter().enumerate() {
+            let event_loop_missed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let mut app = ServerApp::new(
+                Arc::clone(&routes),
+                jobs.clone(),
+                Arc::clone(&hub),
+                self.max_request_body,
+                self.slow_subscriber,
+            );
+            app.missed = Arc::clone(&event_loop_missed);
+            let (event_loop, handle) =
+                EventLoop::new(app, self.config.clone(), Some(listener), COMMAND_QUEUE)?;
+            hub.register(handle.clone(), event_loop_missed);
+            let reply = handle.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("mux-loop-{n}"))
+                .spawn(move || {
+                    let mut event_loop = event_loop;
+                    event_loop.app_mut().handle = Some(reply);
+                    if let Err(err) = event_loop.run() {
+                        log::error!("event loop failed: {err}");
+                    }
+                })?;
+            loops.push((handle, thread));
+        }
+        log::info!(
+            "listening on {local_addr} with {} loop threads",
+            loops.len()
+        );
+        Ok(Server {
+            local_addr,
+            loops,
+            workers,
+            jobs: Some(jobs),
+            handle: ServerHandle { hub },
+        })
+    }
+}
+
+/// A running server. Dropping it stops it at once; prefer
+/// [`Server::shutdown_gracefully`].
+#[derive(Debug)]
+pub struct Server {
+    local_addr: SocketAddr,
+    loops: Vec<(LoopHandle<Command>, JoinHandle<()>)>,
+    workers: Vec<JoinHandle<()>>,
+    jobs: Option<crossbeam_channel::Sender<workers::Job>>,
+    handle: ServerHandle,
+}
+
+/// What server code uses to reach clients: publish, append events, push,
+/// and sessions. Cheap to clone and to send to other threads.
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    hub: Arc<Hub>,
+}
+
+impl ServerHandle {
+    /// Publishes `payload` on `topic` to every matching subscriber (`spec/patterns.md` §3).
+    pub fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<(), TopicError> {
+        check_topic(topic)?;
+        self.hub.broker.publish(topic, &payload.into());
+        Ok(())
+    }
+
+    /// Appends an event to the event stream (and long-poll log) `stream`;
+    /// returns its id (`spec/patterns.md` §4.2, §5).
+    pub fn append_event(&self, stream: &str, kind: &str, data: impl Into<Bytes>) -> u64 {
+        self.hub.append(stream, kind, data.into())
+    }
+
+    /// Pushes an unsolicited stream to every connected client (`spec/patterns.md` §2).
+    pub fn push_all<'a>(
+        &self,
+        metadata: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+        body: impl Into<Bytes>,
+    ) -> Result<(), MetadataError> {
+        let metadata = Metadata::from_pairs(metadata)?;
+        let body = body.into();
+        self.hub.broadcast(|| Command::PushAll {
+            metadata: metadata.clone(),
+            body: body.clone(),
+        });
+        Ok(())
+    }
+
+    /// A handle to the session `token`, if it is alive.
+    pub fn session(&self, token: &str) -> Option<SessionHandle> {
+        self.hub.session(token, Instant::now())
+    }
+
+    /// Fan-out messages a loop missed because its command queue was full.
+    pub fn dropped_fanout(&self) -> u64 {
+        self.hub.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Server {
+    /// A handle for server code: publish, events, pushes, sessions.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// A builder with the defaults.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, sends GOAWAY on every connection, lets requests in
+    /// flight finish, and returns once every connection closed or `timeout`
+    /// passed (then the rest are closed with `CANCEL`).
+    pub fn shutdown_gracefully(mut self, timeout: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + timeout;
+        for (handle, _) in &self.loops {
+            let _ = handle.send(Command::Shutdown { deadline });
+        }
+        self.join();
+        Ok(())
+    }
+
+    /// Closes every connection at once and stops.
+    pub fn abort(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        for (handle, _) in &self.loops {
+            let _ = handle.send(Command::Abort);
+        }
+        self.join();
+    }
+
+    fn join(&mut self) {
+        for (_, thread) in self.loops.drain(..) {
+            let _ = thread.join();
+        }
+        self.jobs = None; // workers end when the queue's last sender is gone
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if !self.loops.is_empty() {
+            self.stop_now();
+        }
+    }
+}
