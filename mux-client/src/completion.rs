@@ -2,6 +2,8 @@
 //! finishes on behalf of another thread, awaited in three styles: blocking
 //! ([`Completion::wait`]), polling ([`Completion::try_take`]) or as a
 //! `std::future::Future` that any executor can drive.
+//!
+//! Implements no rule of the spec.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -2,6 +2,9 @@
 //! writer handed over that the connection has not yet accepted are capped;
 //! a writer over the cap blocks (or is told to wait) until the loop reports
 //! bytes accepted, so no queue between them grows without bound.
+//!
+//! With the stream's send buffer and flow control (spec §9.4.2) it makes
+//! backpressure end to end: a slow server slows the writing thread.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;

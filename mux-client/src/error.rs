@@ -1,4 +1,7 @@
 //! [`CallError`]: why a call, or a stream pattern, failed.
+//!
+//! A reset carries the peer's error code (spec §8); statuses are
+//! `spec/patterns.md` §1.3's.
 
 use std::io;
 

@@ -1,6 +1,8 @@
 //! The client's connection pool: a fixed number of slots, each connected,
 //! connecting or waiting to reconnect with exponential backoff; connect
 //! timeouts; which connections can take a call, least loaded first.
+//!
+//! Spec §11.3: a connection that announced GOAWAY takes no new call.
 
 use std::collections::VecDeque;
 use std::io;

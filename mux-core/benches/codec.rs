@@ -1,7 +1,7 @@
 //! Codec micro-benchmark: decode and encode throughput for 16 KiB DATA frames
 //! (the bulk path) and 64-byte DATA frames (the small-message path).
 //!
-//! Bar (DESIGN.md): decoding DATA frames at 1 GB/s or more. Run with
+//! The project's bar: decoding DATA frames at 1 GB/s or more. Run with
 //! `cargo bench -p mux-core --bench codec`.
 
 use bytes::{Bytes, BytesMut};

@@ -5,6 +5,10 @@
 //! `Interrupted`, treat `Ok(0)` as end of file, and never assume a readiness
 //! event means the operation will succeed. Output that hits `WouldBlock` is
 //! kept in `tx` and written on the next WRITABLE event, never dropped.
+//!
+//! Spec §13.1: while the state machine's answers pile up unwritten
+//! (`Connection::wants_read` is false), reading stops, so a peer that does
+//! not read cannot make us buffer without bound.
 
 use std::io::{self, Read, Write};
 use std::time::Instant;
@@ -25,7 +29,8 @@ pub(crate) const READ_CHUNK: usize = 256 * 1024;
 const WRITE_BATCH: usize = 128 * 1024;
 
 /// Buffers above this size are released once empty, so that an idle
-/// connection keeps no large allocation (DESIGN.md: under 16 KiB idle).
+/// connection keeps no large allocation (the goal: under 16 KiB per idle
+/// connection, README "Goals").
 const KEEP_BUFFER: usize = 8 * 1024;
 
 /// Reads done per readable event before other connections get a turn (the

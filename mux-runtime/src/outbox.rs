@@ -4,6 +4,9 @@
 //!
 //! It holds only what the application already gave (a body in memory), so it
 //! adds no unbounded buffering: the state machine's send buffer stays capped.
+//!
+//! Spec §9 and §12: what the outbox writes goes through the state
+//! machine, which sends it as the windows and the fair scheduler allow.
 
 use std::collections::VecDeque;
 

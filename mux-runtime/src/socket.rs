@@ -1,5 +1,7 @@
 //! Socket set-up through `socket2`: listeners and outgoing connections with
 //! the options mux wants, handed to mio as non-blocking sockets.
+//!
+//! Implements no rule of the spec; the options' reasons are at each one.
 
 use std::io;
 use std::net::SocketAddr;

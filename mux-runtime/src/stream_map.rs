@@ -82,3 +82,46 @@ impl<V> StreamMap<V> {
         self.map.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(index: usize) -> ConnKey {
+        ConnKey {
+            index,
+            generation: 1,
+        }
+    }
+
+    fn id(value: u32) -> StreamId {
+        StreamId::new(value).expect("a valid stream ID")
+    }
+
+    #[test]
+    fn a_closed_connection_takes_only_its_own_streams() {
+        let mut map = StreamMap::default();
+        map.insert(key(0), id(1), "a");
+        map.insert(key(0), id(3), "b");
+        map.insert(key(1), id(1), "c");
+        let mut taken = map.remove_conn(key(0));
+        taken.sort();
+        assert_eq!(taken, vec![(id(1), "a"), (id(3), "b")]);
+        assert_eq!(map.len(), 1);
+        assert_eq!(map.get(key(1), id(1)), Some(&"c"));
+        assert!(map.remove_conn(key(0)).is_empty());
+    }
+
+    #[test]
+    fn a_reused_slot_is_another_connection() {
+        let mut map = StreamMap::default();
+        map.insert(key(0), id(1), 1);
+        let next = ConnKey {
+            index: 0,
+            generation: 2,
+        };
+        assert!(!map.contains(next, id(1)));
+        assert_eq!(map.remove(key(0), id(1)), Some(1));
+        assert!(map.is_empty());
+    }
+}

@@ -2,6 +2,8 @@
 //! `poll_timeout`, and application timers. Entries are never removed; a
 //! stale entry (its connection gone, or its deadline moved) is skipped when
 //! it surfaces, which keeps every operation O(log n) with no rescans.
+//!
+//! The deadlines themselves come from the core (spec §11).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -3,7 +3,7 @@
 //! A [`Broker`] carries publications to every place that has subscribers.
 //! The embedded [`MemoryBroker`] fans out to the loops of one process; a
 //! broker over Redis pub/sub or NATS implements the same two methods to span
-//! servers behind a load balancer (DESIGN.md, "Past one machine").
+//! servers behind a load balancer.
 
 use std::sync::{Arc, RwLock};
 

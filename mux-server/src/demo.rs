@@ -1,5 +1,7 @@
 //! The demo routes that `mux-server` serves with no arguments and that the
 //! tour exercises; defined once, here.
+//!
+//! Implements no rule of the spec: routes are application code.
 
 use std::time::Duration;
 

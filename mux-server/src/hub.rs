@@ -2,6 +2,9 @@
 //! the session store, and a handle to every loop for fan-out. Cross-loop
 //! sends never block a loop: a loop whose command queue is full misses the
 //! message, and the drop is counted (`ServerHandle::dropped_fanout`).
+//!
+//! It carries what `spec/patterns.md` §3 (publications), §5 (event-log
+//! entries) and §6 (session events) deliver to every loop.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,6 +1,9 @@
 //! The worker pool for blocking handlers: a bounded job queue and a fixed
 //! number of threads. A loop thread never waits on it: when the queue is
 //! full the request is answered `503 UNAVAILABLE` at once.
+//!
+//! The `503` is the status `spec/patterns.md` §1.3 reserves for an
+//! overloaded server.
 
 use std::thread::JoinHandle;
 

@@ -21,7 +21,8 @@ pub struct Config {
     /// before auto-tuning (spec §9.6) takes over.
     pub initial_stream_window: u32,
     /// Ceiling of a stream window under auto-tuning. 16 MiB covers 1 Gbit/s at
-    /// 130 ms RTT, and is the window h2 needs to approach raw TCP (ANCHORS.md).
+    /// 130 ms RTT, and is the window h2 needs to approach raw TCP on loopback
+    /// (`spec/COMPARISON.md`).
     pub max_stream_window: u32,
     /// Connection receive window we grant at start (spec §9.2.1). 1 MiB:
     /// four streams at their initial window.

@@ -163,7 +163,7 @@ impl Stream {
 mod tests {
     use super::*;
 
-    /// DESIGN.md: an idle stream costs well under 1 KiB. This is the state
+    /// The goal (README, "Goals"): an idle stream costs well under 1 KiB. This is the state
     /// kept per stream (its map entry adds the key and hash-table overhead).
     #[test]
     fn idle_stream_state_is_small() {

@@ -89,8 +89,8 @@ impl Ctx<'_> {
         self.conns.len()
     }
 
-    /// Starts a client connection to `addr`; [`App::on_open`] follows once
-    /// the TCP handshake completes, or [`App::on_closed`] if it fails.
+    /// Starts a client connection to `addr`; [`App::on_open`](super::App::on_open) follows once
+    /// the TCP handshake completes, or [`App::on_closed`](super::App::on_closed) if it fails.
     pub fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnKey> {
         let mut stream = socket::connect(addr, &self.config.socket)?;
         let entry = self.conns.vacant_entry();
@@ -158,7 +158,7 @@ impl Ctx<'_> {
         self.plain.len()
     }
 
-    /// Asks for [`App::on_timer`] with `token` at `at`.
+    /// Asks for [`App::on_timer`](super::App::on_timer) with `token` at `at`.
     pub fn set_timer(&mut self, at: Instant, token: u64) {
         self.timers.insert(at, TimerKind::App(token));
     }

@@ -7,14 +7,14 @@
 /// that a key kept after its connection ended never reaches a new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnKey {
-    pub(super) index: usize,
-    pub(super) generation: u64,
+    pub(crate) index: usize,
+    pub(crate) generation: u64,
 }
 
 /// A plain TCP socket's handle (for proxies such as the sidecar): its slab
 /// index and generation, like [`ConnKey`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PlainKey {
-    pub(super) index: usize,
-    pub(super) generation: u64,
+    pub(crate) index: usize,
+    pub(crate) generation: u64,
 }

@@ -8,6 +8,10 @@
 //! accepts and each ready connection (read until `WouldBlock`, feed
 //! `mux-core`, hand its events to the app); fire due timers; flush every
 //! connection the app touched; recompute each socket's interest.
+//!
+//! No protocol rule lives here: the loop hands every byte and every
+//! deadline to `mux-core` (spec §11's timers fire through
+//! `Connection::handle_timeout`).
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,7 +60,7 @@ const MAX_COMMANDS_PER_WAKEUP: usize = 1024;
 
 /// How long the loop keeps polling without blocking before it sleeps (see
 /// `run`). On these machines a sleeping thread takes tens of microseconds to
-/// wake (ANCHORS.md); measured with the benchmark, 64-byte calls chained on
+/// wake; measured with the benchmark, 64-byte calls chained on
 /// the loop went from ~9k/s to ~100k/s when both loops spun 200 µs instead of
 /// sleeping at once. An idle loop spins this long once, then sleeps.
 const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(200);
@@ -165,7 +169,7 @@ impl<A: App> EventLoop<A> {
             if timeout != Some(Duration::ZERO) {
                 // Before sleeping, look again for a short while: waking a
                 // sleeping loop costs tens of microseconds on these machines
-                // (ANCHORS.md), more than a small request's round trip.
+                // (see SPIN_BEFORE_SLEEP), more than a small request's round trip.
                 let spin_until = Instant::now() + SPIN_BEFORE_SLEEP;
                 while events.is_empty() && Instant::now() < spin_until && self.commands.is_empty() {
                     polled = self.poll.poll(&mut events, Some(Duration::ZERO));
