@@ -204,12 +204,14 @@ impl ServerApp {
         let body = pending.body.take();
         if Reserved::serves(&pending.head.route) {
             let call = ReservedCall {
+                ctx,
+                replies: &mut self.replies,
                 key,
                 id,
                 head: &pending.head,
                 body,
             };
-            return self.reserved.serve(ctx, &mut self.replies, call);
+            return self.reserved.serve(call);
         }
         let session = match crate::reserved::param(&pending.head, patterns::SESSION) {
             None => None,

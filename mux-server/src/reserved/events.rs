@@ -21,12 +21,7 @@ const RETRY_MS: &[u8] = b"1000";
 
 impl Reserved {
     /// `spec/patterns.md` §5.
-    pub(super) fn serve_events(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        replies: &mut Replies,
-        call: &ReservedCall<'_>,
-    ) -> Served {
+    pub(super) fn serve_events(&mut self, call: &mut ReservedCall<'_, '_>) -> Served {
         let stream = required(call.head, patterns::STREAM)?;
         // Without :after, the stream starts with the next event.
         let mut after = param_u64(call.head, patterns::AFTER);
@@ -53,11 +48,12 @@ impl Reserved {
             status: Status::OK,
             metadata: Metadata::from_pairs(pairs).unwrap_or_default(),
         };
-        replies.open_feed(ctx, call.key, call.id, head);
+        call.open_feed(head);
         let kind = FeedKind::Events {
             stream: stream.to_owned(),
         };
-        self.start_entry_feed(ctx, call.key, call.id, kind, after.unwrap_or(last), entries);
+        let (key, id) = (call.key, call.id);
+        self.start_entry_feed(call.ctx, key, id, kind, after.unwrap_or(last), entries);
         Ok(())
     }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mux_core::patterns;
-use mux_core::rpc::{RequestHead, Status};
+use mux_core::rpc::{RequestHead, ResponseHead, Status};
 use mux_core::StreamId;
 use mux_runtime::{ConnKey, Ctx};
 
@@ -53,13 +53,27 @@ pub(crate) struct Reserved {
 /// (a missing or invalid value, `400`; a gap or an unknown session, `410`).
 type Served = Result<(), Response>;
 
-/// A request to a reserved route, complete.
+/// A request to a reserved route, complete, with what answering it needs.
 #[derive(Debug)]
-pub(crate) struct ReservedCall<'a> {
+pub(crate) struct ReservedCall<'a, 'c> {
+    pub(crate) ctx: &'a mut Ctx<'c>,
+    pub(crate) replies: &'a mut Replies,
     pub(crate) key: ConnKey,
     pub(crate) id: StreamId,
     pub(crate) head: &'a RequestHead,
     pub(crate) body: bytes::Bytes,
+}
+
+impl ReservedCall<'_, '_> {
+    /// Answers the request and ends its stream.
+    fn respond(&mut self, response: Response) {
+        self.replies.respond(self.ctx, self.key, self.id, response);
+    }
+
+    /// Writes the head of the feed this request becomes.
+    fn open_feed(&mut self, head: ResponseHead) {
+        self.replies.open_feed(self.ctx, self.key, self.id, head);
+    }
 }
 
 impl Reserved {
@@ -89,23 +103,18 @@ impl Reserved {
     }
 
     /// Serves a complete request to a reserved route.
-    pub(crate) fn serve(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        replies: &mut Replies,
-        call: ReservedCall<'_>,
-    ) {
+    pub(crate) fn serve(&mut self, mut call: ReservedCall<'_, '_>) {
         let served = match call.head.route.as_str() {
-            patterns::PUBLISH => self.serve_publish(ctx, replies, &call),
-            patterns::SUBSCRIBE => self.serve_subscribe(ctx, replies, &call),
-            patterns::EVENTS => self.serve_events(ctx, replies, &call),
-            patterns::LONG_POLL => self.serve_long_poll(ctx, replies, &call),
-            patterns::SESSION_OPEN => self.serve_session_open(ctx, replies, &call),
-            patterns::SESSION_ATTACH => self.serve_session_attach(ctx, replies, &call),
+            patterns::PUBLISH => self.serve_publish(&mut call),
+            patterns::SUBSCRIBE => self.serve_subscribe(&mut call),
+            patterns::EVENTS => self.serve_events(&mut call),
+            patterns::LONG_POLL => self.serve_long_poll(&mut call),
+            patterns::SESSION_OPEN => self.serve_session_open(&mut call),
+            patterns::SESSION_ATTACH => self.serve_session_attach(&mut call),
             _ => return,
         };
         if let Err(refusal) = served {
-            replies.respond(ctx, call.key, call.id, refusal);
+            call.respond(refusal);
         }
     }
 

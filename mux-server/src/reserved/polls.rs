@@ -82,12 +82,7 @@ impl LongPolls {
 
 impl Reserved {
     /// `spec/patterns.md` §4.2.
-    pub(super) fn serve_long_poll(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        replies: &mut Replies,
-        call: &ReservedCall<'_>,
-    ) -> Served {
+    pub(super) fn serve_long_poll(&mut self, call: &mut ReservedCall<'_, '_>) -> Served {
         let stream = required(call.head, patterns::STREAM)?;
         let after = param_u64(call.head, patterns::AFTER).unwrap_or(0);
         let wait =
@@ -95,13 +90,13 @@ impl Reserved {
         match self.hub.replay(stream, after, MAX_BATCH) {
             Err(gap) => return Err(gone("entries", gap.oldest)),
             Ok((entries, _)) if !entries.is_empty() => {
-                answer_poll(ctx, replies, call.key, call.id, after, entries);
+                answer_poll(call.ctx, call.replies, call.key, call.id, after, entries);
             }
             Ok(_) => {
                 let polls = &mut self.polls;
                 polls.next_timer += 1;
                 let timer = POLL_TIMER | polls.next_timer;
-                ctx.set_timer(ctx.now + wait.min(MAX_WAIT), timer);
+                call.ctx.set_timer(call.ctx.now + wait.min(MAX_WAIT), timer);
                 polls
                     .by_stream
                     .entry(stream.to_owned())

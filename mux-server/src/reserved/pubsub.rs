@@ -14,7 +14,6 @@ use mux_runtime::{ConnKey, Ctx};
 
 use super::feed::{Feed, FeedKind};
 use super::{bad_request, param, Reserved, ReservedCall, Served};
-use crate::replies::Replies;
 use crate::request::Response;
 
 /// Topics whose subscribers a loop remembers at most.
@@ -63,30 +62,20 @@ impl Subscriptions {
 
 impl Reserved {
     /// `spec/patterns.md` §3.4.
-    pub(super) fn serve_publish(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        replies: &mut Replies,
-        call: &ReservedCall<'_>,
-    ) -> Served {
+    pub(super) fn serve_publish(&mut self, call: &mut ReservedCall<'_, '_>) -> Served {
         let topic = param(call.head, patterns::TOPIC).unwrap_or_default();
         patterns::check_topic(topic).map_err(bad_request)?;
         self.hub.broker.publish(topic, &call.body);
-        replies.respond(ctx, call.key, call.id, Response::ok(Bytes::new()));
+        call.respond(Response::ok(Bytes::new()));
         Ok(())
     }
 
     /// `spec/patterns.md` §3.2.
-    pub(super) fn serve_subscribe(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        replies: &mut Replies,
-        call: &ReservedCall<'_>,
-    ) -> Served {
+    pub(super) fn serve_subscribe(&mut self, call: &mut ReservedCall<'_, '_>) -> Served {
         let pattern = param(call.head, patterns::TOPIC).unwrap_or_default();
         patterns::check_pattern(pattern).map_err(bad_request)?;
         let (key, id) = (call.key, call.id);
-        replies.open_feed(ctx, key, id, ResponseHead::new(Status::OK));
+        call.open_feed(ResponseHead::new(Status::OK));
         self.subscriptions.add(pattern.to_owned(), key, id);
         let kind = FeedKind::Subscription {
             pattern: pattern.to_owned(),

@@ -11,33 +11,22 @@ use mux_runtime::Ctx;
 use super::feed::FeedKind;
 use super::{gone, param_u64, required, Reserved, ReservedCall, Served};
 use crate::event_log::Entry;
-use crate::replies::Replies;
 use crate::request::Response;
 
 impl Reserved {
     /// `spec/patterns.md` §6: a new session; the body of the answer is its token.
-    pub(super) fn serve_session_open(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        replies: &mut Replies,
-        call: &ReservedCall<'_>,
-    ) -> Served {
-        let token = self.hub.sessions.create(ctx.now);
-        replies.respond(ctx, call.key, call.id, Response::ok(token));
+    pub(super) fn serve_session_open(&mut self, call: &mut ReservedCall<'_, '_>) -> Served {
+        let token = self.hub.sessions.create(call.ctx.now);
+        call.respond(Response::ok(token));
         Ok(())
     }
 
     /// `spec/patterns.md` §6.3.
-    pub(super) fn serve_session_attach(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        replies: &mut Replies,
-        call: &ReservedCall<'_>,
-    ) -> Served {
+    pub(super) fn serve_session_attach(&mut self, call: &mut ReservedCall<'_, '_>) -> Served {
         let token = required(call.head, patterns::SESSION)?;
         let after = param_u64(call.head, patterns::AFTER).unwrap_or(0);
         let mut replay = None;
-        let found = self.hub.sessions.with(token, ctx.now, &mut |session| {
+        let found = self.hub.sessions.with(token, call.ctx.now, &mut |session| {
             replay = Some(session.feed.after(after, usize::MAX));
         });
         let entries = match (found, replay) {
@@ -45,11 +34,12 @@ impl Reserved {
             (Some(()), Some(Err(gap))) => return Err(gone("session events", gap.oldest)),
             _ => return Err(unknown_session()),
         };
-        replies.open_feed(ctx, call.key, call.id, ResponseHead::new(Status::OK));
+        call.open_feed(ResponseHead::new(Status::OK));
         let kind = FeedKind::Session {
             token: token.to_owned(),
         };
-        self.start_entry_feed(ctx, call.key, call.id, kind, after, entries);
+        let (key, id) = (call.key, call.id);
+        self.start_entry_feed(call.ctx, key, id, kind, after, entries);
         Ok(())
     }
 
