@@ -4,12 +4,12 @@
 //! returned on consumption (spec §9.4.2), resets (spec §5.3) and PINGs
 //! (spec §11.2).
 
-use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::flow_control::RecvWindow;
+use super::recv_queue::RecvQueue;
 use super::stream::{Chunk, RecvHalf, RecvState, SendHalf, SendState, Stream};
 use super::{Connection, Phase, MAX_OUTSTANDING_PINGS};
 use crate::error::{ErrorCode, OpenError, ReadError, WriteError};
@@ -127,8 +127,7 @@ impl Connection {
                     self.config.max_stream_window,
                     self.now,
                 ),
-                queue: VecDeque::new(),
-                held: 0,
+                queue: RecvQueue::default(),
                 window_consumed: 0,
                 credit_queued: false,
             },
@@ -222,23 +221,10 @@ impl Connection {
         if stream.recv.state == RecvState::Done {
             return Err(ReadError::NotReadable);
         }
-        let Some(front) = stream.recv.queue.front_mut() else {
+        let Some(chunk) = stream.recv.queue.pop(max) else {
             return Ok(None);
         };
-        let chunk = if front.bytes.len() > max.max(1) {
-            Chunk {
-                bytes: front.bytes.split_to(max.max(1)),
-                end_message: false,
-                fin: false,
-            }
-        } else {
-            match stream.recv.queue.pop_front() {
-                Some(chunk) => chunk,
-                None => return Ok(None),
-            }
-        };
         let len = chunk.bytes.len();
-        stream.recv.held -= len;
         self.note_consumed(id, len);
         if chunk.fin {
             if let Some(stream) = self.streams.get_mut(id) {

@@ -53,12 +53,12 @@ impl Connection {
                 ));
             }
             if stream.recv.state == RecvState::Open
-                && window.granted() as usize + stream.recv.held > window.target() as usize
+                && window.granted() as usize + stream.recv.queue.held() > window.target() as usize
             {
                 return fail(format!(
                     "stream {id}: granted {} + held {} above target {}",
                     window.granted(),
-                    stream.recv.held,
+                    stream.recv.queue.held(),
                     window.target()
                 ));
             }
@@ -86,7 +86,7 @@ impl Connection {
                 }
             }
             queued += stream.send.queued_bytes;
-            held += stream.recv.held;
+            held += stream.recv.queue.held();
         }
         if (local, peer) != self.streams.active() {
             return fail(format!(

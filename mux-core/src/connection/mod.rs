@@ -44,6 +44,7 @@ mod flow_control;
 #[cfg(any(test, fuzzing))]
 mod invariants;
 mod recv;
+mod recv_queue;
 mod send;
 mod stream;
 mod streams;
@@ -369,7 +370,17 @@ impl Connection {
 
     /// Data received and not yet read by the application, on all streams.
     pub fn buffered_recv_bytes(&self) -> usize {
-        self.streams.iter().map(|(_, s)| s.recv.held).sum()
+        self.streams.iter().map(|(_, s)| s.recv.queue.held()).sum()
+    }
+
+    /// Memory held for received, unread data on all streams: the bytes and
+    /// their bookkeeping (spec §13.1.2: about the bytes, however many frames
+    /// or messages carried them).
+    pub fn recv_memory(&self) -> usize {
+        self.streams
+            .iter()
+            .map(|(_, s)| s.recv.queue.memory())
+            .sum()
     }
 
     /// Our connection send window and the receive window we granted.
@@ -497,7 +508,7 @@ impl Connection {
         self.conn_queued -= stream.send.queued_bytes;
         self.conn_consumed = self
             .conn_consumed
-            .saturating_add(u32::try_from(stream.recv.held).unwrap_or(u32::MAX));
+            .saturating_add(u32::try_from(stream.recv.queue.held()).unwrap_or(u32::MAX));
         if stream.active {
             self.deactivate(id);
         }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use super::stream::{Chunk, RecvState, SendState};
+use super::stream::{RecvState, SendState};
 use super::timers::Timer;
 use super::{Connection, Event, Phase};
 use crate::error::{ConnectionError, ErrorCode, Flood, PeerMisbehaved, PrefaceError};
@@ -119,7 +119,8 @@ impl Connection {
             payload,
         } = data;
         let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-        if len == 0 && !end_stream && !end_message {
+        if len == 0 && !end_stream {
+            // Spec §5.1.2: no credit spent, so it spends the empty-frame budget.
             self.stats.empty_frames += 1;
             self.spend(Flood::EmptyFrames)?;
         }
@@ -146,17 +147,10 @@ impl Connection {
             self.discard(len);
             return self.stream_error(id, ErrorCode::FLOW_CONTROL_ERROR);
         }
-        stream.recv.held += payload.len();
         let was_empty = stream.recv.queue.is_empty();
-        if !payload.is_empty() || end_message || end_stream {
-            stream.recv.queue.push_back(Chunk {
-                bytes: payload,
-                end_message,
-                fin: end_stream,
-            });
-            if was_empty {
-                self.events.push_back(Event::Readable { id });
-            }
+        stream.recv.queue.push(payload, end_message, end_stream);
+        if was_empty && !stream.recv.queue.is_empty() {
+            self.events.push_back(Event::Readable { id });
         }
         if end_stream {
             stream.recv.state = RecvState::Finished;

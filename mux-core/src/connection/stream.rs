@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::flow_control::{RecvWindow, SendWindow};
+use super::recv_queue::RecvQueue;
 
 /// A stream's state as the spec's diagram names it (spec §6.2).
 ///
@@ -119,9 +120,8 @@ pub(crate) enum RecvState {
 pub(crate) struct RecvHalf {
     pub(crate) state: RecvState,
     pub(crate) window: RecvWindow,
-    pub(crate) queue: VecDeque<Chunk>,
-    /// Bytes received and not yet consumed by the application.
-    pub(crate) held: usize,
+    /// Received and not yet consumed by the application.
+    pub(crate) queue: RecvQueue,
     /// Consumed bytes whose stream credit `poll_transmit` has yet to process.
     pub(crate) window_consumed: u32,
     /// In the connection's credit queue.

@@ -134,6 +134,53 @@ fn empty_frame_flood() {
 }
 
 #[test]
+fn empty_end_message_flood() {
+    // §5.1.2: empty messages cost no credit, so they spend the empty-frame
+    // budget like flagless empty frames; END_STREAM alone is exempt.
+    let mut raw = Raw::server(small_budgets());
+    raw.send(frames::open(1));
+    for _ in 0..10 {
+        raw.send(Frame::Data(Data::new(sid(1), Bytes::new()).end_message()));
+    }
+    assert_eq!(raw.conn.stats().empty_frames, 6);
+    assert_flood(&mut raw, Flood::EmptyFrames);
+
+    let mut raw = Raw::server(small_budgets());
+    for n in 0..10 {
+        let id = 1 + 2 * n;
+        raw.send(frames::open(id));
+        raw.send(Frame::Data(Data::new(sid(id), Bytes::new()).end_stream()));
+    }
+    assert_eq!(
+        raw.error, None,
+        "END_STREAM on an empty frame is not a flood"
+    );
+    assert_eq!(raw.conn.stats().empty_frames, 0);
+}
+
+#[test]
+fn one_byte_frames_cost_about_their_bytes() {
+    // §13.1.2: a window filled with one-byte frames (and one-byte messages)
+    // holds about the window, not a queue entry per frame.
+    let mut raw = Raw::server(Config::default());
+    raw.send(frames::open(1));
+    raw.send(frames::open(3));
+    for n in 0..60_000u32 {
+        let byte = Bytes::copy_from_slice(&[n as u8]);
+        raw.send(Frame::Data(Data::new(sid(1), byte.clone())));
+        raw.send(Frame::Data(Data::new(sid(3), byte).end_message()));
+    }
+    assert_eq!(raw.error, None);
+    assert_eq!(raw.conn.buffered_recv_bytes(), 120_000);
+    let memory = raw.conn.recv_memory();
+    // Bytes, packed with doubling (at most 2x), plus 4 bytes per boundary.
+    assert!(
+        memory <= 2 * 120_000 + 4 * 60_000 + 64 * 1024,
+        "{memory} bytes held for 120,000 received"
+    );
+}
+
+#[test]
 fn stream_error_flood() {
     // §13.2: a peer that keeps causing stream errors.
     let mut raw = Raw::server(small_budgets());

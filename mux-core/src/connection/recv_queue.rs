@@ -1,0 +1,254 @@
+//! A stream's received data until the application reads it (spec §7, §9,
+//! §13.1.2), kept so that its memory follows the bytes received, not the
+//! number of frames or messages that carried them.
+//!
+//! Large payloads stay the zero-copy slices the frame decoder produced. Small
+//! ones (under [`PACK_BELOW`]) are copied into the tail of a packed segment,
+//! so a flood of one-byte frames costs about its bytes. Message boundaries
+//! are offsets into a segment, four bytes each, not a queue entry per
+//! message. Reading hands the data back as [`Chunk`]s, cut at the boundaries.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+use super::stream::Chunk;
+
+/// Payloads smaller than this are copied into a packed segment rather than
+/// kept as slices of their frames: below it, a slice's bookkeeping (its
+/// queue entry and the reference it holds) outweighs a copy.
+pub(super) const PACK_BELOW: usize = 1024;
+
+/// A packed segment grows to this size, then the next small payload starts
+/// another (reads take whole segments or parts of them without copying).
+const PACK_LIMIT: usize = 16 * 1024;
+
+/// Bookkeeping memory of one segment beyond its bytes (the queue entry, its
+/// boundary list), counted by [`RecvQueue::memory`].
+const SEGMENT_OVERHEAD: usize = 96;
+
+/// A run of received bytes with the message boundaries inside it.
+#[derive(Debug)]
+struct Segment {
+    /// Zero-copy bytes of one large payload (`packed` is empty then).
+    bytes: Bytes,
+    /// Small payloads copied together; appended to while it is the tail.
+    packed: BytesMut,
+    /// Offsets from the segment's current start where a message ends, in order.
+    boundaries: VecDeque<u32>,
+    /// END_STREAM follows the segment's last byte.
+    fin: bool,
+}
+
+impl Segment {
+    fn len(&self) -> usize {
+        self.bytes.len() + self.packed.len()
+    }
+
+    fn is_packed(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Takes up to `max` bytes from the front, stopping at the first boundary.
+    fn take(&mut self, max: usize) -> Chunk {
+        let next_boundary = self.boundaries.front().map(|b| *b as usize);
+        let len = next_boundary.unwrap_or(self.len()).min(max);
+        let ends_message = next_boundary == Some(len);
+        let bytes = if self.is_packed() {
+            self.packed.split_to(len).freeze()
+        } else {
+            self.bytes.split_to(len)
+        };
+        if ends_message {
+            self.boundaries.pop_front();
+        }
+        let len32 = u32::try_from(len).unwrap_or(u32::MAX);
+        for boundary in &mut self.boundaries {
+            *boundary -= len32;
+        }
+        let last = self.len() == 0 && self.boundaries.is_empty();
+        Chunk {
+            bytes,
+            end_message: ends_message,
+            fin: last && self.fin,
+        }
+    }
+}
+
+/// The received, unread data of one stream.
+#[derive(Debug, Default)]
+pub(crate) struct RecvQueue {
+    segments: VecDeque<Segment>,
+    /// Bytes held (what flow control counts).
+    held: usize,
+}
+
+impl RecvQueue {
+    /// Bytes received and not yet read.
+    pub(crate) fn held(&self) -> usize {
+        self.held
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// Memory this queue holds: its bytes and its bookkeeping.
+    pub(crate) fn memory(&self) -> usize {
+        self.segments
+            .iter()
+            .map(|s| s.bytes.len() + s.packed.capacity() + s.boundaries.len() * 4)
+            .sum::<usize>()
+            + self.segments.len() * SEGMENT_OVERHEAD
+    }
+
+    /// Segments queued (for tests of the packing).
+    #[cfg(test)]
+    pub(crate) fn segments(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Appends a DATA frame's payload and flags.
+    pub(crate) fn push(&mut self, payload: Bytes, end_message: bool, fin: bool) {
+        self.held += payload.len();
+        let small = payload.len() < PACK_BELOW;
+        let tail_takes = self.segments.back().is_some_and(|tail| {
+            !tail.fin
+                && (payload.is_empty()
+                    || (small && tail.is_packed() && tail.len() + payload.len() <= PACK_LIMIT))
+        });
+        if !tail_takes {
+            if payload.is_empty() && !end_message && !fin {
+                return;
+            }
+            let (bytes, packed) = if small {
+                (Bytes::new(), BytesMut::from(&payload[..]))
+            } else {
+                (payload, BytesMut::new())
+            };
+            self.segments.push_back(Segment {
+                bytes,
+                packed,
+                boundaries: VecDeque::new(),
+                fin: false,
+            });
+            return self.mark(end_message, fin);
+        }
+        if let Some(tail) = self.segments.back_mut() {
+            tail.packed.extend_from_slice(&payload);
+        }
+        self.mark(end_message, fin);
+    }
+
+    /// Records a message end and END_STREAM after the tail's last byte.
+    fn mark(&mut self, end_message: bool, fin: bool) {
+        let Some(tail) = self.segments.back_mut() else {
+            return;
+        };
+        if end_message {
+            let end = u32::try_from(tail.len()).unwrap_or(u32::MAX);
+            tail.boundaries.push_back(end);
+        }
+        tail.fin |= fin;
+    }
+
+    /// Takes the next chunk of at most `max` bytes (at least one), ending at
+    /// the next message boundary; `None` when nothing is queued.
+    pub(crate) fn pop(&mut self, max: usize) -> Option<Chunk> {
+        let front = self.segments.front_mut()?;
+        let chunk = front.take(max.max(1));
+        if front.len() == 0 && front.boundaries.is_empty() {
+            self.segments.pop_front();
+        }
+        self.held -= chunk.bytes.len();
+        Some(chunk)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(queue: &mut RecvQueue, max: usize) -> Vec<(Vec<u8>, bool, bool)> {
+        std::iter::from_fn(|| queue.pop(max))
+            .map(|c| (c.bytes.to_vec(), c.end_message, c.fin))
+            .collect()
+    }
+
+    #[test]
+    fn small_messages_are_packed_and_read_back_one_by_one() {
+        let mut queue = RecvQueue::default();
+        for n in 0..1000u32 {
+            queue.push(Bytes::from(n.to_be_bytes().to_vec()), true, false);
+        }
+        assert_eq!(queue.segments(), 1);
+        assert_eq!(queue.held(), 4000);
+        assert!(queue.memory() <= 2 * 4000 + 1000 * 4 + SEGMENT_OVERHEAD);
+        let chunks = drain(&mut queue, usize::MAX);
+        assert_eq!(chunks.len(), 1000);
+        for (n, (bytes, end, fin)) in chunks.into_iter().enumerate() {
+            assert_eq!(bytes, (n as u32).to_be_bytes());
+            assert!(end && !fin);
+        }
+        assert!(queue.is_empty());
+        assert_eq!(queue.held(), 0);
+    }
+
+    #[test]
+    fn one_byte_frames_cost_about_their_bytes() {
+        let mut queue = RecvQueue::default();
+        for _ in 0..100_000 {
+            queue.push(Bytes::from_static(b"x"), false, false);
+        }
+        assert_eq!(queue.held(), 100_000);
+        // Packed segments grow by doubling: at most twice the bytes.
+        assert!(queue.memory() <= 2 * 100_000 + 8 * SEGMENT_OVERHEAD);
+    }
+
+    #[test]
+    fn large_payloads_stay_zero_copy() {
+        let big = Bytes::from(vec![7u8; 8192]);
+        let pointer = big.as_ptr();
+        let mut queue = RecvQueue::default();
+        queue.push(big, true, false);
+        let chunk = queue.pop(usize::MAX).expect("a chunk");
+        assert_eq!(chunk.bytes.as_ptr(), pointer);
+        assert!(chunk.end_message);
+    }
+
+    #[test]
+    fn empty_frames_carry_their_flags_and_empty_messages_survive() {
+        let mut queue = RecvQueue::default();
+        queue.push(Bytes::from_static(b"ab"), false, false);
+        queue.push(Bytes::new(), true, false); // ends "ab"
+        queue.push(Bytes::new(), true, false); // an empty message
+        queue.push(Bytes::new(), false, false); // nothing
+        queue.push(Bytes::new(), false, true); // END_STREAM
+                                               // The empty message's chunk also carries END_STREAM.
+        assert_eq!(
+            drain(&mut queue, usize::MAX),
+            vec![(b"ab".to_vec(), true, false), (Vec::new(), true, true)]
+        );
+    }
+
+    #[test]
+    fn reads_cut_at_max_and_at_boundaries_in_order() {
+        let mut queue = RecvQueue::default();
+        queue.push(Bytes::from(vec![1u8; 3000]), false, false);
+        queue.push(Bytes::from_static(b"tail"), true, false);
+        queue.push(Bytes::from_static(b"next"), false, true);
+        let chunks = drain(&mut queue, 1000);
+        let sizes: Vec<(usize, bool, bool)> =
+            chunks.iter().map(|c| (c.0.len(), c.1, c.2)).collect();
+        assert_eq!(
+            sizes,
+            vec![
+                (1000, false, false),
+                (1000, false, false),
+                (1000, false, false),
+                (4, true, false),
+                (4, false, true)
+            ]
+        );
+    }
+}
