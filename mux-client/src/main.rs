@@ -19,6 +19,8 @@ struct Args {
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "warn")]
     log_level: log::LevelFilter,
+    #[command(flatten)]
+    timeouts: mux_cli::Timeouts,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,7 +64,11 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let client = Client::connect(args.addr)
+    let mut connection = mux_core::Config::default();
+    args.timeouts.apply(&mut connection);
+    let client = Client::builder(args.addr)
+        .connection_config(connection)
+        .connect()
         .map_err(|err| format!("cannot connect to {}: {err}", args.addr))?;
     match args.command {
         Command::Call {

@@ -231,10 +231,11 @@ impl Drop for ClockGuard {
 pub fn start(
     addr: std::net::SocketAddr,
     threads: Option<usize>,
+    connection: mux_core::Config,
 ) -> std::io::Result<(Server, ClockGuard)> {
     let handle = std::sync::Arc::new(std::sync::OnceLock::new());
     let mut builder = pattern_routes(
-        routes(Server::builder().bind(addr)),
+        routes(Server::builder().bind(addr).connection_config(connection)),
         std::sync::Arc::clone(&handle),
     );
     if let Some(threads) = threads {

@@ -22,12 +22,16 @@ struct Args {
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     log_level: log::LevelFilter,
+    #[command(flatten)]
+    timeouts: mux_cli::Timeouts,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     mux_cli::init_logging(args.log_level);
-    let (server, clock) = match mux_server::demo::start(args.addr, args.threads) {
+    let mut connection = mux_core::Config::default();
+    args.timeouts.apply(&mut connection);
+    let (server, clock) = match mux_server::demo::start(args.addr, args.threads, connection) {
         Ok(started) => started,
         Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
             eprintln!(

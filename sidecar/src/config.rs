@@ -8,6 +8,12 @@
 //! [remote]
 //! listen = "127.0.0.1:7900"
 //! upstreams = { redis = "127.0.0.1:6379" }
+//!
+//! [timeouts]                         # of the mux connection, in seconds (optional)
+//! keepalive = 30                     # PING after this long without traffic; 0: off
+//! keepalive_timeout = 20             # the peer is dead if it does not answer in time
+//! idle_timeout = 300                 # close after this long without a tunnel; 0: never
+//! handshake_timeout = 10
 //! ```
 
 use std::collections::HashMap;
@@ -22,6 +28,10 @@ pub struct LocalConfig {
     pub remote: SocketAddr,
     /// Local listen addresses and the upstream each carries to.
     pub tunnels: Vec<Tunnel>,
+    /// The mux connection's protocol configuration (timeouts from the
+    /// file's `[timeouts]` table and the flags are applied to it).
+    #[serde(skip)]
+    pub connection: mux_core::Config,
 }
 
 /// One local port.
@@ -40,6 +50,10 @@ pub struct RemoteConfig {
     pub listen: SocketAddr,
     /// Upstream names and addresses.
     pub upstreams: HashMap<String, SocketAddr>,
+    /// The mux connections' protocol configuration (timeouts from the
+    /// file's `[timeouts]` table and the flags are applied to it).
+    #[serde(skip)]
+    pub connection: mux_core::Config,
 }
 
 /// A configuration file with either side or both.
@@ -49,6 +63,9 @@ pub struct FileConfig {
     pub local: Option<LocalConfig>,
     /// The remote side.
     pub remote: Option<RemoteConfig>,
+    /// Timeouts of the mux connection(s), for either side.
+    #[serde(default)]
+    pub timeouts: mux_cli::Timeouts,
 }
 
 impl FileConfig {

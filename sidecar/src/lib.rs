@@ -93,6 +93,7 @@ impl Drop for Sidecar {
 
 fn spawn(
     role: Role,
+    connection: &mux_core::Config,
     listener: Option<mio::net::TcpListener>,
     extra: Vec<SocketAddr>,
     stats_every: Duration,
@@ -100,7 +101,11 @@ fn spawn(
     let stats = Arc::new(Stats::default());
     let app = SidecarApp::new(role, Arc::clone(&stats), stats_every);
     let bound = Arc::clone(&app.bound);
-    let (event_loop, handle) = EventLoop::new(app, LoopConfig::default(), listener, 1024)?;
+    let config = LoopConfig {
+        conn: connection.clone(),
+        ..LoopConfig::default()
+    };
+    let (event_loop, handle) = EventLoop::new(app, config, listener, 1024)?;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("mux-sidecar".into())
@@ -141,7 +146,13 @@ pub fn start_remote(config: &RemoteConfig, stats_every: Duration) -> io::Result<
     let role = Role::Remote {
         upstreams: config.upstreams.clone(),
     };
-    spawn(role, Some(listener), vec![local], stats_every)
+    spawn(
+        role,
+        &config.connection,
+        Some(listener),
+        vec![local],
+        stats_every,
+    )
 }
 
 /// Starts the local side: listens on each tunnel's port, connects to the remote side.
@@ -158,7 +169,7 @@ pub fn start_local(config: &LocalConfig, stats_every: Duration) -> io::Result<Si
         ready: false,
         failures: 0,
     };
-    let sidecar = spawn(role, None, Vec::new(), stats_every)?;
+    let sidecar = spawn(role, &config.connection, None, Vec::new(), stats_every)?;
     if sidecar.addrs.len() != config.tunnels.len() {
         return Err(io::Error::new(
             io::ErrorKind::AddrInUse,

@@ -22,6 +22,8 @@ struct Args {
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, global = true, default_value = "info")]
     log_level: log::LevelFilter,
+    #[command(flatten)]
+    timeouts: mux_cli::Timeouts,
     #[command(subcommand)]
     side: Side,
 }
@@ -63,12 +65,15 @@ fn run(args: Args) -> Result<(), String> {
         None => FileConfig::default(),
     };
     let every = Duration::from_secs(args.stats_seconds.max(1));
+    let timeouts = args.timeouts.or(file.timeouts);
     let sidecar = match args.side {
         Side::Local { remote, tunnels } => {
             let mut config = file.local.unwrap_or(LocalConfig {
                 remote: SocketAddr::from(([127, 0, 0, 1], 7900)),
                 tunnels: Vec::new(),
+                connection: Default::default(),
             });
+            timeouts.apply(&mut config.connection);
             if let Some(remote) = remote {
                 config.remote = remote;
             }
@@ -86,7 +91,9 @@ fn run(args: Args) -> Result<(), String> {
             let mut config = file.remote.unwrap_or(RemoteConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 7900)),
                 upstreams: Default::default(),
+                connection: Default::default(),
             });
+            timeouts.apply(&mut config.connection);
             if let Some(listen) = listen {
                 config.listen = listen;
             }

@@ -20,7 +20,16 @@ pub struct RawPeer {
 impl RawPeer {
     /// A server side on an accepted socket.
     pub fn server(stream: std::net::TcpStream, config: mux_core::Config) -> Self {
-        let conn = mux_core::Connection::new(mux_core::Side::Server, config, Instant::now());
+        Self::new(stream, mux_core::Side::Server, config)
+    }
+
+    /// A client side on a connected socket; its preface goes out with the first `pump`.
+    pub fn client(stream: std::net::TcpStream, config: mux_core::Config) -> Self {
+        Self::new(stream, mux_core::Side::Client, config)
+    }
+
+    fn new(stream: std::net::TcpStream, side: mux_core::Side, config: mux_core::Config) -> Self {
+        let conn = mux_core::Connection::new(side, config, Instant::now());
         stream
             .set_read_timeout(Some(Duration::from_millis(20)))
             .expect("read timeout");

@@ -66,6 +66,7 @@ fn main() {
         &RemoteConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
             upstreams: [("sink".to_owned(), sink), ("redis".to_owned(), redis_addr)].into(),
+            connection: Default::default(),
         },
         Duration::from_secs(3600),
     )
@@ -83,6 +84,7 @@ fn main() {
                     upstream: "redis".into(),
                 },
             ],
+            connection: Default::default(),
         },
         Duration::from_secs(3600),
     )

@@ -5,3 +5,4 @@ mod patterns;
 mod rpc;
 mod runtime;
 mod sidecar;
+mod timeouts;

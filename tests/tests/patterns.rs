@@ -13,7 +13,7 @@ use mux_testkit::{any_local_address, server_builder, wait_until};
 const WAIT: Duration = Duration::from_secs(5);
 
 fn demo() -> (Server, mux_server::demo::ClockGuard) {
-    mux_server::demo::start(any_local_address(), Some(2)).expect("demo server")
+    mux_server::demo::start(any_local_address(), Some(2), Default::default()).expect("demo server")
 }
 
 #[test]
@@ -175,7 +175,8 @@ fn subscriptions_come_back_after_a_server_restart() {
     ));
     drop(clock);
     server.shutdown_gracefully(WAIT).expect("shutdown");
-    let (again, _clock) = mux_server::demo::start(addr, Some(1)).expect("restart on the same port");
+    let (again, _clock) = mux_server::demo::start(addr, Some(1), Default::default())
+        .expect("restart on the same port");
     // The subscription resubscribes by itself; it says it may have lost messages.
     assert_eq!(sub.next_timeout(WAIT), Some(Ok(Delivery::Lost(0))));
     wait_until(WAIT, "a publication through the restarted server", || {
@@ -232,7 +233,8 @@ fn event_streams_survive_a_server_restart() {
     );
     drop(clock);
     server.shutdown_gracefully(WAIT).expect("shutdown");
-    let (again, _clock) = mux_server::demo::start(addr, Some(1)).expect("restart");
+    let (again, _clock) =
+        mux_server::demo::start(addr, Some(1), Default::default()).expect("restart");
     wait_until(WAIT, "the restarted server", || {
         client.call("announce", "two").is_ok()
     });

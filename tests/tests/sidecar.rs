@@ -25,6 +25,7 @@ fn tunnel(upstreams: &[(&str, SocketAddr)]) -> (Sidecar, Sidecar, HashMap<String
                 .iter()
                 .map(|(n, a)| ((*n).to_owned(), *a))
                 .collect(),
+            connection: Default::default(),
         },
         Duration::from_secs(60),
     )
@@ -39,6 +40,7 @@ fn tunnel(upstreams: &[(&str, SocketAddr)]) -> (Sidecar, Sidecar, HashMap<String
                     upstream: (*n).to_owned(),
                 })
                 .collect(),
+            connection: Default::default(),
         },
         Duration::from_secs(60),
     )

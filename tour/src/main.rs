@@ -72,7 +72,11 @@ fn main() -> ExitCode {
     mux_cli::init_logging(args.log_level);
     let (addr, server, clock) = match args.addr {
         Some(addr) => (addr, None, None),
-        None => match mux_server::demo::start(SocketAddr::from(([127, 0, 0, 1], 0)), None) {
+        None => match mux_server::demo::start(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            None,
+            Default::default(),
+        ) {
             Ok((server, clock)) => (server.local_addr(), Some(server), Some(clock)),
             Err(err) => {
                 eprintln!("mux-tour: cannot start the demo server: {err}");

@@ -42,11 +42,20 @@ pub struct Config {
     pub settings_timeout: Duration,
     /// How long the peer may take to send its preface and SETTINGS (spec §11.4.1). 10 s.
     pub handshake_timeout: Duration,
-    /// Send a PING after this long without receiving anything (spec §11.2.3). `None` disables.
+    /// Send a PING after this long without receiving anything (spec
+    /// §11.2.3); `None` disables. 30 s, the spec's recommendation: a dead
+    /// peer (a host gone without a FIN) is noticed within 50 s, at the cost
+    /// of one small frame per quiet half-minute.
     pub keepalive_interval: Option<Duration>,
-    /// How long a keepalive PING may stay unanswered. 20 s.
+    /// How long a keepalive PING may stay unanswered before the connection
+    /// is declared dead. 20 s, the spec's recommendation: far above any
+    /// round trip, well below TCP's own minutes-long retransmission limit.
     pub keepalive_timeout: Duration,
-    /// Close gracefully after this long with no active stream (spec §11.2.4). `None` disables.
+    /// Close gracefully after this long with no active stream (spec
+    /// §11.2.4); `None` disables. 5 minutes, the spec's recommendation: long
+    /// enough that a pooled client keeps its connection between bursts,
+    /// short enough that idle connections do not pile up on a server
+    /// (spec §13.2.4).
     pub idle_timeout: Option<Duration>,
     /// How long a graceful shutdown may take before it turns into an abort (spec §11.3.3). 30 s.
     pub drain_timeout: Duration,
@@ -68,9 +77,9 @@ impl Default for Config {
             connection_send_buffer: 8 * 1024 * 1024,
             settings_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
-            keepalive_interval: None,
+            keepalive_interval: Some(Duration::from_secs(30)),
             keepalive_timeout: Duration::from_secs(20),
-            idle_timeout: None,
+            idle_timeout: Some(Duration::from_secs(300)),
             drain_timeout: Duration::from_secs(30),
             floods: FloodLimits::default(),
         }

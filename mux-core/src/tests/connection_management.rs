@@ -219,6 +219,39 @@ fn idle_timeout_closes_gracefully() {
 }
 
 #[test]
+fn timeouts_are_on_by_default() {
+    // §11.2.3, §11.2.4, §13.2.4: with the default configuration, a
+    // connection that opens nothing is closed by the idle timeout, and a
+    // peer that goes silent is declared dead by keepalive.
+    let defaults = Config::default();
+    assert_eq!(defaults.keepalive_interval, Some(Duration::from_secs(30)));
+    assert_eq!(defaults.idle_timeout, Some(Duration::from_secs(300)));
+
+    let mut pair = Pair::connected();
+    pair.advance(Duration::from_secs(299));
+    assert!(
+        !pair.server.conn.is_closed(),
+        "not idle for long enough yet"
+    );
+    pair.advance(Duration::from_secs(2));
+    // Both sides' idle timers end together, each closing gracefully (a
+    // GOAWAY with IDLE_TIMEOUT, then no stream left to wait for).
+    assert_eq!(pair.server.closed_with(), Some(None));
+    assert_eq!(pair.client.closed_with(), Some(None));
+
+    let mut pair = Pair::connected();
+    let _busy = pair.client.conn.open(route("a"), false).expect("open");
+    pair.drive();
+    pair.server.reading = false;
+    pair.advance(Duration::from_secs(51));
+    assert_eq!(
+        pair.client.closed_with(),
+        Some(Some(ConnectionError::Timeout(Timeout::Keepalive))),
+        "a silent peer is dead within interval + timeout"
+    );
+}
+
+#[test]
 fn peer_settings_bind_what_we_send() {
     // §5.4.1: MAX_FRAME_SIZE and MAX_CONCURRENT_STREAMS from the peer.
     let mut raw = Raw::client(Config::default());
