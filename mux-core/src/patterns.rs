@@ -176,6 +176,24 @@ fn tokens_valid(text: &str) -> bool {
         && text.split('.').all(|token| !token.is_empty())
 }
 
+/// The longest event stream (log) name: `:stream` values longer than this
+/// are refused (`spec/patterns.md` §4.2, §5.1), so that a peer cannot make a
+/// server keep long names it chose.
+pub const MAX_STREAM_NAME_LEN: usize = 255;
+
+/// An event stream (log) name that is empty or longer than [`MAX_STREAM_NAME_LEN`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an event stream name must be 1-255 bytes")]
+pub struct StreamNameError;
+
+/// Checks an event stream (log) name (`spec/patterns.md` §4.2, §5.1).
+pub fn check_stream_name(name: &str) -> Result<(), StreamNameError> {
+    if name.is_empty() || name.len() > MAX_STREAM_NAME_LEN {
+        return Err(StreamNameError);
+    }
+    Ok(())
+}
+
 /// Checks a topic that is published to: no wildcards.
 pub fn check_topic(topic: &str) -> Result<(), TopicError> {
     if !tokens_valid(topic) {
@@ -223,6 +241,14 @@ pub fn matches(pattern: &str, topic: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_names_are_bounded() {
+        assert_eq!(check_stream_name("news"), Ok(()));
+        assert_eq!(check_stream_name(""), Err(StreamNameError));
+        assert_eq!(check_stream_name(&"x".repeat(255)), Ok(()));
+        assert_eq!(check_stream_name(&"x".repeat(256)), Err(StreamNameError));
+    }
 
     #[test]
     fn wildcards_match_like_nats() {

@@ -43,7 +43,7 @@ impl EventLog {
             entries: VecDeque::new(),
             capacity: capacity.max(1),
             last_id: 0,
-            epoch: hasher.finish(),
+            epoch: hasher.finish().max(1), // 0 means "no log yet" (Hub::position)
         }
     }
 

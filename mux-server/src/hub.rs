@@ -118,13 +118,21 @@ impl Hub {
         }
     }
 
-    /// The newest id and the epoch of `stream` (creating the log if needed).
+    /// Event logs kept.
+    pub(crate) fn log_count(&self) -> usize {
+        self.logs.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// The newest id and the epoch of `stream`; `(0, 0)` while nothing was
+    /// ever appended to it. Asking creates nothing: logs exist only once
+    /// server code appends to them (`spec/patterns.md` §5.1), so a peer
+    /// cannot make the server keep logs for names it invents. A client that
+    /// resumes with epoch 0 from a log created since is replayed from its
+    /// start (§5.3), which is all of it.
     pub(crate) fn position(&self, stream: &str) -> (u64, u64) {
-        let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
-        let log = logs
-            .entry(stream.to_owned())
-            .or_insert_with(|| EventLog::new(self.log_capacity));
-        (log.last_id(), log.epoch())
+        let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        logs.get(stream)
+            .map_or((0, 0), |log| (log.last_id(), log.epoch()))
     }
 
     /// A handle to the session `token`, if it is alive.

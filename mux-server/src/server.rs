@@ -305,6 +305,11 @@ impl ServerHandle {
     pub fn dropped_fanout(&self) -> u64 {
         self.hub.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// Event logs the server keeps: those server code appended to.
+    pub fn event_log_count(&self) -> usize {
+        self.hub.log_count()
+    }
 }
 
 impl Server {

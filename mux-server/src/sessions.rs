@@ -23,8 +23,9 @@ pub struct Session {
 
 /// Where sessions live.
 pub trait SessionStore: Send + Sync {
-    /// Creates a session; returns its token.
-    fn create(&self, now: Instant) -> String;
+    /// Creates a session; returns its token, or `None` when the store is
+    /// full (the request is answered 503, `spec/patterns.md` §6.1).
+    fn create(&self, now: Instant) -> Option<String>;
 
     /// Runs `f` on the session `token`, extending its life; `None` if it
     /// does not exist or expired.
@@ -34,25 +35,39 @@ pub trait SessionStore: Send + Sync {
     fn sweep(&self, now: Instant) -> usize;
 }
 
+/// Sessions a [`MemoryStore`] keeps at most by default. With 1,024 replay
+/// events of a few dozen bytes each at most, 100,000 sessions stay within a
+/// few GiB even when every one is full, and far below that in practice.
+pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
+
 /// The in-memory store: sessions expire `ttl` after their last use, and keep
-/// their last `replay` feed events.
+/// their last `replay` feed events; at most `max_sessions` live at once.
 #[derive(Debug)]
 pub struct MemoryStore {
     sessions: Mutex<HashMap<String, Session>>,
     ttl: Duration,
     replay: usize,
+    max_sessions: usize,
     counter: Mutex<u64>,
 }
 
 impl MemoryStore {
-    /// A store of sessions living `ttl` after last use, replaying `replay` events.
+    /// A store of sessions living `ttl` after last use, replaying `replay`
+    /// events, at most [`DEFAULT_MAX_SESSIONS`] at once.
     pub fn new(ttl: Duration, replay: usize) -> Self {
         Self {
             sessions: Mutex::new(HashMap::new()),
             ttl,
             replay,
+            max_sessions: DEFAULT_MAX_SESSIONS,
             counter: Mutex::new(0),
         }
+    }
+
+    /// The same store holding at most `max` sessions.
+    pub fn with_max_sessions(mut self, max: usize) -> Self {
+        self.max_sessions = max;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Session>> {
@@ -83,9 +98,17 @@ impl MemoryStore {
 }
 
 impl SessionStore for MemoryStore {
-    fn create(&self, now: Instant) -> String {
+    fn create(&self, now: Instant) -> Option<String> {
         let token = self.token(now);
-        self.lock().insert(
+        let mut sessions = self.lock();
+        if sessions.len() >= self.max_sessions {
+            // Expired sessions make room before a new one is refused.
+            sessions.retain(|_, s| s.expires > now);
+            if sessions.len() >= self.max_sessions {
+                return None;
+            }
+        }
+        sessions.insert(
             token.clone(),
             Session {
                 values: HashMap::new(),
@@ -93,7 +116,7 @@ impl SessionStore for MemoryStore {
                 expires: now + self.ttl,
             },
         );
-        token
+        Some(token)
     }
 
     fn with(&self, token: &str, now: Instant, f: &mut dyn FnMut(&mut Session)) -> Option<()> {
@@ -176,7 +199,7 @@ mod tests {
     fn sessions_expire_after_their_ttl() {
         let store = MemoryStore::new(Duration::from_secs(10), 8);
         let start = Instant::now();
-        let token = store.create(start);
+        let token = store.create(start).expect("room for a session");
         assert_eq!(token.len(), 32);
         assert!(store
             .with(&token, start + Duration::from_secs(5), &mut |_| {})
@@ -193,5 +216,17 @@ mod tests {
             store.create(start),
             "tokens are unique"
         );
+    }
+
+    #[test]
+    fn a_full_store_refuses_until_sessions_expire() {
+        let store = MemoryStore::new(Duration::from_secs(10), 8).with_max_sessions(2);
+        let start = Instant::now();
+        assert!(store.create(start).is_some());
+        assert!(store.create(start).is_some());
+        assert_eq!(store.create(start), None, "full");
+        let later = start + Duration::from_secs(11);
+        assert!(store.create(later).is_some(), "expired sessions made room");
+        assert_eq!(store.sweep(later), 1);
     }
 }

@@ -12,7 +12,7 @@ use mux_core::StreamId;
 use mux_runtime::{ConnKey, Ctx};
 
 use super::feed::{Feed, FeedKind};
-use super::{gone, param_u64, required, Reserved, ReservedCall, Served};
+use super::{bad_request, gone, param_u64, required, Reserved, ReservedCall, Served};
 use crate::event_log::Entry;
 use crate::replies::Replies;
 
@@ -23,6 +23,7 @@ impl Reserved {
     /// `spec/patterns.md` §5.
     pub(super) fn serve_events(&mut self, call: &mut ReservedCall<'_, '_>) -> Served {
         let stream = required(call.head, patterns::STREAM)?;
+        patterns::check_stream_name(stream).map_err(bad_request)?;
         // Without :after, the stream starts with the next event.
         let mut after = param_u64(call.head, patterns::AFTER);
         let (newest, epoch) = self.hub.position(stream);

@@ -46,6 +46,8 @@ pub(crate) struct Reserved {
     /// Feeds by session token (`spec/patterns.md` §6).
     session_watchers: Watchers,
     polls: LongPolls,
+    /// Sessions each connection opened, bounded (`spec/patterns.md` §6.1).
+    sessions_opened: HashMap<ConnKey, u32>,
 }
 
 /// What serving a reserved request gives: `Ok` once it is answered, or
@@ -86,6 +88,7 @@ impl Reserved {
             event_watchers: Watchers::default(),
             session_watchers: Watchers::default(),
             polls: LongPolls::default(),
+            sessions_opened: HashMap::new(),
         }
     }
 
@@ -186,6 +189,7 @@ impl Reserved {
             self.unindex(key, id, kind);
         }
         self.polls.forget_conn(key);
+        self.sessions_opened.remove(&key);
     }
 
     /// Ends every feed (END_STREAM: clients resubscribe elsewhere) and

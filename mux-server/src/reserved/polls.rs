@@ -13,7 +13,7 @@ use mux_core::StreamId;
 use mux_runtime::{ConnKey, Ctx};
 
 use super::feed::event_message;
-use super::{gone, param_u64, required, Reserved, ReservedCall, Served};
+use super::{bad_request, gone, param_u64, required, Reserved, ReservedCall, Served};
 use crate::event_log::Entry;
 use crate::replies::Replies;
 
@@ -84,6 +84,7 @@ impl Reserved {
     /// `spec/patterns.md` §4.2.
     pub(super) fn serve_long_poll(&mut self, call: &mut ReservedCall<'_, '_>) -> Served {
         let stream = required(call.head, patterns::STREAM)?;
+        patterns::check_stream_name(stream).map_err(bad_request)?;
         let after = param_u64(call.head, patterns::AFTER).unwrap_or(0);
         let wait =
             param_u64(call.head, patterns::WAIT_MS).map_or(DEFAULT_WAIT, Duration::from_millis);

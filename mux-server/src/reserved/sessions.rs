@@ -14,9 +14,19 @@ use crate::event_log::Entry;
 use crate::request::Response;
 
 impl Reserved {
-    /// `spec/patterns.md` §6: a new session; the body of the answer is its token.
+    /// `spec/patterns.md` §6.1: a new session; the body of the answer is its
+    /// token. Refused with 503 past the connection's or the store's bound.
     pub(super) fn serve_session_open(&mut self, call: &mut ReservedCall<'_, '_>) -> Served {
-        let token = self.hub.sessions.create(call.ctx.now);
+        let opened = self.sessions_opened.entry(call.key).or_default();
+        if *opened >= MAX_SESSIONS_PER_CONNECTION {
+            return Err(too_many_sessions("on this connection"));
+        }
+        let token = self
+            .hub
+            .sessions
+            .create(call.ctx.now)
+            .ok_or_else(|| too_many_sessions("on this server"))?;
+        *opened += 1;
         call.respond(Response::ok(token));
         Ok(())
     }
@@ -49,6 +59,15 @@ impl Reserved {
             self.deliver_entry(ctx, key, id, &entry);
         }
     }
+}
+
+/// Sessions one connection may open: a client needs one or a few; the
+/// bound keeps one connection from filling the store.
+const MAX_SESSIONS_PER_CONNECTION: u32 = 64;
+
+/// The `503` of a session refused by a bound (`spec/patterns.md` §6.1).
+fn too_many_sessions(where_: &str) -> Response {
+    Response::with_status(Status::UNAVAILABLE, format!("too many sessions {where_}"))
 }
 
 /// The `410` for a token that names no live session.
