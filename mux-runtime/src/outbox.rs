@@ -2,13 +2,14 @@
 //! buffer could not take yet; written as `Event::Writable` announces room.
 //! Shared by the server (response bodies) and the client (request bodies).
 //!
-//! It holds only what the application already gave (a body in memory), so it
-//! adds no unbounded buffering: the state machine's send buffer stays capped.
-//!
-//! Spec §9 and §12: what the outbox writes goes through the state
-//! machine, which sends it as the windows and the fair scheduler allow.
+//! It holds only what the application already gave (a body in memory), and
+//! counts it per connection ([`Outbox::pending_bytes`]) so that the
+//! application can bound it: the server refuses new streams on a connection
+//! whose peer does not read (spec §13.1, §13.2.3). Everything written goes
+//! through the state machine, which sends it as the windows and the fair
+//! scheduler allow (spec §9, §12).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 use mux_core::{Connection, StreamId, WriteError};
@@ -31,6 +32,10 @@ pub struct Piece {
 #[derive(Debug, Default)]
 pub struct Outbox {
     pending: StreamMap<VecDeque<Piece>>,
+    /// Bytes pending per connection.
+    bytes: HashMap<ConnKey, usize>,
+    /// Bytes pending in all.
+    total: usize,
 }
 
 impl Outbox {
@@ -44,13 +49,17 @@ impl Outbox {
         piece: Piece,
     ) -> Result<usize, WriteError> {
         if let Some(queue) = self.pending.get_mut(key, id) {
+            let len = piece.bytes.len();
             queue.push_back(piece);
+            self.add(key, len);
             return Ok(0);
         }
         let mut queue = VecDeque::from([piece]);
         let accepted = Self::drain(conn, id, &mut queue)?;
         if !queue.is_empty() {
+            let left = queue.iter().map(|p| p.bytes.len()).sum();
             self.pending.insert(key, id, queue);
+            self.add(key, left);
         }
         Ok(accepted)
     }
@@ -67,8 +76,10 @@ impl Outbox {
             return Ok(0);
         };
         let result = Self::drain(conn, id, queue);
-        if queue.is_empty() || result.is_err() {
-            self.pending.remove(key, id);
+        let done = queue.is_empty() || result.is_err();
+        self.sub(key, *result.as_ref().unwrap_or(&0));
+        if done {
+            self.forget(key, id);
         }
         result
     }
@@ -96,11 +107,44 @@ impl Outbox {
 
     /// Drops a stream's pending output (it was reset).
     pub fn forget(&mut self, key: ConnKey, id: StreamId) {
-        self.pending.remove(key, id);
+        if let Some(queue) = self.pending.remove(key, id) {
+            self.sub(key, queue.iter().map(|p| p.bytes.len()).sum());
+        }
     }
 
     /// Drops a connection's pending output (it closed).
     pub fn forget_conn(&mut self, key: ConnKey) {
         self.pending.remove_conn(key);
+        if let Some(bytes) = self.bytes.remove(&key) {
+            self.total -= bytes;
+        }
+    }
+
+    /// Bytes waiting for connection `key`'s streams to take them.
+    pub fn pending_bytes(&self, key: ConnKey) -> usize {
+        self.bytes.get(&key).copied().unwrap_or(0)
+    }
+
+    /// Bytes waiting on every connection.
+    pub fn total_pending_bytes(&self) -> usize {
+        self.total
+    }
+
+    fn add(&mut self, key: ConnKey, len: usize) {
+        if len > 0 {
+            *self.bytes.entry(key).or_default() += len;
+            self.total += len;
+        }
+    }
+
+    fn sub(&mut self, key: ConnKey, len: usize) {
+        if let Some(bytes) = self.bytes.get_mut(&key) {
+            let len = len.min(*bytes);
+            *bytes -= len;
+            self.total -= len;
+            if *bytes == 0 {
+                self.bytes.remove(&key);
+            }
+        }
     }
 }

@@ -18,6 +18,7 @@ use mux_core::{ErrorCode, Event, StreamId};
 use mux_runtime::{App, BodyBuffer, ConnKey, Ctx, LoopError, LoopHandle, StreamMap};
 
 use crate::broker::SlowSubscriber;
+use crate::budget::Budget;
 use crate::command::Command;
 use crate::handler::{end_sink, run, Handler};
 use crate::hub::Hub;
@@ -54,6 +55,7 @@ pub(crate) struct ServerApp {
     pending: StreamMap<Pending>,
     replies: Replies,
     reserved: Reserved,
+    budget: Budget,
     shutting_down: bool,
     /// Publications the hub could not queue for this loop (it was full):
     /// announced to every subscription as possibly lost.
@@ -78,6 +80,7 @@ impl ServerApp {
         hub: Arc<Hub>,
         max_request_body: usize,
         policy: SlowSubscriber,
+        budget: Budget,
     ) -> Self {
         Self {
             routes,
@@ -87,6 +90,7 @@ impl ServerApp {
             pending: StreamMap::default(),
             replies: Replies::default(),
             reserved: Reserved::new(hub, policy),
+            budget,
             shutting_down: false,
             missed: Arc::default(),
         }
@@ -104,6 +108,18 @@ impl ServerApp {
         metadata: &Metadata,
         end_stream: bool,
     ) {
+        let (unsent, unsent_total) = (
+            self.replies.pending_bytes(key),
+            self.replies.total_pending_bytes(),
+        );
+        if !self.budget.admits(key, unsent, unsent_total) {
+            // Spec §8.1: not processed; the client may retry it.
+            log::debug!("stream refused: the memory budget is reached");
+            if let Some(conn) = ctx.conn(key) {
+                let _ = conn.reset(id, ErrorCode::REFUSED_STREAM);
+            }
+            return;
+        }
         let head = match RequestHead::decode(metadata) {
             Ok(head) => head,
             Err(err) => {
@@ -147,6 +163,7 @@ impl ServerApp {
         let limit = self.max_request_body;
         let mut finished = false;
         let mut too_large = false;
+        let mut room = self.budget.room(key, self.replies.pending_bytes(key));
         {
             let Some(conn) = ctx.conn(key) else {
                 return;
@@ -162,12 +179,30 @@ impl ServerApp {
                 }
                 return;
             };
-            while let Ok(Some(chunk)) = conn.read(id, usize::MAX) {
+            // A sink consumes as it goes; a whole body is held, within the
+            // connection's room: past it the rest stays unread and uncredited.
+            let holds = pending.sink.is_none() && !pending.discarding;
+            loop {
+                if holds && room == 0 {
+                    self.budget.pause(key, id);
+                    break;
+                }
+                let max = if holds { room } else { usize::MAX };
+                let Ok(Some(chunk)) = conn.read(id, max) else {
+                    break;
+                };
                 if let Some(sink) = pending.sink.as_mut() {
                     sink.data(&chunk.bytes, chunk.end_message);
-                } else if !pending.discarding && pending.body.push(&chunk.bytes, limit).is_err() {
-                    pending.discarding = true;
-                    too_large = true;
+                } else if !pending.discarding {
+                    let held = pending.body.len();
+                    if pending.body.push(&chunk.bytes, limit).is_ok() {
+                        self.budget.add_body(key, chunk.bytes.len());
+                        room = room.saturating_sub(chunk.bytes.len());
+                    } else {
+                        self.budget.release_body(key, held);
+                        pending.discarding = true;
+                        too_large = true;
+                    }
                 }
                 finished |= chunk.fin;
             }
@@ -180,16 +215,32 @@ impl ServerApp {
         if finished {
             let discarding = self.pending.get(key, id).is_some_and(|p| p.discarding);
             if discarding {
-                self.pending.remove(key, id);
+                self.take_pending(key, id);
             } else {
                 self.dispatch(ctx, key, id);
             }
         }
     }
 
+    /// Removes a request being received, releasing its body's budget.
+    fn take_pending(&mut self, key: ConnKey, id: StreamId) -> Option<Pending> {
+        let pending = self.pending.remove(key, id)?;
+        self.budget.release_body(key, pending.body.len());
+        Some(pending)
+    }
+
+    /// Memory of `key` was released: read the request bodies that stopped
+    /// at its limit, as far as the room now allows.
+    fn resume_paused(&mut self, ctx: &mut Ctx<'_>, key: ConnKey) {
+        self.budget.publish(self.replies.total_pending_bytes());
+        for id in self.budget.take_paused(key) {
+            self.on_readable(ctx, key, id);
+        }
+    }
+
     /// The request is complete: serve a reserved route, or a handler.
     fn dispatch(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId) {
-        let Some(mut pending) = self.pending.remove(key, id) else {
+        let Some(mut pending) = self.take_pending(key, id) else {
             return;
         };
         let deadline = pending.head.deadline.map(|left| pending.started + left);
@@ -269,7 +320,7 @@ impl ServerApp {
     }
 
     fn forget_stream(&mut self, key: ConnKey, id: StreamId) {
-        self.pending.remove(key, id);
+        self.take_pending(key, id);
         self.replies.forget(key, id);
         self.reserved.forget_stream(key, id);
     }
@@ -289,14 +340,21 @@ impl App for ServerApp {
                 metadata,
                 end_stream,
             } => self.on_opened(ctx, key, id, &metadata, end_stream),
-            Event::Readable { id } => self.on_readable(ctx, key, id),
+            Event::Readable { id } => {
+                self.on_readable(ctx, key, id);
+                self.resume_paused(ctx, key);
+            }
             Event::Writable { id } => {
                 if let Some(conn) = ctx.conn(key) {
                     self.replies.resume(conn, key, id);
                 }
                 self.reserved.on_writable(ctx, key, id);
+                self.resume_paused(ctx, key);
             }
-            Event::StreamReset { id, .. } => self.forget_stream(key, id),
+            Event::StreamReset { id, .. } => {
+                self.forget_stream(key, id);
+                self.resume_paused(ctx, key);
+            }
             Event::Connected if self.shutting_down => {
                 ctx.close(key, ErrorCode::NO_ERROR, "shutting down")
             }
@@ -311,6 +369,8 @@ impl App for ServerApp {
         self.pending.remove_conn(key);
         self.replies.forget_conn(key);
         self.reserved.forget_conn(key);
+        self.budget.forget_conn(key);
+        self.budget.publish(self.replies.total_pending_bytes());
     }
 
     fn on_command(&mut self, ctx: &mut Ctx<'_>, command: Command) {

@@ -26,6 +26,7 @@
 
 mod app;
 pub mod broker;
+mod budget;
 mod command;
 pub mod demo;
 pub mod event_log;
@@ -43,5 +44,8 @@ pub use mux_core as core;
 pub use mux_core::rpc::Status;
 pub use mux_runtime::{LoopConfig, SocketOptions};
 pub use request::{BodySink, HandlerError, HandlerResult, Request, Response};
-pub use server::{Server, ServerBuilder, ServerHandle, DEFAULT_ADDR};
+pub use server::{
+    Server, ServerBuilder, ServerHandle, DEFAULT_ADDR, DEFAULT_CONNECTION_MEMORY,
+    DEFAULT_SERVER_MEMORY,
+};
 pub use sessions::{MemoryStore, SessionHandle, SessionStore};

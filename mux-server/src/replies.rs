@@ -127,6 +127,16 @@ impl Replies {
         let _ = self.outbox.resume(conn, key, id);
     }
 
+    /// Bytes of answers connection `key` has not taken yet.
+    pub(crate) fn pending_bytes(&self, key: ConnKey) -> usize {
+        self.outbox.pending_bytes(key)
+    }
+
+    /// Bytes of answers no connection of this loop has taken yet.
+    pub(crate) fn total_pending_bytes(&self) -> usize {
+        self.outbox.total_pending_bytes()
+    }
+
     /// Drops a stream's pending output (it was reset).
     pub(crate) fn forget(&mut self, key: ConnKey, id: StreamId) {
         self.outbox.forget(key, id);

@@ -16,12 +16,21 @@ use mux_runtime::{EventLoop, LoopConfig, LoopHandle, SocketOptions};
 
 use crate::app::ServerApp;
 use crate::broker::{Broker, MemoryBroker, SlowSubscriber};
+use crate::budget::{Budget, Limits};
 use crate::command::Command;
 use crate::handler::Handler;
 use crate::hub::Hub;
 use crate::request::{BodySink, HandlerResult, Request};
 use crate::sessions::{MemoryStore, SessionHandle, SessionStore};
 use crate::workers;
+
+/// What one connection may make the server hold by default, beyond the
+/// protocol's own buffers: twice the default largest request body, so that
+/// one upload and the answers before it fit.
+pub const DEFAULT_CONNECTION_MEMORY: usize = 32 << 20;
+
+/// What all connections may make the server hold by default.
+pub const DEFAULT_SERVER_MEMORY: usize = 1 << 30;
 
 /// The address the server binds when none is given: loopback, port 7878.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7878";
@@ -39,6 +48,8 @@ pub struct ServerBuilder {
     workers: usize,
     worker_queue: usize,
     max_request_body: usize,
+    max_connection_memory: usize,
+    max_server_memory: usize,
     config: LoopConfig,
     routes: HashMap<String, Handler>,
     broker: Option<Arc<dyn Broker>>,
@@ -68,6 +79,8 @@ impl Default for ServerBuilder {
             workers: 4 * cores,
             worker_queue: 1024,
             max_request_body: 16 << 20,
+            max_connection_memory: DEFAULT_CONNECTION_MEMORY,
+            max_server_memory: DEFAULT_SERVER_MEMORY,
             config: LoopConfig::default(),
             routes: HashMap::new(),
             broker: None,
@@ -106,6 +119,23 @@ impl ServerBuilder {
     /// Largest request body accepted (default 16 MiB); beyond, `413`.
     pub fn max_request_body(mut self, bytes: usize) -> Self {
         self.max_request_body = bytes;
+        self
+    }
+
+    /// What one connection may make the server hold beyond the protocol's
+    /// own buffers: request bodies being received and answers its peer has
+    /// not taken (default 32 MiB, and never below the largest request body).
+    /// Past it, the connection's new streams are refused with REFUSED_STREAM
+    /// and its request bodies are no longer read (flow control stops the peer).
+    pub fn max_connection_memory(mut self, bytes: usize) -> Self {
+        self.max_connection_memory = bytes;
+        self
+    }
+
+    /// What all connections together may make the server hold, the same way
+    /// (default 1 GiB). Past it, every new stream is refused.
+    pub fn max_server_memory(mut self, bytes: usize) -> Self {
+        self.max_server_memory = bytes;
         self
     }
 
@@ -194,6 +224,9 @@ impl ServerBuilder {
             .sessions
             .unwrap_or_else(|| Arc::new(MemoryStore::new(Duration::from_secs(300), 1024)));
         let hub = Arc::new(Hub::new(broker, sessions, self.log_capacity));
+        // A connection must be able to hold the largest request body it may send.
+        let per_connection = self.max_connection_memory.max(self.max_request_body);
+        let limits = Limits::new(per_connection, self.max_server_memory, self.threads);
         let (jobs, workers) = workers::start(self.workers, self.worker_queue)?;
         // One listening socket, its descriptor duplicated into every loop's
         // poller: each loop is woken for new connections and the first to
@@ -218,6 +251,7 @@ impl ServerBuilder {
                 Arc::clone(&hub),
                 self.max_request_body,
                 self.slow_subscriber,
+                Budget::new(limits.clone(), n),
             );
             app.missed = Arc::clone(&event_loop_missed);
             let (event_loop, handle) =
@@ -244,7 +278,7 @@ impl ServerBuilder {
             loops,
             workers,
             jobs: Some(jobs),
-            handle: ServerHandle { hub },
+            handle: ServerHandle { hub, limits },
         })
     }
 }
@@ -265,6 +299,7 @@ pub struct Server {
 #[derive(Debug, Clone)]
 pub struct ServerHandle {
     hub: Arc<Hub>,
+    limits: Limits,
 }
 
 impl ServerHandle {
@@ -304,6 +339,20 @@ impl ServerHandle {
     /// Fan-out messages a loop missed because its command queue was full.
     pub fn dropped_fanout(&self) -> u64 {
         self.hub.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Bytes the loops hold for connections beyond the protocol's buffers
+    /// (request bodies being received, answers not yet taken), as each loop
+    /// last published it.
+    pub fn held_memory(&self) -> usize {
+        self.limits.server_held()
+    }
+
+    /// Streams refused because a memory limit was reached.
+    pub fn refused_for_memory(&self) -> u64 {
+        self.limits
+            .refused
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Event logs the server keeps: those server code appended to.

@@ -2,6 +2,7 @@
 //! module per area, so that it links once.
 
 mod limits;
+mod memory;
 mod patterns;
 mod rpc;
 mod runtime;
