@@ -34,16 +34,31 @@ pub fn run(
 }
 
 /// Blocks until SIGINT or SIGTERM arrives; returns the signal's number.
+/// From then on, a second one ends the process at once (exit code 130):
+/// the user who presses Ctrl-C twice does not want to wait for a graceful
+/// shutdown.
 pub fn wait_for_stop_signal() -> Result<i32, String> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
     ])
     .map_err(|err| format!("cannot install signal handlers: {err}"))?;
-    Ok(signals
+    let first = signals
         .forever()
         .next()
-        .unwrap_or(signal_hook::consts::SIGTERM))
+        .unwrap_or(signal_hook::consts::SIGTERM);
+    let spawned = std::thread::Builder::new()
+        .name("second-signal".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                eprintln!("signal {signal} again: exiting at once");
+                std::process::exit(130);
+            }
+        });
+    if let Err(err) = spawned {
+        log::warn!("a second signal will not interrupt the shutdown: {err}");
+    }
+    Ok(first)
 }
 
 /// Connection timeouts a program lets its user change (spec §11.2, §11.4),

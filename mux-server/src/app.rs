@@ -5,12 +5,12 @@
 //! Also where commands, timers and shutdown reach the loop.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::Sender;
 use mux_core::frame::Metadata;
 use mux_core::patterns;
 use mux_core::rpc::{RequestHead, Status};
@@ -49,7 +49,10 @@ struct Pending {
 /// Per-loop server state.
 pub(crate) struct ServerApp {
     routes: Arc<HashMap<String, Handler>>,
-    jobs: Sender<Job>,
+    jobs: Option<Sender<Job>>,
+    /// Blocking jobs handed to the pool, by stream: cancelled when the
+    /// stream or its connection ends first.
+    queued_jobs: StreamMap<Arc<AtomicBool>>,
     pub(crate) handle: Option<LoopHandle<Command>>,
     max_request_body: usize,
     pending: StreamMap<Pending>,
@@ -76,7 +79,7 @@ impl std::fmt::Debug for ServerApp {
 impl ServerApp {
     pub(crate) fn new(
         routes: Arc<HashMap<String, Handler>>,
-        jobs: Sender<Job>,
+        jobs: Option<Sender<Job>>,
         hub: Arc<Hub>,
         max_request_body: usize,
         policy: SlowSubscriber,
@@ -85,6 +88,7 @@ impl ServerApp {
         Self {
             routes,
             jobs,
+            queued_jobs: StreamMap::default(),
             handle: None,
             max_request_body,
             pending: StreamMap::default(),
@@ -301,16 +305,23 @@ impl ServerApp {
                 let Some(reply) = self.handle.clone() else {
                     return;
                 };
+                let cancelled = Arc::new(AtomicBool::new(false));
                 let job = Job {
                     handler,
                     request,
                     key,
                     id,
                     reply,
+                    cancelled: Arc::clone(&cancelled),
                 };
-                if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-                    self.jobs.try_send(job)
-                {
+                let queued = match &self.jobs {
+                    Some(jobs) => jobs.try_send(job).is_ok(),
+                    None => false,
+                };
+                if queued {
+                    self.queued_jobs.insert(key, id, cancelled);
+                } else {
+                    // Full, or the pool is stopping.
                     let status = Status::UNAVAILABLE;
                     self.replies
                         .status(ctx, key, id, status, "worker queue full");
@@ -320,6 +331,9 @@ impl ServerApp {
     }
 
     fn forget_stream(&mut self, key: ConnKey, id: StreamId) {
+        if let Some(cancelled) = self.queued_jobs.remove(key, id) {
+            cancelled.store(true, Ordering::Relaxed);
+        }
         self.take_pending(key, id);
         self.replies.forget(key, id);
         self.reserved.forget_stream(key, id);
@@ -366,6 +380,9 @@ impl App for ServerApp {
         if let Some(error) = error {
             log::debug!("connection closed: {error}");
         }
+        for (_, cancelled) in self.queued_jobs.remove_conn(key) {
+            cancelled.store(true, Ordering::Relaxed);
+        }
         self.pending.remove_conn(key);
         self.replies.forget_conn(key);
         self.reserved.forget_conn(key);
@@ -376,6 +393,7 @@ impl App for ServerApp {
     fn on_command(&mut self, ctx: &mut Ctx<'_>, command: Command) {
         match command {
             Command::Done { key, id, result } => {
+                self.queued_jobs.remove(key, id);
                 let response = result.unwrap_or_else(Response::from);
                 self.replies.respond(ctx, key, id, response);
             }

@@ -22,7 +22,7 @@ use crate::handler::Handler;
 use crate::hub::Hub;
 use crate::request::{BodySink, HandlerResult, Request};
 use crate::sessions::{MemoryStore, SessionHandle, SessionStore};
-use crate::workers;
+use crate::workers::WorkerPool;
 
 /// What one connection may make the server hold by default, beyond the
 /// protocol's own buffers: twice the default largest request body, so that
@@ -227,7 +227,7 @@ impl ServerBuilder {
         // A connection must be able to hold the largest request body it may send.
         let per_connection = self.max_connection_memory.max(self.max_request_body);
         let limits = Limits::new(per_connection, self.max_server_memory, self.threads);
-        let (jobs, workers) = workers::start(self.workers, self.worker_queue)?;
+        let workers = WorkerPool::start(self.workers, self.worker_queue)?;
         // One listening socket, its descriptor duplicated into every loop's
         // poller: each loop is woken for new connections and the first to
         // accept wins. (SO_REUSEPORT listeners would spread accepts in the
@@ -247,7 +247,7 @@ impl ServerBuilder {
             let event_loop_missed = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let mut app = ServerApp::new(
                 Arc::clone(&routes),
-                jobs.clone(),
+                workers.sender(),
                 Arc::clone(&hub),
                 self.max_request_body,
                 self.slow_subscriber,
@@ -277,7 +277,6 @@ impl ServerBuilder {
             local_addr,
             loops,
             workers,
-            jobs: Some(jobs),
             handle: ServerHandle { hub, limits },
         })
     }
@@ -289,8 +288,7 @@ impl ServerBuilder {
 pub struct Server {
     local_addr: SocketAddr,
     loops: Vec<(LoopHandle<Command>, JoinHandle<()>)>,
-    workers: Vec<JoinHandle<()>>,
-    jobs: Option<crossbeam_channel::Sender<workers::Job>>,
+    workers: WorkerPool,
     handle: ServerHandle,
 }
 
@@ -385,7 +383,7 @@ impl Server {
         for (handle, _) in &self.loops {
             let _ = handle.send(Command::Shutdown { deadline });
         }
-        self.join();
+        self.join(Some(deadline));
         Ok(())
     }
 
@@ -398,17 +396,15 @@ impl Server {
         for (handle, _) in &self.loops {
             let _ = handle.send(Command::Abort);
         }
-        self.join();
+        self.join(Some(Instant::now()));
     }
 
-    fn join(&mut self) {
+    /// Waits for the loops, then for the workers until `deadline`.
+    fn join(&mut self, deadline: Option<Instant>) {
         for (_, thread) in self.loops.drain(..) {
             let _ = thread.join();
         }
-        self.jobs = None; // workers end when the queue's last sender is gone
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
+        self.workers.stop(deadline);
     }
 }
 

@@ -6,5 +6,6 @@ mod memory;
 mod patterns;
 mod rpc;
 mod runtime;
+mod shutdown;
 mod sidecar;
 mod timeouts;
