@@ -60,6 +60,9 @@ pub(crate) struct Pool {
     pub(crate) policy: Policy,
     slots: Vec<Slot>,
     ready_waiters: Vec<Completer<Result<(), ConnectFailure>>>,
+    /// Why the last attempt failed, while no connection is ready: a waiter
+    /// that comes after the failure learns it (not the next attempt's).
+    last_failure: Option<ConnectFailure>,
 }
 
 /// What a failed connect means for the calls waiting for a connection.
@@ -80,6 +83,7 @@ impl Pool {
             policy,
             slots,
             ready_waiters: Vec::new(),
+            last_failure: None,
         }
     }
 
@@ -123,6 +127,9 @@ impl Pool {
         for waiter in self.ready_waiters.drain(..) {
             waiter.complete(Err((kind, message.clone())));
         }
+        if !self.slots.iter().any(|s| s.ready) {
+            self.last_failure = Some((kind, message.clone()));
+        }
         let Some(s) = self.slots.get_mut(slot) else {
             return AfterFailure::Wait;
         };
@@ -152,6 +159,7 @@ impl Pool {
 
     /// A connection finished its handshake.
     pub(crate) fn on_connected(&mut self, key: ConnKey) {
+        self.last_failure = None;
         if let Some(slot) = self.slot_mut(key) {
             slot.ready = true;
             slot.failures = 0;
@@ -239,6 +247,8 @@ impl Pool {
     pub(crate) fn when_ready(&mut self, waiter: Completer<Result<(), ConnectFailure>>) {
         if self.slots.iter().any(|s| s.ready) {
             waiter.complete(Ok(()));
+        } else if let Some(failure) = self.last_failure.clone() {
+            waiter.complete(Err(failure));
         } else {
             self.ready_waiters.push(waiter);
         }
