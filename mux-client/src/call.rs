@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use mux_core::frame::{MetadataBuilder, MetadataError};
 use mux_core::rpc::RequestHead;
 use mux_runtime::{LoopHandle, Piece};
 
@@ -26,16 +27,34 @@ const UPLOAD_CREDIT: usize = 1 << 20;
 /// A call to make: route, body, metadata and deadline.
 #[derive(Debug, Clone)]
 pub struct CallRequest {
-    pub(crate) head: RequestHead,
+    pub(crate) route: String,
+    /// The caller's metadata entries, in wire form.
+    pub(crate) metadata: MetadataBuilder,
+    /// The first entry that could not be encoded: the call fails with it.
+    pub(crate) invalid: Option<MetadataError>,
     pub(crate) body: Bytes,
     pub(crate) timeout: Option<Duration>,
 }
 
 impl CallRequest {
+    /// The request head, or why an entry could not be encoded.
+    pub(crate) fn head(&self, deadline: Option<Duration>) -> Result<RequestHead, MetadataError> {
+        if let Some(err) = self.invalid {
+            return Err(err);
+        }
+        Ok(RequestHead {
+            route: self.route.clone(),
+            deadline,
+            metadata: self.metadata.clone().finish(),
+        })
+    }
+
     /// A call of `route` with `body`.
     pub fn new(route: impl Into<String>, body: impl Into<Bytes>) -> Self {
         Self {
-            head: RequestHead::new(route),
+            route: route.into(),
+            metadata: MetadataBuilder::default(),
+            invalid: None,
             body: body.into(),
             timeout: None,
         }
@@ -43,7 +62,10 @@ impl CallRequest {
 
     /// The same call with a metadata entry.
     pub fn header(mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
-        self.head.metadata.push((name.into(), value.into()));
+        let (name, value) = (name.into(), value.into());
+        if let Err(err) = self.metadata.push(&name, &value) {
+            self.invalid.get_or_insert(err);
+        }
         self
     }
 

@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use mux_core::rpc::RequestHead;
 use mux_runtime::{EventLoop, LoopConfig, LoopHandle};
 
 use crate::app::ClientApp;
@@ -190,8 +191,10 @@ impl Opener {
     fn submit_with(&self, request: CallRequest, sink: Sink, upload: Option<Arc<Credit>>) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let timeout = request.timeout.or(self.default_timeout);
-        let mut head = request.head;
-        head.deadline = timeout;
+        let (head, invalid) = match request.head(timeout) {
+            Ok(head) => (head, None),
+            Err(err) => (RequestHead::new(request.route.clone()), Some(err)),
+        };
         let call = PendingCall {
             id,
             head,
@@ -202,7 +205,11 @@ impl Opener {
             upload,
             queued: Vec::new(),
         };
-        self.submit_call(call);
+        match invalid {
+            // Nothing to send: the caller learns it through the call itself.
+            Some(err) => call.fail(CallError::Malformed(err.to_string())),
+            None => self.submit_call(call),
+        }
         id
     }
 

@@ -12,7 +12,7 @@ use crate::sessions::SessionHandle;
 #[derive(Debug, Clone)]
 pub struct Request {
     route: String,
-    metadata: Vec<(Bytes, Bytes)>,
+    metadata: Metadata,
     body: Bytes,
     deadline: Option<Instant>,
     session: Option<SessionHandle>,
@@ -21,7 +21,7 @@ pub struct Request {
 impl Request {
     pub(crate) fn new(
         route: String,
-        metadata: Vec<(Bytes, Bytes)>,
+        metadata: Metadata,
         body: Bytes,
         deadline: Option<Instant>,
         session: Option<SessionHandle>,
@@ -50,17 +50,14 @@ impl Request {
         &self.body
     }
 
-    /// The caller's metadata entries.
-    pub fn metadata(&self) -> &[(Bytes, Bytes)] {
+    /// The caller's metadata entries (`:route` and `:deadline-ms` excepted).
+    pub fn metadata(&self) -> &Metadata {
         &self.metadata
     }
 
     /// The value of the first metadata entry named `name`.
-    pub fn header(&self, name: &str) -> Option<&Bytes> {
-        self.metadata
-            .iter()
-            .find(|(n, _)| n == name.as_bytes())
-            .map(|(_, v)| v)
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.metadata.get(name.as_bytes())
     }
 
     /// When the caller stops waiting, if it said.

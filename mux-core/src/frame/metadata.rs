@@ -108,7 +108,7 @@ impl core::fmt::Debug for Metadata {
 }
 
 /// Builds a metadata block entry by entry.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MetadataBuilder {
     block: BytesMut,
 }
@@ -129,6 +129,12 @@ impl MetadataBuilder {
         self.block.put_u16(value_len);
         self.block.put_slice(value);
         Ok(self)
+    }
+
+    /// Appends every entry of `metadata` (already valid: copied as is).
+    pub fn extend(&mut self, metadata: &Metadata) -> &mut Self {
+        self.block.extend_from_slice(&metadata.block);
+        self
     }
 
     /// The finished block.

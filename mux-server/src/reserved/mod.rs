@@ -243,9 +243,8 @@ impl Watchers {
 /// A reserved metadata value as text (`spec/patterns.md` §1.1).
 pub(crate) fn param<'a>(head: &'a RequestHead, name: &[u8]) -> Option<&'a str> {
     head.metadata
-        .iter()
-        .find(|(n, _)| n == name)
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .get(name)
+        .and_then(|v| std::str::from_utf8(v).ok())
 }
 
 /// A reserved metadata value as a number.
