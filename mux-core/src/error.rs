@@ -129,7 +129,7 @@ pub enum FrameError {
         /// The stream ID that was given.
         stream: u32,
     },
-    /// A WINDOW_UPDATE carried an increment of zero (spec §5.9).
+    /// A WINDOW_UPDATE carried an increment of zero (spec §5.7).
     #[error("WINDOW_UPDATE with an increment of 0")]
     ZeroWindowIncrement,
     /// A metadata block did not parse as a sequence of entries (spec §5.2.1).
@@ -287,9 +287,12 @@ impl ConnectionError {
             Self::Protocol(misbehaved) => misbehaved.code(),
             Self::Remote { code } | Self::Local { code } => *code,
             Self::Flood(_) => ErrorCode::ENHANCE_YOUR_CALM,
-            Self::Timeout(Timeout::SettingsAck) => ErrorCode::SETTINGS_TIMEOUT,
-            Self::Timeout(Timeout::Drain) => ErrorCode::CANCEL,
-            Self::Timeout(_) | Self::TransportClosed => ErrorCode::NO_ERROR,
+            // Spec §11.4.1: the peer's preface came but its SETTINGS did not.
+            Self::Timeout(Timeout::SettingsAck | Timeout::Handshake) => ErrorCode::SETTINGS_TIMEOUT,
+            // Spec §11.2.3, §11.3.3: an immediate end, not a graceful
+            // shutdown, which NO_ERROR would promise (§11.3.1).
+            Self::Timeout(Timeout::Drain | Timeout::Keepalive) => ErrorCode::CANCEL,
+            Self::TransportClosed => ErrorCode::NO_ERROR,
         }
     }
 
@@ -342,6 +345,9 @@ pub enum PeerMisbehaved {
     /// A second GOAWAY raised the Last Stream ID of the first (spec §11.3.1).
     #[error("GOAWAY raised its Last Stream ID")]
     GoAwayRaisedLastStream,
+    /// The peer opened a stream (OPEN or PUSH) after it sent GOAWAY (spec §11.3.1).
+    #[error("a stream opened after the peer's own GOAWAY")]
+    StreamOpenedAfterGoAway,
     /// DATA exceeded the connection receive window (spec §9.4.1).
     #[error("DATA beyond the connection window")]
     ConnectionWindowExceeded,
@@ -363,7 +369,7 @@ impl PeerMisbehaved {
                 "6.3"
             }
             Self::UnexpectedSettingsAck => "5.4.2.1",
-            Self::GoAwayRaisedLastStream => "11.3.1",
+            Self::GoAwayRaisedLastStream | Self::StreamOpenedAfterGoAway => "11.3.1",
             Self::ConnectionWindowExceeded => "9.4.1",
             Self::ConnectionWindowOverflow => "9.5.1",
         }

@@ -254,6 +254,9 @@ impl Connection {
         if id.initiator() != Some(Side::Client) {
             return Err(PeerMisbehaved::OpenOnServerStreamId.into());
         }
+        if self.goaway_received.is_some() {
+            return Err(PeerMisbehaved::StreamOpenedAfterGoAway.into());
+        }
         self.accept_peer_id(id)?;
         if !self.admit_peer_stream(id, open.metadata.encoded_len())? {
             return Ok(());
@@ -277,6 +280,9 @@ impl Connection {
         let id = push.promised;
         if self.side == Side::Server {
             return Err(PeerMisbehaved::PushReceivedByServer.into());
+        }
+        if self.goaway_received.is_some() {
+            return Err(PeerMisbehaved::StreamOpenedAfterGoAway.into());
         }
         self.accept_peer_id(id)?;
         let associated = if push.associated.is_connection() {

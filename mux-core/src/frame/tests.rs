@@ -197,6 +197,51 @@ fn invalid_vectors_fail_with_their_code() {
 }
 
 #[test]
+fn vectors_hold_at_a_larger_frame_size_except_those_about_the_limit() {
+    // §14: the vectors assume a receiver limit of 16,384, while mux-server
+    // advertises 65,536. At the larger limit every vector keeps its outcome
+    // except the invalid ones whose declared length lies between the two
+    // (they test §4.1's maximum itself): a runner must skip those.
+    let vectors = vectors();
+    let spec_limit = max_frame_size();
+    let larger = 65_536;
+    for vector in vectors["valid"].as_array().expect("valid list") {
+        let wire = hex(vector["hex"].as_str().expect("hex"));
+        let expected = frame_of(&vector["frame"]);
+        assert_eq!(
+            decode_all(&wire, larger),
+            Ok(Some(expected)),
+            "{}",
+            vector["name"]
+        );
+    }
+    let mut about_the_limit = Vec::new();
+    for vector in vectors["invalid"].as_array().expect("invalid list") {
+        let name = vector["name"].as_str().expect("name");
+        let wire = hex(vector["hex"].as_str().expect("hex"));
+        let declared = match wire.get(..3) {
+            Some(&[a, b, c]) => u32::from_be_bytes([0, a, b, c]),
+            _ => 0,
+        };
+        if declared > spec_limit && declared <= larger {
+            assert_eq!(vector["section"], "4.1", "{name} depends on the limit");
+            about_the_limit.push(name.to_owned());
+            continue;
+        }
+        let code = ErrorCode::from_name(vector["error"].as_str().expect("error name"))
+            .expect("known code");
+        match decode_all(&wire, larger) {
+            Err(err) => assert_eq!(err.code(), code, "{name}: {err}"),
+            Ok(frame) => panic!("{name}: decoded {frame:?} at {larger}, expected {code}"),
+        }
+    }
+    assert!(
+        !about_the_limit.is_empty(),
+        "the vectors test the frame-size limit"
+    );
+}
+
+#[test]
 fn error_code_table_matches_vectors() {
     let vectors = vectors();
     for (name, value) in vectors["error_codes"].as_object().expect("error_codes") {

@@ -9,5 +9,6 @@ mod flow_control;
 mod properties;
 mod protections;
 mod push;
+mod settled;
 mod streams;
 pub(crate) mod util;

@@ -505,6 +505,14 @@ impl Raw {
             self.events.push(event);
         }
     }
+
+    /// The error the connection closed with, as its `Closed` event said.
+    pub(crate) fn closed_error(&self) -> Option<ConnectionError> {
+        self.events.iter().find_map(|event| match event {
+            Event::Closed { error } => error.clone(),
+            _ => None,
+        })
+    }
 }
 
 /// Frame builders for misbehaviour tests (after h2's `frames::` DSL).
