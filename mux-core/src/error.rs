@@ -16,7 +16,7 @@ use core::fmt;
 /// raw value, so the type is a newtype over `u32` with associated constants
 /// rather than an enum.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
 pub struct ErrorCode(pub u32);
 
 impl ErrorCode {

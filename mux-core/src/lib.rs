@@ -50,6 +50,9 @@
 pub mod connection;
 pub mod error;
 pub mod frame;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod patterns;
 pub mod preface;
 pub mod rpc;

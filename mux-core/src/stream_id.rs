@@ -4,7 +4,7 @@ use core::fmt;
 
 /// Which end of a connection an endpoint is (spec §6.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
 pub enum Side {
     /// The endpoint that opened the TCP connection; it opens odd-numbered streams.
     Client,
@@ -86,7 +86,7 @@ impl fmt::Display for StreamId {
     }
 }
 
-#[cfg(feature = "arbitrary")]
+#[cfg(any(test, feature = "arbitrary"))]
 impl<'a> arbitrary::Arbitrary<'a> for StreamId {
     fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
         Ok(Self(u32::arbitrary(u)? & Self::MAX.0))

@@ -26,6 +26,8 @@ pub(crate) struct Hub {
     log_capacity: usize,
     loops: RwLock<Vec<LoopHandle<Command>>>,
     pub(crate) dropped: Arc<AtomicU64>,
+    /// Subscriptions, event streams and session feeds open on every loop.
+    pub(crate) open_feeds: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -49,6 +51,7 @@ impl Hub {
             log_capacity,
             loops: RwLock::new(Vec::new()),
             dropped: Arc::new(AtomicU64::new(0)),
+            open_feeds: Arc::default(),
         }
     }
 

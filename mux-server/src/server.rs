@@ -353,6 +353,13 @@ impl ServerHandle {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Subscriptions, event streams and session feeds open on every loop.
+    pub fn feed_count(&self) -> usize {
+        self.hub
+            .open_feeds
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Event logs the server keeps: those server code appended to.
     pub fn event_log_count(&self) -> usize {
         self.hub.log_count()

@@ -50,6 +50,13 @@ pub fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bo
     }
 }
 
+/// Raises this process's soft limit of open files towards `want` (up to the
+/// hard limit); returns the limit now in force. Tests with thousands of
+/// sockets call it, then size themselves to what they got.
+pub fn raise_open_files(want: u64) -> u64 {
+    rlimit::increase_nofile_limit(want).unwrap_or(1024)
+}
+
 /// Deterministic pseudo-random bytes (xorshift), `len` of them from `seed`.
 pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     let mut state = seed | 1;

@@ -6,7 +6,8 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mux_client::{CallError, Client, Delivery, Resume};
+use mux_client::{CallError, CallRequest, Client, Delivery, Resume};
+use mux_core::patterns::{self, FeedMessage};
 use mux_server::{MemoryStore, Response, Server, SlowSubscriber, Status};
 use mux_testkit::{any_local_address, server_builder, wait_until};
 
@@ -261,16 +262,27 @@ fn long_polls_hold_until_data_and_never_skip_or_repeat() {
     let mut short = client.long_poller("queue", 5, Duration::from_millis(50));
     assert!(short.poll().expect("poll").is_empty());
     assert_eq!(short.cursor(), 5);
-    // Data arriving during the hold ends it at once.
-    let appender = {
-        let handle = handle.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(50));
-            handle.append_event("queue", "job", "6");
-        })
-    };
+    // A poll with nothing new is held: opened before an echo on the same
+    // connection, it is parked on the server once the echo is answered, and
+    // has no answer until an entry arrives, which ends it at once.
+    let mut held = client.open_stream(
+        CallRequest::new(patterns::LONG_POLL, "")
+            .header(patterns::STREAM, "queue")
+            .header(patterns::AFTER, "5")
+            .header(patterns::WAIT_MS, "10000"),
+    );
+    assert_eq!(client.call("echo", "x").expect("echo").body, "x");
+    assert!(
+        held.try_next().is_none(),
+        "answered before any entry arrived"
+    );
+    handle.append_event("queue", "job", "6");
+    assert_eq!(held.head().expect("answered").status, Status::OK);
+    match held.next_timeout(WAIT).map(|m| m.map(FeedMessage::decode)) {
+        Some(Ok(Ok(FeedMessage::Event { id, .. }))) => assert_eq!(id, 6),
+        other => panic!("expected event 6, got {other:?}"),
+    }
     let next: Vec<u64> = poller.poll().expect("poll").iter().map(|e| e.id).collect();
-    appender.join().expect("appender");
     assert_eq!(next, [6]);
 }
 
@@ -349,7 +361,7 @@ fn expired_sessions_and_old_gaps_are_clear_errors() {
 
 #[test]
 fn pushes_reach_a_handler_and_a_refusing_client_gets_none() {
-    let (server, _clock) = demo();
+    let server = server_builder().threads(1).start().expect("server");
     let (sender, receiver) = mpsc::sync_channel(64);
     let accepting = Client::builder(server.local_addr())
         .on_push(move |push| {
@@ -369,15 +381,31 @@ fn pushes_reach_a_handler_and_a_refusing_client_gets_none() {
     };
     assert_eq!(&push.body[..], b"hello");
     assert_eq!(push.associated, None);
+    // A client that refuses pushes (MAX_CONCURRENT_STREAMS 0) is sent none:
+    // its handler would count them.
+    let refused = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = Arc::clone(&refused);
     let refusing = Client::builder(server.local_addr())
         .refuse_pushes()
+        .on_push(move |_| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
         .connect()
         .expect("connect");
     server
         .handle()
-        .push_all([(&b"kind"[..], &b"test"[..])], "ignored")
+        .push_all([(&b"kind"[..], &b"second"[..])], "seen by one")
         .expect("push");
+    loop {
+        let push = receiver.recv_timeout(WAIT).expect("the second push");
+        if push.metadata.get(b"kind") == Some(&b"second"[..]) {
+            break;
+        }
+    }
+    // One loop serves both clients: the push to the accepting one went out
+    // with any to the refusing one, before this echo's answer.
     assert!(refusing.call("echo", "fine").is_ok());
+    assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), 0);
     drop(accepting);
 }
 
@@ -409,7 +437,11 @@ fn dropping_a_subscription_unsubscribes() {
     let (server, _clock) = demo();
     let client = Client::connect(server.local_addr()).expect("connect");
     let sub = client.subscribe("bye").expect("subscribe");
+    assert_eq!(server.handle().feed_count(), 1);
     drop(sub);
+    wait_until(WAIT, "the server to drop the subscription", || {
+        server.handle().feed_count() == 0
+    });
     let mut other = client.subscribe("bye").expect("subscribe again");
     client.publish("bye", "x").expect("publish");
     assert!(matches!(

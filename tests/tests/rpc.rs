@@ -1,5 +1,6 @@
 //! Request/response over real sockets.
 
+use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
 use mux_client::{CallError, CallRequest, Client};
@@ -29,18 +30,34 @@ fn unknown_route_is_not_found() {
 
 #[test]
 fn blocking_handler_runs_off_the_loop() {
+    // The blocking handler waits for a call the loop answers inline: it can
+    // only finish if the loop keeps serving while it blocks.
+    let (started_tx, started) = mpsc::channel();
+    let started_tx = Mutex::new(started_tx);
+    let (echoed_tx, echoed) = mpsc::channel::<()>();
+    let echoed = Mutex::new(echoed);
     let server = server_builder()
-        .route_blocking("slow", |req| {
-            std::thread::sleep(Duration::from_millis(50));
+        .threads(1)
+        .route_blocking("slow", move |req| {
+            let _ = started_tx.lock().expect("lock").send(());
+            echoed
+                .lock()
+                .expect("lock")
+                .recv_timeout(Duration::from_secs(10))
+                .map_err(|_| "the loop did not answer while a handler blocked")?;
             Ok(Response::ok(req.body().clone()))
         })
         .start()
         .expect("server starts");
     let client = Client::connect(server.local_addr()).expect("client connects");
-    let slow = client.call_async("slow", "late");
-    // The loop keeps answering inline routes while the worker sleeps.
+    let mut slow = client.call_async("slow", "late");
+    started
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the blocking handler started");
     let fast = client.call("echo", "early").expect("echo");
     assert_eq!(&fast.body[..], b"early");
+    assert!(slow.try_result().is_none(), "answered out of order");
+    echoed_tx.send(()).expect("the handler waits");
     assert_eq!(&slow.wait().expect("slow").body[..], b"late");
 }
 

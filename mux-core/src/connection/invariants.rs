@@ -87,6 +87,44 @@ impl Connection {
             }
             queued += stream.send.queued_bytes;
             held += stream.recv.queue.held();
+            // Spec §13.1.2: every queued boundary and segment came with a
+            // byte or with an empty frame, which the flood budget charged.
+            let queue = &stream.recv.queue;
+            let paid = queue.held() as u64 + self.stats.empty_frames + 1;
+            if queue.boundaries() as u64 > paid || queue.segments() as u64 > paid {
+                return fail(format!(
+                    "stream {id} keeps {} boundaries and {} segments for {} bytes",
+                    queue.boundaries(),
+                    queue.segments(),
+                    queue.held()
+                ));
+            }
+        }
+        // Answers queued while the transport is not written: reading stops at
+        // MAX_QUEUED_CONTROL, and one read adds at most a burst of each flood
+        // budget, a credit per stream and our own PINGs.
+        let floods = &self.config.floods;
+        let bursts = [
+            floods.peer_resets,
+            floods.refused_streams,
+            floods.pings,
+            floods.settings,
+            floods.empty_frames,
+            floods.stream_errors,
+        ]
+        .iter()
+        .map(|b| b.burst as usize)
+        .sum::<usize>();
+        let control_cap = super::MAX_QUEUED_CONTROL
+            + bursts
+            + 2 * self.config.max_concurrent_streams as usize
+            + 2 * super::MAX_OUTSTANDING_PINGS
+            + 16;
+        if self.control.len() > control_cap {
+            return fail(format!(
+                "{} control frames queued, above {control_cap}",
+                self.control.len()
+            ));
         }
         if (local, peer) != self.streams.active() {
             return fail(format!(

@@ -102,10 +102,16 @@ impl RecvQueue {
             + self.segments.len() * SEGMENT_OVERHEAD
     }
 
-    /// Segments queued (for tests of the packing).
-    #[cfg(test)]
+    /// Segments queued.
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn segments(&self) -> usize {
         self.segments.len()
+    }
+
+    /// Message boundaries queued.
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn boundaries(&self) -> usize {
+        self.segments.iter().map(|s| s.boundaries.len()).sum()
     }
 
     /// Appends a DATA frame's payload and flags.

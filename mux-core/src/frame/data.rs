@@ -13,7 +13,7 @@ use crate::stream_id::StreamId;
 
 /// A DATA frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
 pub struct Data {
     /// The stream; never 0.
     pub stream: StreamId,
@@ -23,7 +23,7 @@ pub struct Data {
     /// The sender will send nothing more on this stream (spec §6.2).
     pub end_stream: bool,
     /// The bytes; a zero-copy slice of the read buffer when decoded.
-    #[cfg_attr(feature = "arbitrary", arbitrary(with = super::arbitrary_bytes))]
+    #[cfg_attr(any(test, feature = "arbitrary"), arbitrary(with = super::arbitrary_bytes))]
     pub payload: Bytes,
 }
 

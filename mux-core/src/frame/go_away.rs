@@ -17,14 +17,14 @@ use crate::stream_id::StreamId;
 
 /// A GOAWAY frame (always on stream 0).
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
 pub struct GoAway {
     /// The highest peer-initiated stream the sender has processed or may still process.
     pub last_stream: StreamId,
     /// `NO_ERROR` for a graceful shutdown, otherwise why the connection ends.
     pub code: ErrorCode,
     /// Diagnostic bytes for humans; carries no protocol meaning.
-    #[cfg_attr(feature = "arbitrary", arbitrary(with = super::arbitrary_bytes))]
+    #[cfg_attr(any(test, feature = "arbitrary"), arbitrary(with = super::arbitrary_bytes))]
     pub debug: Bytes,
 }
 

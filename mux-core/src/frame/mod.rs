@@ -85,7 +85,7 @@ pub struct Unknown {
 
 /// Any mux frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
 pub enum Frame {
     /// DATA (spec §5.1).
     Data(Data),
@@ -433,7 +433,7 @@ impl Frame {
     }
 }
 
-#[cfg(feature = "arbitrary")]
+#[cfg(any(test, feature = "arbitrary"))]
 impl<'a> arbitrary::Arbitrary<'a> for Unknown {
     fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
         Ok(Self {
@@ -446,7 +446,7 @@ impl<'a> arbitrary::Arbitrary<'a> for Unknown {
 }
 
 /// Arbitrary payload bytes, for the fuzz targets.
-#[cfg(feature = "arbitrary")]
+#[cfg(any(test, feature = "arbitrary"))]
 fn arbitrary_bytes(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<Bytes> {
     let len = u.arbitrary_len::<u8>()?;
     Ok(Bytes::copy_from_slice(u.bytes(len)?))

@@ -15,7 +15,7 @@ use crate::stream_id::StreamId;
 
 /// An OPEN frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
 pub struct Open {
     /// The stream being opened; odd (client-initiated) on a valid connection.
     pub stream: StreamId,

@@ -9,7 +9,7 @@
 
 /// A PING frame (always on stream 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
 pub struct Ping {
     /// This is the answer to a PING with the same payload.
     pub ack: bool,

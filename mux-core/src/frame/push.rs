@@ -19,7 +19,7 @@ use crate::stream_id::StreamId;
 
 /// A PUSH frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
 pub struct Push {
     /// The stream being opened by the server; even and non-zero.
     pub promised: StreamId,

@@ -11,7 +11,7 @@ use crate::stream_id::StreamId;
 
 /// A RESET frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
 pub struct Reset {
     /// The stream; never 0.
     pub stream: StreamId,

@@ -20,7 +20,7 @@ use crate::error::{ErrorCode, FrameError};
 
 /// A setting identifier (spec §5.4.1). Unknown identifiers are ignored (spec §4.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
 pub struct SettingId(pub u16);
 
 impl SettingId {
@@ -156,7 +156,7 @@ impl core::fmt::Debug for Settings {
     }
 }
 
-#[cfg(feature = "arbitrary")]
+#[cfg(any(test, feature = "arbitrary"))]
 impl<'a> arbitrary::Arbitrary<'a> for Settings {
     fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
         if u.arbitrary()? {

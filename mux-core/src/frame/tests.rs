@@ -164,10 +164,11 @@ fn valid_vectors_decode_and_encode_byte_exact() {
 #[test]
 fn noncanonical_vectors_decode_to_their_frame() {
     let vectors = vectors();
-    for vector in vectors["noncanonical"]
+    let list = vectors["noncanonical"]
         .as_array()
-        .expect("noncanonical list")
-    {
+        .expect("noncanonical list");
+    assert!(list.len() >= 2, "too few noncanonical vectors");
+    for vector in list {
         let wire = hex(vector["hex"].as_str().expect("hex"));
         let expected = frame_of(&vector["frame"]);
         assert_eq!(
@@ -254,10 +255,17 @@ fn error_code_table_matches_vectors() {
 #[test]
 fn preface_vectors() {
     let vectors = vectors();
-    for vector in vectors["preface"]["valid"]
+    let valid = vectors["preface"]["valid"]
         .as_array()
-        .expect("valid prefaces")
-    {
+        .expect("valid prefaces");
+    let invalid = vectors["preface"]["invalid"]
+        .as_array()
+        .expect("invalid prefaces");
+    assert!(
+        !valid.is_empty() && !invalid.is_empty(),
+        "too few preface vectors"
+    );
+    for vector in valid {
         let mut buf = BytesMut::from(&hex(vector["hex"].as_str().expect("hex"))[..]);
         let version = vector["version"].as_u64().expect("version") as u16;
         assert_eq!(
@@ -267,10 +275,7 @@ fn preface_vectors() {
             vector["name"]
         );
     }
-    for vector in vectors["preface"]["invalid"]
-        .as_array()
-        .expect("invalid prefaces")
-    {
+    for vector in invalid {
         let mut buf = BytesMut::from(&hex(vector["hex"].as_str().expect("hex"))[..]);
         let code = ErrorCode::from_name(vector["error"].as_str().expect("error")).expect("code");
         let err = Preface::decode(&mut buf).expect_err("invalid preface");

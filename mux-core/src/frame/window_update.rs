@@ -10,7 +10,7 @@ use crate::stream_id::StreamId;
 
 /// A WINDOW_UPDATE frame; stream 0 credits the connection window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
 pub struct WindowUpdate {
     /// The stream whose window grows, or stream 0 for the connection.
     pub stream: StreamId,

@@ -225,14 +225,22 @@ fn small_message_overtakes_a_bulk_transfer() {
     let mut out = bytes::BytesMut::new();
     let _ = pair.client.conn.poll_transmit(pair.now, &mut out);
     let mut data_frames_before_small = 0;
+    let mut small_seen = false;
     while let Ok(Some(frame)) = Frame::decode(&mut out, crate::frame::MAX_LENGTH_FIELD) {
         if let Frame::Data(data) = frame {
             if data.stream == small {
+                assert_eq!(data.payload.len(), 64);
+                assert!(data.end_message && data.end_stream);
+                small_seen = true;
                 break;
             }
             data_frames_before_small += 1;
         }
     }
+    assert!(
+        small_seen,
+        "the small message was not sent in this transmit"
+    );
     assert!(
         data_frames_before_small <= 1,
         "{data_frames_before_small} bulk frames went first"

@@ -6,6 +6,7 @@
 
 mod connection_management;
 mod flow_control;
+mod fuzz_seeds;
 mod properties;
 mod protections;
 mod push;

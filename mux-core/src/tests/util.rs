@@ -180,7 +180,12 @@ impl Endpoint {
 
     /// Reads everything available on `id` into `received`.
     pub(crate) fn read_stream(&mut self, id: StreamId) {
-        while let Ok(Some(chunk)) = self.conn.read(id, usize::MAX) {
+        self.read_some(id, usize::MAX);
+    }
+
+    /// Reads what is available on `id`, `max` bytes per chunk, into `received`.
+    pub(crate) fn read_some(&mut self, id: StreamId, max: usize) {
+        while let Ok(Some(chunk)) = self.conn.read(id, max) {
             let buf = self.received.entry(id).or_default();
             buf.extend_from_slice(&chunk.bytes);
             if chunk.end_message {

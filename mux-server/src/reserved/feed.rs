@@ -5,6 +5,8 @@
 //! [`Feeds`] holds every feed of a loop.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use mux_core::patterns::FeedMessage;
@@ -142,14 +144,25 @@ pub(crate) fn event_message(entry: &Entry) -> Bytes {
 }
 
 /// Every feed of one loop, by stream.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Feeds {
     map: StreamMap<Feed>,
+    /// Feeds of every loop of the server (`ServerHandle::feed_count`).
+    open: Arc<AtomicUsize>,
 }
 
 impl Feeds {
+    pub(crate) fn new(open: Arc<AtomicUsize>) -> Self {
+        Self {
+            map: StreamMap::default(),
+            open,
+        }
+    }
+
     pub(crate) fn insert(&mut self, key: ConnKey, id: StreamId, feed: Feed) {
-        self.map.insert(key, id, feed);
+        if self.map.insert(key, id, feed).is_none() {
+            self.open.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn contains(&self, key: ConnKey, id: StreamId) -> bool {
@@ -215,13 +228,16 @@ impl Feeds {
 
     /// Removes a feed, returning its kind.
     pub(crate) fn remove(&mut self, key: ConnKey, id: StreamId) -> Option<FeedKind> {
-        self.map.remove(key, id).map(|feed| feed.kind)
+        let feed = self.map.remove(key, id)?;
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        Some(feed.kind)
     }
 
     /// Removes every feed of a connection.
     pub(crate) fn remove_conn(&mut self, key: ConnKey) -> Vec<(StreamId, FeedKind)> {
-        self.map
-            .remove_conn(key)
+        let removed = self.map.remove_conn(key);
+        self.open.fetch_sub(removed.len(), Ordering::Relaxed);
+        removed
             .into_iter()
             .map(|(id, feed)| (id, feed.kind))
             .collect()

@@ -80,10 +80,11 @@ impl ReservedCall<'_, '_> {
 
 impl Reserved {
     pub(crate) fn new(hub: Arc<Hub>, policy: SlowSubscriber) -> Self {
+        let feeds = Feeds::new(Arc::clone(&hub.open_feeds));
         Self {
             hub,
             policy,
-            feeds: Feeds::default(),
+            feeds,
             subscriptions: Subscriptions::default(),
             event_watchers: Watchers::default(),
             session_watchers: Watchers::default(),
