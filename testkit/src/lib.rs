@@ -1,12 +1,14 @@
 //! What mux's integration tests, examples, tour and benchmark share, written
 //! once: servers on loopback port 0, bounded waits that fail with a clear
 //! message, deterministic data and its hash, a minimal executor, a raw mux
-//! peer ([`RawPeer`]), plain-TCP upstreams ([`upstream`]) and launchers of
-//! external programs ([`programs`]).
+//! peer ([`RawPeer`]), a raw-frame attacker ([`Attacker`]), plain-TCP
+//! upstreams ([`upstream`]) and launchers of external programs
+//! ([`programs`]).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod attacker;
 pub mod programs;
 mod raw_peer;
 pub mod upstream;
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 pub use mux_server::demo::fnv1a;
 use mux_server::{Response, Server, ServerBuilder};
 
+pub use self::attacker::Attacker;
 pub use self::raw_peer::RawPeer;
 
 /// Loopback, port 0: the kernel picks a free port.

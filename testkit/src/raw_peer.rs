@@ -66,4 +66,41 @@ impl RawPeer {
         }
         Ok(events)
     }
+
+    /// Sends `body` on `id` (ending the stream with it) as far as the
+    /// peer's windows let it, pumping meanwhile; gives up on a stream that
+    /// makes no progress for 50 pumps (held back by flow control) or that
+    /// the peer reset. Returns the bytes that went out, and the resets seen.
+    pub fn send_body(
+        &mut self,
+        id: mux_core::StreamId,
+        body: &bytes::Bytes,
+    ) -> std::io::Result<(usize, Vec<(mux_core::StreamId, mux_core::ErrorCode)>)> {
+        let mut resets = Vec::new();
+        let mut sent = 0;
+        let mut idle_pumps = 0;
+        while sent < body.len() && idle_pumps < 50 {
+            let end = body.len().min(sent + 64 * 1024);
+            match self
+                .conn
+                .send(id, body.slice(sent..end), false, end == body.len())
+            {
+                Ok(0) => idle_pumps += 1,
+                Ok(n) => {
+                    sent += n;
+                    idle_pumps = 0;
+                }
+                Err(_) => break, // reset by the peer
+            }
+            for event in self.pump(256 * 1024)? {
+                if let mux_core::Event::StreamReset { id, code } = event {
+                    resets.push((id, code));
+                }
+            }
+            if resets.iter().any(|(reset, _)| *reset == id) {
+                break;
+            }
+        }
+        Ok((sent, resets))
+    }
 }

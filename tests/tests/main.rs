@@ -1,6 +1,7 @@
 //! Integration tests over real loopback sockets: one test binary with a
 //! module per area, so that it links once.
 
+mod attacks;
 mod limits;
 mod memory;
 mod patterns;
