@@ -31,6 +31,8 @@ pub struct EventLog {
     capacity: usize,
     last_id: u64,
     epoch: u64,
+    /// When the newest entry was appended (for eviction).
+    last_appended: Option<std::time::Instant>,
 }
 
 impl EventLog {
@@ -44,6 +46,7 @@ impl EventLog {
             capacity: capacity.max(1),
             last_id: 0,
             epoch: hasher.finish().max(1), // 0 means "no log yet" (Hub::position)
+            last_appended: None,
         }
     }
 
@@ -53,8 +56,14 @@ impl EventLog {
         self.epoch
     }
 
+    /// When the newest entry was appended, if ever.
+    pub fn last_appended(&self) -> Option<std::time::Instant> {
+        self.last_appended
+    }
+
     /// Appends an entry; returns it with its id.
     pub fn append(&mut self, kind: &str, data: Bytes) -> Entry {
+        self.last_appended = Some(std::time::Instant::now());
         self.last_id += 1;
         let entry = Entry {
             id: self.last_id,

@@ -19,6 +19,23 @@ use crate::command::Command;
 use crate::event_log::{Entry, EventLog, Gap};
 use crate::sessions::{SessionEvents, SessionHandle, SessionStore};
 
+/// Event logs a server keeps at most. Logs exist because server code
+/// appends to them; a server that names logs after its clients could still
+/// make them many, so past this count the log appended to least recently
+/// goes (its readers resume in a new epoch, `spec/patterns.md` §5.3).
+const MAX_EVENT_LOGS: usize = 10_000;
+
+/// Drops the log whose newest entry is the oldest of all.
+fn evict_quietest(logs: &mut HashMap<String, EventLog>) {
+    let quietest = logs
+        .iter()
+        .min_by_key(|(_, log)| log.last_appended())
+        .map(|(name, _)| name.clone());
+    if let Some(name) = quietest {
+        logs.remove(&name);
+    }
+}
+
 pub(crate) struct Hub {
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) sessions: Arc<dyn SessionStore>,
@@ -92,6 +109,9 @@ impl Hub {
     pub(crate) fn append(&self, stream: &str, kind: &str, data: Bytes) -> u64 {
         let entry = {
             let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+            if !logs.contains_key(stream) && logs.len() >= MAX_EVENT_LOGS {
+                evict_quietest(&mut logs);
+            }
             logs.entry(stream.to_owned())
                 .or_insert_with(|| EventLog::new(self.log_capacity))
                 .append(kind, data)
@@ -164,5 +184,27 @@ impl SessionEvents for Hub {
             entry: entry.clone(),
         });
         Some(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_appended_to_least_recently_is_evicted_first() {
+        let mut logs = HashMap::new();
+        for name in ["old", "middle", "new"] {
+            let mut log = EventLog::new(4);
+            log.append("kind", Bytes::from_static(b"x"));
+            logs.insert(name.to_owned(), log);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        if let Some(old) = logs.get_mut("old") {
+            old.append("kind", Bytes::from_static(b"again")); // now the newest
+        }
+        evict_quietest(&mut logs);
+        assert!(!logs.contains_key("middle"), "{:?}", logs.keys());
+        assert_eq!(logs.len(), 2);
     }
 }
