@@ -68,6 +68,8 @@ fn serve_mux() -> Result<(), String> {
         .connection_config(config)
         .max_connections_per_thread(20_000)
         .slow_subscriber_policy(mux_server::SlowSubscriber::DropOldest { queue: 100_000 })
+        // 100,000 messages of 64 bytes: the byte cap must not bind first.
+        .feed_queue_bytes(16 << 20)
         .route("echo", |req| Ok(Response::ok(req.body().clone())))
         .route_streaming("sink", |_| {
             Box::new(mux_server::demo::ByteCounter::default())

@@ -17,7 +17,6 @@ use mux_core::rpc::{RequestHead, Status};
 use mux_core::{ErrorCode, Event, StreamId};
 use mux_runtime::{App, BodyBuffer, ConnKey, Ctx, LoopError, LoopHandle, StreamMap};
 
-use crate::broker::SlowSubscriber;
 use crate::budget::Budget;
 use crate::command::Command;
 use crate::handler::{end_sink, run, Handler};
@@ -25,7 +24,7 @@ use crate::hub::Hub;
 use crate::replies::Replies;
 use crate::request::{BodySink, Request, Response};
 use crate::reserved::polls_timer;
-use crate::reserved::{PublishStream, Reserved, ReservedCall};
+use crate::reserved::{FeedLimits, PublishStream, Reserved, ReservedCall};
 use crate::workers::Job;
 
 /// App timer tokens besides the long polls' (`reserved::polls_timer`).
@@ -82,7 +81,7 @@ impl ServerApp {
         jobs: Option<Sender<Job>>,
         hub: Arc<Hub>,
         max_request_body: usize,
-        policy: SlowSubscriber,
+        feed_limits: FeedLimits,
         budget: Budget,
     ) -> Self {
         Self {
@@ -93,7 +92,7 @@ impl ServerApp {
             max_request_body,
             pending: StreamMap::default(),
             replies: Replies::default(),
-            reserved: Reserved::new(hub, policy),
+            reserved: Reserved::new(hub, feed_limits),
             budget,
             shutting_down: false,
             missed: Arc::default(),

@@ -46,6 +46,6 @@ pub use mux_runtime::{LoopConfig, SocketOptions};
 pub use request::{BodySink, HandlerError, HandlerResult, Request, Response};
 pub use server::{
     Server, ServerBuilder, ServerHandle, DEFAULT_ADDR, DEFAULT_CONNECTION_MEMORY,
-    DEFAULT_SERVER_MEMORY,
+    DEFAULT_FEED_QUEUE_BYTES, DEFAULT_SERVER_MEMORY,
 };
 pub use sessions::{MemoryStore, SessionHandle, SessionStore};

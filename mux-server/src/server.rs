@@ -21,6 +21,7 @@ use crate::command::Command;
 use crate::handler::Handler;
 use crate::hub::Hub;
 use crate::request::{BodySink, HandlerResult, Request};
+use crate::reserved::FeedLimits;
 use crate::sessions::{MemoryStore, SessionHandle, SessionStore};
 use crate::workers::WorkerPool;
 
@@ -28,6 +29,10 @@ use crate::workers::WorkerPool;
 /// protocol's own buffers: twice the default largest request body, so that
 /// one upload and the answers before it fit.
 pub const DEFAULT_CONNECTION_MEMORY: usize = 32 << 20;
+
+/// What one subscription, event stream or session feed may hold for a slow
+/// subscriber by default.
+pub const DEFAULT_FEED_QUEUE_BYTES: usize = 1 << 20;
 
 /// What all connections may make the server hold by default.
 pub const DEFAULT_SERVER_MEMORY: usize = 1 << 30;
@@ -55,6 +60,7 @@ pub struct ServerBuilder {
     broker: Option<Arc<dyn Broker>>,
     sessions: Option<Arc<dyn SessionStore>>,
     slow_subscriber: SlowSubscriber,
+    feed_queue_bytes: usize,
     log_capacity: usize,
 }
 
@@ -86,6 +92,7 @@ impl Default for ServerBuilder {
             broker: None,
             sessions: None,
             slow_subscriber: SlowSubscriber::default(),
+            feed_queue_bytes: DEFAULT_FEED_QUEUE_BYTES,
             log_capacity: 1024,
         }
     }
@@ -208,6 +215,15 @@ impl ServerBuilder {
         self
     }
 
+    /// Bytes a subscription, event stream or session feed may hold for a
+    /// subscriber that does not keep up (default 1 MiB; the newest message is
+    /// always kept). Past it the slow-subscriber policy applies, as past its
+    /// message count.
+    pub fn feed_queue_bytes(mut self, bytes: usize) -> Self {
+        self.feed_queue_bytes = bytes;
+        self
+    }
+
     /// Entries each event log keeps for replay (default 1,024).
     pub fn event_log_capacity(mut self, entries: usize) -> Self {
         self.log_capacity = entries.max(1);
@@ -250,7 +266,10 @@ impl ServerBuilder {
                 workers.sender(),
                 Arc::clone(&hub),
                 self.max_request_body,
-                self.slow_subscriber,
+                FeedLimits {
+                    policy: self.slow_subscriber,
+                    max_bytes: self.feed_queue_bytes,
+                },
                 Budget::new(limits.clone(), n),
             );
             app.missed = Arc::clone(&event_loop_missed);

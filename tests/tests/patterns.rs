@@ -136,6 +136,42 @@ fn a_slow_subscriber_loses_the_oldest_and_is_told_how_many() {
 }
 
 #[test]
+fn a_slow_subscribers_queue_is_bounded_in_bytes_too() {
+    // A policy that allows 100,000 messages, but a 64 KiB byte cap: with
+    // 16 KiB publications, the cap binds long before the count.
+    let config = mux_server::core::Config {
+        stream_send_buffer: 16 * 1024,
+        ..mux_server::core::Config::default()
+    };
+    let server = server_builder()
+        .slow_subscriber_policy(SlowSubscriber::DropOldest { queue: 100_000 })
+        .feed_queue_bytes(64 * 1024)
+        .connection_config(config)
+        .start()
+        .expect("server");
+    let subscriber = Client::connect(server.local_addr()).expect("connect");
+    let mut sub = subscriber.subscribe("big").expect("subscribe");
+    let publisher = Client::connect(server.local_addr()).expect("publisher");
+    let payload = vec![b'x'; 16 * 1024];
+    let published = 1000u64;
+    for _ in 0..published {
+        publisher.publish("big", payload.clone()).expect("publish");
+    }
+    publisher.publish("big", "last").expect("publish");
+    let (mut received, mut lost) = (0u64, 0u64);
+    loop {
+        match sub.next_timeout(WAIT) {
+            Some(Ok(Delivery::Message { payload, .. })) if &payload[..] == b"last" => break,
+            Some(Ok(Delivery::Message { .. })) => received += 1,
+            Some(Ok(Delivery::Lost(count))) => lost += count,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(lost > 0, "the byte cap dropped nothing");
+    assert_eq!(received + lost, published);
+}
+
+#[test]
 fn a_slow_subscriber_can_be_disconnected_instead() {
     let server = slow_subscriber_server(SlowSubscriber::Disconnect { queue: 16 });
     let subscriber = Client::connect(server.local_addr()).expect("connect");

@@ -75,7 +75,7 @@ impl Reserved {
             FeedKind::Session { token } => self.session_watchers.add(token, key, id),
             FeedKind::Subscription { .. } => {}
         }
-        let mut feed = Feed::new(kind, self.policy);
+        let mut feed = Feed::new(kind, self.feed_limits);
         feed.last_id = last_id;
         self.feeds.insert(key, id, feed);
         for entry in entries {

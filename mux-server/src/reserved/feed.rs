@@ -24,6 +24,15 @@ pub(crate) enum FeedKind {
     Session { token: String },
 }
 
+/// What a feed may hold for a subscriber that does not keep up: the
+/// slow-subscriber policy's message count, and a byte cap (the newest
+/// message is always kept, however large).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FeedLimits {
+    pub(crate) policy: SlowSubscriber,
+    pub(crate) max_bytes: usize,
+}
+
 /// One feed.
 #[derive(Debug)]
 pub(crate) struct Feed {
@@ -32,9 +41,11 @@ pub(crate) struct Feed {
     queue: VecDeque<Bytes>,
     /// The front of `queue` is the rest of a message already partly sent.
     partial_front: bool,
+    /// Bytes in `queue`.
+    queued_bytes: usize,
     /// Messages dropped since the last delivery, to announce.
     lost: u64,
-    policy: SlowSubscriber,
+    limits: FeedLimits,
     /// The highest event id delivered, to skip duplicates between a replay
     /// and the live entries that raced it.
     pub(crate) last_id: u64,
@@ -45,13 +56,14 @@ pub(crate) struct Feed {
 pub(crate) struct TooSlow;
 
 impl Feed {
-    pub(crate) fn new(kind: FeedKind, policy: SlowSubscriber) -> Self {
+    pub(crate) fn new(kind: FeedKind, limits: FeedLimits) -> Self {
         Self {
             kind,
             queue: VecDeque::new(),
             partial_front: false,
+            queued_bytes: 0,
             lost: 0,
-            policy,
+            limits,
             last_id: 0,
         }
     }
@@ -69,25 +81,32 @@ impl Feed {
         id: StreamId,
         message: Bytes,
     ) -> Result<(), TooSlow> {
-        let limit = match self.policy {
+        let limit = match self.limits.policy {
             SlowSubscriber::DropOldest { queue } | SlowSubscriber::Disconnect { queue } => {
                 queue.max(1)
             }
         };
+        self.queued_bytes += message.len();
         self.queue.push_back(message);
         self.flush(conn, id);
-        let waiting = self.queue.len() - usize::from(self.partial_front);
-        if waiting > limit {
-            match self.policy {
+        loop {
+            let waiting = self.queue.len() - usize::from(self.partial_front);
+            let over =
+                waiting > limit || (waiting > 1 && self.queued_bytes > self.limits.max_bytes);
+            if !over {
+                return Ok(());
+            }
+            match self.limits.policy {
                 SlowSubscriber::Disconnect { .. } => return Err(TooSlow),
                 SlowSubscriber::DropOldest { .. } => {
                     let index = usize::from(self.partial_front);
-                    let _ = self.queue.remove(index);
+                    if let Some(dropped) = self.queue.remove(index) {
+                        self.queued_bytes -= dropped.len();
+                    }
                     self.lost += 1;
                 }
             }
         }
-        Ok(())
     }
 
     /// Writes queued messages while the stream takes them (after `Writable`).
@@ -107,10 +126,12 @@ impl Feed {
             match conn.send(id, front.clone(), true, false) {
                 Ok(accepted) if accepted == len => {
                     self.queue.pop_front();
+                    self.queued_bytes -= len;
                     self.partial_front = false;
                 }
                 Ok(accepted) => {
                     let _ = front.split_to(accepted);
+                    self.queued_bytes -= accepted;
                     self.partial_front = self.partial_front || accepted > 0;
                     return;
                 }

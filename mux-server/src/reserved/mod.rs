@@ -23,13 +23,13 @@ use mux_core::rpc::{RequestHead, ResponseHead, Status};
 use mux_core::StreamId;
 use mux_runtime::{ConnKey, Ctx};
 
+pub(crate) use self::feed::FeedLimits;
 use self::feed::{FeedKind, Feeds};
 pub(crate) use self::polls::polls_timer;
 use self::polls::LongPolls;
 pub(crate) use self::publish_stream::PublishStream;
 use self::pubsub::Subscriptions;
 pub(crate) use self::sessions::unknown_session;
-use crate::broker::SlowSubscriber;
 use crate::hub::Hub;
 use crate::replies::Replies;
 use crate::request::Response;
@@ -38,7 +38,7 @@ use crate::request::Response;
 #[derive(Debug)]
 pub(crate) struct Reserved {
     hub: Arc<Hub>,
-    policy: SlowSubscriber,
+    feed_limits: FeedLimits,
     feeds: Feeds,
     subscriptions: Subscriptions,
     /// Feeds by event stream name (`spec/patterns.md` §5).
@@ -79,11 +79,11 @@ impl ReservedCall<'_, '_> {
 }
 
 impl Reserved {
-    pub(crate) fn new(hub: Arc<Hub>, policy: SlowSubscriber) -> Self {
+    pub(crate) fn new(hub: Arc<Hub>, feed_limits: FeedLimits) -> Self {
         let feeds = Feeds::new(Arc::clone(&hub.open_feeds));
         Self {
             hub,
-            policy,
+            feed_limits,
             feeds,
             subscriptions: Subscriptions::default(),
             event_watchers: Watchers::default(),

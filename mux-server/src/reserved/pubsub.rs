@@ -80,7 +80,8 @@ impl Reserved {
         let kind = FeedKind::Subscription {
             pattern: pattern.to_owned(),
         };
-        self.feeds.insert(key, id, Feed::new(kind, self.policy));
+        self.feeds
+            .insert(key, id, Feed::new(kind, self.feed_limits));
         Ok(())
     }
 
