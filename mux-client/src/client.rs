@@ -326,7 +326,11 @@ impl Client {
     fn stop(&mut self) {
         let _ = self.opener.handle.send(Command::Shutdown);
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            // Dropped inside one of its own callbacks, on the loop thread: the
+            // loop stops once the callback returns; it cannot wait for itself.
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
         }
     }
 }

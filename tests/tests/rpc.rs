@@ -74,3 +74,29 @@ fn deadline_exceeded() {
     let result = client.call_with(CallRequest::new("slow", "").timeout(Duration::from_millis(50)));
     assert_eq!(result, Err(CallError::DeadlineExceeded));
 }
+
+#[test]
+fn a_client_dropped_inside_its_own_callback_stops_cleanly() {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    let server = server_builder().start().expect("server starts");
+    let holder = std::sync::Arc::new(Mutex::new(None::<Client>));
+    let (done_tx, done) = mpsc::channel();
+    let in_callback = std::sync::Arc::clone(&holder);
+    let client = Client::connect(server.local_addr()).expect("client connects");
+    *holder.lock().expect("lock") = Some(client);
+    let guard = holder.lock().expect("lock");
+    let Some(client) = guard.as_ref() else {
+        panic!("the client is held");
+    };
+    client.call_with_callback(CallRequest::new("echo", "x"), move |_| {
+        // The last owner drops the client on its own loop thread.
+        let last = in_callback.lock().expect("lock").take();
+        let dropped = catch_unwind(AssertUnwindSafe(|| drop(last)));
+        let _ = done_tx.send(dropped.is_ok());
+    });
+    drop(guard);
+    let clean = done
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the callback ran");
+    assert!(clean, "dropping the client in its callback panicked");
+}
