@@ -35,7 +35,17 @@ const KEEP_BUFFER: usize = 8 * 1024;
 
 /// Reads done per readable event before other connections get a turn (the
 /// remaining readiness is served on the next loop iteration).
-const MAX_READS_PER_EVENT: usize = 16;
+pub(crate) const MAX_READS_PER_EVENT: usize = 16;
+
+/// What one read did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadOutcome {
+    /// Bytes arrived and were fed to the state machine; more may follow.
+    Data,
+    /// Nothing more to read now (`WouldBlock`, the peer's end, or reading
+    /// paused by the state machine, or not reading at all).
+    Done,
+}
 
 /// Why a connection's transport is finished.
 #[derive(Debug)]
@@ -96,51 +106,57 @@ impl ConnIo {
         }
     }
 
-    /// Reads what the socket has, feeding the state machine; pushes its
-    /// events to `events`. Returns `true` if more may be readable (the read
-    /// budget ran out before `WouldBlock`).
-    pub(crate) fn read(
+    /// Reads once from the socket, feeding the state machine; pushes its
+    /// events to `events`.
+    ///
+    /// One read at a time, with the events handed to the application in
+    /// between (the loop's job): the application consumes what arrived
+    /// before the next read, so the frames sliced out of the read buffer are
+    /// let go and the next read reuses the buffer in place. Reading many
+    /// times before dispatching kept every earlier buffer alive, and each
+    /// read allocated (and faulted in) a fresh one.
+    pub(crate) fn read_once(
         &mut self,
         now: Instant,
         scratch: &mut [u8],
         events: &mut Vec<Event>,
-    ) -> Result<bool, Closed> {
+    ) -> Result<ReadOutcome, Closed> {
         if self.connecting || self.eof {
-            return Ok(false);
+            return Ok(ReadOutcome::Done);
         }
-        for _ in 0..MAX_READS_PER_EVENT {
-            if !self.conn.wants_read() {
-                self.read_paused = true;
-                return Ok(false);
-            }
-            // Reading into the loop's scratch buffer and copying what arrived
-            // costs one copy of the bytes read; zero-filling a fresh read
-            // buffer each time cost more (the kernel returns far less than we
-            // ask for while the peer is slower than us).
-            let n = match self.socket.read(scratch) {
-                Ok(n) => n,
+        if !self.conn.wants_read() {
+            self.read_paused = true;
+            return Ok(ReadOutcome::Done);
+        }
+        // Reading into the loop's scratch buffer and copying what arrived
+        // costs one copy of the bytes read; zero-filling a fresh read buffer
+        // each time cost more (the kernel returns far less than we ask for
+        // while the peer is slower than us).
+        let n = loop {
+            match self.socket.read(scratch) {
+                Ok(n) => break n,
                 Err(err) => match err.kind() {
-                    io::ErrorKind::WouldBlock => return Ok(false),
+                    io::ErrorKind::WouldBlock => return Ok(ReadOutcome::Done),
                     io::ErrorKind::Interrupted => continue,
                     _ => return Err(Closed::Io(err)),
                 },
-            };
-            if n == 0 {
-                self.eof = true;
-                self.conn.handle_eof(now);
-                self.drain_events(events);
-                return Ok(false);
             }
-            self.rx
-                .extend_from_slice(scratch.get(..n).unwrap_or_default());
-            // A connection error is also reported as `Event::Closed`.
-            let _: Result<(), ConnectionError> = self.conn.handle_read(now, &mut self.rx);
-            if self.rx.is_empty() && self.rx.capacity() > KEEP_BUFFER && self.is_idle() {
-                self.rx = BytesMut::new();
-            }
+        };
+        if n == 0 {
+            self.eof = true;
+            self.conn.handle_eof(now);
             self.drain_events(events);
+            return Ok(ReadOutcome::Done);
         }
-        Ok(true)
+        self.rx
+            .extend_from_slice(scratch.get(..n).unwrap_or_default());
+        // A connection error is also reported as `Event::Closed`.
+        let _: Result<(), ConnectionError> = self.conn.handle_read(now, &mut self.rx);
+        if self.rx.is_empty() && self.rx.capacity() > KEEP_BUFFER && self.is_idle() {
+            self.rx = BytesMut::new();
+        }
+        self.drain_events(events);
+        Ok(ReadOutcome::Data)
     }
 
     pub(crate) fn drain_events(&mut self, events: &mut Vec<Event>) {

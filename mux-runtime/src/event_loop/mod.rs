@@ -23,7 +23,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use mux_core::{Connection, Event, Side};
 use slab::Slab;
 
-use crate::conn_io::{Closed, ConnIo};
+use crate::conn_io::{Closed, ConnIo, ReadOutcome, MAX_READS_PER_EVENT};
 use crate::socket;
 use crate::timer::{TimerKind, Timers};
 
@@ -425,19 +425,33 @@ impl<A: App> EventLoop<A> {
                 Err(err) => return self.remove(now, index, Some(LoopError::Io(err)), dirty),
             }
         }
-        let Some(io) = self.conns.get_mut(index) else {
+        if !self.conns.contains(index) {
             return;
-        };
+        }
         if readable {
-            match io.read(now, &mut self.scratch, events) {
-                Ok(true) => more_reads.push(index),
-                Ok(false) => {}
-                Err(Closed::Io(err)) => {
-                    return self.remove(now, index, Some(LoopError::Io(err)), dirty)
+            let mut reads = 0;
+            loop {
+                let Some(io) = self.conns.get_mut(index) else {
+                    return;
+                };
+                let outcome = match io.read_once(now, &mut self.scratch, events) {
+                    Ok(outcome) => outcome,
+                    Err(Closed::Io(err)) => {
+                        return self.remove(now, index, Some(LoopError::Io(err)), dirty)
+                    }
+                    Err(Closed::Done) => return self.remove(now, index, None, dirty),
+                };
+                // The application consumes what arrived before the next read.
+                self.dispatch(now, index, events, dirty);
+                if outcome == ReadOutcome::Done {
+                    break;
                 }
-                Err(Closed::Done) => return self.remove(now, index, None, dirty),
+                reads += 1;
+                if reads == MAX_READS_PER_EVENT {
+                    more_reads.push(index); // other connections get a turn first
+                    break;
+                }
             }
-            self.dispatch(now, index, events, dirty);
         }
         if let Some(io) = self.conns.get_mut(index) {
             queue_flush(io, dirty, index);
