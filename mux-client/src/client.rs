@@ -119,6 +119,14 @@ impl ClientBuilder {
         self
     }
 
+    /// When the client's loop polls without sleeping before it blocks
+    /// (default: 200 µs before every sleep; `SpinPolicy::ADAPTIVE` only
+    /// while it pays; `SpinPolicy::OFF` never).
+    pub fn spin(mut self, policy: mux_runtime::SpinPolicy) -> Self {
+        self.config.spin = policy;
+        self
+    }
+
     /// Protocol limits of every connection.
     pub fn connection_config(mut self, config: mux_core::Config) -> Self {
         self.config.conn = config;

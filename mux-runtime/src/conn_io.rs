@@ -40,10 +40,12 @@ pub(crate) const MAX_READS_PER_EVENT: usize = 16;
 /// What one read did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReadOutcome {
-    /// Bytes arrived and were fed to the state machine; more may follow.
-    Data,
-    /// Nothing more to read now (`WouldBlock`, the peer's end, or reading
-    /// paused by the state machine, or not reading at all).
+    /// A full buffer arrived and was fed to the state machine: more may
+    /// be waiting.
+    More,
+    /// Nothing more to read now: a short read (the socket had no more;
+    /// new data raises a new readiness event), `WouldBlock`, the peer's end,
+    /// or reading paused by the state machine.
     Done,
 }
 
@@ -156,7 +158,13 @@ impl ConnIo {
             self.rx = BytesMut::new();
         }
         self.drain_events(events);
-        Ok(ReadOutcome::Data)
+        // A short read emptied the socket: stop here, so that what the
+        // application answers is written before more is read.
+        Ok(if n == scratch.len() {
+            ReadOutcome::More
+        } else {
+            ReadOutcome::Done
+        })
     }
 
     pub(crate) fn drain_events(&mut self, events: &mut Vec<Event>) {

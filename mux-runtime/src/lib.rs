@@ -33,7 +33,9 @@ pub mod socket;
 pub mod stream_map;
 pub mod timer;
 
-pub use event_loop::{App, ConnKey, Ctx, EventLoop, LoopConfig, LoopError, LoopHandle, PlainKey};
+pub use event_loop::{
+    App, ConnKey, Ctx, EventLoop, LoopConfig, LoopError, LoopHandle, PlainKey, SpinPolicy,
+};
 pub use message::{BodyBuffer, MessageReader, TooLarge};
 pub use outbox::{Outbox, Piece};
 pub use socket::SocketOptions;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mux_core::frame::{Metadata, MetadataError};
 use mux_core::patterns::{check_topic, TopicError};
-use mux_runtime::{EventLoop, LoopConfig, LoopHandle, SocketOptions};
+use mux_runtime::{EventLoop, LoopConfig, LoopHandle, SocketOptions, SpinPolicy};
 
 use crate::app::ServerApp;
 use crate::broker::{Broker, MemoryBroker, SlowSubscriber};
@@ -155,6 +155,14 @@ impl ServerBuilder {
     /// Protocol limits of every connection.
     pub fn connection_config(mut self, config: mux_core::Config) -> Self {
         self.config.conn = config;
+        self
+    }
+
+    /// When loops poll without sleeping before they block (default: 200 µs
+    /// before every sleep; [`SpinPolicy::ADAPTIVE`] only while it pays;
+    /// [`SpinPolicy::OFF`] never).
+    pub fn spin(mut self, policy: SpinPolicy) -> Self {
+        self.config.spin = policy;
         self
     }
 

@@ -3,6 +3,7 @@
 
 use mux_core::Config;
 
+use super::spin::SpinPolicy;
 use crate::socket::SocketOptions;
 
 /// Loop configuration.
@@ -15,6 +16,8 @@ pub struct LoopConfig {
     /// Connections this loop holds at most; the listener stops accepting at
     /// this count and resumes below it.
     pub max_connections: usize,
+    /// When the loop polls without sleeping before it blocks.
+    pub spin: SpinPolicy,
 }
 
 impl Default for LoopConfig {
@@ -23,6 +26,7 @@ impl Default for LoopConfig {
             conn: Config::default(),
             socket: SocketOptions::default(),
             max_connections: 10_000,
+            spin: SpinPolicy::default(),
         }
     }
 }

@@ -33,6 +33,7 @@ mod context;
 mod handle;
 mod keys;
 mod plain;
+mod spin;
 
 pub use self::app::{App, LoopError};
 pub use self::config::LoopConfig;
@@ -41,6 +42,8 @@ use self::context::{queue_flush, AcceptState};
 pub use self::handle::LoopHandle;
 pub use self::keys::{ConnKey, PlainKey};
 use self::plain::{PlainSockets, PLAIN_BASE, PLAIN_LISTEN_BASE};
+pub use self::spin::SpinPolicy;
+use self::spin::Spinner;
 
 /// Token of the waker that announces commands.
 pub const WAKER: Token = Token(0);
@@ -57,13 +60,6 @@ fn conn_token(index: usize) -> Token {
 /// Commands served per wakeup before sockets get a turn (the rest wait for
 /// the next iteration, which does not block).
 const MAX_COMMANDS_PER_WAKEUP: usize = 1024;
-
-/// How long the loop keeps polling without blocking before it sleeps (see
-/// `run`). On these machines a sleeping thread takes tens of microseconds to
-/// wake; measured with the benchmark, 64-byte calls chained on
-/// the loop went from ~9k/s to ~100k/s when both loops spun 200 µs instead of
-/// sleeping at once. An idle loop spins this long once, then sleeps.
-const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(200);
 
 /// Readiness events fetched per `poll` call.
 const EVENTS_CAPACITY: usize = 1024;
@@ -148,6 +144,7 @@ impl<A: App> EventLoop<A> {
         let mut more_reads: Vec<usize> = Vec::new();
         let mut more_commands = false;
         let mut ready: Vec<(usize, bool, bool)> = Vec::with_capacity(EVENTS_CAPACITY);
+        let mut spinner = Spinner::new(self.config.spin);
         {
             let now = Instant::now();
             let (mut ctx, app) = self.split(now, &mut dirty);
@@ -167,10 +164,13 @@ impl<A: App> EventLoop<A> {
             let mut polled = Ok(());
             events.clear();
             if timeout != Some(Duration::ZERO) {
-                // Before sleeping, look again for a short while: waking a
-                // sleeping loop costs tens of microseconds on these machines
-                // (see SPIN_BEFORE_SLEEP), more than a small request's round trip.
-                let spin_until = Instant::now() + SPIN_BEFORE_SLEEP;
+                spinner.idle(now);
+            }
+            let spin = spinner.budget();
+            if timeout != Some(Duration::ZERO) && !spin.is_zero() {
+                // Before sleeping, look again for a short while: work has
+                // been coming faster than a sleeping loop wakes (`spin`).
+                let spin_until = Instant::now() + spin;
                 while events.is_empty() && Instant::now() < spin_until && self.commands.is_empty() {
                     polled = self.poll.poll(&mut events, Some(Duration::ZERO));
                     if polled.is_err() {
@@ -195,6 +195,9 @@ impl<A: App> EventLoop<A> {
             let now = Instant::now();
             // Commands may have arrived without a wake-up (the loop was awake).
             more_commands = !self.commands.is_empty();
+            if !events.is_empty() || more_commands {
+                spinner.work(now);
+            }
             ready.clear();
             for event in events.iter() {
                 match event.token() {
