@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 
 use mux_testkit::programs::Program;
+use mux_testkit::rss_kib;
 use report::{Report, Row};
 use work::H2;
 
@@ -125,19 +126,6 @@ fn spawn_peer(kind: &str) -> Peer {
         .parse()
         .unwrap_or_else(|_| panic!("{kind} server printed {line:?}"));
     Peer { child, addr }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// Server RSS per idle connection and per idle stream, in bytes.

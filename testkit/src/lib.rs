@@ -60,6 +60,20 @@ pub fn raise_open_files(want: u64) -> u64 {
     rlimit::increase_nofile_limit(want).unwrap_or(1024)
 }
 
+/// Resident memory of process `pid` in KiB (`VmRSS`), 0 if unknown.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Deterministic pseudo-random bytes (xorshift), `len` of them from `seed`.
 pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     let mut state = seed | 1;

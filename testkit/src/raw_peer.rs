@@ -40,6 +40,16 @@ impl RawPeer {
         }
     }
 
+    /// Pumps until the handshake completes; panics past `limit`.
+    pub fn handshake(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.conn.is_established() {
+            assert!(Instant::now() < deadline, "no handshake within {limit:?}");
+            self.pump(64 * 1024)
+                .expect("the peer closed during the handshake");
+        }
+    }
+
     /// Reads at most `max` bytes (waiting at most 20 ms), feeds them, writes
     /// every answer; returns the events. `Err` once the peer closed.
     pub fn pump(&mut self, max: usize) -> std::io::Result<Vec<mux_core::Event>> {

@@ -70,11 +70,7 @@ fn queued_jobs_of_a_closed_connection_are_dropped_unrun() {
     // A raw client queues 20 jobs, then vanishes.
     let stream = TcpStream::connect(server.local_addr()).expect("connect");
     let mut peer = RawPeer::client(stream, Config::default());
-    let deadline = Instant::now() + LIMIT;
-    while !peer.conn.is_established() {
-        assert!(Instant::now() < deadline, "no handshake");
-        peer.pump(64 * 1024).expect("handshake");
-    }
+    peer.handshake(LIMIT);
     let metadata = RequestHead::new("job").encode().expect("metadata");
     for _ in 0..20 {
         peer.conn.open(metadata.clone(), true).expect("open");

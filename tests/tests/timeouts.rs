@@ -58,11 +58,7 @@ fn a_peer_that_goes_silent_is_closed_by_keepalive() {
     });
     let stream = TcpStream::connect(server.local_addr()).expect("connect");
     let mut peer = RawPeer::client(stream, Config::default());
-    let deadline = Instant::now() + LIMIT;
-    while !peer.conn.is_established() {
-        assert!(Instant::now() < deadline, "no handshake within {LIMIT:?}");
-        peer.pump(64 * 1024).expect("handshake");
-    }
+    peer.handshake(LIMIT);
     // From here on the peer reads bytes but never answers: its mux side is dead.
     peer.stream
         .set_read_timeout(Some(LIMIT))
