@@ -4,4 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|ops: Vec<mux_core::fuzzing::Op>| mux_core::fuzzing::run_pair(ops));
+fuzz_target!(|ops: Vec<mux_core::fuzzing::Op>| {
+    if let Err(violation) = mux_core::fuzzing::run_pair(ops) {
+        panic!("{violation:?}");
+    }
+});

@@ -4,4 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| mux_core::fuzzing::decode_stream(data));
+fuzz_target!(|data: &[u8]| {
+    if let Err(violation) = mux_core::fuzzing::decode_stream(data) {
+        panic!("{violation:?}");
+    }
+});

@@ -4,4 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|frame: mux_core::frame::Frame| mux_core::fuzzing::encode_frame(frame));
+fuzz_target!(|frame: mux_core::frame::Frame| {
+    if let Err(violation) = mux_core::fuzzing::encode_frame(frame) {
+        panic!("{violation:?}");
+    }
+});
