@@ -73,24 +73,23 @@ fn sessions_are_capped_per_connection_and_per_server() {
             .session()
             .expect("a session within the connection's bound");
     }
-    match first.session() {
-        Err(CallError::Rejected { status, message }) => {
-            assert_eq!(status, Status::UNAVAILABLE);
-            assert!(message.contains("connection"), "{message}");
-        }
-        other => panic!("expected 503 past 64 sessions, got {other:?}"),
-    }
+    assert_unavailable(first.session(), "connection");
     let second = Client::connect(server.local_addr()).expect("connect");
     for _ in 0..36 {
         second
             .session()
             .expect("a session within the store's bound");
     }
-    match second.session() {
+    assert_unavailable(second.session(), "server");
+}
+
+/// Asserts a session was refused with 503 for a bound on `scope`.
+fn assert_unavailable(result: Result<mux_client::Session, CallError>, scope: &str) {
+    match result {
         Err(CallError::Rejected { status, message }) => {
             assert_eq!(status, Status::UNAVAILABLE);
-            assert!(message.contains("server"), "{message}");
+            assert!(message.contains(scope), "{message}");
         }
-        other => panic!("expected 503 past the store's 100 sessions, got {other:?}"),
+        other => panic!("expected 503 for the {scope}'s bound, got {other:?}"),
     }
 }

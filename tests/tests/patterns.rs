@@ -101,6 +101,22 @@ fn slow_subscriber_server(policy: SlowSubscriber) -> Server {
         .expect("server")
 }
 
+/// Reads a subscription up to the message "last": how many publications
+/// arrived, and how many it was told it lost.
+fn count_until_last(sub: &mut mux_client::Subscription) -> (u64, u64) {
+    let (mut received, mut lost) = (0u64, 0u64);
+    loop {
+        match sub.next_timeout(WAIT) {
+            Some(Ok(Delivery::Message { payload, .. })) if &payload[..] == b"last" => {
+                return (received, lost)
+            }
+            Some(Ok(Delivery::Message { .. })) => received += 1,
+            Some(Ok(Delivery::Lost(count))) => lost += count,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
 #[test]
 fn a_slow_subscriber_loses_the_oldest_and_is_told_how_many() {
     let server = slow_subscriber_server(SlowSubscriber::DropOldest { queue: 16 });
@@ -115,15 +131,7 @@ fn a_slow_subscriber_loses_the_oldest_and_is_told_how_many() {
             .expect("publish");
     }
     publisher.publish("flood", "last").expect("publish");
-    let (mut received, mut lost) = (0u64, 0u64);
-    loop {
-        match sub.next_timeout(WAIT) {
-            Some(Ok(Delivery::Message { payload, .. })) if &payload[..] == b"last" => break,
-            Some(Ok(Delivery::Message { .. })) => received += 1,
-            Some(Ok(Delivery::Lost(count))) => lost += count,
-            other => panic!("{other:?}"),
-        }
-    }
+    let (received, lost) = count_until_last(&mut sub);
     assert!(
         lost > 0,
         "nothing was dropped: the test did not make the subscriber slow"
@@ -158,15 +166,7 @@ fn a_slow_subscribers_queue_is_bounded_in_bytes_too() {
         publisher.publish("big", payload.clone()).expect("publish");
     }
     publisher.publish("big", "last").expect("publish");
-    let (mut received, mut lost) = (0u64, 0u64);
-    loop {
-        match sub.next_timeout(WAIT) {
-            Some(Ok(Delivery::Message { payload, .. })) if &payload[..] == b"last" => break,
-            Some(Ok(Delivery::Message { .. })) => received += 1,
-            Some(Ok(Delivery::Lost(count))) => lost += count,
-            other => panic!("{other:?}"),
-        }
-    }
+    let (received, lost) = count_until_last(&mut sub);
     assert!(lost > 0, "the byte cap dropped nothing");
     assert_eq!(received + lost, published);
 }

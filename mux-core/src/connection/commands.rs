@@ -179,16 +179,11 @@ impl Connection {
         };
         let complete = data.len() <= capacity;
         let accepted = if complete { data.len() } else { capacity };
+        let newly_blocked = !complete && !stream.wants_writable;
         if !complete {
             self.stats.writes_blocked += 1;
-            if !stream.wants_writable {
-                stream.wants_writable = true;
-                self.streams.blocked_writers.push(id);
-            }
+            stream.wants_writable = true;
         }
-        let Some(stream) = self.streams.get_mut(id) else {
-            return Err(WriteError::UnknownStream);
-        };
         if accepted > 0 || (complete && end_message) {
             let mut data = data;
             data.truncate(accepted);
@@ -199,7 +194,12 @@ impl Connection {
         if complete && end_stream {
             stream.send.state = SendState::Finishing;
         }
-        self.streams.schedule(id);
+        if stream.claim_turn() {
+            self.streams.ready.push_back(id);
+        }
+        if newly_blocked {
+            self.streams.blocked_writers.push(id);
+        }
         Ok(accepted)
     }
 

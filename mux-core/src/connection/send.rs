@@ -151,8 +151,11 @@ impl Connection {
                 }
             };
             let end_stream = frame.end_stream;
+            let again = stream.claim_turn();
             Self::encode_into(&Frame::Data(frame), buf);
-            self.streams.schedule(id);
+            if again {
+                self.streams.ready.push_back(id);
+            }
             if end_stream {
                 self.update_stream(id);
             }

@@ -153,6 +153,17 @@ impl Stream {
         }
     }
 
+    /// Marks the stream scheduled if it has something to send and is not in
+    /// the send rotation yet; `true` if it must join it.
+    pub(crate) fn claim_turn(&mut self) -> bool {
+        if !self.scheduled && self.send.has_sendable() {
+            self.scheduled = true;
+            true
+        } else {
+            false
+        }
+    }
+
     /// Nothing is left for the protocol nor the application: forget it.
     pub(crate) fn is_finished(&self) -> bool {
         self.send.state == SendState::Done && self.recv.state == RecvState::Done

@@ -148,11 +148,8 @@ impl StreamsState {
     /// Puts a stream in the send rotation if it has something to send and is
     /// not there yet.
     pub(super) fn schedule(&mut self, id: StreamId) {
-        if let Some(stream) = self.map.get_mut(&id) {
-            if !stream.scheduled && stream.send.has_sendable() {
-                stream.scheduled = true;
-                self.ready.push_back(id);
-            }
+        if self.map.get_mut(&id).is_some_and(Stream::claim_turn) {
+            self.ready.push_back(id);
         }
     }
 

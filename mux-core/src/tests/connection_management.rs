@@ -128,10 +128,7 @@ fn drain_timeout_turns_a_stuck_shutdown_into_an_abort() {
 #[test]
 fn unacknowledged_settings_time_out() {
     // §5.4.2.4
-    let mut raw = Raw::new(Side::Server, Config::default());
-    let mut hello = bytes::BytesMut::new();
-    crate::preface::Preface::CURRENT.encode(&mut hello);
-    raw.feed(&hello);
+    let mut raw = Raw::after_preface(Side::Server, Config::default());
     raw.send(frames::settings(&[]));
     raw.take_frames();
     raw.advance(Duration::from_secs(11));

@@ -78,16 +78,13 @@ fn data_beyond_a_stream_window_resets_the_stream() {
     // §9.4.1, §9.2.3: the peer did not yet acknowledge our SETTINGS, so it
     // opens the stream with the default 65,536; a WINDOW_UPDATE tops it up to
     // our configured 100,000.
-    let mut raw = Raw::new(
+    let mut raw = Raw::after_preface(
         crate::stream_id::Side::Server,
         Config {
             initial_stream_window: 100_000,
             ..Config::default()
         },
     );
-    let mut hello = bytes::BytesMut::new();
-    crate::preface::Preface::CURRENT.encode(&mut hello);
-    raw.feed(&hello);
     raw.send(frames::settings(&[]));
     raw.send(frames::open(1));
     let out = raw.take_frames();

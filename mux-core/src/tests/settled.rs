@@ -49,10 +49,7 @@ fn a_version_refusal_is_a_preface_and_a_goaway_without_settings() {
 fn an_unknown_frame_type_cannot_come_first() {
     // §3.6 over §4.4.1: unknown types are ignored, but not in place of the
     // first SETTINGS.
-    let mut raw = Raw::new(Side::Server, Config::default());
-    let mut hello = BytesMut::new();
-    Preface::CURRENT.encode(&mut hello);
-    raw.feed(&hello);
+    let mut raw = Raw::after_preface(Side::Server, Config::default());
     raw.feed(&raw_frame(0xee, 0, 0, b"ext"));
     assert_eq!(
         raw.error,
@@ -84,10 +81,7 @@ fn timeouts_that_end_a_connection_say_so_in_their_goaway() {
     // §11.4.1 and §11.2.3 against NO_ERROR's promise of a graceful end
     // (§11.3.1): a missing SETTINGS after a valid preface is SETTINGS_TIMEOUT;
     // an unanswered keepalive is CANCEL (an immediate end, §11.3.2).
-    let mut raw = Raw::new(Side::Server, Config::default());
-    let mut hello = BytesMut::new();
-    Preface::CURRENT.encode(&mut hello);
-    raw.feed(&hello);
+    let mut raw = Raw::after_preface(Side::Server, Config::default());
     raw.advance(Duration::from_secs(11));
     assert_eq!(
         raw.error.clone().or(raw.closed_error()),

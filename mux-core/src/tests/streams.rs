@@ -299,10 +299,7 @@ fn concurrency_limit_refuses_with_a_retryable_code() {
 #[test]
 fn first_frame_must_be_settings() {
     // §3.6
-    let mut raw = Raw::new(Side::Server, Config::default());
-    let mut hello = bytes::BytesMut::new();
-    crate::preface::Preface::CURRENT.encode(&mut hello);
-    raw.feed(&hello);
+    let mut raw = Raw::after_preface(Side::Server, Config::default());
     raw.send(frames::open(1));
     assert!(matches!(
         raw.error,

@@ -415,13 +415,19 @@ impl Raw {
         }
     }
 
-    /// A server that received our preface and empty SETTINGS, and whose
-    /// handshake output (preface, SETTINGS, ...) we read and acknowledged.
-    pub(crate) fn server(config: Config) -> Self {
-        let mut raw = Self::new(Side::Server, config);
+    /// An endpoint of `side` that received our preface and nothing more.
+    pub(crate) fn after_preface(side: Side, config: Config) -> Self {
+        let mut raw = Self::new(side, config);
         let mut hello = BytesMut::new();
         Preface::CURRENT.encode(&mut hello);
         raw.feed(&hello);
+        raw
+    }
+
+    /// A server that received our preface and empty SETTINGS, and whose
+    /// handshake output (preface, SETTINGS, ...) we read and acknowledged.
+    pub(crate) fn server(config: Config) -> Self {
+        let mut raw = Self::after_preface(Side::Server, config);
         raw.send(Frame::Settings(Settings::new(&[])));
         raw.send(Frame::Settings(Settings::ack()));
         raw.take_frames();
@@ -430,10 +436,7 @@ impl Raw {
 
     /// A client whose handshake we answered as a server would.
     pub(crate) fn client(config: Config) -> Self {
-        let mut raw = Self::new(Side::Client, config);
-        let mut hello = BytesMut::new();
-        Preface::CURRENT.encode(&mut hello);
-        raw.feed(&hello);
+        let mut raw = Self::after_preface(Side::Client, config);
         raw.send(Frame::Settings(Settings::new(&[])));
         raw.send(Frame::Settings(Settings::ack()));
         raw.take_frames();

@@ -6,7 +6,9 @@
 //! spin that finds work saves that wake-up; one that does not burns the
 //! whole spin, and on a machine with fewer cores than busy threads it delays
 //! the very threads that would bring the work. It pays only when it almost
-//! always succeeds: with a 200 µs spin and a ~40 µs wake-up, above about 85%.
+//! always succeeds: with a 200 µs spin and a wake-up of about 40 µs (an
+//! estimate; wake-ups of tens of microseconds were seen on these VMs), above
+//! about 85%.
 //!
 //! With [`SpinPolicy::adaptive`], the loop keeps a running rate of how often work came back within the
 //! spin time after it ran out of it (whether it spun or slept), and spins
@@ -31,8 +33,8 @@ pub struct SpinPolicy {
     /// default: in runs of the benchmark's chained small calls on 2-core
     /// machines it lost rate, while for a client and server in one process
     /// at one call per millisecond it cut CPU from 56-77% of a core to
-    /// 18-19% and the median latency from ~490 µs to ~140 µs (the same as
-    /// not spinning). Turn it on for sparse traffic.
+    /// 16-19% and the median latency from ~490 µs to ~115-150 µs, as good as
+    /// not spinning (`paced_probe` example of mux-tests). Turn it on for sparse traffic.
     pub adaptive: bool,
 }
 
@@ -51,9 +53,10 @@ impl SpinPolicy {
 }
 
 impl Default for SpinPolicy {
-    /// 200 µs before every sleep: measured with the benchmark, 64-byte
-    /// calls chained on the loop went from ~9k/s to ~100k/s when both loops
-    /// spun 200 µs instead of sleeping at once.
+    /// 200 µs before every sleep, the spin earlier versions always used;
+    /// kept as the default because the adaptive rule lost chained
+    /// small-call rate in this round's benchmark runs
+    /// (`spec/COMPARISON.md`).
     fn default() -> Self {
         Self {
             max: Duration::from_micros(200),
@@ -63,8 +66,8 @@ impl Default for SpinPolicy {
 }
 
 /// The share of waits that must end within the spin time for spinning to
-/// pay (in 1/1024ths): 85%, the break-even of a 200 µs spin against a ~40 µs
-/// wake-up.
+/// pay (in 1/1024ths): 85%, the break-even of a 200 µs spin against an
+/// estimated 40 µs wake-up.
 const SUCCESS_NEEDED: u32 = 870;
 
 /// A loop's record of how soon work comes back once it ran out of it.
