@@ -1,42 +1,57 @@
-//! `mux-bench`: the same workloads over mux, raw TCP and HTTP/2 (`h2`, with
-//! its default windows and with 16 MiB windows), plus pub/sub fan-out beside
-//! Redis and NATS, in one run, every server in its own process. Prints a
-//! Markdown table of figures and ratios and writes it, with an SVG chart,
-//! to `--out` (default `target/bench`).
+//! `mux-bench`: the same workloads over mux, raw TCP and HTTP/2 (h2), and
+//! pub/sub fan-out beside Redis and NATS, every server in its own process,
+//! every peer in the best configuration we know for it (see each module).
+//! Each workload runs every system in turn, `--rounds` times interleaved;
+//! the report gives min/median/max, mux's ratio to each peer round by round,
+//! CPU-seconds per unit of work from each process's own counters, and
+//! latency percentiles. Prints Markdown and writes it, with an SVG chart, to
+//! `--out` (default `target/bench`).
 //!
-//! `cargo run --release -p mux-bench` (a few minutes), or `-- --quick` for a
-//! smoke run that proves every workload works (CI runs it; its figures mean
-//! nothing).
+//! `cargo run --release -p mux-bench` (about 10 minutes), or `-- --quick`
+//! for a smoke run that proves every workload works (CI runs it; its figures
+//! mean nothing).
 
+mod http2;
+mod measure;
+mod memory;
+mod ours;
 mod pubsub;
+mod raw;
 mod report;
 mod servers;
-mod work;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::BufRead;
+use std::io::BufReader;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
-
+use clap::{Parser, Subcommand, ValueEnum};
+use mux_server::SpinPolicy;
 use mux_testkit::programs::Program;
-use mux_testkit::rss_kib;
-use report::{Report, Row};
-use work::H2;
+
+use measure::{measure, Outcome, Series};
+use pubsub::Pace;
+use report::{Report, Workload};
 
 /// Benchmarks mux against raw TCP, HTTP/2, Redis and NATS.
 #[derive(Debug, Parser)]
 #[command(name = "mux-bench", version, about)]
 struct Args {
-    /// Tiny sizes: proves the program works, measures nothing.
+    /// Tiny sizes and one round: proves the program works, measures nothing.
     #[arg(long)]
     quick: bool,
-    /// Run only these workloads (bulk, rpc, mixed, fanout, setup, memory); all by default.
+    /// Run only these workloads (bulk, rpc, busy, paced, mixed, fanout,
+    /// setup, memory); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// How many times each system runs each workload (interleaved).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// The spin policy of mux's loops, client and server.
+    #[arg(long, value_enum, default_value_t = Spin::Default)]
+    spin: Spin,
     /// Where to write bench.md and bench.svg.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -46,8 +61,45 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Sub {
-    /// Internal: serve one peer kind (raw, mux, h2, h2-big) and print its address.
-    Serve { kind: String },
+    /// Internal: serve one peer kind (raw, mux, h2, busy) and print its address.
+    Serve {
+        kind: String,
+        #[arg(long, value_enum, default_value_t = Spin::Default)]
+        spin: Spin,
+    },
+}
+
+/// The spin policies `--spin` can pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Spin {
+    /// The library's default.
+    Default,
+    /// Spin only while it pays ([`SpinPolicy::ADAPTIVE`]).
+    Adaptive,
+    /// Spin 200 µs before every sleep.
+    Fixed,
+    /// Never spin.
+    Off,
+}
+
+impl Spin {
+    fn policy(self) -> SpinPolicy {
+        match self {
+            Self::Default => SpinPolicy::default(),
+            Self::Adaptive => SpinPolicy::ADAPTIVE,
+            Self::Fixed => SpinPolicy {
+                adaptive: false,
+                ..SpinPolicy::ADAPTIVE
+            },
+            Self::Off => SpinPolicy::OFF,
+        }
+    }
+
+    fn name(self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default()
+    }
 }
 
 /// Sizes of one run.
@@ -56,12 +108,15 @@ struct Sizes {
     streams: usize,
     per_stream: usize,
     calls: usize,
+    busy_calls: usize,
+    pipelined_calls: usize,
+    paced_calls: usize,
     mixed_calls: usize,
     subscribers: usize,
     messages: usize,
+    setups: usize,
     idle_connections: usize,
     idle_streams_per_connection: usize,
-    setups: usize,
 }
 
 impl Sizes {
@@ -72,25 +127,31 @@ impl Sizes {
                 streams: 10,
                 per_stream: 1 << 20,
                 calls: 300,
+                busy_calls: 300,
+                pipelined_calls: 1000,
+                paced_calls: 50,
                 mixed_calls: 100,
                 subscribers: 10,
                 messages: 200,
+                setups: 20,
                 idle_connections: 100,
                 idle_streams_per_connection: 10,
-                setups: 20,
             }
         } else {
             Self {
                 bulk: 1 << 30,
                 streams: 100,
                 per_stream: 10 << 20,
-                calls: 20_000,
-                mixed_calls: 2_000,
+                calls: 100_000,
+                busy_calls: 20_000,
+                pipelined_calls: 200_000,
+                paced_calls: 3_000,
+                mixed_calls: 10_000,
                 subscribers: 100,
                 messages: 10_000,
+                setups: 1_000,
                 idle_connections: 10_000,
                 idle_streams_per_connection: 10,
-                setups: 1_000,
             }
         }
     }
@@ -102,6 +163,12 @@ struct Peer {
     addr: SocketAddr,
 }
 
+impl Peer {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -109,10 +176,10 @@ impl Drop for Peer {
     }
 }
 
-fn spawn_peer(kind: &str) -> Peer {
+fn spawn_peer(kind: &str, spin: Spin) -> Peer {
     let exe = std::env::current_exe().expect("current exe");
     let mut child = Command::new(exe)
-        .args(["serve", kind])
+        .args(["serve", kind, "--spin", &spin.name()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -128,58 +195,91 @@ fn spawn_peer(kind: &str) -> Peer {
     Peer { child, addr }
 }
 
-/// Server RSS per idle connection and per idle stream, in bytes.
-fn memory(sizes: &Sizes) -> (f64, f64) {
-    use mux_core::{Config, Connection, Side};
-    let peer = spawn_peer("mux");
-    std::thread::sleep(Duration::from_millis(200));
-    let base = rss_kib(peer.child.id());
-    let mut conns = Vec::with_capacity(sizes.idle_connections);
-    for _ in 0..sizes.idle_connections {
-        let mut stream = TcpStream::connect(peer.addr).expect("connect");
-        let mut conn = Connection::new(Side::Client, Config::default(), Instant::now());
-        let mut out = bytes::BytesMut::new();
-        while conn.poll_transmit(Instant::now(), &mut out) {}
-        stream.write_all(&out).expect("handshake");
-        let mut rx = bytes::BytesMut::new();
-        let mut buf = [0u8; 4096];
-        while !conn.is_established() {
-            let n = stream.read(&mut buf).expect("read");
-            rx.extend_from_slice(&buf[..n]);
-            conn.handle_read(Instant::now(), &mut rx)
-                .expect("handshake");
-        }
-        out.clear();
-        while conn.poll_transmit(Instant::now(), &mut out) {}
-        stream.write_all(&out).expect("ack");
-        conns.push((stream, conn));
+/// One system in a workload: its name, its server's process, whether it
+/// is mux, and one run.
+struct System<'a> {
+    name: String,
+    server: u32,
+    ours: bool,
+    run: Box<dyn FnMut() -> Outcome + 'a>,
+}
+
+fn system<'a>(name: &str, server: u32, run: impl FnMut() -> Outcome + 'a) -> System<'a> {
+    System {
+        name: name.to_owned(),
+        server,
+        ours: false,
+        run: Box::new(run),
     }
-    std::thread::sleep(Duration::from_millis(500));
-    let with_conns = rss_kib(peer.child.id());
-    let streams = sizes.idle_connections * sizes.idle_streams_per_connection;
-    for (stream, conn) in &mut conns {
-        for _ in 0..sizes.idle_streams_per_connection {
-            let head = mux_core::rpc::RequestHead::new("sink")
-                .encode()
-                .expect("head");
-            let _ = conn.open(head, false).expect("open");
-        }
-        let mut out = bytes::BytesMut::new();
-        while conn.poll_transmit(Instant::now(), &mut out) {}
-        stream.write_all(&out).expect("open streams");
+}
+
+fn ours<'a>(name: &str, server: u32, run: impl FnMut() -> Outcome + 'a) -> System<'a> {
+    System {
+        ours: true,
+        ..system(name, server, run)
     }
-    std::thread::sleep(Duration::from_millis(500));
-    let with_streams = rss_kib(peer.child.id());
-    let per_conn = (with_conns.saturating_sub(base) * 1024) as f64 / sizes.idle_connections as f64;
-    let per_stream = (with_streams.saturating_sub(with_conns) * 1024) as f64 / streams as f64;
-    drop(conns);
-    (per_conn, per_stream)
+}
+
+/// Runs every system `rounds` times, round by round, and files the results.
+fn compare(
+    name: String,
+    unit: &'static str,
+    per: &'static str,
+    rounds: usize,
+    mut systems: Vec<System<'_>>,
+) -> Workload {
+    eprintln!("{name}");
+    let mut series: Vec<Series> = systems
+        .iter()
+        .map(|s| Series {
+            system: s.name.clone(),
+            runs: Vec::new(),
+        })
+        .collect();
+    for round in 0..rounds {
+        for (system, series) in systems.iter_mut().zip(&mut series) {
+            eprintln!("  round {}: {}", round + 1, system.name);
+            series.runs.push(measure(system.server, &mut system.run));
+        }
+    }
+    let (ours, peers): (Vec<_>, Vec<_>) = systems
+        .iter()
+        .zip(series)
+        .partition(|(system, _)| system.ours);
+    Workload {
+        name,
+        unit,
+        per,
+        ours: ours.into_iter().map(|(_, s)| s).collect(),
+        peers: peers.into_iter().map(|(_, s)| s).collect(),
+        cpu: true,
+    }
+}
+
+fn header(args: &Args) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "Machine: {cores} cores ({cpu}), Linux {}; {} round(s) per workload, interleaved; mux spin policy: {}.\n",
+        kernel.trim(),
+        args.rounds,
+        args.spin.name()
+    )
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    if let Some(Sub::Serve { kind }) = &args.command {
-        return match servers::serve(kind) {
+    let mut args = Args::parse();
+    if let Some(Sub::Serve { kind, spin }) = &args.command {
+        return match servers::serve(kind, spin.policy()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("mux-bench serve {kind}: {err}");
@@ -187,156 +287,183 @@ fn main() -> ExitCode {
             }
         };
     }
+    if args.quick {
+        args.rounds = 1;
+    }
     let sizes = Sizes::new(args.quick);
+    let rounds = args.rounds.max(1);
+    let spin = args.spin.policy();
     let mut report = Report::default();
-    let gb = |v: f64| v / 1e9;
 
     eprintln!("starting peers (each its own process)");
-    let raw = spawn_peer("raw");
-    let mux = spawn_peer("mux");
-    let h2 = spawn_peer("h2");
-    let h2_big = spawn_peer("h2-big");
-    let client = Arc::new(work::mux_client(mux.addr));
-    let h2_default = H2::connect(h2.addr, false);
-    let h2_raised = H2::connect(h2_big.addr, true);
+    let raw = spawn_peer("raw", args.spin);
+    let mux = spawn_peer("mux", args.spin);
+    let h2_peer = spawn_peer("h2", args.spin);
+    let client = Arc::new(ours::client(mux.addr, spin));
+    let h2 = http2::H2::connect(h2_peer.addr);
+    let (raw_pid, mux_pid, h2_pid) = (raw.pid(), mux.pid(), h2_peer.pid());
 
     let wants = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    let mib = |bytes: usize| bytes >> 20;
     if wants("bulk") {
-        eprintln!("bulk, 1 stream");
-        let bulk_mb = sizes.bulk >> 20;
-        report.push(Row::throughput(
-            format!("bulk, 1 stream, {bulk_mb} MiB (GB/s)"),
-            gb(work::mux_bulk(&client, sizes.bulk)),
+        report.workloads.push(compare(
+            format!("Bulk upload, 1 stream, {} MiB", mib(sizes.bulk)),
+            "GB/s",
+            "GB",
+            rounds,
             vec![
-                ("raw TCP", gb(work::raw_bulk(raw.addr, sizes.bulk))),
-                ("h2 default", gb(h2_default.bulk(1, sizes.bulk))),
-                ("h2 16 MiB", gb(h2_raised.bulk(1, sizes.bulk))),
+                ours("mux", mux_pid, || ours::bulk(&client, sizes.bulk)),
+                system("raw TCP, 1 MiB writes", raw_pid, || {
+                    raw::bulk(raw.addr, sizes.bulk, 1 << 20)
+                }),
+                system("raw TCP, 64 KiB writes", raw_pid, || {
+                    raw::bulk(raw.addr, sizes.bulk, 64 << 10)
+                }),
+                system("h2", h2_pid, || h2.bulk(1, sizes.bulk)),
             ],
         ));
-
-        eprintln!("bulk, {} streams", sizes.streams);
-        report.push(Row::throughput(
+        report.workloads.push(compare(
             format!(
-                "bulk, {} streams × {} MiB (GB/s)",
+                "Bulk upload, {} streams × {} MiB",
                 sizes.streams,
-                sizes.per_stream >> 20
+                mib(sizes.per_stream)
             ),
-            gb(work::mux_bulk_streams(
-                &client,
-                sizes.streams,
-                sizes.per_stream,
-            )),
+            "GB/s",
+            "GB",
+            rounds,
             vec![
-                (
-                    "h2 default",
-                    gb(h2_default.bulk(sizes.streams, sizes.per_stream)),
-                ),
-                (
-                    "h2 16 MiB",
-                    gb(h2_raised.bulk(sizes.streams, sizes.per_stream)),
-                ),
+                ours("mux, one connection", mux_pid, || {
+                    ours::bulk_streams(&client, sizes.streams, sizes.per_stream)
+                }),
+                system("raw TCP, 1 connection, 1 MiB writes", raw_pid, || {
+                    raw::bulk(raw.addr, sizes.streams * sizes.per_stream, 1 << 20)
+                }),
+                system("h2, one connection", h2_pid, || {
+                    h2.bulk(sizes.streams, sizes.per_stream)
+                }),
             ],
         ));
     }
-    let mut idle_p99 = Duration::ZERO;
     if wants("rpc") {
         for outstanding in [1, 64] {
-            eprintln!("64 B request/response, {outstanding} outstanding");
-            let ours = work::mux_rpc(&client, sizes.calls, outstanding);
-            if outstanding == 1 {
-                idle_p99 = ours.p99;
-            }
-            let raw_rate = work::raw_rpc(raw.addr, sizes.calls, outstanding);
-            let h2_rate = h2_default.rpc(sizes.calls, outstanding);
-            let h2_big_rate = h2_raised.rpc(sizes.calls, outstanding);
-            report.push(Row::rate(
-                format!("64 B request/response, {outstanding} outstanding, blocking calls"),
-                ours,
-                vec![
-                    ("raw TCP", raw_rate),
-                    ("h2 default", h2_rate),
-                    ("h2 16 MiB", h2_big_rate),
-                ],
-            ));
-            let chained = work::mux_rpc_callbacks(&client, sizes.calls, outstanding);
-            report.push(Row::rate(
-                format!("64 B request/response, {outstanding} outstanding, callbacks on the loop"),
-                chained,
-                vec![
-                    ("raw TCP", raw_rate),
-                    ("h2 default", h2_rate),
-                    ("h2 16 MiB", h2_big_rate),
-                ],
+            let calls = if outstanding == 1 {
+                sizes.calls
+            } else {
+                sizes.pipelined_calls
+            };
+            let mut systems = vec![
+                ours("mux, blocking calls", mux_pid, || {
+                    ours::rpc(&client, calls, outstanding)
+                }),
+                ours("mux, callbacks on the loop", mux_pid, || {
+                    ours::rpc_callbacks(&client, calls, outstanding)
+                }),
+                system("raw TCP, blocking", raw_pid, || {
+                    raw::rpc(raw.addr, calls, outstanding, raw::Style::Plain)
+                }),
+            ];
+            systems.push(if outstanding == 1 {
+                system("raw TCP, reads spin 200 µs", raw_pid, || {
+                    raw::rpc(raw.addr, calls, outstanding, raw::Style::Spinning)
+                })
+            } else {
+                system("raw TCP, batched writes", raw_pid, || {
+                    raw::rpc(raw.addr, calls, outstanding, raw::Style::Batched)
+                })
+            });
+            systems.push(system("h2", h2_pid, || h2.rpc(calls, outstanding)));
+            report.workloads.push(compare(
+                format!("64 B request/response, {outstanding} outstanding"),
+                "calls/s",
+                "1,000 calls",
+                rounds,
+                systems,
             ));
         }
     }
+    if wants("busy") {
+        let busy = spawn_peer("busy", args.spin);
+        let calls = sizes.busy_calls;
+        let mut workload = compare(
+            "64 B request/response, 1 outstanding, beside a busy process".to_owned(),
+            "calls/s",
+            "1,000 calls",
+            rounds,
+            vec![
+                ours("mux, blocking calls", mux_pid, || {
+                    ours::rpc(&client, calls, 1)
+                }),
+                system("raw TCP, blocking", raw_pid, || {
+                    raw::rpc(raw.addr, calls, 1, raw::Style::Plain)
+                }),
+                system("h2", h2_pid, || h2.rpc(calls, 1)),
+            ],
+        );
+        workload.cpu = false;
+        report.workloads.push(workload);
+        drop(busy);
+    }
+    if wants("paced") {
+        let (calls, rate) = (sizes.paced_calls, 1000.0);
+        report.workloads.push(compare(
+            "64 B calls at one per millisecond".to_owned(),
+            "calls/s",
+            "1,000 calls",
+            rounds,
+            vec![
+                ours("mux", mux_pid, || ours::paced(&client, calls, rate)),
+                system("raw TCP, blocking", raw_pid, || {
+                    raw::paced(raw.addr, calls, rate)
+                }),
+                system("h2", h2_pid, || h2.paced(calls, rate)),
+            ],
+        ));
+    }
     if wants("mixed") {
-        eprintln!("mixed: 64 B calls beside a bulk upload");
-        let mixed = work::mux_mixed(&client, sizes.mixed_calls);
-        let h2_mixed = h2_raised.mixed(sizes.mixed_calls);
-        report.mixed = Some((idle_p99, mixed, h2_mixed));
-        report.push(Row::rate(
-            "64 B calls during a bulk upload, same connection".to_owned(),
-            mixed,
-            vec![("h2 16 MiB", h2_mixed)],
+        let calls = sizes.mixed_calls;
+        report.workloads.push(compare(
+            "64 B calls beside a bulk upload on the same connection".to_owned(),
+            "calls/s",
+            "1,000 calls",
+            rounds,
+            vec![
+                ours("mux", mux_pid, || ours::beside_upload(&client, calls)),
+                system("h2", h2_pid, || h2.beside_upload(calls)),
+            ],
         ));
     }
     if wants("fanout") {
-        eprintln!("pub/sub fan-out");
-        let ours = pubsub::mux(mux.addr, sizes.subscribers, sizes.messages);
-        let mut peers = Vec::new();
-        match Program::redis_server() {
-            Ok(redis) => {
-                peers.push((
-                    "Redis",
-                    pubsub::redis(redis.addr.port(), sizes.subscribers, sizes.messages),
-                ));
-            }
-            Err(err) => report
-                .notes
-                .push(format!("{err}: Redis pub/sub not measured")),
-        }
-        let nats_args = |port: u16| {
-            ["-a", "127.0.0.1", "-p", &port.to_string()]
-                .map(str::to_owned)
-                .to_vec()
-        };
-        match Program::on_free_port("nats-server", nats_args) {
-            Ok(nats) => peers.push((
-                "NATS",
-                pubsub::nats(nats.addr.port(), sizes.subscribers, sizes.messages),
-            )),
-            Err(err) => report.notes.push(format!("{err}: NATS not measured")),
-        }
-        report.push(Row::fanout(
-            format!(
-                "pub/sub fan-out, 1 → {} subscribers, 64 B (deliveries/s)",
-                sizes.subscribers
-            ),
-            ours,
-            peers,
-        ));
+        fan_out(&mut report, &sizes, rounds, &mux);
     }
     if wants("setup") {
-        eprintln!("connection set-up");
-        report.push(Row::throughput(
-            "connection set-up and first call (per second)".to_owned(),
-            work::mux_setup(mux.addr, sizes.setups),
-            vec![("raw TCP", work::raw_setup(raw.addr, sizes.setups))],
+        let count = sizes.setups;
+        report.workloads.push(compare(
+            "Connection set-up and first 64 B call".to_owned(),
+            "set-ups/s",
+            "1,000 set-ups",
+            rounds,
+            vec![
+                ours(
+                    "mux (mux-client: connect, call, shut down)",
+                    mux_pid,
+                    || ours::setup(mux.addr, count, spin),
+                ),
+                system("raw TCP (connect, echo, close)", raw_pid, || {
+                    raw::setup(raw.addr, count)
+                }),
+            ],
         ));
     }
     if wants("memory") {
         eprintln!("memory");
-        let (per_conn, per_stream) = memory(&sizes);
-        report.memory = Some((
+        report.notes.push(memory::measure(
+            &spawn_peer("mux", args.spin),
             sizes.idle_connections,
-            per_conn,
-            sizes.idle_connections * sizes.idle_streams_per_connection,
-            per_stream,
+            sizes.idle_streams_per_connection,
         ));
     }
     drop(client);
-    let markdown = report.markdown(args.quick);
+    let markdown = report.markdown(args.quick, &header(&args));
     println!("{markdown}");
     if let Err(err) = report.write(&args.out, &markdown) {
         eprintln!("mux-bench: cannot write {}: {err}", args.out.display());
@@ -344,4 +471,79 @@ fn main() -> ExitCode {
     }
     eprintln!("wrote {}/bench.md and bench.svg", args.out.display());
     ExitCode::SUCCESS
+}
+
+/// Fan-out at peak, then at half the slowest system's peak rate.
+fn fan_out(report: &mut Report, sizes: &Sizes, rounds: usize, mux: &Peer) {
+    let redis = Program::redis_server()
+        .map_err(|err| report.notes.push(format!("{err}: Redis not measured.")))
+        .ok();
+    let nats_args = |port: u16| {
+        ["-a", "127.0.0.1", "-p", &port.to_string()]
+            .map(str::to_owned)
+            .to_vec()
+    };
+    let nats = Program::on_free_port("nats-server", nats_args)
+        .map_err(|err| report.notes.push(format!("{err}: NATS not measured.")))
+        .ok();
+    let (subscribers, messages) = (sizes.subscribers, sizes.messages);
+    let lost = std::cell::Cell::new(0u64);
+    let counted = |run: pubsub::FanOut| {
+        lost.set(lost.get() + run.lost);
+        run.outcome
+    };
+    let systems = |pace: Pace, messages: usize| {
+        let mut systems = vec![ours("mux", mux.pid(), move || {
+            counted(pubsub::mux(mux.addr, subscribers, messages, pace))
+        })];
+        if let Some(redis) = &redis {
+            systems.push(system("Redis", redis.id(), move || {
+                counted(pubsub::redis(
+                    redis.addr.port(),
+                    subscribers,
+                    messages,
+                    pace,
+                ))
+            }));
+        }
+        if let Some(nats) = &nats {
+            systems.push(system("NATS", nats.id(), move || {
+                counted(pubsub::nats(nats.addr.port(), subscribers, messages, pace))
+            }));
+        }
+        systems
+    };
+    let peak = compare(
+        format!("Pub/sub fan-out at peak, 1 → {subscribers} subscribers, 64 B"),
+        "deliveries/s",
+        "1,000 deliveries",
+        rounds,
+        systems(Pace::Peak, messages),
+    );
+    let slowest = peak
+        .ours
+        .iter()
+        .chain(&peak.peers)
+        .map(|s| s.value().median)
+        .fold(f64::INFINITY, f64::min);
+    report.workloads.push(peak);
+    if slowest.is_finite() && slowest > 0.0 {
+        let rate = slowest / 2.0 / subscribers as f64;
+        let paced_messages = ((rate * 2.0) as usize).clamp(100, messages);
+        report.workloads.push(compare(
+            format!(
+                "Pub/sub fan-out at {rate:.0} publications/s (half the slowest peak), 1 → {subscribers}"
+            ),
+            "deliveries/s",
+            "1,000 deliveries",
+            rounds,
+            systems(Pace::Rate(rate), paced_messages),
+        ));
+    }
+    if lost.get() > 0 {
+        report.notes.push(format!(
+            "Fan-out: mux's slow-subscriber policy announced {} lost messages (counted as delivered-or-lost, not as deliveries).",
+            lost.get()
+        ));
+    }
 }

@@ -1,51 +1,129 @@
 //! Pub/sub fan-out, 1 publisher → N subscribers, 64-byte messages: mux,
 //! Redis pub/sub and NATS, each subscriber on its own connection with a
-//! reader thread; the publisher pipelines in batches of 100.
+//! reader thread that allocates nothing per message (mux's subscription
+//! hands out `Bytes` it made, which is mux's own cost). Every publisher
+//! streams: it never waits for an answer before publishing more (Redis's
+//! answers are read by a thread of their own; NATS with `verbose: false`
+//! sends none; mux's publishing stream has none). At [`Pace::Peak`] they
+//! write in batches of 100; at [`Pace::Rate`] one message at a time, on
+//! schedule, for the delivery latency at a load every system sustains.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use mux_client::{Client, Delivery};
 
-use crate::work::{percentiles, Rate};
+use crate::measure::Outcome;
 
 const TOPIC: &str = "bench.fanout";
 const BATCH: usize = 100;
+const PAYLOAD: usize = 64;
+
+/// How fast the publisher goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Pace {
+    /// As fast as it can, in batches of [`BATCH`].
+    Peak,
+    /// This many publications per second, one at a time.
+    Rate(f64),
+}
+
+/// What a subscriber's reader saw next.
+enum Next {
+    /// A message, with its delivery latency.
+    Message(Duration),
+    /// The server announced this many lost messages.
+    Lost(u64),
+    Closed,
+}
 
 /// A 64-byte payload carrying its send time (nanoseconds since `base`).
-fn payload(base: Instant) -> Vec<u8> {
-    let mut text = format!("{:020}", base.elapsed().as_nanos() as u64).into_bytes();
-    text.resize(64, b'.');
-    text
+fn payload(base: Instant) -> [u8; PAYLOAD] {
+    let mut bytes = [b'.'; PAYLOAD];
+    let nanos = (base.elapsed().as_nanos() as u64).to_le_bytes();
+    bytes[..8].copy_from_slice(&nanos);
+    bytes
 }
 
-fn sent_at(base: Instant, payload: &[u8]) -> Option<Duration> {
-    let nanos: u64 = std::str::from_utf8(payload.get(..20)?).ok()?.parse().ok()?;
-    Some(base.elapsed().saturating_sub(Duration::from_nanos(nanos)))
+fn latency(base: Instant, payload: &[u8]) -> Duration {
+    let nanos = payload
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_le_bytes)
+        .unwrap_or(0);
+    base.elapsed().saturating_sub(Duration::from_nanos(nanos))
 }
 
-/// Runs `subscribers` reader closures until each has seen `messages`, after
-/// `publish` (run once they are all subscribed); returns deliveries/s and latency.
-fn fan_out<S, P>(subscribers: Vec<S>, messages: usize, publish: P) -> Rate
+/// What a publisher is asked to do next.
+enum Step {
+    /// Add a message stamped against this base to the batch.
+    Publish(Instant),
+    /// Send the batch.
+    Flush,
+}
+
+/// Publishes `messages` at `pace` through `publisher`, flushing after each
+/// batch (at peak) or each message (at a rate).
+fn publish_all(messages: usize, pace: Pace, base: Instant, mut publisher: impl FnMut(Step)) {
+    let start = Instant::now();
+    for n in 0..messages {
+        match pace {
+            Pace::Peak => {
+                publisher(Step::Publish(base));
+                if (n + 1) % BATCH == 0 || n + 1 == messages {
+                    publisher(Step::Flush);
+                }
+            }
+            Pace::Rate(rate) => {
+                let due = start + Duration::from_secs_f64(n as f64 / rate);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                publisher(Step::Publish(base));
+                publisher(Step::Flush);
+            }
+        }
+    }
+}
+
+/// Fan-out result: deliveries per second with latency, and losses.
+pub(crate) struct FanOut {
+    pub(crate) outcome: Outcome,
+    pub(crate) lost: u64,
+}
+
+/// Runs the subscriber readers until each has seen `messages` (or losses
+/// that account for them), after `publish` (run once all are subscribed).
+fn fan_out<S, P>(subscribers: Vec<S>, messages: usize, publish: P) -> FanOut
 where
-    S: FnMut() -> Option<Vec<u8>> + Send + 'static,
+    S: FnMut(Instant) -> Next + Send + 'static,
     P: FnOnce(Instant),
 {
     let base = Instant::now();
+    let lost = Arc::new(AtomicU64::new(0));
     let ready = Arc::new(Barrier::new(subscribers.len() + 1));
     let readers: Vec<_> = subscribers
         .into_iter()
         .map(|mut next| {
-            let ready = Arc::clone(&ready);
+            let (ready, lost) = (Arc::clone(&ready), Arc::clone(&lost));
             std::thread::spawn(move || {
                 ready.wait();
                 let mut samples = Vec::with_capacity(messages);
-                while samples.len() < messages {
-                    match next() {
-                        Some(message) => samples.push(sent_at(base, &message).unwrap_or_default()),
-                        None => break,
+                let mut seen = 0u64;
+                while seen < messages as u64 {
+                    match next(base) {
+                        Next::Message(latency) => {
+                            samples.push(latency);
+                            seen += 1;
+                        }
+                        Next::Lost(count) => {
+                            lost.fetch_add(count, Ordering::Relaxed);
+                            seen += count;
+                        }
+                        Next::Closed => break,
                     }
                 }
                 (samples, Instant::now())
@@ -62,10 +140,13 @@ where
         end = end.max(finished);
         all.extend(samples);
     }
-    percentiles(all, end.duration_since(start))
+    FanOut {
+        outcome: Outcome::operations(all, end.duration_since(start)),
+        lost: lost.load(Ordering::Relaxed),
+    }
 }
 
-pub(crate) fn mux(addr: SocketAddr, subscribers: usize, messages: usize) -> Rate {
+pub(crate) fn mux(addr: SocketAddr, subscribers: usize, messages: usize, pace: Pace) -> FanOut {
     let subscriber_client = Client::builder(addr)
         .connections(subscribers)
         .connect()
@@ -73,33 +154,52 @@ pub(crate) fn mux(addr: SocketAddr, subscribers: usize, messages: usize) -> Rate
     let subs: Vec<_> = (0..subscribers)
         .map(|_| {
             let mut sub = subscriber_client.subscribe(TOPIC).expect("subscribe");
-            move || loop {
-                match sub.next_timeout(Duration::from_secs(10))? {
-                    Ok(Delivery::Message { payload, .. }) => return Some(payload.to_vec()),
-                    // Counted as delivered-or-lost, so that the run ends; the
-                    // spec's policy makes the loss visible, not silent.
-                    Ok(Delivery::Lost(count)) if count > 0 => return Some(vec![b'L'; 64]),
-                    Ok(Delivery::Lost(_)) => {}
-                    Err(_) => return None,
+            move |base| loop {
+                match sub.next_timeout(Duration::from_secs(10)) {
+                    Some(Ok(Delivery::Message { payload, .. })) => {
+                        return Next::Message(latency(base, &payload))
+                    }
+                    Some(Ok(Delivery::Lost(count))) if count > 0 => return Next::Lost(count),
+                    Some(Ok(Delivery::Lost(_))) => {}
+                    Some(Err(_)) | None => return Next::Closed,
                 }
             }
         })
         .collect();
     let publisher_client = Client::connect(addr).expect("mux publisher");
-    // A publishing stream: no answer per publication, flow control only
-    // (Redis answers each PUBLISH, NATS each batch's PING).
     let mut publisher = publisher_client.publisher();
-    let rate = fan_out(subs, messages, |base| {
-        for _ in 0..messages {
-            publisher.publish(TOPIC, payload(base)).expect("publish");
-        }
+    let result = fan_out(subs, messages, |base| {
+        publish_all(messages, pace, base, |step| {
+            if let Step::Publish(base) = step {
+                publisher
+                    .publish(TOPIC, payload(base).to_vec())
+                    .expect("publish");
+            }
+        });
     });
     let _ = publisher.finish();
     drop(subscriber_client);
-    rate
+    result
 }
 
-pub(crate) fn redis(port: u16, subscribers: usize, messages: usize) -> Rate {
+/// Reads one CRLF-terminated line into `line` (cleared first).
+fn line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> Option<()> {
+    line.clear();
+    match reader.read_until(b'\n', line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(()),
+    }
+}
+
+/// The number after the first byte of a RESP line (`$12\r\n` → 12), or
+/// after the last space of a NATS `MSG` line.
+fn number(text: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(text).ok()?.trim_end();
+    let digits = text.rsplit([' ', '$', '*', ':']).next()?;
+    digits.parse().ok()
+}
+
+pub(crate) fn redis(port: u16, subscribers: usize, messages: usize, pace: Pace) -> FanOut {
     let subs: Vec<_> = (0..subscribers)
         .map(|_| {
             let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("redis connect");
@@ -109,74 +209,79 @@ pub(crate) fn redis(port: u16, subscribers: usize, messages: usize) -> Rate {
                 )
                 .expect("subscribe");
             let mut reader = BufReader::with_capacity(1 << 16, stream);
-            // The confirmation: *3, $9 subscribe, $topic, :1
-            let mut line = String::new();
+            let mut text = Vec::with_capacity(64);
+            // The confirmation: *3, $9, subscribe, $topic, topic, :1
             for _ in 0..6 {
-                line.clear();
-                reader.read_line(&mut line).expect("confirmation");
+                line(&mut reader, &mut text).expect("confirmation");
             }
-            move || {
+            let mut body = vec![0u8; PAYLOAD + 2];
+            move |base| {
                 // *3 / $7 / message / $len / topic / $len / payload
-                let mut line = String::new();
                 for _ in 0..5 {
-                    line.clear();
-                    if reader.read_line(&mut line).ok()? == 0 {
-                        return None;
+                    if line(&mut reader, &mut text).is_none() {
+                        return Next::Closed;
                     }
                 }
-                line.clear();
-                reader.read_line(&mut line).ok()?;
-                let len: usize = line.trim_start_matches('$').trim().parse().ok()?;
-                let mut payload = vec![0u8; len + 2];
-                reader.read_exact(&mut payload).ok()?;
-                payload.truncate(len);
-                Some(payload)
+                let len = line(&mut reader, &mut text).and_then(|()| number(&text));
+                let Some(len) = len else {
+                    return Next::Closed;
+                };
+                body.resize(len + 2, 0);
+                if reader.read_exact(&mut body).is_err() {
+                    return Next::Closed;
+                }
+                Next::Message(latency(base, &body))
             }
         })
         .collect();
     let mut publisher = TcpStream::connect(("127.0.0.1", port)).expect("redis publisher");
-    let mut replies = BufReader::new(publisher.try_clone().expect("clone"));
-    fan_out(subs, messages, |base| {
-        let mut sent = 0;
-        let mut line = String::new();
-        while sent < messages {
-            let count = BATCH.min(messages - sent);
-            let mut batch = Vec::with_capacity(count * 110);
-            for _ in 0..count {
-                let body = payload(base);
-                batch.extend_from_slice(
-                    format!(
-                        "*3\r\n$7\r\nPUBLISH\r\n${}\r\n{TOPIC}\r\n${}\r\n",
-                        TOPIC.len(),
-                        body.len()
-                    )
-                    .as_bytes(),
-                );
-                batch.extend_from_slice(&body);
+    publisher.set_nodelay(true).expect("nodelay");
+    // Redis answers every PUBLISH; a thread reads the answers so that the
+    // publisher never waits for them.
+    let answers = {
+        let mut replies = BufReader::new(publisher.try_clone().expect("clone"));
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            for _ in 0..messages {
+                if line(&mut replies, &mut text).is_none() {
+                    break;
+                }
+            }
+        })
+    };
+    let head = format!(
+        "*3\r\n$7\r\nPUBLISH\r\n${}\r\n{TOPIC}\r\n${PAYLOAD}\r\n",
+        TOPIC.len()
+    );
+    let mut batch = Vec::with_capacity(BATCH * (head.len() + PAYLOAD + 2));
+    let result = fan_out(subs, messages, |base| {
+        publish_all(messages, pace, base, |step| match step {
+            Step::Publish(base) => {
+                batch.extend_from_slice(head.as_bytes());
+                batch.extend_from_slice(&payload(base));
                 batch.extend_from_slice(b"\r\n");
             }
-            publisher.write_all(&batch).expect("publish");
-            for _ in 0..count {
-                line.clear();
-                replies.read_line(&mut line).expect("reply");
+            Step::Flush => {
+                publisher.write_all(&batch).expect("publish");
+                batch.clear();
             }
-            sent += count;
-        }
-    })
+        });
+    });
+    let _ = answers.join();
+    result
 }
 
-pub(crate) fn nats(port: u16, subscribers: usize, messages: usize) -> Rate {
+pub(crate) fn nats(port: u16, subscribers: usize, messages: usize, pace: Pace) -> FanOut {
     let connect = || {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("nats connect");
         stream.set_nodelay(true).expect("nodelay");
         let mut reader = BufReader::with_capacity(1 << 16, stream.try_clone().expect("clone"));
-        let mut info = String::new();
-        reader.read_line(&mut info).expect("INFO");
+        let mut text = Vec::new();
+        line(&mut reader, &mut text).expect("INFO");
         stream
             .write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nPING\r\n")
             .expect("connect");
-        let mut pong = String::new();
-        reader.read_line(&mut pong).expect("PONG");
+        line(&mut reader, &mut text).expect("PONG");
         (stream, reader)
     };
     let subs: Vec<_> = (0..subscribers)
@@ -185,48 +290,56 @@ pub(crate) fn nats(port: u16, subscribers: usize, messages: usize) -> Rate {
             stream
                 .write_all(format!("SUB {TOPIC} 1\r\nPING\r\n").as_bytes())
                 .expect("sub");
-            let mut pong = String::new();
-            reader.read_line(&mut pong).expect("PONG");
-            move || loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).ok()? == 0 {
-                    return None;
+            let mut text = Vec::with_capacity(64);
+            line(&mut reader, &mut text).expect("PONG");
+            let mut body = vec![0u8; PAYLOAD + 2];
+            move |base| loop {
+                if line(&mut reader, &mut text).is_none() {
+                    return Next::Closed;
                 }
-                if line.starts_with("PING") {
-                    stream.write_all(b"PONG\r\n").ok()?;
+                if text.starts_with(b"PING") {
+                    if stream.write_all(b"PONG\r\n").is_err() {
+                        return Next::Closed;
+                    }
                     continue;
                 }
-                let len: usize = line.split_whitespace().last()?.parse().ok()?;
-                let mut payload = vec![0u8; len + 2];
-                reader.read_exact(&mut payload).ok()?;
-                payload.truncate(len);
-                return Some(payload);
+                let Some(len) = number(&text) else {
+                    return Next::Closed;
+                };
+                body.resize(len + 2, 0);
+                if reader.read_exact(&mut body).is_err() {
+                    return Next::Closed;
+                }
+                return Next::Message(latency(base, &body));
             }
         })
         .collect();
-    let (mut publisher, mut replies) = connect();
+    let (mut publisher, _replies) = connect();
+    let head = format!("PUB {TOPIC} {PAYLOAD}\r\n");
+    let mut batch = Vec::with_capacity(BATCH * (head.len() + PAYLOAD + 2));
     fan_out(subs, messages, |base| {
-        let mut sent = 0;
-        let mut line = String::new();
-        while sent < messages {
-            let count = BATCH.min(messages - sent);
-            let mut batch = Vec::with_capacity(count * 100);
-            for _ in 0..count {
-                let body = payload(base);
-                batch.extend_from_slice(format!("PUB {TOPIC} {}\r\n", body.len()).as_bytes());
-                batch.extend_from_slice(&body);
+        publish_all(messages, pace, base, |step| match step {
+            Step::Publish(base) => {
+                batch.extend_from_slice(head.as_bytes());
+                batch.extend_from_slice(&payload(base));
                 batch.extend_from_slice(b"\r\n");
             }
-            batch.extend_from_slice(b"PING\r\n");
-            publisher.write_all(&batch).expect("publish");
-            loop {
-                line.clear();
-                replies.read_line(&mut line).expect("PONG");
-                if line.starts_with("PONG") {
-                    break;
-                }
+            Step::Flush => {
+                publisher.write_all(&batch).expect("publish");
+                batch.clear();
             }
-            sent += count;
-        }
+        });
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::number;
+
+    #[test]
+    fn numbers_of_resp_and_nats_lines() {
+        assert_eq!(number(b"$64\r\n"), Some(64));
+        assert_eq!(number(b"MSG bench.fanout 1 64\r\n"), Some(64));
+        assert_eq!(number(b"message\r\n"), None);
+    }
 }

@@ -1,135 +1,154 @@
-//! The benchmark's output: a Markdown table (absolute figures and mux's
-//! ratio to each peer) and an SVG bar chart of the ratios.
+//! The benchmark's output: per workload, every system's figure over the
+//! repetitions (min/median/max), mux's ratio to each peer measured round
+//! by round, CPU per unit of work on each side, and latency percentiles;
+//! as Markdown and as an SVG chart of the median ratios.
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::work::Rate;
+use crate::measure::{Series, Spread};
 
-/// One workload's figures.
+/// One workload's measurements.
 #[derive(Debug)]
-pub(crate) struct Row {
-    name: String,
-    /// mux's figure, as text, and as a number for ratios (higher is better).
-    ours: (String, f64),
-    peers: Vec<(&'static str, String, f64)>,
+pub(crate) struct Workload {
+    pub(crate) name: String,
+    /// What the figure counts, e.g. "GB/s".
+    pub(crate) unit: &'static str,
+    /// What CPU is charged per: "GB" (shown in CPU-seconds) or "1,000
+    /// calls" (shown in CPU-milliseconds).
+    pub(crate) per: &'static str,
+    /// mux's series (ratios are taken against each of them).
+    pub(crate) ours: Vec<Series>,
+    pub(crate) peers: Vec<Series>,
+    /// Whether the CPU figures mean anything (not with a busy process).
+    pub(crate) cpu: bool,
 }
 
 fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+    let ms = d.as_secs_f64() * 1e3;
+    if ms >= 100.0 {
+        format!("{ms:.0}")
+    } else if ms >= 1.0 {
+        format!("{ms:.2}")
+    } else {
+        format!("{ms:.3}")
+    }
 }
 
-fn rate_text(rate: &Rate) -> String {
+fn figure(value: f64) -> String {
+    if value >= 1000.0 {
+        format!("{value:.0}")
+    } else if value >= 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+fn spread(s: Spread) -> String {
     format!(
-        "{:.0}/s (p50 {}, p99 {})",
-        rate.per_second,
-        ms(rate.p50),
-        ms(rate.p99)
+        "{} / {} / {}",
+        figure(s.min),
+        figure(s.median),
+        figure(s.max)
     )
 }
 
-impl Row {
-    pub(crate) fn throughput(name: String, ours: f64, peers: Vec<(&'static str, f64)>) -> Self {
-        Self {
-            name,
-            ours: (format!("{ours:.2}"), ours),
-            peers: peers
-                .into_iter()
-                .map(|(n, v)| (n, format!("{v:.2}"), v))
-                .collect(),
+impl Workload {
+    fn cpu_text(&self, seconds: f64) -> String {
+        if !self.cpu {
+            return "–".to_owned();
+        }
+        if self.per == "GB" {
+            format!("{seconds:.2} s")
+        } else {
+            format!("{:.1} ms", seconds * 1e3)
         }
     }
 
-    pub(crate) fn rate(name: String, ours: Rate, peers: Vec<(&'static str, Rate)>) -> Self {
-        Self {
-            name,
-            ours: (rate_text(&ours), ours.per_second),
-            peers: peers
-                .into_iter()
-                .map(|(n, r)| (n, rate_text(&r), r.per_second))
-                .collect(),
+    fn markdown(&self, out: &mut String) {
+        let _ = writeln!(out, "\n### {}\n", self.name);
+        let _ = writeln!(
+            out,
+            "| system | {} min / median / max | mux / system, median (min–max) | CPU per {} client / server | p50 / p99 / p99.9 ms (samples) |\n|---|---|---|---|---|",
+            self.unit, self.per
+        );
+        for series in self.ours.iter().chain(&self.peers) {
+            let is_ours = self.ours.iter().any(|o| std::ptr::eq(o, series));
+            let ratio = if is_ours {
+                "–".to_owned()
+            } else {
+                self.ours
+                    .iter()
+                    .map(|ours| {
+                        let r = ours.ratio_to(series);
+                        format!("{:.2} ({:.2}–{:.2})", r.median, r.min, r.max)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            let latency = series
+                .latency()
+                .map(|l| {
+                    format!(
+                        "{} / {} / {} ({})",
+                        ms(l.p50),
+                        ms(l.p99),
+                        ms(l.p999),
+                        l.samples
+                    )
+                })
+                .unwrap_or_else(|| "–".to_owned());
+            let _ = writeln!(
+                out,
+                "| {} | {} | {ratio} | {} / {} | {latency} |",
+                series.system,
+                spread(series.value()),
+                self.cpu_text(series.client_cpu()),
+                self.cpu_text(series.server_cpu()),
+            );
         }
-    }
-
-    pub(crate) fn fanout(name: String, ours: Rate, peers: Vec<(&'static str, Rate)>) -> Self {
-        Self::rate(name, ours, peers)
     }
 }
 
 /// Everything measured.
 #[derive(Debug, Default)]
 pub(crate) struct Report {
-    rows: Vec<Row>,
-    /// Idle p99, mixed mux, mixed h2.
-    pub(crate) mixed: Option<(Duration, Rate, Rate)>,
-    /// (connections, bytes per idle connection, streams, bytes per idle stream).
-    pub(crate) memory: Option<(usize, f64, usize, f64)>,
+    pub(crate) workloads: Vec<Workload>,
     pub(crate) notes: Vec<String>,
 }
 
 impl Report {
-    pub(crate) fn push(&mut self, row: Row) {
-        self.rows.push(row);
-    }
-
-    pub(crate) fn markdown(&self, quick: bool) -> String {
+    pub(crate) fn markdown(&self, quick: bool, header: &str) -> String {
         let mut out = String::new();
         if quick {
             out.push_str("**--quick run: tiny sizes; these figures prove the program works and mean nothing.**\n\n");
         }
-        out.push_str(
-            "| workload | mux | peer | peer's figure | mux / peer |\n|---|---|---|---|---|\n",
-        );
-        for row in &self.rows {
-            for (n, (peer, text, value)) in row.peers.iter().enumerate() {
-                let ours = if n == 0 { row.ours.0.as_str() } else { "〃" };
-                let name = if n == 0 { row.name.as_str() } else { "" };
-                let ratio = if *value > 0.0 {
-                    row.ours.1 / value
-                } else {
-                    0.0
-                };
-                let _ = writeln!(out, "| {name} | {ours} | {peer} | {text} | {ratio:.2} |");
-            }
-        }
-        if let Some((idle, mux, h2)) = &self.mixed {
-            let _ = writeln!(
-                out,
-                "\nHead-of-line check: 64 B call p99 idle {}, beside a bulk upload {} ({:.2}× idle; bar ≤ 2×); h2 (16 MiB windows) beside a bulk upload: p99 {}.",
-                ms(*idle),
-                ms(mux.p99),
-                mux.p99.as_secs_f64() / idle.as_secs_f64().max(1e-9),
-                ms(h2.p99)
-            );
-        }
-        if let Some((conns, per_conn, streams, per_stream)) = self.memory {
-            let _ = writeln!(
-                out,
-                "\nMemory (server RSS growth): {:.1} KiB per idle connection ({conns} connections), {:.0} bytes per idle stream ({streams} streams, each with its server-side request state).",
-                per_conn / 1024.0,
-                per_stream
-            );
+        out.push_str(header);
+        out.push('\n');
+        for workload in &self.workloads {
+            workload.markdown(&mut out);
         }
         for note in &self.notes {
-            let _ = writeln!(out, "\nNote: {note}");
+            let _ = writeln!(out, "\n{note}");
         }
         out
     }
 
-    /// A bar chart of mux / peer ratios (1.0 marked), one bar per comparison.
+    /// A bar chart of the median ratio of mux's first series to each peer.
     fn svg(&self) -> String {
         let bars: Vec<(String, f64)> = self
-            .rows
+            .workloads
             .iter()
-            .flat_map(|row| {
-                row.peers.iter().map(move |(peer, _, value)| {
-                    let ratio = if *value > 0.0 {
-                        row.ours.1 / value
-                    } else {
-                        0.0
-                    };
-                    (format!("{} — vs {peer}", row.name), ratio)
+            .flat_map(|w| {
+                let ours = w.ours.first();
+                w.peers.iter().filter_map(move |peer| {
+                    let ours = ours?;
+                    Some((
+                        format!("{} — {} vs {}", w.name, ours.system, peer.system),
+                        ours.ratio_to(peer).median,
+                    ))
                 })
             })
             .collect();
@@ -138,10 +157,10 @@ impl Report {
             .map(|(_, r)| *r)
             .fold(2.0f64, f64::max)
             .min(20.0);
-        let (left, width, bar_h, gap) = (460.0, 420.0, 18.0, 6.0);
+        let (left, width, bar_h, gap) = (620.0, 380.0, 18.0, 6.0);
         let height = 60.0 + bars.len() as f64 * (bar_h + gap);
         let mut svg = format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"11\">\n<text x=\"10\" y=\"20\" font-size=\"14\">mux / peer (higher is better for mux; line at 1.0)</text>\n",
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"11\">\n<text x=\"10\" y=\"20\" font-size=\"14\">mux / peer, median of the rounds (higher is better for mux; line at 1.0)</text>\n",
             left + width + 60.0
         );
         for (n, (label, ratio)) in bars.iter().enumerate() {

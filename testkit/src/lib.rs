@@ -60,6 +60,26 @@ pub fn raise_open_files(want: u64) -> u64 {
     rlimit::increase_nofile_limit(want).unwrap_or(1024)
 }
 
+/// CPU time process `pid` has used, user and system, in seconds (from
+/// `/proc/PID/stat`, in clock ticks of 10 ms); 0 if unknown.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces; the fields after it do not.
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks = |n: usize| {
+        fields
+            .get(n)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// Resident memory of process `pid` in KiB (`VmRSS`), 0 if unknown.
 pub fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -10,22 +10,8 @@ use std::time::{Duration, Instant};
 use mux_client::Client;
 use mux_server::{Response, Server, SpinPolicy};
 
-/// CPU seconds this process used (user and system), from /proc/self/stat.
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    let ticks = |n: usize| {
-        fields
-            .get(n)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
+    mux_testkit::cpu_seconds(std::process::id())
 }
 
 fn main() {

@@ -136,6 +136,23 @@ impl<A: App> EventLoop<A> {
         &mut self.app
     }
 
+    /// Polls without blocking for up to `spin`, until an event or a command
+    /// arrives. Between polls the thread yields its core, so that on a
+    /// machine with fewer cores than busy threads the spin delays no one
+    /// (the thread that would bring the work least of all). Senders need no
+    /// wake-up while the loop spins: it checks the command queue itself.
+    fn spin(&mut self, events: &mut Events, spin: Duration) -> io::Result<()> {
+        let spin_until = Instant::now() + spin;
+        while self.commands.is_empty() && Instant::now() < spin_until {
+            self.poll.poll(events, Some(Duration::ZERO))?;
+            if !events.is_empty() {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        Ok(())
+    }
+
     /// Runs until the app says it is done; returns the app.
     pub fn run(mut self) -> io::Result<A> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
@@ -152,7 +169,6 @@ impl<A: App> EventLoop<A> {
         }
         loop {
             let now = Instant::now();
-            self.sleeping.store(true, Ordering::SeqCst);
             let busy = more_commands || !more_reads.is_empty() || !self.more_reads.is_empty();
             let timeout = if busy || !dirty.is_empty() || !self.commands.is_empty() {
                 Some(Duration::ZERO)
@@ -165,20 +181,15 @@ impl<A: App> EventLoop<A> {
             events.clear();
             if timeout != Some(Duration::ZERO) {
                 spinner.idle(now);
-            }
-            let spin = spinner.budget();
-            if timeout != Some(Duration::ZERO) && !spin.is_zero() {
-                // Before sleeping, look again for a short while: work has
-                // been coming faster than a sleeping loop wakes (`spin`).
-                let spin_until = Instant::now() + spin;
-                while events.is_empty() && Instant::now() < spin_until && self.commands.is_empty() {
-                    polled = self.poll.poll(&mut events, Some(Duration::ZERO));
-                    if polled.is_err() {
-                        break;
-                    }
+                let spin = spinner.budget();
+                if !spin.is_zero() {
+                    polled = self.spin(&mut events, spin);
                 }
             }
             if events.is_empty() && polled.is_ok() {
+                // Senders wake the loop only after this store; a command sent
+                // before it is seen by the check below.
+                self.sleeping.store(true, Ordering::SeqCst);
                 let timeout = if self.commands.is_empty() {
                     timeout
                 } else {

@@ -1,0 +1,261 @@
+//! HTTP/2 (tokio + `h2`), client and server, in the configuration that
+//! suits these workloads best: 16 MiB stream and connection windows,
+//! 64 KiB frames (mux's DATA frame size when a stream sends alone), a
+//! single-threaded runtime per process (client and server each get one of
+//! the two cores, as mux's client loop and server loop do), requests built
+//! without formatting, and the server spawning a task per request as h2's
+//! documentation does.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::measure::Outcome;
+use crate::raw::MESSAGE;
+
+/// Stream and connection window.
+const WINDOW: u32 = 16 << 20;
+/// Largest frame either side accepts.
+const FRAME: u32 = 64 << 10;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+pub(crate) fn serve() -> Result<(), String> {
+    runtime().block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        crate::servers::announce(listener.local_addr().map_err(|e| e.to_string())?);
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = socket.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut builder = h2::server::Builder::new();
+                builder
+                    .max_concurrent_streams(1000)
+                    .initial_window_size(WINDOW)
+                    .initial_connection_window_size(WINDOW)
+                    .max_frame_size(FRAME);
+                let Ok(mut connection) = builder.handshake::<_, Bytes>(socket).await else {
+                    return;
+                };
+                while let Some(Ok((request, respond))) = connection.accept().await {
+                    tokio::spawn(answer(request, respond));
+                }
+            });
+        }
+    })
+}
+
+/// `/echo` answers the body; anything else counts it and answers the count.
+async fn answer(
+    request: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+) {
+    let echo = request.uri().path() == "/echo";
+    let mut body = request.into_body();
+    let mut kept = bytes::BytesMut::new();
+    let mut total = 0u64;
+    while let Some(Ok(data)) = body.data().await {
+        total += data.len() as u64;
+        let _ = body.flow_control().release_capacity(data.len());
+        if echo {
+            kept.extend_from_slice(&data);
+        }
+    }
+    let Ok(mut send) = respond.send_response(http::Response::new(()), false) else {
+        return;
+    };
+    let reply = if echo {
+        kept.freeze()
+    } else {
+        Bytes::from(total.to_string())
+    };
+    let _ = send.send_data(reply, true);
+}
+
+/// An h2 client connection on its own single-threaded runtime.
+pub(crate) struct H2 {
+    runtime: tokio::runtime::Runtime,
+    sender: h2::client::SendRequest<Bytes>,
+    echo: http::Uri,
+    sink: http::Uri,
+}
+
+impl H2 {
+    pub(crate) fn connect(addr: SocketAddr) -> Self {
+        let runtime = runtime();
+        let sender = runtime.block_on(async {
+            let tcp = tokio::net::TcpStream::connect(addr)
+                .await
+                .expect("h2 connect");
+            tcp.set_nodelay(true).expect("nodelay");
+            let (sender, connection) = h2::client::Builder::new()
+                .initial_window_size(WINDOW)
+                .initial_connection_window_size(WINDOW)
+                .max_frame_size(FRAME)
+                .handshake::<_, Bytes>(tcp)
+                .await
+                .expect("h2 handshake");
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            sender.ready().await.expect("h2 ready")
+        });
+        let uri = |path: &str| {
+            format!("http://{addr}{path}")
+                .parse::<http::Uri>()
+                .expect("uri")
+        };
+        Self {
+            runtime,
+            sender,
+            echo: uri("/echo"),
+            sink: uri("/sink"),
+        }
+    }
+
+    pub(crate) fn bulk(&self, streams: usize, each: usize) -> Outcome {
+        let start = Instant::now();
+        self.runtime.block_on(async {
+            let tasks: Vec<_> = (0..streams)
+                .map(|_| tokio::spawn(upload(self.sender.clone(), self.sink.clone(), each, None)))
+                .collect();
+            for task in tasks {
+                task.await.expect("h2 task");
+            }
+        });
+        Outcome::bytes(streams * each, start.elapsed())
+    }
+
+    pub(crate) fn rpc(&self, calls: usize, outstanding: usize) -> Outcome {
+        let start = Instant::now();
+        let per_task = calls.div_ceil(outstanding);
+        let samples = self.runtime.block_on(async {
+            let tasks: Vec<_> = (0..outstanding)
+                .map(|_| {
+                    let (sender, uri) = (self.sender.clone(), self.echo.clone());
+                    tokio::spawn(async move {
+                        let body = Bytes::from(vec![1u8; MESSAGE]);
+                        let mut samples = Vec::with_capacity(per_task);
+                        for _ in 0..per_task {
+                            let at = Instant::now();
+                            call(&sender, &uri, body.clone()).await;
+                            samples.push(at.elapsed());
+                        }
+                        samples
+                    })
+                })
+                .collect();
+            let mut all = Vec::with_capacity(calls);
+            for task in tasks {
+                all.extend(task.await.expect("h2 task"));
+            }
+            all
+        });
+        Outcome::operations(samples, start.elapsed())
+    }
+
+    /// One call every `1 / rate` seconds, each awaited from this thread.
+    pub(crate) fn paced(&self, calls: usize, rate: f64) -> Outcome {
+        let body = Bytes::from(vec![1u8; MESSAGE]);
+        crate::measure::paced(calls, rate, || {
+            self.runtime
+                .block_on(call(&self.sender, &self.echo, body.clone()));
+        })
+    }
+
+    /// 64-byte calls while a bulk upload shares the connection.
+    pub(crate) fn beside_upload(&self, calls: usize) -> Outcome {
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Arc::new(AtomicBool::new(false));
+        let bulk = self.runtime.spawn(upload(
+            self.sender.clone(),
+            self.sink.clone(),
+            usize::MAX,
+            Some((Arc::clone(&stop), Arc::clone(&started))),
+        ));
+        // The runtime is single-threaded: drive it until the upload runs.
+        self.runtime.block_on(async {
+            while !started.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        let outcome = self.rpc(calls, 1);
+        stop.store(true, Ordering::Relaxed);
+        let _ = self.runtime.block_on(bulk);
+        outcome
+    }
+}
+
+async fn call(sender: &h2::client::SendRequest<Bytes>, uri: &http::Uri, body: Bytes) {
+    let mut sender = sender.clone().ready().await.expect("ready");
+    let request = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(uri.clone())
+        .body(())
+        .expect("request");
+    let (response, mut send) = sender.send_request(request, false).expect("send");
+    send.send_data(body, true).expect("data");
+    let mut reply = response.await.expect("response").into_body();
+    let mut got = 0;
+    while let Some(Ok(data)) = reply.data().await {
+        got += data.len();
+        let _ = reply.flow_control().release_capacity(data.len());
+    }
+    assert_eq!(got, MESSAGE);
+}
+
+/// Uploads `each` bytes in 256 KiB writes as window allows (or, with
+/// `until`, until told to stop, saying when it started), then checks the
+/// server's count.
+async fn upload(
+    sender: h2::client::SendRequest<Bytes>,
+    uri: http::Uri,
+    each: usize,
+    until: Option<(Arc<AtomicBool>, Arc<AtomicBool>)>,
+) {
+    let mut sender = sender.ready().await.expect("ready");
+    let request = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(uri)
+        .body(())
+        .expect("request");
+    let (response, mut send) = sender.send_request(request, false).expect("send_request");
+    let chunk = Bytes::from(vec![7u8; 256 * 1024]);
+    let mut sent = 0;
+    while sent < each {
+        if let Some((stop, started)) = &until {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            started.store(true, Ordering::Relaxed);
+        }
+        let want = chunk.len().min(each - sent);
+        send.reserve_capacity(want);
+        let Some(Ok(granted)) = std::future::poll_fn(|cx| send.poll_capacity(cx)).await else {
+            break;
+        };
+        let n = granted.min(want);
+        send.send_data(chunk.slice(..n), false).expect("send_data");
+        sent += n;
+    }
+    send.send_data(Bytes::new(), true).expect("end");
+    let mut body = response.await.expect("response").into_body();
+    let mut reply = Vec::new();
+    while let Some(Ok(data)) = body.data().await {
+        let _ = body.flow_control().release_capacity(data.len());
+        reply.extend_from_slice(&data);
+    }
+    assert_eq!(reply, sent.to_string().into_bytes(), "h2 sink count");
+}

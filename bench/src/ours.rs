@@ -1,0 +1,197 @@
+//! mux's side of each workload, through `mux-client` as an application
+//! would use it: uploads to the server's `sink`, calls to `echo`.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mux_client::{CallRequest, Client, SpinPolicy};
+
+use crate::measure::Outcome;
+use crate::raw::MESSAGE;
+
+pub(crate) fn client(addr: SocketAddr, spin: SpinPolicy) -> Client {
+    Client::builder(addr)
+        .spin(spin)
+        .connect()
+        .expect("mux connect")
+}
+
+/// One upload of `each` bytes in writes of `write_size`; checks the count.
+fn upload(client: &Client, each: usize, write_size: usize) {
+    let chunk = Bytes::from(vec![7u8; write_size]);
+    let mut upload = client.open_upload(CallRequest::new("sink", ""));
+    let mut sent = 0;
+    while sent < each {
+        let n = write_size.min(each - sent);
+        upload.write(chunk.slice(..n)).expect("mux write");
+        sent += n;
+    }
+    let reply = upload
+        .finish()
+        .expect("finish")
+        .wait()
+        .expect("mux sink reply");
+    assert_eq!(
+        &reply.body[..],
+        each.to_string().as_bytes(),
+        "mux sink count"
+    );
+}
+
+pub(crate) fn bulk(client: &Client, total: usize) -> Outcome {
+    let start = Instant::now();
+    upload(client, total, 256 * 1024);
+    Outcome::bytes(total, start.elapsed())
+}
+
+/// `streams` concurrent uploads on one connection, a thread each.
+pub(crate) fn bulk_streams(client: &Arc<Client>, streams: usize, each: usize) -> Outcome {
+    let start = Instant::now();
+    let threads: Vec<_> = (0..streams)
+        .map(|_| {
+            let client = Arc::clone(client);
+            std::thread::spawn(move || upload(&client, each, 64 * 1024))
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("upload thread");
+    }
+    Outcome::bytes(streams * each, start.elapsed())
+}
+
+/// Blocking calls, `outstanding` in flight from one application thread.
+pub(crate) fn rpc(client: &Client, calls: usize, outstanding: usize) -> Outcome {
+    let body = Bytes::from(vec![1u8; MESSAGE]);
+    let mut window = VecDeque::with_capacity(outstanding);
+    let mut samples = Vec::with_capacity(calls);
+    let start = Instant::now();
+    let mut sent = 0;
+    while samples.len() < calls {
+        while window.len() < outstanding && sent < calls {
+            window.push_back((Instant::now(), client.call_async("echo", body.clone())));
+            sent += 1;
+        }
+        if let Some((at, call)) = window.pop_front() {
+            let reply = call.wait().expect("mux call");
+            assert_eq!(reply.body.len(), MESSAGE);
+            samples.push(at.elapsed());
+        }
+    }
+    Outcome::operations(samples, start.elapsed())
+}
+
+/// One blocking call every `1 / rate` seconds.
+pub(crate) fn paced(client: &Client, calls: usize, rate: f64) -> Outcome {
+    let body = Bytes::from(vec![1u8; MESSAGE]);
+    crate::measure::paced(calls, rate, || {
+        let reply = client.call("echo", body.clone()).expect("mux call");
+        assert_eq!(reply.body.len(), MESSAGE);
+    })
+}
+
+/// 64-byte blocking calls while a bulk upload shares the connection.
+pub(crate) fn beside_upload(client: &Arc<Client>, calls: usize) -> Outcome {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicBool::new(false));
+    let bulk = {
+        let client = Arc::clone(client);
+        let (stop, started) = (Arc::clone(&stop), Arc::clone(&started));
+        std::thread::spawn(move || {
+            let chunk = Bytes::from(vec![7u8; 256 * 1024]);
+            let mut upload = client.open_upload(CallRequest::new("sink", ""));
+            while !stop.load(Ordering::Relaxed) {
+                if upload.write(chunk.clone()).is_err() {
+                    break;
+                }
+                started.store(true, Ordering::Relaxed);
+            }
+            let _ = upload.finish().map(|c| c.wait());
+        })
+    };
+    mux_testkit::wait_until(Duration::from_secs(10), "the upload to start", || {
+        started.load(Ordering::Relaxed)
+    });
+    let outcome = rpc(client, calls, 1);
+    stop.store(true, Ordering::Relaxed);
+    let _ = bulk.join();
+    outcome
+}
+
+/// Calls chained from completion callbacks: each callback, on the client's
+/// loop thread, records its latency and starts the next call, so no
+/// application thread is woken per call (mux's non-blocking style, as an
+/// h2 client runs inside its runtime).
+pub(crate) fn rpc_callbacks(client: &Arc<Client>, calls: usize, outstanding: usize) -> Outcome {
+    struct Chain {
+        client: Arc<Client>,
+        samples: Mutex<Vec<Duration>>,
+        to_start: AtomicUsize,
+        finished: AtomicUsize,
+        total: usize,
+        done: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+        body: Bytes,
+    }
+    fn issue(chain: Arc<Chain>) {
+        let at = Instant::now();
+        let request = CallRequest::new("echo", chain.body.clone());
+        let next = Arc::clone(&chain);
+        chain.client.call_with_callback(request, move |result| {
+            assert!(result.is_ok(), "chained call failed: {result:?}");
+            if let Ok(mut samples) = next.samples.lock() {
+                samples.push(at.elapsed());
+            }
+            if next.finished.fetch_add(1, Ordering::Relaxed) + 1 == next.total {
+                if let Some(done) = next.done.lock().ok().and_then(|mut d| d.take()) {
+                    let _ = done.send(());
+                }
+            }
+            if next
+                .to_start
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                issue(next);
+            }
+        });
+    }
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let chain = Arc::new(Chain {
+        client: Arc::clone(client),
+        samples: Mutex::new(Vec::with_capacity(calls)),
+        to_start: AtomicUsize::new(calls - outstanding.min(calls)),
+        finished: AtomicUsize::new(0),
+        total: calls,
+        done: Mutex::new(Some(done_tx)),
+        body: Bytes::from(vec![1u8; MESSAGE]),
+    });
+    let start = Instant::now();
+    for _ in 0..outstanding.min(calls) {
+        issue(Arc::clone(&chain));
+    }
+    done_rx
+        .recv_timeout(Duration::from_secs(300))
+        .expect("chained calls finished");
+    let elapsed = start.elapsed();
+    let samples = std::mem::take(&mut *chain.samples.lock().expect("samples"));
+    Outcome::operations(samples, elapsed)
+}
+
+/// Clients set up per second: connect (TCP, prefaces, SETTINGS), one call,
+/// shut down.
+pub(crate) fn setup(addr: SocketAddr, count: usize, spin: SpinPolicy) -> Outcome {
+    let body = Bytes::from(vec![1u8; MESSAGE]);
+    let mut samples = Vec::with_capacity(count);
+    let start = Instant::now();
+    for _ in 0..count {
+        let at = Instant::now();
+        let client = client(addr, spin);
+        client.call("echo", body.clone()).expect("first call");
+        client.shutdown();
+        samples.push(at.elapsed());
+    }
+    Outcome::operations(samples, start.elapsed())
+}
