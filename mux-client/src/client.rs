@@ -119,9 +119,9 @@ impl ClientBuilder {
         self
     }
 
-    /// When the client's loop polls without sleeping before it blocks
-    /// (default: 200 µs before every sleep; `SpinPolicy::ADAPTIVE` only
-    /// while it pays; `SpinPolicy::OFF` never).
+    /// When the client's loop polls without sleeping before blocking: by default
+    /// (`SpinPolicy::ADAPTIVE`) up to 200 µs, only while work has almost
+    /// always come back that soon; `SpinPolicy::OFF` never.
     pub fn spin(mut self, policy: mux_runtime::SpinPolicy) -> Self {
         self.config.spin = policy;
         self

@@ -158,9 +158,9 @@ impl ServerBuilder {
         self
     }
 
-    /// When loops poll without sleeping before they block (default: 200 µs
-    /// before every sleep; [`SpinPolicy::ADAPTIVE`] only while it pays;
-    /// [`SpinPolicy::OFF`] never).
+    /// When loops poll without sleeping before blocking: by default
+    /// (`SpinPolicy::ADAPTIVE`) up to 200 µs, only while work has almost
+    /// always come back that soon; `SpinPolicy::OFF` never.
     pub fn spin(mut self, policy: SpinPolicy) -> Self {
         self.config.spin = policy;
         self

@@ -10,13 +10,22 @@
 //! estimate; wake-ups of tens of microseconds were seen on these VMs), above
 //! about 85%.
 //!
-//! With [`SpinPolicy::adaptive`], the loop keeps a running rate of how often work came back within the
-//! spin time after it ran out of it (whether it spun or slept), and spins
-//! only while that rate is at least `SUCCESS_NEEDED`. Chained calls (work
-//! back within tens of microseconds) spin; calls a millisecond apart, whose
-//! every other wait is long, do not; an idle loop sleeps at once. Without it
-//! (the default, for the benchmark's sake) a loop spins before every sleep,
-//! and an idle loop spins once, then sleeps: idle CPU is 0 either way.
+//! With [`SpinPolicy::adaptive`] (the default), the loop keeps a running
+//! rate of how often work came back within the spin time after it ran out
+//! of it (whether it spun or slept), and spins only while that rate is at
+//! least `SUCCESS_NEEDED`. Chained calls (work back within tens of
+//! microseconds) spin; calls a millisecond apart, whose every other wait is
+//! long, do not; an idle loop sleeps at once, so idle CPU is 0. A spinning
+//! loop yields its core between polls, so that a thread that shares the
+//! core (the application thread it serves, or another process) runs.
+//!
+//! Why adaptive is the default: in two alternating pairs of `mux-bench
+//! --only rpc,busy,paced --rounds 2` runs (fixed, then adaptive, twice),
+//! adaptive was ahead of a fixed 200 µs spin on every request/response
+//! workload (1 outstanding: 24.8-32.2k blocking calls/s against 24.1-25.0k;
+//! 64 outstanding: 170-212k against 114k; beside a busy process: 19.4-22.4k
+//! against 13.2-13.4k) and used half the CPU at one call per millisecond
+//! (117-123 ms of client CPU per 1,000 calls against 260-273 ms).
 
 use std::time::{Duration, Instant};
 
@@ -29,12 +38,7 @@ pub struct SpinPolicy {
     /// their rate, while calls 1 ms apart never spin.
     pub max: Duration,
     /// Spin only while work almost always comes back within `max` (see the
-    /// module doc); without it, every wait spins `max` first. Off by
-    /// default: in runs of the benchmark's chained small calls on 2-core
-    /// machines it lost rate, while for a client and server in one process
-    /// at one call per millisecond it cut CPU from 56-77% of a core to
-    /// 16-19% and the median latency from ~490 µs to ~115-150 µs, as good as
-    /// not spinning (`paced_probe` example of mux-tests). Turn it on for sparse traffic.
+    /// module doc); without it, every wait spins `max` first. On by default.
     pub adaptive: bool,
 }
 
@@ -53,15 +57,9 @@ impl SpinPolicy {
 }
 
 impl Default for SpinPolicy {
-    /// 200 µs before every sleep, the spin earlier versions always used;
-    /// kept as the default because the adaptive rule lost chained
-    /// small-call rate in this round's benchmark runs
-    /// (`spec/COMPARISON.md`).
+    /// [`SpinPolicy::ADAPTIVE`] (see the module doc for the measurements).
     fn default() -> Self {
-        Self {
-            max: Duration::from_micros(200),
-            adaptive: false,
-        }
+        Self::ADAPTIVE
     }
 }
 
@@ -133,10 +131,14 @@ mod tests {
     #[test]
     fn frequent_work_spins_and_sparse_work_sleeps() {
         assert_eq!(Spinner::new(SpinPolicy::ADAPTIVE).budget(), Duration::ZERO);
+        let fixed = SpinPolicy {
+            adaptive: false,
+            ..SpinPolicy::ADAPTIVE
+        };
         assert_eq!(
-            Spinner::new(SpinPolicy::default()).budget(),
+            Spinner::new(fixed).budget(),
             Duration::from_micros(200),
-            "the default always spins"
+            "a fixed spin always spins"
         );
         assert_eq!(
             paced(Duration::from_micros(20), 30).budget(),
