@@ -53,6 +53,7 @@ pub mod frame;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod output;
 pub mod patterns;
 pub mod preface;
 pub mod rpc;
@@ -63,6 +64,7 @@ pub use error::{
     ConnectionError, EncodeError, ErrorCode, FrameError, Initiator, OpenError, PeerMisbehaved,
     PrefaceError, ReadError, WriteError,
 };
+pub use output::{FrameSink, Outgoing};
 pub use stream_id::{Side, StreamId};
 
 #[cfg(test)]

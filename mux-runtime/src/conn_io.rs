@@ -13,9 +13,9 @@
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use mio::Interest;
-use mux_core::{Connection, ConnectionError, Event};
+use mux_core::{Connection, ConnectionError, Event, Outgoing};
 
 /// Bytes read per `read` call: the size of each loop's scratch buffer.
 /// 256 KiB: a loopback socket buffer's worth, so a bulk transfer needs few
@@ -27,6 +27,11 @@ pub(crate) const READ_CHUNK: usize = 256 * 1024;
 /// behind at most this much of it here (measured: no loss in one-stream bulk
 /// throughput against 512 KiB).
 const WRITE_BATCH: usize = 128 * 1024;
+
+/// Pieces handed to one vectored write: a full batch of 64 KiB frames
+/// with their headers, and of 16 KiB frames when streams share the
+/// connection, with room to spare.
+const WRITE_SLICES: usize = 64;
 
 /// Buffers above this size are released once empty, so that an idle
 /// connection keeps no large allocation (the goal: under 16 KiB per idle
@@ -65,7 +70,7 @@ pub struct ConnIo {
     /// The protocol state machine.
     pub conn: Connection,
     rx: BytesMut,
-    tx: BytesMut,
+    tx: Outgoing,
     /// A non-blocking connect has not completed yet.
     pub(crate) connecting: bool,
     /// The peer closed its side of the transport.
@@ -96,7 +101,7 @@ impl ConnIo {
             socket,
             conn,
             rx: BytesMut::new(),
-            tx: BytesMut::new(),
+            tx: Outgoing::new(),
             connecting,
             eof: false,
             interest: Interest::READABLE,
@@ -195,7 +200,10 @@ impl ConnIo {
             if self.tx.is_empty() {
                 break;
             }
-            match self.socket.write(&self.tx) {
+            let mut slices = [io::IoSlice::new(&[]); WRITE_SLICES];
+            let filled = self.tx.io_slices(&mut slices);
+            let slices = slices.get(..filled).unwrap_or_default();
+            match self.socket.write_vectored(slices) {
                 Ok(0) => return Err(Closed::Io(io::ErrorKind::WriteZero.into())),
                 Ok(n) => self.tx.advance(n),
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
@@ -203,8 +211,8 @@ impl ConnIo {
                 Err(err) => return Err(Closed::Io(err)),
             }
         }
-        if self.tx.capacity() > KEEP_BUFFER && self.is_idle() {
-            self.tx = BytesMut::new();
+        if self.is_idle() {
+            self.tx.release_if_idle(KEEP_BUFFER);
         }
         if self.conn.is_closed() || (self.eof && self.tx.is_empty()) {
             return Ok(Some(Closed::Done));

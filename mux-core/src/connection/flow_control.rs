@@ -44,6 +44,12 @@ impl SendWindow {
     }
 }
 
+/// Added to the two round trips a measuring span lasts at least (spec
+/// §9.6.2): a receiver that is not scheduled for a while (milliseconds, on
+/// a loaded host) then drains a backlog at memory speed, and only a span
+/// longer than that gap averages the burst back to the path's rate.
+const SCHEDULING_ALLOWANCE: Duration = Duration::from_millis(1);
+
 /// The peer sent more DATA than the window allowed (spec §9.4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct WindowExceeded;
@@ -64,8 +70,10 @@ pub(crate) struct RecvWindow {
     max: u32,
     /// Consumed credit not yet returned with WINDOW_UPDATE.
     unannounced: u32,
-    /// When the current auto-tuning epoch started (spec §9.6.1).
-    epoch_start: Instant,
+    /// When the current measuring span started (spec §9.6.1).
+    span_start: Instant,
+    /// Bytes consumed since `span_start`.
+    span_consumed: u64,
 }
 
 impl RecvWindow {
@@ -80,7 +88,8 @@ impl RecvWindow {
             target,
             max: max.max(target),
             unannounced: target - granted.min(target),
-            epoch_start: now,
+            span_start: now,
+            span_consumed: 0,
         }
     }
 
@@ -114,25 +123,43 @@ impl RecvWindow {
     /// reached (spec §9.4.2), after auto-tuning the target (spec §9.6.2).
     pub(crate) fn consume(&mut self, len: u32, now: Instant, rtt: Option<Duration>) -> Option<u32> {
         self.unannounced = self.unannounced.saturating_add(len);
+        self.span_consumed += u64::from(len);
         if self.unannounced < (self.target / 2).max(1) {
             return None;
         }
         if let Some(rtt) = rtt {
-            let epoch = now.saturating_duration_since(self.epoch_start);
-            // A zero-length epoch says nothing about the rate: the receiver
-            // consumed a burst read at once (one `now` for many frames), not
-            // half a window per round trip. Growing on it overshoots the BDP
-            // (measured: windows reached their maximum on loopback).
-            if !epoch.is_zero() && epoch < rtt.saturating_mul(2) && self.target < self.max {
-                let grown = self.target.saturating_mul(2).min(self.max);
-                self.unannounced += grown - self.target;
-                self.target = grown;
-            }
+            self.tune(now, rtt);
         }
-        self.epoch_start = now;
         let increment = core::mem::take(&mut self.unannounced);
         self.granted = self.granted.saturating_add(increment).min(MAX_WINDOW);
         Some(increment)
+    }
+
+    /// Spec §9.6.2: once a span of at least two round trips plus the
+    /// scheduling allowance has passed, doubles the target if the consumer
+    /// took at least a whole target per two round trips over it (the
+    /// window, not the consumer or the path, was the limit), then starts a
+    /// new span. The rate is taken over the
+    /// whole span, not since the last update: a reader that drains a
+    /// backlog consumes megabytes in microseconds, and that burst says the
+    /// reader, not the window, was behind (spec §9.6.7).
+    fn tune(&mut self, now: Instant, rtt: Duration) {
+        let span = now.saturating_duration_since(self.span_start);
+        let two_trips = rtt.saturating_mul(2);
+        if span.is_zero() || span < two_trips.saturating_add(SCHEDULING_ALLOWANCE) {
+            return;
+        }
+        // consumed / span >= target / (2 × rtt): the target is at most
+        // twice the bandwidth-delay product. Without division.
+        let fast = u128::from(self.span_consumed) * two_trips.as_nanos()
+            >= u128::from(self.target) * span.as_nanos();
+        if fast && self.target < self.max {
+            let grown = self.target.saturating_mul(2).min(self.max);
+            self.unannounced += grown - self.target;
+            self.target = grown;
+        }
+        self.span_start = now;
+        self.span_consumed = 0;
     }
 
     /// Raises the target floor, used to keep the connection window at least
@@ -183,26 +210,52 @@ mod tests {
     #[test]
     fn fast_consumer_doubles_target_up_to_max() {
         let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
         let rtt = Some(Duration::from_millis(50));
         let mut window = RecvWindow::new(100, 100, 300, start);
+        // A window-limited sender: a whole window per round trip.
         window.receive(100).expect("within window");
-        // Half a window consumed within 2 RTT: the window was the limit.
-        let increment = window.consume(50, start + Duration::from_millis(10), rtt);
-        assert_eq!((increment, window.target()), (Some(150), 200));
-        let increment = window.consume(50, start + Duration::from_millis(20), rtt);
         assert_eq!(
-            window.target(),
-            200,
-            "below threshold of 100, no update yet"
+            window.consume(100, at(50), rtt),
+            Some(100),
+            "span too short to judge"
         );
-        assert_eq!(increment, None);
-        window.receive(150).expect("within window");
-        let increment = window.consume(100, start + Duration::from_millis(30), rtt);
+        assert_eq!(window.target(), 100);
+        window.receive(100).expect("within window");
+        // Two round trips and the scheduling allowance later: twice the
+        // target went by, so the window was the limit.
+        let increment = window.consume(100, at(101), rtt);
+        assert_eq!((increment, window.target()), (Some(200), 200));
+        window.receive(200).expect("within window");
+        let increment = window.consume(50, at(120), rtt);
         assert_eq!(
             (increment, window.target()),
-            (Some(250), 300),
+            (None, 200),
+            "below threshold of 100, no update yet"
+        );
+        assert_eq!(window.consume(150, at(151), rtt), Some(200));
+        window.receive(200).expect("within window");
+        let increment = window.consume(200, at(202), rtt);
+        assert_eq!(
+            (increment, window.target()),
+            (Some(300), 300),
             "capped at max"
         );
+    }
+
+    #[test]
+    fn a_backlog_drained_at_once_does_not_grow_the_window() {
+        let start = Instant::now();
+        let rtt = Some(Duration::from_millis(50));
+        let mut window = RecvWindow::new(1000, 1000, 100_000, start);
+        // The reader was away for 300 ms, then drains the whole window in
+        // bursts microseconds apart.
+        for n in 0..10u64 {
+            window.receive(1000).expect("within window");
+            let now = start + Duration::from_millis(300) + Duration::from_micros(n);
+            assert_eq!(window.consume(1000, now, rtt), Some(1000));
+        }
+        assert_eq!(window.target(), 1000);
     }
 
     #[test]

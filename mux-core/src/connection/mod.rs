@@ -53,7 +53,7 @@ mod timers;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 pub use self::config::Config;
 pub use self::event::Event;
@@ -565,12 +565,6 @@ impl Connection {
 
     /// Sends the bytes of a buffer of frames to `buf`; helper for the
     /// transmit path, which lives in `send.rs`.
-    fn encode_into(frame: &Frame, buf: &mut BytesMut) {
-        // Frames built here never exceed the 24-bit length: DATA is cut to the
-        // peer's MAX_FRAME_SIZE, metadata to MAX_METADATA_SIZE, debug to 256 bytes.
-        let _ = frame.encode(buf);
-    }
-
     fn queue_window_update(&mut self, stream: StreamId, increment: u32) {
         self.control
             .push_back(Frame::WindowUpdate(crate::frame::WindowUpdate {

@@ -3,11 +3,10 @@
 
 use std::time::Instant;
 
-use bytes::BytesMut;
-
 use super::stream::SendState;
 use super::{Connection, Event, Phase};
 use crate::frame::{Data, Frame};
+use crate::output::FrameSink;
 use crate::preface::Preface;
 use crate::stream_id::StreamId;
 
@@ -34,24 +33,26 @@ impl Connection {
     /// Control frames go first (spec §12.1), then DATA in round robin, one
     /// frame per stream per turn (spec §12.2), up to about 256 KiB per call.
     #[must_use]
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut BytesMut) -> bool {
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut impl FrameSink) -> bool {
         self.now = now;
-        let start = buf.len();
+        let start = buf.queued();
         if self.phase != Phase::Closed && self.phase != Phase::Preface {
             self.return_credit(now);
         }
         if self.preface_pending {
             self.preface_pending = false;
-            Preface::CURRENT.encode(buf);
+            let mut preface = [0u8; crate::preface::PREFACE_LEN];
+            Preface::CURRENT.encode(&mut &mut preface[..]);
+            buf.put_raw(&preface);
         }
         while let Some(frame) = self.control.pop_front() {
-            Self::encode_into(&frame, buf);
+            buf.put_frame(&frame);
         }
         if self.phase != Phase::Closed && self.phase != Phase::Preface {
             self.transmit_data(buf, start);
             self.announce_writable();
         }
-        buf.len() > start
+        buf.queued() > start
     }
 
     /// Turns consumed bytes into WINDOW_UPDATEs (spec §9.4.2), auto-tuning the
@@ -98,8 +99,8 @@ impl Connection {
     }
 
     /// Sends DATA frames, one per ready stream per turn.
-    fn transmit_data(&mut self, buf: &mut BytesMut, start: usize) {
-        while buf.len() - start < TRANSMIT_BUDGET {
+    fn transmit_data(&mut self, buf: &mut impl FrameSink, start: usize) {
+        while buf.queued() - start < TRANSMIT_BUDGET {
             let Some(id) = self.streams.ready.pop_front() else {
                 break;
             };
@@ -152,7 +153,7 @@ impl Connection {
             };
             let end_stream = frame.end_stream;
             let again = stream.claim_turn();
-            Self::encode_into(&Frame::Data(frame), buf);
+            buf.put_frame(&Frame::Data(frame));
             if again {
                 self.streams.ready.push_back(id);
             }
