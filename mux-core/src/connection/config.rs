@@ -20,9 +20,10 @@ pub struct Config {
     /// waits for credit, and a bulk stream starts at 4 times HTTP/2's default
     /// before auto-tuning (spec §9.6) takes over.
     pub initial_stream_window: u32,
-    /// Ceiling of a stream window under auto-tuning. 16 MiB covers 1 Gbit/s at
-    /// 130 ms RTT, and is the window h2 needs to approach raw TCP on loopback
-    /// (`spec/COMPARISON.md`).
+    /// Ceiling of a stream window under auto-tuning. 16 MiB: with credit
+    /// returned in half-window steps, one stream at 1 Gbit/s up to about
+    /// 65 ms of RTT. On loopback auto-tuning stops far below it (2-4 MiB,
+    /// `spec/COMPARISON.md`).
     pub max_stream_window: u32,
     /// Connection receive window we grant at start (spec §9.2.1). 1 MiB:
     /// four streams at their initial window.
