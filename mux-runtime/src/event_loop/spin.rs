@@ -79,11 +79,14 @@ pub(super) struct Spinner {
 }
 
 impl Spinner {
+    /// A loop starts as if spinning had paid: a new connection's handshake
+    /// and first call come back within microseconds, and two waits that do
+    /// not (an idle loop) are enough to stop it spinning.
     pub(super) fn new(policy: SpinPolicy) -> Self {
         Self {
             policy,
             idle_since: None,
-            success: 0,
+            success: 1024,
         }
     }
 
@@ -130,7 +133,18 @@ mod tests {
 
     #[test]
     fn frequent_work_spins_and_sparse_work_sleeps() {
-        assert_eq!(Spinner::new(SpinPolicy::ADAPTIVE).budget(), Duration::ZERO);
+        assert_eq!(
+            Spinner::new(SpinPolicy::ADAPTIVE).budget(),
+            Duration::from_micros(200),
+            "a new loop spins until it learns otherwise"
+        );
+        let mut idle = Spinner::new(SpinPolicy::ADAPTIVE);
+        let start = Instant::now();
+        for n in 0..2 {
+            idle.idle(start + Duration::from_secs(n));
+            idle.work(start + Duration::from_secs(n) + Duration::from_millis(500));
+        }
+        assert_eq!(idle.budget(), Duration::ZERO, "two long waits stop it");
         let fixed = SpinPolicy {
             adaptive: false,
             ..SpinPolicy::ADAPTIVE
