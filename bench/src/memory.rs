@@ -1,15 +1,15 @@
 //! Server memory per idle connection and per idle stream: the server
 //! process's RSS, and the kernel's socket memory beside it (buffers from
 //! `/proc/net/sockstat`, socket structures from `/proc/slabinfo` when it
-//! is readable). The idle peers are mux-core connections driven by hand
-//! over blocking sockets, so that only the server's side is in the RSS.
+//! is readable). The idle peers are [`RawPeer`]s (mux-core connections
+//! driven by hand over blocking sockets), so that only the server's side is
+//! in the RSS.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mux_core::{Config, Connection, Side};
-use mux_testkit::rss_kib;
+use mux_core::Config;
+use mux_testkit::{rss_kib, RawPeer};
 
 use crate::Peer;
 
@@ -46,25 +46,11 @@ fn kernel_socket_bytes() -> (u64, u64) {
     (buffers, structures)
 }
 
-fn handshake(peer: &Peer) -> (TcpStream, Connection) {
-    let mut stream = TcpStream::connect(peer.addr).expect("connect");
-    let mut conn = Connection::new(Side::Client, Config::default(), Instant::now());
-    let mut out = bytes::BytesMut::new();
-    while conn.poll_transmit(Instant::now(), &mut out) {}
-    stream.write_all(&out).expect("handshake");
-    let mut rx = bytes::BytesMut::new();
-    let mut buf = [0u8; 4096];
-    while !conn.is_established() {
-        let n = stream.read(&mut buf).expect("read");
-        assert!(n > 0, "the server closed during the handshake");
-        rx.extend_from_slice(buf.get(..n).unwrap_or_default());
-        conn.handle_read(Instant::now(), &mut rx)
-            .expect("handshake");
-    }
-    out.clear();
-    while conn.poll_transmit(Instant::now(), &mut out) {}
-    stream.write_all(&out).expect("ack");
-    (stream, conn)
+fn connect(peer: &Peer) -> RawPeer {
+    let stream = TcpStream::connect(peer.addr).expect("connect");
+    let mut raw = RawPeer::client(stream, Config::default());
+    raw.handshake(Duration::from_secs(10));
+    raw
 }
 
 /// Opens `connections` idle connections to `peer`, then `streams_each`
@@ -74,20 +60,18 @@ pub(crate) fn measure(peer: &Peer, connections: usize, streams_each: usize) -> S
     settle();
     let base = rss_kib(peer.pid());
     let (base_buffers, base_structures) = kernel_socket_bytes();
-    let mut conns: Vec<_> = (0..connections).map(|_| handshake(peer)).collect();
+    let mut peers: Vec<_> = (0..connections).map(|_| connect(peer)).collect();
     settle();
     let with_conns = rss_kib(peer.pid());
     let (buffers, structures) = kernel_socket_bytes();
-    for (stream, conn) in &mut conns {
+    for raw in &mut peers {
         for _ in 0..streams_each {
             let head = mux_core::rpc::RequestHead::new("sink")
                 .encode()
                 .expect("head");
-            let _ = conn.open(head, false).expect("open");
+            let _ = raw.conn.open(head, false).expect("open");
         }
-        let mut out = bytes::BytesMut::new();
-        while conn.poll_transmit(Instant::now(), &mut out) {}
-        stream.write_all(&out).expect("open streams");
+        raw.flush().expect("open streams");
     }
     settle();
     let with_streams = rss_kib(peer.pid());
@@ -95,7 +79,7 @@ pub(crate) fn measure(peer: &Peer, connections: usize, streams_each: usize) -> S
     // Both ends of every connection are sockets on this machine.
     let sockets = 2 * connections.max(1);
     format!(
-        "Memory: the server's RSS grows {:.1} KiB per idle connection ({connections} connections) and {:.0} bytes per idle stream ({} streams, each with its server-side request state). Beside it, the kernel holds {:.1} KiB of buffers and {:.1} KiB of socket structures (TCP, inode, file, epoll entry) per idle socket{}.",
+        "Memory: the server's RSS grows {:.1} KiB per idle connection ({connections} connections) and {:.0} bytes per idle stream ({} streams, each with its server-side request state). Beside it, the kernel holds {:.1} KiB of buffers and {:.1} KiB of socket structures (TCP, socket inode, dentry, file, epoll entry) per idle socket{}.",
         per(with_conns.saturating_sub(base), connections) / 1024.0,
         per(with_streams.saturating_sub(with_conns), connections * streams_each),
         connections * streams_each,

@@ -74,8 +74,9 @@ impl Workload {
             "| system | {} min / median / max | mux / system, median (min–max) | CPU per {} client / server | p50 / p99 / p99.9 ms (samples) |\n|---|---|---|---|---|",
             self.unit, self.per
         );
-        for series in self.ours.iter().chain(&self.peers) {
-            let is_ours = self.ours.iter().any(|o| std::ptr::eq(o, series));
+        let ours = self.ours.iter().map(|series| (series, true));
+        let peers = self.peers.iter().map(|series| (series, false));
+        for (series, is_ours) in ours.chain(peers) {
             let ratio = if is_ours {
                 "–".to_owned()
             } else {

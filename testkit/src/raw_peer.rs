@@ -40,14 +40,25 @@ impl RawPeer {
         }
     }
 
-    /// Pumps until the handshake completes; panics past `limit`.
+    /// Pumps until the handshake completes, then sends what it leaves to
+    /// send (our SETTINGS acknowledgement); panics past `limit`.
     pub fn handshake(&mut self, limit: Duration) {
         let deadline = Instant::now() + limit;
+        // A client's preface goes out before the first read waits.
+        self.flush().expect("the peer closed during the handshake");
         while !self.conn.is_established() {
             assert!(Instant::now() < deadline, "no handshake within {limit:?}");
             self.pump(64 * 1024)
                 .expect("the peer closed during the handshake");
         }
+        self.flush().expect("the peer closed during the handshake");
+    }
+
+    /// Writes everything the state machine has to send.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        let mut out = BytesMut::new();
+        while self.conn.poll_transmit(Instant::now(), &mut out) {}
+        self.stream.write_all(&out)
     }
 
     /// Reads at most `max` bytes (waiting at most 20 ms), feeds them, writes
@@ -67,9 +78,7 @@ impl RawPeer {
                 ) => {}
             Err(err) => return Err(err),
         }
-        let mut out = BytesMut::new();
-        while self.conn.poll_transmit(Instant::now(), &mut out) {}
-        self.stream.write_all(&out)?;
+        self.flush()?;
         let mut events = Vec::new();
         while let Some(event) = self.conn.poll_event() {
             events.push(event);

@@ -22,8 +22,8 @@ pub struct Config {
     pub initial_stream_window: u32,
     /// Ceiling of a stream window under auto-tuning. 16 MiB: with credit
     /// returned in half-window steps, one stream at 1 Gbit/s up to about
-    /// 65 ms of RTT. On loopback auto-tuning stops far below it (2-4 MiB,
-    /// `spec/COMPARISON.md`).
+    /// 65 ms of RTT. On loopback auto-tuning stopped far below it (2 MiB in
+    /// an instrumented run, `spec/COMPARISON.md`).
     pub max_stream_window: u32,
     /// Connection receive window we grant at start (spec §9.2.1). 1 MiB:
     /// four streams at their initial window.

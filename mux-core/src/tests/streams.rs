@@ -379,6 +379,12 @@ fn settings_ack_without_settings_is_an_error() {
     let mut raw = Raw::server(Config::default());
     raw.send(Frame::Settings(Settings::ack()));
     assert_eq!(
+        raw.error,
+        Some(ConnectionError::Protocol(
+            PeerMisbehaved::UnexpectedSettingsAck
+        ))
+    );
+    assert_eq!(
         Raw::goaway_code(&raw.take_frames()),
         Some(ErrorCode::PROTOCOL_ERROR)
     );
