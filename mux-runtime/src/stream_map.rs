@@ -3,8 +3,7 @@
 //! by the server (requests being received, feeds) and the client (calls in
 //! flight, pushes being received).
 
-use std::collections::HashMap;
-
+use foldhash::HashMap;
 use mux_core::StreamId;
 
 use crate::event_loop::ConnKey;
@@ -18,7 +17,7 @@ pub struct StreamMap<V> {
 impl<V> Default for StreamMap<V> {
     fn default() -> Self {
         Self {
-            map: HashMap::new(),
+            map: HashMap::default(),
         }
     }
 }

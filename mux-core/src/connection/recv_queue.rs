@@ -34,8 +34,11 @@ struct Segment {
     bytes: Bytes,
     /// Small payloads copied together; appended to while it is the tail.
     packed: BytesMut,
-    /// Offsets from the segment's current start where a message ends, in order.
+    /// Offsets from the segment's first byte where a message ends, in order
+    /// (fixed when bytes are taken: taking stays O(1) however many wait).
     boundaries: VecDeque<u32>,
+    /// Bytes taken from the segment's front so far.
+    taken: u32,
     /// END_STREAM follows the segment's last byte.
     fin: bool,
 }
@@ -51,7 +54,10 @@ impl Segment {
 
     /// Takes up to `max` bytes from the front, stopping at the first boundary.
     fn take(&mut self, max: usize) -> Chunk {
-        let next_boundary = self.boundaries.front().map(|b| *b as usize);
+        let next_boundary = self
+            .boundaries
+            .front()
+            .map(|b| b.saturating_sub(self.taken) as usize);
         let len = next_boundary.unwrap_or(self.len()).min(max);
         let ends_message = next_boundary == Some(len);
         let bytes = if self.is_packed() {
@@ -62,10 +68,9 @@ impl Segment {
         if ends_message {
             self.boundaries.pop_front();
         }
-        let len32 = u32::try_from(len).unwrap_or(u32::MAX);
-        for boundary in &mut self.boundaries {
-            *boundary -= len32;
-        }
+        self.taken = self
+            .taken
+            .saturating_add(u32::try_from(len).unwrap_or(u32::MAX));
         let last = self.len() == 0 && self.boundaries.is_empty();
         Chunk {
             bytes,
@@ -136,6 +141,7 @@ impl RecvQueue {
                 bytes,
                 packed,
                 boundaries: VecDeque::new(),
+                taken: 0,
                 fin: false,
             });
             return self.mark(end_message, fin);
@@ -152,7 +158,9 @@ impl RecvQueue {
             return;
         };
         if end_message {
-            let end = u32::try_from(tail.len()).unwrap_or(u32::MAX);
+            let end = u32::try_from(tail.len())
+                .unwrap_or(u32::MAX)
+                .saturating_add(tail.taken);
             tail.boundaries.push_back(end);
         }
         tail.fin |= fin;
@@ -198,6 +206,28 @@ mod tests {
         }
         assert!(queue.is_empty());
         assert_eq!(queue.held(), 0);
+    }
+
+    #[test]
+    fn reads_from_the_tail_while_it_grows_keep_the_boundaries() {
+        let mut queue = RecvQueue::default();
+        queue.push(Bytes::from_static(b"abc"), true, false);
+        queue.push(Bytes::from_static(b"de"), false, false);
+        let pop = |queue: &mut RecvQueue, max| {
+            let chunk = queue.pop(max).expect("a chunk");
+            (chunk.bytes.to_vec(), chunk.end_message)
+        };
+        assert_eq!(pop(&mut queue, 2), (b"ab".to_vec(), false));
+        assert_eq!(pop(&mut queue, 9), (b"c".to_vec(), true));
+        assert_eq!(pop(&mut queue, 1), (b"d".to_vec(), false));
+        // The tail is still the same packed segment, partly taken.
+        assert_eq!(queue.segments(), 1);
+        queue.push(Bytes::from_static(b"f"), true, false);
+        queue.push(Bytes::from_static(b"gh"), true, true);
+        assert_eq!(
+            drain(&mut queue, usize::MAX),
+            vec![(b"ef".to_vec(), true, false), (b"gh".to_vec(), true, true)]
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! the active counts match the streams marked active); the connection decides
 //! what the protocol does with them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 
 use super::stream::Stream;
 use crate::error::PeerMisbehaved;
@@ -22,6 +24,8 @@ pub(super) struct StreamsState {
     next_local_id: Option<StreamId>,
     /// The highest stream ID the peer opened; higher IDs of its parity are idle.
     last_peer_id: u32,
+    /// foldhash with a per-process random seed: several lookups per frame
+    /// make SipHash show in profiles, and the peer chooses the keys.
     map: HashMap<StreamId, Stream>,
     /// Active streams we opened, and the peer opened (spec §6.4).
     local_active: u32,
@@ -43,7 +47,7 @@ impl StreamsState {
                 Side::Server => 2,
             }),
             last_peer_id: 0,
-            map: HashMap::new(),
+            map: HashMap::default(),
             local_active: 0,
             peer_active: 0,
             ready: VecDeque::new(),
