@@ -6,12 +6,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
+use std::sync::Arc;
 
 use mux_core::{ErrorCode, Event, OpenError, StreamId};
 use mux_runtime::{App, ConnKey, Ctx, LoopError, Outbox, Piece, StreamMap};
 
 use crate::command::{Command, PendingCall, PushHandler, PushMessage};
 use crate::error::CallError;
+use crate::inbox::Inbox;
 use crate::pool::{AfterFailure, Policy, Pool, TIMER_DEADLINE, TOKEN_MASK};
 use crate::reader::StreamReader;
 use crate::reply::Reply;
@@ -41,6 +43,8 @@ pub(crate) struct ClientApp {
     closing: bool,
     push_handler: Option<PushHandlerSlot>,
     pushes: StreamMap<IncomingPush>,
+    /// Inboxes given messages this pass, woken at its end.
+    wakes: Vec<Arc<Inbox>>,
 }
 
 /// The push handler, with a `Debug` that names it.
@@ -58,6 +62,7 @@ impl ClientApp {
             pool: Pool::new(policy),
             waiting: VecDeque::new(),
             active: StreamMap::default(),
+            wakes: Vec::new(),
             by_id: HashMap::new(),
             outbox: Outbox::default(),
             closing: false,
@@ -184,7 +189,7 @@ impl ClientApp {
             return;
         };
         if let Some(push) = self.pushes.get_mut(key, id) {
-            return match push.reader.read(conn, id, limit) {
+            return match push.reader.read(conn, id, limit, &mut self.wakes) {
                 None => {}
                 Some(Ok(reply)) => {
                     if let (Some(mut push), Some(handler)) =
@@ -203,7 +208,7 @@ impl ClientApp {
         let Some(active) = self.active.get_mut(key, id) else {
             return;
         };
-        match active.reader.read(conn, id, limit) {
+        match active.reader.read(conn, id, limit, &mut self.wakes) {
             None => {}
             Some(Ok(reply)) => self.finish(ctx, key, id, Ok(reply)),
             Some(Err(err)) => self.fail_and_reset(ctx, key, id, err),
@@ -398,5 +403,11 @@ impl App for ClientApp {
 
     fn is_done(&self, ctx: &Ctx<'_>) -> bool {
         self.closing && ctx.connection_count() == 0
+    }
+
+    fn on_pass_end(&mut self, _ctx: &mut Ctx<'_>) {
+        for inbox in self.wakes.drain(..) {
+            inbox.wake();
+        }
     }
 }

@@ -84,18 +84,25 @@ impl Inbox {
         self.notify(state);
     }
 
-    /// Queues a batch of messages and wakes the reader once for all of them
-    /// (a wake-up per message was the fan-out bottleneck, spec/COMPARISON.md).
+    /// Queues a batch of messages without waking the reader; returns whether
+    /// [`Inbox::wake`] must follow. The loop wakes readers once it has read
+    /// every ready socket, so that a woken reader does not preempt it halfway.
     /// A full queue afterwards pauses the loop's reading.
-    pub(crate) fn push_all(&self, messages: Vec<Bytes>) {
+    pub(crate) fn push_all(&self, messages: Vec<Bytes>) -> bool {
         if messages.is_empty() {
-            return;
+            return false;
         }
         let mut state = self.lock();
         state.queue.extend(messages);
         if state.queue.len() >= FEED_QUEUE {
             state.paused = true;
         }
+        true
+    }
+
+    /// Wakes the reader (after [`Inbox::push_all`]).
+    pub(crate) fn wake(&self) {
+        let state = self.lock();
         self.notify(state);
     }
 

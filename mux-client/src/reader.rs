@@ -68,14 +68,15 @@ impl StreamReader {
         }
     }
 
-    /// Reads what the stream has (within the inbox's room). `None` while the
-    /// stream goes on; at its end the reply (a message stream's has an empty
+    /// Reads what the stream has (within the inbox's room); an inbox that
+    /// got messages goes into `wakes`. `None` while the stream goes on; at its end the reply (a message stream's has an empty
     /// body), or why it failed.
     pub(crate) fn read(
         &mut self,
         conn: &mut Connection,
         id: StreamId,
         limit: usize,
+        wakes: &mut Vec<Arc<Inbox>>,
     ) -> Option<Result<Reply, CallError>> {
         let mut room = match &self.body {
             Body::Messages { inbox, .. } => inbox.room(),
@@ -106,7 +107,9 @@ impl StreamReader {
             }
         }
         if let Body::Messages { inbox, .. } = &self.body {
-            inbox.push_all(batch);
+            if inbox.push_all(batch) {
+                wakes.push(Arc::clone(inbox));
+            }
         }
         outcome
     }

@@ -32,6 +32,11 @@ pub trait App {
     /// An application timer set with [`Ctx::set_timer`] is due.
     fn on_timer(&mut self, _ctx: &mut Ctx<'_>, _token: u64) {}
 
+    /// The loop served every ready socket, command and timer of this pass
+    /// and is about to poll again: hand-offs to other threads deferred to
+    /// here wake them once, without a woken thread preempting the pass.
+    fn on_pass_end(&mut self, _ctx: &mut Ctx<'_>) {}
+
     /// Whether the loop should stop (checked after every iteration).
     fn is_done(&self, ctx: &Ctx<'_>) -> bool;
 

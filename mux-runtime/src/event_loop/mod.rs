@@ -254,7 +254,8 @@ impl<A: App> EventLoop<A> {
             }
             self.update_listener();
             let done = {
-                let (ctx, app) = self.split(now, &mut dirty);
+                let (mut ctx, app) = self.split(now, &mut dirty);
+                app.on_pass_end(&mut ctx);
                 app.is_done(&ctx)
             };
             if done {
