@@ -57,11 +57,19 @@ pub(crate) fn serve() -> Result<(), String> {
     })
 }
 
-/// `/echo` answers the body; anything else counts it and answers the count.
+/// `/echo` answers the body; `/source/N` answers N bytes; anything else
+/// counts the body and answers the count.
 async fn answer(
     request: http::Request<h2::RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
 ) {
+    if let Some(total) = request.uri().path().strip_prefix("/source/") {
+        let total = total.parse::<usize>().unwrap_or(0);
+        if let Ok(send) = respond.send_response(http::Response::new(()), total == 0) {
+            source(send, total).await;
+        }
+        return;
+    }
     let echo = request.uri().path() == "/echo";
     let mut body = request.into_body();
     let mut kept = bytes::BytesMut::new();
@@ -84,10 +92,35 @@ async fn answer(
     let _ = send.send_data(reply, true);
 }
 
+/// Sends `total` bytes in pieces of up to 256 KiB as the window allows
+/// (every piece a slice of one static buffer, as mux's `source` does).
+async fn source(mut send: h2::SendStream<Bytes>, total: usize) {
+    static ZEROS: [u8; 256 * 1024] = [0; 256 * 1024];
+    let mut left = total;
+    while left > 0 {
+        send.reserve_capacity(left.min(ZEROS.len()));
+        let Some(Ok(granted)) = std::future::poll_fn(|cx| send.poll_capacity(cx)).await else {
+            return;
+        };
+        let n = granted.min(left).min(ZEROS.len());
+        if n == 0 {
+            continue;
+        }
+        left -= n;
+        if send
+            .send_data(Bytes::from_static(&ZEROS[..n]), left == 0)
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
 /// An h2 client connection on its own single-threaded runtime.
 pub(crate) struct H2 {
     runtime: tokio::runtime::Runtime,
     sender: h2::client::SendRequest<Bytes>,
+    addr: SocketAddr,
     echo: http::Uri,
     sink: http::Uri,
 }
@@ -120,6 +153,7 @@ impl H2 {
         Self {
             runtime,
             sender,
+            addr,
             echo: uri("/echo"),
             sink: uri("/sink"),
         }
@@ -136,6 +170,32 @@ impl H2 {
             }
         });
         Outcome::bytes(streams * each, start.elapsed())
+    }
+
+    /// One response of `total` bytes from `/source/{total}`.
+    pub(crate) fn download(&self, total: usize) -> Outcome {
+        let uri = format!("http://{}/source/{total}", self.addr)
+            .parse::<http::Uri>()
+            .expect("uri");
+        let start = Instant::now();
+        let got = self.runtime.block_on(async {
+            let mut sender = self.sender.clone().ready().await.expect("ready");
+            let request = http::Request::builder()
+                .method(http::Method::GET)
+                .uri(uri)
+                .body(())
+                .expect("request");
+            let (response, _) = sender.send_request(request, true).expect("send");
+            let mut body = response.await.expect("response").into_body();
+            let mut got = 0;
+            while let Some(Ok(data)) = body.data().await {
+                got += data.len();
+                let _ = body.flow_control().release_capacity(data.len());
+            }
+            got
+        });
+        assert_eq!(got, total, "h2 source bytes");
+        Outcome::bytes(total, start.elapsed())
     }
 
     pub(crate) fn rpc(&self, calls: usize, outstanding: usize) -> Outcome {

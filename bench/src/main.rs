@@ -323,6 +323,24 @@ fn main() -> ExitCode {
             ],
         ));
         report.workloads.push(compare(
+            format!("Bulk download, 1 stream, {} MiB", mib(sizes.bulk)),
+            "GB/s",
+            "GB",
+            rounds,
+            vec![
+                ours("mux (the demo's source route)", mux_pid, || {
+                    ours::download(&client, sizes.bulk)
+                }),
+                system("raw TCP, 1 MiB writes", raw_pid, || {
+                    raw::download(raw.addr, sizes.bulk, 1 << 20)
+                }),
+                system("raw TCP, 64 KiB writes", raw_pid, || {
+                    raw::download(raw.addr, sizes.bulk, 64 << 10)
+                }),
+                system("h2", h2_pid, || h2.download(sizes.bulk)),
+            ],
+        ));
+        report.workloads.push(compare(
             format!(
                 "Bulk upload, {} streams × {} MiB",
                 sizes.streams,

@@ -1,5 +1,6 @@
 //! mux's side of each workload, through `mux-client` as an application
-//! would use it: uploads to the server's `sink`, calls to `echo`.
+//! would use it: uploads to the demo server's `sink`, downloads from its
+//! `source`, calls to `echo`.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -45,6 +46,20 @@ fn upload(client: &Client, each: usize, write_size: usize) {
 pub(crate) fn bulk(client: &Client, total: usize) -> Outcome {
     let start = Instant::now();
     upload(client, total, 256 * 1024);
+    Outcome::bytes(total, start.elapsed())
+}
+
+/// One download of `total` bytes from the server's `source` route, read
+/// message by message.
+pub(crate) fn download(client: &Client, total: usize) -> Outcome {
+    let start = Instant::now();
+    let mut stream = client.open_stream(CallRequest::new("source", total.to_string()));
+    stream.head().expect("mux source head");
+    let mut got = 0;
+    while let Some(message) = stream.next_message() {
+        got += message.expect("mux source message").len();
+    }
+    assert_eq!(got, total, "mux source bytes");
     Outcome::bytes(total, start.elapsed())
 }
 

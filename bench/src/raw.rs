@@ -37,10 +37,36 @@ pub(crate) fn serve() -> io::Result<()> {
                     let total = mux_testkit::upstream::count_until_eof(&mut stream);
                     stream.write_all(total.to_string().as_bytes())
                 }
+                b'D' => source(&mut stream),
                 b'P' => echo(Spinning::new(stream)),
                 _ => echo(stream),
             };
         });
+    }
+    Ok(())
+}
+
+/// Reads a byte count and a write size (decimal, space-separated, ending
+/// with a newline), writes that many bytes in writes of that size, and closes.
+fn source(stream: &mut TcpStream) -> io::Result<()> {
+    let mut request = Vec::new();
+    let mut byte = [0u8; 1];
+    while stream.read(&mut byte)? == 1 && byte[0] != b'\n' && request.len() < 64 {
+        request.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&request);
+    let mut numbers = text
+        .split(' ')
+        .map(|n| n.trim().parse::<usize>().unwrap_or(0));
+    let (mut left, write_size) = (
+        numbers.next().unwrap_or(0),
+        numbers.next().unwrap_or(1).max(1),
+    );
+    let zeros = vec![0u8; write_size];
+    while left > 0 {
+        let n = left.min(write_size);
+        stream.write_all(zeros.get(..n).unwrap_or_default())?;
+        left -= n;
     }
     Ok(())
 }
@@ -131,6 +157,26 @@ pub(crate) fn bulk(addr: SocketAddr, total: usize, write_size: usize) -> Outcome
     let mut reply = String::new();
     stream.read_to_string(&mut reply).expect("raw count");
     assert_eq!(reply, total.to_string(), "raw sink count");
+    Outcome::bytes(total, start.elapsed())
+}
+
+/// One connection: the server writes `total` bytes in writes of
+/// `write_size`; read in 64 KiB reads.
+pub(crate) fn download(addr: SocketAddr, total: usize, write_size: usize) -> Outcome {
+    let start = Instant::now();
+    let mut stream = connect(addr, b'D');
+    stream
+        .write_all(format!("{total} {write_size}\n").as_bytes())
+        .expect("raw request");
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0;
+    loop {
+        match stream.read(&mut buf).expect("raw read") {
+            0 => break,
+            n => got += n,
+        }
+    }
+    assert_eq!(got, total, "raw source bytes");
     Outcome::bytes(total, start.elapsed())
 }
 

@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 
-use mux_server::{Response, Server, SpinPolicy};
+use mux_server::{Server, SpinPolicy};
 
 pub(crate) fn serve(kind: &str, spin: SpinPolicy) -> Result<(), String> {
     match kind {
@@ -38,18 +38,16 @@ fn serve_mux(spin: SpinPolicy) -> Result<(), String> {
         max_concurrent_streams: 1000,
         ..mux_core::Config::default()
     };
-    let server = Server::builder()
+    let builder = Server::builder()
         .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .connection_config(config)
         .spin(spin)
         .max_connections_per_thread(20_000)
         .slow_subscriber_policy(mux_server::SlowSubscriber::DropOldest { queue: 100_000 })
         // 100,000 messages of 64 bytes: the byte cap must not bind first.
-        .feed_queue_bytes(16 << 20)
-        .route("echo", |req| Ok(Response::ok(req.body().clone())))
-        .route_streaming("sink", |_| {
-            Box::new(mux_server::demo::ByteCounter::default())
-        })
+        .feed_queue_bytes(16 << 20);
+    // The stock demo routes (`echo`, `sink`, `source`...), as `mux-server` serves them.
+    let server = mux_server::demo::routes(builder)
         .start()
         .map_err(|e| e.to_string())?;
     announce(server.local_addr());

@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::Arc;
 
-use mux_core::{ErrorCode, Event, OpenError, StreamId};
+use mux_core::{ErrorCode, Event, OpenError, StreamId, StreamState};
 use mux_runtime::{App, ConnKey, Ctx, LoopError, Outbox, Piece, StreamMap};
 
 use crate::command::{Command, PendingCall, PushHandler, PushMessage};
@@ -210,7 +210,18 @@ impl ClientApp {
         };
         match active.reader.read(conn, id, limit, &mut self.wakes) {
             None => {}
-            Some(Ok(reply)) => self.finish(ctx, key, id, Ok(reply)),
+            Some(Ok(reply)) => {
+                // Answered before our body ended (an early 413, say): the
+                // rest of it is not wanted, and the stream must not keep a
+                // graceful close waiting.
+                if matches!(
+                    conn.stream_state(id),
+                    Some(StreamState::Open | StreamState::HalfClosedRemote)
+                ) {
+                    let _ = conn.reset(id, ErrorCode::CANCEL);
+                }
+                self.finish(ctx, key, id, Ok(reply))
+            }
             Some(Err(err)) => self.fail_and_reset(ctx, key, id, err),
         }
     }
@@ -385,6 +396,21 @@ impl App for ClientApp {
                 self.closing = true;
                 for call in self.waiting.drain(..) {
                     call.fail(CallError::Closed);
+                }
+                // Message streams (subscriptions, event streams, long polls,
+                // session feeds) are ours to end: the server would hold them
+                // open for as long as the drain lasts.
+                let streams: Vec<_> = self
+                    .active
+                    .keys()
+                    .filter(|&(key, id)| {
+                        self.active
+                            .get(key, id)
+                            .is_some_and(|active| active.call.inbox().is_some())
+                    })
+                    .collect();
+                for (key, id) in streams {
+                    self.fail_and_reset(ctx, key, id, CallError::Closed);
                 }
                 ctx.close_all(ErrorCode::NO_ERROR, "client shutting down");
             }

@@ -218,9 +218,14 @@ impl Upload {
         self.push(bytes.into(), false, false, false)
     }
 
-    /// Ends the body; the returned [`Call`] yields the reply.
+    /// Ends the body; the returned [`Call`] yields the reply. After a write
+    /// failed because the call already ended (the server answered early, or
+    /// the connection was lost), the call still comes back: its outcome says
+    /// why.
     pub fn finish(mut self) -> Result<Call, CallError> {
-        self.push(Bytes::new(), false, true, true)?;
+        // A failed end means the call ended or the loop is gone; either way
+        // the call's own outcome tells the caller what happened.
+        let _ = self.push(Bytes::new(), false, true, true);
         self.call.take().ok_or(CallError::Closed)
     }
 }

@@ -326,7 +326,19 @@ impl Client {
         completion.wait().map_err(|_| CallError::Closed)?
     }
 
-    /// Closes gracefully: calls in flight finish, new ones fail with [`CallError::Closed`].
+    /// Closes gracefully and returns once every connection is closed:
+    ///
+    /// - the client's own message streams (subscriptions, event streams,
+    ///   long polls, session feeds) end at once: each is reset with `CANCEL`
+    ///   and its reader gets [`CallError::Closed`];
+    /// - calls and uploads in flight may finish, for at most the drain
+    ///   timeout ([`mux_core::Config::drain_timeout`], 30 s by default), after
+    ///   which the connection closes under them;
+    /// - calls still waiting for a connection, and new ones, fail with
+    ///   [`CallError::Closed`].
+    ///
+    /// With nothing in flight it returns within a round trip. Dropping the
+    /// client does the same.
     pub fn shutdown(mut self) {
         self.stop();
     }

@@ -62,7 +62,15 @@ impl PendingCall {
 
     fn finish(self, result: Result<Reply, CallError>) {
         if let Some(credit) = &self.upload {
-            credit.fail(result.as_ref().err().cloned().unwrap_or(CallError::Closed));
+            // A writer still uploading learns why it must stop.
+            credit.fail(match &result {
+                Err(err) => err.clone(),
+                Ok(reply) if reply.status.is_success() => CallError::AnsweredEarly,
+                Ok(reply) => CallError::Rejected {
+                    status: reply.status,
+                    message: String::from_utf8_lossy(&reply.body).into_owned(),
+                },
+            });
         }
         self.sink.deliver(result);
     }

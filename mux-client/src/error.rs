@@ -39,7 +39,8 @@ pub enum CallError {
     /// The client is shut down.
     #[error("the client is shut down")]
     Closed,
-    /// The server answered with a failure status (a stream pattern's request was refused).
+    /// The server answered with a failure status (a stream pattern's request
+    /// was refused, or an upload's body before it ended).
     #[error("the server refused with status {}: {message}", status.0)]
     Rejected {
         /// The status.
@@ -47,6 +48,11 @@ pub enum CallError {
         /// The server's message.
         message: String,
     },
+    /// The server answered with success before the upload's body ended; the
+    /// rest is not sent ([`Upload::finish`](crate::Upload::finish) still
+    /// gives the call and its reply).
+    #[error("the server answered before the upload ended")]
+    AnsweredEarly,
 }
 
 impl From<CallError> for io::Error {
@@ -55,7 +61,9 @@ impl From<CallError> for io::Error {
             CallError::Connect(_) => io::ErrorKind::ConnectionRefused,
             CallError::ConnectionLost(_) | CallError::Reset(_) => io::ErrorKind::ConnectionReset,
             CallError::DeadlineExceeded => io::ErrorKind::TimedOut,
-            CallError::Cancelled | CallError::Closed => io::ErrorKind::Interrupted,
+            CallError::Cancelled | CallError::Closed | CallError::AnsweredEarly => {
+                io::ErrorKind::Interrupted
+            }
             CallError::Busy => io::ErrorKind::WouldBlock,
             CallError::TooLarge(_) | CallError::Malformed(_) => io::ErrorKind::InvalidData,
             CallError::Rejected { .. } => io::ErrorKind::Other,

@@ -120,6 +120,11 @@ impl Outbox {
         }
     }
 
+    /// Whether stream `id` has output its send buffer has not taken yet.
+    pub fn is_pending(&self, key: ConnKey, id: StreamId) -> bool {
+        self.pending.contains(key, id)
+    }
+
     /// Bytes waiting for connection `key`'s streams to take them.
     pub fn pending_bytes(&self, key: ConnKey) -> usize {
         self.bytes.get(&key).copied().unwrap_or(0)

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use mux_core::rpc::Status;
 
-use crate::request::{BodySink, HandlerResult, Response};
+use crate::request::{BodySink, BodySource, HandlerError, HandlerResult, Response};
 use crate::server::{Server, ServerBuilder, ServerHandle};
 
 /// FNV-1a, 64 bits, fed piece by piece: the `upload` route's integrity
@@ -82,12 +82,49 @@ impl BodySink for ByteCounter {
     }
 }
 
+/// The size of the `source` route's messages.
+pub const SOURCE_MESSAGE: usize = 64 * 1024;
+
+static ZEROS: [u8; SOURCE_MESSAGE] = [0; SOURCE_MESSAGE];
+
+/// Streams `left` zero bytes in messages of [`SOURCE_MESSAGE`] (the last
+/// one shorter), without allocating: every message is the same static slice.
+#[derive(Debug)]
+pub struct ZeroSource {
+    left: u64,
+}
+
+impl ZeroSource {
+    /// A source of `bytes` zero bytes.
+    pub fn new(bytes: u64) -> Self {
+        Self { left: bytes }
+    }
+}
+
+impl BodySource for ZeroSource {
+    fn next_message(&mut self) -> Option<Bytes> {
+        if self.left == 0 {
+            return None;
+        }
+        let len =
+            usize::try_from(self.left).map_or(SOURCE_MESSAGE, |left| left.min(SOURCE_MESSAGE));
+        self.left -= len as u64;
+        Some(Bytes::from_static(&ZEROS[..len]))
+    }
+}
+
 /// Adds the demo routes:
 ///
 /// - `echo` (inline): answers the body;
 /// - `status` (inline): answers the status given as the body;
 /// - `sleep` (blocking, worker pool): sleeps the milliseconds given as the body;
-/// - `upload` (streaming): answers the byte count and FNV-1a hash of the body.
+/// - `upload` (streaming): answers the byte count and FNV-1a hash of the
+///   body, for integrity checks (the hash costs about a core per GB/s);
+/// - `sink` (streaming): answers the byte count of the body and touches
+///   nothing else, for measuring the transport one way;
+/// - `source` (inline, streaming response): answers the number of zero
+///   bytes given as the body (decimal), in messages of 64 KiB, for the other
+///   way; `400` if the body is not a number.
 pub fn routes(builder: ServerBuilder) -> ServerBuilder {
     builder
         .route("echo", |req| Ok(Response::ok(req.body().clone())))
@@ -108,6 +145,16 @@ pub fn routes(builder: ServerBuilder) -> ServerBuilder {
             Ok(Response::ok(format!("slept {millis} ms")))
         })
         .route_streaming("upload", |_| Box::new(Digest::default()))
+        .route_streaming("sink", |_| Box::new(ByteCounter::default()))
+        .route("source", |req| {
+            let bytes = std::str::from_utf8(req.body())
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    HandlerError::new(Status::BAD_REQUEST, "the body must be a byte count")
+                })?;
+            Ok(Response::streaming(ZeroSource::new(bytes)))
+        })
 }
 
 /// The version of the demo's `config` resource; `config.set` bumps it.
@@ -153,7 +200,7 @@ pub fn pattern_routes(
         })
         .route("counter", |req| {
             let Some(session) = req.session() else {
-                return Err(crate::request::HandlerError::new(
+                return Err(HandlerError::new(
                     Status::BAD_REQUEST,
                     "counter needs a session",
                 ));

@@ -43,7 +43,7 @@ pub use broker::{Broker, MemoryBroker, SlowSubscriber};
 pub use mux_core as core;
 pub use mux_core::rpc::Status;
 pub use mux_runtime::{LoopConfig, SocketOptions, SpinPolicy};
-pub use request::{BodySink, HandlerError, HandlerResult, Request, Response};
+pub use request::{BodySink, BodySource, HandlerError, HandlerResult, Request, Response};
 pub use server::{
     Server, ServerBuilder, ServerHandle, DEFAULT_ADDR, DEFAULT_CONNECTION_MEMORY,
     DEFAULT_FEED_QUEUE_BYTES, DEFAULT_SERVER_MEMORY,

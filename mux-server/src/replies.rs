@@ -1,20 +1,22 @@
 //! Writing answers: a response head, its body and end, tied pushes (spec
-//! §10.3), and the pieces a stream could not take yet, written as it frees
-//! room (`Event::Writable`). Everything the loop sends back to a client goes
-//! through here.
+//! §10.3), the pieces a stream could not take yet, written as it frees room
+//! (`Event::Writable`), and streaming bodies, asked for their next message
+//! only then. Everything the loop sends back to a client goes through here.
 
 use bytes::Bytes;
 use mux_core::frame::Metadata;
 use mux_core::rpc::{ResponseHead, Status};
 use mux_core::{Connection, StreamId};
-use mux_runtime::{ConnKey, Ctx, Outbox, Piece};
+use mux_runtime::{ConnKey, Ctx, Outbox, Piece, StreamMap};
 
-use crate::request::Response;
+use crate::request::{Response, Source};
 
 /// The loop's pending output, per stream.
 #[derive(Debug, Default)]
 pub(crate) struct Replies {
     outbox: Outbox,
+    /// Streaming bodies not yet ended.
+    sources: StreamMap<Source>,
 }
 
 impl Replies {
@@ -83,7 +85,56 @@ impl Replies {
             status: response.status,
             metadata: response.metadata,
         };
-        self.write(ctx, key, id, head, vec![response.body], true);
+        let Some(source) = response.source else {
+            return self.write(ctx, key, id, head, vec![response.body], true);
+        };
+        let body = if response.body.is_empty() {
+            Vec::new()
+        } else {
+            vec![response.body]
+        };
+        self.write(ctx, key, id, head, body, false);
+        self.sources.insert(key, id, source);
+        if let Some(conn) = ctx.conn(key) {
+            self.pump(conn, key, id);
+        }
+    }
+
+    /// Writes a streaming body's next messages while the stream's send
+    /// buffer takes them whole; ends the stream when the source ends.
+    fn pump(&mut self, conn: &mut Connection, key: ConnKey, id: StreamId) {
+        while !self.outbox.is_pending(key, id) {
+            let Some(source) = self.sources.get_mut(key, id) else {
+                return;
+            };
+            let (piece, ended) = match source.0.next_message() {
+                Some(bytes) => (
+                    Piece {
+                        bytes,
+                        end_message: true,
+                        end_stream: false,
+                    },
+                    false,
+                ),
+                None => (
+                    Piece {
+                        bytes: Bytes::new(),
+                        end_message: false,
+                        end_stream: true,
+                    },
+                    true,
+                ),
+            };
+            if ended || self.outbox.write(conn, key, id, piece.clone()).is_err() {
+                self.sources.remove(key, id);
+                if ended {
+                    let _ = self.outbox.write(conn, key, id, piece);
+                } else {
+                    self.outbox.forget(key, id);
+                }
+                return;
+            }
+        }
     }
 
     /// Answers with `status` and a text body.
@@ -125,6 +176,7 @@ impl Replies {
     /// Continues writing a stream after `Event::Writable`.
     pub(crate) fn resume(&mut self, conn: &mut Connection, key: ConnKey, id: StreamId) {
         let _ = self.outbox.resume(conn, key, id);
+        self.pump(conn, key, id);
     }
 
     /// Bytes of answers connection `key` has not taken yet.
@@ -140,10 +192,12 @@ impl Replies {
     /// Drops a stream's pending output (it was reset).
     pub(crate) fn forget(&mut self, key: ConnKey, id: StreamId) {
         self.outbox.forget(key, id);
+        self.sources.remove(key, id);
     }
 
     /// Drops a connection's pending output (it closed).
     pub(crate) fn forget_conn(&mut self, key: ConnKey) {
         self.outbox.forget_conn(key);
+        self.sources.remove_conn(key);
     }
 }

@@ -67,13 +67,34 @@ impl Request {
 }
 
 /// A handler's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Response {
     pub(crate) status: Status,
     pub(crate) metadata: Metadata,
     pub(crate) body: Bytes,
     /// Pushes tied to this request, sent before the response ends.
     pub(crate) pushes: Vec<(Metadata, Bytes)>,
+    /// Body messages made as the stream takes them, after `body`.
+    pub(crate) source: Option<Source>,
+}
+
+/// Produces a response body as the connection takes it (a streaming
+/// response, [`Response::streaming`]): the server asks for the next message
+/// only when the stream's send buffer has room, so a body of any size costs
+/// one message of memory at a time and a slow client pushes back on it
+/// through flow control. Called on the loop thread: it must not block.
+pub trait BodySource: Send {
+    /// The next message of the body; `None` ends the stream.
+    fn next_message(&mut self) -> Option<Bytes>;
+}
+
+/// A [`BodySource`] as a response holds it.
+pub(crate) struct Source(pub(crate) Box<dyn BodySource>);
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BodySource")
+    }
 }
 
 impl Response {
@@ -89,7 +110,17 @@ impl Response {
             metadata: Metadata::new(),
             body: body.into(),
             pushes: Vec::new(),
+            source: None,
         }
+    }
+
+    /// `200 OK` whose body messages come from `source` as the client reads
+    /// them (each one message: `open_stream` readers get them one by one, a
+    /// whole-body call gets them joined, up to its response limit).
+    pub fn streaming(source: impl BodySource + 'static) -> Self {
+        let mut response = Self::ok(Bytes::new());
+        response.source = Some(Source(Box::new(source)));
+        response
     }
 
     /// The same response with a push tied to the request (spec §10): a

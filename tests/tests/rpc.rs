@@ -100,3 +100,33 @@ fn a_client_dropped_inside_its_own_callback_stops_cleanly() {
         .expect("the callback ran");
     assert!(clean, "dropping the client in its callback panicked");
 }
+
+/// The demo's `sink` and `source` routes move a gibibyte each way, counted.
+#[test]
+fn the_sink_and_source_routes_move_a_gibibyte_each_way() {
+    const GIB: u64 = 1 << 30;
+    let server = mux_server::demo::routes(server_builder())
+        .start()
+        .expect("server starts");
+    let client = Client::connect(server.local_addr()).expect("connect");
+    let piece = bytes::Bytes::from(vec![0x5au8; 256 * 1024]);
+    let mut upload = client.open_upload(CallRequest::new("sink", ""));
+    for _ in 0..GIB / piece.len() as u64 {
+        upload.write(piece.clone()).expect("write");
+    }
+    let reply = upload.finish().expect("finish").wait().expect("sink reply");
+    assert_eq!(reply.body, GIB.to_string(), "the sink's count");
+
+    let mut download = client.open_stream(CallRequest::new("source", GIB.to_string()));
+    download.head().expect("the source's head");
+    let (mut bytes, mut messages) = (0u64, 0u64);
+    while let Some(message) = download.next_message() {
+        bytes += message.expect("a message").len() as u64;
+        messages += 1;
+    }
+    assert_eq!(bytes, GIB, "bytes the source sent");
+    assert_eq!(messages, GIB / mux_server::demo::SOURCE_MESSAGE as u64);
+
+    let refused = client.call("source", "lots").expect("a reply");
+    assert_eq!(refused.status, Status::BAD_REQUEST);
+}

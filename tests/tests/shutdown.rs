@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mux_client::Client;
-use mux_core::rpc::RequestHead;
-use mux_core::Config;
+use mux_client::{CallError, Client, Resume};
+use mux_core::frame::Metadata;
+use mux_core::rpc::{RequestHead, ResponseHead, Status};
+use mux_core::{Config, ErrorCode, Event, StreamId};
 use mux_server::Response;
 use mux_testkit::{server_builder, RawPeer};
 
@@ -89,5 +90,126 @@ fn queued_jobs_of_a_closed_connection_are_dropped_unrun() {
         ran.load(Ordering::SeqCst),
         1,
         "jobs of a closed connection ran"
+    );
+}
+
+/// The streams a raw server saw opened, and the resets it received.
+type Seen = (Vec<StreamId>, Vec<(StreamId, ErrorCode)>);
+
+/// A raw server that answers every stream's head with `200`, announces each
+/// stream on `opened_tx`, and records the resets it receives until the
+/// client closes the connection.
+fn serve_heads_and_record_resets(
+    listener: std::net::TcpListener,
+    opened_tx: mpsc::Sender<StreamId>,
+) -> std::thread::JoinHandle<Seen> {
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let mut peer = RawPeer::server(stream, Config::default());
+        peer.handshake(LIMIT);
+        let (mut opened, mut resets) = (Vec::new(), Vec::new());
+        let deadline = Instant::now() + LIMIT;
+        while Instant::now() < deadline {
+            let Ok(events) = peer.pump(64 * 1024) else {
+                break; // the client closed the connection
+            };
+            for event in events {
+                match event {
+                    Event::StreamOpened { id, .. } => {
+                        let head = ResponseHead {
+                            status: Status::OK,
+                            metadata: Metadata::new(),
+                        };
+                        peer.conn
+                            .send(id, head.encode(), true, false)
+                            .expect("head");
+                        opened.push(id);
+                        let _ = opened_tx.send(id);
+                    }
+                    Event::StreamReset { id, code } => resets.push((id, code)),
+                    _ => {}
+                }
+            }
+            let _ = peer.flush();
+        }
+        (opened, resets)
+    })
+}
+
+#[test]
+fn a_client_ends_its_own_streams_at_once_when_it_shuts_down() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (opened_tx, opened_rx) = mpsc::channel();
+    let server = serve_heads_and_record_resets(listener, opened_tx);
+    let client = Client::connect(addr).expect("connect");
+    let subscription = client.subscribe("news.>").expect("subscribe");
+    let events = client.events("log", Resume::Latest).expect("event stream");
+    let mut poller = client.long_poller("jobs", 0, Duration::from_secs(60));
+    let poll = std::thread::spawn(move || poller.poll());
+    for _ in 0..3 {
+        opened_rx
+            .recv_timeout(LIMIT)
+            .expect("the subscription, the event stream and the long poll reach the server");
+    }
+    let began = Instant::now();
+    client.shutdown();
+    let took = began.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "shutting down with three open streams took {took:?}"
+    );
+    let polled = poll.join().expect("the poller thread");
+    assert!(
+        matches!(polled, Err(CallError::Closed)),
+        "the long poll ended with {polled:?}"
+    );
+    let (opened, resets) = server.join().expect("the raw server");
+    assert_eq!(opened.len(), 3, "streams the server saw: {opened:?}");
+    for id in opened {
+        assert!(
+            resets.contains(&(id, ErrorCode::CANCEL)),
+            "stream {id:?} was not reset with CANCEL (resets: {resets:?})"
+        );
+    }
+    drop((subscription, events));
+}
+
+#[test]
+fn a_client_shuts_down_at_once_after_an_upload_the_server_refused() {
+    let server = server_builder()
+        .max_request_body(1024 * 1024)
+        .start()
+        .expect("server starts");
+    let client = Client::connect(server.local_addr()).expect("connect");
+    let mut upload = client.open_upload(mux_client::CallRequest::new("echo", ""));
+    let piece = bytes::Bytes::from(vec![7u8; 64 * 1024]);
+    let began = Instant::now();
+    let mut refused = None;
+    for _ in 0..64 {
+        if let Err(err) = upload.write(piece.clone()) {
+            refused = Some(err);
+            break;
+        }
+    }
+    let outcome = match refused {
+        Some(err) => Err(err),
+        None => upload.finish().and_then(|call| call.wait()),
+    };
+    assert!(
+        matches!(&outcome, Err(CallError::Rejected { status, .. }) if status.0 == 413),
+        "a 4 MiB upload against a 1 MiB limit ended with {outcome:?}"
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "the refusal took {:?}",
+        began.elapsed()
+    );
+    let began = Instant::now();
+    client.shutdown();
+    let took = began.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "shutting down after a refused upload took {took:?}"
     );
 }

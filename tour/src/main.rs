@@ -245,6 +245,21 @@ fn main() -> ExitCode {
             ),
         )
     });
+    tour.step("stream a 256 MiB download", || {
+        const SIZE: usize = 256 << 20;
+        let started = Instant::now();
+        let mut download = client.open_stream(CallRequest::new("source", SIZE.to_string()));
+        download.head().map_err(|e| e.to_string())?;
+        let mut received = 0;
+        while let Some(message) = download.next_message() {
+            received += message.map_err(|e| e.to_string())?.len();
+        }
+        let rate = received as f64 / started.elapsed().as_secs_f64() / 1e6;
+        expect(
+            received == SIZE,
+            format!("{received} bytes in 64 KiB messages, {rate:.0} MB/s"),
+        )
+    });
 
     println!("\npush");
     tour.step("the server's clock pushes to us", || {
