@@ -52,6 +52,10 @@ struct Args {
     /// The spin policy of mux's loops, client and server.
     #[arg(long, value_enum, default_value_t = Spin::Default)]
     spin: Spin,
+    /// Also measure fan-out at these publication rates (per second), beside
+    /// the default half of the slowest peak.
+    #[arg(long, value_delimiter = ',')]
+    fanout_rates: Vec<f64>,
     /// Where to write bench.md and bench.svg.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -451,7 +455,7 @@ fn main() -> ExitCode {
         ));
     }
     if wants("fanout") {
-        fan_out(&mut report, &sizes, rounds, &mux);
+        fan_out(&mut report, &sizes, rounds, &mux, &args.fanout_rates);
     }
     if wants("setup") {
         let count = sizes.setups;
@@ -492,7 +496,7 @@ fn main() -> ExitCode {
 }
 
 /// Fan-out at peak, then at half the slowest system's peak rate.
-fn fan_out(report: &mut Report, sizes: &Sizes, rounds: usize, mux: &Peer) {
+fn fan_out(report: &mut Report, sizes: &Sizes, rounds: usize, mux: &Peer, rates: &[f64]) {
     let redis = Program::redis_server()
         .map_err(|err| report.notes.push(format!("{err}: Redis not measured.")))
         .ok();
@@ -545,13 +549,17 @@ fn fan_out(report: &mut Report, sizes: &Sizes, rounds: usize, mux: &Peer) {
         .map(|s| s.value().median)
         .fold(f64::INFINITY, f64::min);
     report.workloads.push(peak);
-    if slowest.is_finite() && slowest > 0.0 {
-        let rate = slowest / 2.0 / subscribers as f64;
+    let half_slowest = (slowest.is_finite() && slowest > 0.0).then(|| {
+        (
+            slowest / 2.0 / subscribers as f64,
+            " (half the slowest peak)",
+        )
+    });
+    let asked = rates.iter().map(|&rate| (rate, ""));
+    for (rate, why) in half_slowest.into_iter().chain(asked) {
         let paced_messages = ((rate * 2.0) as usize).clamp(100, messages);
         report.workloads.push(compare(
-            format!(
-                "Pub/sub fan-out at {rate:.0} publications/s (half the slowest peak), 1 → {subscribers}"
-            ),
+            format!("Pub/sub fan-out at {rate:.0} publications/s{why}, 1 → {subscribers}"),
             "deliveries/s",
             "1,000 deliveries",
             rounds,
