@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mux_core::rpc::RequestHead;
-use mux_runtime::{EventLoop, LoopConfig, LoopHandle};
+use mux_runtime::{EventLoop, LoopConfig, LoopHandle, TlsClient};
 
 use crate::app::ClientApp;
 use crate::call::{Call, CallRequest, Upload};
@@ -124,6 +124,16 @@ impl ClientBuilder {
     /// always come back that soon; `SpinPolicy::OFF` never.
     pub fn spin(mut self, policy: mux_runtime::SpinPolicy) -> Self {
         self.config.spin = policy;
+        self
+    }
+
+    /// Connects over TLS (spec §16) instead of plaintext:
+    /// [`TlsClient::with_ca_file`] or [`TlsClient::with_system_roots`], with
+    /// a certificate of our own for mutual TLS. The server is verified
+    /// against the address connected to unless [`TlsClient::server_name`]
+    /// says otherwise.
+    pub fn tls(mut self, tls: TlsClient) -> Self {
+        self.config.tls_client = Some(tls);
         self
     }
 

@@ -45,7 +45,7 @@ mod session;
 
 pub use mux_core as core;
 pub use mux_core::rpc::Status;
-pub use mux_runtime::{LoopConfig, SocketOptions, SpinPolicy};
+pub use mux_runtime::{LoopConfig, SocketOptions, SpinPolicy, TlsClient, TlsSetupError};
 
 pub use call::{Call, CallRequest, Upload};
 pub use client::{Client, ClientBuilder};

@@ -46,6 +46,9 @@ impl ErrorCode {
     pub const UNSUPPORTED_VERSION: Self = Self(0xb);
     /// The connection was idle for longer than the endpoint's idle timeout.
     pub const IDLE_TIMEOUT: Self = Self(0xc);
+    /// The transport lacks the security this endpoint requires: a plaintext
+    /// connection to a port that requires TLS (spec §16.2).
+    pub const INADEQUATE_SECURITY: Self = Self(0xd);
 
     /// The registered name of this code, or `None` for a code this version does not know.
     pub fn name(self) -> Option<&'static str> {
@@ -63,13 +66,14 @@ impl ErrorCode {
             Self::METADATA_TOO_LARGE => "METADATA_TOO_LARGE",
             Self::UNSUPPORTED_VERSION => "UNSUPPORTED_VERSION",
             Self::IDLE_TIMEOUT => "IDLE_TIMEOUT",
+            Self::INADEQUATE_SECURITY => "INADEQUATE_SECURITY",
             _ => return None,
         })
     }
 
     /// Looks a code up by its registered name (as used in `spec/vectors`).
     pub fn from_name(name: &str) -> Option<Self> {
-        (0..=0xc).map(Self).find(|code| code.name() == Some(name))
+        (0..=0xd).map(Self).find(|code| code.name() == Some(name))
     }
 }
 

@@ -12,9 +12,11 @@
 //! and CR LF catches a channel that rewrites line ends. Both sides send a
 //! preface; the client first, the server on receipt.
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::error::PrefaceError;
+use crate::error::{ErrorCode, PrefaceError};
+use crate::frame::{Frame, GoAway};
+use crate::stream_id::StreamId;
 
 /// The six magic bytes that start every mux connection in both directions.
 pub const MAGIC: [u8; 6] = *b"\x89MUX\r\n";
@@ -62,9 +64,46 @@ impl Preface {
     }
 }
 
+/// What a server answers a client it refuses before any settings (spec
+/// §3.6): its preface and a GOAWAY alone, with last stream ID 0, `code` and
+/// `reason`. `None` unless `received` begins like a mux preface: a peer that
+/// does not speak mux is not answered (§3.3). Used for a plaintext client on
+/// a port that requires TLS (§16.2).
+pub fn refusal(received: &[u8], code: ErrorCode, reason: &str) -> Option<BytesMut> {
+    let seen = received.len().min(MAGIC.len());
+    if seen == 0 || received.get(..seen) != MAGIC.get(..seen) {
+        return None;
+    }
+    let mut answer = BytesMut::new();
+    Preface::CURRENT.encode(&mut answer);
+    let debug = reason.as_bytes();
+    let goaway = Frame::GoAway(GoAway {
+        last_stream: StreamId::CONNECTION,
+        code,
+        debug: Bytes::copy_from_slice(debug.get(..256).unwrap_or(debug)),
+    });
+    goaway.encode(&mut answer).ok()?;
+    Some(answer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_answers_mux_clients_only() {
+        let answer = refusal(&MAGIC[..3], ErrorCode::INADEQUATE_SECURITY, "TLS only")
+            .expect("a mux client is answered");
+        let mut buf = answer.clone();
+        assert_eq!(Preface::decode(&mut buf), Ok(Some(Preface::CURRENT)));
+        assert!(matches!(
+            Frame::decode(&mut buf, 16_384),
+            Ok(Some(Frame::GoAway(GoAway { code: ErrorCode::INADEQUATE_SECURITY, .. })))
+        ));
+        assert!(buf.is_empty(), "nothing after the GOAWAY: no SETTINGS");
+        assert_eq!(refusal(b"GET / HTTP/1.1", ErrorCode::INADEQUATE_SECURITY, ""), None);
+        assert_eq!(refusal(b"", ErrorCode::INADEQUATE_SECURITY, ""), None);
+    }
 
     #[test]
     fn partial_magic_waits_and_wrong_magic_fails_early() {

@@ -15,7 +15,10 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use mio::Interest;
-use mux_core::{Connection, ConnectionError, Event, Outgoing};
+use mux_core::preface::refusal;
+use mux_core::{Connection, ConnectionError, ErrorCode, Event, Outgoing};
+
+use crate::tls::{TlsRead, TlsSession};
 
 /// Bytes read per `read` call: the size of each loop's scratch buffer.
 /// 256 KiB: a loopback socket buffer's worth, so a bulk transfer needs few
@@ -88,6 +91,11 @@ pub struct ConnIo {
     /// In the loop's list of connections to flush this iteration (so that
     /// marking is O(1), not a search of the list).
     pub(crate) flush_queued: bool,
+    /// TLS between the socket and the buffers (spec §16); `None`: plaintext.
+    tls: Option<Box<TlsSession>>,
+    /// A plaintext connection's first byte opened a TLS handshake (for the
+    /// error it ends with).
+    pub(crate) tls_on_plain_port: bool,
 }
 
 impl ConnIo {
@@ -110,7 +118,20 @@ impl ConnIo {
             read_paused: false,
             close_error: None,
             flush_queued: false,
+            tls: None,
+            tls_on_plain_port: false,
         }
+    }
+
+    /// Runs the connection over TLS.
+    pub(crate) fn with_tls(mut self, session: TlsSession) -> Self {
+        self.tls = Some(Box::new(session));
+        self
+    }
+
+    /// The certificate chain the peer presented over TLS (leaf first).
+    pub fn peer_certificates(&self) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
+        self.tls.as_ref().and_then(|tls| tls.peer_certificates())
     }
 
     /// Reads once from the socket, feeding the state machine; pushes its
@@ -135,6 +156,9 @@ impl ConnIo {
             self.read_paused = true;
             return Ok(ReadOutcome::Done);
         }
+        if self.tls.is_some() {
+            return self.read_tls(now, scratch, events);
+        }
         // Reading into the loop's scratch buffer and copying what arrived
         // costs one copy of the bytes read; zero-filling a fresh read buffer
         // each time cost more (the kernel returns far less than we ask for
@@ -155,6 +179,9 @@ impl ConnIo {
             self.drain_events(events);
             return Ok(ReadOutcome::Done);
         }
+        if !self.conn.is_established() && self.rx.is_empty() && looks_like_tls(scratch, n) {
+            self.tls_on_plain_port = true;
+        }
         self.rx
             .extend_from_slice(scratch.get(..n).unwrap_or_default());
         // A connection error is also reported as `Event::Closed`.
@@ -170,6 +197,60 @@ impl ConnIo {
         } else {
             ReadOutcome::Done
         })
+    }
+
+    /// [`ConnIo::read_once`] over TLS: one read of ciphertext, its
+    /// plaintext fed to the state machine.
+    fn read_tls(
+        &mut self,
+        now: Instant,
+        scratch: &mut [u8],
+        events: &mut Vec<Event>,
+    ) -> Result<ReadOutcome, Closed> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(ReadOutcome::Done);
+        };
+        match tls.check_first_byte(&self.socket) {
+            Ok(Some(true)) => {}
+            Ok(Some(false)) => return Err(self.refuse_plaintext(scratch)),
+            Ok(None) => return Ok(ReadOutcome::Done),
+            Err(err) => return Err(Closed::Io(err)),
+        }
+        let read = tls
+            .read(&mut self.socket, scratch, &mut self.rx)
+            .map_err(Closed::Io)?;
+        if !self.rx.is_empty() {
+            // A connection error is also reported as `Event::Closed`.
+            let _: Result<(), ConnectionError> = self.conn.handle_read(now, &mut self.rx);
+        }
+        let outcome = match read {
+            TlsRead::Progress => ReadOutcome::More,
+            TlsRead::WouldBlock => ReadOutcome::Done,
+            TlsRead::Closed => {
+                self.eof = true;
+                self.conn.handle_eof(now);
+                ReadOutcome::Done
+            }
+        };
+        self.drain_events(events);
+        Ok(outcome)
+    }
+
+    /// A plaintext client on a TLS port: a mux client gets our preface and
+    /// GOAWAY INADEQUATE_SECURITY (spec §16.2); nothing it sent is
+    /// processed; the connection ends.
+    fn refuse_plaintext(&mut self, scratch: &mut [u8]) -> Closed {
+        if let Ok(n) = self.socket.read(scratch) {
+            let received = scratch.get(..n).unwrap_or_default();
+            let reason = "this port requires TLS";
+            if let Some(answer) = refusal(received, ErrorCode::INADEQUATE_SECURITY, reason) {
+                let _ = self.socket.write(&answer);
+            }
+        }
+        Closed::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a plaintext client on a TLS port (refused with INADEQUATE_SECURITY)",
+        ))
     }
 
     pub(crate) fn drain_events(&mut self, events: &mut Vec<Event>) {
@@ -193,6 +274,11 @@ impl ConnIo {
             return Ok(self.conn.is_closed().then_some(Closed::Done));
         }
         loop {
+            if let Some(tls) = self.tls.as_mut() {
+                if !tls.write_out(&mut self.socket).map_err(Closed::Io)? {
+                    return Ok(None);
+                }
+            }
             if self.tx.is_empty() {
                 while self.tx.len() < WRITE_BATCH && self.conn.poll_transmit(now, &mut self.tx) {}
                 self.drain_events(events);
@@ -203,6 +289,15 @@ impl ConnIo {
             let mut slices = [io::IoSlice::new(&[]); WRITE_SLICES];
             let filled = self.tx.io_slices(&mut slices);
             let slices = slices.get(..filled).unwrap_or_default();
+            if let Some(tls) = self.tls.as_mut() {
+                match tls.write_plaintext(slices) {
+                    // Full before the handshake finished: reads move it on.
+                    Ok(0) if !tls.wants_write() => break,
+                    Ok(n) => self.tx.advance(n),
+                    Err(err) => return Err(Closed::Io(err)),
+                }
+                continue;
+            }
             match self.socket.write_vectored(slices) {
                 Ok(0) => return Err(Closed::Io(io::ErrorKind::WriteZero.into())),
                 Ok(n) => self.tx.advance(n),
@@ -215,6 +310,9 @@ impl ConnIo {
             self.tx.release_if_idle(KEEP_BUFFER);
         }
         if self.conn.is_closed() || (self.eof && self.tx.is_empty()) {
+            if let Some(tls) = self.tls.as_mut() {
+                tls.close(&mut self.socket);
+            }
             return Ok(Some(Closed::Done));
         }
         Ok(None)
@@ -227,7 +325,7 @@ impl ConnIo {
             return Some(Interest::WRITABLE);
         }
         let read = self.conn.wants_read() && !self.eof;
-        let write = !self.tx.is_empty();
+        let write = !self.tx.is_empty() || self.tls.as_ref().is_some_and(|tls| tls.wants_write());
         match (read, write) {
             (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
             (true, false) => Some(Interest::READABLE),
@@ -258,4 +356,10 @@ impl ConnIo {
     fn is_idle(&self) -> bool {
         self.conn.active_streams() == (0, 0)
     }
+}
+
+/// Whether the first bytes a plaintext endpoint read open a TLS handshake
+/// record (type 0x16, version 3.x): a TLS client on a plaintext port.
+fn looks_like_tls(scratch: &[u8], read: usize) -> bool {
+    read >= 2 && scratch.first() == Some(&0x16) && scratch.get(1) == Some(&0x03)
 }

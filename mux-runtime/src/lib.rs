@@ -32,6 +32,7 @@ pub mod outbox;
 pub mod socket;
 pub mod stream_map;
 pub mod timer;
+pub mod tls;
 
 pub use event_loop::{
     App, ConnKey, Ctx, EventLoop, LoopConfig, LoopError, LoopHandle, PlainKey, SpinPolicy,
@@ -40,6 +41,7 @@ pub use message::{BodyBuffer, MessageReader, TooLarge};
 pub use outbox::{Outbox, Piece};
 pub use socket::SocketOptions;
 pub use stream_map::StreamMap;
+pub use tls::{TlsClient, TlsServer, TlsSetupError};
 
 /// Wraps a non-blocking std listener for an event loop.
 pub fn mio_listener(listener: std::net::TcpListener) -> mio::net::TcpListener {

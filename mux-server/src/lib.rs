@@ -42,7 +42,7 @@ mod workers;
 pub use broker::{Broker, MemoryBroker, SlowSubscriber};
 pub use mux_core as core;
 pub use mux_core::rpc::Status;
-pub use mux_runtime::{LoopConfig, SocketOptions, SpinPolicy};
+pub use mux_runtime::{LoopConfig, SocketOptions, SpinPolicy, TlsServer, TlsSetupError};
 pub use request::{BodySink, BodySource, HandlerError, HandlerResult, Request, Response};
 pub use server::{
     Server, ServerBuilder, ServerHandle, DEFAULT_ADDR, DEFAULT_CONNECTION_MEMORY,

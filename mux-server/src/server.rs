@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mux_core::frame::{Metadata, MetadataError};
 use mux_core::patterns::{check_topic, TopicError};
-use mux_runtime::{EventLoop, LoopConfig, LoopHandle, SocketOptions, SpinPolicy};
+use mux_runtime::{EventLoop, LoopConfig, LoopHandle, SocketOptions, SpinPolicy, TlsServer};
 
 use crate::app::ServerApp;
 use crate::broker::{Broker, MemoryBroker, SlowSubscriber};
@@ -163,6 +163,15 @@ impl ServerBuilder {
     /// always come back that soon; `SpinPolicy::OFF` never.
     pub fn spin(mut self, policy: SpinPolicy) -> Self {
         self.config.spin = policy;
+        self
+    }
+
+    /// Serves TLS (spec §16) instead of plaintext:
+    /// [`TlsServer::from_pem_files`] for a certificate and key, with a client
+    /// CA for mutual TLS. Plaintext clients are refused with GOAWAY
+    /// `INADEQUATE_SECURITY`.
+    pub fn tls(mut self, tls: TlsServer) -> Self {
+        self.config.tls_server = Some(tls);
         self
     }
 

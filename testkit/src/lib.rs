@@ -2,13 +2,14 @@
 //! once: servers on loopback port 0, bounded waits that fail with a clear
 //! message, deterministic data and its hash, a minimal executor, a raw mux
 //! peer ([`RawPeer`]), a raw-frame attacker ([`Attacker`]), plain-TCP
-//! upstreams ([`upstream`]) and launchers of external programs
-//! ([`programs`]).
+//! upstreams ([`upstream`]), launchers of external programs
+//! ([`programs`]) and test certificates ([`pki`]).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod attacker;
+pub mod pki;
 pub mod programs;
 mod raw_peer;
 pub mod upstream;

@@ -10,3 +10,4 @@ mod runtime;
 mod shutdown;
 mod sidecar;
 mod timeouts;
+mod tls;

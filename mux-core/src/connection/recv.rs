@@ -87,8 +87,17 @@ impl Connection {
     }
 
     fn handle_frame(&mut self, frame: Frame) -> Result<(), ConnectionError> {
-        if self.phase == Phase::Settings && !matches!(&frame, Frame::Settings(s) if !s.ack) {
-            return Err(PeerMisbehaved::FirstFrameNotSettings.into());
+        if self.phase == Phase::Settings {
+            match &frame {
+                Frame::Settings(settings) if !settings.ack => {}
+                // Spec §3.6: a refusal before any settings ends the connection with its code.
+                Frame::GoAway(go_away) => {
+                    let code = go_away.code;
+                    self.on_go_away(go_away.clone())?;
+                    return Err(ConnectionError::Remote { code });
+                }
+                _ => return Err(PeerMisbehaved::FirstFrameNotSettings.into()),
+            }
         }
         match frame {
             Frame::Data(data) => self.on_data(data),

@@ -444,3 +444,29 @@ fn local_open_checks_the_peer_metadata_limit() {
         Err(OpenError::MetadataTooLarge { .. })
     ));
 }
+
+#[test]
+fn a_refusal_before_settings_ends_the_connection_with_its_code() {
+    // §3.6, §16.2: preface and GOAWAY alone, as a TLS-only port answers.
+    let now = std::time::Instant::now();
+    let mut client = crate::Connection::new(Side::Client, Config::default(), now);
+    let mut hello = bytes::BytesMut::new();
+    while client.poll_transmit(now, &mut hello) {}
+    let mut answer =
+        crate::preface::refusal(&hello, ErrorCode::INADEQUATE_SECURITY, "this port requires TLS")
+            .expect("a mux client is answered");
+    let _ = client.handle_read(now, &mut answer);
+    assert!(client.is_closed());
+    let events: Vec<_> = std::iter::from_fn(|| client.poll_event()).collect();
+    assert!(
+        events.iter().any(|event| matches!(
+            event,
+            Event::Closed {
+                error: Some(ConnectionError::Remote {
+                    code: ErrorCode::INADEQUATE_SECURITY
+                })
+            }
+        )),
+        "events: {events:?}"
+    );
+}

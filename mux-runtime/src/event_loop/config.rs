@@ -1,10 +1,11 @@
 //! [`LoopConfig`]: the protocol configuration, socket options and
-//! connection cap of one loop.
+//! connection cap of one loop, and its TLS.
 
 use mux_core::Config;
 
 use super::spin::SpinPolicy;
 use crate::socket::SocketOptions;
+use crate::tls::{TlsClient, TlsServer};
 
 /// Loop configuration.
 #[derive(Debug, Clone)]
@@ -18,6 +19,10 @@ pub struct LoopConfig {
     pub max_connections: usize,
     /// When the loop polls without sleeping before it blocks.
     pub spin: SpinPolicy,
+    /// TLS on the connections this loop accepts (`None`: plaintext).
+    pub tls_server: Option<TlsServer>,
+    /// TLS on the connections this loop makes (`None`: plaintext).
+    pub tls_client: Option<TlsClient>,
 }
 
 impl Default for LoopConfig {
@@ -27,6 +32,8 @@ impl Default for LoopConfig {
             socket: SocketOptions::default(),
             max_connections: 10_000,
             spin: SpinPolicy::default(),
+            tls_server: None,
+            tls_client: None,
         }
     }
 }

@@ -100,6 +100,12 @@ impl Ctx<'_> {
         *self.generations += 1;
         let conn = Connection::new(Side::Client, self.config.conn.clone(), self.now);
         let mut io = ConnIo::new(stream, conn, true, *self.generations);
+        if let Some(tls) = &self.config.tls_client {
+            let session = tls
+                .session(addr)
+                .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+            io = io.with_tls(session);
+        }
         io.interest = Interest::WRITABLE;
         let generation = io.generation;
         io.flush_queued = true;

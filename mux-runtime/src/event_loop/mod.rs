@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
 use mio::{Events, Interest, Poll, Token, Waker};
-use mux_core::{Connection, Event, Side};
+use mux_core::{Connection, ConnectionError, Event, PrefaceError, Side};
 use slab::Slab;
 
 use crate::conn_io::{Closed, ConnIo, ReadOutcome, MAX_READS_PER_EVENT};
@@ -338,6 +338,16 @@ impl<A: App> EventLoop<A> {
             self.generations += 1;
             let conn = Connection::new(Side::Server, self.config.conn.clone(), now);
             let mut io = ConnIo::new(stream, conn, false, self.generations);
+            if let Some(tls) = &self.config.tls_server {
+                match tls.session() {
+                    Ok(session) => io = io.with_tls(session),
+                    Err(err) => {
+                        log::warn!("TLS session for an accepted connection: {err}");
+                        let _ = self.poll.registry().deregister(&mut io.socket);
+                        continue;
+                    }
+                }
+            }
             io.flush_queued = true;
             entry.insert(io);
             dirty.push(index);
@@ -596,6 +606,17 @@ impl<A: App> EventLoop<A> {
         };
         dirty.retain(|d| *d != index);
         let error = error.or_else(|| io.close_error.take().map(LoopError::Protocol));
+        let error = match error {
+            Some(LoopError::Protocol(ConnectionError::Preface(PrefaceError::BadMagic)))
+                if io.tls_on_plain_port =>
+            {
+                Some(LoopError::Io(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a TLS handshake on a plaintext mux port (refused)",
+                )))
+            }
+            other => other,
+        };
         let (mut ctx, app) = self.split(now, dirty);
         app.on_closed(&mut ctx, key, error);
     }
