@@ -2,11 +2,15 @@
 //! `mux-sidecar`, `mux-tour`) share, written once: logs through the `log`
 //! facade to stderr at the level the user chose, one error line and a
 //! failure exit code when the program fails, waiting for SIGINT or SIGTERM
-//! to stop, and the connection timeouts as flags or a TOML table
-//! ([`Timeouts`]).
+//! to stop, and the connection timeouts and TLS options as flags or TOML
+//! tables ([`Timeouts`], [`ServerTls`], [`ClientTls`]).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod tls;
+
+pub use tls::{ClientTls, ServerTls};
 
 use std::process::ExitCode;
 use std::time::Duration;

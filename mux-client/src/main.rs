@@ -21,6 +21,8 @@ struct Args {
     log_level: log::LevelFilter,
     #[command(flatten)]
     timeouts: mux_cli::Timeouts,
+    #[command(flatten)]
+    tls: mux_cli::ClientTls,
     #[command(subcommand)]
     command: Command,
 }
@@ -66,8 +68,11 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut connection = mux_core::Config::default();
     args.timeouts.apply(&mut connection);
-    let client = Client::builder(args.addr)
-        .connection_config(connection)
+    let mut builder = Client::builder(args.addr).connection_config(connection);
+    if let Some(tls) = args.tls.load().map_err(|err| format!("TLS: {err}"))? {
+        builder = builder.tls(tls);
+    }
+    let client = builder
         .connect()
         .map_err(|err| format!("cannot connect to {}: {err}", args.addr))?;
     match args.command {

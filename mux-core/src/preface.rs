@@ -98,10 +98,16 @@ mod tests {
         assert_eq!(Preface::decode(&mut buf), Ok(Some(Preface::CURRENT)));
         assert!(matches!(
             Frame::decode(&mut buf, 16_384),
-            Ok(Some(Frame::GoAway(GoAway { code: ErrorCode::INADEQUATE_SECURITY, .. })))
+            Ok(Some(Frame::GoAway(GoAway {
+                code: ErrorCode::INADEQUATE_SECURITY,
+                ..
+            })))
         ));
         assert!(buf.is_empty(), "nothing after the GOAWAY: no SETTINGS");
-        assert_eq!(refusal(b"GET / HTTP/1.1", ErrorCode::INADEQUATE_SECURITY, ""), None);
+        assert_eq!(
+            refusal(b"GET / HTTP/1.1", ErrorCode::INADEQUATE_SECURITY, ""),
+            None
+        );
         assert_eq!(refusal(b"", ErrorCode::INADEQUATE_SECURITY, ""), None);
     }
 

@@ -101,9 +101,7 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
 fn roots(path: &Path) -> Result<RootCertStore, TlsSetupError> {
     let mut roots = RootCertStore::empty();
     for certificate in certificates(path)? {
-        roots
-            .add(certificate)
-            .map_err(|err| pem_error(path, err))?;
+        roots.add(certificate).map_err(|err| pem_error(path, err))?;
     }
     Ok(roots)
 }

@@ -280,14 +280,18 @@ pub fn start(
     threads: Option<usize>,
     connection: mux_core::Config,
 ) -> std::io::Result<(Server, ClockGuard)> {
-    let handle = std::sync::Arc::new(std::sync::OnceLock::new());
-    let mut builder = pattern_routes(
-        routes(Server::builder().bind(addr).connection_config(connection)),
-        std::sync::Arc::clone(&handle),
-    );
+    let mut builder = Server::builder().bind(addr).connection_config(connection);
     if let Some(threads) = threads {
         builder = builder.threads(threads);
     }
+    start_with(builder)
+}
+
+/// Starts the whole demo server (every demo route, and the clock) from a
+/// builder already configured (address, threads, TLS...).
+pub fn start_with(builder: ServerBuilder) -> std::io::Result<(Server, ClockGuard)> {
+    let handle = std::sync::Arc::new(std::sync::OnceLock::new());
+    let builder = pattern_routes(routes(builder), std::sync::Arc::clone(&handle));
     let server = builder.start()?;
     let _ = handle.set(server.handle());
     let clock = start_clock(server.handle(), Duration::from_secs(1));

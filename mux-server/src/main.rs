@@ -24,6 +24,8 @@ struct Args {
     log_level: log::LevelFilter,
     #[command(flatten)]
     timeouts: mux_cli::Timeouts,
+    #[command(flatten)]
+    tls: mux_cli::ServerTls,
 }
 
 fn main() -> ExitCode {
@@ -31,7 +33,21 @@ fn main() -> ExitCode {
     mux_cli::init_logging(args.log_level);
     let mut connection = mux_core::Config::default();
     args.timeouts.apply(&mut connection);
-    let (server, clock) = match mux_server::demo::start(args.addr, args.threads, connection) {
+    let mut builder = mux_server::Server::builder()
+        .bind(args.addr)
+        .connection_config(connection);
+    if let Some(threads) = args.threads {
+        builder = builder.threads(threads);
+    }
+    match args.tls.load() {
+        Ok(Some(tls)) => builder = builder.tls(tls),
+        Ok(None) => {}
+        Err(err) => {
+            eprintln!("mux-server: TLS: {err}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let (server, clock) = match mux_server::demo::start_with(builder) {
         Ok(started) => started,
         Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
             eprintln!(
@@ -45,7 +61,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("mux-server listening on {}", server.local_addr());
+    let scheme = if args.tls.tls_cert.is_some() {
+        " (TLS)"
+    } else {
+        ""
+    };
+    println!("mux-server listening on {}{scheme}", server.local_addr());
     match mux_cli::wait_for_stop_signal() {
         Ok(signal) => log::info!("signal {signal}: shutting down gracefully"),
         Err(err) => {

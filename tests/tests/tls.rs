@@ -58,7 +58,10 @@ fn calls_and_bulk_both_ways_over_tls() {
     let server = tls_server(&pki.issue("server", &["127.0.0.1"]), None);
     let tls = TlsClient::with_ca_file(&pki.ca_file()).expect("client TLS configuration");
     let client = connect(server.local_addr(), Some(tls)).expect("a TLS connection");
-    assert_eq!(client.call("echo", "over TLS").expect("echo").body, "over TLS");
+    assert_eq!(
+        client.call("echo", "over TLS").expect("echo").body,
+        "over TLS"
+    );
 
     const SIZE: u64 = 64 << 20;
     let piece = Bytes::from(vec![0x33u8; 256 * 1024]);
@@ -115,7 +118,11 @@ fn a_server_the_client_cannot_verify_is_refused() {
     refused(expired.local_addr(), Some(trusting(&pki)), "Expired");
 
     let elsewhere = tls_server(&pki.issue("named", &["other.example"]), None);
-    refused(elsewhere.local_addr(), Some(trusting(&pki)), "not valid for name");
+    refused(
+        elsewhere.local_addr(),
+        Some(trusting(&pki)),
+        "not valid for name",
+    );
     // The same server verified against the name its certificate carries.
     let named = trusting(&pki)
         .server_name("other.example")
@@ -133,4 +140,75 @@ fn plaintext_and_tls_mismatches_fail_clearly_both_ways() {
     let plaintext = server_builder().start().expect("plaintext server");
     let tls = TlsClient::with_ca_file(&pki.ca_file()).expect("client TLS");
     refused(plaintext.local_addr(), Some(tls), "TLS handshake");
+}
+
+/// A TLS client nobody here wrote: OpenSSL's `s_client` negotiates ALPN
+/// `mux/1`, verifies the server against the test CA, sends a mux client
+/// preface and an empty SETTINGS frame, and must see the server's preface.
+#[test]
+#[ignore = "needs openssl"]
+fn openssl_s_client_negotiates_mux_and_sees_the_servers_preface() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+
+    let pki = TestPki::new("mux test CA");
+    let server = tls_server(&pki.issue("server", &["127.0.0.1"]), None);
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-connect"])
+        .arg(server.local_addr().to_string())
+        .args(["-alpn", "mux/1", "-nocommands", "-ign_eof", "-CAfile"])
+        .arg(pki.ca_file())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl runs");
+    let mut hello = Vec::from(&mux_core::preface::MAGIC[..]);
+    hello.extend_from_slice(&mux_core::preface::VERSION.to_be_bytes());
+    hello.extend_from_slice(&[0, 0, 0, 3, 0, 0, 0, 0, 0]); // SETTINGS, empty, stream 0
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&hello)
+        .expect("send the preface");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let (done, finished) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            let has_preface = seen
+                .windows(mux_core::preface::MAGIC.len())
+                .any(|w| w == mux_core::preface::MAGIC);
+            if has_preface && seen.windows(5).any(|w| w == b"mux/1") {
+                break;
+            }
+        }
+        let _ = done.send(());
+        seen
+    });
+    // Whatever came, s_client is stopped after 10 s at most (which ends the reader).
+    let _ = finished.recv_timeout(Duration::from_secs(10));
+    let _ = child.kill();
+    let _ = child.wait();
+    let seen = reader.join().expect("reader");
+    let text = String::from_utf8_lossy(&seen);
+    assert!(
+        text.contains("ALPN protocol: mux/1"),
+        "s_client did not negotiate mux/1:\n{text}"
+    );
+    assert!(
+        text.contains("Verify return code: 0 (ok)"),
+        "s_client did not verify the server:\n{text}"
+    );
+    assert!(
+        seen.windows(mux_core::preface::MAGIC.len())
+            .any(|w| w == mux_core::preface::MAGIC),
+        "no mux preface came back:\n{text}"
+    );
 }

@@ -452,9 +452,12 @@ fn a_refusal_before_settings_ends_the_connection_with_its_code() {
     let mut client = crate::Connection::new(Side::Client, Config::default(), now);
     let mut hello = bytes::BytesMut::new();
     while client.poll_transmit(now, &mut hello) {}
-    let mut answer =
-        crate::preface::refusal(&hello, ErrorCode::INADEQUATE_SECURITY, "this port requires TLS")
-            .expect("a mux client is answered");
+    let mut answer = crate::preface::refusal(
+        &hello,
+        ErrorCode::INADEQUATE_SECURITY,
+        "this port requires TLS",
+    )
+    .expect("a mux client is answered");
     let _ = client.handle_read(now, &mut answer);
     assert!(client.is_closed());
     let events: Vec<_> = std::iter::from_fn(|| client.poll_event()).collect();
