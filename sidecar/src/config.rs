@@ -5,9 +5,19 @@
 //! remote = "127.0.0.1:7900"          # the remote sidecar
 //! tunnels = [{ listen = "127.0.0.1:6380", upstream = "redis" }]
 //!
+//! [local.tls]                        # optional: TLS to the remote side
+//! tls_ca = "ca.pem"                  # whom to trust
+//! tls_client_cert = "local.pem"      # mutual TLS: who we are
+//! tls_client_key = "local.key"
+//!
 //! [remote]
 //! listen = "127.0.0.1:7900"
 //! upstreams = { redis = "127.0.0.1:6379" }
+//!
+//! [remote.tls]                       # optional: TLS for local sides
+//! tls_cert = "remote.pem"
+//! tls_key = "remote.key"
+//! tls_client_ca = "ca.pem"           # mutual TLS: locals need a certificate from this CA
 //!
 //! [timeouts]                         # of the mux connection, in seconds (optional)
 //! keepalive = 30                     # PING after this long without traffic; 0: off
@@ -28,6 +38,9 @@ pub struct LocalConfig {
     pub remote: SocketAddr,
     /// Local listen addresses and the upstream each carries to.
     pub tunnels: Vec<Tunnel>,
+    /// TLS to the remote side (plaintext when it names no trust).
+    #[serde(default)]
+    pub tls: mux_cli::ClientTls,
     /// The mux connection's protocol configuration (timeouts from the
     /// file's `[timeouts]` table and the flags are applied to it).
     #[serde(skip)]
@@ -50,6 +63,9 @@ pub struct RemoteConfig {
     pub listen: SocketAddr,
     /// Upstream names and addresses.
     pub upstreams: HashMap<String, SocketAddr>,
+    /// TLS for the local sides (plaintext when it names no certificate).
+    #[serde(default)]
+    pub tls: mux_cli::ServerTls,
     /// The mux connections' protocol configuration (timeouts from the
     /// file's `[timeouts]` table and the flags are applied to it).
     #[serde(skip)]

@@ -27,10 +27,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use mux_runtime::{EventLoop, LoopConfig, LoopHandle};
+use mux_runtime::{EventLoop, LoopConfig, LoopHandle, TlsClient, TlsServer};
 
 pub use app::{TUNNEL_ROUTE, UPSTREAM};
 pub use config::{FileConfig, LocalConfig, RemoteConfig, Tunnel};
+pub use mux_cli::{ClientTls, ServerTls};
 pub use stats::Stats;
 
 use app::{Command, Role, SidecarApp};
@@ -97,12 +98,15 @@ fn spawn(
     listener: Option<mio::net::TcpListener>,
     extra: Vec<SocketAddr>,
     stats_every: Duration,
+    tls: (Option<TlsServer>, Option<TlsClient>),
 ) -> io::Result<Sidecar> {
     let stats = Arc::new(Stats::default());
     let app = SidecarApp::new(role, Arc::clone(&stats), stats_every);
     let bound = Arc::clone(&app.bound);
     let config = LoopConfig {
         conn: connection.clone(),
+        tls_server: tls.0,
+        tls_client: tls.1,
         ..LoopConfig::default()
     };
     let (event_loop, handle) = EventLoop::new(app, config, listener, 1024)?;
@@ -138,8 +142,13 @@ fn spawn(
     Ok(sidecar)
 }
 
+fn invalid_tls(err: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, format!("TLS: {err}"))
+}
+
 /// Starts the remote side: listens for local sidecars on `config.listen`.
 pub fn start_remote(config: &RemoteConfig, stats_every: Duration) -> io::Result<Sidecar> {
+    let tls = config.tls.load().map_err(invalid_tls)?;
     let listener =
         mux_runtime::socket::listen(config.listen, false, &LoopConfig::default().socket)?;
     let local = listener.local_addr()?;
@@ -152,6 +161,7 @@ pub fn start_remote(config: &RemoteConfig, stats_every: Duration) -> io::Result<
         Some(listener),
         vec![local],
         stats_every,
+        (tls, None),
     )
 }
 
@@ -169,7 +179,15 @@ pub fn start_local(config: &LocalConfig, stats_every: Duration) -> io::Result<Si
         ready: false,
         failures: 0,
     };
-    let sidecar = spawn(role, &config.connection, None, Vec::new(), stats_every)?;
+    let tls = config.tls.load().map_err(invalid_tls)?;
+    let sidecar = spawn(
+        role,
+        &config.connection,
+        None,
+        Vec::new(),
+        stats_every,
+        (None, tls),
+    )?;
     if sidecar.addrs.len() != config.tunnels.len() {
         return Err(io::Error::new(
             io::ErrorKind::AddrInUse,

@@ -38,6 +38,8 @@ enum Side {
         /// A tunnel, `LISTEN_ADDR=UPSTREAM_NAME` (repeatable).
         #[arg(long = "tunnel", value_name = "ADDR=NAME")]
         tunnels: Vec<String>,
+        #[command(flatten)]
+        tls: mux_cli::ClientTls,
     },
     /// Accepts tunnels and connects each to its upstream.
     Remote {
@@ -47,6 +49,8 @@ enum Side {
         /// An upstream, `NAME=ADDR` (repeatable).
         #[arg(long = "upstream", value_name = "NAME=ADDR")]
         upstreams: Vec<String>,
+        #[command(flatten)]
+        tls: mux_cli::ServerTls,
     },
 }
 
@@ -67,13 +71,19 @@ fn run(args: Args) -> Result<(), String> {
     let every = Duration::from_secs(args.stats_seconds.max(1));
     let timeouts = args.timeouts.or(file.timeouts);
     let sidecar = match args.side {
-        Side::Local { remote, tunnels } => {
+        Side::Local {
+            remote,
+            tunnels,
+            tls,
+        } => {
             let mut config = file.local.unwrap_or(LocalConfig {
                 remote: SocketAddr::from(([127, 0, 0, 1], 7900)),
                 tunnels: Vec::new(),
+                tls: Default::default(),
                 connection: Default::default(),
             });
             timeouts.apply(&mut config.connection);
+            config.tls = tls.or(config.tls);
             if let Some(remote) = remote {
                 config.remote = remote;
             }
@@ -87,13 +97,19 @@ fn run(args: Args) -> Result<(), String> {
             }
             mux_sidecar::start_local(&config, every).map_err(|e| e.to_string())?
         }
-        Side::Remote { listen, upstreams } => {
+        Side::Remote {
+            listen,
+            upstreams,
+            tls,
+        } => {
             let mut config = file.remote.unwrap_or(RemoteConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 7900)),
                 upstreams: Default::default(),
+                tls: Default::default(),
                 connection: Default::default(),
             });
             timeouts.apply(&mut config.connection);
+            config.tls = tls.or(config.tls);
             if let Some(listen) = listen {
                 config.listen = listen;
             }

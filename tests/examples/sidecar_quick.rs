@@ -66,6 +66,7 @@ fn main() {
         &RemoteConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
             upstreams: [("sink".to_owned(), sink), ("redis".to_owned(), redis_addr)].into(),
+            tls: Default::default(),
             connection: Default::default(),
         },
         Duration::from_secs(3600),
@@ -84,6 +85,7 @@ fn main() {
                     upstream: "redis".into(),
                 },
             ],
+            tls: Default::default(),
             connection: Default::default(),
         },
         Duration::from_secs(3600),

@@ -9,7 +9,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mux_sidecar::{LocalConfig, RemoteConfig, Sidecar, Tunnel};
+use mux_sidecar::{ClientTls, LocalConfig, RemoteConfig, ServerTls, Sidecar, Tunnel};
+use mux_testkit::pki::TestPki;
 use mux_testkit::programs::{require, Program};
 use mux_testkit::upstream::echo_upstream;
 use mux_testkit::{any_local_address, fnv1a, pseudo_random};
@@ -18,18 +19,37 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// A remote and a local sidecar carrying `upstreams` (name → address).
 fn tunnel(upstreams: &[(&str, SocketAddr)]) -> (Sidecar, Sidecar, HashMap<String, SocketAddr>) {
-    let remote = mux_sidecar::start_remote(
+    let remote = start_remote(upstreams, ServerTls::default());
+    let (local, ports) = start_local(&remote, upstreams, ClientTls::default());
+    assert!(
+        local.wait_connected(WAIT),
+        "the local sidecar did not connect to the remote one"
+    );
+    (remote, local, ports)
+}
+
+fn start_remote(upstreams: &[(&str, SocketAddr)], tls: ServerTls) -> Sidecar {
+    mux_sidecar::start_remote(
         &RemoteConfig {
             listen: any_local_address(),
             upstreams: upstreams
                 .iter()
                 .map(|(n, a)| ((*n).to_owned(), *a))
                 .collect(),
+            tls,
             connection: Default::default(),
         },
         Duration::from_secs(60),
     )
-    .expect("remote sidecar");
+    .expect("remote sidecar")
+}
+
+/// A local sidecar for `remote`, with each upstream's local port.
+fn start_local(
+    remote: &Sidecar,
+    upstreams: &[(&str, SocketAddr)],
+    tls: ClientTls,
+) -> (Sidecar, HashMap<String, SocketAddr>) {
     let local = mux_sidecar::start_local(
         &LocalConfig {
             remote: remote.local_addrs()[0],
@@ -40,6 +60,7 @@ fn tunnel(upstreams: &[(&str, SocketAddr)]) -> (Sidecar, Sidecar, HashMap<String
                     upstream: (*n).to_owned(),
                 })
                 .collect(),
+            tls,
             connection: Default::default(),
         },
         Duration::from_secs(60),
@@ -50,11 +71,66 @@ fn tunnel(upstreams: &[(&str, SocketAddr)]) -> (Sidecar, Sidecar, HashMap<String
         .zip(local.local_addrs())
         .map(|((n, _), a)| ((*n).to_owned(), *a))
         .collect();
+    (local, ports)
+}
+
+/// A byte string through the tunnel to an echo upstream, and back.
+fn echo_through(port: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(port).expect("connect to the local port");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    stream.write_all(payload).expect("write");
+    let mut back = vec![0u8; payload.len()];
+    stream.read_exact(&mut back).expect("echo back");
+    back
+}
+
+#[test]
+fn the_tunnel_runs_over_mutual_tls_and_refuses_a_local_without_the_right_certificate() {
+    let pki = TestPki::new("sidecar CA");
+    let remote_cert = pki.issue("remote", &["127.0.0.1"]);
+    let upstream = echo_upstream();
+    let upstreams = [("echo", upstream)];
+    let remote = start_remote(
+        &upstreams,
+        ServerTls {
+            tls_cert: Some(remote_cert.cert.clone()),
+            tls_key: Some(remote_cert.key.clone()),
+            tls_client_ca: Some(pki.ca_file()),
+        },
+    );
+    let local_cert = pki.issue("local", &["local.example"]);
+    let (local, ports) = start_local(
+        &remote,
+        &upstreams,
+        ClientTls {
+            tls_ca: Some(pki.ca_file()),
+            tls_client_cert: Some(local_cert.cert.clone()),
+            tls_client_key: Some(local_cert.key.clone()),
+            ..ClientTls::default()
+        },
+    );
     assert!(
         local.wait_connected(WAIT),
-        "the local sidecar did not connect to the remote one"
+        "the mTLS tunnel did not come up"
     );
-    (remote, local, ports)
+    assert_eq!(echo_through(ports["echo"], b"over mTLS"), b"over mTLS");
+
+    let other = TestPki::new("another CA");
+    let stranger_cert = other.issue("stranger", &["stranger.example"]);
+    let (stranger, _) = start_local(
+        &remote,
+        &upstreams,
+        ClientTls {
+            tls_ca: Some(pki.ca_file()),
+            tls_client_cert: Some(stranger_cert.cert.clone()),
+            tls_client_key: Some(stranger_cert.key.clone()),
+            ..ClientTls::default()
+        },
+    );
+    assert!(
+        !stranger.wait_connected(Duration::from_millis(500)),
+        "a local with a certificate from another CA got through"
+    );
 }
 
 #[test]
