@@ -1,5 +1,5 @@
 //! Message formats of the patterns built on streams (`spec/patterns.md`
-//! §2-§6), defined once for server and client: feed messages (publications,
+//! §2-§6, §8), defined once for server and client: feed messages (publications,
 //! events, loss notices), topic names and wildcard patterns, and the
 //! reserved routes and metadata names.
 
@@ -20,6 +20,11 @@ pub const LONG_POLL: &str = "$poll";
 pub const SESSION_OPEN: &str = "$session.open";
 /// Route that attaches to a session's event feed (`spec/patterns.md` §6).
 pub const SESSION_ATTACH: &str = "$session.attach";
+/// Route that carries a connection's credentials (`spec/patterns.md` §8.1).
+pub const AUTH: &str = "$auth";
+
+/// Metadata: the credentials of a `$auth` request, `Bearer TOKEN`.
+pub const AUTHORIZATION: &[u8] = b":authorization";
 
 /// Metadata: the topic of a publication, or the pattern of a subscription.
 pub const TOPIC: &[u8] = b":topic";

@@ -31,6 +31,11 @@ impl Status {
     pub const NOT_MODIFIED: Self = Self(304);
     /// The request was malformed.
     pub const BAD_REQUEST: Self = Self(400);
+    /// The connection is not authenticated, or its credentials were refused
+    /// (`spec/patterns.md` §8.2).
+    pub const UNAUTHORIZED: Self = Self(401);
+    /// The identity may not do what the request asks (`spec/patterns.md` §8.4).
+    pub const FORBIDDEN: Self = Self(403);
     /// No handler for the route.
     pub const NOT_FOUND: Self = Self(404);
     /// The request body exceeded the server's limit.

@@ -41,7 +41,7 @@ pub use message::{BodyBuffer, MessageReader, TooLarge};
 pub use outbox::{Outbox, Piece};
 pub use socket::SocketOptions;
 pub use stream_map::StreamMap;
-pub use tls::{TlsClient, TlsServer, TlsSetupError};
+pub use tls::{certificate_names, TlsClient, TlsServer, TlsSetupError};
 
 /// Wraps a non-blocking std listener for an event loop.
 pub fn mio_listener(listener: std::net::TcpListener) -> mio::net::TcpListener {

@@ -404,3 +404,34 @@ impl TlsSession {
         self.session.peer_certificates()
     }
 }
+
+/// The names a certificate gives its subject, in the order an identity is
+/// taken from them: DNS subject alternative names, then URI ones (SPIFFE
+/// IDs and the like), then the subject's common name. Empty if the
+/// certificate cannot be parsed.
+pub fn certificate_names(certificate: &CertificateDer<'_>) -> Vec<String> {
+    let Ok(parsed) = webpki::EndEntityCert::try_from(certificate) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = parsed.valid_dns_names().map(str::to_owned).collect();
+    names.extend(parsed.valid_uri_names().map(str::to_owned));
+    names.extend(common_name(parsed.subject()));
+    names
+}
+
+/// The first common name (OID 2.5.4.3) in a DER-encoded X.509 Name, when
+/// it is a UTF8String, PrintableString or IA5String of short-form length.
+fn common_name(subject: &[u8]) -> Option<String> {
+    const CN_OID: [u8; 5] = [0x06, 0x03, 0x55, 0x04, 0x03];
+    let at = subject
+        .windows(CN_OID.len())
+        .position(|window| window == CN_OID)?;
+    let rest = subject.get(at + CN_OID.len()..)?;
+    let (&tag, rest) = rest.split_first()?;
+    let (&len, rest) = rest.split_first()?;
+    if !matches!(tag, 0x0c | 0x13 | 0x16) || len >= 0x80 {
+        return None;
+    }
+    let value = rest.get(..usize::from(len))?;
+    std::str::from_utf8(value).ok().map(str::to_owned)
+}

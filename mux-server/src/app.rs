@@ -17,8 +17,10 @@ use mux_core::rpc::{RequestHead, Status};
 use mux_core::{ErrorCode, Event, StreamId};
 use mux_runtime::{App, BodyBuffer, ConnKey, Ctx, LoopError, LoopHandle, StreamMap};
 
+use crate::auth::Identity;
 use crate::budget::Budget;
 use crate::command::Command;
+use crate::gate::{Gate, Security, Verdict};
 use crate::handler::{end_sink, run, Handler};
 use crate::hub::Hub;
 use crate::replies::Replies;
@@ -43,6 +45,8 @@ struct Pending {
     discarding: bool,
     /// A streaming route's sink: the body goes there instead of `body`.
     sink: Option<Box<dyn BodySink>>,
+    /// Who sent it (the gate let it through as this identity).
+    identity: Arc<Identity>,
 }
 
 /// Per-loop server state.
@@ -58,6 +62,7 @@ pub(crate) struct ServerApp {
     replies: Replies,
     reserved: Reserved,
     budget: Budget,
+    gate: Gate,
     shutting_down: bool,
     /// Publications the hub could not queue for this loop (it was full):
     /// announced to every subscription as possibly lost.
@@ -83,6 +88,7 @@ impl ServerApp {
         max_request_body: usize,
         feed_limits: FeedLimits,
         budget: Budget,
+        security: Arc<Security>,
     ) -> Self {
         Self {
             routes,
@@ -94,6 +100,7 @@ impl ServerApp {
             replies: Replies::default(),
             reserved: Reserved::new(hub, feed_limits),
             budget,
+            gate: Gate::new(security),
             shutting_down: false,
             missed: Arc::default(),
         }
@@ -132,10 +139,21 @@ impl ServerApp {
                     .status(ctx, key, id, Status::BAD_REQUEST, message);
             }
         };
+        let hub = Arc::clone(self.hub());
+        let identity = match self.gate.admit(ctx, key, &head, &hub) {
+            Verdict::Pass(identity) => identity,
+            Verdict::Answer(response) => return self.replies.respond(ctx, key, id, response),
+            Verdict::AnswerAndClose(response) => {
+                self.replies.respond(ctx, key, id, response);
+                let reason = "too many failed authentications";
+                return ctx.close(key, ErrorCode::ENHANCE_YOUR_CALM, reason);
+            }
+        };
         let sink = match self.routes.get(&head.route) {
             _ if head.route == patterns::PUBLISH_STREAM => {
                 let hub = Arc::clone(self.hub());
-                Some(Box::new(PublishStream::new(hub)) as Box<dyn BodySink>)
+                let permit = self.gate.publish_permit(&identity);
+                Some(Box::new(PublishStream::new(hub, permit)) as Box<dyn BodySink>)
             }
             Some(Handler::Streaming(open)) => {
                 let request = Request::new(
@@ -144,6 +162,7 @@ impl ServerApp {
                     Bytes::new(),
                     None,
                     None,
+                    Arc::clone(&identity),
                 );
                 Some(open(&request))
             }
@@ -155,6 +174,7 @@ impl ServerApp {
             started: ctx.now,
             discarding: false,
             sink,
+            identity,
         };
         self.pending.insert(key, id, pending);
         if end_stream {
@@ -264,6 +284,7 @@ impl ServerApp {
                 id,
                 head: &pending.head,
                 body,
+                identity: Some(&pending.identity),
             };
             return self.reserved.serve(call);
         }
@@ -283,6 +304,7 @@ impl ServerApp {
             body,
             deadline,
             session,
+            pending.identity,
         );
         self.handle(ctx, key, id, request);
     }
@@ -386,6 +408,7 @@ impl App for ServerApp {
         self.replies.forget_conn(key);
         self.reserved.forget_conn(key);
         self.budget.forget_conn(key);
+        self.gate.forget(key);
         self.budget.publish(self.replies.total_pending_bytes());
     }
 

@@ -38,14 +38,12 @@ pub struct EventLog {
 impl EventLog {
     /// An empty log keeping `capacity` entries.
     pub fn new(capacity: usize) -> Self {
-        use std::hash::{BuildHasher, Hasher};
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_usize(capacity);
         Self {
             entries: VecDeque::new(),
             capacity: capacity.max(1),
             last_id: 0,
-            epoch: hasher.finish().max(1), // 0 means "no log yet" (Hub::position)
+            // 0 means "no log yet" (Hub::position).
+            epoch: crate::secrets::nonzero_id().unwrap_or_else(fallback_epoch),
             last_appended: None,
         }
     }
@@ -130,4 +128,14 @@ mod tests {
             "a cursor from the peer may be anything"
         );
     }
+}
+
+/// An epoch when the operating system's generator failed: still random per
+/// process (the std hasher's keys), just not cryptographic; epochs need to
+/// differ, not to stay secret.
+fn fallback_epoch() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u8(0);
+    hasher.finish().max(1)
 }

@@ -25,16 +25,20 @@
 #![warn(missing_docs)]
 
 mod app;
+pub mod auth;
+pub mod authz;
 pub mod broker;
 mod budget;
 mod command;
 pub mod demo;
 pub mod event_log;
+mod gate;
 mod handler;
 mod hub;
 mod replies;
 mod request;
 mod reserved;
+mod secrets;
 mod server;
 pub mod sessions;
 mod workers;

@@ -1,11 +1,13 @@
 //! What a route handler receives and returns (`spec/patterns.md` §1).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use mux_core::frame::{Metadata, MetadataError};
 use mux_core::rpc::Status;
 
+use crate::auth::Identity;
 use crate::sessions::SessionHandle;
 
 /// A request, with its whole body.
@@ -16,6 +18,7 @@ pub struct Request {
     body: Bytes,
     deadline: Option<Instant>,
     session: Option<SessionHandle>,
+    identity: Arc<Identity>,
 }
 
 impl Request {
@@ -25,6 +28,7 @@ impl Request {
         body: Bytes,
         deadline: Option<Instant>,
         session: Option<SessionHandle>,
+        identity: Arc<Identity>,
     ) -> Self {
         Self {
             route,
@@ -32,7 +36,13 @@ impl Request {
             body,
             deadline,
             session,
+            identity,
         }
+    }
+
+    /// Who made the request: the connection's identity (`spec/patterns.md` §8).
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// The session the call belongs to, when it carried a live `:session`.

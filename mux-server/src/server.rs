@@ -15,9 +15,12 @@ use mux_core::patterns::{check_topic, TopicError};
 use mux_runtime::{EventLoop, LoopConfig, LoopHandle, SocketOptions, SpinPolicy, TlsServer};
 
 use crate::app::ServerApp;
+use crate::auth::Authenticator;
+use crate::authz::Authorizer;
 use crate::broker::{Broker, MemoryBroker, SlowSubscriber};
 use crate::budget::{Budget, Limits};
 use crate::command::Command;
+use crate::gate::Security;
 use crate::handler::Handler;
 use crate::hub::Hub;
 use crate::request::{BodySink, HandlerResult, Request};
@@ -62,11 +65,25 @@ pub struct ServerBuilder {
     slow_subscriber: SlowSubscriber,
     feed_queue_bytes: usize,
     log_capacity: usize,
+    authenticator: Option<Arc<dyn Authenticator>>,
+    authorizer: Option<Arc<dyn Authorizer>>,
 }
 
 impl std::fmt::Debug for dyn Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Broker")
+    }
+}
+
+impl std::fmt::Debug for dyn Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Authenticator")
+    }
+}
+
+impl std::fmt::Debug for dyn Authorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Authorizer")
     }
 }
 
@@ -94,6 +111,8 @@ impl Default for ServerBuilder {
             slow_subscriber: SlowSubscriber::default(),
             feed_queue_bytes: DEFAULT_FEED_QUEUE_BYTES,
             log_capacity: 1024,
+            authenticator: None,
+            authorizer: None,
         }
     }
 }
@@ -213,6 +232,23 @@ impl ServerBuilder {
         self
     }
 
+    /// Who may connect (`spec/patterns.md` §8): decides each connection's
+    /// identity from what TLS verified and from `$auth` tokens. The default,
+    /// [`LoopbackOnly`](crate::auth::LoopbackOnly), admits loopback peers
+    /// only; see [`crate::auth`] for bearer tokens and mutual TLS.
+    pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
+        self.authenticator = Some(Arc::new(authenticator));
+        self
+    }
+
+    /// What each identity may do (`spec/patterns.md` §8.4); the default
+    /// allows everything to every authenticated identity. See
+    /// [`crate::authz::Rules`] for a rule file.
+    pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
+        self.authorizer = Some(Arc::new(authorizer));
+        self
+    }
+
     /// The broker that carries publications (default: [`MemoryBroker`], this process only).
     pub fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
         self.broker = Some(broker);
@@ -275,6 +311,14 @@ impl ServerBuilder {
             copy.set_nonblocking(true)?;
             listeners.push(mux_runtime::mio_listener(copy));
         }
+        let mut security = Security::default();
+        if let Some(authenticator) = self.authenticator.clone() {
+            security.authenticator = authenticator;
+        }
+        if let Some(authorizer) = self.authorizer.clone() {
+            security.authorizer = authorizer;
+        }
+        let security = Arc::new(security);
         let mut loops = Vec::with_capacity(self.threads);
         for (n, listener) in listeners.into_iter().enumerate() {
             let event_loop_missed = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -288,6 +332,7 @@ impl ServerBuilder {
                     max_bytes: self.feed_queue_bytes,
                 },
                 Budget::new(limits.clone(), n),
+                Arc::clone(&security),
             );
             app.missed = Arc::clone(&event_loop_missed);
             let (event_loop, handle) =
@@ -313,7 +358,11 @@ impl ServerBuilder {
             local_addr,
             loops,
             workers,
-            handle: ServerHandle { hub, limits },
+            handle: ServerHandle {
+                hub,
+                limits,
+                security,
+            },
         })
     }
 }
@@ -334,6 +383,7 @@ pub struct Server {
 pub struct ServerHandle {
     hub: Arc<Hub>,
     limits: Limits,
+    security: Arc<Security>,
 }
 
 impl ServerHandle {
@@ -380,6 +430,22 @@ impl ServerHandle {
     /// last published it.
     pub fn held_memory(&self) -> usize {
         self.limits.server_held()
+    }
+
+    /// Failed authentications: `$auth` requests refused, and requests made
+    /// before a connection authenticated.
+    pub fn auth_failures(&self) -> u64 {
+        self.security
+            .auth_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Requests the authorizer refused (403), publications of publishing
+    /// streams included, and uses of another identity's session.
+    pub fn refused_by_policy(&self) -> u64 {
+        self.security
+            .refused
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Streams refused because a memory limit was reached.

@@ -18,6 +18,8 @@ pub struct Session {
     pub values: HashMap<String, Bytes>,
     /// Events for the client, replayable after a reconnect.
     pub feed: EventLog,
+    /// The identity that opened it: only it may use it (`spec/patterns.md` §8.5).
+    pub owner: Option<String>,
     expires: Instant,
 }
 
@@ -48,7 +50,6 @@ pub struct MemoryStore {
     ttl: Duration,
     replay: usize,
     max_sessions: usize,
-    counter: Mutex<u64>,
 }
 
 impl MemoryStore {
@@ -60,7 +61,6 @@ impl MemoryStore {
             ttl,
             replay,
             max_sessions: DEFAULT_MAX_SESSIONS,
-            counter: Mutex::new(0),
         }
     }
 
@@ -75,31 +75,11 @@ impl MemoryStore {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-
-    /// An unguessable token: 128 bits from the std hasher's random keys,
-    /// mixed with a counter and the time.
-    fn token(&self, now: Instant) -> String {
-        use std::hash::{BuildHasher, Hasher};
-        let mut counter = self
-            .counter
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *counter += 1;
-        let mut halves = [0u64; 2];
-        for (n, half) in halves.iter_mut().enumerate() {
-            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-            hasher.write_u64(*counter);
-            hasher.write_usize(n);
-            hasher.write_u128(now.elapsed().as_nanos());
-            *half = hasher.finish();
-        }
-        format!("{:016x}{:016x}", halves[0], halves[1])
-    }
 }
 
 impl SessionStore for MemoryStore {
     fn create(&self, now: Instant) -> Option<String> {
-        let token = self.token(now);
+        let token = crate::secrets::token()?;
         let mut sessions = self.lock();
         if sessions.len() >= self.max_sessions {
             // Expired sessions make room before a new one is refused.
@@ -113,6 +93,7 @@ impl SessionStore for MemoryStore {
             Session {
                 values: HashMap::new(),
                 feed: EventLog::new(self.replay),
+                owner: None,
                 expires: now + self.ttl,
             },
         );

@@ -48,6 +48,28 @@ pub(super) enum AcceptState {
 }
 
 impl Ctx<'_> {
+    /// The address of connection `key`'s peer.
+    pub fn peer_addr(&self, key: ConnKey) -> Option<SocketAddr> {
+        let io = self
+            .conns
+            .get(key.index)
+            .filter(|io| io.generation == key.generation)?;
+        io.socket.peer_addr().ok()
+    }
+
+    /// The names in the certificate connection `key`'s peer presented over
+    /// TLS and the handshake verified (empty without one): see
+    /// [`certificate_names`](crate::tls::certificate_names).
+    pub fn peer_certificate_names(&self, key: ConnKey) -> Vec<String> {
+        self.conns
+            .get(key.index)
+            .filter(|io| io.generation == key.generation)
+            .and_then(|io| io.peer_certificates())
+            .and_then(|chain| chain.first())
+            .map(crate::tls::certificate_names)
+            .unwrap_or_default()
+    }
+
     /// The state machine of connection `key`; the loop flushes it after the callback.
     pub fn conn(&mut self, key: ConnKey) -> Option<&mut Connection> {
         let io = self

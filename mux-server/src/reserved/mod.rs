@@ -27,7 +27,7 @@ pub(crate) use self::feed::FeedLimits;
 use self::feed::{FeedKind, Feeds};
 pub(crate) use self::polls::polls_timer;
 use self::polls::LongPolls;
-pub(crate) use self::publish_stream::PublishStream;
+pub(crate) use self::publish_stream::{Permit, PublishStream};
 use self::pubsub::Subscriptions;
 pub(crate) use self::sessions::unknown_session;
 use crate::hub::Hub;
@@ -64,6 +64,8 @@ pub(crate) struct ReservedCall<'a, 'c> {
     pub(crate) id: StreamId,
     pub(crate) head: &'a RequestHead,
     pub(crate) body: bytes::Bytes,
+    /// Who asked (the gate let the request through as this identity).
+    pub(crate) identity: Option<&'a crate::auth::Identity>,
 }
 
 impl ReservedCall<'_, '_> {

@@ -1,6 +1,7 @@
 //! `$publish.stream` (`spec/patterns.md` §3.4): every message of the request
 //! body is a publication, published as it arrives; the response at the end
-//! counts them and the invalid ones.
+//! counts them, the invalid ones and those the authorizer refused (403 when
+//! any was, `spec/patterns.md` §8.4).
 
 use std::sync::Arc;
 
@@ -16,21 +17,28 @@ use crate::request::{BodySink, HandlerResult, Response};
 /// payload of up to 1 MiB.
 const MAX_PUBLICATION: usize = (1 << 20) + 258;
 
+/// Whether the stream's identity may publish to a topic.
+pub(crate) type Permit = Box<dyn Fn(&str) -> bool + Send>;
+
 /// The sink of one publishing stream.
 pub(crate) struct PublishStream {
     hub: Arc<Hub>,
+    permit: Permit,
     reader: MessageReader,
     published: u64,
     rejected: u64,
+    refused: u64,
 }
 
 impl PublishStream {
-    pub(crate) fn new(hub: Arc<Hub>) -> Self {
+    pub(crate) fn new(hub: Arc<Hub>, permit: Permit) -> Self {
         Self {
             hub,
+            permit,
             reader: MessageReader::default(),
             published: 0,
             rejected: 0,
+            refused: 0,
         }
     }
 }
@@ -55,17 +63,26 @@ impl BodySink for PublishStream {
             Ok(FeedMessage::Publication { topic, payload })
                 if patterns::check_topic(&topic).is_ok() =>
             {
-                self.hub.broker.publish(&topic, &payload);
-                self.published += 1;
+                if (self.permit)(&topic) {
+                    self.hub.broker.publish(&topic, &payload);
+                    self.published += 1;
+                } else {
+                    self.refused += 1;
+                }
             }
             _ => self.rejected += 1,
         }
     }
 
     fn end(self: Box<Self>) -> HandlerResult {
-        Ok(Response::ok(format!(
-            "{} published, {} rejected",
-            self.published, self.rejected
-        )))
+        let summary = format!("{} published, {} rejected", self.published, self.rejected);
+        if self.refused > 0 {
+            let summary = format!("{summary}, {} refused by policy", self.refused);
+            return Ok(Response::with_status(
+                mux_core::rpc::Status::FORBIDDEN,
+                summary,
+            ));
+        }
+        Ok(Response::ok(summary))
     }
 }

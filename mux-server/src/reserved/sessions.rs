@@ -27,6 +27,12 @@ impl Reserved {
             .create(call.ctx.now)
             .ok_or_else(|| too_many_sessions("on this server"))?;
         *opened += 1;
+        let owner = call.identity.map(|identity| identity.name().to_owned());
+        self.hub
+            .sessions
+            .with(&token, call.ctx.now, &mut |session| {
+                session.owner.clone_from(&owner);
+            });
         call.respond(Response::ok(token));
         Ok(())
     }
