@@ -101,6 +101,16 @@ impl EventLog {
     }
 }
 
+/// An epoch when the operating system's generator failed: still random per
+/// process (the std hasher's keys), just not cryptographic; epochs need to
+/// differ, not to stay secret.
+fn fallback_epoch() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u8(0);
+    hasher.finish().max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,14 +138,4 @@ mod tests {
             "a cursor from the peer may be anything"
         );
     }
-}
-
-/// An epoch when the operating system's generator failed: still random per
-/// process (the std hasher's keys), just not cryptographic; epochs need to
-/// differ, not to stay secret.
-fn fallback_epoch() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u8(0);
-    hasher.finish().max(1)
 }
