@@ -8,9 +8,12 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::Arc;
 
+use mux_core::patterns;
+use mux_core::rpc::Status;
 use mux_core::{ErrorCode, Event, OpenError, StreamId, StreamState};
 use mux_runtime::{App, ConnKey, Ctx, LoopError, Outbox, Piece, StreamMap};
 
+use crate::call::CallRequest;
 use crate::command::{Command, PendingCall, PushHandler, PushMessage};
 use crate::error::CallError;
 use crate::inbox::Inbox;
@@ -45,6 +48,10 @@ pub(crate) struct ClientApp {
     pushes: StreamMap<IncomingPush>,
     /// Inboxes given messages this pass, woken at its end.
     wakes: Vec<Arc<Inbox>>,
+    /// `$auth` requests awaiting their answer, one per new connection.
+    authenticating: StreamMap<StreamReader>,
+    /// Why the server refused a connection's credentials, for its close.
+    refused: HashMap<ConnKey, String>,
 }
 
 /// The push handler, with a `Debug` that names it.
@@ -63,6 +70,8 @@ impl ClientApp {
             waiting: VecDeque::new(),
             active: StreamMap::default(),
             wakes: Vec::new(),
+            authenticating: StreamMap::default(),
+            refused: HashMap::new(),
             by_id: HashMap::new(),
             outbox: Outbox::default(),
             closing: false,
@@ -182,8 +191,65 @@ impl ClientApp {
         self.finish(ctx, key, id, Err(error));
     }
 
+    /// Sends `$auth` with `token` on a new connection (`spec/patterns.md` §8.1).
+    fn authenticate(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, token: &str) {
+        let head = CallRequest::new(patterns::AUTH, "")
+            .header(
+                bytes::Bytes::from_static(patterns::AUTHORIZATION),
+                format!("Bearer {token}"),
+            )
+            .head(None);
+        let opened = head
+            .ok()
+            .and_then(|head| head.encode().ok())
+            .and_then(|metadata| ctx.conn(key)?.open(metadata, true).ok());
+        match opened {
+            Some(id) => {
+                self.authenticating.insert(key, id, StreamReader::call());
+            }
+            None => self.refuse(ctx, key, "could not send $auth".into()),
+        }
+    }
+
+    /// The server refused the connection's credentials: close it, and say why.
+    fn refuse(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, why: String) {
+        self.refused.insert(key, why);
+        ctx.close(key, ErrorCode::CANCEL, "authentication refused");
+    }
+
+    /// Reads the answer to a connection's `$auth`.
+    fn on_auth_readable(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId) {
+        let limit = self.limit();
+        let (Some(conn), Some(reader)) = (ctx.conn(key), self.authenticating.get_mut(key, id))
+        else {
+            return;
+        };
+        let Some(outcome) = reader.read(conn, id, limit, &mut self.wakes) else {
+            return;
+        };
+        self.authenticating.remove(key, id);
+        match outcome {
+            Ok(reply) if reply.status == Status::OK => {
+                self.pool.on_connected(key);
+                self.place_waiting(ctx);
+            }
+            Ok(reply) => {
+                let why = format!(
+                    "authentication refused ({}): {}",
+                    reply.status.0,
+                    String::from_utf8_lossy(&reply.body)
+                );
+                self.refuse(ctx, key, why);
+            }
+            Err(err) => self.refuse(ctx, key, format!("authentication failed: {err}")),
+        }
+    }
+
     /// Reads a stream: a push, or a call's response.
     fn on_readable(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId) {
+        if self.authenticating.contains(key, id) {
+            return self.on_auth_readable(ctx, key, id);
+        }
         let limit = self.limit();
         let Some(conn) = ctx.conn(key) else {
             return;
@@ -306,10 +372,13 @@ impl App for ClientApp {
 
     fn on_event(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, event: Event) {
         match event {
-            Event::Connected => {
-                self.pool.on_connected(key);
-                self.place_waiting(ctx);
-            }
+            Event::Connected => match self.pool.policy.token.clone() {
+                Some(token) => self.authenticate(ctx, key, &token),
+                None => {
+                    self.pool.on_connected(key);
+                    self.place_waiting(ctx);
+                }
+            },
             Event::Readable { id } => self.on_readable(ctx, key, id),
             Event::Writable { id } => {
                 if let Some(conn) = ctx.conn(key) {
@@ -345,10 +414,15 @@ impl App for ClientApp {
     }
 
     fn on_closed(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, error: Option<LoopError>) {
-        let message = error
-            .as_ref()
-            .map_or_else(|| "connection closed".to_owned(), ToString::to_string);
+        let refused = self.refused.remove(&key);
+        self.authenticating.remove_conn(key);
+        let message = refused.clone().unwrap_or_else(|| {
+            error
+                .as_ref()
+                .map_or_else(|| "connection closed".to_owned(), ToString::to_string)
+        });
         let kind = match &error {
+            _ if refused.is_some() => io::ErrorKind::PermissionDenied,
             Some(LoopError::Io(err)) => err.kind(),
             _ => io::ErrorKind::ConnectionAborted,
         };

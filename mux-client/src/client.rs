@@ -58,6 +58,7 @@ impl ClientBuilder {
                 max_response: 64 << 20,
                 max_waiting: 10_000,
                 max_attempts: 3,
+                token: None,
             },
             config: LoopConfig::default(),
             default_timeout: None,
@@ -124,6 +125,16 @@ impl ClientBuilder {
     /// always come back that soon; `SpinPolicy::OFF` never.
     pub fn spin(mut self, policy: mux_runtime::SpinPolicy) -> Self {
         self.config.spin = policy;
+        self
+    }
+
+    /// Authenticates every connection with this bearer token
+    /// (`spec/patterns.md` §8.1): a `$auth` request goes first, and the
+    /// connection carries calls only once the server accepted it. A refusal
+    /// fails [`ClientBuilder::connect`] (and waiting calls) with the
+    /// server's reason. The token is never logged.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.policy.token = Some(token.into());
         self
     }
 

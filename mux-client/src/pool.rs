@@ -25,6 +25,8 @@ pub(crate) struct Policy {
     pub(crate) max_response: usize,
     pub(crate) max_waiting: usize,
     pub(crate) max_attempts: u32,
+    /// A bearer token each connection presents with `$auth` before use.
+    pub(crate) token: Option<String>,
 }
 
 /// Why connecting failed: the error's kind and a message for the caller.

@@ -2,6 +2,7 @@
 //! module per area, so that it links once.
 
 mod attacks;
+mod auth;
 mod limits;
 mod memory;
 mod patterns;
