@@ -123,6 +123,19 @@ fn a_client_certificate_is_the_identity_under_mutual_tls() {
     );
 }
 
+fn assert_forbidden(err: &CallError) {
+    assert!(
+        matches!(
+            err,
+            CallError::Rejected {
+                status: Status::FORBIDDEN,
+                ..
+            }
+        ),
+        "not a 403: {err}"
+    );
+}
+
 const RULES: &str = r#"
 [groups]
 staff = ["alice"]
@@ -153,16 +166,7 @@ fn every_kind_of_request_is_authorized_and_a_refusal_is_a_403() {
 
     assert!(alice.subscribe("chat.>").is_ok());
     let refused = bob.subscribe("chat.>").expect_err("bob subscribes");
-    assert!(
-        matches!(
-            refused,
-            CallError::Rejected {
-                status: Status::FORBIDDEN,
-                ..
-            }
-        ),
-        "{refused}"
-    );
+    assert_forbidden(&refused);
     assert!(
         alice.subscribe(">").is_err(),
         "a pattern wider than allowed"
@@ -170,16 +174,7 @@ fn every_kind_of_request_is_authorized_and_a_refusal_is_a_403() {
 
     assert!(alice.publish("chat.lobby", "hi").is_ok());
     let refused = bob.publish("chat.lobby", "hi").expect_err("bob publishes");
-    assert!(
-        matches!(
-            refused,
-            CallError::Rejected {
-                status: Status::FORBIDDEN,
-                ..
-            }
-        ),
-        "{refused}"
-    );
+    assert_forbidden(&refused);
     let mut publisher = alice.publisher();
     publisher.publish("chat.lobby", "ok").expect("publish");
     publisher.publish("admin.secrets", "no").expect("publish");
