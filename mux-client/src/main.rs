@@ -23,6 +23,9 @@ struct Args {
     timeouts: mux_cli::Timeouts,
     #[command(flatten)]
     tls: mux_cli::ClientTls,
+    /// Authenticate with the bearer token in this file (or in $MUX_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,6 +74,18 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut builder = Client::builder(args.addr).connection_config(connection);
     if let Some(tls) = args.tls.load().map_err(|err| format!("TLS: {err}"))? {
         builder = builder.tls(tls);
+    }
+    let token = match &args.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|err| format!("{}: {err}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => std::env::var("MUX_TOKEN").ok(),
+    };
+    if let Some(token) = token {
+        builder = builder.token(token);
     }
     let client = builder
         .connect()

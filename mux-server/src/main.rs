@@ -4,7 +4,11 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use clap::Parser;
+use mux_server::auth::{AllowAll, Authenticator, CertificateNames, FirstOf, StaticTokens};
+use mux_server::authz::Rules;
 
 /// A mux server with the demo routes of every pattern (see `mux_server::demo`).
 #[derive(Debug, Parser)]
@@ -26,6 +30,33 @@ struct Args {
     timeouts: mux_cli::Timeouts,
     #[command(flatten)]
     tls: mux_cli::ServerTls,
+    /// Admit clients presenting a bearer token from this file (`NAME TOKEN` lines).
+    #[arg(long, value_name = "FILE")]
+    tokens: Option<std::path::PathBuf>,
+    /// Admit everyone (as `anonymous`); without this, --tokens or
+    /// --tls-client-ca, only loopback peers are admitted.
+    #[arg(long)]
+    allow_anonymous: bool,
+    /// Authorization rules (TOML: see `mux_server::authz`); without it,
+    /// every admitted identity may do everything.
+    #[arg(long, value_name = "FILE")]
+    rules: Option<std::path::PathBuf>,
+}
+
+/// The authenticator the flags ask for: client certificates (with
+/// --tls-client-ca), tokens, anonymous, in that order; `None`: the default.
+fn authenticator(args: &Args) -> Result<Option<FirstOf>, String> {
+    let mut accepted: Vec<Arc<dyn Authenticator>> = Vec::new();
+    if args.tls.tls_client_ca.is_some() {
+        accepted.push(Arc::new(CertificateNames));
+    }
+    if let Some(path) = &args.tokens {
+        accepted.push(Arc::new(StaticTokens::from_file(path)?));
+    }
+    if args.allow_anonymous {
+        accepted.push(Arc::new(AllowAll));
+    }
+    Ok((!accepted.is_empty()).then(|| FirstOf(accepted)))
 }
 
 fn main() -> ExitCode {
@@ -38,6 +69,23 @@ fn main() -> ExitCode {
         .connection_config(connection);
     if let Some(threads) = args.threads {
         builder = builder.threads(threads);
+    }
+    match authenticator(&args) {
+        Ok(Some(authenticator)) => builder = builder.authenticator(authenticator),
+        Ok(None) => {}
+        Err(err) => {
+            eprintln!("mux-server: {err}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(path) = &args.rules {
+        match Rules::from_file(path) {
+            Ok(rules) => builder = builder.authorizer(rules),
+            Err(err) => {
+                eprintln!("mux-server: rules: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     match args.tls.load() {
         Ok(Some(tls)) => builder = builder.tls(tls),
