@@ -19,6 +19,8 @@ use std::time::Duration;
 use mux_core::frame::Metadata;
 use mux_core::{ErrorCode, Event, StreamId};
 use mux_runtime::{App, ConnKey, Ctx, LoopError, PlainKey};
+use mux_server::auth::{Authenticator, Credentials};
+use mux_server::authz::{Action, Authorizer};
 
 use crate::pipe::{Ending, Pipe};
 use crate::stats::Stats;
@@ -52,7 +54,43 @@ pub(crate) enum Role {
     },
     Remote {
         upstreams: HashMap<String, SocketAddr>,
+        /// Who may tunnel where; `None`: every local, every upstream.
+        access: Option<Access>,
     },
+}
+
+/// The remote side's gate: each local's identity (from its client
+/// certificate, or `anonymous` without mutual TLS) and the upstreams it
+/// may reach (`spec/patterns.md` §8.4, action "tunnel").
+#[derive(Clone)]
+pub(crate) struct Access {
+    pub(crate) authenticator: Arc<dyn Authenticator>,
+    pub(crate) authorizer: Arc<dyn Authorizer>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Access")
+    }
+}
+
+impl Access {
+    /// Why `name` is refused to the peer of `key`, if it is.
+    fn refusal(&self, ctx: &Ctx<'_>, key: ConnKey, name: &str) -> Option<String> {
+        let names = ctx.peer_certificate_names(key);
+        let credentials = Credentials {
+            peer: ctx.peer_addr(key),
+            certificate_names: &names,
+            token: None,
+        };
+        match self.authenticator.authenticate(&credentials) {
+            Err(err) => Some(err.to_string()),
+            Ok(identity) if !self.authorizer.allows(&identity, &Action::Tunnel(name)) => {
+                Some(format!("{identity} may not tunnel to {name}"))
+            }
+            Ok(_) => None,
+        }
+    }
 }
 
 pub(crate) struct SidecarApp {
@@ -226,7 +264,7 @@ impl SidecarApp {
         stream: StreamId,
         metadata: &Metadata,
     ) {
-        let Role::Remote { upstreams } = &self.role else {
+        let Role::Remote { upstreams, access } = &self.role else {
             return;
         };
         let name = metadata
@@ -235,6 +273,15 @@ impl SidecarApp {
             .unwrap_or_default();
         let route_ok = metadata.get(mux_core::rpc::ROUTE) == Some(TUNNEL_ROUTE);
         let target = upstreams.get(&name).copied();
+        if let Some(why) = access.as_ref().and_then(|a| a.refusal(ctx, key, &name)) {
+            // Refused by policy: not a retryable refusal, so CANCEL.
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            log::warn!("tunnel refused: {why}");
+            if let Some(conn) = ctx.conn(key) {
+                let _ = conn.reset(stream, ErrorCode::CANCEL);
+            }
+            return;
+        }
         let plain = match (route_ok, target) {
             (true, Some(addr)) => ctx.connect_plain(addr),
             _ => Err(std::io::Error::new(

@@ -18,6 +18,7 @@
 //! tls_cert = "remote.pem"
 //! tls_key = "remote.key"
 //! tls_client_ca = "ca.pem"           # mutual TLS: locals need a certificate from this CA
+//! # and in [remote]: rules = "rules.toml" (who may tunnel to which upstream)
 //!
 //! [timeouts]                         # of the mux connection, in seconds (optional)
 //! keepalive = 30                     # PING after this long without traffic; 0: off
@@ -66,6 +67,12 @@ pub struct RemoteConfig {
     /// TLS for the local sides (plaintext when it names no certificate).
     #[serde(default)]
     pub tls: mux_cli::ServerTls,
+    /// Authorization rules (`mux_server::authz` format; their `upstreams`
+    /// say who may tunnel where). A local's identity is its client
+    /// certificate's name with `tls_client_ca`, else `anonymous`. Without
+    /// rules, every local may reach every upstream.
+    #[serde(default)]
+    pub rules: Option<std::path::PathBuf>,
     /// The mux connections' protocol configuration (timeouts from the
     /// file's `[timeouts]` table and the flags are applied to it).
     #[serde(skip)]

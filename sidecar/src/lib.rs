@@ -28,13 +28,15 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use mux_runtime::{EventLoop, LoopConfig, LoopHandle, TlsClient, TlsServer};
+use mux_server::auth::{AllowAll, Authenticator, CertificateNames};
+use mux_server::authz::Rules;
 
 pub use app::{TUNNEL_ROUTE, UPSTREAM};
 pub use config::{FileConfig, LocalConfig, RemoteConfig, Tunnel};
 pub use mux_cli::{ClientTls, ServerTls};
 pub use stats::Stats;
 
-use app::{Command, Role, SidecarApp};
+use app::{Access, Command, Role, SidecarApp};
 
 /// A running sidecar side.
 #[derive(Debug)]
@@ -152,8 +154,25 @@ pub fn start_remote(config: &RemoteConfig, stats_every: Duration) -> io::Result<
     let listener =
         mux_runtime::socket::listen(config.listen, false, &LoopConfig::default().socket)?;
     let local = listener.local_addr()?;
+    let access = match &config.rules {
+        None => None,
+        Some(path) => {
+            let rules = Rules::from_file(path)
+                .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+            let authenticator: Arc<dyn Authenticator> = if config.tls.tls_client_ca.is_some() {
+                Arc::new(CertificateNames)
+            } else {
+                Arc::new(AllowAll)
+            };
+            Some(Access {
+                authenticator,
+                authorizer: Arc::new(rules),
+            })
+        }
+    };
     let role = Role::Remote {
         upstreams: config.upstreams.clone(),
+        access,
     };
     spawn(
         role,

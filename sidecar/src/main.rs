@@ -51,6 +51,9 @@ enum Side {
         upstreams: Vec<String>,
         #[command(flatten)]
         tls: mux_cli::ServerTls,
+        /// Who may tunnel to which upstream (TOML rules, `mux_server::authz`).
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
     },
 }
 
@@ -101,15 +104,18 @@ fn run(args: Args) -> Result<(), String> {
             listen,
             upstreams,
             tls,
+            rules,
         } => {
             let mut config = file.remote.unwrap_or(RemoteConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 7900)),
                 upstreams: Default::default(),
                 tls: Default::default(),
+                rules: None,
                 connection: Default::default(),
             });
             timeouts.apply(&mut config.connection);
             config.tls = tls.or(config.tls);
+            config.rules = rules.or(config.rules);
             if let Some(listen) = listen {
                 config.listen = listen;
             }

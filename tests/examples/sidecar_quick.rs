@@ -67,6 +67,7 @@ fn main() {
             listen: "127.0.0.1:0".parse().expect("addr"),
             upstreams: [("sink".to_owned(), sink), ("redis".to_owned(), redis_addr)].into(),
             tls: Default::default(),
+            rules: None,
             connection: Default::default(),
         },
         Duration::from_secs(3600),

@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// A remote and a local sidecar carrying `upstreams` (name → address).
 fn tunnel(upstreams: &[(&str, SocketAddr)]) -> (Sidecar, Sidecar, HashMap<String, SocketAddr>) {
-    let remote = start_remote(upstreams, ServerTls::default());
+    let remote = start_remote(upstreams, ServerTls::default(), None);
     let (local, ports) = start_local(&remote, upstreams, ClientTls::default());
     assert!(
         local.wait_connected(WAIT),
@@ -28,7 +28,11 @@ fn tunnel(upstreams: &[(&str, SocketAddr)]) -> (Sidecar, Sidecar, HashMap<String
     (remote, local, ports)
 }
 
-fn start_remote(upstreams: &[(&str, SocketAddr)], tls: ServerTls) -> Sidecar {
+fn start_remote(
+    upstreams: &[(&str, SocketAddr)],
+    tls: ServerTls,
+    rules: Option<std::path::PathBuf>,
+) -> Sidecar {
     mux_sidecar::start_remote(
         &RemoteConfig {
             listen: any_local_address(),
@@ -37,6 +41,7 @@ fn start_remote(upstreams: &[(&str, SocketAddr)], tls: ServerTls) -> Sidecar {
                 .map(|(n, a)| ((*n).to_owned(), *a))
                 .collect(),
             tls,
+            rules,
             connection: Default::default(),
         },
         Duration::from_secs(60),
@@ -84,12 +89,29 @@ fn echo_through(port: SocketAddr, payload: &[u8]) -> Vec<u8> {
     back
 }
 
+/// Reads until the tunnel closes; panics if it carried anything or took long.
+fn closed_promptly(port: SocketAddr) {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(port).expect("the local side accepts");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut buf = [0u8; 16];
+    let outcome = stream.read(&mut buf);
+    assert!(matches!(outcome, Ok(0) | Err(_)), "{outcome:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
-fn the_tunnel_runs_over_mutual_tls_and_refuses_a_local_without_the_right_certificate() {
+fn the_tunnel_runs_over_mutual_tls_within_its_rules_and_refuses_a_foreign_certificate() {
     let pki = TestPki::new("sidecar CA");
     let remote_cert = pki.issue("remote", &["127.0.0.1"]);
-    let upstream = echo_upstream();
-    let upstreams = [("echo", upstream)];
+    let upstreams = [("echo", echo_upstream()), ("secret", echo_upstream())];
+    let rules = pki.dir().join("rules.toml");
+    let allow = "[[allow]]\nwho = [\"local.example\"]\nupstreams = [\"echo\"]\n";
+    std::fs::write(&rules, allow).expect("write the rules");
     let remote = start_remote(
         &upstreams,
         ServerTls {
@@ -97,6 +119,7 @@ fn the_tunnel_runs_over_mutual_tls_and_refuses_a_local_without_the_right_certifi
             tls_key: Some(remote_cert.key.clone()),
             tls_client_ca: Some(pki.ca_file()),
         },
+        Some(rules),
     );
     let local_cert = pki.issue("local", &["local.example"]);
     let (local, ports) = start_local(
@@ -114,6 +137,9 @@ fn the_tunnel_runs_over_mutual_tls_and_refuses_a_local_without_the_right_certifi
         "the mTLS tunnel did not come up"
     );
     assert_eq!(echo_through(ports["echo"], b"over mTLS"), b"over mTLS");
+    // The rules let this identity reach `echo` only.
+    closed_promptly(ports["secret"]);
+    assert_eq!(echo_through(ports["echo"], b"still"), b"still");
 
     let other = TestPki::new("another CA");
     let stranger_cert = other.issue("stranger", &["stranger.example"]);
@@ -177,17 +203,7 @@ fn an_upstream_that_refuses_closes_the_local_connection_promptly() {
     let refused = closed.local_addr().expect("addr");
     drop(closed);
     let (_remote, local, ports) = tunnel(&[("gone", refused)]);
-    let started = Instant::now();
-    let mut stream = TcpStream::connect(ports["gone"]).expect("the local side accepts");
-    stream.set_read_timeout(Some(WAIT)).expect("timeout");
-    let mut buf = [0u8; 16];
-    let outcome = stream.read(&mut buf);
-    assert!(matches!(outcome, Ok(0) | Err(_)), "{outcome:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        started.elapsed()
-    );
+    closed_promptly(ports["gone"]);
     assert!(
         local
             .stats()
