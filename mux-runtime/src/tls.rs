@@ -1,5 +1,5 @@
 //! TLS under mux connections (`spec/mux-v1.md` §16): configuration from PEM
-//! files, the ALPN identifier, and [`TlsSession`], which sits between a
+//! files, the ALPN identifier, and `TlsSession`, which sits between a
 //! connection's socket and its plaintext buffers and is driven by the loop
 //! the way a plain socket is (read until `WouldBlock`, write what the kernel
 //! takes). rustls's connections are themselves sans-IO, so no thread and no
