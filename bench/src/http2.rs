@@ -4,7 +4,8 @@
 //! single-threaded runtime per process (client and server each get one of
 //! the two cores, as mux's client loop and server loop do), requests built
 //! without formatting, and the server spawning a task per request as h2's
-//! documentation does.
+//! documentation does. Over TLS (tokio-rustls with rustls's ring
+//! provider, as mux uses), ALPN `h2`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::measure::Outcome;
 use crate::raw::MESSAGE;
@@ -28,7 +30,34 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-pub(crate) fn serve() -> Result<(), String> {
+/// The ring provider, as mux uses, named so that no other is picked.
+fn provider() -> Arc<tokio_rustls::rustls::crypto::CryptoProvider> {
+    Arc::new(tokio_rustls::rustls::crypto::ring::default_provider())
+}
+
+/// A TLS acceptor for `identity`'s certificate and key, ALPN `h2`.
+fn acceptor(identity: crate::servers::Identity<'_>) -> Result<Option<TlsAcceptor>, String> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let Some((cert, key)) = identity else {
+        return Ok(None);
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| e.to_string())?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| e.to_string())?;
+    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Some(TlsAcceptor::from(Arc::new(config))))
+}
+
+pub(crate) fn serve(identity: crate::servers::Identity<'_>) -> Result<(), String> {
+    let tls = acceptor(identity)?;
     runtime().block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -39,22 +68,37 @@ pub(crate) fn serve() -> Result<(), String> {
                 continue;
             };
             let _ = socket.set_nodelay(true);
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let mut builder = h2::server::Builder::new();
-                builder
-                    .max_concurrent_streams(1000)
-                    .initial_window_size(WINDOW)
-                    .initial_connection_window_size(WINDOW)
-                    .max_frame_size(FRAME);
-                let Ok(mut connection) = builder.handshake::<_, Bytes>(socket).await else {
-                    return;
-                };
-                while let Some(Ok((request, respond))) = connection.accept().await {
-                    tokio::spawn(answer(request, respond));
+                match tls {
+                    Some(tls) => {
+                        if let Ok(stream) = tls.accept(socket).await {
+                            serve_connection(stream).await;
+                        }
+                    }
+                    None => serve_connection(socket).await,
                 }
             });
         }
     })
+}
+
+async fn serve_connection<T>(io: T)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_concurrent_streams(1000)
+        .initial_window_size(WINDOW)
+        .initial_connection_window_size(WINDOW)
+        .max_frame_size(FRAME);
+    let Ok(mut connection) = builder.handshake::<_, Bytes>(io).await else {
+        return;
+    };
+    while let Some(Ok((request, respond))) = connection.accept().await {
+        tokio::spawn(answer(request, respond));
+    }
 }
 
 /// `/echo` answers the body; `/source/N` answers N bytes; anything else
@@ -92,6 +136,24 @@ async fn answer(
     let _ = send.send_data(reply, true);
 }
 
+/// An h2 client handshake on `io`, its connection driven by a task.
+async fn handshake<T>(io: T) -> h2::client::SendRequest<Bytes>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = h2::client::Builder::new()
+        .initial_window_size(WINDOW)
+        .initial_connection_window_size(WINDOW)
+        .max_frame_size(FRAME)
+        .handshake::<_, Bytes>(io)
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    sender.ready().await.expect("h2 ready")
+}
+
 /// Sends `total` bytes in pieces of up to 256 KiB as the window allows
 /// (every piece a slice of one static buffer, as mux's `source` does).
 async fn source(mut send: h2::SendStream<Bytes>, total: usize) {
@@ -127,23 +189,42 @@ pub(crate) struct H2 {
 
 impl H2 {
     pub(crate) fn connect(addr: SocketAddr) -> Self {
+        Self::connect_with(addr, None)
+    }
+
+    /// Over TLS, trusting the CA certificate in `ca` (ALPN `h2`).
+    pub(crate) fn connect_tls(addr: SocketAddr, ca: &std::path::Path) -> Self {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::CertificateDer;
+        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+        for certificate in CertificateDer::pem_file_iter(ca).expect("CA file") {
+            roots.add(certificate.expect("CA certificate")).expect("CA");
+        }
+        let mut config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Self::connect_with(addr, Some(TlsConnector::from(Arc::new(config))))
+    }
+
+    fn connect_with(addr: SocketAddr, tls: Option<TlsConnector>) -> Self {
         let runtime = runtime();
         let sender = runtime.block_on(async {
             let tcp = tokio::net::TcpStream::connect(addr)
                 .await
                 .expect("h2 connect");
             tcp.set_nodelay(true).expect("nodelay");
-            let (sender, connection) = h2::client::Builder::new()
-                .initial_window_size(WINDOW)
-                .initial_connection_window_size(WINDOW)
-                .max_frame_size(FRAME)
-                .handshake::<_, Bytes>(tcp)
-                .await
-                .expect("h2 handshake");
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            sender.ready().await.expect("h2 ready")
+            match tls {
+                Some(tls) => {
+                    let name =
+                        tokio_rustls::rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+                    let stream = tls.connect(name, tcp).await.expect("h2 TLS handshake");
+                    handshake(stream).await
+                }
+                None => handshake(tcp).await,
+            }
         });
         let uri = |path: &str| {
             format!("http://{addr}{path}")

@@ -42,8 +42,8 @@ struct Args {
     /// Tiny sizes and one round: proves the program works, measures nothing.
     #[arg(long)]
     quick: bool,
-    /// Run only these workloads (bulk, rpc, busy, paced, mixed, fanout,
-    /// setup, memory); all by default.
+    /// Run only these workloads (bulk, rpc, busy, paced, mixed, tls,
+    /// fanout, setup, memory); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// How many times each system runs each workload (interleaved).
@@ -65,11 +65,18 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Sub {
-    /// Internal: serve one peer kind (raw, mux, h2, busy) and print its address.
+    /// Internal: serve one peer kind (raw, mux, h2, mux-tls, h2-tls, busy)
+    /// and print its address.
     Serve {
         kind: String,
         #[arg(long, value_enum, default_value_t = Spin::Default)]
         spin: Spin,
+        /// The TLS kinds' certificate (PEM).
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// The TLS kinds' key (PEM).
+        #[arg(long)]
+        key: Option<PathBuf>,
     },
 }
 
@@ -181,9 +188,14 @@ impl Drop for Peer {
 }
 
 fn spawn_peer(kind: &str, spin: Spin) -> Peer {
+    spawn_peer_with(kind, spin, &[])
+}
+
+fn spawn_peer_with(kind: &str, spin: Spin, extra: &[&std::ffi::OsStr]) -> Peer {
     let exe = std::env::current_exe().expect("current exe");
     let mut child = Command::new(exe)
         .args(["serve", kind, "--spin", &spin.name()])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -282,8 +294,15 @@ fn header(args: &Args) -> String {
 
 fn main() -> ExitCode {
     let mut args = Args::parse();
-    if let Some(Sub::Serve { kind, spin }) = &args.command {
-        return match servers::serve(kind, spin.policy()) {
+    if let Some(Sub::Serve {
+        kind,
+        spin,
+        cert,
+        key,
+    }) = &args.command
+    {
+        let identity = cert.as_deref().zip(key.as_deref());
+        return match servers::serve(kind, spin.policy(), identity) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("mux-bench serve {kind}: {err}");
@@ -454,6 +473,17 @@ fn main() -> ExitCode {
             ],
         ));
     }
+    if wants("tls") {
+        tls_workloads(
+            &mut report,
+            &sizes,
+            rounds,
+            args.spin,
+            (&mux, &h2_peer),
+            &client,
+            &h2,
+        );
+    }
     if wants("fanout") {
         fan_out(&mut report, &sizes, rounds, &mux, &args.fanout_rates);
     }
@@ -496,6 +526,78 @@ fn main() -> ExitCode {
 }
 
 /// Fan-out at peak, then at half the slowest system's peak rate.
+/// Bulk and 64 B calls at c=1 and c=64 with mux and h2 over TLS, beside
+/// the same over plaintext: a test CA and a server certificate for
+/// 127.0.0.1 are made for the run.
+fn tls_workloads(
+    report: &mut Report,
+    sizes: &Sizes,
+    rounds: usize,
+    spin: Spin,
+    (mux, h2_peer): (&Peer, &Peer),
+    client: &mux_client::Client,
+    h2: &http2::H2,
+) {
+    let pki = mux_testkit::pki::TestPki::new("mux-bench CA");
+    let server = pki.issue("server", &["127.0.0.1"]);
+    let identity = [
+        std::ffi::OsStr::new("--cert"),
+        server.cert.as_os_str(),
+        std::ffi::OsStr::new("--key"),
+        server.key.as_os_str(),
+    ];
+    let mux_tls = spawn_peer_with("mux-tls", spin, &identity);
+    let h2_tls_peer = spawn_peer_with("h2-tls", spin, &identity);
+    let tls_client = Arc::new(ours::client_tls(
+        mux_tls.addr,
+        spin.policy(),
+        &pki.ca_file(),
+    ));
+    let h2_tls = http2::H2::connect_tls(h2_tls_peer.addr, &pki.ca_file());
+    let (mux_pid, mux_tls_pid, h2_pid, h2_tls_pid) =
+        (mux.pid(), mux_tls.pid(), h2_peer.pid(), h2_tls_peer.pid());
+    report.workloads.push(compare(
+        format!("TLS: bulk upload, 1 stream, {} MiB", sizes.bulk >> 20),
+        "GB/s",
+        "GB",
+        rounds,
+        vec![
+            ours("mux over TLS", mux_tls_pid, || {
+                ours::bulk(&tls_client, sizes.bulk)
+            }),
+            system("h2 over TLS", h2_tls_pid, || h2_tls.bulk(1, sizes.bulk)),
+            system("mux, plaintext", mux_pid, || ours::bulk(client, sizes.bulk)),
+            system("h2, plaintext", h2_pid, || h2.bulk(1, sizes.bulk)),
+        ],
+    ));
+    for outstanding in [1, 64] {
+        let calls = if outstanding == 1 {
+            sizes.calls
+        } else {
+            sizes.pipelined_calls
+        };
+        report.workloads.push(compare(
+            format!("TLS: 64 B request/response, {outstanding} outstanding"),
+            "calls/s",
+            "1,000 calls",
+            rounds,
+            vec![
+                ours("mux over TLS, blocking calls", mux_tls_pid, || {
+                    ours::rpc(&tls_client, calls, outstanding)
+                }),
+                ours("mux over TLS, callbacks on the loop", mux_tls_pid, || {
+                    ours::rpc_callbacks(&tls_client, calls, outstanding)
+                }),
+                system("h2 over TLS", h2_tls_pid, || h2_tls.rpc(calls, outstanding)),
+                system("mux, plaintext, blocking calls", mux_pid, || {
+                    ours::rpc(client, calls, outstanding)
+                }),
+                system("h2, plaintext", h2_pid, || h2.rpc(calls, outstanding)),
+            ],
+        ));
+    }
+}
+
 fn fan_out(report: &mut Report, sizes: &Sizes, rounds: usize, mux: &Peer, rates: &[f64]) {
     let redis = Program::redis_server()
         .map_err(|err| report.notes.push(format!("{err}: Redis not measured.")))

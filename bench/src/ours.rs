@@ -21,6 +21,16 @@ pub(crate) fn client(addr: SocketAddr, spin: SpinPolicy) -> Client {
         .expect("mux connect")
 }
 
+/// A client over TLS, trusting the CA certificate in `ca`.
+pub(crate) fn client_tls(addr: SocketAddr, spin: SpinPolicy, ca: &std::path::Path) -> Client {
+    let tls = mux_client::TlsClient::with_ca_file(ca).expect("mux TLS configuration");
+    Client::builder(addr)
+        .spin(spin)
+        .tls(tls)
+        .connect()
+        .expect("mux TLS connect")
+}
+
 /// One upload of `each` bytes in writes of `write_size`; checks the count.
 fn upload(client: &Client, each: usize, write_size: usize) {
     let chunk = Bytes::from(vec![7u8; write_size]);

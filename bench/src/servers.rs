@@ -4,6 +4,8 @@
 //! - `raw`: raw TCP ([`crate::raw`]).
 //! - `mux`: mux-server with `echo`, a streaming `sink` and pub/sub.
 //! - `h2`: HTTP/2 on tokio + h2 ([`crate::http2`]).
+//! - `mux-tls`, `h2-tls`: the same over TLS, with the certificate and key
+//!   given by `--cert` and `--key`.
 //! - `busy`: no server: a process that spins, for the workloads that need a
 //!   third busy thread on the machine.
 
@@ -12,11 +14,17 @@ use std::net::SocketAddr;
 
 use mux_server::{Server, SpinPolicy};
 
-pub(crate) fn serve(kind: &str, spin: SpinPolicy) -> Result<(), String> {
+/// A server's certificate and key files.
+pub(crate) type Identity<'a> = Option<(&'a std::path::Path, &'a std::path::Path)>;
+
+pub(crate) fn serve(kind: &str, spin: SpinPolicy, identity: Identity<'_>) -> Result<(), String> {
+    let needs_identity = || identity.ok_or_else(|| format!("{kind} needs --cert and --key"));
     match kind {
         "raw" => crate::raw::serve().map_err(|e| e.to_string()),
-        "mux" => serve_mux(spin),
-        "h2" => crate::http2::serve(),
+        "mux" => serve_mux(spin, None),
+        "h2" => crate::http2::serve(None),
+        "mux-tls" => serve_mux(spin, Some(needs_identity()?)),
+        "h2-tls" => crate::http2::serve(Some(needs_identity()?)),
         "busy" => {
             announce(SocketAddr::from(([127, 0, 0, 1], 0)));
             let mut spins = 0u64;
@@ -33,7 +41,7 @@ pub(crate) fn announce(addr: SocketAddr) {
     let _ = std::io::stdout().flush();
 }
 
-fn serve_mux(spin: SpinPolicy) -> Result<(), String> {
+fn serve_mux(spin: SpinPolicy, identity: Identity<'_>) -> Result<(), String> {
     let config = mux_core::Config {
         max_concurrent_streams: 1000,
         ..mux_core::Config::default()
@@ -46,6 +54,12 @@ fn serve_mux(spin: SpinPolicy) -> Result<(), String> {
         .slow_subscriber_policy(mux_server::SlowSubscriber::DropOldest { queue: 100_000 })
         // 100,000 messages of 64 bytes: the byte cap must not bind first.
         .feed_queue_bytes(16 << 20);
+    let builder = match identity {
+        Some((cert, key)) => builder.tls(
+            mux_server::TlsServer::from_pem_files(cert, key, None).map_err(|e| e.to_string())?,
+        ),
+        None => builder,
+    };
     // The stock demo routes (`echo`, `sink`, `source`...), as `mux-server` serves them.
     let server = mux_server::demo::routes(builder)
         .start()
