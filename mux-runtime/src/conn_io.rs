@@ -224,8 +224,8 @@ impl ConnIo {
             let _: Result<(), ConnectionError> = self.conn.handle_read(now, &mut self.rx);
         }
         let outcome = match read {
-            TlsRead::Progress => ReadOutcome::More,
-            TlsRead::WouldBlock => ReadOutcome::Done,
+            TlsRead::More => ReadOutcome::More,
+            TlsRead::Done => ReadOutcome::Done,
             TlsRead::Closed => {
                 self.eof = true;
                 self.conn.handle_eof(now);

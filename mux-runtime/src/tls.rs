@@ -163,7 +163,8 @@ impl TlsServer {
     }
 
     pub(crate) fn session(&self) -> Result<TlsSession, rustls::Error> {
-        let server = rustls::ServerConnection::new(Arc::clone(&self.config))?;
+        let mut server = rustls::ServerConnection::new(Arc::clone(&self.config))?;
+        server.set_buffer_limit(Some(SEND_BUFFER));
         Ok(TlsSession {
             session: server.into(),
             first_byte_checked: false,
@@ -263,7 +264,8 @@ impl TlsClient {
             .server_name
             .clone()
             .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
-        let client = rustls::ClientConnection::new(Arc::clone(&self.config), name)?;
+        let mut client = rustls::ClientConnection::new(Arc::clone(&self.config), name)?;
+        client.set_buffer_limit(Some(SEND_BUFFER));
         Ok(TlsSession {
             session: client.into(),
             first_byte_checked: true,
@@ -273,13 +275,17 @@ impl TlsClient {
 
 /// What one TLS read did.
 pub(crate) enum TlsRead {
-    /// Ciphertext was read and processed (plaintext may have been appended).
-    Progress,
-    /// The socket had nothing more.
-    WouldBlock,
+    /// A full buffer of ciphertext was read and processed: more may wait.
+    More,
+    /// The socket had nothing more (a short read, or `WouldBlock`).
+    Done,
     /// The peer closed: after its close_notify, or abruptly.
     Closed,
 }
+
+/// Bytes of ciphertext rustls buffers before a write must drain them: large
+/// enough that a bulk transfer writes in pieces as large as plaintext's.
+const SEND_BUFFER: usize = 256 * 1024;
 
 /// One connection's TLS state.
 pub(crate) struct TlsSession {
@@ -318,8 +324,10 @@ impl TlsSession {
         }
     }
 
-    /// Reads ciphertext once, processes it, and appends the plaintext it
-    /// yields to `plaintext` (through `scratch`).
+    /// Reads ciphertext once into `scratch`, processes it, and appends the
+    /// plaintext it yields to `plaintext`. rustls reads at most 4 KiB per
+    /// `read_tls`, so the socket is read here in large pieces and rustls is
+    /// fed from memory.
     pub(crate) fn read(
         &mut self,
         socket: &mut mio::net::TcpStream,
@@ -327,11 +335,9 @@ impl TlsSession {
         plaintext: &mut bytes::BytesMut,
     ) -> io::Result<TlsRead> {
         let read = loop {
-            match self.session.read_tls(socket) {
+            match socket.read(scratch) {
                 Ok(n) => break n,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok(TlsRead::WouldBlock)
-                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(TlsRead::Done),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(err),
             }
@@ -346,23 +352,44 @@ impl TlsSession {
             }
             return Ok(TlsRead::Closed);
         }
-        if let Err(err) = self.session.process_new_packets() {
-            // rustls queued an alert that tells the peer why: send it.
-            let _ = self.write_out(socket);
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("TLS: {err}"),
-            ));
-        }
-        loop {
-            match self.session.reader().read(scratch) {
-                Ok(0) => return Ok(TlsRead::Closed), // close_notify
-                Ok(n) => plaintext.extend_from_slice(scratch.get(..n).unwrap_or_default()),
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok(TlsRead::Progress)
-                }
-                Err(_) => return Ok(TlsRead::Closed), // ended without close_notify
+        let mut input = scratch.get(..read).unwrap_or_default();
+        while !input.is_empty() {
+            self.session.read_tls(&mut input)?;
+            if let Err(err) = self.session.process_new_packets() {
+                // rustls queued an alert that tells the peer why: send it.
+                let _ = self.write_out(socket);
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("TLS: {err}"),
+                ));
             }
+            if self.drain_plaintext(plaintext) {
+                return Ok(TlsRead::Closed);
+            }
+        }
+        Ok(if read == scratch.len() {
+            TlsRead::More
+        } else {
+            TlsRead::Done
+        })
+    }
+
+    /// Moves the plaintext rustls decrypted to `plaintext`; returns whether
+    /// the peer closed (close_notify, or an end without one).
+    fn drain_plaintext(&mut self, plaintext: &mut bytes::BytesMut) -> bool {
+        use std::io::BufRead;
+        let mut reader = self.session.reader();
+        loop {
+            // Straight from rustls's buffer into ours: one copy.
+            let taken = match reader.fill_buf() {
+                Ok([]) => return true, // close_notify
+                Ok(decrypted) => {
+                    plaintext.extend_from_slice(decrypted);
+                    decrypted.len()
+                }
+                Err(err) => return err.kind() != io::ErrorKind::WouldBlock,
+            };
+            reader.consume(taken);
         }
     }
 
