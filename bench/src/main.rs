@@ -7,7 +7,7 @@
 //! latency percentiles. Prints Markdown and writes it, with an SVG chart, to
 //! `--out` (default `target/bench`).
 //!
-//! `cargo run --release -p mux-bench` (about 10 minutes), or `-- --quick`
+//! `cargo run --release -p mux-bench` (about 15 minutes), or `-- --quick`
 //! for a smoke run that proves every workload works (CI runs it; its figures
 //! mean nothing).
 
