@@ -212,3 +212,28 @@ fn openssl_s_client_negotiates_mux_and_sees_the_servers_preface() {
         "no mux preface came back:\n{text}"
     );
 }
+
+/// Spec §16.1.2: a client offering only another protocol is refused with
+/// the `no_application_protocol` alert (seen through OpenSSL's client).
+#[test]
+#[ignore = "needs openssl"]
+fn a_client_offering_another_alpn_protocol_is_refused() {
+    use std::process::{Command, Stdio};
+
+    let pki = TestPki::new("mux test CA");
+    let server = tls_server(&pki.issue("server", &["127.0.0.1"]), None);
+    let output = Command::new("openssl")
+        .args(["s_client", "-connect"])
+        .arg(server.local_addr().to_string())
+        .args(["-alpn", "h2", "-CAfile"])
+        .arg(pki.ca_file())
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(
+        text.contains("no application protocol"),
+        "the handshake was not refused for ALPN:\n{text}"
+    );
+}
