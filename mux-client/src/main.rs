@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use mux_client::{CallRequest, Client};
+use mux_client::{CallError, CallRequest, Client, Reply};
 
 /// Talks to a mux server.
 #[derive(Debug, Parser)]
@@ -45,13 +45,20 @@ enum Command {
         /// Metadata entries, `name=value`.
         #[arg(long = "header", value_name = "NAME=VALUE")]
         headers: Vec<String>,
+        /// Write the reply body to this file instead of standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
     },
-    /// Streams a file as the body of a call to a (streaming) route.
+    /// Streams a file (`-`: standard input) as the body of a call to a
+    /// (streaming) route.
     Send {
         /// Route name.
         route: String,
-        /// The file.
+        /// The file, or `-` for standard input.
         file: PathBuf,
+        /// Write the reply body to this file instead of standard output.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Measures round-trip times with PING.
     Ping {
@@ -89,13 +96,14 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let client = builder
         .connect()
-        .map_err(|err| format!("cannot connect to {}: {err}", args.addr))?;
+        .map_err(|err| format!("cannot connect: {err}"))?;
     match args.command {
         Command::Call {
             route,
             body,
             timeout_ms,
             headers,
+            output,
         } => {
             let mut request = CallRequest::new(route, body);
             if let Some(ms) = timeout_ms {
@@ -117,11 +125,21 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                     String::from_utf8_lossy(value)
                 );
             }
-            println!("{}", String::from_utf8_lossy(&reply.body));
+            return finish(client, &reply, output.as_deref());
         }
-        Command::Send { route, file } => {
-            let mut input =
-                std::fs::File::open(&file).map_err(|err| format!("{}: {err}", file.display()))?;
+        Command::Send {
+            route,
+            file,
+            output,
+        } => {
+            let mut input: Box<dyn Read> = if file.as_os_str() == "-" {
+                Box::new(std::io::stdin().lock())
+            } else {
+                Box::new(
+                    std::fs::File::open(&file)
+                        .map_err(|err| format!("{}: {err}", file.display()))?,
+                )
+            };
             let started = Instant::now();
             let mut upload = client.open_upload(CallRequest::new(route, ""));
             let mut buf = vec![0u8; 256 * 1024];
@@ -132,21 +150,62 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                     break;
                 }
                 total += n;
-                upload.write(bytes::Bytes::copy_from_slice(&buf[..n]))?;
+                if upload
+                    .write(bytes::Bytes::copy_from_slice(&buf[..n]))
+                    .is_err()
+                {
+                    break; // the call ended early: its outcome says why
+                }
             }
-            let reply = upload.finish()?.wait()?;
+            let reply = upload.finish()?.wait();
             let seconds = started.elapsed().as_secs_f64();
             eprintln!(
-                "sent {total} bytes in {seconds:.3} s ({:.1} MB/s); status {}",
-                total as f64 / seconds / 1e6,
-                reply.status.0
+                "sent {total} bytes in {seconds:.3} s ({:.1} MB/s)",
+                total as f64 / seconds / 1e6
             );
-            println!("{}", String::from_utf8_lossy(&reply.body));
+            let reply = match reply {
+                Err(CallError::Rejected { status, message }) => Reply {
+                    status,
+                    metadata: Default::default(),
+                    body: message.into(),
+                },
+                other => other?,
+            };
+            eprintln!("status {}", reply.status.0);
+            return finish(client, &reply, output.as_deref());
         }
         Command::Ping { count } => {
             for n in 1..=count {
                 println!("ping {n}: rtt {:?}", client.ping()?);
             }
+        }
+    }
+    client.shutdown();
+    Ok(())
+}
+
+/// Writes a successful reply's body as it came (no decoding, no newline
+/// added) to `output` or standard output; a failure's status and reason go
+/// to standard error and the exit status. Shuts the client down either way.
+fn finish(
+    client: Client,
+    reply: &Reply,
+    output: Option<&std::path::Path>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Write;
+    if !reply.status.is_success() {
+        client.shutdown();
+        let reason = String::from_utf8_lossy(&reply.body);
+        return Err(format!("status {}: {reason}", reply.status.0).into());
+    }
+    match output {
+        Some(path) => {
+            std::fs::write(path, &reply.body).map_err(|err| format!("{}: {err}", path.display()))?
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&reply.body)?;
+            stdout.flush()?;
         }
     }
     client.shutdown();

@@ -18,8 +18,8 @@ struct Args {
     #[arg(long, default_value = mux_server::DEFAULT_ADDR)]
     addr: SocketAddr,
     /// Event-loop threads (default: one per core).
-    #[arg(long)]
-    threads: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    threads: Option<u64>,
     /// Seconds a graceful shutdown (SIGINT, SIGTERM) may take.
     #[arg(long, default_value_t = 5)]
     drain_seconds: u64,
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         .bind(args.addr)
         .connection_config(connection);
     if let Some(threads) = args.threads {
-        builder = builder.threads(threads);
+        builder = builder.threads(threads as usize);
     }
     match authenticator(&args) {
         Ok(Some(authenticator)) => builder = builder.authenticator(authenticator),

@@ -350,7 +350,7 @@ impl ServerBuilder {
                 })?;
             loops.push((handle, thread));
         }
-        log::info!(
+        log::debug!(
             "listening on {local_addr} with {} loop threads",
             loops.len()
         );
