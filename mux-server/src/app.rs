@@ -27,6 +27,7 @@ use crate::replies::Replies;
 use crate::request::{BodySink, Request, Response};
 use crate::reserved::polls_timer;
 use crate::reserved::{FeedLimits, PublishStream, Reserved, ReservedCall};
+use crate::server::ServerHandle;
 use crate::workers::Job;
 
 /// App timer tokens besides the long polls' (`reserved::polls_timer`).
@@ -67,6 +68,8 @@ pub(crate) struct ServerApp {
     /// Publications the hub could not queue for this loop (it was full):
     /// announced to every subscription as possibly lost.
     pub(crate) missed: Arc<AtomicU64>,
+    /// The server, as handlers see it through their requests.
+    pub(crate) server: Option<Arc<ServerHandle>>,
 }
 
 impl std::fmt::Debug for ServerApp {
@@ -103,6 +106,7 @@ impl ServerApp {
             gate: Gate::new(security),
             shutting_down: false,
             missed: Arc::default(),
+            server: None,
         }
     }
 
@@ -163,6 +167,7 @@ impl ServerApp {
                     None,
                     None,
                     Arc::clone(&identity),
+                    self.server.clone(),
                 );
                 Some(open(&request))
             }
@@ -305,6 +310,7 @@ impl ServerApp {
             deadline,
             session,
             pending.identity,
+            self.server.clone(),
         );
         self.handle(ctx, key, id, request);
     }

@@ -171,13 +171,8 @@ static CONFIG_VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU
 /// - `announce` (inline): appends the body to the event stream `news` (type `news`).
 ///
 /// Publish/subscribe needs no route: clients use `chat.lobby` and the like directly.
-pub fn pattern_routes(
-    builder: ServerBuilder,
-    handle: std::sync::Arc<std::sync::OnceLock<ServerHandle>>,
-) -> ServerBuilder {
+pub fn pattern_routes(builder: ServerBuilder) -> ServerBuilder {
     use std::sync::atomic::Ordering;
-    let for_enqueue = std::sync::Arc::clone(&handle);
-    let for_announce = handle;
     builder
         .route("config", |req| {
             let version = CONFIG_VERSION.load(Ordering::Relaxed).to_string();
@@ -218,7 +213,7 @@ pub fn pattern_routes(
             session.push("count", Bytes::from(count.to_string()));
             Ok(Response::ok(count.to_string()))
         })
-        .route("enqueue", move |req| match for_enqueue.get() {
+        .route("enqueue", |req| match req.server() {
             Some(server) => Ok(Response::ok(
                 server
                     .append_event("jobs", "job", req.body().clone())
@@ -226,7 +221,7 @@ pub fn pattern_routes(
             )),
             None => Err("server not started".into()),
         })
-        .route("announce", move |req| match for_announce.get() {
+        .route("announce", |req| match req.server() {
             Some(server) => Ok(Response::ok(
                 server
                     .append_event("news", "news", req.body().clone())
@@ -290,10 +285,7 @@ pub fn start(
 /// Starts the whole demo server (every demo route, and the clock) from a
 /// builder already configured (address, threads, TLS...).
 pub fn start_with(builder: ServerBuilder) -> std::io::Result<(Server, ClockGuard)> {
-    let handle = std::sync::Arc::new(std::sync::OnceLock::new());
-    let builder = pattern_routes(routes(builder), std::sync::Arc::clone(&handle));
-    let server = builder.start()?;
-    let _ = handle.set(server.handle());
+    let server = pattern_routes(routes(builder)).start()?;
     let clock = start_clock(server.handle(), Duration::from_secs(1));
     Ok((server, clock))
 }

@@ -8,6 +8,7 @@ use mux_core::frame::{Metadata, MetadataError};
 use mux_core::rpc::Status;
 
 use crate::auth::Identity;
+use crate::server::ServerHandle;
 use crate::sessions::SessionHandle;
 
 /// A request, with its whole body.
@@ -19,6 +20,7 @@ pub struct Request {
     deadline: Option<Instant>,
     session: Option<SessionHandle>,
     identity: Arc<Identity>,
+    server: Option<Arc<ServerHandle>>,
 }
 
 impl Request {
@@ -29,6 +31,7 @@ impl Request {
         deadline: Option<Instant>,
         session: Option<SessionHandle>,
         identity: Arc<Identity>,
+        server: Option<Arc<ServerHandle>>,
     ) -> Self {
         Self {
             route,
@@ -37,7 +40,15 @@ impl Request {
             deadline,
             session,
             identity,
+            server,
         }
+    }
+
+    /// The server serving the request: to publish, append events or push
+    /// from a handler. `None` only for requests made outside a running
+    /// server.
+    pub fn server(&self) -> Option<&ServerHandle> {
+        self.server.as_deref()
     }
 
     /// Who made the request: the connection's identity (`spec/patterns.md` §8).

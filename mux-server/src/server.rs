@@ -319,6 +319,13 @@ impl ServerBuilder {
             security.authorizer = authorizer;
         }
         let security = Arc::new(security);
+        // Handlers reach the server through their requests from the first
+        // one on (`Request::server`): no window after start where it is unset.
+        let server_handle = Arc::new(ServerHandle {
+            hub: Arc::clone(&hub),
+            limits: limits.clone(),
+            security: Arc::clone(&security),
+        });
         let mut loops = Vec::with_capacity(self.threads);
         for (n, listener) in listeners.into_iter().enumerate() {
             let event_loop_missed = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -335,6 +342,7 @@ impl ServerBuilder {
                 Arc::clone(&security),
             );
             app.missed = Arc::clone(&event_loop_missed);
+            app.server = Some(Arc::clone(&server_handle));
             let (event_loop, handle) =
                 EventLoop::new(app, self.config.clone(), Some(listener), COMMAND_QUEUE)?;
             hub.register(handle.clone(), event_loop_missed);

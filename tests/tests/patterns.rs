@@ -514,3 +514,22 @@ fn a_publishing_stream_delivers_in_order_without_answers() {
         "200 published, 0 rejected"
     );
 }
+
+/// The demo's routes that append to event logs work from the first request
+/// after start (they reached the server through a handle set only after
+/// `start` returned, and answered 500 in between).
+#[test]
+fn routes_reach_their_server_from_the_first_request() {
+    for _ in 0..5 {
+        let (server, _clock) =
+            mux_server::demo::start(any_local_address(), Some(1), Default::default())
+                .expect("demo server");
+        let client = Client::connect(server.local_addr()).expect("connect");
+        let reply = client.call("announce", "first").expect("announce");
+        assert_eq!(reply.status.0, 200, "{:?}", reply.body);
+        assert_eq!(
+            client.call("enqueue", "job").expect("enqueue").status.0,
+            200
+        );
+    }
+}
