@@ -86,11 +86,19 @@ impl ClientApp {
 
     /// Acts on what a failed connect means for the calls waiting.
     fn after_failure(&mut self, after: AfterFailure) {
-        if let AfterFailure::FailWaiting(message) = after {
-            // Nothing can carry the waiting calls now: fail them rather than hold them.
-            for call in self.waiting.drain(..) {
-                call.fail(CallError::Connect(message.clone()));
-            }
+        let (message, keep_timed) = match after {
+            AfterFailure::Wait => return,
+            AfterFailure::FailWaiting(message) => (message, false),
+            AfterFailure::FailUntimed(message) => (message, true),
+        };
+        // Nothing can carry these calls now: fail them rather than hold them.
+        let (kept, failed): (VecDeque<_>, VecDeque<_>) = self
+            .waiting
+            .drain(..)
+            .partition(|call| keep_timed && call.deadline.is_some());
+        self.waiting = kept;
+        for call in failed {
+            call.fail(CallError::Connect(message.clone()));
         }
     }
 

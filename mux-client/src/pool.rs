@@ -65,15 +65,28 @@ pub(crate) struct Pool {
     /// Why the last attempt failed, while no connection is ready: a waiter
     /// that comes after the failure learns it (not the next attempt's).
     last_failure: Option<ConnectFailure>,
+    /// A connection was ready once: the server exists, so calls waiting
+    /// through a reconnect wait for the next attempts.
+    was_connected: bool,
 }
+
+/// Failed reconnects in a row (backing off from 50 ms: about 1.5 s of
+/// trying with the defaults) after which calls waiting for a connection
+/// without a deadline fail; calls with one wait until it. Before any
+/// connection was ever made, the first failure fails them all: the server
+/// may not exist at all.
+const RECONNECTS_BEFORE_FAILING: u32 = 5;
 
 /// What a failed connect means for the calls waiting for a connection.
 #[derive(Debug)]
 pub(crate) enum AfterFailure {
-    /// Another connection is ready: they wait.
+    /// Another connection is ready, or the next attempts may be: they wait.
     Wait,
     /// No connection can carry them now: fail them with this message.
     FailWaiting(String),
+    /// Reconnecting keeps failing: fail those without a deadline (the
+    /// others wait for the next attempts until their deadline).
+    FailUntimed(String),
 }
 
 impl Pool {
@@ -86,6 +99,7 @@ impl Pool {
             slots,
             ready_waiters: Vec::new(),
             last_failure: None,
+            was_connected: false,
         }
     }
 
@@ -152,16 +166,22 @@ impl Pool {
             self.policy.addr
         );
         ctx.set_timer(ctx.now + backoff, TIMER_RECONNECT | slot as u64);
+        let failures = s.failures;
         if self.slots.iter().any(|s| s.ready) {
             AfterFailure::Wait
-        } else {
+        } else if !self.was_connected {
             AfterFailure::FailWaiting(message)
+        } else if failures >= RECONNECTS_BEFORE_FAILING {
+            AfterFailure::FailUntimed(message)
+        } else {
+            AfterFailure::Wait
         }
     }
 
     /// A connection finished its handshake.
     pub(crate) fn on_connected(&mut self, key: ConnKey) {
         self.last_failure = None;
+        self.was_connected = true;
         if let Some(slot) = self.slot_mut(key) {
             slot.ready = true;
             slot.failures = 0;

@@ -14,6 +14,9 @@ use mux_testkit::{
     block_on, fnv1a, pseudo_random, raise_open_files, server_builder, wait_until, RawPeer,
 };
 
+/// The longest any wait here may take.
+const LIMIT: Duration = Duration::from_secs(10);
+
 /// Hashes a streamed body.
 #[derive(Default)]
 struct Hasher(Fnv1a);
@@ -368,4 +371,38 @@ fn the_client_reconnects_after_a_server_restart() {
     );
     assert_eq!(&reply.expect("reply").body[..], b"after");
     drop(again);
+}
+
+/// A call made while the client reconnects waits for the next attempts
+/// (within its deadline) instead of failing on the first refused one, once
+/// the client had been connected: the server restarting is not the server
+/// being absent.
+#[test]
+fn calls_waiting_through_a_reconnect_are_carried_once_the_server_is_back() {
+    let server = server_builder().threads(1).start().expect("server starts");
+    let addr = server.local_addr();
+    let client = Client::builder(addr)
+        .backoff(Duration::from_millis(10), Duration::from_millis(50))
+        .connect()
+        .expect("connect");
+    assert_eq!(client.call("echo", "before").expect("echo").body, "before");
+    server.abort();
+    wait_until(LIMIT, "the client notices the server is gone", || {
+        client.ping().is_err()
+    });
+    let mut call = client.start_call(CallRequest::new("echo", "after").timeout(LIMIT));
+    // Reconnects are refused every 10-50 ms meanwhile; the call must outlive them.
+    assert!(
+        call.wait_timeout(Duration::from_millis(300)).is_none(),
+        "the waiting call failed while the client was still reconnecting"
+    );
+    let _again = server_builder()
+        .bind(addr)
+        .threads(1)
+        .start()
+        .expect("the server restarts on its port");
+    let reply = call
+        .wait()
+        .expect("the call is carried by the new connection");
+    assert_eq!(reply.body, "after");
 }
