@@ -1,13 +1,14 @@
-//! The `mux-client` program: call a route, upload a file, or ping a server.
+//! The `mux-client` program: call a route, upload a file, ping a server,
+//! subscribe, publish, follow an event stream, use a session.
 
-use std::io::Read;
+use std::io::{BufRead, Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use mux_client::{CallError, CallRequest, Client, Reply};
+use mux_client::{CallError, CallRequest, Client, Delivery, EventStream, Reply, Resume};
 
 /// Talks to a mux server.
 #[derive(Debug, Parser)]
@@ -65,6 +66,51 @@ enum Command {
         /// How many.
         #[arg(long, default_value_t = 5)]
         count: u32,
+    },
+    /// Subscribes to a topic pattern (`*` one token, `>` the rest) and prints
+    /// each message: `TOPIC PAYLOAD` lines (`--raw`: payloads only, as bytes).
+    Sub {
+        /// The pattern.
+        pattern: String,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Print payloads only, as they came, one after the other.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Publishes a message to a topic; `-` publishes each line of standard input.
+    Pub {
+        /// The topic.
+        topic: String,
+        /// The payload, or `-` for one publication per line of standard input.
+        message: String,
+    },
+    /// Follows an event stream and prints `ID KIND DATA` lines.
+    Events {
+        /// The stream's name.
+        name: String,
+        /// Resume after this id (default: from now on).
+        #[arg(long)]
+        after: Option<u64>,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Opens a session and prints its token; with --token, calls a route
+    /// within that session, or (--events) follows the session's feed.
+    Session {
+        /// The session to use (default: open a new one and print its token).
+        #[arg(long)]
+        token: Option<String>,
+        /// Route to call within the session.
+        route: Option<String>,
+        /// Request body.
+        #[arg(default_value = "")]
+        body: String,
+        /// Follow the session's events instead of calling.
+        #[arg(long, conflicts_with = "route")]
+        events: bool,
     },
 }
 
@@ -179,8 +225,92 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 println!("ping {n}: rtt {:?}", client.ping()?);
             }
         }
+        Command::Sub {
+            pattern,
+            count,
+            raw,
+        } => {
+            let mut subscription = client.subscribe(&pattern)?;
+            let mut stdout = std::io::stdout().lock();
+            let mut seen = 0;
+            while count.is_none_or(|count| seen < count) {
+                match subscription.next_delivery()? {
+                    Delivery::Message { topic, payload } => {
+                        if !raw {
+                            write!(stdout, "{topic} ")?;
+                        }
+                        stdout.write_all(&payload)?;
+                        if !raw {
+                            stdout.write_all(b"\n")?;
+                        }
+                        stdout.flush()?;
+                        seen += 1;
+                    }
+                    Delivery::Lost(lost) => eprintln!("{lost} messages lost (a slow reader)"),
+                }
+            }
+        }
+        Command::Pub { topic, message } => {
+            if message == "-" {
+                let mut publisher = client.publisher();
+                for line in std::io::stdin().lock().lines() {
+                    publisher.publish(&topic, line?)?;
+                }
+                eprintln!("{}", publisher.finish()?);
+            } else {
+                client.publish(&topic, message)?;
+            }
+        }
+        Command::Events { name, after, count } => {
+            let resume = after.map_or(Resume::Latest, Resume::After);
+            let mut events = client.events(&name, resume)?;
+            print_events(&mut events, count)?;
+        }
+        Command::Session {
+            token,
+            route,
+            body,
+            events,
+        } => {
+            let session = match &token {
+                Some(token) => client.resume_session(token),
+                None => {
+                    let session = client.session()?;
+                    println!("{}", session.token());
+                    session
+                }
+            };
+            if events {
+                let mut feed = session.events(0)?;
+                print_events(&mut feed, None)?;
+            } else if let Some(route) = route {
+                let reply = session.call(&route, body)?;
+                return finish(client, &reply, None);
+            }
+        }
     }
     client.shutdown();
+    Ok(())
+}
+
+/// Prints `ID KIND DATA` lines until the stream ends or `count` events.
+fn print_events(
+    events: &mut EventStream,
+    count: Option<u64>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut stdout = std::io::stdout().lock();
+    let mut seen = 0;
+    while count.is_none_or(|count| seen < count) {
+        let Some(event) = events.next_timeout(Duration::from_secs(3600)) else {
+            continue;
+        };
+        let event = event?;
+        write!(stdout, "{} {} ", event.id, event.kind)?;
+        stdout.write_all(&event.data)?;
+        stdout.write_all(b"\n")?;
+        stdout.flush()?;
+        seen += 1;
+    }
     Ok(())
 }
 
@@ -192,7 +322,6 @@ fn finish(
     reply: &Reply,
     output: Option<&std::path::Path>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    use std::io::Write;
     if !reply.status.is_success() {
         client.shutdown();
         let reason = String::from_utf8_lossy(&reply.body);
