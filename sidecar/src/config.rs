@@ -34,6 +34,7 @@ use serde::Deserialize;
 
 /// The local side: TCP ports to listen on, and the remote sidecar.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct LocalConfig {
     /// The remote sidecar's mux address.
     pub remote: SocketAddr,
@@ -50,6 +51,7 @@ pub struct LocalConfig {
 
 /// One local port.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct Tunnel {
     /// Where local clients connect.
     pub listen: SocketAddr,
@@ -59,6 +61,7 @@ pub struct Tunnel {
 
 /// The remote side: where to listen for the local side, and the upstreams.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct RemoteConfig {
     /// The mux listen address.
     pub listen: SocketAddr,
@@ -81,6 +84,7 @@ pub struct RemoteConfig {
 
 /// A configuration file with either side or both.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// The local side.
     pub local: Option<LocalConfig>,
@@ -128,6 +132,12 @@ mod tests {
             6379
         );
         assert!(FileConfig::parse("[local]\nremote = 5").is_err());
+        let typo = "[remote]\nlisten = \"127.0.0.1:1\"\nupstreams = {}\nupstream = {}";
+        assert!(
+            FileConfig::parse(typo).is_err(),
+            "an unknown key is refused"
+        );
+        assert!(FileConfig::parse("[remote_tls]\ntls_cert = \"x\"").is_err());
         assert_eq!(parse_pair("a=b"), Ok(("a".into(), "b".into())));
         assert!(parse_pair("nope").is_err());
     }

@@ -131,7 +131,7 @@ fn run(args: Args) -> Result<(), String> {
         println!("mux-sidecar listening on {addr}");
     }
     mux_cli::wait_for_stop_signal()?;
-    log::info!("{}", sidecar.stats().line());
+    // The loop logs the final counters as it shuts down.
     sidecar.shutdown();
     Ok(())
 }
