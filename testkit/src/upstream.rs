@@ -48,3 +48,19 @@ pub fn count_until_eof(stream: &mut impl Read) -> u64 {
     }
     total
 }
+
+/// Bytes [`source_upstream`] sends on each connection.
+pub const SOURCE_BYTES: usize = 64 << 20;
+
+/// A download server: writes [`SOURCE_BYTES`] zero bytes to each connection
+/// (as fast as the connection takes them), then closes.
+pub fn source_upstream() -> SocketAddr {
+    spawn_upstream(|mut stream| {
+        let chunk = vec![0u8; 256 * 1024];
+        for _ in 0..SOURCE_BYTES / chunk.len() {
+            if stream.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    })
+}

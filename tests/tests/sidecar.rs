@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use mux_sidecar::{ClientTls, LocalConfig, RemoteConfig, ServerTls, Sidecar, Tunnel};
 use mux_testkit::pki::TestPki;
 use mux_testkit::programs::{require, Program};
-use mux_testkit::upstream::echo_upstream;
+use mux_testkit::upstream::{echo_upstream, source_upstream};
 use mux_testkit::{any_local_address, fnv1a, pseudo_random};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -298,4 +298,37 @@ fn redis_benchmark_runs_against_redis_server_through_the_tunnel() {
             >= 20
     );
     drop(server);
+}
+
+/// Spec §9.4.2: tunnels whose clients stop reading hold their own stream
+/// windows, never the connection's, so a download beside them runs (it
+/// stalled until the slow readers gave up, when their unread data held the
+/// connection window).
+#[test]
+fn downloads_beside_tunnels_whose_clients_do_not_read_keep_going() {
+    let (_remote, _local, ports) = tunnel(&[("source", source_upstream())]);
+    // Four clients that read nothing: each tunnel fills its window and stops.
+    let idle: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(ports["source"]).expect("connect"))
+        .collect();
+    let started = Instant::now();
+    let mut fast = TcpStream::connect(ports["source"]).expect("connect");
+    fast.set_read_timeout(Some(WAIT)).expect("timeout");
+    let wanted = 16 << 20;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = 0;
+    while got < wanted {
+        match fast.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(err) => panic!("the download stalled after {got} bytes: {err}"),
+        }
+    }
+    assert!(got >= wanted, "the download ended after {got} bytes");
+    assert!(
+        started.elapsed() < WAIT,
+        "16 MiB took {:?} beside four idle tunnels",
+        started.elapsed()
+    );
+    drop(idle);
 }

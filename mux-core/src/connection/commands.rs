@@ -1,7 +1,7 @@
 //! Group C of the driving contract: what the application asks of a
 //! connection. Opening and pushing streams (spec §5.2, §10), queueing data
 //! under the send buffers (spec §7, §13.1), reading it back with credit
-//! returned on consumption (spec §9.4.2), resets (spec §5.3) and PINGs
+//! returned on consumption (stream credit, spec §9.4.2), resets (spec §5.3) and PINGs
 //! (spec §11.2).
 
 use std::time::Instant;
@@ -241,7 +241,6 @@ impl Connection {
             return;
         }
         let len = u32::try_from(len).unwrap_or(u32::MAX);
-        self.conn_consumed = self.conn_consumed.saturating_add(len);
         if let Some(stream) = self.streams.get_mut(id) {
             if stream.recv.state == RecvState::Open {
                 stream.recv.window_consumed = stream.recv.window_consumed.saturating_add(len);

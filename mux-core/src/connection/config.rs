@@ -25,10 +25,13 @@ pub struct Config {
     /// 65 ms of RTT. On loopback auto-tuning stopped far below it (2 MiB in
     /// an instrumented run, `spec/COMPARISON.md`).
     pub max_stream_window: u32,
-    /// Connection receive window we grant at start (spec §9.2.1). 1 MiB:
-    /// four streams at their initial window.
+    /// Connection receive window we grant at start (spec §9.2.1). Its credit
+    /// returns on receipt (§9.4.2), so it bounds bytes in flight, not
+    /// buffered. 1 MiB: four streams at their initial window in flight.
     pub initial_connection_window: u32,
-    /// Ceiling of the connection window under auto-tuning. 64 MiB: a few
+    /// Ceiling of the connection window under auto-tuning, and the budget
+    /// the streams' receive targets together grow within (spec §9.6.8): what
+    /// a peer can make us buffer beyond the initial windows. 64 MiB: a few
     /// streams at their ceiling at once.
     pub max_connection_window: u32,
     /// MAX_METADATA_SIZE we advertise. 16 KiB, the spec's default: route

@@ -121,14 +121,21 @@ impl RecvWindow {
     /// Accounts for `len` bytes consumed (or discarded); returns the
     /// WINDOW_UPDATE increment to send now, if the batching threshold was
     /// reached (spec §9.4.2), after auto-tuning the target (spec §9.6.2).
-    pub(crate) fn consume(&mut self, len: u32, now: Instant, rtt: Option<Duration>) -> Option<u32> {
+    /// The target grows by at most `headroom` (spec §9.6.8).
+    pub(crate) fn consume(
+        &mut self,
+        len: u32,
+        now: Instant,
+        rtt: Option<Duration>,
+        headroom: u32,
+    ) -> Option<u32> {
         self.unannounced = self.unannounced.saturating_add(len);
         self.span_consumed += u64::from(len);
         if self.unannounced < (self.target / 2).max(1) {
             return None;
         }
         if let Some(rtt) = rtt {
-            self.tune(now, rtt);
+            self.tune(now, rtt, headroom);
         }
         let increment = core::mem::take(&mut self.unannounced);
         self.granted = self.granted.saturating_add(increment).min(MAX_WINDOW);
@@ -143,7 +150,7 @@ impl RecvWindow {
     /// whole span, not since the last update: a reader that drains a
     /// backlog consumes megabytes in microseconds, and that burst says the
     /// reader, not the window, was behind (spec §9.6.7).
-    fn tune(&mut self, now: Instant, rtt: Duration) {
+    fn tune(&mut self, now: Instant, rtt: Duration, headroom: u32) {
         let span = now.saturating_duration_since(self.span_start);
         let two_trips = rtt.saturating_mul(2);
         if span.is_zero() || span < two_trips.saturating_add(SCHEDULING_ALLOWANCE) {
@@ -154,7 +161,11 @@ impl RecvWindow {
         let fast = u128::from(self.span_consumed) * two_trips.as_nanos()
             >= u128::from(self.target) * span.as_nanos();
         if fast && self.target < self.max {
-            let grown = self.target.saturating_mul(2).min(self.max);
+            let grown = self
+                .target
+                .saturating_mul(2)
+                .min(self.max)
+                .min(self.target.saturating_add(headroom));
             self.unannounced += grown - self.target;
             self.target = grown;
         }
@@ -202,8 +213,8 @@ mod tests {
         let now = Instant::now();
         let mut window = RecvWindow::new(100, 100, 100, now);
         window.receive(100).expect("within window");
-        assert_eq!(window.consume(49, now, None), None);
-        assert_eq!(window.consume(1, now, None), Some(50));
+        assert_eq!(window.consume(49, now, None, u32::MAX), None);
+        assert_eq!(window.consume(1, now, None, u32::MAX), Some(50));
         assert_eq!(window.granted(), 50);
     }
 
@@ -216,7 +227,7 @@ mod tests {
         // A window-limited sender: a whole window per round trip.
         window.receive(100).expect("within window");
         assert_eq!(
-            window.consume(100, at(50), rtt),
+            window.consume(100, at(50), rtt, u32::MAX),
             Some(100),
             "span too short to judge"
         );
@@ -224,18 +235,18 @@ mod tests {
         window.receive(100).expect("within window");
         // Two round trips and the scheduling allowance later: twice the
         // target went by, so the window was the limit.
-        let increment = window.consume(100, at(101), rtt);
+        let increment = window.consume(100, at(101), rtt, u32::MAX);
         assert_eq!((increment, window.target()), (Some(200), 200));
         window.receive(200).expect("within window");
-        let increment = window.consume(50, at(120), rtt);
+        let increment = window.consume(50, at(120), rtt, u32::MAX);
         assert_eq!(
             (increment, window.target()),
             (None, 200),
             "below threshold of 100, no update yet"
         );
-        assert_eq!(window.consume(150, at(151), rtt), Some(200));
+        assert_eq!(window.consume(150, at(151), rtt, u32::MAX), Some(200));
         window.receive(200).expect("within window");
-        let increment = window.consume(200, at(202), rtt);
+        let increment = window.consume(200, at(202), rtt, u32::MAX);
         assert_eq!(
             (increment, window.target()),
             (Some(300), 300),
@@ -253,7 +264,7 @@ mod tests {
         for n in 0..10u64 {
             window.receive(1000).expect("within window");
             let now = start + Duration::from_millis(300) + Duration::from_micros(n);
-            assert_eq!(window.consume(1000, now, rtt), Some(1000));
+            assert_eq!(window.consume(1000, now, rtt, u32::MAX), Some(1000));
         }
         assert_eq!(window.target(), 1000);
     }
@@ -265,7 +276,7 @@ mod tests {
         window.receive(100).expect("within window");
         let later = start + Duration::from_secs(1);
         assert_eq!(
-            window.consume(50, later, Some(Duration::from_millis(50))),
+            window.consume(50, later, Some(Duration::from_millis(50)), u32::MAX),
             Some(50)
         );
         assert_eq!(window.target(), 100);

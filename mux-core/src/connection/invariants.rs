@@ -145,11 +145,20 @@ impl Connection {
                 self.conn_queued, self.config.connection_send_buffer
             ));
         }
-        if held > conn.target() as usize {
+        let targets: u64 = self
+            .streams
+            .iter()
+            .map(|(_, stream)| u64::from(stream.recv.window.target()))
+            .sum();
+        if targets != self.streams.recv_targets() {
             return fail(format!(
-                "held {held} above the connection target {}",
-                conn.target()
+                "stream targets sum to {targets}, accounted {}",
+                self.streams.recv_targets()
             ));
+        }
+        // Spec §9.6.8: what the peer can make us hold is the streams' targets.
+        if held as u64 > targets {
+            return fail(format!("held {held} above the streams' targets {targets}"));
         }
         Ok(())
     }

@@ -210,6 +210,7 @@ pub struct Connection {
     /// Bytes the application queued and we have not sent yet, all streams.
     conn_queued: usize,
     /// Consumed bytes whose credit `poll_transmit` still has to process.
+    /// Received DATA bytes whose connection credit is not yet returned.
     conn_consumed: u32,
 
     /// Our preface is queued or sent: the peer can read a GOAWAY from us.
@@ -502,13 +503,10 @@ impl Connection {
     }
 
     /// Removes a stream from memory, discarding its queued and unread data
-    /// (returning the connection credit of the latter, spec §9.4.3).
+    /// (whose connection credit went back on receipt, spec §9.4.2).
     fn remove_stream(&mut self, id: StreamId) -> Option<Stream> {
         let stream = self.streams.remove(id)?;
         self.conn_queued -= stream.send.queued_bytes;
-        self.conn_consumed = self
-            .conn_consumed
-            .saturating_add(u32::try_from(stream.recv.queue.held()).unwrap_or(u32::MAX));
         if stream.active {
             self.deactivate(id);
         }

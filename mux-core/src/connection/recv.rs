@@ -158,6 +158,10 @@ impl Connection {
         }
         let was_empty = stream.recv.queue.is_empty();
         stream.recv.queue.push(payload, end_message, end_stream);
+        // Spec §9.4.2: the stream's window bounds what it holds; the
+        // connection's credit returns now, so that a stream its application
+        // does not read cannot hold back the others.
+        self.conn_consumed = self.conn_consumed.saturating_add(len);
         if was_empty && !stream.recv.queue.is_empty() {
             self.events.push_back(Event::Readable { id });
         }

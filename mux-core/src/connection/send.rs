@@ -55,12 +55,17 @@ impl Connection {
         buf.queued() > start
     }
 
-    /// Turns consumed bytes into WINDOW_UPDATEs (spec §9.4.2), auto-tuning the
-    /// windows on the way (spec §9.6).
+    /// Turns consumed (streams) and received (connection) bytes into
+    /// WINDOW_UPDATEs (spec §9.4.2), auto-tuning the windows on the way
+    /// (spec §9.6).
     fn return_credit(&mut self, now: Instant) {
         let rtt = self.min_rtt;
         let mut largest_target = 0;
         let mut grew = false;
+        // Spec §9.6.8: stream targets together stay within the budget.
+        let budget = u64::from(self.config.max_connection_window);
+        let mut headroom =
+            u32::try_from(budget.saturating_sub(self.streams.recv_targets())).unwrap_or(u32::MAX);
         while let Some(id) = self.streams.credit_queue.pop_front() {
             let Some(stream) = self.streams.get_mut(id) else {
                 continue;
@@ -71,15 +76,25 @@ impl Connection {
                 continue; // spec §9.4.2: no stream credit once the peer finished
             }
             let before = stream.recv.window.target();
-            let increment = stream.recv.window.consume(consumed, now, rtt);
-            grew |= stream.recv.window.target() > before;
-            largest_target = largest_target.max(stream.recv.window.target());
+            let increment = stream.recv.window.consume(consumed, now, rtt, headroom);
+            let after = stream.recv.window.target();
+            grew |= after > before;
+            largest_target = largest_target.max(after);
+            if after > before {
+                self.streams.recv_target_grew(after - before);
+                headroom = headroom.saturating_sub(after - before);
+            }
             if let Some(increment) = increment {
                 self.queue_window_update(id, increment);
             }
         }
-        let consumed = core::mem::take(&mut self.conn_consumed);
-        let mut increment = self.conn_recv.consume(consumed, now, rtt).unwrap_or(0);
+        // The connection window bounds bytes in flight only (their credit
+        // returns on receipt, spec §9.4.2): it grows freely up to its maximum.
+        let received = core::mem::take(&mut self.conn_consumed);
+        let mut increment = self
+            .conn_recv
+            .consume(received, now, rtt, u32::MAX)
+            .unwrap_or(0);
         // Spec §9.6.5: the connection window keeps up with its largest stream.
         increment += self.conn_recv.raise_target(largest_target).unwrap_or(0);
         if increment > 0 {

@@ -36,6 +36,9 @@ pub(super) struct StreamsState {
     pub(super) blocked_writers: Vec<StreamId>,
     /// Streams with consumed bytes to credit.
     pub(super) credit_queue: VecDeque<StreamId>,
+    /// The sum of the streams' receive-window targets: what the peer may
+    /// make us buffer in all (spec §9.6.8 bounds its growth).
+    recv_targets: u64,
 }
 
 impl StreamsState {
@@ -53,6 +56,7 @@ impl StreamsState {
             ready: VecDeque::new(),
             blocked_writers: Vec::new(),
             credit_queue: VecDeque::new(),
+            recv_targets: 0,
         }
     }
 
@@ -132,12 +136,27 @@ impl StreamsState {
         } else {
             self.peer_active += 1;
         }
-        self.map.insert(id, stream);
+        self.recv_targets += u64::from(stream.recv.window.target());
+        if let Some(replaced) = self.map.insert(id, stream) {
+            self.recv_targets -= u64::from(replaced.recv.window.target());
+        }
     }
 
     /// Removes a stream from memory. The caller deactivates it if it was active.
     pub(super) fn remove(&mut self, id: StreamId) -> Option<Stream> {
-        self.map.remove(&id)
+        let stream = self.map.remove(&id)?;
+        self.recv_targets -= u64::from(stream.recv.window.target());
+        Some(stream)
+    }
+
+    /// The sum of the streams' receive-window targets.
+    pub(super) fn recv_targets(&self) -> u64 {
+        self.recv_targets
+    }
+
+    /// A stream's receive-window target grew by `delta`.
+    pub(super) fn recv_target_grew(&mut self, delta: u32) {
+        self.recv_targets += u64::from(delta);
     }
 
     /// Stops counting a stream against the concurrency limits.
@@ -165,5 +184,6 @@ impl StreamsState {
         self.credit_queue.clear();
         self.local_active = 0;
         self.peer_active = 0;
+        self.recv_targets = 0;
     }
 }

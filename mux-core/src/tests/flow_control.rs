@@ -13,7 +13,7 @@ use crate::frame::{Frame, SettingId};
 
 #[test]
 fn slow_reader_pushes_back_on_the_sender() {
-    // §9.1.2, §9.4.2: credit returns only when the application reads.
+    // §9.1.2, §9.4.2: stream credit returns only when the application reads.
     let mut pair = Pair::connected();
     pair.server.auto_read = false;
     let id = pair.client.conn.open(route("upload"), false).expect("open");
@@ -257,4 +257,60 @@ fn consumed_credit_comes_back_as_window_updates() {
     let (send_window, _) = pair.client.conn.stream_windows(id).expect("stream");
     assert!(send_window > 0, "credit came back");
     assert!(pair.server.saw(|e| matches!(e, Event::Readable { .. })));
+}
+
+#[test]
+fn a_stream_nobody_reads_does_not_hold_back_the_others() {
+    // §9.4.2: connection credit returns when DATA is received, so a stream
+    // whose application stopped reading holds its own window, never the
+    // connection's. Here its window equals the whole connection window: with
+    // connection credit returned on consumption, the other stream would stall.
+    let config = Config {
+        initial_stream_window: 1 << 20,
+        initial_connection_window: 1 << 20,
+        max_connection_window: 1 << 20,
+        ..Config::default()
+    };
+    let mut pair = Pair::with_configs(config.clone(), config);
+    pair.server.auto_read = false;
+    pair.drive();
+    let slow = pair.client.conn.open(route("slow"), false).expect("open");
+    let window = 1 << 20;
+    assert_eq!(
+        pair.client
+            .conn
+            .send(slow, Bytes::from(vec![1; window]), false, false),
+        Ok(window)
+    );
+    pair.drive();
+    assert_eq!(pair.server.conn.buffered_recv_bytes(), window);
+    let fast = pair.client.conn.open(route("fast"), false).expect("open");
+    let total = 4 << 20;
+    let body = Bytes::from(vec![2; total]);
+    let mut sent = 0;
+    for _ in 0..10_000 {
+        if sent < total {
+            let end = total.min(sent + (256 << 10));
+            sent += pair
+                .client
+                .conn
+                .send(fast, body.slice(sent..end), false, end == total)
+                .expect("send");
+        }
+        pair.drive();
+        pair.server.read_stream(fast);
+        if pair.server.finished.contains(&fast) {
+            break;
+        }
+    }
+    assert_eq!(
+        pair.server.received.get(&fast).map_or(0, Vec::len),
+        total,
+        "the fast stream stalled behind the unread one"
+    );
+    assert_eq!(
+        pair.server.conn.buffered_recv_bytes(),
+        window,
+        "the slow stream's data waits"
+    );
 }
