@@ -68,6 +68,8 @@ pub(crate) enum Verdict {
 struct Standing {
     identity: Option<Arc<Identity>>,
     failures: u32,
+    /// The peer's address, asked of the socket once.
+    peer: Option<std::net::SocketAddr>,
 }
 
 /// The gate of one loop.
@@ -93,11 +95,11 @@ impl Gate {
         head: &RequestHead,
         hub: &Hub,
     ) -> Verdict {
-        let peer = ctx.peer_addr(key);
         let standing = match self.connections.entry(key) {
             std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
             std::collections::hash_map::Entry::Vacant(entry) => {
                 // The first request: who the transport says the peer is.
+                let peer = ctx.peer_addr(key);
                 let names = ctx.peer_certificate_names(key);
                 let credentials = Credentials {
                     peer,
@@ -108,9 +110,11 @@ impl Gate {
                 entry.insert(Standing {
                     identity: identity.ok().map(Arc::new),
                     failures: 0,
+                    peer,
                 })
             }
         };
+        let peer = standing.peer;
         let describe_peer = || peer.map_or_else(|| "?".to_owned(), |p| p.to_string());
         if head.route == patterns::AUTH {
             let value = head
