@@ -57,6 +57,17 @@ enum Side {
     },
 }
 
+/// A tunnel should notice a dead peer long before its clients give up: a
+/// keepalive PING after 5 s of silence, the peer declared dead 5 s later, so
+/// within 10 s its tunnels are reset and new ones refused (flags and the
+/// `[timeouts]` table override both).
+const KEEPALIVE: Duration = Duration::from_secs(5);
+
+fn sidecar_keepalive(connection: &mut mux_core::Config) {
+    connection.keepalive_interval = Some(KEEPALIVE);
+    connection.keepalive_timeout = KEEPALIVE;
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     mux_cli::run("mux-sidecar", args.log_level, || run(args))
@@ -85,6 +96,7 @@ fn run(args: Args) -> Result<(), String> {
                 tls: Default::default(),
                 connection: Default::default(),
             });
+            sidecar_keepalive(&mut config.connection);
             timeouts.apply(&mut config.connection);
             config.tls = tls.or(config.tls);
             if let Some(remote) = remote {
@@ -113,6 +125,7 @@ fn run(args: Args) -> Result<(), String> {
                 rules: None,
                 connection: Default::default(),
             });
+            sidecar_keepalive(&mut config.connection);
             timeouts.apply(&mut config.connection);
             config.tls = tls.or(config.tls);
             config.rules = rules.or(config.rules);

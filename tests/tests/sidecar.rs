@@ -13,7 +13,7 @@ use mux_sidecar::{ClientTls, LocalConfig, RemoteConfig, ServerTls, Sidecar, Tunn
 use mux_testkit::pki::TestPki;
 use mux_testkit::programs::{require, Program};
 use mux_testkit::upstream::{echo_upstream, source_upstream};
-use mux_testkit::{any_local_address, fnv1a, pseudo_random};
+use mux_testkit::{any_local_address, fnv1a, pseudo_random, wait_until, RawPeer};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -331,4 +331,55 @@ fn downloads_beside_tunnels_whose_clients_do_not_read_keep_going() {
         started.elapsed()
     );
     drop(idle);
+}
+
+/// A remote that stops answering (as under `kill -STOP`) is declared dead by
+/// keepalive within its bound, and new tunnels are then refused at once
+/// instead of hanging.
+#[test]
+fn a_silent_remote_is_noticed_by_keepalive_and_tunnels_are_refused() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let remote_addr = listener.local_addr().expect("address");
+    let (accepted_tx, accepted) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let mut peer = RawPeer::server(stream, mux_core::Config::default());
+        peer.handshake(WAIT);
+        // From here on it answers nothing, PINGs included.
+        let _ = accepted_tx.send(peer);
+    });
+    let keepalive = Duration::from_millis(200);
+    let local = mux_sidecar::start_local(
+        &LocalConfig {
+            remote: remote_addr,
+            tunnels: vec![Tunnel {
+                listen: any_local_address(),
+                upstream: "anything".into(),
+            }],
+            tls: ClientTls::default(),
+            connection: mux_core::Config {
+                keepalive_interval: Some(keepalive),
+                keepalive_timeout: keepalive,
+                ..mux_core::Config::default()
+            },
+        },
+        Duration::from_secs(60),
+    )
+    .expect("local sidecar");
+    assert!(local.wait_connected(WAIT), "the local side connected");
+    let _silent = accepted.recv_timeout(WAIT).expect("the silent remote");
+    let started = Instant::now();
+    wait_until(WAIT, "keepalive declares the remote dead", || {
+        local
+            .stats()
+            .connected
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+    });
+    assert!(
+        started.elapsed() < keepalive * 5,
+        "noticed after {:?} with keepalive {keepalive:?} + {keepalive:?}",
+        started.elapsed()
+    );
+    closed_promptly(local.local_addrs()[0]);
 }
