@@ -103,6 +103,8 @@ pub(crate) struct SidecarApp {
     closing: bool,
     /// Addresses actually bound by the local side (port 0 resolved), for the caller.
     pub(crate) bound: Arc<std::sync::Mutex<Vec<SocketAddr>>>,
+    /// The last counters line logged (a line is logged only when it changes).
+    last_stats: Option<String>,
 }
 
 impl std::fmt::Debug for SidecarApp {
@@ -125,6 +127,7 @@ impl SidecarApp {
             buf: vec![0; 64 * 1024],
             closing: false,
             bound: Arc::default(),
+            last_stats: None,
         }
     }
 
@@ -142,12 +145,9 @@ impl SidecarApp {
         };
         self.by_stream.remove(&(pipe.conn, pipe.stream));
         self.stats.active.fetch_sub(1, Ordering::Relaxed);
-        self.stats
-            .bytes_up
-            .fetch_add(pipe.up_bytes, Ordering::Relaxed);
-        self.stats
-            .bytes_down
-            .fetch_add(pipe.down_bytes, Ordering::Relaxed);
+        let (up, down) = pipe.client_bytes();
+        self.stats.bytes_up.fetch_add(up, Ordering::Relaxed);
+        self.stats.bytes_down.fetch_add(down, Ordering::Relaxed);
         let took = pipe.opened.elapsed();
         match ending {
             Ending::Clean => {
@@ -156,8 +156,8 @@ impl SidecarApp {
                     "tunnel close: {} (stream {}): {} bytes up, {} bytes down, {:.3} s",
                     pipe.name,
                     pipe.stream,
-                    pipe.up_bytes,
-                    pipe.down_bytes,
+                    up,
+                    down,
                     took.as_secs_f64()
                 );
             }
@@ -168,8 +168,8 @@ impl SidecarApp {
                     "tunnel failed: {} (stream {}): {why}; {} bytes up, {} bytes down, {:.3} s",
                     pipe.name,
                     pipe.stream,
-                    pipe.up_bytes,
-                    pipe.down_bytes,
+                    up,
+                    down,
                     took.as_secs_f64()
                 );
             }
@@ -301,8 +301,22 @@ impl SidecarApp {
         }
     }
 
-    fn log_stats(&self) {
-        log::info!("{}", self.stats.line());
+    /// Logs the counters, with the bytes of tunnels still open, when they
+    /// changed since the last line.
+    fn log_stats(&mut self) {
+        let (live_up, live_down) = self
+            .pipes
+            .values()
+            .map(Pipe::client_bytes)
+            .fold((0, 0), |(u, d), (up, down)| (u + up, d + down));
+        let line = format!(
+            "{} ({live_up} bytes up, {live_down} bytes down in open tunnels)",
+            self.stats.line()
+        );
+        if self.last_stats.as_deref() != Some(line.as_str()) {
+            log::info!("{line}");
+            self.last_stats = Some(line);
+        }
     }
 }
 

@@ -46,8 +46,12 @@ pub(crate) struct Pipe {
     /// The stream's far side ended its direction.
     stream_fin: bool,
     down_shut: bool,
-    pub(crate) up_bytes: u64,
-    pub(crate) down_bytes: u64,
+    /// Bytes from the plain socket into the stream.
+    up_bytes: u64,
+    /// Bytes from the stream out to the plain socket.
+    down_bytes: u64,
+    /// This pipe is on the remote side: its plain socket is the upstream.
+    on_remote: bool,
 }
 
 impl Pipe {
@@ -72,6 +76,18 @@ impl Pipe {
             down_shut: false,
             up_bytes: 0,
             down_bytes: 0,
+            on_remote: connecting,
+        }
+    }
+
+    /// Bytes the tunnel carried from its client toward its upstream, and
+    /// back, named the same way on both sides (on the remote side the plain
+    /// socket is the upstream, so its directions are the other way round).
+    pub(crate) fn client_bytes(&self) -> (u64, u64) {
+        if self.on_remote {
+            (self.down_bytes, self.up_bytes)
+        } else {
+            (self.up_bytes, self.down_bytes)
         }
     }
 

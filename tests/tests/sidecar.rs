@@ -383,3 +383,35 @@ fn a_silent_remote_is_noticed_by_keepalive_and_tunnels_are_refused() {
     );
     closed_promptly(local.local_addrs()[0]);
 }
+
+/// Both sides name the directions the same way: "up" is from the client
+/// toward the upstream (the remote side used to count them the other way).
+#[test]
+fn both_sides_count_bytes_in_the_same_directions() {
+    let (remote, local, ports) = tunnel(&[("count", mux_testkit::upstream::counting_upstream())]);
+    let sent = 300_000usize;
+    let mut stream = TcpStream::connect(ports["count"]).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    stream.write_all(&vec![1u8; sent]).expect("write");
+    stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("the count");
+    assert_eq!(answer, sent.to_string());
+    let counted = |sidecar: &Sidecar| {
+        let stats = sidecar.stats();
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        (
+            get(&stats.bytes_up),
+            get(&stats.bytes_down),
+            get(&stats.active),
+        )
+    };
+    wait_until(WAIT, "both sides finish the tunnel", || {
+        counted(&local).2 == 0 && counted(&remote).2 == 0 && counted(&remote).0 > 0
+    });
+    let expected = (sent as u64, answer.len() as u64, 0);
+    assert_eq!(counted(&local), expected, "local (up, down, active)");
+    assert_eq!(counted(&remote), expected, "remote (up, down, active)");
+}
