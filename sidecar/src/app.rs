@@ -24,6 +24,7 @@ use mux_server::authz::{Action, Authorizer};
 
 use crate::pipe::{Ending, Pipe};
 use crate::stats::Stats;
+use crate::warnings::Warnings;
 
 /// Metadata of a tunnel stream: which upstream to connect to.
 pub const UPSTREAM: &[u8] = b"upstream";
@@ -105,6 +106,8 @@ pub(crate) struct SidecarApp {
     pub(crate) bound: Arc<std::sync::Mutex<Vec<SocketAddr>>>,
     /// The last counters line logged (a line is logged only when it changes).
     last_stats: Option<String>,
+    /// Warnings of this stats period, repeats summed up.
+    warnings: Warnings,
 }
 
 impl std::fmt::Debug for SidecarApp {
@@ -128,13 +131,14 @@ impl SidecarApp {
             closing: false,
             bound: Arc::default(),
             last_stats: None,
+            warnings: Warnings::default(),
         }
     }
 
     fn insert(&mut self, pipe: Pipe) {
         self.stats.opened.fetch_add(1, Ordering::Relaxed);
         self.stats.active.fetch_add(1, Ordering::Relaxed);
-        log::info!("tunnel open: {} (stream {})", pipe.name, pipe.stream);
+        log::debug!("tunnel open: {} (stream {})", pipe.name, pipe.stream);
         self.by_stream.insert((pipe.conn, pipe.stream), pipe.plain);
         self.pipes.insert(pipe.plain, pipe);
     }
@@ -152,7 +156,7 @@ impl SidecarApp {
         match ending {
             Ending::Clean => {
                 ctx.plain_close(plain, false);
-                log::info!(
+                log::debug!(
                     "tunnel close: {} (stream {}): {} bytes up, {} bytes down, {:.3} s",
                     pipe.name,
                     pipe.stream,
@@ -164,7 +168,7 @@ impl SidecarApp {
             Ending::Failed(why) => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 pipe.abort(ctx, ErrorCode::CANCEL);
-                log::warn!(
+                log::debug!(
                     "tunnel failed: {} (stream {}): {why}; {} bytes up, {} bytes down, {:.3} s",
                     pipe.name,
                     pipe.stream,
@@ -172,6 +176,8 @@ impl SidecarApp {
                     down,
                     took.as_secs_f64()
                 );
+                self.warnings
+                    .warn(format!("tunnel failed: {}: {why}", pipe.name));
             }
         }
     }
@@ -207,7 +213,8 @@ impl SidecarApp {
             match ctx.connect(*remote) {
                 Ok(key) => *conn = Some(key),
                 Err(err) => {
-                    log::warn!("cannot connect to the remote sidecar {remote}: {err}");
+                    let message = format!("cannot connect to the remote sidecar {remote}: {err}");
+                    self.warnings.warn(message);
                     *conn = None;
                     ctx.set_timer(ctx.now + Duration::from_millis(200), RECONNECT_TIMER);
                 }
@@ -233,7 +240,9 @@ impl SidecarApp {
         };
         let (Some(key), true) = (*conn, *ready) else {
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
-            log::warn!("tunnel refused: {upstream}: the remote sidecar is not connected");
+            self.warnings.warn(format!(
+                "tunnel refused: {upstream}: the remote sidecar is not connected"
+            ));
             ctx.plain_close(plain, true);
             return;
         };
@@ -250,7 +259,9 @@ impl SidecarApp {
             }
             other => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                log::warn!("tunnel refused: {upstream}: cannot open a stream: {other:?}");
+                self.warnings.warn(format!(
+                    "tunnel refused: {upstream}: cannot open a stream: {other:?}"
+                ));
                 ctx.plain_close(plain, true);
             }
         }
@@ -276,7 +287,7 @@ impl SidecarApp {
         if let Some(why) = access.as_ref().and_then(|a| a.refusal(ctx, key, &name)) {
             // Refused by policy: not a retryable refusal, so CANCEL.
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
-            log::warn!("tunnel refused: {why}");
+            self.warnings.warn(format!("tunnel refused: {why}"));
             if let Some(conn) = ctx.conn(key) {
                 let _ = conn.reset(stream, ErrorCode::CANCEL);
             }
@@ -293,7 +304,7 @@ impl SidecarApp {
             Ok(plain) => self.insert(Pipe::new(plain, key, stream, name, true)),
             Err(err) => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                log::warn!("tunnel refused: {name}: {err}");
+                self.warnings.warn(format!("tunnel refused: {name}: {err}"));
                 if let Some(conn) = ctx.conn(key) {
                     let _ = conn.reset(stream, ErrorCode::REFUSED_STREAM);
                 }
@@ -317,6 +328,7 @@ impl SidecarApp {
             log::info!("{line}");
             self.last_stats = Some(line);
         }
+        self.warnings.summarize(self.stats_every);
     }
 }
 
@@ -464,7 +476,8 @@ impl App for SidecarApp {
                     self.by_stream.remove(&(conn, stream));
                     self.stats.active.fetch_sub(1, Ordering::Relaxed);
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    log::warn!("tunnel failed: {name}: upstream connect: {err}");
+                    self.warnings
+                        .warn(format!("tunnel failed: {name}: upstream connect: {err}"));
                     if let Some(c) = ctx.conn(conn) {
                         let _ = c.reset(stream, ErrorCode::REFUSED_STREAM);
                     }

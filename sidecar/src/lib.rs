@@ -19,6 +19,7 @@ mod app;
 pub mod config;
 mod pipe;
 pub mod stats;
+mod warnings;
 
 use std::collections::HashMap;
 use std::io;
