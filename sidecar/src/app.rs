@@ -386,11 +386,8 @@ impl App for SidecarApp {
             Event::StreamReset { id, code } => {
                 if let Some(plain) = self.by_stream.get(&(key, id)).copied() {
                     // The far side failed (an upstream that refused, say): close ours at once.
-                    self.finish(
-                        ctx,
-                        plain,
-                        Ending::Failed(format!("reset by the other side ({code})")),
-                    );
+                    let why = refusal_reason(code);
+                    self.finish(ctx, plain, Ending::Failed(why));
                 }
             }
             _ => {}
@@ -497,4 +494,19 @@ impl App for SidecarApp {
     fn is_done(&self, ctx: &Ctx<'_>) -> bool {
         self.closing && ctx.connection_count() == 0
     }
+}
+
+/// What a RESET from the other side means for a tunnel, in words: the remote
+/// refuses a tunnel it could not connect (`REFUSED_STREAM`: no upstream of
+/// that name, or the upstream refused the connection) or that its rules do
+/// not allow (`CANCEL`); its own log has the details.
+fn refusal_reason(code: ErrorCode) -> String {
+    let why = match code {
+        ErrorCode::REFUSED_STREAM => {
+            "the remote side has no such upstream, or the upstream refused the connection"
+        }
+        ErrorCode::CANCEL => "the remote side's rules do not allow it, or it was cancelled",
+        _ => "the other side failed",
+    };
+    format!("{why} ({code}; the remote's log says more)")
 }
