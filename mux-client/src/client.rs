@@ -95,7 +95,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Reconnect backoff: first delay and ceiling (default 50 ms doubling to 5 s).
+    /// Reconnect backoff: first delay and ceiling (default 50 ms doubling to 5 s;
+    /// each delay is drawn from its upper half, so that clients do not all
+    /// come back at once).
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.policy.backoff_initial = initial;
         self.policy.backoff_max = max.max(initial);

@@ -155,12 +155,11 @@ impl Pool {
         if closing {
             return AfterFailure::Wait;
         }
-        let exponent = s.failures.saturating_sub(1).min(16);
-        let backoff = self
-            .policy
-            .backoff_initial
-            .saturating_mul(1 << exponent)
-            .min(self.policy.backoff_max);
+        let backoff = mux_runtime::Backoff {
+            initial: self.policy.backoff_initial,
+            max: self.policy.backoff_max,
+        }
+        .delay(s.failures);
         log::debug!(
             "connect to {} failed ({message}); retrying in {backoff:?}",
             self.policy.addr

@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backoff;
 pub mod conn_io;
 pub mod event_loop;
 pub mod message;
@@ -34,6 +35,7 @@ pub mod stream_map;
 pub mod timer;
 pub mod tls;
 
+pub use backoff::Backoff;
 pub use event_loop::{
     App, ConnKey, Ctx, EventLoop, LoopConfig, LoopError, LoopHandle, PlainKey, SpinPolicy,
 };

@@ -52,6 +52,7 @@ pub(crate) enum Role {
         conn: Option<ConnKey>,
         ready: bool,
         failures: u32,
+        backoff: mux_runtime::Backoff,
     },
     Remote {
         upstreams: HashMap<String, SocketAddr>,
@@ -206,6 +207,8 @@ impl SidecarApp {
             remote,
             conn,
             ready,
+            failures,
+            backoff,
             ..
         } = &mut self.role
         {
@@ -216,7 +219,9 @@ impl SidecarApp {
                     let message = format!("cannot connect to the remote sidecar {remote}: {err}");
                     self.warnings.warn(message);
                     *conn = None;
-                    ctx.set_timer(ctx.now + Duration::from_millis(200), RECONNECT_TIMER);
+                    *failures += 1;
+                    let delay = backoff.delay(*failures);
+                    ctx.set_timer(ctx.now + delay, RECONNECT_TIMER);
                 }
             }
         }
@@ -409,6 +414,7 @@ impl App for SidecarApp {
             conn,
             ready,
             failures,
+            backoff,
             ..
         } = &mut self.role
         {
@@ -418,11 +424,13 @@ impl App for SidecarApp {
                 self.stats.connected.store(0, Ordering::Relaxed);
                 *failures += 1;
                 if !self.closing {
-                    let backoff = Duration::from_millis(50 << (*failures).min(6));
-                    log::warn!(
-                        "remote sidecar connection lost ({why}); reconnecting in {backoff:?}"
+                    let delay = backoff.delay(*failures);
+                    log::debug!(
+                        "remote sidecar connection lost ({why}); reconnecting in {delay:?}"
                     );
-                    ctx.set_timer(ctx.now + backoff, RECONNECT_TIMER);
+                    self.warnings
+                        .warn(format!("remote sidecar connection lost: {why}"));
+                    ctx.set_timer(ctx.now + delay, RECONNECT_TIMER);
                 }
             }
         }

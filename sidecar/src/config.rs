@@ -5,6 +5,10 @@
 //! remote = "127.0.0.1:7900"          # the remote sidecar
 //! tunnels = [{ listen = "127.0.0.1:6380", upstream = "redis" }]
 //!
+//! [local.reconnect]                  # optional: backoff after a failure, with jitter
+//! initial_ms = 100
+//! max_ms = 5000
+//!
 //! [local.tls]                        # optional: TLS to the remote side
 //! tls_ca = "ca.pem"                  # whom to trust
 //! tls_client_cert = "local.pem"      # mutual TLS: who we are
@@ -43,10 +47,43 @@ pub struct LocalConfig {
     /// TLS to the remote side (plaintext when it names no trust).
     #[serde(default)]
     pub tls: mux_cli::ClientTls,
+    /// How fast to retry the remote side after a failure.
+    #[serde(default)]
+    pub reconnect: Reconnect,
     /// The mux connection's protocol configuration (timeouts from the
     /// file's `[timeouts]` table and the flags are applied to it).
     #[serde(skip)]
     pub connection: mux_core::Config,
+}
+
+/// Reconnect backoff of the local side: the first delay and the ceiling,
+/// doubling in between, each delay drawn from its upper half (jitter).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Reconnect {
+    /// Milliseconds before the first retry (default 100).
+    pub initial_ms: u64,
+    /// The longest wait between retries, in milliseconds (default 5000).
+    pub max_ms: u64,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Self {
+            initial_ms: 100,
+            max_ms: 5000,
+        }
+    }
+}
+
+impl Reconnect {
+    /// As the runtime's backoff.
+    pub fn backoff(self) -> mux_runtime::Backoff {
+        mux_runtime::Backoff {
+            initial: std::time::Duration::from_millis(self.initial_ms.max(1)),
+            max: std::time::Duration::from_millis(self.max_ms.max(self.initial_ms).max(1)),
+        }
+    }
 }
 
 /// One local port.

@@ -33,7 +33,7 @@ use mux_server::auth::{AllowAll, Authenticator, CertificateNames};
 use mux_server::authz::Rules;
 
 pub use app::{TUNNEL_ROUTE, UPSTREAM};
-pub use config::{FileConfig, LocalConfig, RemoteConfig, Tunnel};
+pub use config::{FileConfig, LocalConfig, Reconnect, RemoteConfig, Tunnel};
 pub use mux_cli::{ClientTls, ServerTls};
 pub use stats::Stats;
 
@@ -198,6 +198,7 @@ pub fn start_local(config: &LocalConfig, stats_every: Duration) -> io::Result<Si
         conn: None,
         ready: false,
         failures: 0,
+        backoff: config.reconnect.backoff(),
     };
     let tls = config.tls.load().map_err(invalid_tls)?;
     let sidecar = spawn(

@@ -40,6 +40,12 @@ enum Side {
         tunnels: Vec<String>,
         #[command(flatten)]
         tls: mux_cli::ClientTls,
+        /// Milliseconds before the first retry after the remote side fails [default: 100].
+        #[arg(long, value_name = "MS")]
+        reconnect_initial_ms: Option<u64>,
+        /// The longest wait between retries, in milliseconds [default: 5000].
+        #[arg(long, value_name = "MS")]
+        reconnect_max_ms: Option<u64>,
     },
     /// Accepts tunnels and connects each to its upstream.
     Remote {
@@ -89,13 +95,22 @@ fn run(args: Args) -> Result<(), String> {
             remote,
             tunnels,
             tls,
+            reconnect_initial_ms,
+            reconnect_max_ms,
         } => {
             let mut config = file.local.unwrap_or(LocalConfig {
                 remote: SocketAddr::from(([127, 0, 0, 1], 7900)),
                 tunnels: Vec::new(),
                 tls: Default::default(),
+                reconnect: Default::default(),
                 connection: Default::default(),
             });
+            if let Some(ms) = reconnect_initial_ms {
+                config.reconnect.initial_ms = ms;
+            }
+            if let Some(ms) = reconnect_max_ms {
+                config.reconnect.max_ms = ms;
+            }
             sidecar_keepalive(&mut config.connection);
             timeouts.apply(&mut config.connection);
             config.tls = tls.or(config.tls);

@@ -87,6 +87,7 @@ fn main() {
                 },
             ],
             tls: Default::default(),
+            reconnect: Default::default(),
             connection: Default::default(),
         },
         Duration::from_secs(3600),

@@ -66,6 +66,7 @@ fn start_local(
                 })
                 .collect(),
             tls,
+            reconnect: Default::default(),
             connection: Default::default(),
         },
         Duration::from_secs(60),
@@ -357,6 +358,7 @@ fn a_silent_remote_is_noticed_by_keepalive_and_tunnels_are_refused() {
                 upstream: "anything".into(),
             }],
             tls: ClientTls::default(),
+            reconnect: Default::default(),
             connection: mux_core::Config {
                 keepalive_interval: Some(keepalive),
                 keepalive_timeout: keepalive,
