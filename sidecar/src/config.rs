@@ -152,6 +152,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_file_parses() {
+        let config = FileConfig::parse(include_str!("../example.toml")).expect("valid example");
+        assert_eq!(config.local.expect("local").tunnels.len(), 2);
+        assert_eq!(config.remote.expect("remote").upstreams.len(), 2);
+        assert_eq!(config.timeouts.keepalive, Some(5));
+    }
+
+    #[test]
     fn parses_both_sides() {
         let text = r#"
             [local]
