@@ -204,7 +204,7 @@ impl ClientApp {
         let head = CallRequest::new(patterns::AUTH, "")
             .header(
                 bytes::Bytes::from_static(patterns::AUTHORIZATION),
-                format!("Bearer {token}"),
+                patterns::bearer_authorization(token),
             )
             .head(None);
         let opened = head

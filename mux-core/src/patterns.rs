@@ -243,6 +243,42 @@ pub fn matches(pattern: &str, topic: &str) -> bool {
     topic_tokens.next().is_none()
 }
 
+/// The `:authorization` value that carries a bearer token (`spec/patterns.md` §8.1).
+pub fn bearer_authorization(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// The token of an `:authorization` value: `Bearer TOKEN`, or the bare token.
+pub fn bearer_token(value: &str) -> &str {
+    let value = value.trim();
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map_or(value, str::trim)
+}
+
+/// Whether every name `requested` can match is one `allowed` matches, with
+/// mux's wildcards (`*` one segment, `>` one or more trailing segments,
+/// `spec/patterns.md` §3.2) on both sides; a lone `*` allows anything.
+/// Authorization decides subscriptions, publications and routes with it (§8.4).
+pub fn covers(allowed: &str, requested: &str) -> bool {
+    if allowed == "*" {
+        return true;
+    }
+    let mut wanted = requested.split('.');
+    for segment in allowed.split('.') {
+        match (segment, wanted.next()) {
+            (">", Some(_)) => return true,
+            (_, None) => return false,
+            ("*", Some(">")) => return false,
+            ("*", Some(_)) => {}
+            (literal, Some(other)) if literal == other => {}
+            _ => return false,
+        }
+    }
+    wanted.next().is_none()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +289,29 @@ mod tests {
         assert_eq!(check_stream_name(""), Err(StreamNameError));
         assert_eq!(check_stream_name(&"x".repeat(255)), Ok(()));
         assert_eq!(check_stream_name(&"x".repeat(256)), Err(StreamNameError));
+    }
+
+    #[test]
+    fn coverage_follows_the_wildcards() {
+        assert!(covers("chat.>", "chat.lobby"));
+        assert!(covers("chat.>", "chat.*"));
+        assert!(covers("chat.>", "chat.a.>"));
+        assert!(!covers("chat.>", "chat"));
+        assert!(!covers("chat.>", ">"));
+        assert!(covers("chat.*", "chat.lobby"));
+        assert!(covers("chat.*", "chat.*"));
+        assert!(!covers("chat.*", "chat.>"));
+        assert!(!covers("chat.*", "chat.a.b"));
+        assert!(covers("echo", "echo"));
+        assert!(!covers("echo", "echo.x"));
+        assert!(covers("*", "anything.at.all"));
+    }
+
+    #[test]
+    fn bearer_prefixes_are_optional() {
+        assert_eq!(bearer_token("Bearer abc"), "abc");
+        assert_eq!(bearer_token("  abc "), "abc");
+        assert_eq!(bearer_token(&bearer_authorization("t0k")), "t0k");
     }
 
     #[test]

@@ -361,5 +361,7 @@ impl ConnIo {
 /// Whether the first bytes a plaintext endpoint read open a TLS handshake
 /// record (type 0x16, version 3.x): a TLS client on a plaintext port.
 fn looks_like_tls(scratch: &[u8], read: usize) -> bool {
-    read >= 2 && scratch.first() == Some(&0x16) && scratch.get(1) == Some(&0x03)
+    read >= 2
+        && scratch.first() == Some(&crate::tls::TLS_HANDSHAKE_RECORD)
+        && scratch.get(1) == Some(&0x03)
 }

@@ -24,7 +24,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 pub const ALPN: &[u8] = b"mux/1";
 
 /// The first byte of a TLS handshake record: what a TLS client sends first.
-const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+pub(crate) const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -203,15 +203,6 @@ impl Authenticator for FirstOf {
     }
 }
 
-/// The token of an `:authorization` value: `Bearer TOKEN` or the bare token.
-pub(crate) fn bearer(value: &str) -> &str {
-    let value = value.trim();
-    value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map_or(value, str::trim)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,11 +268,5 @@ mod tests {
             token: Some("nope"),
         };
         assert_eq!(either.authenticate(&wrong), Err(AuthError::Invalid));
-    }
-
-    #[test]
-    fn bearer_prefixes_are_optional() {
-        assert_eq!(bearer("Bearer abc"), "abc");
-        assert_eq!(bearer("  abc "), "abc");
     }
 }

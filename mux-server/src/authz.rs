@@ -12,6 +12,7 @@
 //! [[allow]]
 //! who = ["group:ops"]        # identity names, `group:NAME`, or "*" for anyone authenticated
 //! routes = ["*", "admin.>"]  # dotted names, with mux's `*` (one segment) and `>` (the rest)
+//!                            # (coverage: `mux_core::patterns::covers`)
 //! subscribe = ["chat.>"]     # patterns a subscription may use (it must be covered)
 //! publish = ["chat.*"]       # topics
 //! events = ["news"]          # event logs and long polls
@@ -24,6 +25,8 @@ use std::fmt;
 use std::path::Path;
 
 use serde::Deserialize;
+
+use mux_core::patterns::covers;
 
 use crate::auth::Identity;
 
@@ -167,46 +170,9 @@ impl Authorizer for Rules {
     }
 }
 
-/// Whether every name `requested` can match is one `allowed` matches, with
-/// mux's wildcards (`*` one segment, `>` one or more trailing segments,
-/// `spec/patterns.md` §3.2) on both sides; a lone `*` allows anything.
-pub fn covers(allowed: &str, requested: &str) -> bool {
-    if allowed == "*" {
-        return true;
-    }
-    let mut wanted = requested.split('.');
-    for segment in allowed.split('.') {
-        match (segment, wanted.next()) {
-            (">", Some(_)) => return true,
-            (_, None) => return false,
-            ("*", Some(">")) => return false,
-            ("*", Some(_)) => {}
-            (literal, Some(other)) if literal == other => {}
-            _ => return false,
-        }
-    }
-    wanted.next().is_none()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn coverage_follows_the_wildcards() {
-        assert!(covers("chat.>", "chat.lobby"));
-        assert!(covers("chat.>", "chat.*"));
-        assert!(covers("chat.>", "chat.a.>"));
-        assert!(!covers("chat.>", "chat"));
-        assert!(!covers("chat.>", ">"));
-        assert!(covers("chat.*", "chat.lobby"));
-        assert!(covers("chat.*", "chat.*"));
-        assert!(!covers("chat.*", "chat.>"));
-        assert!(!covers("chat.*", "chat.a.b"));
-        assert!(covers("echo", "echo"));
-        assert!(!covers("echo", "echo.x"));
-        assert!(covers("*", "anything.at.all"));
-    }
 
     #[test]
     fn rules_allow_what_an_entry_names_for_whom_it_names() {

@@ -13,7 +13,7 @@ use mux_core::patterns;
 use mux_core::rpc::{RequestHead, Status};
 use mux_runtime::{ConnKey, Ctx};
 
-use crate::auth::{bearer, AuthError, Authenticator, Credentials, Identity, LoopbackOnly};
+use crate::auth::{AuthError, Authenticator, Credentials, Identity, LoopbackOnly};
 use crate::authz::{Action, AllowEverything, Authorizer};
 use crate::hub::Hub;
 use crate::request::Response;
@@ -121,7 +121,7 @@ impl Gate {
                 .metadata
                 .get(patterns::AUTHORIZATION)
                 .and_then(|v| std::str::from_utf8(v).ok())
-                .map(bearer);
+                .map(patterns::bearer_token);
             let names = ctx.peer_certificate_names(key);
             let credentials = Credentials {
                 peer,
