@@ -50,6 +50,12 @@ impl SendWindow {
 /// longer than that gap averages the burst back to the path's rate.
 const SCHEDULING_ALLOWANCE: Duration = Duration::from_millis(1);
 
+/// Credit is returned once the unannounced part reaches this fraction of the
+/// target (spec §9.4.2): a quarter keeps seven eighths of the window in use on
+/// average (half would keep three quarters), at one 13-byte WINDOW_UPDATE per
+/// quarter window.
+const CREDIT_CADENCE: u32 = 4;
+
 /// The peer sent more DATA than the window allowed (spec §9.4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct WindowExceeded;
@@ -74,6 +80,16 @@ pub(crate) struct RecvWindow {
     span_start: Instant,
     /// Bytes consumed since `span_start`.
     span_consumed: u64,
+    /// The target in force before `span_start`: credit granted when the span
+    /// started takes a round trip to bring data, so the span's first round
+    /// trip runs under this one.
+    span_previous_target: u32,
+    /// The span's last part, from its first consumption a round trip or
+    /// more after `span_start`: the rate under the current window, since
+    /// credit granted at the span's start takes a round trip to bring data.
+    recent_start: Option<Instant>,
+    /// Bytes consumed since `recent_start`.
+    recent_consumed: u64,
 }
 
 impl RecvWindow {
@@ -90,6 +106,9 @@ impl RecvWindow {
             unannounced: target - granted.min(target),
             span_start: now,
             span_consumed: 0,
+            span_previous_target: target,
+            recent_start: None,
+            recent_consumed: 0,
         }
     }
 
@@ -119,8 +138,8 @@ impl RecvWindow {
     }
 
     /// Accounts for `len` bytes consumed (or discarded); returns the
-    /// WINDOW_UPDATE increment to send now, if the batching threshold was
-    /// reached (spec §9.4.2), after auto-tuning the target (spec §9.6.2).
+    /// WINDOW_UPDATE increment to send now, if a quarter of the target is
+    /// unannounced (spec §9.4.2), after auto-tuning the target (spec §9.6.2).
     /// The target grows by at most `headroom` (spec §9.6.8).
     pub(crate) fn consume(
         &mut self,
@@ -131,11 +150,19 @@ impl RecvWindow {
     ) -> Option<u32> {
         self.unannounced = self.unannounced.saturating_add(len);
         self.span_consumed += u64::from(len);
-        if self.unannounced < (self.target / 2).max(1) {
-            return None;
+        if self.recent_start.is_some() {
+            self.recent_consumed += u64::from(len);
+        } else if rtt.is_some_and(|rtt| now >= self.span_start + rtt) {
+            self.recent_start = Some(now);
         }
+        // Judged on every consumption, not only at updates: waiting for the
+        // next quarter window would delay each growth by up to a quarter
+        // round trip. A grown target is credit to announce at once.
         if let Some(rtt) = rtt {
             self.tune(now, rtt, headroom);
+        }
+        if self.unannounced < (self.target / CREDIT_CADENCE).max(1) {
+            return None;
         }
         let increment = core::mem::take(&mut self.unannounced);
         self.granted = self.granted.saturating_add(increment).min(MAX_WINDOW);
@@ -143,11 +170,14 @@ impl RecvWindow {
     }
 
     /// Spec §9.6.2: once a span of at least two round trips plus the
-    /// scheduling allowance has passed, doubles the target if the consumer
+    /// scheduling allowance has passed, grows the target if the consumer
     /// took at least a whole target per two round trips over it (the
     /// window, not the consumer or the path, was the limit), then starts a
-    /// new span. The rate is taken over the
-    /// whole span, not since the last update: a reader that drains a
+    /// new span. The target grows to four times the bytes delivered per
+    /// round trip over the span, and at least doubles: a window-limited
+    /// stream that delivers a whole target per round trip grows fourfold
+    /// every two round trips, as fast as TCP's slow start. The rate is taken
+    /// over the whole span, not since the last update: a reader that drains a
     /// backlog consumes megabytes in microseconds, and that burst says the
     /// reader, not the window, was behind (spec §9.6.7).
     fn tune(&mut self, now: Instant, rtt: Duration, headroom: u32) {
@@ -156,21 +186,41 @@ impl RecvWindow {
         if span.is_zero() || span < two_trips.saturating_add(SCHEDULING_ALLOWANCE) {
             return;
         }
-        // consumed / span >= target / (2 × rtt): the target is at most
-        // twice the bandwidth-delay product. Without division.
-        let fast = u128::from(self.span_consumed) * two_trips.as_nanos()
-            >= u128::from(self.target) * span.as_nanos();
+        // consumed / span >= window / (2 × rtt), where the window is the
+        // previous target for the span's first round trip and the current
+        // one after: the target is at most twice the bandwidth-delay
+        // product. Without division.
+        let window_x_span = u128::from(self.span_previous_target) * rtt.as_nanos()
+            + u128::from(self.target) * span.saturating_sub(rtt).as_nanos();
+        let fast = u128::from(self.span_consumed) * two_trips.as_nanos() >= window_x_span;
+        let previous = self.target;
         if fast && self.target < self.max {
             let grown = self
-                .target
-                .saturating_mul(2)
+                .four_round_trips_of_delivery(now, rtt, span)
                 .min(self.max)
-                .min(self.target.saturating_add(headroom));
+                .min(self.target.saturating_add(headroom))
+                .max(self.target);
             self.unannounced += grown - self.target;
             self.target = grown;
         }
         self.span_start = now;
         self.span_consumed = 0;
+        self.span_previous_target = previous;
+        self.recent_start = None;
+        self.recent_consumed = 0;
+    }
+
+    /// Four times the bytes delivered per round trip, at the rate of the
+    /// span's last part if it lasted a round trip, else of the whole span.
+    fn four_round_trips_of_delivery(&self, now: Instant, rtt: Duration, span: Duration) -> u32 {
+        let (consumed, over) = match self.recent_start {
+            Some(start) if now.saturating_duration_since(start) >= rtt => {
+                (self.recent_consumed, now.saturating_duration_since(start))
+            }
+            _ => (self.span_consumed, span),
+        };
+        let bytes = 4 * u128::from(consumed) * rtt.as_nanos() / over.as_nanos().max(1);
+        u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 
     /// Raises the target floor, used to keep the connection window at least
@@ -209,48 +259,66 @@ mod tests {
     }
 
     #[test]
-    fn credit_is_batched_until_half_the_target() {
+    fn credit_is_batched_until_a_quarter_of_the_target() {
         let now = Instant::now();
         let mut window = RecvWindow::new(100, 100, 100, now);
         window.receive(100).expect("within window");
-        assert_eq!(window.consume(49, now, None, u32::MAX), None);
-        assert_eq!(window.consume(1, now, None, u32::MAX), Some(50));
-        assert_eq!(window.granted(), 50);
+        assert_eq!(window.consume(24, now, None, u32::MAX), None);
+        assert_eq!(window.consume(1, now, None, u32::MAX), Some(25));
+        assert_eq!(window.granted(), 25);
     }
 
     #[test]
-    fn fast_consumer_doubles_target_up_to_max() {
+    fn a_window_limited_stream_grows_to_four_round_trips_of_delivery() {
         let start = Instant::now();
-        let at = |ms| start + Duration::from_millis(ms);
         let rtt = Some(Duration::from_millis(50));
-        let mut window = RecvWindow::new(100, 100, 300, start);
-        // A window-limited sender: a whole window per round trip.
-        window.receive(100).expect("within window");
-        assert_eq!(
-            window.consume(100, at(50), rtt, u32::MAX),
-            Some(100),
-            "span too short to judge"
-        );
-        assert_eq!(window.target(), 100);
-        window.receive(100).expect("within window");
-        // Two round trips and the scheduling allowance later: twice the
-        // target went by, so the window was the limit.
-        let increment = window.consume(100, at(101), rtt, u32::MAX);
-        assert_eq!((increment, window.target()), (Some(200), 200));
-        window.receive(200).expect("within window");
-        let increment = window.consume(50, at(120), rtt, u32::MAX);
-        assert_eq!(
-            (increment, window.target()),
-            (None, 200),
-            "below threshold of 100, no update yet"
-        );
-        assert_eq!(window.consume(150, at(151), rtt, u32::MAX), Some(200));
-        window.receive(200).expect("within window");
-        let increment = window.consume(200, at(202), rtt, u32::MAX);
-        assert_eq!(
-            (increment, window.target()),
-            (Some(300), 300),
-            "capped at max"
+        let mut window = RecvWindow::new(1000, 1000, 100_000, start);
+        // A window-limited sender: a whole window per round trip, consumed
+        // in 200-byte pieces every 10 ms.
+        let mut consume = |ms: u64| {
+            window.receive(200).expect("within window");
+            let increment = window.consume(200, start + Duration::from_millis(ms), rtt, u32::MAX);
+            (increment, window.target())
+        };
+        for ms in (10..=100).step_by(10) {
+            assert_eq!(consume(ms).1, 1000, "span too short to judge at {ms} ms");
+        }
+        // Two round trips and the scheduling allowance later: a target per
+        // round trip went by, so the window was the limit; the target
+        // becomes four round trips of delivery at the rate of the span's
+        // last round trip, and the growth is announced at once.
+        assert_eq!(consume(110), (Some(200 + 3000), 4000));
+    }
+
+    #[test]
+    fn growth_stops_at_the_maximum_and_the_headroom() {
+        let start = Instant::now();
+        let rtt = Some(Duration::from_millis(10));
+        let at = |ms| start + Duration::from_millis(ms);
+        for (max, headroom, expected) in [(3000, u32::MAX, 3000), (100_000, 500, 1500)] {
+            let mut window = RecvWindow::new(1000, 1000, max, start);
+            window.receive(1000).expect("within window");
+            window.consume(1000, at(10), rtt, headroom);
+            window.receive(1000).expect("within window");
+            window.consume(1000, at(21), rtt, headroom);
+            assert_eq!(window.target(), expected, "max {max}, headroom {headroom}");
+        }
+    }
+
+    #[test]
+    fn a_path_limited_stream_settles_within_four_times_the_bdp() {
+        // 100 bytes per ms over a 10 ms RTT: BDP 1,000 bytes.
+        let start = Instant::now();
+        let rtt = Some(Duration::from_millis(10));
+        let mut window = RecvWindow::new(1000, 1000, 1_000_000, start);
+        for ms in 1..=1000u64 {
+            window.receive(100).expect("within window");
+            window.consume(100, start + Duration::from_millis(ms), rtt, u32::MAX);
+        }
+        assert!(
+            (2000..=4000).contains(&window.target()),
+            "target {}",
+            window.target()
         );
     }
 

@@ -246,7 +246,7 @@ fn small_message_overtakes_a_bulk_transfer() {
 
 #[test]
 fn consumed_credit_comes_back_as_window_updates() {
-    // §9.4.2: batching at half the target.
+    // §9.4.2: batching at a quarter of the target.
     let mut pair = Pair::connected();
     let id = pair.client.conn.open(route("up"), false).expect("open");
     pair.client
@@ -313,4 +313,113 @@ fn a_stream_nobody_reads_does_not_hold_back_the_others() {
         window,
         "the slow stream's data waits"
     );
+}
+
+/// What one bulk stream achieved over a simulated long fat link.
+#[derive(Debug)]
+struct LongLinkRun {
+    /// Bytes per second over the last second of the run.
+    steady_rate: f64,
+    /// When the bytes delivered in one round trip first reached 90% of the
+    /// link's bandwidth-delay product.
+    ramp: Option<Duration>,
+    /// The receiver's largest stream window target.
+    largest_target: u32,
+}
+
+/// Sends one bulk stream for `seconds` of simulated time over a link of
+/// `rate` bytes/s and round-trip time `rtt`, with the default configuration.
+fn run_long_link(rate: u64, rtt: Duration, seconds: u32) -> LongLinkRun {
+    let mut pair = Pair::new();
+    pair.to_server.split = false;
+    pair.to_client.split = false;
+    pair.set_link(rtt / 2, Some(rate));
+    pair.drive();
+    let id = pair.client.conn.open(route("bulk"), false).expect("open");
+    let chunk = Bytes::from(vec![0u8; 1 << 20]);
+    let started = pair.now;
+    // The application refills its queue (the 1 MiB stream send buffer) every
+    // millisecond: 1 GB/s, far above the link.
+    let sample = Duration::from_millis(1);
+    let samples_per_second = 1000;
+    let per_rtt = (rtt.as_millis() / sample.as_millis()) as usize;
+    // Cumulative bytes delivered at the end of each sample.
+    let mut delivered: Vec<u64> = vec![0];
+    let mut ramp = None;
+    let mut largest_target = 0;
+    for n in 1..=seconds * samples_per_second {
+        // The application always has data queued.
+        while pair
+            .client
+            .conn
+            .send(id, chunk.clone(), false, false)
+            .unwrap_or(0)
+            > 0
+        {}
+        pair.run_until(started + sample * n);
+        // Count the bytes and drop them, so that the test's memory stays flat.
+        let buf = pair.server.received.entry(id).or_default();
+        let total = delivered.last().copied().unwrap_or(0) + buf.len() as u64;
+        buf.clear();
+        delivered.push(total);
+        if let Some((_, target)) = pair.server.conn.stream_windows(id) {
+            largest_target = largest_target.max(target);
+        }
+        let i = delivered.len() - 1;
+        if ramp.is_none() && i >= per_rtt {
+            let in_one_rtt = (delivered[i] - delivered[i - per_rtt]) as f64;
+            if in_one_rtt >= 0.9 * rate as f64 * rtt.as_secs_f64() {
+                ramp = Some(sample * n as u32);
+            }
+        }
+    }
+    assert!(pair.client.error.is_none() && pair.server.error.is_none());
+    let last = delivered.len() - 1;
+    let steady = (delivered[last] - delivered[last - samples_per_second as usize]) as f64;
+    LongLinkRun {
+        steady_rate: steady,
+        ramp,
+        largest_target,
+    }
+}
+
+/// When an idealised TCP sender, in slow start from its first data on an
+/// open connection, reaches the same mark as [`LongLinkRun::ramp`]: its
+/// congestion window starts at 10 segments of 1,448 bytes and doubles every
+/// round trip, so the round trip after the one in which the window reaches
+/// 90% of the bandwidth-delay product ends with that much delivered in it.
+/// (Real TCP is slower: HyStart leaves slow start early.)
+fn slow_start_time(rate: u64, rtt: Duration) -> Duration {
+    let bdp = rate as f64 * rtt.as_secs_f64();
+    let doublings = (0.9 * bdp / (10.0 * 1448.0)).log2().ceil();
+    rtt.mul_f64(doublings + 1.0)
+}
+
+#[test]
+fn one_stream_fills_a_long_fat_link() {
+    // §9.4.2, §9.6: 1 Gbit/s at 100 ms RTT (BDP 12.5 MB), default
+    // configuration: one stream reaches 90% of the link in steady state, and
+    // gets there no later than TCP's slow start would.
+    for rtt_ms in [20u64, 50, 100, 200] {
+        let rate = 125_000_000;
+        let rtt = Duration::from_millis(rtt_ms);
+        let run = run_long_link(rate, rtt, 4);
+        assert!(
+            run.steady_rate >= 0.9 * rate as f64,
+            "{rtt_ms} ms: {:.0} B/s of a {rate} B/s link ({run:?})",
+            run.steady_rate
+        );
+        let ramp = run.ramp.expect("reached 90% of the link");
+        assert!(
+            ramp <= slow_start_time(rate, rtt),
+            "{rtt_ms} ms: ramp {ramp:?} slower than slow start {:?}",
+            slow_start_time(rate, rtt)
+        );
+        let bdp = rate as f64 * rtt.as_secs_f64();
+        assert!(
+            f64::from(run.largest_target) <= 4.0 * bdp,
+            "{rtt_ms} ms: window {} above 4 x BDP",
+            run.largest_target
+        );
+    }
 }

@@ -359,6 +359,26 @@ impl Pair {
         panic!("pair did not settle within {max_steps} steps: livelock");
     }
 
+    /// Runs the pair until `until`, moving the clock from one arrival or
+    /// timer to the next (never past `until`), so that a test can sample
+    /// progress at points of simulated time while bytes keep flowing.
+    pub(crate) fn run_until(&mut self, until: Instant) {
+        loop {
+            if self.step() {
+                continue;
+            }
+            match self.next_wakeup() {
+                Some(next) if next <= until => {
+                    self.now = self.now.max(next);
+                    self.fire_timers();
+                }
+                _ => break,
+            }
+        }
+        self.now = self.now.max(until);
+        self.fire_timers();
+    }
+
     pub(crate) fn drive(&mut self) {
         self.drive_bounded(100_000);
     }
