@@ -369,7 +369,7 @@ fn run_long_link(rate: u64, rtt: Duration, seconds: u32) -> LongLinkRun {
         if ramp.is_none() && i >= per_rtt {
             let in_one_rtt = (delivered[i] - delivered[i - per_rtt]) as f64;
             if in_one_rtt >= 0.9 * rate as f64 * rtt.as_secs_f64() {
-                ramp = Some(sample * n as u32);
+                ramp = Some(sample * n);
             }
         }
     }
