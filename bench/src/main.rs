@@ -42,8 +42,8 @@ struct Args {
     /// Tiny sizes and one round: proves the program works, measures nothing.
     #[arg(long)]
     quick: bool,
-    /// Run only these workloads (bulk, rpc, busy, paced, mixed, tls,
-    /// fanout, setup, memory); all by default.
+    /// Run only these workloads (bulk, longlink, rpc, busy, paced, mixed,
+    /// tls, fanout, setup, memory); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// How many times each system runs each workload (interleaved).
@@ -128,6 +128,9 @@ struct Sizes {
     setups: usize,
     idle_connections: usize,
     idle_streams_per_connection: usize,
+    /// Round-trip times (ms) of the long-link workload, with the bytes each
+    /// downloads: enough that the second half is past the ramp-up.
+    long_links: Vec<(u64, usize)>,
 }
 
 impl Sizes {
@@ -147,6 +150,7 @@ impl Sizes {
                 setups: 20,
                 idle_connections: 100,
                 idle_streams_per_connection: 10,
+                long_links: vec![(50, 16 << 20)],
             }
         } else {
             Self {
@@ -163,6 +167,12 @@ impl Sizes {
                 setups: 1_000,
                 idle_connections: 10_000,
                 idle_streams_per_connection: 10,
+                long_links: vec![
+                    (20, 256 << 20),
+                    (50, 256 << 20),
+                    (100, 384 << 20),
+                    (200, 512 << 20),
+                ],
             }
         }
     }
@@ -385,6 +395,9 @@ fn main() -> ExitCode {
             ],
         ));
     }
+    if wants("longlink") {
+        long_links(&mut report, &sizes, rounds, (&mux, &raw), spin);
+    }
     if wants("rpc") {
         for outstanding in [1, 64] {
             let calls = if outstanding == 1 {
@@ -523,6 +536,45 @@ fn main() -> ExitCode {
     }
     eprintln!("wrote {}/bench.md and bench.svg", args.out.display());
     ExitCode::SUCCESS
+}
+
+/// One download over a simulated long link (the test kit's delaying proxy
+/// at 1 Gbit/s, on loopback) at several round-trip times, mux beside plain
+/// TCP through the same link, each on a fresh connection per run and timed
+/// over the second half of its bytes: the steady rate after the ramp-up.
+fn long_links(
+    report: &mut Report,
+    sizes: &Sizes,
+    rounds: usize,
+    (mux, raw): (&Peer, &Peer),
+    spin: SpinPolicy,
+) {
+    const GIGABIT: u64 = 125_000_000;
+    for &(rtt_ms, total) in &sizes.long_links {
+        let link = |target| {
+            mux_testkit::SlowLink::new(std::time::Duration::from_millis(rtt_ms), GIGABIT)
+                .proxy_to(target)
+                .expect("long-link proxy")
+        };
+        let (mux_link, raw_link) = (link(mux.addr), link(raw.addr));
+        report.workloads.push(compare(
+            format!(
+                "Download over a {rtt_ms} ms, 1 Gbit/s link, {} MiB, second half",
+                total >> 20
+            ),
+            "GB/s",
+            "GB",
+            rounds,
+            vec![
+                ours("mux, one stream", mux.pid(), || {
+                    ours::download_steady(mux_link.addr(), total, spin)
+                }),
+                system("plain TCP", raw.pid(), || {
+                    raw::download_steady(raw_link.addr(), total)
+                }),
+            ],
+        ));
+    }
 }
 
 /// Fan-out at peak, then at half the slowest system's peak rate.

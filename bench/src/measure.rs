@@ -64,6 +64,43 @@ impl Outcome {
     }
 }
 
+/// A download's receiving side, timing its second half: on a long link the
+/// first half includes the ramp-up, and the second is the steady rate.
+#[derive(Debug)]
+pub(crate) struct SteadyHalf {
+    total: usize,
+    got: usize,
+    half_at: Option<(Instant, usize)>,
+}
+
+impl SteadyHalf {
+    pub(crate) fn new(total: usize) -> Self {
+        Self {
+            total,
+            got: 0,
+            half_at: None,
+        }
+    }
+
+    /// Counts `n` bytes received.
+    pub(crate) fn received(&mut self, n: usize) {
+        self.got += n;
+        if self.half_at.is_none() && self.got >= self.total / 2 {
+            self.half_at = Some((Instant::now(), self.got));
+        }
+    }
+
+    pub(crate) fn got(&self) -> usize {
+        self.got
+    }
+
+    /// The rate of the bytes received after the first half.
+    pub(crate) fn outcome(&self) -> Outcome {
+        let (since, at) = self.half_at.unwrap_or((Instant::now(), self.got));
+        Outcome::bytes(self.got.saturating_sub(at), since.elapsed())
+    }
+}
+
 /// One run: its figure, CPU-seconds per unit on the client side (this
 /// process) and the server side (the server's process), and latency.
 #[derive(Debug, Clone, Copy, Default)]

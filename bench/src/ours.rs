@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mux_client::{CallRequest, Client, SpinPolicy};
 
-use crate::measure::Outcome;
+use crate::measure::{Outcome, SteadyHalf};
 use crate::raw::MESSAGE;
 
 pub(crate) fn client(addr: SocketAddr, spin: SpinPolicy) -> Client {
@@ -71,6 +71,20 @@ pub(crate) fn download(client: &Client, total: usize) -> Outcome {
     }
     assert_eq!(got, total, "mux source bytes");
     Outcome::bytes(total, start.elapsed())
+}
+
+/// A fresh connection to `addr` (through a long link), one download of
+/// `total` bytes from the `source` route, timed over its second half.
+pub(crate) fn download_steady(addr: SocketAddr, total: usize, spin: SpinPolicy) -> Outcome {
+    let client = client(addr, spin);
+    let mut stream = client.open_stream(CallRequest::new("source", total.to_string()));
+    stream.head().expect("mux source head");
+    let mut steady = SteadyHalf::new(total);
+    while let Some(message) = stream.next_message() {
+        steady.received(message.expect("mux source message").len());
+    }
+    assert_eq!(steady.got(), total, "mux source bytes");
+    steady.outcome()
 }
 
 /// `streams` concurrent uploads on one connection, a thread each.

@@ -13,7 +13,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::measure::Outcome;
+use crate::measure::{Outcome, SteadyHalf};
 
 /// The spin of `P` mode and of the spinning client: mux's loop default.
 const SPIN: Duration = Duration::from_micros(200);
@@ -164,6 +164,26 @@ pub(crate) fn bulk(addr: SocketAddr, total: usize, write_size: usize) -> Outcome
 /// `write_size`; read in 64 KiB reads.
 pub(crate) fn download(addr: SocketAddr, total: usize, write_size: usize) -> Outcome {
     let start = Instant::now();
+    let got = receive(addr, total, write_size, |_| {});
+    Outcome::bytes(got, start.elapsed())
+}
+
+/// A download on a fresh connection to `addr` (through a long link), timed
+/// over its second half.
+pub(crate) fn download_steady(addr: SocketAddr, total: usize) -> Outcome {
+    let mut steady = SteadyHalf::new(total);
+    receive(addr, total, 1 << 20, |n| steady.received(n));
+    steady.outcome()
+}
+
+/// Asks the server for `total` bytes in writes of `write_size` and reads
+/// them all, telling `on_read` each read's size; checks the count.
+fn receive(
+    addr: SocketAddr,
+    total: usize,
+    write_size: usize,
+    mut on_read: impl FnMut(usize),
+) -> usize {
     let mut stream = connect(addr, b'D');
     stream
         .write_all(format!("{total} {write_size}\n").as_bytes())
@@ -173,11 +193,14 @@ pub(crate) fn download(addr: SocketAddr, total: usize, write_size: usize) -> Out
     loop {
         match stream.read(&mut buf).expect("raw read") {
             0 => break,
-            n => got += n,
+            n => {
+                got += n;
+                on_read(n);
+            }
         }
     }
     assert_eq!(got, total, "raw source bytes");
-    Outcome::bytes(total, start.elapsed())
+    got
 }
 
 /// How a request/response client waits and writes.

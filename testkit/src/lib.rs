@@ -2,8 +2,8 @@
 //! once: servers on loopback port 0, bounded waits that fail with a clear
 //! message, deterministic data and its hash, a minimal executor, a raw mux
 //! peer ([`RawPeer`]), a raw-frame attacker ([`Attacker`]), plain-TCP
-//! upstreams ([`upstream`]), launchers of external programs
-//! ([`programs`]) and test certificates ([`pki`]).
+//! upstreams ([`upstream`]), a delaying, rate-limiting proxy ([`SlowLink`]),
+//! launchers of external programs ([`programs`]) and test certificates ([`pki`]).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -12,6 +12,7 @@ mod attacker;
 pub mod pki;
 pub mod programs;
 mod raw_peer;
+mod slow_link;
 pub mod upstream;
 
 use std::future::Future;
@@ -27,6 +28,7 @@ use mux_server::{Response, Server, ServerBuilder};
 
 pub use self::attacker::Attacker;
 pub use self::raw_peer::RawPeer;
+pub use self::slow_link::{SlowLink, SlowLinkProxy};
 
 /// Loopback, port 0: the kernel picks a free port.
 pub fn any_local_address() -> SocketAddr {

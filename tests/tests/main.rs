@@ -4,6 +4,7 @@
 mod attacks;
 mod auth;
 mod limits;
+mod long_link;
 mod memory;
 mod patterns;
 mod rpc;

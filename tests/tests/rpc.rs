@@ -109,24 +109,50 @@ fn the_sink_and_source_routes_move_a_gibibyte_each_way() {
         .start()
         .expect("server starts");
     let client = Client::connect(server.local_addr()).expect("connect");
+    let transfer = sink_then_source(&client, GIB);
+    assert_eq!(
+        transfer.messages,
+        GIB / mux_server::demo::SOURCE_MESSAGE as u64,
+        "the source's message boundaries"
+    );
+
+    let refused = client.call("source", "lots").expect("a reply");
+    assert_eq!(refused.status, Status::BAD_REQUEST);
+}
+
+/// What [`sink_then_source`] saw.
+pub(crate) struct Transfer {
+    pub(crate) up: Duration,
+    pub(crate) down: Duration,
+    /// Messages the download came in.
+    pub(crate) messages: u64,
+}
+
+/// Uploads `size` bytes to the demo's `sink` and downloads as many from its
+/// `source`, checking both counts.
+pub(crate) fn sink_then_source(client: &Client, size: u64) -> Transfer {
+    let started = std::time::Instant::now();
     let piece = bytes::Bytes::from(vec![0x5au8; 256 * 1024]);
     let mut upload = client.open_upload(CallRequest::new("sink", ""));
-    for _ in 0..GIB / piece.len() as u64 {
+    for _ in 0..size / piece.len() as u64 {
         upload.write(piece.clone()).expect("write");
     }
     let reply = upload.finish().expect("finish").wait().expect("sink reply");
-    assert_eq!(reply.body, GIB.to_string(), "the sink's count");
+    assert_eq!(reply.body, size.to_string(), "the sink's count");
+    let up = started.elapsed();
 
-    let mut download = client.open_stream(CallRequest::new("source", GIB.to_string()));
+    let started = std::time::Instant::now();
+    let mut download = client.open_stream(CallRequest::new("source", size.to_string()));
     download.head().expect("the source's head");
     let (mut bytes, mut messages) = (0u64, 0u64);
     while let Some(message) = download.next_message() {
         bytes += message.expect("a message").len() as u64;
         messages += 1;
     }
-    assert_eq!(bytes, GIB, "bytes the source sent");
-    assert_eq!(messages, GIB / mux_server::demo::SOURCE_MESSAGE as u64);
-
-    let refused = client.call("source", "lots").expect("a reply");
-    assert_eq!(refused.status, Status::BAD_REQUEST);
+    assert_eq!(bytes, size, "bytes the source sent");
+    Transfer {
+        up,
+        down: started.elapsed(),
+        messages,
+    }
 }
