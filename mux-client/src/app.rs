@@ -206,7 +206,7 @@ impl ClientApp {
                 bytes::Bytes::from_static(patterns::AUTHORIZATION),
                 patterns::bearer_authorization(token),
             )
-            .head(None);
+            .head(None, false);
         let opened = head
             .ok()
             .and_then(|head| head.encode().ok())

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mux_core::frame::{MetadataBuilder, MetadataError};
-use mux_core::rpc::RequestHead;
+use mux_core::rpc::{BodyCheck, RequestHead};
 use mux_runtime::{LoopHandle, Piece};
 
 use crate::command::Command;
@@ -34,17 +34,31 @@ pub struct CallRequest {
     pub(crate) invalid: Option<MetadataError>,
     pub(crate) body: Bytes,
     pub(crate) timeout: Option<Duration>,
+    /// The upload's declared length (a whole body declares its own).
+    pub(crate) length: Option<u64>,
 }
 
 impl CallRequest {
-    /// The request head, or why an entry could not be encoded.
-    pub(crate) fn head(&self, deadline: Option<Duration>) -> Result<RequestHead, MetadataError> {
+    /// The request head, or why an entry could not be encoded. A whole
+    /// body declares its length; an upload, what the caller declared
+    /// (`spec/patterns.md` §1.8).
+    pub(crate) fn head(
+        &self,
+        deadline: Option<Duration>,
+        upload: bool,
+    ) -> Result<RequestHead, MetadataError> {
         if let Some(err) = self.invalid {
             return Err(err);
         }
+        let length = if upload {
+            self.length
+        } else {
+            Some(self.body.len() as u64)
+        };
         Ok(RequestHead {
             route: self.route.clone(),
             deadline,
+            length,
             metadata: self.metadata.clone().finish(),
         })
     }
@@ -57,6 +71,7 @@ impl CallRequest {
             invalid: None,
             body: body.into(),
             timeout: None,
+            length: None,
         }
     }
 
@@ -66,6 +81,17 @@ impl CallRequest {
         if let Err(err) = self.metadata.push(&name, &value) {
             self.invalid.get_or_insert(err);
         }
+        self
+    }
+
+    /// Declares an upload's whole length in bytes (the body given here
+    /// included), for [`Client::open_upload`](crate::Client::open_upload):
+    /// the server then refuses a body that arrives shorter or longer (400),
+    /// so bytes lost on the way cannot pass as a shorter upload
+    /// (`spec/patterns.md` §1.8), and [`Upload`] refuses to write more or
+    /// finish with fewer. A whole-body call declares its length by itself.
+    pub fn length(mut self, bytes: u64) -> Self {
+        self.length = Some(bytes);
         self
     }
 
@@ -131,6 +157,12 @@ impl Call {
         self.send_cancel();
     }
 
+    /// Cancels the call and makes `error` its outcome.
+    pub(crate) fn fail_now(&mut self, error: CallError) {
+        self.send_cancel();
+        self.failed = Some(error);
+    }
+
     fn send_cancel(&mut self) {
         if let (Some(completion), Some(id)) = (self.completion.take(), self.id) {
             if !completion.is_ready() {
@@ -175,6 +207,8 @@ pub struct Upload {
     pub(crate) id: u64,
     pub(crate) credit: Arc<Credit>,
     pub(crate) handle: LoopHandle<Command>,
+    /// What was written against the declared length.
+    pub(crate) check: BodyCheck,
 }
 
 impl Upload {
@@ -185,9 +219,15 @@ impl Upload {
         end_stream: bool,
         wait: bool,
     ) -> Result<bool, CallError> {
+        let mut check = self.check;
+        check.add(bytes.len())?;
+        if end_stream {
+            check.finish()?;
+        }
         if !self.credit.acquire(bytes.len(), UPLOAD_CREDIT, wait)? {
             return Ok(false);
         }
+        self.check = check;
         let piece = Piece {
             bytes,
             end_message,
@@ -222,7 +262,17 @@ impl Upload {
     /// failed because the call already ended (the server answered early, or
     /// the connection was lost), the call still comes back: its outcome says
     /// why.
+    ///
+    /// An upload that declared its length and wrote fewer bytes fails with
+    /// [`CallError::BodyLength`] and is cancelled: a short body is never sent
+    /// as whole.
     pub fn finish(mut self) -> Result<Call, CallError> {
+        if let Err(mismatch) = self.check.finish() {
+            if let Some(call) = self.call.take() {
+                call.cancel();
+            }
+            return Err(mismatch.into());
+        }
         // A failed end means the call ended or the loop is gone; either way
         // the call's own outcome tells the caller what happened.
         let _ = self.push(Bytes::new(), false, true, true);

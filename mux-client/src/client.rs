@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mux_core::rpc::RequestHead;
+use mux_core::rpc::{BodyCheck, RequestHead};
 use mux_runtime::{EventLoop, LoopConfig, LoopHandle, TlsClient};
 
 use crate::app::ClientApp;
@@ -222,7 +222,7 @@ impl Opener {
     fn submit_with(&self, request: CallRequest, sink: Sink, upload: Option<Arc<Credit>>) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let timeout = request.timeout.or(self.default_timeout);
-        let (head, invalid) = match request.head(timeout) {
+        let (head, invalid) = match request.head(timeout, upload.is_some()) {
             Ok(head) => (head, None),
             Err(err) => (RequestHead::new(request.route.clone()), Some(err)),
         };
@@ -311,21 +311,28 @@ impl Client {
     pub fn open_upload(&self, request: CallRequest) -> Upload {
         let (completer, completion) = completion();
         let credit = Arc::new(Credit::default());
+        let mut check = BodyCheck::new(request.length);
+        let declared_too_short = check.add(request.body.len()).err();
         let id = self.opener.submit_with(
             request,
             Sink::Completion(completer),
             Some(Arc::clone(&credit)),
         );
+        let mut call = Call {
+            completion: Some(completion),
+            id: Some(id),
+            handle: self.opener.handle.clone(),
+            failed: None,
+        };
+        if let Some(mismatch) = declared_too_short {
+            call.fail_now(mismatch.into());
+        }
         Upload {
-            call: Some(Call {
-                completion: Some(completion),
-                id: Some(id),
-                handle: self.opener.handle.clone(),
-                failed: None,
-            }),
+            call: Some(call),
             id,
             credit,
             handle: self.opener.handle.clone(),
+            check,
         }
     }
 

@@ -53,6 +53,12 @@ pub enum CallError {
     /// gives the call and its reply).
     #[error("the server answered before the upload ended")]
     AnsweredEarly,
+    /// A body did not match its declared length (`spec/patterns.md` §1.8):
+    /// the response's, when bytes were lost on the way (never returned as a
+    /// success), or the upload's, when the caller wrote more or fewer bytes
+    /// than it declared with [`CallRequest::length`](crate::CallRequest::length).
+    #[error("{0}")]
+    BodyLength(#[from] mux_core::rpc::LengthMismatch),
 }
 
 impl From<CallError> for io::Error {
@@ -66,6 +72,7 @@ impl From<CallError> for io::Error {
             }
             CallError::Busy => io::ErrorKind::WouldBlock,
             CallError::TooLarge(_) | CallError::Malformed(_) => io::ErrorKind::InvalidData,
+            CallError::BodyLength(_) => io::ErrorKind::UnexpectedEof,
             CallError::Rejected { .. } => io::ErrorKind::Other,
         };
         Self::new(kind, err)

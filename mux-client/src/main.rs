@@ -178,16 +178,27 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             file,
             output,
         } => {
-            let mut input: Box<dyn Read> = if file.as_os_str() == "-" {
-                Box::new(std::io::stdin().lock())
+            // A regular file's length is declared, so that bytes lost on
+            // the way fail the upload (spec patterns §1.8); standard input's
+            // is not known in advance.
+            let (mut input, length): (Box<dyn Read>, Option<u64>) = if file.as_os_str() == "-" {
+                (Box::new(std::io::stdin().lock()), None)
             } else {
-                Box::new(
-                    std::fs::File::open(&file)
-                        .map_err(|err| format!("{}: {err}", file.display()))?,
-                )
+                let opened = std::fs::File::open(&file)
+                    .map_err(|err| format!("{}: {err}", file.display()))?;
+                let length = opened
+                    .metadata()
+                    .ok()
+                    .filter(std::fs::Metadata::is_file)
+                    .map(|m| m.len());
+                (Box::new(opened), length)
             };
             let started = Instant::now();
-            let mut upload = client.open_upload(CallRequest::new(route, ""));
+            let mut request = CallRequest::new(route, "");
+            if let Some(length) = length {
+                request = request.length(length);
+            }
+            let mut upload = client.open_upload(request);
             let mut buf = vec![0u8; 256 * 1024];
             let mut total = 0usize;
             loop {

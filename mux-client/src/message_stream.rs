@@ -65,6 +65,7 @@ impl MessageStream {
     }
 
     /// The next message, blocking; `None` once the server ended the stream.
+    /// A stream that failed returns its error from then on: stop at the first.
     pub fn next_message(&mut self) -> Option<Result<Bytes, CallError>> {
         match self.take(None, None) {
             Next::Message(message) => Some(Ok(message)),

@@ -2,13 +2,15 @@
 //! stream, a push. A response starts with its head message (`spec/patterns.md`
 //! §1.2; a push has none); the body after it is collected whole up to the
 //! response limit, or split into messages for the stream's inbox, within the
-//! room the inbox has, so that a slow reader pushes back on the server.
+//! room the inbox has, so that a slow reader pushes back on the server. A
+//! body whose head declared its length is held to it (`spec/patterns.md`
+//! §1.8): a response cut short fails, never passes as a shorter one.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use mux_core::frame::Metadata;
-use mux_core::rpc::{ResponseHead, Status};
+use mux_core::rpc::{BodyCheck, ResponseHead, Status};
 use mux_core::{Chunk, Connection, StreamId};
 use mux_runtime::{BodyBuffer, MessageReader};
 
@@ -41,6 +43,8 @@ pub(crate) struct StreamReader {
     head_reader: Option<MessageReader>,
     head: Option<ResponseHead>,
     body: Body,
+    /// The body against the head's declared length (`spec/patterns.md` §1.8).
+    check: BodyCheck,
 }
 
 impl StreamReader {
@@ -65,6 +69,7 @@ impl StreamReader {
             head_reader: has_head.then(MessageReader::default),
             head: None,
             body,
+            check: BodyCheck::default(),
         }
     }
 
@@ -152,6 +157,7 @@ impl StreamReader {
             }
             inbox.set_head(Ok(head.clone()));
         }
+        self.check = BodyCheck::new(head.length);
         self.head = Some(head);
         Ok(0)
     }
@@ -163,6 +169,7 @@ impl StreamReader {
         limit: usize,
         batch: &mut Vec<Bytes>,
     ) -> Result<usize, CallError> {
+        self.check.add(chunk.bytes.len())?;
         match &mut self.body {
             Body::Whole(body) => body
                 .push(&chunk.bytes, limit)
@@ -180,6 +187,8 @@ impl StreamReader {
     }
 
     fn finish(&mut self) -> Result<Reply, CallError> {
+        // A body cut short is an error, never a shorter success.
+        self.check.finish()?;
         let body = match &mut self.body {
             Body::Whole(body) => body.take(),
             Body::Messages { .. } => Bytes::new(),

@@ -8,6 +8,9 @@
 //! - The response's first message is its head: a 16-bit status and a
 //!   metadata block. The messages after it are the response body; END_STREAM
 //!   ends it.
+//! - Either body's length, when its sender knows it, is declared under
+//!   `:length`, and [`BodyCheck`] holds the received body to it
+//!   (`spec/patterns.md` §1.8): a lost frame cannot pass as a shorter body.
 
 use std::time::Duration;
 
@@ -19,6 +22,9 @@ use crate::frame::{Metadata, MetadataBuilder, MetadataError};
 pub const ROUTE: &[u8] = b":route";
 /// Metadata name of the deadline, in milliseconds left when the request was sent.
 pub const DEADLINE_MS: &[u8] = b":deadline-ms";
+/// Metadata name of a body's declared length in bytes (decimal), on a request's
+/// OPEN or in a response head (`spec/patterns.md` §1.8).
+pub const LENGTH: &[u8] = b":length";
 
 /// A response status (spec `patterns.md` §1.2), HTTP-like so that it reads at a glance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -62,6 +68,8 @@ pub struct RequestHead {
     pub route: String,
     /// Time the caller will wait, when it set a deadline.
     pub deadline: Option<Duration>,
+    /// The request body's length, when the caller declared it.
+    pub length: Option<u64>,
     /// The other metadata entries: the caller's own, and the reserved
     /// (`:`-prefixed) parameters of the patterns (`spec/patterns.md`). Kept
     /// in wire form, one block in its own allocation, so that a request held
@@ -82,6 +90,47 @@ pub enum HeadError {
     /// The metadata block of a response head is malformed.
     #[error("response head metadata is malformed")]
     BadMetadata,
+    /// `:length` is not a decimal number of bytes.
+    #[error(":length is not a decimal number of bytes")]
+    BadLength,
+}
+
+/// Reads `:length` from `metadata`, if present.
+fn declared_length(metadata: &Metadata) -> Result<Option<u64>, HeadError> {
+    let Some(value) = metadata.get(LENGTH) else {
+        return Ok(None);
+    };
+    // Digits only: `parse` would also take a sign.
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return Err(HeadError::BadLength);
+    }
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Some)
+        .ok_or(HeadError::BadLength)
+}
+
+/// `metadata` without the entries named in `drop`, in a block of its own.
+fn without(metadata: &Metadata, drop: &[&[u8]]) -> Metadata {
+    let mut rest = MetadataBuilder::default();
+    for (name, value) in metadata.iter() {
+        if !drop.contains(&name) {
+            // Entries of a valid block are valid: pushing cannot fail.
+            let _ = rest.push(name, value);
+        }
+    }
+    rest.finish()
+}
+
+/// The entries `metadata` needs in front for a declared `length`.
+fn with_length(length: Option<u64>, metadata: &Metadata) -> Result<Metadata, MetadataError> {
+    let mut builder = MetadataBuilder::default();
+    if let Some(length) = length {
+        builder.push(LENGTH, length.to_string().as_bytes())?;
+    }
+    builder.extend(metadata);
+    Ok(builder.finish())
 }
 
 impl RequestHead {
@@ -90,6 +139,7 @@ impl RequestHead {
         Self {
             route: route.into(),
             deadline: None,
+            length: None,
             metadata: Metadata::new(),
         }
     }
@@ -101,6 +151,9 @@ impl RequestHead {
         if let Some(deadline) = self.deadline {
             let millis = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
             builder.push(DEADLINE_MS, millis.to_string().as_bytes())?;
+        }
+        if let Some(length) = self.length {
+            builder.push(LENGTH, length.to_string().as_bytes())?;
         }
         builder.extend(&self.metadata);
         Ok(builder.finish())
@@ -117,19 +170,14 @@ impl RequestHead {
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_millis);
+        let length = declared_length(metadata)?;
         // One copy, into a block of its own: a slice of the received frame
         // would keep the whole read buffer it came in alive.
-        let mut rest = MetadataBuilder::default();
-        for (name, value) in metadata.iter() {
-            if name != ROUTE && name != DEADLINE_MS {
-                // Entries of a valid block are valid: pushing cannot fail.
-                let _ = rest.push(name, value);
-            }
-        }
-        let metadata = rest.finish();
+        let metadata = without(metadata, &[ROUTE, DEADLINE_MS, LENGTH]);
         Ok(Self {
             route,
             deadline,
+            length,
             metadata,
         })
     }
@@ -140,6 +188,8 @@ impl RequestHead {
 pub struct ResponseHead {
     /// The outcome.
     pub status: Status,
+    /// The response body's length, when the server declared it.
+    pub length: Option<u64>,
     /// The server's metadata.
     pub metadata: Metadata,
 }
@@ -149,13 +199,22 @@ impl ResponseHead {
     pub fn new(status: Status) -> Self {
         Self {
             status,
+            length: None,
             metadata: Metadata::new(),
         }
     }
 
-    /// The head message's bytes: status, then the metadata block.
+    /// The head message's bytes: status, then the metadata block (with
+    /// `:length` first, when declared).
     pub fn encode(&self) -> Bytes {
-        let block = self.metadata.as_bytes();
+        let declared = match self.length {
+            // The metadata was valid, and one short entry more fits any
+            // block a connection would carry; should it not, the head goes
+            // without its length rather than not at all.
+            Some(_) => with_length(self.length, &self.metadata).ok(),
+            None => None,
+        };
+        let block = declared.as_ref().unwrap_or(&self.metadata).as_bytes();
         let mut buf = BytesMut::with_capacity(2 + block.len());
         buf.put_u16(self.status.0);
         buf.put_slice(block);
@@ -170,7 +229,82 @@ impl ResponseHead {
         let status = Status(u16::from_be_bytes([high, low]));
         let block = message.split_off(2);
         let metadata = Metadata::decode(block).map_err(|_| HeadError::BadMetadata)?;
-        Ok(Self { status, metadata })
+        let length = declared_length(&metadata)?;
+        let metadata = match length {
+            Some(_) => without(&metadata, &[LENGTH]),
+            None => metadata,
+        };
+        Ok(Self {
+            status,
+            length,
+            metadata,
+        })
+    }
+}
+
+/// Holds a received body to its declared length (`spec/patterns.md` §1.8):
+/// more bytes than declared fail at once, fewer fail at the end. A body
+/// without a declared length passes whatever its size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BodyCheck {
+    declared: Option<u64>,
+    received: u64,
+}
+
+/// A body did not match its declared length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LengthMismatch {
+    /// More bytes arrived than were declared.
+    #[error("the body runs past its declared length of {declared} bytes")]
+    Longer {
+        /// The declared length.
+        declared: u64,
+    },
+    /// The body ended short: bytes were lost on the way.
+    #[error("the body ended after {received} of its declared {declared} bytes")]
+    Shorter {
+        /// The declared length.
+        declared: u64,
+        /// The bytes that arrived.
+        received: u64,
+    },
+}
+
+impl BodyCheck {
+    /// A check of a body declared `declared` bytes long, if declared.
+    pub fn new(declared: Option<u64>) -> Self {
+        Self {
+            declared,
+            received: 0,
+        }
+    }
+
+    /// The declared length, if any.
+    pub fn declared(&self) -> Option<u64> {
+        self.declared
+    }
+
+    /// Counts `len` more bytes of the body.
+    pub fn add(&mut self, len: usize) -> Result<(), LengthMismatch> {
+        self.received = self
+            .received
+            .saturating_add(u64::try_from(len).unwrap_or(u64::MAX));
+        match self.declared {
+            Some(declared) if self.received > declared => Err(LengthMismatch::Longer { declared }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The body ended: whether it had its declared length.
+    pub fn finish(&self) -> Result<(), LengthMismatch> {
+        match self.declared {
+            Some(declared) if self.received < declared => Err(LengthMismatch::Shorter {
+                declared,
+                received: self.received,
+            }),
+            Some(declared) if self.received > declared => Err(LengthMismatch::Longer { declared }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -182,6 +316,7 @@ mod tests {
     fn request_head_round_trips() {
         let mut head = RequestHead::new("echo");
         head.deadline = Some(Duration::from_millis(250));
+        head.length = Some(1 << 40);
         head.metadata = Metadata::from_pairs([(&b"trace"[..], &b"abc"[..])]).expect("metadata");
         let decoded = RequestHead::decode(&head.encode().expect("encodes")).expect("decodes");
         assert_eq!(decoded, head);
@@ -191,6 +326,7 @@ mod tests {
     fn response_head_round_trips_and_rejects_garbage() {
         let head = ResponseHead {
             status: Status::NOT_FOUND,
+            length: Some(8),
             metadata: Metadata::from_pairs([(&b"why"[..], &b"no route"[..])]).expect("metadata"),
         };
         assert_eq!(ResponseHead::decode(head.encode()), Ok(head));
@@ -232,5 +368,46 @@ mod tests {
             RequestHead::decode(&Metadata::new()),
             Err(HeadError::MissingRoute)
         );
+    }
+
+    #[test]
+    fn a_length_that_is_not_a_decimal_number_is_refused() {
+        for bad in [
+            &b""[..],
+            b"-1",
+            b"+5",
+            b"1e3",
+            b"18446744073709551616",
+            b" 5",
+        ] {
+            let metadata =
+                Metadata::from_pairs([(ROUTE, &b"echo"[..]), (LENGTH, bad)]).expect("metadata");
+            assert_eq!(
+                RequestHead::decode(&metadata),
+                Err(HeadError::BadLength),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_body_is_held_to_its_declared_length() {
+        let mut check = BodyCheck::new(Some(10));
+        assert_eq!(check.add(4), Ok(()));
+        assert_eq!(
+            check.finish(),
+            Err(LengthMismatch::Shorter {
+                declared: 10,
+                received: 4
+            }),
+            "a lost frame shows as a short body"
+        );
+        assert_eq!(check.add(6), Ok(()));
+        assert_eq!(check.finish(), Ok(()));
+        assert_eq!(check.add(1), Err(LengthMismatch::Longer { declared: 10 }));
+
+        let mut undeclared = BodyCheck::new(None);
+        assert_eq!(undeclared.add(usize::MAX), Ok(()));
+        assert_eq!(undeclared.finish(), Ok(()));
     }
 }

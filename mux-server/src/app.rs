@@ -13,7 +13,7 @@ use bytes::Bytes;
 use crossbeam_channel::Sender;
 use mux_core::frame::Metadata;
 use mux_core::patterns;
-use mux_core::rpc::{RequestHead, Status};
+use mux_core::rpc::{BodyCheck, RequestHead, Status};
 use mux_core::{ErrorCode, Event, StreamId};
 use mux_runtime::{App, BodyBuffer, ConnKey, Ctx, LoopError, LoopHandle, StreamMap};
 
@@ -42,8 +42,11 @@ struct Pending {
     head: RequestHead,
     body: BodyBuffer,
     started: Instant,
-    /// The body grew past the limit: the 413 was sent, the rest is discarded.
+    /// The body grew past the limit (413) or its declared length (400): the
+    /// answer was sent, the rest is discarded.
     discarding: bool,
+    /// The body against its declared length (`spec/patterns.md` §1.8).
+    check: BodyCheck,
     /// A streaming route's sink: the body goes there instead of `body`.
     sink: Option<Box<dyn BodySink>>,
     /// Who sent it (the gate let it through as this identity).
@@ -174,6 +177,7 @@ impl ServerApp {
             _ => None,
         };
         let pending = Pending {
+            check: BodyCheck::new(head.length),
             head,
             body: BodyBuffer::default(),
             started: ctx.now,
@@ -191,6 +195,7 @@ impl ServerApp {
         let limit = self.max_request_body;
         let mut finished = false;
         let mut too_large = false;
+        let mut mismatch = None;
         let mut room = self.budget.room(key, self.replies.pending_bytes(key));
         {
             let Some(conn) = ctx.conn(key) else {
@@ -219,6 +224,18 @@ impl ServerApp {
                 let Ok(Some(chunk)) = conn.read(id, max) else {
                     break;
                 };
+                finished |= chunk.fin;
+                if pending.discarding {
+                    continue;
+                }
+                if let Err(err) = pending.check.add(chunk.bytes.len()) {
+                    pending.discarding = true;
+                    pending.sink = None;
+                    self.budget.release_body(key, pending.body.len());
+                    pending.body.take();
+                    mismatch = Some(err);
+                    continue;
+                }
                 if let Some(sink) = pending.sink.as_mut() {
                     sink.data(&chunk.bytes, chunk.end_message);
                 } else if !pending.discarding {
@@ -232,13 +249,16 @@ impl ServerApp {
                         too_large = true;
                     }
                 }
-                finished |= chunk.fin;
             }
         }
         if too_large {
             let message = format!("request body above {limit} bytes");
             self.replies
                 .status(ctx, key, id, Status::TOO_LARGE, message);
+        }
+        if let Some(mismatch) = mismatch {
+            self.replies
+                .status(ctx, key, id, Status::BAD_REQUEST, mismatch.to_string());
         }
         if finished {
             let discarding = self.pending.get(key, id).is_some_and(|p| p.discarding);
@@ -271,6 +291,14 @@ impl ServerApp {
         let Some(mut pending) = self.take_pending(key, id) else {
             return;
         };
+        if let Err(mismatch) = pending.check.finish() {
+            // Spec patterns §1.8: a body cut short is never served as whole.
+            log::debug!("stream {id}: {mismatch}");
+            let message = mismatch.to_string();
+            return self
+                .replies
+                .status(ctx, key, id, Status::BAD_REQUEST, message);
+        }
         let deadline = pending.head.deadline.map(|left| pending.started + left);
         if deadline.is_some_and(|d| d <= ctx.now) {
             let status = Status::DEADLINE_EXCEEDED;

@@ -111,6 +111,10 @@ impl BodySource for ZeroSource {
         self.left -= len as u64;
         Some(Bytes::from_static(&ZEROS[..len]))
     }
+
+    fn length(&self) -> Option<u64> {
+        Some(self.left)
+    }
 }
 
 /// Adds the demo routes:

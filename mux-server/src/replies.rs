@@ -5,8 +5,8 @@
 
 use bytes::Bytes;
 use mux_core::frame::Metadata;
-use mux_core::rpc::{ResponseHead, Status};
-use mux_core::{Connection, StreamId};
+use mux_core::rpc::{BodyCheck, ResponseHead, Status};
+use mux_core::{Connection, ErrorCode, StreamId};
 use mux_runtime::{ConnKey, Ctx, Outbox, Piece, StreamMap};
 
 use crate::request::{Response, Source};
@@ -15,25 +15,29 @@ use crate::request::{Response, Source};
 #[derive(Debug, Default)]
 pub(crate) struct Replies {
     outbox: Outbox,
-    /// Streaming bodies not yet ended.
-    sources: StreamMap<Source>,
+    /// Streaming bodies not yet ended, each against its declared length.
+    sources: StreamMap<(Source, BodyCheck)>,
 }
 
 impl Replies {
     /// Writes a response head and its body messages; ends the stream with
-    /// them when `end` (a feed stays open after its head).
+    /// them when `end` (a feed stays open after its head). A whole body's
+    /// length is declared in the head (`spec/patterns.md` §1.8).
     pub(crate) fn write(
         &mut self,
         ctx: &mut Ctx<'_>,
         key: ConnKey,
         id: StreamId,
-        head: ResponseHead,
+        mut head: ResponseHead,
         body: Vec<Bytes>,
         end: bool,
     ) {
         let Some(conn) = ctx.conn(key) else {
             return;
         };
+        if end && head.length.is_none() {
+            head.length = Some(body.iter().map(|b| b.len() as u64).sum());
+        }
         let count = body.len();
         let head = Piece {
             bytes: head.encode(),
@@ -81,33 +85,56 @@ impl Replies {
                 }
             }
         }
-        let head = ResponseHead {
+        let mut head = ResponseHead {
             status: response.status,
+            length: None,
             metadata: response.metadata,
         };
         let Some(source) = response.source else {
             return self.write(ctx, key, id, head, vec![response.body], true);
         };
+        // A source that knows its length declares it, after the body's start.
+        head.length = source
+            .0
+            .length()
+            .map(|rest| rest.saturating_add(response.body.len() as u64));
+        let mut check = BodyCheck::new(head.length);
+        // Cannot fail: the declared length counts this part.
+        let _ = check.add(response.body.len());
         let body = if response.body.is_empty() {
             Vec::new()
         } else {
             vec![response.body]
         };
         self.write(ctx, key, id, head, body, false);
-        self.sources.insert(key, id, source);
+        self.sources.insert(key, id, (source, check));
         if let Some(conn) = ctx.conn(key) {
             self.pump(conn, key, id);
         }
     }
 
     /// Writes a streaming body's next messages while the stream's send
-    /// buffer takes them whole; ends the stream when the source ends.
+    /// buffer takes them whole; ends the stream when the source ends. A
+    /// source that breaks its declared length resets the stream rather than
+    /// end it as if whole (`spec/patterns.md` §1.8).
     fn pump(&mut self, conn: &mut Connection, key: ConnKey, id: StreamId) {
         while !self.outbox.is_pending(key, id) {
-            let Some(source) = self.sources.get_mut(key, id) else {
+            let Some((source, check)) = self.sources.get_mut(key, id) else {
                 return;
             };
-            let (piece, ended) = match source.0.next_message() {
+            let next = source.0.next_message();
+            let checked = match &next {
+                Some(bytes) => check.add(bytes.len()),
+                None => check.finish(),
+            };
+            if let Err(mismatch) = checked {
+                log::error!("stream {id}: the response's body source broke its length: {mismatch}");
+                self.sources.remove(key, id);
+                self.outbox.forget(key, id);
+                let _ = conn.reset(id, ErrorCode::INTERNAL_ERROR);
+                return;
+            }
+            let (piece, ended) = match next {
                 Some(bytes) => (
                     Piece {
                         bytes,

@@ -107,6 +107,14 @@ pub struct Response {
 pub trait BodySource: Send {
     /// The next message of the body; `None` ends the stream.
     fn next_message(&mut self) -> Option<Bytes>;
+
+    /// The bytes this source will produce in all, when it knows: declared to
+    /// the client (`spec/patterns.md` §1.8), which then tells a body cut
+    /// short from a whole one. A source that then produces more or fewer
+    /// has its stream reset, never ended as if whole. `None` by default.
+    fn length(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A [`BodySource`] as a response holds it.

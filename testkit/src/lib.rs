@@ -2,13 +2,15 @@
 //! once: servers on loopback port 0, bounded waits that fail with a clear
 //! message, deterministic data and its hash, a minimal executor, a raw mux
 //! peer ([`RawPeer`]), a raw-frame attacker ([`Attacker`]), plain-TCP
-//! upstreams ([`upstream`]), a delaying, rate-limiting proxy ([`SlowLink`]),
+//! upstreams ([`upstream`]), a delaying, rate-limiting proxy ([`SlowLink`]), a
+//! frame-damaging proxy ([`mangler`]),
 //! launchers of external programs ([`programs`]) and test certificates ([`pki`]).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod attacker;
+pub mod mangler;
 pub mod pki;
 pub mod programs;
 mod raw_peer;

@@ -3,6 +3,7 @@
 
 mod attacks;
 mod auth;
+mod integrity;
 mod limits;
 mod long_link;
 mod memory;

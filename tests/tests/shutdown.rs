@@ -117,6 +117,7 @@ fn serve_heads_and_record_resets(
                 match event {
                     Event::StreamOpened { id, .. } => {
                         let head = ResponseHead {
+                            length: None,
                             status: Status::OK,
                             metadata: Metadata::new(),
                         };

@@ -47,6 +47,7 @@ impl Reserved {
         ];
         let head = ResponseHead {
             status: Status::OK,
+            length: None,
             metadata: Metadata::from_pairs(pairs).unwrap_or_default(),
         };
         call.open_feed(head);

@@ -177,6 +177,7 @@ fn answer_poll(
     };
     let head = ResponseHead {
         status,
+        length: None, // declared by `write`: the body is whole
         metadata: Metadata::from_pairs([(patterns::CURSOR, cursor.as_bytes())]).unwrap_or_default(),
     };
     let body = entries.iter().map(event_message).collect();
