@@ -7,6 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::Arc;
+use std::time::Instant;
 
 use mux_core::patterns;
 use mux_core::rpc::Status;
@@ -17,7 +18,7 @@ use crate::call::CallRequest;
 use crate::command::{Command, PendingCall, PushHandler, PushMessage};
 use crate::error::CallError;
 use crate::inbox::Inbox;
-use crate::pool::{AfterFailure, Policy, Pool, TIMER_DEADLINE, TOKEN_MASK};
+use crate::pool::{AfterFailure, Policy, Pool, TIMER_DEADLINE, TIMER_READY, TOKEN_MASK};
 use crate::reader::StreamReader;
 use crate::reply::Reply;
 
@@ -85,20 +86,49 @@ impl ClientApp {
     }
 
     /// Acts on what a failed connect means for the calls waiting.
-    fn after_failure(&mut self, after: AfterFailure) {
-        let (message, keep_timed) = match after {
+    fn after_failure(&mut self, now: Instant, after: AfterFailure) {
+        let limit = self.pool.policy.wait_for_ready;
+        let (message, keep) = match after {
             AfterFailure::Wait => return,
-            AfterFailure::FailWaiting(message) => (message, false),
-            AfterFailure::FailUntimed(message) => (message, true),
+            AfterFailure::FailWaiting(message) => (message, None),
+            AfterFailure::FailUntimed(message) => (message, Some(limit)),
         };
-        // Nothing can carry these calls now: fail them rather than hold them.
-        let (kept, failed): (VecDeque<_>, VecDeque<_>) = self
-            .waiting
-            .drain(..)
-            .partition(|call| keep_timed && call.deadline.is_some());
+        // Nothing can carry these calls now: fail them rather than hold
+        // them, but for those that may still wait for the next attempts.
+        let (kept, failed): (VecDeque<_>, VecDeque<_>) =
+            self.waiting.drain(..).partition(|call| match keep {
+                None => false,
+                Some(limit) => call.deadline.is_some() || !call.waited(now, limit),
+            });
         self.waiting = kept;
         for call in failed {
-            call.fail(CallError::Connect(message.clone()));
+            let error = match (keep, call.deadline) {
+                (Some(limit), None) => not_ready_within(limit, &message),
+                _ => CallError::Connect(message.clone()),
+            };
+            call.fail(error);
+        }
+    }
+
+    /// A call's wait-for-ready limit passed: it fails if it still waits
+    /// while no connection is ready.
+    fn on_ready_limit(&mut self, now: Instant, call: u64) {
+        if self.pool.first_ready().is_some() || !self.pool.was_connected() {
+            // It waits for a stream slot, not for a connection; or for the
+            // first attempt, whose outcome decides (within its timeout).
+            return;
+        }
+        let limit = self.pool.policy.wait_for_ready;
+        let Some(pos) = self
+            .waiting
+            .iter()
+            .position(|c| c.id == call && c.deadline.is_none() && c.waited(now, limit))
+        else {
+            return;
+        };
+        if let Some(call) = self.waiting.remove(pos) {
+            let why = self.pool.last_failure_message().unwrap_or("not connected");
+            call.fail(not_ready_within(limit, why));
         }
     }
 
@@ -149,6 +179,14 @@ impl ClientApp {
         }
         if self.waiting.len() >= self.pool.policy.max_waiting {
             return call.fail(CallError::Busy);
+        }
+        let mut call = call;
+        if call.waiting_since.is_none() {
+            call.waiting_since = Some(ctx.now);
+            if call.deadline.is_none() {
+                let at = ctx.now + self.pool.policy.wait_for_ready;
+                ctx.set_timer(at, TIMER_READY | (call.id & TOKEN_MASK));
+            }
         }
         self.waiting.push_back(call);
     }
@@ -375,7 +413,7 @@ impl App for ClientApp {
 
     fn on_start(&mut self, ctx: &mut Ctx<'_>) {
         let after = self.pool.start(ctx);
-        self.after_failure(after);
+        self.after_failure(ctx.now, after);
     }
 
     fn on_event(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, event: Event) {
@@ -443,7 +481,7 @@ impl App for ClientApp {
         self.outbox.forget_conn(key);
         let closing = self.closing;
         let after = self.pool.on_closed(ctx, key, (kind, message), closing);
-        self.after_failure(after);
+        self.after_failure(ctx.now, after);
     }
 
     fn on_command(&mut self, ctx: &mut Ctx<'_>, command: Command) {
@@ -502,10 +540,12 @@ impl App for ClientApp {
     fn on_timer(&mut self, ctx: &mut Ctx<'_>, token: u64) {
         if Pool::owns_timer(token) {
             let after = self.pool.on_timer(ctx, token, self.closing);
-            return self.after_failure(after);
+            return self.after_failure(ctx.now, after);
         }
-        if token & !TOKEN_MASK == TIMER_DEADLINE {
-            self.end_call(ctx, token & TOKEN_MASK, CallError::DeadlineExceeded);
+        match token & !TOKEN_MASK {
+            TIMER_DEADLINE => self.end_call(ctx, token & TOKEN_MASK, CallError::DeadlineExceeded),
+            TIMER_READY => self.on_ready_limit(ctx.now, token & TOKEN_MASK),
+            _ => {}
         }
     }
 
@@ -518,4 +558,9 @@ impl App for ClientApp {
             inbox.wake();
         }
     }
+}
+
+/// A call without a deadline waited its wait-for-ready limit in vain.
+fn not_ready_within(limit: std::time::Duration, why: &str) -> CallError {
+    CallError::Connect(format!("no connection within {limit:?}: {why}"))
 }

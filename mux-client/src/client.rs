@@ -58,6 +58,7 @@ impl ClientBuilder {
                 max_response: 64 << 20,
                 max_waiting: 10_000,
                 max_attempts: 3,
+                wait_for_ready: Duration::from_secs(2),
                 token: None,
             },
             config: LoopConfig::default(),
@@ -101,6 +102,20 @@ impl ClientBuilder {
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.policy.backoff_initial = initial;
         self.policy.backoff_max = max.max(initial);
+        self
+    }
+
+    /// How long a call without a deadline waits for a connection while the
+    /// client reconnects to a server it was connected to (default 2 s,
+    /// about five attempts with the default backoff), like gRPC's
+    /// wait-for-ready: such a call is carried by the next successful attempt
+    /// within the limit, and fails with [`CallError::Connect`] after it. A call
+    /// with a deadline waits until its deadline. Before the client was ever
+    /// connected, the first failed attempt fails the waiting calls: the
+    /// server may not exist. Only calls that may have run fail with
+    /// [`CallError::ConnectionLost`].
+    pub fn wait_for_ready(mut self, limit: Duration) -> Self {
+        self.policy.wait_for_ready = limit;
         self
     }
 
@@ -233,6 +248,7 @@ impl Opener {
             deadline: timeout.map(|t| Instant::now() + t),
             sink,
             attempts: 0,
+            waiting_since: None,
             upload,
             queued: Vec::new(),
         };

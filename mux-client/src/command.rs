@@ -45,6 +45,8 @@ pub(crate) struct PendingCall {
     pub(crate) deadline: Option<Instant>,
     pub(crate) sink: Sink,
     pub(crate) attempts: u32,
+    /// When the call started waiting for a connection, if it had to.
+    pub(crate) waiting_since: Option<Instant>,
     /// A streaming upload: the body comes in `Command::Write`s, under this credit.
     pub(crate) upload: Option<Arc<Credit>>,
     /// Upload pieces that arrived before the stream was opened.
@@ -52,6 +54,12 @@ pub(crate) struct PendingCall {
 }
 
 impl PendingCall {
+    /// Whether the call has waited for a connection for `limit` by `now`.
+    pub(crate) fn waited(&self, now: Instant, limit: Duration) -> bool {
+        self.waiting_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= limit)
+    }
+
     pub(crate) fn fail(self, error: CallError) {
         self.finish(Err(error));
     }

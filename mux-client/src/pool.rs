@@ -25,6 +25,9 @@ pub(crate) struct Policy {
     pub(crate) max_response: usize,
     pub(crate) max_waiting: usize,
     pub(crate) max_attempts: u32,
+    /// How long a call without a deadline waits for a connection while
+    /// the client reconnects.
+    pub(crate) wait_for_ready: Duration,
     /// A bearer token each connection presents with `$auth` before use.
     pub(crate) token: Option<String>,
 }
@@ -55,6 +58,8 @@ const TIMER_CONNECT: u64 = 3 << KIND_SHIFT;
 pub(crate) const TOKEN_MASK: u64 = (1 << KIND_SHIFT) - 1;
 /// Call deadlines, which the app owns, use this kind.
 pub(crate) const TIMER_DEADLINE: u64 = 1 << KIND_SHIFT;
+/// The wait-for-ready limits of waiting calls, which the app owns.
+pub(crate) const TIMER_READY: u64 = 4 << KIND_SHIFT;
 
 /// The pool.
 #[derive(Debug)]
@@ -70,13 +75,6 @@ pub(crate) struct Pool {
     was_connected: bool,
 }
 
-/// Failed reconnects in a row (backing off from 50 ms: about 1.5 s of
-/// trying with the defaults) after which calls waiting for a connection
-/// without a deadline fail; calls with one wait until it. Before any
-/// connection was ever made, the first failure fails them all: the server
-/// may not exist at all.
-const RECONNECTS_BEFORE_FAILING: u32 = 5;
-
 /// What a failed connect means for the calls waiting for a connection.
 #[derive(Debug)]
 pub(crate) enum AfterFailure {
@@ -84,8 +82,9 @@ pub(crate) enum AfterFailure {
     Wait,
     /// No connection can carry them now: fail them with this message.
     FailWaiting(String),
-    /// Reconnecting keeps failing: fail those without a deadline (the
-    /// others wait for the next attempts until their deadline).
+    /// Reconnecting failed again: fail those without a deadline that have
+    /// waited their wait-for-ready limit (the others wait for the next
+    /// attempts, until their deadline or that limit).
     FailUntimed(String),
 }
 
@@ -165,16 +164,26 @@ impl Pool {
             self.policy.addr
         );
         ctx.set_timer(ctx.now + backoff, TIMER_RECONNECT | slot as u64);
-        let failures = s.failures;
         if self.slots.iter().any(|s| s.ready) {
             AfterFailure::Wait
         } else if !self.was_connected {
+            // Before any connection the server may not exist at all.
             AfterFailure::FailWaiting(message)
-        } else if failures >= RECONNECTS_BEFORE_FAILING {
-            AfterFailure::FailUntimed(message)
         } else {
-            AfterFailure::Wait
+            AfterFailure::FailUntimed(message)
         }
+    }
+
+    /// Whether a connection was ever ready (the server exists).
+    pub(crate) fn was_connected(&self) -> bool {
+        self.was_connected
+    }
+
+    /// Why the last attempt failed, while no connection is ready.
+    pub(crate) fn last_failure_message(&self) -> Option<&str> {
+        self.last_failure
+            .as_ref()
+            .map(|(_, message)| message.as_str())
     }
 
     /// A connection finished its handshake.

@@ -373,16 +373,15 @@ fn the_client_reconnects_after_a_server_restart() {
     drop(again);
 }
 
-/// A call made while the client reconnects waits for the next attempts
-/// (within its deadline) instead of failing on the first refused one, once
-/// the client had been connected: the server restarting is not the server
-/// being absent.
-#[test]
-fn calls_waiting_through_a_reconnect_are_carried_once_the_server_is_back() {
+/// A client that made a call to a server on loopback, reconnecting every
+/// 10-20 ms since the server went away, with a `wait_for_ready` limit; and
+/// the server's address.
+fn client_of_a_server_that_went_away(wait_for_ready: Duration) -> (std::net::SocketAddr, Client) {
     let server = server_builder().threads(1).start().expect("server starts");
     let addr = server.local_addr();
     let client = Client::builder(addr)
-        .backoff(Duration::from_millis(10), Duration::from_millis(50))
+        .backoff(Duration::from_millis(10), Duration::from_millis(20))
+        .wait_for_ready(wait_for_ready)
         .connect()
         .expect("connect");
     assert_eq!(client.call("echo", "before").expect("echo").body, "before");
@@ -390,12 +389,12 @@ fn calls_waiting_through_a_reconnect_are_carried_once_the_server_is_back() {
     wait_until(LIMIT, "the client notices the server is gone", || {
         client.ping().is_err()
     });
-    let mut call = client.start_call(CallRequest::new("echo", "after").timeout(LIMIT));
-    // Reconnects are refused every 10-50 ms meanwhile; the call must outlive them.
-    assert!(
-        call.wait_timeout(Duration::from_millis(300)).is_none(),
-        "the waiting call failed while the client was still reconnecting"
-    );
+    (addr, client)
+}
+
+/// Restarts the server on `addr`; `call` (an echo of "after") must be
+/// carried by the client's next connection.
+fn server_comes_back_and_carries(addr: std::net::SocketAddr, call: mux_client::Call) {
     let _again = server_builder()
         .bind(addr)
         .threads(1)
@@ -405,4 +404,55 @@ fn calls_waiting_through_a_reconnect_are_carried_once_the_server_is_back() {
         .wait()
         .expect("the call is carried by the new connection");
     assert_eq!(reply.body, "after");
+}
+
+/// A call made while the client reconnects waits for the next attempts
+/// (within its deadline) instead of failing on the first refused one, once
+/// the client had been connected: the server restarting is not the server
+/// being absent.
+#[test]
+fn calls_waiting_through_a_reconnect_are_carried_once_the_server_is_back() {
+    let (addr, client) = client_of_a_server_that_went_away(LIMIT);
+    let mut call = client.start_call(CallRequest::new("echo", "after").timeout(LIMIT));
+    // Reconnects are refused every 10-20 ms meanwhile; the call must outlive them.
+    assert!(
+        call.wait_timeout(Duration::from_millis(300)).is_none(),
+        "the waiting call failed while the client was still reconnecting"
+    );
+    server_comes_back_and_carries(addr, call);
+}
+
+/// Wait-for-ready: a call without a deadline, made while the client
+/// reconnects, is carried by the first attempt that succeeds within the
+/// client's limit. Here the server's port first answers two attempts with a
+/// listener that hangs up at once (each a failed attempt, counted), then the
+/// server comes back on it.
+#[test]
+fn a_call_without_a_deadline_waits_for_the_server_to_come_back() {
+    let (addr, client) = client_of_a_server_that_went_away(LIMIT);
+    let hang_up = TcpListener::bind(addr).expect("the server's port is free");
+    let call = client.start_call(CallRequest::new("echo", "after"));
+    for attempt in 1..=2 {
+        let (socket, _) = hang_up
+            .accept()
+            .unwrap_or_else(|err| panic!("attempt {attempt} never came: {err}"));
+        drop(socket);
+    }
+    drop(hang_up);
+    server_comes_back_and_carries(addr, call);
+}
+
+/// Past its wait-for-ready limit, a call without a deadline fails with
+/// `Connect` (it never ran), while the client keeps reconnecting.
+#[test]
+fn a_call_without_a_deadline_fails_after_the_wait_for_ready_limit() {
+    let (_, client) = client_of_a_server_that_went_away(Duration::from_millis(100));
+    let mut call = client.start_call(CallRequest::new("echo", "never"));
+    let outcome = call
+        .wait_timeout(LIMIT)
+        .expect("the call ends within its wait-for-ready limit");
+    assert!(
+        matches!(&outcome, Err(CallError::Connect(why)) if why.contains("no connection within")),
+        "{outcome:?}"
+    );
 }
