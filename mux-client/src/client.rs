@@ -249,6 +249,7 @@ impl Opener {
             sink,
             attempts: 0,
             waiting_since: None,
+            submitted: Instant::now(),
             upload,
             queued: Vec::new(),
         };

@@ -47,6 +47,8 @@ pub(crate) struct PendingCall {
     pub(crate) attempts: u32,
     /// When the call started waiting for a connection, if it had to.
     pub(crate) waiting_since: Option<Instant>,
+    /// When the application made the call (for the debug log).
+    pub(crate) submitted: Instant,
     /// A streaming upload: the body comes in `Command::Write`s, under this credit.
     pub(crate) upload: Option<Arc<Credit>>,
     /// Upload pieces that arrived before the stream was opened.
@@ -69,6 +71,17 @@ impl PendingCall {
     }
 
     fn finish(self, result: Result<Reply, CallError>) {
+        if log::log_enabled!(log::Level::Debug) {
+            let outcome = match &result {
+                Ok(reply) => format!("answered {}", reply.status.0),
+                Err(err) => format!("failed: {err}"),
+            };
+            log::debug!(
+                "call {} {outcome} after {:.3?}",
+                self.head.route,
+                self.submitted.elapsed()
+            );
+        }
         if let Some(credit) = &self.upload {
             // A writer still uploading learns why it must stop.
             credit.fail(match &result {

@@ -96,6 +96,8 @@ pub struct ConnIo {
     /// A plaintext connection's first byte opened a TLS handshake (for the
     /// error it ends with).
     pub(crate) tls_on_plain_port: bool,
+    /// When the connection was accepted or its connect started (for the log).
+    pub(crate) opened: Instant,
 }
 
 impl ConnIo {
@@ -104,6 +106,7 @@ impl ConnIo {
         conn: Connection,
         connecting: bool,
         generation: u64,
+        opened: Instant,
     ) -> Self {
         Self {
             socket,
@@ -120,6 +123,7 @@ impl ConnIo {
             flush_queued: false,
             tls: None,
             tls_on_plain_port: false,
+            opened,
         }
     }
 

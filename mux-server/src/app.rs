@@ -146,6 +146,7 @@ impl ServerApp {
                     .status(ctx, key, id, Status::BAD_REQUEST, message);
             }
         };
+        self.replies.note_request(key, id, &head.route, ctx.now);
         let hub = Arc::clone(self.hub());
         let identity = match self.gate.admit(ctx, key, &head, &hub) {
             Verdict::Pass(identity) => identity,

@@ -3,6 +3,8 @@
 //! (`Event::Writable`), and streaming bodies, asked for their next message
 //! only then. Everything the loop sends back to a client goes through here.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 use mux_core::frame::Metadata;
 use mux_core::rpc::{BodyCheck, ResponseHead, Status};
@@ -17,9 +19,33 @@ pub(crate) struct Replies {
     outbox: Outbox,
     /// Streaming bodies not yet ended, each against its declared length.
     sources: StreamMap<(Source, BodyCheck)>,
+    /// Requests not answered yet, for the debug log: route and arrival.
+    requests: StreamMap<(String, Instant)>,
 }
 
 impl Replies {
+    /// Notes a request for the debug log, which gets a line when it is
+    /// answered (route, status, time since it arrived, peer). Only while
+    /// debug logging is on.
+    pub(crate) fn note_request(&mut self, key: ConnKey, id: StreamId, route: &str, now: Instant) {
+        if log::log_enabled!(log::Level::Debug) {
+            self.requests.insert(key, id, (route.to_owned(), now));
+        }
+    }
+
+    fn log_answer(&mut self, ctx: &Ctx<'_>, key: ConnKey, id: StreamId, status: Status) {
+        if let Some((route, arrived)) = self.requests.remove(key, id) {
+            let peer = ctx
+                .peer_addr(key)
+                .map_or_else(|| "a peer".to_owned(), |peer| peer.to_string());
+            log::debug!(
+                "{peer} stream {id}: {route} answered {} in {:.3?}",
+                status.0,
+                ctx.now.saturating_duration_since(arrived)
+            );
+        }
+    }
+
     /// Writes a response head and its body messages; ends the stream with
     /// them when `end` (a feed stays open after its head). A whole body's
     /// length is declared in the head (`spec/patterns.md` §1.8).
@@ -32,12 +58,13 @@ impl Replies {
         body: Vec<Bytes>,
         end: bool,
     ) {
-        let Some(conn) = ctx.conn(key) else {
-            return;
-        };
         if end && head.length.is_none() {
             head.length = Some(body.iter().map(|b| b.len() as u64).sum());
         }
+        self.log_answer(ctx, key, id, head.status);
+        let Some(conn) = ctx.conn(key) else {
+            return;
+        };
         let count = body.len();
         let head = Piece {
             bytes: head.encode(),
@@ -220,11 +247,15 @@ impl Replies {
     pub(crate) fn forget(&mut self, key: ConnKey, id: StreamId) {
         self.outbox.forget(key, id);
         self.sources.remove(key, id);
+        if let Some((route, _)) = self.requests.remove(key, id) {
+            log::debug!("stream {id}: {route} reset before its answer");
+        }
     }
 
     /// Drops a connection's pending output (it closed).
     pub(crate) fn forget_conn(&mut self, key: ConnKey) {
         self.outbox.forget_conn(key);
         self.sources.remove_conn(key);
+        self.requests.remove_conn(key);
     }
 }

@@ -121,7 +121,8 @@ impl Ctx<'_> {
             .register(&mut stream, conn_token(index), Interest::WRITABLE)?;
         *self.generations += 1;
         let conn = Connection::new(Side::Client, self.config.conn.clone(), self.now);
-        let mut io = ConnIo::new(stream, conn, true, *self.generations);
+        let mut io = ConnIo::new(stream, conn, true, *self.generations, self.now);
+        log::debug!("connection {index}: connecting to {addr}");
         if let Some(tls) = &self.config.tls_client {
             let session = tls
                 .session(addr)

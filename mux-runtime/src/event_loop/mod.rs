@@ -311,7 +311,7 @@ impl<A: App> EventLoop<A> {
             let Some(listener) = self.listener.as_ref() else {
                 return;
             };
-            let (mut stream, _peer) = match listener.accept() {
+            let (mut stream, peer) = match listener.accept() {
                 Ok(accepted) => accepted,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
@@ -337,7 +337,8 @@ impl<A: App> EventLoop<A> {
             }
             self.generations += 1;
             let conn = Connection::new(Side::Server, self.config.conn.clone(), now);
-            let mut io = ConnIo::new(stream, conn, false, self.generations);
+            let mut io = ConnIo::new(stream, conn, false, self.generations, now);
+            log::debug!("connection {index}: accepted from {peer}");
             if let Some(tls) = &self.config.tls_server {
                 match tls.session() {
                     Ok(session) => io = io.with_tls(session),
@@ -617,6 +618,23 @@ impl<A: App> EventLoop<A> {
             }
             other => other,
         };
+        if log::log_enabled!(log::Level::Debug) {
+            let peer = io
+                .socket
+                .peer_addr()
+                .map_or_else(|_| "a peer".to_owned(), |peer| peer.to_string());
+            let stats = io.conn.stats();
+            let how = error
+                .as_ref()
+                .map_or_else(|| "cleanly".to_owned(), |err| format!("with {err}"));
+            log::debug!(
+                "connection {index} with {peer} closed {how} after {:.3?} ({} bytes of data in, {} out, {} streams opened by the peer)",
+                now.saturating_duration_since(io.opened),
+                stats.data_bytes_received,
+                stats.data_bytes_sent,
+                stats.streams_opened_by_peer,
+            );
+        }
         let (mut ctx, app) = self.split(now, dirty);
         app.on_closed(&mut ctx, key, error);
     }
