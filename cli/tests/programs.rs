@@ -1,0 +1,176 @@
+//! The `mux-client` program against a live demo server on loopback: bytes
+//! come back exactly as sent (checked by hash, through a file and through a
+//! pipe), every failure exits non-zero with its reason on stderr, and `sub`
+//! receives what `pub` publishes.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use mux_server::demo::fnv1a;
+use mux_testkit::{any_local_address, wait_until};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+fn demo() -> (mux_server::Server, mux_server::demo::ClockGuard) {
+    mux_server::demo::start(any_local_address(), Some(1), Default::default()).expect("demo server")
+}
+
+/// `mux-client --addr ADDR ARGS...`, its output collected.
+fn client(addr: SocketAddr, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mux-client"))
+        .arg("--addr")
+        .arg(addr.to_string())
+        .args(args)
+        .output()
+        .expect("mux-client runs")
+}
+
+/// Every byte value, in a pseudo-random order, 100 KiB of them.
+fn binary_payload() -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..100 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+#[test]
+fn binary_bodies_come_back_byte_for_byte() {
+    let (server, _clock) = demo();
+    let payload = binary_payload();
+    let dir = std::env::temp_dir().join(format!("mux-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let input = dir.join("in.bin");
+    let output = dir.join("out.bin");
+    std::fs::write(&input, &payload).expect("write input");
+
+    // A file to a file.
+    let sent = client(
+        server.local_addr(),
+        &[
+            "send",
+            "echo",
+            input.to_str().unwrap_or_default(),
+            "-o",
+            output.to_str().unwrap_or_default(),
+        ],
+    );
+    assert!(
+        sent.status.success(),
+        "send: {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let echoed = std::fs::read(&output).expect("read output");
+    assert_eq!(
+        (echoed.len(), fnv1a(&echoed)),
+        (payload.len(), fnv1a(&payload))
+    );
+
+    // Standard input to standard output.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mux-client"))
+        .args([
+            "--addr",
+            &server.local_addr().to_string(),
+            "send",
+            "echo",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mux-client runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&payload)
+        .expect("feed stdin");
+    let piped = child.wait_with_output().expect("mux-client ends");
+    assert!(
+        piped.status.success(),
+        "send -: {}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    assert_eq!(
+        (piped.stdout.len(), fnv1a(&piped.stdout)),
+        (payload.len(), fnv1a(&payload)),
+        "the reply on stdout is the raw bytes, nothing added"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn exit_codes_and_reasons() {
+    let (server, _clock) = demo();
+    let addr = server.local_addr();
+
+    let ok = client(addr, &["call", "echo", "hi"]);
+    assert!(ok.status.success());
+    assert_eq!(ok.stdout, b"hi", "the body, raw, without a newline");
+
+    let missing = client(addr, &["call", "nosuch", "x"]);
+    assert_eq!(missing.status.code(), Some(1), "a 404 is a failure");
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("404"),
+        "stderr: {}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+
+    let bad_status = client(addr, &["call", "status", "503"]);
+    assert_eq!(bad_status.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad_status.stderr).contains("503"));
+
+    // A port just released: nothing listens there.
+    let closed = std::net::TcpListener::bind(any_local_address()).expect("bind");
+    let nowhere = closed.local_addr().expect("address");
+    drop(closed);
+    let unreachable = client(nowhere, &["call", "echo", "hi"]);
+    assert_eq!(unreachable.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&unreachable.stderr).contains("cannot connect"),
+        "stderr: {}",
+        String::from_utf8_lossy(&unreachable.stderr)
+    );
+}
+
+#[test]
+fn sub_receives_what_pub_publishes() {
+    let (server, _clock) = demo();
+    let addr = server.local_addr();
+    let subscriber = Command::new(env!("CARGO_BIN_EXE_mux-client"))
+        .args(["--addr", &addr.to_string(), "sub", "chat.>", "--count", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mux-client sub runs");
+    wait_until(LIMIT, "the subscription reaches the server", || {
+        server.handle().feed_count() == 1
+    });
+    for message in ["hello", "world"] {
+        let published = client(addr, &["pub", "chat.lobby", message]);
+        assert!(
+            published.status.success(),
+            "pub: {}",
+            String::from_utf8_lossy(&published.stderr)
+        );
+    }
+    let out = subscriber
+        .wait_with_output()
+        .expect("sub ends after 2 messages");
+    assert!(
+        out.status.success(),
+        "sub: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "chat.lobby hello\nchat.lobby world\n"
+    );
+}
