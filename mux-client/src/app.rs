@@ -65,9 +65,18 @@ impl std::fmt::Debug for PushHandlerSlot {
 }
 
 impl ClientApp {
-    pub(crate) fn new(policy: Policy, push_handler: Option<PushHandler>) -> Self {
+    /// Where the pool's name resolutions report back: this loop's queue.
+    pub(crate) fn set_handle(&mut self, handle: mux_runtime::LoopHandle<Command>) {
+        self.pool.set_handle(handle);
+    }
+
+    pub(crate) fn new(
+        policy: Policy,
+        addresses: mux_runtime::Addresses,
+        push_handler: Option<PushHandler>,
+    ) -> Self {
         Self {
-            pool: Pool::new(policy),
+            pool: Pool::new(policy, addresses),
             waiting: VecDeque::new(),
             active: StreamMap::default(),
             wakes: Vec::new(),
@@ -502,6 +511,15 @@ impl App for ClientApp {
                 }
             }
             Command::Cancel(call) => self.end_call(ctx, call, CallError::Cancelled),
+            Command::Resolved {
+                slot,
+                number,
+                outcome,
+            } => {
+                let closing = self.closing;
+                let after = self.pool.on_resolved(ctx, slot, number, outcome, closing);
+                self.after_failure(ctx.now, after);
+            }
             Command::Ping(waiter) => {
                 let now = ctx.now;
                 match self.pool.first_ready() {

@@ -3,7 +3,6 @@
 //! reopen their streams after a reconnect.
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -11,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mux_core::rpc::{BodyCheck, RequestHead};
-use mux_runtime::{EventLoop, LoopConfig, LoopHandle, TlsClient};
+use mux_runtime::{
+    AddressError, Addresses, EventLoop, IntoAddresses, LoopConfig, LoopHandle, TlsClient,
+};
 
 use crate::app::ClientApp;
 use crate::call::{Call, CallRequest, Upload};
@@ -30,6 +31,8 @@ const COMMAND_QUEUE: usize = 4096;
 /// Configures a [`Client`].
 #[derive(Clone)]
 pub struct ClientBuilder {
+    /// The server's addresses, or why they did not parse (reported by `start`).
+    addresses: Result<Addresses, AddressError>,
     policy: Policy,
     config: LoopConfig,
     default_timeout: Option<Duration>,
@@ -39,6 +42,7 @@ pub struct ClientBuilder {
 impl std::fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientBuilder")
+            .field("addresses", &self.addresses)
             .field("policy", &self.policy)
             .field("push_handler", &self.push_handler.is_some())
             .finish()
@@ -46,11 +50,16 @@ impl std::fmt::Debug for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// A client of the server at `addr`.
-    pub fn new(addr: SocketAddr) -> Self {
+    /// A client of the server at `addr`: a [`SocketAddr`], a list of them,
+    /// or text naming one or more `host:port` (`"localhost:7878"`,
+    /// `"db-1:7878,db-2:7878"`). Names are resolved at each connection
+    /// attempt; with a list, the pool's connections spread over it and an
+    /// entry that is down is failed over to the next. Text that does not
+    /// parse makes [`connect`](Self::connect) fail with `InvalidInput`.
+    pub fn new(addr: impl IntoAddresses) -> Self {
         Self {
+            addresses: addr.into_addresses(),
             policy: Policy {
-                addr,
                 connections: 1,
                 connect_timeout: Duration::from_secs(5),
                 backoff_initial: Duration::from_millis(50),
@@ -185,8 +194,13 @@ impl ClientBuilder {
 
     /// Starts the loop without waiting for a connection; calls wait for one.
     pub fn start(self) -> io::Result<Client> {
-        let app = ClientApp::new(self.policy.clone(), self.push_handler.clone());
-        let (event_loop, handle) = EventLoop::new(app, self.config, None, COMMAND_QUEUE)?;
+        let addresses = self
+            .addresses
+            .clone()
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        let app = ClientApp::new(self.policy.clone(), addresses, self.push_handler.clone());
+        let (mut event_loop, handle) = EventLoop::new(app, self.config, None, COMMAND_QUEUE)?;
+        event_loop.app_mut().set_handle(handle.clone());
         let thread = std::thread::Builder::new()
             .name("mux-client".into())
             .spawn(move || {
@@ -281,13 +295,14 @@ impl Opener {
 }
 
 impl Client {
-    /// Connects to `addr` with the defaults (one connection).
-    pub fn connect(addr: SocketAddr) -> io::Result<Self> {
+    /// Connects to `addr` with the defaults (one connection); `addr` as in
+    /// [`ClientBuilder::new`].
+    pub fn connect(addr: impl IntoAddresses) -> io::Result<Self> {
         ClientBuilder::new(addr).connect()
     }
 
-    /// A builder for `addr`.
-    pub fn builder(addr: SocketAddr) -> ClientBuilder {
+    /// A builder for `addr` (as in [`ClientBuilder::new`]).
+    pub fn builder(addr: impl IntoAddresses) -> ClientBuilder {
         ClientBuilder::new(addr)
     }
 

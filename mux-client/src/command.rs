@@ -33,6 +33,12 @@ pub(crate) enum Command {
     Ping(Completer<Result<Duration, CallError>>),
     /// Completes once a connection is ready, or with the first connect error.
     WhenReady(Completer<Result<(), (io::ErrorKind, String)>>),
+    /// A host name the pool asked to resolve for `slot` (resolution `number`).
+    Resolved {
+        slot: usize,
+        number: u64,
+        outcome: Result<Vec<std::net::SocketAddr>, (io::ErrorKind, String)>,
+    },
     Shutdown,
 }
 

@@ -6,7 +6,8 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = mux_client::Client::connect("127.0.0.1:7878".parse()?)?;
+//! // An IP or a host name and port, or a list of them to fail over between.
+//! let client = mux_client::Client::connect("localhost:7878")?;
 //! let reply = client.call("echo", "hi")?;                      // blocks
 //! let call = client.call_async("echo", "hi");                   // a std Future...
 //! let reply = call.wait()?;                                     // ...or a handle to wait on or poll
@@ -19,7 +20,8 @@
 //! Dropping a [`Call`] before it completes cancels it: its stream is reset
 //! with `CANCEL`. Calls carry an optional deadline, sent to the server and
 //! enforced here. When a connection ends, the pool reconnects with
-//! exponential backoff; calls the server refused without processing
+//! exponential backoff (resolving host names anew, failing over along an
+//! address list); calls the server refused without processing
 //! (`REFUSED_STREAM`) are retried.
 
 #![forbid(unsafe_code)]
@@ -45,7 +47,10 @@ mod session;
 
 pub use mux_core as core;
 pub use mux_core::rpc::Status;
-pub use mux_runtime::{LoopConfig, SocketOptions, SpinPolicy, TlsClient, TlsSetupError};
+pub use mux_runtime::{
+    Address, AddressError, Addresses, IntoAddresses, LoopConfig, SocketOptions, SpinPolicy,
+    TlsClient, TlsSetupError,
+};
 
 pub use call::{Call, CallRequest, Upload};
 pub use client::{Client, ClientBuilder};

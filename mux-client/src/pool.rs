@@ -2,6 +2,12 @@
 //! connecting or waiting to reconnect with exponential backoff; connect
 //! timeouts; which connections can take a call, least loaded first.
 //!
+//! The server is a list of addresses: slot `n` starts at entry `n` (so the
+//! slots spread over the list), and a slot whose attempt fails moves on to
+//! the next entry, at once while the list has entries it has not tried in
+//! this round, then with backoff. A host name is resolved off the loop at
+//! every attempt, and each address it resolves to is tried in turn.
+//!
 //! Spec §11.3: a connection that announced GOAWAY takes no new call.
 
 use std::collections::VecDeque;
@@ -9,15 +15,15 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mux_runtime::{ConnKey, Ctx};
+use mux_runtime::{Address, Addresses, ConnKey, Ctx, LoopHandle};
 
+use crate::command::Command;
 use crate::completion::Completer;
 use crate::error::CallError;
 
 /// Pool and retry settings.
 #[derive(Debug, Clone)]
 pub(crate) struct Policy {
-    pub(crate) addr: SocketAddr,
     pub(crate) connections: usize,
     pub(crate) connect_timeout: Duration,
     pub(crate) backoff_initial: Duration,
@@ -48,6 +54,14 @@ struct Slot {
     timed_out: bool,
     /// PINGs sent on it, oldest first, awaiting their ACK.
     pings: VecDeque<Completer<Result<Duration, CallError>>>,
+    /// The entry of the address list it uses; moves on when an attempt fails.
+    entry: usize,
+    /// The current entry's addresses not tried yet in this attempt.
+    candidates: VecDeque<SocketAddr>,
+    /// A resolution of the current entry is running: its number.
+    resolving: Option<u64>,
+    /// The address of the connection or attempt, for messages.
+    target: Option<SocketAddr>,
 }
 
 /// Timer tokens of the pool: the kind in the top byte, the slot below.
@@ -65,6 +79,8 @@ pub(crate) const TIMER_READY: u64 = 4 << KIND_SHIFT;
 #[derive(Debug)]
 pub(crate) struct Pool {
     pub(crate) policy: Policy,
+    /// The server's addresses.
+    addresses: Addresses,
     slots: Vec<Slot>,
     ready_waiters: Vec<Completer<Result<(), ConnectFailure>>>,
     /// Why the last attempt failed, while no connection is ready: a waiter
@@ -73,6 +89,10 @@ pub(crate) struct Pool {
     /// A connection was ready once: the server exists, so calls waiting
     /// through a reconnect wait for the next attempts.
     was_connected: bool,
+    /// Where resolutions report (the loop's own command queue).
+    handle: Option<LoopHandle<Command>>,
+    /// Numbers resolutions, so that a late answer to an abandoned one is ignored.
+    resolutions: u64,
 }
 
 /// What a failed connect means for the calls waiting for a connection.
@@ -89,17 +109,28 @@ pub(crate) enum AfterFailure {
 }
 
 impl Pool {
-    pub(crate) fn new(policy: Policy) -> Self {
+    pub(crate) fn new(policy: Policy, addresses: Addresses) -> Self {
         let slots = (0..policy.connections.max(1))
-            .map(|_| Slot::default())
+            .map(|n| Slot {
+                entry: n,
+                ..Slot::default()
+            })
             .collect();
         Self {
             policy,
+            addresses,
             slots,
             ready_waiters: Vec::new(),
             last_failure: None,
             was_connected: false,
+            handle: None,
+            resolutions: 0,
         }
+    }
+
+    /// Where host-name resolutions report back.
+    pub(crate) fn set_handle(&mut self, handle: LoopHandle<Command>) {
+        self.handle = Some(handle);
     }
 
     /// Connects every slot (the loop started).
@@ -117,8 +148,39 @@ impl Pool {
         self.slots.iter().position(|slot| slot.key == Some(key))
     }
 
+    /// Starts the slot's next attempt: the next address of its entry, or
+    /// its entry resolved anew.
     fn connect(&mut self, ctx: &mut Ctx<'_>, slot: usize, closing: bool) -> AfterFailure {
-        match ctx.connect(self.policy.addr) {
+        let Some(s) = self.slots.get_mut(slot) else {
+            return AfterFailure::Wait;
+        };
+        let entry = self.addresses.cycle(s.entry).clone();
+        let literal = match &entry {
+            Address::Socket(addr) => Some(*addr),
+            Address::Name { .. } => None,
+        };
+        let Some(addr) = s.candidates.pop_front().or(literal) else {
+            // Resolved at every attempt: a service that moved is found again.
+            self.resolutions += 1;
+            let number = self.resolutions;
+            s.resolving = Some(number);
+            let Some(handle) = self.handle.clone() else {
+                return AfterFailure::Wait;
+            };
+            let name = entry.to_string();
+            mux_runtime::resolve_in_background(&entry, move |result| {
+                let outcome =
+                    result.map_err(|err| (err.kind(), format!("cannot resolve {name}: {err}")));
+                let _ = handle.send(Command::Resolved {
+                    slot,
+                    number,
+                    outcome,
+                });
+            });
+            return AfterFailure::Wait;
+        };
+        s.target = Some(addr);
+        match ctx.connect_named(addr, entry.host_name()) {
             Ok(key) => {
                 if let Some(s) = self.slots.get_mut(slot) {
                     s.key = Some(key);
@@ -128,7 +190,40 @@ impl Pool {
                 ctx.set_timer(at, TIMER_CONNECT | slot as u64);
                 AfterFailure::Wait
             }
-            Err(err) => self.connect_failed(ctx, slot, (err.kind(), err.to_string()), closing),
+            Err(err) => self.connect_failed(
+                ctx,
+                slot,
+                (err.kind(), format!("connect to {addr}: {err}")),
+                closing,
+            ),
+        }
+    }
+
+    /// A resolution the loop asked for is done.
+    pub(crate) fn on_resolved(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        slot: usize,
+        number: u64,
+        outcome: Result<Vec<SocketAddr>, ConnectFailure>,
+        closing: bool,
+    ) -> AfterFailure {
+        let Some(s) = self.slots.get_mut(slot) else {
+            return AfterFailure::Wait;
+        };
+        if s.resolving != Some(number) || s.key.is_some() {
+            return AfterFailure::Wait; // abandoned meanwhile
+        }
+        s.resolving = None;
+        if closing {
+            return AfterFailure::Wait;
+        }
+        match outcome {
+            Ok(found) => {
+                s.candidates = found.into();
+                self.connect(ctx, slot, closing)
+            }
+            Err(failure) => self.connect_failed(ctx, slot, failure, closing),
         }
     }
 
@@ -139,8 +234,16 @@ impl Pool {
         (kind, message): ConnectFailure,
         closing: bool,
     ) -> AfterFailure {
-        for waiter in self.ready_waiters.drain(..) {
-            waiter.complete(Err((kind, message.clone())));
+        let Some(s) = self.slots.get_mut(slot) else {
+            return AfterFailure::Wait;
+        };
+        // A waiter learns of a failure once every entry failed in this round.
+        let last_of_round =
+            s.candidates.is_empty() && s.failures.saturating_add(1) >= self.addresses.len() as u32;
+        if last_of_round {
+            for waiter in self.ready_waiters.drain(..) {
+                waiter.complete(Err((kind, message.clone())));
+            }
         }
         if !self.slots.iter().any(|s| s.ready) {
             self.last_failure = Some((kind, message.clone()));
@@ -150,21 +253,35 @@ impl Pool {
         };
         s.key = None;
         s.ready = false;
-        s.failures = s.failures.saturating_add(1);
         if closing {
             return AfterFailure::Wait;
         }
-        let backoff = mux_runtime::Backoff {
-            initial: self.policy.backoff_initial,
-            max: self.policy.backoff_max,
+        if !s.candidates.is_empty() {
+            // The entry resolved to more addresses: the next one at once.
+            log::debug!("{message}; trying the next address of the entry");
+            return self.connect(ctx, slot, closing);
         }
-        .delay(s.failures);
+        s.failures = s.failures.saturating_add(1);
+        // Fail over: the next entry of the list, at once while this round
+        // has entries left untried, then backing off.
+        s.entry = s.entry.wrapping_add(1);
+        let entries = self.addresses.len() as u32;
+        let round_done = s.failures >= entries;
+        let delay = if round_done {
+            mux_runtime::Backoff {
+                initial: self.policy.backoff_initial,
+                max: self.policy.backoff_max,
+            }
+            .delay(s.failures - entries + 1)
+        } else {
+            Duration::ZERO
+        };
         log::debug!(
-            "connect to {} failed ({message}); retrying in {backoff:?}",
-            self.policy.addr
+            "{message}; next attempt to {} in {delay:?}",
+            self.addresses.cycle(s.entry)
         );
-        ctx.set_timer(ctx.now + backoff, TIMER_RECONNECT | slot as u64);
-        if self.slots.iter().any(|s| s.ready) {
+        ctx.set_timer(ctx.now + delay, TIMER_RECONNECT | slot as u64);
+        if self.slots.iter().any(|s| s.ready) || !round_done {
             AfterFailure::Wait
         } else if !self.was_connected {
             // Before any connection the server may not exist at all.
@@ -222,7 +339,10 @@ impl Pool {
             return AfterFailure::Wait;
         };
         let failure = if std::mem::take(&mut s.timed_out) {
-            let message = format!("connect to {} timed out", self.policy.addr);
+            let target = s
+                .target
+                .map_or_else(|| "the server".to_owned(), |t| t.to_string());
+            let message = format!("connect to {target} timed out");
             (io::ErrorKind::TimedOut, message)
         } else {
             failure
@@ -235,6 +355,7 @@ impl Pool {
             s.key = None;
             s.ready = false;
             s.failures = 0;
+            s.candidates.clear();
             self.connect(ctx, slot, closing)
         } else {
             self.connect_failed(ctx, slot, failure, closing)

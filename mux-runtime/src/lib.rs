@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod address;
 pub mod backoff;
 pub mod conn_io;
 pub mod event_loop;
@@ -35,6 +36,7 @@ pub mod stream_map;
 pub mod timer;
 pub mod tls;
 
+pub use address::{resolve_in_background, Address, AddressError, Addresses, IntoAddresses};
 pub use backoff::Backoff;
 pub use event_loop::{
     App, ConnKey, Ctx, EventLoop, LoopConfig, LoopError, LoopHandle, PlainKey, SpinPolicy,

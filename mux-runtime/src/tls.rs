@@ -259,10 +259,19 @@ impl TlsClient {
         Ok(self)
     }
 
-    pub(crate) fn session(&self, addr: SocketAddr) -> Result<TlsSession, rustls::Error> {
+    /// A session with the server at `addr`, reached through the host name
+    /// `host` if it was named: the certificate is verified against the
+    /// configured server name, else that host name, else the IP address.
+    pub(crate) fn session(
+        &self,
+        addr: SocketAddr,
+        host: Option<&str>,
+    ) -> Result<TlsSession, rustls::Error> {
+        let named = host.and_then(|host| ServerName::try_from(host.to_owned()).ok());
         let name = self
             .server_name
             .clone()
+            .or(named)
             .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
         let mut client = rustls::ClientConnection::new(Arc::clone(&self.config), name)?;
         client.set_buffer_limit(Some(SEND_BUFFER));

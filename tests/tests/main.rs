@@ -1,6 +1,7 @@
 //! Integration tests over real loopback sockets: one test binary with a
 //! module per area, so that it links once.
 
+mod addresses;
 mod attacks;
 mod auth;
 mod integrity;

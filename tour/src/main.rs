@@ -22,7 +22,7 @@ use mux_testkit::{block_on, fnv1a};
 struct Args {
     /// A running `mux-server` to tour; without it, one is started in-process on loopback.
     #[arg(long)]
-    addr: Option<SocketAddr>,
+    addr: Option<mux_client::Addresses>,
     /// Log level of the library logs: error, warn, info, debug.
     #[arg(long, default_value = "warn")]
     log_level: log::LevelFilter,
@@ -77,7 +77,7 @@ fn main() -> ExitCode {
             None,
             Default::default(),
         ) {
-            Ok((server, clock)) => (server.local_addr(), Some(server), Some(clock)),
+            Ok((server, clock)) => (server.local_addr().into(), Some(server), Some(clock)),
             Err(err) => {
                 eprintln!("mux-tour: cannot start the demo server: {err}");
                 return ExitCode::FAILURE;
@@ -93,7 +93,7 @@ fn main() -> ExitCode {
         }
     );
     let (push_tx, push_rx) = mpsc::sync_channel::<PushMessage>(64);
-    let client = match Client::builder(addr)
+    let client = match Client::builder(addr.clone())
         .connections(2)
         .on_push(move |push| {
             let _ = push_tx.try_send(push);
@@ -276,7 +276,7 @@ fn main() -> ExitCode {
         )
     });
     tour.step("a client that refuses pushes gets none", || {
-        let refusing = Client::builder(addr)
+        let refusing = Client::builder(addr.clone())
             .refuse_pushes()
             .connect()
             .map_err(|e| e.to_string())?;
@@ -387,6 +387,7 @@ fn main() -> ExitCode {
         };
         let mut poller = client.long_poller("jobs", start_cursor, Duration::from_secs(5));
         let enqueuer = {
+            let addr = addr.clone();
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(100));
                 Client::connect(addr)

@@ -2,7 +2,6 @@
 //! subscribe, publish, follow an event stream, use a session.
 
 use std::io::{BufRead, Read, Write};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -14,9 +13,10 @@ use mux_client::{CallError, CallRequest, Client, Delivery, EventStream, Reply, R
 #[derive(Debug, Parser)]
 #[command(name = "mux-client", version, about)]
 struct Args {
-    /// Server address.
+    /// Server address: host:port (a name is resolved at each connection
+    /// attempt), or several, comma-separated, to fail over between.
     #[arg(long, default_value = "127.0.0.1:7878")]
-    addr: SocketAddr,
+    addr: mux_client::Addresses,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "warn")]
     log_level: log::LevelFilter,
@@ -124,7 +124,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut connection = mux_core::Config::default();
     args.timeouts.apply(&mut connection);
-    let mut builder = Client::builder(args.addr).connection_config(connection);
+    let mut builder = Client::builder(args.addr.clone()).connection_config(connection);
     if let Some(tls) = args.tls.load().map_err(|err| format!("TLS: {err}"))? {
         builder = builder.tls(tls);
     }

@@ -114,6 +114,13 @@ impl Ctx<'_> {
     /// Starts a client connection to `addr`; [`App::on_open`](super::App::on_open) follows once
     /// the TCP handshake completes, or [`App::on_closed`](super::App::on_closed) if it fails.
     pub fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnKey> {
+        self.connect_named(addr, None)
+    }
+
+    /// Like [`Ctx::connect`], for a server reached through the host name
+    /// `host` (resolved to `addr`): over TLS, its certificate is verified
+    /// against that name (unless a server name was configured).
+    pub fn connect_named(&mut self, addr: SocketAddr, host: Option<&str>) -> io::Result<ConnKey> {
         let mut stream = socket::connect(addr, &self.config.socket)?;
         let entry = self.conns.vacant_entry();
         let index = entry.key();
@@ -125,7 +132,7 @@ impl Ctx<'_> {
         log::debug!("connection {index}: connecting to {addr}");
         if let Some(tls) = &self.config.tls_client {
             let session = tls
-                .session(addr)
+                .session(addr, host)
                 .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
             io = io.with_tls(session);
         }
