@@ -28,6 +28,7 @@ use crate::request::{BodySink, Request, Response};
 use crate::reserved::polls_timer;
 use crate::reserved::{FeedLimits, PublishStream, Reserved, ReservedCall};
 use crate::server::ServerHandle;
+use crate::tasks::{is_deadline_timer, Polled, Tasks, DEFERRED_TIMER};
 use crate::workers::Job;
 
 /// App timer tokens besides the long polls' (`reserved::polls_timer`).
@@ -61,6 +62,8 @@ pub(crate) struct ServerApp {
     /// stream or its connection ends first.
     queued_jobs: StreamMap<Arc<AtomicBool>>,
     pub(crate) handle: Option<LoopHandle<Command>>,
+    /// Async handlers' futures in progress.
+    tasks: Tasks,
     max_request_body: usize,
     pending: StreamMap<Pending>,
     replies: Replies,
@@ -101,6 +104,7 @@ impl ServerApp {
             jobs,
             queued_jobs: StreamMap::default(),
             handle: None,
+            tasks: Tasks::default(),
             max_request_body,
             pending: StreamMap::default(),
             replies: Replies::default(),
@@ -353,6 +357,17 @@ impl ServerApp {
                     .status(ctx, key, id, Status::NOT_FOUND, message);
             }
             Some(Handler::Streaming(_)) => {} // served by its sink
+            Some(Handler::Async(handler)) => {
+                let Some(handle) = self.handle.clone() else {
+                    return;
+                };
+                let deadline = request.deadline();
+                let (polled, timer) = self.tasks.start(&handle, &handler, (key, id), request);
+                if let (Some(token), Some(at)) = (timer, deadline) {
+                    ctx.set_timer(at, token);
+                }
+                self.answer_task(ctx, polled);
+            }
             Some(Handler::Inline(handler)) => {
                 let response = run(&*handler, request);
                 self.replies.respond(ctx, key, id, response);
@@ -386,7 +401,15 @@ impl ServerApp {
         }
     }
 
+    /// Sends an async handler's answer, if it is ready.
+    fn answer_task(&mut self, ctx: &mut Ctx<'_>, polled: Polled) {
+        if let Polled::Answer(key, id, response) = polled {
+            self.replies.respond(ctx, key, id, response);
+        }
+    }
+
     fn forget_stream(&mut self, key: ConnKey, id: StreamId) {
+        self.tasks.forget_stream(key, id);
         if let Some(cancelled) = self.queued_jobs.remove(key, id) {
             cancelled.store(true, Ordering::Relaxed);
         }
@@ -439,6 +462,7 @@ impl App for ServerApp {
         for (_, cancelled) in self.queued_jobs.remove_conn(key) {
             cancelled.store(true, Ordering::Relaxed);
         }
+        self.tasks.forget_conn(key);
         self.pending.remove_conn(key);
         self.replies.forget_conn(key);
         self.reserved.forget_conn(key);
@@ -453,6 +477,10 @@ impl App for ServerApp {
                 self.queued_jobs.remove(key, id);
                 let response = result.unwrap_or_else(Response::from);
                 self.replies.respond(ctx, key, id, response);
+            }
+            Command::Poll(task) => {
+                let polled = self.tasks.poll(task);
+                self.answer_task(ctx, polled);
             }
             Command::Publication { topic, payload } => {
                 let missed = self.missed.swap(0, Ordering::Relaxed);
@@ -496,7 +524,27 @@ impl App for ServerApp {
             _ if polls_timer(token) => {
                 self.reserved.on_poll_timer(ctx, &mut self.replies, token);
             }
+            DEFERRED_TIMER => {
+                for task in self.tasks.take_deferred() {
+                    let polled = self.tasks.poll(task);
+                    self.answer_task(ctx, polled);
+                }
+            }
+            _ if is_deadline_timer(token) => {
+                if let Some((key, id)) = self.tasks.expire(token) {
+                    let status = Status::DEADLINE_EXCEEDED;
+                    self.replies.status(ctx, key, id, status, "deadline passed");
+                }
+            }
             _ => {}
+        }
+    }
+
+    fn on_pass_end(&mut self, ctx: &mut Ctx<'_>) {
+        // Wakes that found the command queue full: polled from a timer due
+        // at once, so that their answers are flushed in that pass.
+        if self.tasks.has_deferred() {
+            ctx.set_timer(ctx.now, DEFERRED_TIMER);
         }
     }
 

@@ -23,6 +23,8 @@ pub(crate) enum Command {
         id: StreamId,
         result: HandlerResult,
     },
+    /// An async handler's future was woken: poll it (`tasks.rs`).
+    Poll(u64),
     /// A publication from the broker.
     Publication { topic: Arc<str>, payload: Bytes },
     /// A new entry of an event log.

@@ -24,6 +24,8 @@ pub(crate) enum Handler {
     Blocking(HandlerFn),
     /// Receives the body as it arrives, on the loop thread.
     Streaming(SinkFn),
+    /// Returns a future, polled on the loop thread (`tasks.rs`).
+    Async(crate::tasks::AsyncHandlerFn),
 }
 
 impl std::fmt::Debug for Handler {
@@ -32,6 +34,7 @@ impl std::fmt::Debug for Handler {
             Self::Inline(_) => "Inline",
             Self::Blocking(_) => "Blocking",
             Self::Streaming(_) => "Streaming",
+            Self::Async(_) => "Async",
         })
     }
 }

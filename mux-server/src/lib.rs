@@ -41,6 +41,7 @@ mod reserved;
 mod secrets;
 mod server;
 pub mod sessions;
+mod tasks;
 mod workers;
 
 pub use broker::{Broker, MemoryBroker, SlowSubscriber};

@@ -210,6 +210,64 @@ impl ServerBuilder {
         self
     }
 
+    /// A route whose handler is async: `handler` makes the request's future,
+    /// which is polled on the loop thread that owns the stream and woken
+    /// through that loop, so it may await any `Send` future whatever
+    /// executor or thread completes it (no runtime of ours, no thread per
+    /// request). Between its awaits it runs on the loop: it must not block.
+    /// A panic answers 500; a passed deadline 504 (the future is dropped),
+    /// as does a reset of the stream or the end of its connection.
+    ///
+    /// ```no_run
+    /// use std::future::poll_fn;
+    /// use std::sync::{Arc, Mutex};
+    /// use std::task::{Poll, Waker};
+    /// use std::time::Duration;
+    /// use mux_server::{Response, Server};
+    ///
+    /// /// A timer completed by a thread of its own, as any executor's
+    /// /// future would be: it wakes whoever polled it last.
+    /// async fn sleep(duration: Duration) {
+    ///     let state = Arc::new(Mutex::new((false, None::<Waker>)));
+    ///     let timer = Arc::clone(&state);
+    ///     std::thread::spawn(move || {
+    ///         std::thread::sleep(duration);
+    ///         let mut state = timer.lock().unwrap();
+    ///         state.0 = true;
+    ///         if let Some(waker) = state.1.take() {
+    ///             waker.wake();
+    ///         }
+    ///     });
+    ///     poll_fn(|cx| {
+    ///         let mut state = state.lock().unwrap();
+    ///         if state.0 {
+    ///             return Poll::Ready(());
+    ///         }
+    ///         state.1 = Some(cx.waker().clone());
+    ///         Poll::Pending
+    ///     })
+    ///     .await
+    /// }
+    ///
+    /// let server = Server::builder()
+    ///     .route_async("slow-echo", |req| async move {
+    ///         sleep(Duration::from_millis(10)).await;
+    ///         Ok(Response::ok(req.body().clone()))
+    ///     })
+    ///     .start()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn route_async<F, Fut>(mut self, name: &str, handler: F) -> Self
+    where
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = HandlerResult> + Send + 'static,
+    {
+        let boxed: crate::tasks::AsyncHandlerFn =
+            Arc::new(move |request| Box::pin(handler(request)) as crate::tasks::HandlerFuture);
+        self.routes.insert(name.to_owned(), Handler::Async(boxed));
+        self
+    }
+
     /// A route whose handler may block; it runs on the worker pool.
     pub fn route_blocking<F>(mut self, name: &str, handler: F) -> Self
     where

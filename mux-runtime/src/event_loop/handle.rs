@@ -47,6 +47,13 @@ impl<C> LoopHandle<C> {
         }
     }
 
+    /// Wakes the loop whether or not it sleeps: for a thread that left the
+    /// loop work outside the command queue (the loop then runs a pass at
+    /// once, and its app looks for that work at the pass's end).
+    pub fn nudge(&self) {
+        let _ = self.waker.wake();
+    }
+
     /// Sends a command if the queue has room; gives it back otherwise.
     pub fn try_send(&self, command: C) -> Result<(), TrySendError<C>> {
         self.sender.try_send(command)?;

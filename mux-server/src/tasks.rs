@@ -1,0 +1,209 @@
+//! Async handlers ([`ServerBuilder::route_async`](crate::ServerBuilder::route_async)):
+//! each request's future is polled on the loop that owns its stream, and its
+//! waker asks that loop to poll it again. No runtime and no thread per
+//! request: a handler can await any `Send` future, whichever executor or
+//! thread completes it (a database client's, a timer thread's), because a
+//! wake is only a message to the loop.
+//!
+//! A wake sends [`Command::Poll`] without blocking. When the loop's command
+//! queue is full (so the loop has work queued and will run), the task is put
+//! on a deferred list and the loop's waker rung; the loop takes the list at
+//! the end of its pass and polls those tasks from a timer due at once, so
+//! that their answers are written and flushed like any other.
+//!
+//! A task ends with its answer, or is dropped (its future cancelled) when
+//! its stream is reset, its connection closes, or its deadline passes (504).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+use crossbeam_channel::TrySendError;
+use mux_core::rpc::Status;
+use mux_core::StreamId;
+use mux_runtime::{ConnKey, LoopHandle, StreamMap};
+
+use crate::command::Command;
+use crate::request::{HandlerError, HandlerResult, Request, Response};
+
+/// A request's future, as an async handler returns it.
+pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
+
+/// An async handler as the server stores it.
+pub(crate) type AsyncHandlerFn = Arc<dyn Fn(Request) -> HandlerFuture + Send + Sync>;
+
+/// Timer tokens of task deadlines: this bit, and the task number below.
+const DEADLINE_TIMER: u64 = 1 << 61;
+/// The timer that polls tasks whose wake found the command queue full.
+pub(crate) const DEFERRED_TIMER: u64 = 3;
+
+/// Whether a timer token is a task deadline.
+pub(crate) fn is_deadline_timer(token: u64) -> bool {
+    token & DEADLINE_TIMER != 0 && token & (1 << 62) == 0
+}
+
+/// One request's future and where its answer goes.
+struct Task {
+    key: ConnKey,
+    id: StreamId,
+    future: HandlerFuture,
+    waker: Arc<TaskWaker>,
+}
+
+/// Wakes a task: a command to its loop, sent once until the task is polled.
+struct TaskWaker {
+    task: u64,
+    /// A poll is already asked for.
+    scheduled: AtomicBool,
+    handle: LoopHandle<Command>,
+    deferred: Arc<Mutex<Vec<u64>>>,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match self.handle.try_send(Command::Poll(self.task)) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(_)) => {
+                // Never block the waking thread (it may be the loop itself).
+                if let Ok(mut deferred) = self.deferred.lock() {
+                    deferred.push(self.task);
+                }
+                self.handle.nudge();
+            }
+        }
+    }
+}
+
+/// What a poll of a task came to.
+pub(crate) enum Polled {
+    /// The handler's answer, for this stream.
+    Answer(ConnKey, StreamId, Response),
+    /// Not done yet, or no such task (it ended meanwhile).
+    Pending,
+}
+
+/// The loop's async tasks.
+#[derive(Default)]
+pub(crate) struct Tasks {
+    tasks: HashMap<u64, Task>,
+    by_stream: StreamMap<u64>,
+    next: u64,
+    deferred: Arc<Mutex<Vec<u64>>>,
+}
+
+impl Tasks {
+    /// Starts `request`'s future and polls it once; returns the answer if it
+    /// is ready at once, and the token of the deadline timer to set if not.
+    pub(crate) fn start(
+        &mut self,
+        handle: &LoopHandle<Command>,
+        handler: &AsyncHandlerFn,
+        (key, id): (ConnKey, StreamId),
+        request: Request,
+    ) -> (Polled, Option<u64>) {
+        let future = match catch_unwind(AssertUnwindSafe(|| handler(request))) {
+            Ok(future) => future,
+            Err(_) => return (Polled::Answer(key, id, panicked()), None),
+        };
+        self.next += 1;
+        let number = self.next;
+        let waker = Arc::new(TaskWaker {
+            task: number,
+            scheduled: AtomicBool::new(false),
+            handle: handle.clone(),
+            deferred: Arc::clone(&self.deferred),
+        });
+        self.tasks.insert(
+            number,
+            Task {
+                key,
+                id,
+                future,
+                waker,
+            },
+        );
+        self.by_stream.insert(key, id, number);
+        match self.poll(number) {
+            Polled::Pending => (Polled::Pending, Some(DEADLINE_TIMER | number)),
+            answer => (answer, None),
+        }
+    }
+
+    /// Polls task `number`, if it still exists.
+    pub(crate) fn poll(&mut self, number: u64) -> Polled {
+        let Some(task) = self.tasks.get_mut(&number) else {
+            return Polled::Pending;
+        };
+        // Cleared before polling: a wake during the poll asks for another.
+        task.waker.scheduled.store(false, Ordering::Release);
+        let waker = Waker::from(Arc::clone(&task.waker));
+        let mut cx = Context::from_waker(&waker);
+        let outcome = catch_unwind(AssertUnwindSafe(|| task.future.as_mut().poll(&mut cx)));
+        let response = match outcome {
+            Ok(Poll::Pending) => return Polled::Pending,
+            Ok(Poll::Ready(Ok(response))) => response,
+            Ok(Poll::Ready(Err(err))) => err.into(),
+            Err(_) => panicked(),
+        };
+        match self.remove(number) {
+            Some((key, id)) => Polled::Answer(key, id, response),
+            None => Polled::Pending,
+        }
+    }
+
+    /// Tasks whose wake found the command queue full: poll them now.
+    pub(crate) fn take_deferred(&mut self) -> Vec<u64> {
+        self.deferred
+            .lock()
+            .map(|mut deferred| std::mem::take(&mut *deferred))
+            .unwrap_or_default()
+    }
+
+    /// Whether some wakes wait on the deferred list.
+    pub(crate) fn has_deferred(&self) -> bool {
+        self.deferred
+            .lock()
+            .is_ok_and(|deferred| !deferred.is_empty())
+    }
+
+    /// The deadline timer `token` fired: the task's stream, if it still runs
+    /// (the task is dropped: it answers 504).
+    pub(crate) fn expire(&mut self, token: u64) -> Option<(ConnKey, StreamId)> {
+        self.remove(token & !DEADLINE_TIMER)
+    }
+
+    /// The stream was reset: its task is dropped, cancelling its future.
+    pub(crate) fn forget_stream(&mut self, key: ConnKey, id: StreamId) {
+        if let Some(number) = self.by_stream.remove(key, id) {
+            self.tasks.remove(&number);
+        }
+    }
+
+    /// The connection closed: its tasks are dropped.
+    pub(crate) fn forget_conn(&mut self, key: ConnKey) {
+        for (_, number) in self.by_stream.remove_conn(key) {
+            self.tasks.remove(&number);
+        }
+    }
+
+    fn remove(&mut self, number: u64) -> Option<(ConnKey, StreamId)> {
+        let task = self.tasks.remove(&number)?;
+        self.by_stream.remove(task.key, task.id);
+        Some((task.key, task.id))
+    }
+}
+
+fn panicked() -> Response {
+    HandlerError::new(Status::INTERNAL, "handler panicked").into()
+}
