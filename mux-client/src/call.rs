@@ -11,9 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use mux_core::frame::{MetadataBuilder, MetadataError};
 use mux_core::rpc::{BodyCheck, RequestHead};
-use mux_runtime::{LoopHandle, Piece};
+use mux_runtime::{LoopHandle, Piece, SendPoll};
 
-use crate::command::Command;
+use crate::command::{Command, PendingCall};
 use crate::completion::{Abandoned, Completion};
 use crate::credit::Credit;
 use crate::error::CallError;
@@ -110,11 +110,25 @@ pub struct Call {
     pub(crate) id: Option<u64>,
     pub(crate) handle: LoopHandle<Command>,
     pub(crate) failed: Option<CallError>,
+    /// The call, while the loop's command queue had no room for it: sent
+    /// when the call is awaited (the task waits for room) or waited for
+    /// (the thread blocks), never dropped unsent while awaited.
+    pub(crate) unsent: Option<PendingCall>,
 }
 
 impl Call {
+    /// Hands the unsent call to the loop, blocking while its queue is full.
+    fn send_blocking(&mut self) {
+        if let Some(call) = self.unsent.take() {
+            if let Err(Command::Call(call)) = self.handle.send(Command::Call(call)) {
+                call.fail(CallError::Closed);
+            }
+        }
+    }
+
     /// Blocks until the reply arrives.
     pub fn wait(mut self) -> Result<Reply, CallError> {
+        self.send_blocking();
         if let Some(err) = self.failed.take() {
             return Err(err);
         }
@@ -124,11 +138,26 @@ impl Call {
 
     /// The reply if it has arrived, without blocking.
     pub fn try_result(&mut self) -> Option<Result<Reply, CallError>> {
+        if let Some(call) = self.unsent.take() {
+            match self.handle.try_send(Command::Call(call)) {
+                Ok(()) => {}
+                Err(mux_runtime::TrySendError::Full(Command::Call(call))) => {
+                    self.unsent = Some(call);
+                    return None;
+                }
+                Err(err) => {
+                    if let Command::Call(call) = err.into_inner() {
+                        call.fail(CallError::Closed);
+                    }
+                }
+            }
+        }
         self.take_with(|completion| completion.try_take())
     }
 
     /// Blocks until the reply arrives or `timeout` passes (`None`; the call goes on).
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<Result<Reply, CallError>> {
+        self.send_blocking();
         self.take_with(|completion| completion.wait_timeout(timeout))
     }
 
@@ -176,6 +205,21 @@ impl Future for Call {
     type Output = Result<Reply, CallError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(call) = self.unsent.take() {
+            match self.handle.poll_send(cx, Command::Call(call)) {
+                SendPoll::Sent => {}
+                SendPoll::Full(Command::Call(call)) => {
+                    self.unsent = Some(call);
+                    return Poll::Pending;
+                }
+                SendPoll::Full(_) => return Poll::Pending,
+                SendPoll::Closed(command) => {
+                    if let Command::Call(call) = command {
+                        call.fail(CallError::Closed);
+                    }
+                }
+            }
+        }
         if let Some(err) = self.failed.take() {
             return Poll::Ready(Err(err));
         }

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use mux_core::rpc::{BodyCheck, RequestHead};
 use mux_runtime::{
     AddressError, Addresses, EventLoop, IntoAddresses, LoopConfig, LoopHandle, TlsClient,
+    TrySendError,
 };
 
 use crate::app::ClientApp;
@@ -192,6 +193,26 @@ impl ClientBuilder {
         }
     }
 
+    /// [`connect`](Self::connect) as a future, for any executor: it
+    /// resolves once one connection is ready (or the first attempts failed),
+    /// without blocking the thread.
+    pub async fn connect_async(self) -> io::Result<Client> {
+        let client = self.start()?;
+        let (completer, ready) = completion();
+        let closed = || io::Error::other("the client's loop stopped");
+        client
+            .opener
+            .handle
+            .send_async(Command::WhenReady(completer))
+            .await
+            .map_err(|_| closed())?;
+        match ready.await {
+            Ok(Ok(())) => Ok(client),
+            Ok(Err((kind, message))) => Err(io::Error::new(kind, message)),
+            Err(_) => Err(closed()),
+        }
+    }
+
     /// Starts the loop without waiting for a connection; calls wait for one.
     pub fn start(self) -> io::Result<Client> {
         let addresses = self
@@ -248,7 +269,35 @@ impl Opener {
         }
     }
 
+    /// Hands a call to the loop if its queue has room; gives it back if not.
+    fn offer_call(&self, call: PendingCall) -> Option<PendingCall> {
+        match self.handle.try_send(Command::Call(call)) {
+            Ok(()) => None,
+            Err(TrySendError::Full(Command::Call(call))) => Some(call),
+            Err(TrySendError::Disconnected(Command::Call(call))) => {
+                call.fail(CallError::Closed);
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
     fn submit_with(&self, request: CallRequest, sink: Sink, upload: Option<Arc<Credit>>) -> u64 {
+        let (id, call) = self.prepare(request, sink, upload);
+        if let Some(call) = call {
+            self.submit_call(call);
+        }
+        id
+    }
+
+    /// The loop's form of a call, or `None` if it failed before (its sink
+    /// learnt why).
+    fn prepare(
+        &self,
+        request: CallRequest,
+        sink: Sink,
+        upload: Option<Arc<Credit>>,
+    ) -> (u64, Option<PendingCall>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let timeout = request.timeout.or(self.default_timeout);
         let (head, invalid) = match request.head(timeout, upload.is_some()) {
@@ -269,20 +318,26 @@ impl Opener {
         };
         match invalid {
             // Nothing to send: the caller learns it through the call itself.
-            Some(err) => call.fail(CallError::Malformed(err.to_string())),
-            None => self.submit_call(call),
+            Some(err) => {
+                call.fail(CallError::Malformed(err.to_string()));
+                (id, None)
+            }
+            None => (id, Some(call)),
         }
-        id
     }
 
+    /// A call, handed to the loop if its queue has room; otherwise the
+    /// [`Call`] holds it until it is awaited (without blocking) or waited
+    /// for (blocking).
     pub(crate) fn start_call(&self, request: CallRequest) -> Call {
         let (completer, completion) = completion();
-        let id = self.submit_with(request, Sink::Completion(completer), None);
+        let (id, call) = self.prepare(request, Sink::Completion(completer), None);
         Call {
             completion: Some(completion),
             id: Some(id),
             handle: self.handle.clone(),
             failed: None,
+            unsent: call.and_then(|call| self.offer_call(call)),
         }
     }
 
@@ -299,6 +354,13 @@ impl Client {
     /// [`ClientBuilder::new`].
     pub fn connect(addr: impl IntoAddresses) -> io::Result<Self> {
         ClientBuilder::new(addr).connect()
+    }
+
+    /// [`Client::connect`] as a future, for any executor: it never blocks
+    /// the thread.
+    pub async fn connect_async(addr: impl IntoAddresses) -> io::Result<Self> {
+        let builder = ClientBuilder::new(addr);
+        builder.connect_async().await
     }
 
     /// A builder for `addr` (as in [`ClientBuilder::new`]).
@@ -355,6 +417,7 @@ impl Client {
             id: Some(id),
             handle: self.opener.handle.clone(),
             failed: None,
+            unsent: None,
         };
         if let Some(mismatch) = declared_too_short {
             call.fail_now(mismatch.into());

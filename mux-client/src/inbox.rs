@@ -142,6 +142,19 @@ impl Inbox {
         }
     }
 
+    /// The response head if it has arrived; otherwise registers `waker`.
+    pub(crate) fn poll_head(&self, waker: &Waker) -> Option<Result<ResponseHead, CallError>> {
+        let mut state = self.lock();
+        if let Some(head) = &state.head {
+            return Some(head.clone());
+        }
+        if let Some(Err(err)) = &state.ended {
+            return Some(Err(err.clone()));
+        }
+        state.waker = Some(waker.clone());
+        None
+    }
+
     /// Takes the next message; `wait` bounds the blocking (`None`: forever,
     /// `Some(ZERO)`: not at all). Returns whether the loop should resume reading.
     ///

@@ -28,6 +28,8 @@ pub struct MessageStream {
     shared: Arc<Inbox>,
     /// Messages taken from the shared queue in one batch, handed out one by one.
     local: VecDeque<Bytes>,
+    /// As a `Stream`, the failure was yielded: the stream is over.
+    failed: bool,
     id: u64,
     handle: LoopHandle<Command>,
 }
@@ -37,6 +39,7 @@ impl MessageStream {
         Self {
             shared,
             local: VecDeque::new(),
+            failed: false,
             id,
             handle,
         }
@@ -50,6 +53,33 @@ impl MessageStream {
     /// Waits for the response head: `Err(Rejected)` if the server refused.
     pub fn head(&self) -> Result<ResponseHead, CallError> {
         self.shared.head(HEAD_TIMEOUT)
+    }
+
+    /// The response head as a future (`Err(Rejected)` if the server
+    /// refused), for any executor; it never blocks the thread.
+    pub fn head_async(&self) -> impl Future<Output = Result<ResponseHead, CallError>> + '_ {
+        std::future::poll_fn(|cx| match self.shared.poll_head(cx.waker()) {
+            Some(head) => Poll::Ready(head),
+            None => Poll::Pending,
+        })
+    }
+
+    /// The head if it has arrived; otherwise `cx`'s task is woken when it does.
+    pub(crate) fn poll_head(&self, cx: &Context<'_>) -> Option<Result<ResponseHead, CallError>> {
+        self.shared.poll_head(cx.waker())
+    }
+
+    /// Polls for the next message: `Ready(None)` at the end.
+    pub(crate) fn poll_message(
+        &mut self,
+        cx: &Context<'_>,
+    ) -> Poll<Option<Result<Bytes, CallError>>> {
+        match self.take(None, Some(cx.waker())) {
+            Next::Message(message) => Poll::Ready(Some(Ok(message))),
+            Next::End => Poll::Ready(None),
+            Next::Failed(err) => Poll::Ready(Some(Err(err))),
+            Next::Nothing => Poll::Pending,
+        }
     }
 
     fn take(&mut self, wait: Option<Duration>, waker: Option<&std::task::Waker>) -> Next {
@@ -104,12 +134,24 @@ impl Future for NextMessage<'_> {
     type Output = Option<Result<Bytes, CallError>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.stream.take(None, Some(cx.waker())) {
-            Next::Message(message) => Poll::Ready(Some(Ok(message))),
-            Next::End => Poll::Ready(None),
-            Next::Failed(err) => Poll::Ready(Some(Err(err))),
-            Next::Nothing => Poll::Pending,
+        self.stream.poll_message(cx)
+    }
+}
+
+/// The messages as a [`Stream`](futures_core::Stream), for any executor:
+/// `None` once the server ended the stream; a failure is the last item.
+impl futures_core::Stream for MessageStream {
+    type Item = Result<Bytes, CallError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.failed {
+            return Poll::Ready(None);
         }
+        let next = self.poll_message(cx);
+        if let Poll::Ready(Some(Err(_))) = &next {
+            self.failed = true;
+        }
+        next
     }
 }
 

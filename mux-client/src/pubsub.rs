@@ -2,6 +2,9 @@
 //! publications, publishing streams, and subscriptions that resubscribe
 //! by themselves after a reconnect.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,23 +35,47 @@ pub enum Delivery {
 /// reconnect (reporting [`Delivery::Lost`] with a count of 0: messages
 /// published meanwhile are not replayed; pub/sub is at-most-once). Dropping
 /// it unsubscribes.
+///
+/// As a [`Stream`](futures_core::Stream) it never blocks: a resubscription
+/// is awaited like any message (it waits for the client's next connection).
 #[derive(Debug)]
 pub struct Subscription {
     opener: Opener,
     pattern: String,
     stream: MessageStream,
+    /// As a `Stream`: a resubscription in progress, its attempts so far.
+    reopening: Option<(MessageStream, u32)>,
+    /// As a `Stream`: a failure was yielded, the stream is over.
+    failed: bool,
+}
+
+/// Resubscriptions a `Stream` tries before its error reaches the reader
+/// (each waits for a connection, within the client's wait-for-ready limit).
+const STREAM_REOPEN_ATTEMPTS: u32 = 20;
+
+fn subscription_request(pattern: &str) -> Result<CallRequest, CallError> {
+    patterns::check_pattern(pattern).map_err(|e| CallError::Malformed(e.to_string()))?;
+    Ok(CallRequest::new(patterns::SUBSCRIBE, "")
+        .header(Bytes::from_static(patterns::TOPIC), pattern.to_owned()))
 }
 
 fn open_subscription(opener: &Opener, pattern: &str) -> Result<MessageStream, CallError> {
-    patterns::check_pattern(pattern).map_err(|e| CallError::Malformed(e.to_string()))?;
-    let request = CallRequest::new(patterns::SUBSCRIBE, "")
-        .header(Bytes::from_static(patterns::TOPIC), pattern.to_owned());
-    let stream = opener.open_stream(request);
+    let stream = opener.open_stream(subscription_request(pattern)?);
     stream.head()?;
     Ok(stream)
 }
 
 impl Subscription {
+    fn new(opener: &Opener, pattern: &str, stream: MessageStream) -> Self {
+        Self {
+            opener: opener.clone(),
+            pattern: pattern.to_owned(),
+            stream,
+            reopening: None,
+            failed: false,
+        }
+    }
+
     /// The pattern subscribed to.
     pub fn pattern(&self) -> &str {
         &self.pattern
@@ -89,12 +116,78 @@ impl Subscription {
         }
     }
 
+    /// Starts resubscribing without waiting (for the `Stream` form).
+    fn start_reopen(&mut self, attempts: u32) -> Result<(), CallError> {
+        let request = subscription_request(&self.pattern)?;
+        self.reopening = Some((self.opener.open_stream(request), attempts + 1));
+        Ok(())
+    }
+
     fn reopen(&mut self, last: CallError) -> Result<(), CallError> {
         let delay = |attempt: u32| Duration::from_millis(20 << attempt.min(5));
         self.stream = reopen(last, delay, || {
             open_subscription(&self.opener, &self.pattern)
         })?;
         Ok(())
+    }
+}
+
+impl futures_core::Stream for Subscription {
+    type Item = Result<Delivery, CallError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.failed {
+            return Poll::Ready(None);
+        }
+        loop {
+            if let Some((stream, attempts)) = this.reopening.take() {
+                let outcome = match stream.poll_head(cx) {
+                    None => {
+                        this.reopening = Some((stream, attempts));
+                        return Poll::Pending;
+                    }
+                    Some(outcome) => outcome,
+                };
+                match outcome {
+                    Ok(_) => {
+                        this.stream = stream;
+                        // Messages published meanwhile are not replayed.
+                        return Poll::Ready(Some(Ok(Delivery::Lost(0))));
+                    }
+                    Err(err) if is_lost(&err) && attempts < STREAM_REOPEN_ATTEMPTS => {
+                        if let Err(err) = this.start_reopen(attempts) {
+                            this.failed = true;
+                            return Poll::Ready(Some(Err(err)));
+                        }
+                        continue;
+                    }
+                    Err(err) => {
+                        this.failed = true;
+                        return Poll::Ready(Some(Err(err)));
+                    }
+                }
+            }
+            let lost = match this.stream.poll_message(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(message))) => return Poll::Ready(Some(Self::decode(message))),
+                Poll::Ready(Some(Err(err))) if is_lost(&err) => err,
+                Poll::Ready(Some(Err(err))) => {
+                    this.failed = true;
+                    return Poll::Ready(Some(Err(err)));
+                }
+                // Only a server going away ends a feed: resubscribe.
+                Poll::Ready(None) => CallError::ConnectionLost(SERVER_ENDED.into()),
+            };
+            log::debug!(
+                "subscription to {} lost ({lost}): resubscribing",
+                this.pattern
+            );
+            if let Err(err) = this.start_reopen(0) {
+                this.failed = true;
+                return Poll::Ready(Some(Err(err)));
+            }
+        }
     }
 }
 
@@ -126,10 +219,26 @@ impl Publisher {
 impl Client {
     /// Publishes `payload` on `topic` (`spec/patterns.md` §3.4).
     pub fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<(), CallError> {
-        patterns::check_topic(topic).map_err(|e| CallError::Malformed(e.to_string()))?;
-        let request = CallRequest::new(patterns::PUBLISH, payload)
-            .header(Bytes::from_static(patterns::TOPIC), topic.to_owned());
-        reply_ok(self.call_with(request)?).map(|_| ())
+        reply_ok(self.call_with(publication(topic, payload)?)?).map(|_| ())
+    }
+
+    /// [`Client::publish`] as a future, for any executor: it never blocks
+    /// the thread (a full command queue makes it wait).
+    pub fn publish_async(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+    ) -> impl Future<Output = Result<(), CallError>> + Send + 'static {
+        let call = publication(topic, payload).map(|request| self.start_call(request));
+        async move { reply_ok(call?.await?).map(|_| ()) }
+    }
+
+    /// [`Client::subscribe`] as a future, for any executor: it resolves once
+    /// the server accepted the subscription, without blocking the thread.
+    pub async fn subscribe_async(&self, pattern: &str) -> Result<Subscription, CallError> {
+        let stream = self.opener().open_stream(subscription_request(pattern)?);
+        stream.head_async().await?;
+        Ok(Subscription::new(self.opener(), pattern, stream))
     }
 
     /// Opens a publishing stream (`spec/patterns.md` §3.4): publications
@@ -145,10 +254,13 @@ impl Client {
     /// (`spec/patterns.md` §3.1).
     pub fn subscribe(&self, pattern: &str) -> Result<Subscription, CallError> {
         let stream = open_subscription(self.opener(), pattern)?;
-        Ok(Subscription {
-            opener: self.opener().clone(),
-            pattern: pattern.to_owned(),
-            stream,
-        })
+        Ok(Subscription::new(self.opener(), pattern, stream))
     }
+}
+
+/// The request of a one-shot publication.
+fn publication(topic: &str, payload: impl Into<Bytes>) -> Result<CallRequest, CallError> {
+    patterns::check_topic(topic).map_err(|e| CallError::Malformed(e.to_string()))?;
+    Ok(CallRequest::new(patterns::PUBLISH, payload)
+        .header(Bytes::from_static(patterns::TOPIC), topic.to_owned()))
 }

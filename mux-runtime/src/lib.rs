@@ -38,8 +38,11 @@ pub mod tls;
 
 pub use address::{resolve_in_background, Address, AddressError, Addresses, IntoAddresses};
 pub use backoff::Backoff;
+/// The error of [`LoopHandle::try_send`]: the queue is full, or the loop gone.
+pub use crossbeam_channel::TrySendError;
 pub use event_loop::{
-    App, ConnKey, Ctx, EventLoop, LoopConfig, LoopError, LoopHandle, PlainKey, SpinPolicy,
+    App, ConnKey, Ctx, EventLoop, LoopConfig, LoopError, LoopHandle, PlainKey, SendCommand,
+    SendPoll, SpinPolicy,
 };
 pub use message::{BodyBuffer, MessageReader, TooLarge};
 pub use outbox::{Outbox, Piece};

@@ -2,6 +2,7 @@
 //! module per area, so that it links once.
 
 mod addresses;
+mod async_client;
 mod async_handlers;
 mod attacks;
 mod auth;

@@ -1,11 +1,49 @@
 //! [`LoopHandle`]: how other threads reach a loop: a bounded command queue
-//! and a `mio::Waker` that is only rung when the loop may be asleep.
+//! and a `mio::Waker` that is only rung when the loop may be asleep. Async
+//! senders ([`LoopHandle::send_async`]) wait for room in the queue as a
+//! future: the loop wakes them once it has taken commands out.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use crossbeam_channel::{Sender, TrySendError};
 use mio::Waker;
+
+/// Async senders waiting for room in the command queue.
+#[derive(Debug, Default)]
+pub(super) struct RoomWaiters {
+    /// Some wait: the loop wakes them after taking commands.
+    waiting: AtomicBool,
+    wakers: Mutex<Vec<std::task::Waker>>,
+}
+
+impl RoomWaiters {
+    /// Wakes every waiting sender (the loop took commands: there is room).
+    pub(super) fn wake_all(&self) {
+        if self.waiting.swap(false, Ordering::AcqRel) {
+            let wakers = self
+                .wakers
+                .lock()
+                .map(|mut wakers| std::mem::take(&mut *wakers))
+                .unwrap_or_default();
+            for waker in wakers {
+                waker.wake();
+            }
+        }
+    }
+
+    fn register(&self, waker: &std::task::Waker) {
+        if let Ok(mut wakers) = self.wakers.lock() {
+            if !wakers.iter().any(|w| w.will_wake(waker)) {
+                wakers.push(waker.clone());
+            }
+        }
+        self.waiting.store(true, Ordering::Release);
+    }
+}
 
 /// A handle for other threads: sends commands to the loop and wakes it.
 #[derive(Debug)]
@@ -15,6 +53,8 @@ pub struct LoopHandle<C> {
     /// The loop is (about to be) blocked in `poll`: only then does a command
     /// need the waker's syscall.
     pub(super) sleeping: Arc<AtomicBool>,
+    /// Async senders waiting for room.
+    pub(super) room: Arc<RoomWaiters>,
 }
 
 impl<C> Clone for LoopHandle<C> {
@@ -23,6 +63,7 @@ impl<C> Clone for LoopHandle<C> {
             sender: self.sender.clone(),
             waker: Arc::clone(&self.waker),
             sleeping: Arc::clone(&self.sleeping),
+            room: Arc::clone(&self.room),
         }
     }
 }
@@ -54,10 +95,79 @@ impl<C> LoopHandle<C> {
         let _ = self.waker.wake();
     }
 
+    /// Sends a command without blocking the thread: a future that waits
+    /// (its task woken by the loop) while the queue is full, and gives the
+    /// command back if the loop has stopped.
+    pub fn send_async(&self, command: C) -> SendCommand<'_, C> {
+        SendCommand {
+            handle: self,
+            command: Some(command),
+        }
+    }
+
     /// Sends a command if the queue has room; gives it back otherwise.
     pub fn try_send(&self, command: C) -> Result<(), TrySendError<C>> {
         self.sender.try_send(command)?;
         self.wake();
         Ok(())
+    }
+}
+
+/// The future of [`LoopHandle::send_async`].
+#[derive(Debug)]
+#[must_use = "a command is sent only when the future is awaited"]
+pub struct SendCommand<'a, C> {
+    handle: &'a LoopHandle<C>,
+    command: Option<C>,
+}
+
+impl<C: Unpin> Future for SendCommand<'_, C> {
+    type Output = Result<(), C>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(command) = self.command.take() else {
+            return Poll::Ready(Ok(()));
+        };
+        match self.handle.poll_send(cx, command) {
+            SendPoll::Sent => Poll::Ready(Ok(())),
+            SendPoll::Closed(command) => Poll::Ready(Err(command)),
+            SendPoll::Full(command) => {
+                self.command = Some(command);
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// What [`LoopHandle::poll_send`] did with a command.
+#[derive(Debug)]
+pub enum SendPoll<C> {
+    /// It is in the queue.
+    Sent,
+    /// The queue is full: the task is woken when the loop has taken
+    /// commands; here is the command back, to try again then.
+    Full(C),
+    /// The loop has stopped: the command back.
+    Closed(C),
+}
+
+impl<C> LoopHandle<C> {
+    /// Sends `command` if the queue has room; when it is full, registers
+    /// `cx`'s task to be woken once the loop has taken commands out. For
+    /// futures that hold their command themselves.
+    pub fn poll_send(&self, cx: &mut Context<'_>, command: C) -> SendPoll<C> {
+        let command = match self.try_send(command) {
+            Ok(()) => return SendPoll::Sent,
+            Err(TrySendError::Disconnected(command)) => return SendPoll::Closed(command),
+            Err(TrySendError::Full(command)) => command,
+        };
+        // Registered before the second try: either that try finds room, or
+        // the loop takes commands after the registration and wakes us.
+        self.room.register(cx.waker());
+        match self.try_send(command) {
+            Ok(()) => SendPoll::Sent,
+            Err(TrySendError::Disconnected(command)) => SendPoll::Closed(command),
+            Err(TrySendError::Full(command)) => SendPoll::Full(command),
+        }
     }
 }

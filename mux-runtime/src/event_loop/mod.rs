@@ -39,7 +39,7 @@ pub use self::app::{App, LoopError};
 pub use self::config::LoopConfig;
 pub use self::context::Ctx;
 use self::context::{queue_flush, AcceptState};
-pub use self::handle::LoopHandle;
+pub use self::handle::{LoopHandle, SendCommand, SendPoll};
 pub use self::keys::{ConnKey, PlainKey};
 use self::plain::{PlainSockets, PLAIN_BASE, PLAIN_LISTEN_BASE};
 pub use self::spin::SpinPolicy;
@@ -71,6 +71,8 @@ pub struct EventLoop<A: App> {
     listener: Option<mio::net::TcpListener>,
     conns: Slab<ConnIo>,
     commands: Receiver<A::Command>,
+    /// Async senders waiting for room in `commands`.
+    room: Arc<handle::RoomWaiters>,
     sleeping: Arc<AtomicBool>,
     timers: Timers,
     config: LoopConfig,
@@ -97,6 +99,7 @@ impl<A: App> EventLoop<A> {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (sender, commands) = crossbeam_channel::bounded(queue);
         let sleeping = Arc::new(AtomicBool::new(false));
+        let room = Arc::new(handle::RoomWaiters::default());
         let mut listener = listener;
         let accepting = match listener.as_mut() {
             Some(listener) => {
@@ -111,6 +114,7 @@ impl<A: App> EventLoop<A> {
             listener,
             conns: Slab::new(),
             commands,
+            room: Arc::clone(&room),
             sleeping: Arc::clone(&sleeping),
             timers: Timers::default(),
             config,
@@ -127,6 +131,7 @@ impl<A: App> EventLoop<A> {
                 sender,
                 waker,
                 sleeping,
+                room,
             },
         ))
     }
@@ -290,16 +295,22 @@ impl<A: App> EventLoop<A> {
 
     /// Serves queued commands; returns whether some are left.
     fn serve_commands(&mut self, now: Instant, dirty: &mut Vec<usize>) -> bool {
+        let mut left = true;
         for _ in 0..MAX_COMMANDS_PER_WAKEUP {
             match self.commands.try_recv() {
                 Ok(command) => {
                     let (mut ctx, app) = self.split(now, dirty);
                     app.on_command(&mut ctx, command);
                 }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return false,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
+                    left = false;
+                    break;
+                }
             }
         }
-        true
+        // Commands were taken: async senders waiting for room may go on.
+        self.room.wake_all();
+        left
     }
 
     /// Accepts until `WouldBlock` or capacity.
