@@ -118,7 +118,7 @@ pub struct Call {
 
 impl Call {
     /// Hands the unsent call to the loop, blocking while its queue is full.
-    fn send_blocking(&mut self) {
+    pub(crate) fn send_blocking(&mut self) {
         if let Some(call) = self.unsent.take() {
             if let Err(Command::Call(call)) = self.handle.send(Command::Call(call)) {
                 call.fail(CallError::Closed);
@@ -253,6 +253,11 @@ pub struct Upload {
     pub(crate) handle: LoopHandle<Command>,
     /// What was written against the declared length.
     pub(crate) check: BodyCheck,
+    /// As an `AsyncWrite`: a piece written (its credit taken) that the full
+    /// command queue has not taken yet.
+    pub(crate) queued: Option<Command>,
+    /// As an `AsyncWrite`: the end of the body was sent.
+    pub(crate) ended: bool,
 }
 
 impl Upload {
@@ -267,6 +272,12 @@ impl Upload {
         check.add(bytes.len())?;
         if end_stream {
             check.finish()?;
+        }
+        if let Some(call) = self.call.as_mut() {
+            call.send_blocking();
+        }
+        if let Some(command) = self.queued.take() {
+            self.handle.send(command).map_err(|_| CallError::Closed)?;
         }
         if !self.credit.acquire(bytes.len(), UPLOAD_CREDIT, wait)? {
             return Ok(false);
@@ -302,6 +313,102 @@ impl Upload {
         self.push(bytes.into(), false, false, false)
     }
 
+    /// Sends what an async write left queued (the call itself first, if the
+    /// command queue had no room for it): `Pending` while the queue is full.
+    fn poll_queued(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
+        if let Some(call) = self.call.as_mut() {
+            if let Some(unsent) = call.unsent.take() {
+                match self.handle.poll_send(cx, Command::Call(unsent)) {
+                    SendPoll::Sent => {}
+                    SendPoll::Full(Command::Call(unsent)) => {
+                        call.unsent = Some(unsent);
+                        return Poll::Pending;
+                    }
+                    SendPoll::Full(_) | SendPoll::Closed(_) => {
+                        return Poll::Ready(Err(CallError::Closed))
+                    }
+                }
+            }
+        }
+        if let Some(command) = self.queued.take() {
+            match self.handle.poll_send(cx, command) {
+                SendPoll::Sent => {}
+                SendPoll::Full(command) => {
+                    self.queued = Some(command);
+                    return Poll::Pending;
+                }
+                SendPoll::Closed(_) => return Poll::Ready(Err(CallError::Closed)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes a piece without blocking: `Pending` while flow control (or a
+    /// full command queue) pushes back.
+    fn poll_piece(
+        &mut self,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+        end_stream: bool,
+    ) -> Poll<Result<usize, CallError>> {
+        if let Poll::Ready(Err(err)) = self.poll_queued(cx) {
+            return Poll::Ready(Err(err));
+        }
+        if self.queued.is_some() || self.call.as_ref().is_some_and(|c| c.unsent.is_some()) {
+            return Poll::Pending;
+        }
+        let mut check = self.check;
+        check.add(bytes.len())?;
+        if end_stream {
+            check.finish()?;
+        }
+        match self
+            .credit
+            .poll_acquire(bytes.len(), UPLOAD_CREDIT, cx.waker())
+        {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+            Poll::Ready(Ok(())) => {}
+        }
+        self.check = check;
+        // The bytes are taken now; a full queue only delays their command.
+        self.queued = Some(Command::Write {
+            call: self.id,
+            piece: Piece {
+                bytes: Bytes::copy_from_slice(bytes),
+                end_message: false,
+                end_stream,
+            },
+        });
+        if let Poll::Ready(Err(err)) = self.poll_queued(cx) {
+            return Poll::Ready(Err(err));
+        }
+        Poll::Ready(Ok(bytes.len()))
+    }
+
+    /// Ends the body without blocking and awaits the reply: the async form
+    /// of [`Upload::finish`] followed by the call.
+    pub async fn finish_async(mut self) -> Result<Reply, CallError> {
+        std::future::poll_fn(|cx| {
+            if self.ended {
+                return self.poll_queued(cx);
+            }
+            match self.poll_piece(cx, &[], true) {
+                Poll::Ready(Ok(_)) => {
+                    self.ended = true;
+                    self.poll_queued(cx)
+                }
+                Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await?;
+        match self.call.take() {
+            Some(call) => call.await,
+            None => Err(CallError::Closed),
+        }
+    }
+
     /// Ends the body; the returned [`Call`] yields the reply. After a write
     /// failed because the call already ended (the server answered early, or
     /// the connection was lost), the call still comes back: its outcome says
@@ -321,5 +428,34 @@ impl Upload {
         // the call's own outcome tells the caller what happened.
         let _ = self.push(Bytes::new(), false, true, true);
         self.call.take().ok_or(CallError::Closed)
+    }
+}
+
+/// An upload as a byte sink for async code: writes wait (the task, not the
+/// thread) while flow control pushes back; `poll_close` ends the body.
+/// [`Upload::finish_async`] ends it and gives the reply.
+impl futures_io::AsyncWrite for Upload {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let piece = buf.get(..buf.len().min(UPLOAD_CREDIT)).unwrap_or(buf);
+        self.poll_piece(cx, piece, false).map_err(Into::into)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.poll_queued(cx).map_err(Into::into)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if !self.ended {
+            match self.poll_piece(cx, &[], true) {
+                Poll::Ready(Ok(_)) => self.ended = true,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.poll_queued(cx).map_err(Into::into)
     }
 }

@@ -428,6 +428,8 @@ impl Client {
             credit,
             handle: self.opener.handle.clone(),
             check,
+            queued: None,
+            ended: false,
         }
     }
 

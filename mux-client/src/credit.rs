@@ -7,6 +7,7 @@
 //! backpressure end to end: a slow server slows the writing thread.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use crate::error::CallError;
@@ -17,6 +18,8 @@ struct State {
     outstanding: usize,
     /// The call ended; writes fail with this.
     failed: Option<CallError>,
+    /// An async writer waiting for credit.
+    waker: Option<Waker>,
 }
 
 /// The shared counter.
@@ -55,6 +58,35 @@ impl Credit {
         }
     }
 
+    /// [`Credit::acquire`] for async writers: `Pending` (and `waker` woken
+    /// when bytes are accepted) instead of blocking.
+    pub(crate) fn poll_acquire(
+        &self,
+        len: usize,
+        cap: usize,
+        waker: &Waker,
+    ) -> Poll<Result<(), CallError>> {
+        let mut state = self.lock();
+        if let Some(err) = &state.failed {
+            return Poll::Ready(Err(err.clone()));
+        }
+        if state.outstanding == 0 || state.outstanding + len <= cap {
+            state.outstanding += len;
+            return Poll::Ready(Ok(()));
+        }
+        state.waker = Some(waker.clone());
+        Poll::Pending
+    }
+
+    fn wake(&self, mut state: MutexGuard<'_, State>) {
+        let waker = state.waker.take();
+        drop(state);
+        self.changed.notify_all();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
     /// The loop reports `len` bytes accepted by the connection.
     pub(crate) fn release(&self, len: usize) {
         if len == 0 {
@@ -62,13 +94,13 @@ impl Credit {
         }
         let mut state = self.lock();
         state.outstanding = state.outstanding.saturating_sub(len);
-        drop(state);
-        self.changed.notify_all();
+        self.wake(state);
     }
 
     /// The call ended: wake writers with `error`.
     pub(crate) fn fail(&self, error: CallError) {
-        self.lock().failed.get_or_insert(error);
-        self.changed.notify_all();
+        let mut state = self.lock();
+        state.failed.get_or_insert(error);
+        self.wake(state);
     }
 }

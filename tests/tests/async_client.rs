@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_core::Stream;
-use mux_client::{Client, Delivery};
+use futures_io::AsyncWrite;
+use mux_client::{CallRequest, Client, Delivery};
 use mux_testkit::any_local_address;
 
 /// The next item of a stream, without a helper crate.
@@ -78,6 +79,25 @@ fn async_operations_leave_a_current_thread_runtime_running() {
             }
         );
         publisher.await.expect("task").expect("published");
+
+        // An upload written through `AsyncWrite`, 4 MiB in 64 KiB writes:
+        // flow control makes writes wait as futures, never on the thread.
+        let data: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+        let mut upload =
+            client.open_upload(CallRequest::new("upload", "").length(data.len() as u64));
+        for piece in data.chunks(64 << 10) {
+            let mut written = 0;
+            while written < piece.len() {
+                written += poll_fn(|cx| Pin::new(&mut upload).poll_write(cx, &piece[written..]))
+                    .await
+                    .expect("async write");
+            }
+        }
+        let reply = upload.finish_async().await.expect("the upload's reply");
+        assert_eq!(
+            String::from_utf8_lossy(&reply.body),
+            format!("{} {:016x}", data.len(), mux_server::demo::fnv1a(&data))
+        );
         assert!(
             ticks.load(Ordering::Relaxed) > before,
             "the runtime's thread was blocked while the subscription waited"
