@@ -2,16 +2,19 @@
 //! feeds of §6.3): events with ids, resumed after the last one seen when the
 //! connection comes back.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use mux_core::patterns::{self, FeedMessage};
+use mux_core::rpc::ResponseHead;
 
 use crate::call::CallRequest;
 use crate::client::{Client, Opener};
 use crate::error::CallError;
 use crate::message_stream::MessageStream;
-use crate::reopen::{is_lost, reopen, SERVER_ENDED};
+use crate::reopen::{is_lost, reopen, FeedStep, StreamReopen, SERVER_ENDED};
 
 /// An event with server-sent-events semantics (`spec/patterns.md` §5).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,15 +50,17 @@ pub struct EventStream {
     epoch: Option<u64>,
     retry: Duration,
     stream: MessageStream,
+    /// As a `Stream`: its resumption, if one is in progress.
+    reopen_state: StreamReopen,
 }
 
-fn open_events(
-    opener: &Opener,
+/// The request that opens (or resumes) an event stream or a session feed.
+fn events_request(
     name: &str,
     session: Option<&str>,
     resume: Resume,
     epoch: Option<u64>,
-) -> Result<(MessageStream, Duration, Option<u64>), CallError> {
+) -> CallRequest {
     let mut request = match session {
         Some(token) => CallRequest::new(patterns::SESSION_ATTACH, "")
             .header(Bytes::from_static(patterns::SESSION), token.to_owned()),
@@ -68,20 +73,50 @@ fn open_events(
             request = request.header(Bytes::from_static(patterns::EPOCH), epoch.to_string());
         }
     }
-    let stream = opener.open_stream(request);
-    let head = stream.head()?;
-    let retry = head
-        .metadata
-        .get(patterns::RETRY_MS)
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.parse().ok())
-        .map_or(Duration::from_millis(1000), Duration::from_millis);
-    let epoch = head
-        .metadata
-        .get(patterns::EPOCH)
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.parse().ok());
+    request
+}
+
+/// The retry hint and the log's epoch from an event stream's head.
+fn head_params(head: &ResponseHead) -> (Duration, Option<u64>) {
+    let number = |name| {
+        head.metadata
+            .get(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let retry =
+        number(patterns::RETRY_MS).map_or(Duration::from_millis(1000), Duration::from_millis);
+    (retry, number(patterns::EPOCH))
+}
+
+fn open_events(
+    opener: &Opener,
+    name: &str,
+    session: Option<&str>,
+    resume: Resume,
+    epoch: Option<u64>,
+) -> Result<(MessageStream, Duration, Option<u64>), CallError> {
+    let stream = opener.open_stream(events_request(name, session, resume, epoch));
+    let (retry, epoch) = head_params(&stream.head()?);
     Ok((stream, retry, epoch))
+}
+
+/// [`open_events`] as a future: it never blocks the thread.
+async fn open_events_async(
+    opener: Opener,
+    name: String,
+    session: Option<String>,
+    resume: Resume,
+) -> Result<EventStream, CallError> {
+    let stream = opener.open_stream(events_request(&name, session.as_deref(), resume, None));
+    let (retry, epoch) = head_params(&stream.head_async().await?);
+    Ok(EventStream::with(
+        opener,
+        &name,
+        session,
+        resume,
+        (stream, retry, epoch),
+    ))
 }
 
 impl EventStream {
@@ -91,8 +126,18 @@ impl EventStream {
         session: Option<String>,
         resume: Resume,
     ) -> Result<Self, CallError> {
-        let (stream, retry, epoch) = open_events(&opener, name, session.as_deref(), resume, None)?;
-        Ok(Self {
+        let opened = open_events(&opener, name, session.as_deref(), resume, None)?;
+        Ok(Self::with(opener, name, session, resume, opened))
+    }
+
+    fn with(
+        opener: Opener,
+        name: &str,
+        session: Option<String>,
+        resume: Resume,
+        (stream, retry, epoch): (MessageStream, Duration, Option<u64>),
+    ) -> Self {
+        Self {
             epoch,
             opener,
             name: name.to_owned(),
@@ -103,7 +148,34 @@ impl EventStream {
             },
             retry,
             stream,
-        })
+            reopen_state: StreamReopen::default(),
+        }
+    }
+
+    /// [`EventStream::new`] as a future.
+    pub(crate) fn open_async(
+        opener: Opener,
+        name: &str,
+        session: Option<String>,
+        resume: Resume,
+    ) -> impl std::future::Future<Output = Result<Self, CallError>> + Send + 'static {
+        open_events_async(opener, name.to_owned(), session, resume)
+    }
+
+    /// Decodes a feed message into the next event.
+    fn decode(&mut self, message: Bytes) -> Result<Event, CallError> {
+        match FeedMessage::decode(message) {
+            Ok(FeedMessage::Event { id, kind, data }) => {
+                self.last_id = Some(id);
+                Ok(Event { id, kind, data })
+            }
+            Ok(FeedMessage::Lost { count }) => Err(CallError::Malformed(format!(
+                "{count} events dropped for a slow reader"
+            ))),
+            _ => Err(CallError::Malformed(
+                "unexpected message on an event stream".into(),
+            )),
+        }
     }
 
     /// The id of the last event delivered (resume from it after a restart).
@@ -124,18 +196,7 @@ impl EventStream {
             None => return None,
         };
         match next {
-            Ok(message) => Some(match FeedMessage::decode(message) {
-                Ok(FeedMessage::Event { id, kind, data }) => {
-                    self.last_id = Some(id);
-                    Ok(Event { id, kind, data })
-                }
-                Ok(FeedMessage::Lost { count }) => Err(CallError::Malformed(format!(
-                    "{count} events dropped for a slow reader"
-                ))),
-                _ => Err(CallError::Malformed(
-                    "unexpected message on an event stream".into(),
-                )),
-            }),
+            Ok(message) => Some(self.decode(message)),
             Err(err) if is_lost(&err) => match self.reopen(err) {
                 Ok(()) => self.next_timeout(timeout),
                 Err(err) => Some(Err(err)),
@@ -164,9 +225,51 @@ impl EventStream {
     }
 }
 
+/// The events as a [`Stream`](futures_core::Stream), for any executor: after
+/// a lost connection it resumes after the last event delivered, as a future
+/// (at once: the open waits for the client's next connection); a failure is
+/// the last item.
+impl futures_core::Stream for EventStream {
+    type Item = Result<Event, CallError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            let resume = this.last_id.map_or(Resume::Latest, Resume::After);
+            let request = events_request(&this.name, this.session.as_deref(), resume, this.epoch);
+            let opener = &this.opener;
+            let step = this.reopen_state.poll(&mut this.stream, cx, || {
+                Ok(opener.open_stream(request.clone()))
+            });
+            return match step {
+                Poll::Ready(Some(FeedStep::Message(message))) => {
+                    Poll::Ready(Some(this.decode(message)))
+                }
+                Poll::Ready(Some(FeedStep::Reopened(head))) => {
+                    (this.retry, this.epoch) = head_params(&head);
+                    continue;
+                }
+                Poll::Ready(Some(FeedStep::Failed(err))) => Poll::Ready(Some(Err(err))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+}
+
 impl Client {
     /// Opens the event stream `name`, from `resume` (`spec/patterns.md` §5).
     pub fn events(&self, name: &str, resume: Resume) -> Result<EventStream, CallError> {
         EventStream::new(self.opener().clone(), name, None, resume)
+    }
+
+    /// [`Client::events`] as a future, for any executor: it never blocks the
+    /// thread. Read the stream as a [`Stream`](futures_core::Stream).
+    pub fn events_async(
+        &self,
+        name: &str,
+        resume: Resume,
+    ) -> impl std::future::Future<Output = Result<EventStream, CallError>> + Send + 'static {
+        EventStream::open_async(self.opener().clone(), name, None, resume)
     }
 }

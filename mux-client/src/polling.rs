@@ -39,24 +39,44 @@ impl LongPoller {
 
     /// The entries after the cursor (empty when `wait` passed with none).
     pub fn poll(&mut self) -> Result<Vec<Event>, CallError> {
-        let request = CallRequest::new(patterns::LONG_POLL, "")
+        let mut stream = self.opener.open_stream(self.request());
+        stream.head()?;
+        let mut events = Vec::new();
+        while let Some(message) = stream.next_message() {
+            self.take(message?, &mut events);
+        }
+        Ok(events)
+    }
+
+    /// [`LongPoller::poll`] as a future, for any executor: the poll is held
+    /// by the server, not by this thread.
+    pub async fn poll_async(&mut self) -> Result<Vec<Event>, CallError> {
+        let mut stream = self.opener.open_stream(self.request());
+        stream.head_async().await?;
+        let mut events = Vec::new();
+        while let Some(message) = stream.next_async().await {
+            self.take(message?, &mut events);
+        }
+        Ok(events)
+    }
+
+    fn request(&self) -> CallRequest {
+        CallRequest::new(patterns::LONG_POLL, "")
             .header(Bytes::from_static(patterns::STREAM), self.name.clone())
             .header(Bytes::from_static(patterns::AFTER), self.cursor.to_string())
             .header(
                 Bytes::from_static(patterns::WAIT_MS),
                 self.wait.as_millis().to_string(),
             )
-            .timeout(self.wait + Duration::from_secs(10));
-        let mut stream = self.opener.open_stream(request);
-        stream.head()?;
-        let mut events = Vec::new();
-        while let Some(message) = stream.next_message() {
-            if let Ok(FeedMessage::Event { id, kind, data }) = FeedMessage::decode(message?) {
-                self.cursor = self.cursor.max(id);
-                events.push(Event { id, kind, data });
-            }
+            .timeout(self.wait + Duration::from_secs(10))
+    }
+
+    /// Adds an entry of the answer, moving the cursor past it.
+    fn take(&mut self, message: Bytes, events: &mut Vec<Event>) {
+        if let Ok(FeedMessage::Event { id, kind, data }) = FeedMessage::decode(message) {
+            self.cursor = self.cursor.max(id);
+            events.push(Event { id, kind, data });
         }
-        Ok(events)
     }
 }
 

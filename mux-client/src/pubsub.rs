@@ -14,7 +14,7 @@ use crate::call::{CallRequest, Upload};
 use crate::client::{Client, Opener};
 use crate::error::CallError;
 use crate::message_stream::MessageStream;
-use crate::reopen::{is_lost, reopen, reply_ok, SERVER_ENDED};
+use crate::reopen::{is_lost, reopen, reply_ok, FeedStep, StreamReopen, SERVER_ENDED};
 
 /// What a subscription yields (`spec/patterns.md` §3).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,15 +43,9 @@ pub struct Subscription {
     opener: Opener,
     pattern: String,
     stream: MessageStream,
-    /// As a `Stream`: a resubscription in progress, its attempts so far.
-    reopening: Option<(MessageStream, u32)>,
-    /// As a `Stream`: a failure was yielded, the stream is over.
-    failed: bool,
+    /// As a `Stream`: its resubscription, if one is in progress.
+    reopen_state: StreamReopen,
 }
-
-/// Resubscriptions a `Stream` tries before its error reaches the reader
-/// (each waits for a connection, within the client's wait-for-ready limit).
-const STREAM_REOPEN_ATTEMPTS: u32 = 20;
 
 fn subscription_request(pattern: &str) -> Result<CallRequest, CallError> {
     patterns::check_pattern(pattern).map_err(|e| CallError::Malformed(e.to_string()))?;
@@ -71,8 +65,7 @@ impl Subscription {
             opener: opener.clone(),
             pattern: pattern.to_owned(),
             stream,
-            reopening: None,
-            failed: false,
+            reopen_state: StreamReopen::default(),
         }
     }
 
@@ -116,13 +109,6 @@ impl Subscription {
         }
     }
 
-    /// Starts resubscribing without waiting (for the `Stream` form).
-    fn start_reopen(&mut self, attempts: u32) -> Result<(), CallError> {
-        let request = subscription_request(&self.pattern)?;
-        self.reopening = Some((self.opener.open_stream(request), attempts + 1));
-        Ok(())
-    }
-
     fn reopen(&mut self, last: CallError) -> Result<(), CallError> {
         let delay = |attempt: u32| Duration::from_millis(20 << attempt.min(5));
         self.stream = reopen(last, delay, || {
@@ -137,57 +123,18 @@ impl futures_core::Stream for Subscription {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if this.failed {
-            return Poll::Ready(None);
-        }
-        loop {
-            if let Some((stream, attempts)) = this.reopening.take() {
-                let outcome = match stream.poll_head(cx) {
-                    None => {
-                        this.reopening = Some((stream, attempts));
-                        return Poll::Pending;
-                    }
-                    Some(outcome) => outcome,
-                };
-                match outcome {
-                    Ok(_) => {
-                        this.stream = stream;
-                        // Messages published meanwhile are not replayed.
-                        return Poll::Ready(Some(Ok(Delivery::Lost(0))));
-                    }
-                    Err(err) if is_lost(&err) && attempts < STREAM_REOPEN_ATTEMPTS => {
-                        if let Err(err) = this.start_reopen(attempts) {
-                            this.failed = true;
-                            return Poll::Ready(Some(Err(err)));
-                        }
-                        continue;
-                    }
-                    Err(err) => {
-                        this.failed = true;
-                        return Poll::Ready(Some(Err(err)));
-                    }
-                }
-            }
-            let lost = match this.stream.poll_message(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(message))) => return Poll::Ready(Some(Self::decode(message))),
-                Poll::Ready(Some(Err(err))) if is_lost(&err) => err,
-                Poll::Ready(Some(Err(err))) => {
-                    this.failed = true;
-                    return Poll::Ready(Some(Err(err)));
-                }
-                // Only a server going away ends a feed: resubscribe.
-                Poll::Ready(None) => CallError::ConnectionLost(SERVER_ENDED.into()),
-            };
-            log::debug!(
-                "subscription to {} lost ({lost}): resubscribing",
-                this.pattern
-            );
-            if let Err(err) = this.start_reopen(0) {
-                this.failed = true;
-                return Poll::Ready(Some(Err(err)));
-            }
-        }
+        let (opener, pattern) = (&this.opener, &this.pattern);
+        let step = this.reopen_state.poll(&mut this.stream, cx, || {
+            Ok(opener.open_stream(subscription_request(pattern)?))
+        });
+        step.map(|step| {
+            step.map(|step| match step {
+                FeedStep::Message(message) => Self::decode(message),
+                // Messages published meanwhile are not replayed.
+                FeedStep::Reopened(_) => Ok(Delivery::Lost(0)),
+                FeedStep::Failed(err) => Err(err),
+            })
+        })
     }
 }
 

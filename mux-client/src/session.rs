@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use mux_core::patterns;
 
-use crate::call::CallRequest;
+use crate::call::{Call, CallRequest};
 use crate::client::{Client, Opener};
 use crate::error::CallError;
 use crate::events::{EventStream, Resume};
@@ -29,9 +29,29 @@ impl Session {
 
     /// Calls `route` within the session.
     pub fn call(&self, route: &str, body: impl Into<Bytes>) -> Result<Reply, CallError> {
+        self.call_async(route, body).wait()
+    }
+
+    /// Starts a call of `route` within the session: the [`Call`] is a
+    /// `Future` (it never blocks the thread) and a handle to wait on.
+    pub fn call_async(&self, route: &str, body: impl Into<Bytes>) -> Call {
         let request = CallRequest::new(route, body)
             .header(Bytes::from_static(patterns::SESSION), self.token.clone());
-        self.opener.start_call(request).wait()
+        self.opener.start_call(request)
+    }
+
+    /// [`Session::events`] as a future, for any executor; read the feed as
+    /// a [`Stream`](futures_core::Stream).
+    pub fn events_async(
+        &self,
+        after: u64,
+    ) -> impl std::future::Future<Output = Result<EventStream, CallError>> + Send + 'static {
+        EventStream::open_async(
+            self.opener.clone(),
+            "",
+            Some(self.token.clone()),
+            Resume::After(after),
+        )
     }
 
     /// The session's events after `after` (0: all that are kept), as a resumable stream.
@@ -48,7 +68,18 @@ impl Session {
 impl Client {
     /// Creates a session on the server.
     pub fn session(&self) -> Result<Session, CallError> {
-        let reply = reply_ok(self.call(patterns::SESSION_OPEN, "")?)?;
+        let reply = self.call(patterns::SESSION_OPEN, "");
+        self.opened_session(reply)
+    }
+
+    /// [`Client::session`] as a future, for any executor.
+    pub async fn session_async(&self) -> Result<Session, CallError> {
+        let reply = self.call_async(patterns::SESSION_OPEN, "").await;
+        self.opened_session(reply)
+    }
+
+    fn opened_session(&self, reply: Result<Reply, CallError>) -> Result<Session, CallError> {
+        let reply = reply_ok(reply?)?;
         let token = String::from_utf8(reply.body.to_vec())
             .map_err(|_| CallError::Malformed("session token".into()))?;
         Ok(Session {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_core::Stream;
 use futures_io::AsyncWrite;
-use mux_client::{CallRequest, Client, Delivery};
+use mux_client::{CallRequest, Client, Delivery, Resume};
 use mux_testkit::any_local_address;
 
 /// The next item of a stream, without a helper crate.
@@ -102,6 +102,91 @@ fn async_operations_leave_a_current_thread_runtime_running() {
             ticks.load(Ordering::Relaxed) > before,
             "the runtime's thread was blocked while the subscription waited"
         );
+
+        // An event stream read as a Stream.
+        let mut news = client
+            .events_async("news", Resume::Latest)
+            .await
+            .expect("event stream");
+        client
+            .call_async("announce", "extra")
+            .await
+            .expect("announce");
+        let event = next(&mut news).await.expect("an event").expect("no error");
+        assert_eq!(
+            (event.kind.as_str(), &event.data[..]),
+            ("news", &b"extra"[..])
+        );
+
+        // A session: a call in it, and its feed as a Stream.
+        let session = client.session_async().await.expect("session");
+        let count = session.call_async("counter", "").await.expect("counter");
+        assert_eq!(count.body, "1");
+        let mut feed = session.events_async(0).await.expect("session feed");
+        let event = next(&mut feed).await.expect("an event").expect("no error");
+        assert_eq!(&event.data[..], b"1");
+
+        // A long poll held by the server while the ticker goes on (this
+        // test's own server: the log is empty).
+        let mut poller = client.long_poller("jobs", 0, Duration::from_secs(5));
+        let before = ticks.load(Ordering::Relaxed);
+        let enqueue = client.call_async("enqueue", "job-async");
+        let waiting = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            enqueue.await
+        });
+        let events = poller.poll_async().await.expect("long poll");
+        assert!(
+            events.iter().any(|e| &e.data[..] == b"job-async"),
+            "{events:?}"
+        );
+        waiting.await.expect("task").expect("enqueued");
+        assert!(
+            ticks.load(Ordering::Relaxed) > before,
+            "the runtime's thread was blocked during the long poll"
+        );
         ticker.abort();
+    });
+}
+
+/// A subscription read as a `Stream` resubscribes by itself when its server
+/// restarts (saying it may have lost messages), as a future.
+#[test]
+fn a_subscription_stream_resubscribes_after_a_server_restart() {
+    let (server, clock) = mux_server::demo::start(any_local_address(), Some(1), Default::default())
+        .expect("demo server");
+    let addr = server.local_addr();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async move {
+        let client = Client::builder(addr)
+            .backoff(Duration::from_millis(10), Duration::from_millis(100))
+            .connect_async()
+            .await
+            .expect("connect");
+        let mut sub = client.subscribe_async("restart.>").await.expect("subscribe");
+        drop(clock);
+        server.abort();
+        let (again, _clock) = mux_server::demo::start(addr, Some(1), Default::default())
+            .expect("restart on the same port");
+        let lost = next(&mut sub).await.expect("an item").expect("no error");
+        assert_eq!(lost, Delivery::Lost(0));
+        // Publish until the resubscription is in place on the new server.
+        let mut delivered = None;
+        for _ in 0..200 {
+            client.publish_async("restart.a", "after").await.expect("publish");
+            let item = tokio::time::timeout(Duration::from_millis(50), next(&mut sub)).await;
+            if let Ok(Some(Ok(delivery))) = item {
+                delivered = Some(delivery);
+                break;
+            }
+        }
+        assert!(
+            matches!(&delivered, Some(Delivery::Message { payload, .. }) if &payload[..] == b"after"),
+            "{delivered:?}"
+        );
+        drop(again);
     });
 }
