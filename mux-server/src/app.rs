@@ -154,9 +154,9 @@ impl ServerApp {
         let hub = Arc::clone(self.hub());
         let identity = match self.gate.admit(ctx, key, &head, &hub) {
             Verdict::Pass(identity) => identity,
-            Verdict::Answer(response) => return self.replies.respond(ctx, key, id, response),
+            Verdict::Answer(response) => return self.respond(ctx, key, id, response),
             Verdict::AnswerAndClose(response) => {
-                self.replies.respond(ctx, key, id, response);
+                self.respond(ctx, key, id, response);
                 let reason = "too many failed authentications";
                 return ctx.close(key, ErrorCode::ENHANCE_YOUR_CALM, reason);
             }
@@ -311,7 +311,7 @@ impl ServerApp {
         }
         if let Some(sink) = pending.sink {
             let response = end_sink(sink);
-            return self.replies.respond(ctx, key, id, response);
+            return self.respond(ctx, key, id, response);
         }
         let body = pending.body.take();
         if Reserved::serves(&pending.head.route) {
@@ -332,7 +332,7 @@ impl ServerApp {
                 Some(session) => Some(session),
                 None => {
                     let response = crate::reserved::unknown_session();
-                    return self.replies.respond(ctx, key, id, response);
+                    return self.respond(ctx, key, id, response);
                 }
             },
         };
@@ -370,7 +370,7 @@ impl ServerApp {
             }
             Some(Handler::Inline(handler)) => {
                 let response = run(&*handler, request);
-                self.replies.respond(ctx, key, id, response);
+                self.respond(ctx, key, id, response);
             }
             Some(Handler::Blocking(handler)) => {
                 let Some(reply) = self.handle.clone() else {
@@ -401,11 +401,28 @@ impl ServerApp {
         }
     }
 
-    /// Sends an async handler's answer, if it is ready.
+    /// Sends an async handler's answer, if it is ready; writes more of a
+    /// streamed body that was woken.
     fn answer_task(&mut self, ctx: &mut Ctx<'_>, polled: Polled) {
-        if let Polled::Answer(key, id, response) = polled {
-            self.replies.respond(ctx, key, id, response);
+        match polled {
+            Polled::Answer(key, id, response) => self.respond(ctx, key, id, response),
+            Polled::Body(key, id) => {
+                if let Some(conn) = ctx.conn(key) {
+                    self.replies.resume(conn, key, id);
+                }
+            }
+            Polled::Pending => {}
         }
+    }
+
+    /// Sends a response; a streamed body gets the waker that brings its
+    /// producer's wakes back to this loop.
+    fn respond(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId, mut response: Response) {
+        if let Some(handle) = self.handle.as_ref() {
+            let tasks = &mut self.tasks;
+            response.attach_waker(|| tasks.body_waker(handle, (key, id)));
+        }
+        self.replies.respond(ctx, key, id, response);
     }
 
     fn forget_stream(&mut self, key: ConnKey, id: StreamId) {
@@ -476,7 +493,7 @@ impl App for ServerApp {
             Command::Done { key, id, result } => {
                 self.queued_jobs.remove(key, id);
                 let response = result.unwrap_or_else(Response::from);
-                self.replies.respond(ctx, key, id, response);
+                self.respond(ctx, key, id, response);
             }
             Command::Poll(task) => {
                 let polled = self.tasks.poll(task);

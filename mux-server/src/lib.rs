@@ -27,6 +27,7 @@
 mod app;
 pub mod auth;
 pub mod authz;
+mod body_stream;
 pub mod broker;
 mod budget;
 mod command;
@@ -44,6 +45,7 @@ pub mod sessions;
 mod tasks;
 mod workers;
 
+pub use body_stream::{BodyClosed, BodyWriter};
 pub use broker::{Broker, MemoryBroker, SlowSubscriber};
 pub use mux_core as core;
 pub use mux_core::rpc::Status;

@@ -3,6 +3,7 @@
 //! (`Event::Writable`), and streaming bodies, asked for their next message
 //! only then. Everything the loop sends back to a client goes through here.
 
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -121,10 +122,11 @@ impl Replies {
             return self.write(ctx, key, id, head, vec![response.body], true);
         };
         // A source that knows its length declares it, after the body's start.
-        head.length = source
-            .0
-            .length()
-            .map(|rest| rest.saturating_add(response.body.len() as u64));
+        head.length = match &source {
+            Source::Pull(pull) => pull.length(),
+            Source::Stream { .. } => None,
+        }
+        .map(|rest| rest.saturating_add(response.body.len() as u64));
         let mut check = BodyCheck::new(head.length);
         // Cannot fail: the declared length counts this part.
         let _ = check.add(response.body.len());
@@ -149,18 +151,35 @@ impl Replies {
             let Some((source, check)) = self.sources.get_mut(key, id) else {
                 return;
             };
-            let next = source.0.next_message();
-            let checked = match &next {
-                Some(bytes) => check.add(bytes.len()),
-                None => check.finish(),
+            let next = match source {
+                Source::Pull(pull) => Ok(pull.next_message()),
+                Source::Stream { body, waker } => {
+                    let Some(waker) = waker.as_ref() else {
+                        return; // polled once the loop attached its waker
+                    };
+                    match body.as_mut().poll_next(&mut Context::from_waker(waker)) {
+                        Poll::Pending => return, // its waker asks again
+                        Poll::Ready(Some(Ok(bytes))) => Ok(Some(bytes)),
+                        Poll::Ready(Some(Err(why))) => Err(why),
+                        Poll::Ready(None) => Ok(None),
+                    }
+                }
             };
-            if let Err(mismatch) = checked {
-                log::error!("stream {id}: the response's body source broke its length: {mismatch}");
-                self.sources.remove(key, id);
-                self.outbox.forget(key, id);
-                let _ = conn.reset(id, ErrorCode::INTERNAL_ERROR);
-                return;
-            }
+            let checked = match &next {
+                Ok(Some(bytes)) => check.add(bytes.len()).map_err(|m| m.to_string()),
+                Ok(None) => check.finish().map_err(|m| m.to_string()),
+                Err(why) => Err(why.clone()),
+            };
+            let next = match (checked, next) {
+                (Ok(()), Ok(next)) => next,
+                (Err(why), _) | (_, Err(why)) => {
+                    log::error!("stream {id}: the response body failed: {why}");
+                    self.sources.remove(key, id);
+                    self.outbox.forget(key, id);
+                    let _ = conn.reset(id, ErrorCode::INTERNAL_ERROR);
+                    return;
+                }
+            };
             let (piece, ended) = match next {
                 Some(bytes) => (
                     Piece {

@@ -117,12 +117,24 @@ pub trait BodySource: Send {
     }
 }
 
-/// A [`BodySource`] as a response holds it.
-pub(crate) struct Source(pub(crate) Box<dyn BodySource>);
+/// A streamed body as a response holds it.
+pub(crate) enum Source {
+    /// Asked for each message on the loop ([`Response::streaming`]).
+    Pull(Box<dyn BodySource>),
+    /// Polled on the loop ([`Response::stream`], [`Response::channel`]);
+    /// `waker` (attached by the loop) asks it to poll again.
+    Stream {
+        body: crate::body_stream::BodyStream,
+        waker: Option<std::task::Waker>,
+    },
+}
 
 impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BodySource")
+        f.write_str(match self {
+            Self::Pull(_) => "BodySource",
+            Self::Stream { .. } => "BodyStream",
+        })
     }
 }
 
@@ -148,8 +160,64 @@ impl Response {
     /// whole-body call gets them joined, up to its response limit).
     pub fn streaming(source: impl BodySource + 'static) -> Self {
         let mut response = Self::ok(Bytes::new());
-        response.source = Some(Source(Box::new(source)));
+        response.source = Some(Source::Pull(Box::new(source)));
         response
+    }
+
+    /// `200 OK` whose body messages are the items of `stream`, polled on
+    /// the loop as the client takes them (flow control reaches the stream:
+    /// it is not polled while the client reads slowly). The stream must not
+    /// block; it may be woken from any thread.
+    pub fn stream(stream: impl futures_core::Stream<Item = Bytes> + Send + 'static) -> Self {
+        Self::with_body_stream(crate::body_stream::from_stream(stream))
+    }
+
+    /// `200 OK` whose body is written, message by message, through the
+    /// returned [`BodyWriter`](crate::BodyWriter) by the handler or any
+    /// thread or task it hands it to, after the response is returned; at
+    /// most `capacity` messages wait for the connection, beyond which the
+    /// writer waits. [`BodyWriter::finish`](crate::BodyWriter::finish) ends
+    /// the body; a writer dropped without it resets the stream.
+    ///
+    /// ```no_run
+    /// use mux_server::{Response, Server};
+    ///
+    /// let server = Server::builder()
+    ///     .route("count", |_| {
+    ///         let (response, writer) = Response::channel(16);
+    ///         std::thread::spawn(move || {
+    ///             for n in 0..1000 {
+    ///                 if writer.write(n.to_string()).is_err() {
+    ///                     return; // the client went away
+    ///                 }
+    ///             }
+    ///             writer.finish();
+    ///         });
+    ///         Ok(response)
+    ///     })
+    ///     .start()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn channel(capacity: usize) -> (Self, crate::BodyWriter) {
+        let (writer, body) = crate::body_stream::channel(capacity);
+        (Self::with_body_stream(body), writer)
+    }
+
+    fn with_body_stream(body: crate::body_stream::BodyStream) -> Self {
+        let mut response = Self::ok(Bytes::new());
+        response.source = Some(Source::Stream { body, waker: None });
+        response
+    }
+
+    /// A streamed body not yet given the loop's waker: gives it `make()`.
+    pub(crate) fn attach_waker(&mut self, make: impl FnOnce() -> std::task::Waker) {
+        if let Some(Source::Stream {
+            waker: waker @ None,
+            ..
+        }) = &mut self.source
+        {
+            *waker = Some(make());
+        }
     }
 
     /// The same response with a push tied to the request (spec §10): a

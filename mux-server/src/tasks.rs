@@ -13,6 +13,9 @@
 //!
 //! A task ends with its answer, or is dropped (its future cancelled) when
 //! its stream is reset, its connection closes, or its deadline passes (504).
+//!
+//! Streamed response bodies (`body_stream.rs`) are woken the same way: their
+//! wakes come back as [`Polled::Body`], and the loop writes more of them.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -89,6 +92,8 @@ impl Wake for TaskWaker {
 pub(crate) enum Polled {
     /// The handler's answer, for this stream.
     Answer(ConnKey, StreamId, Response),
+    /// A streamed response body was woken: write more of this stream.
+    Body(ConnKey, StreamId),
     /// Not done yet, or no such task (it ended meanwhile).
     Pending,
 }
@@ -98,6 +103,9 @@ pub(crate) enum Polled {
 pub(crate) struct Tasks {
     tasks: HashMap<u64, Task>,
     by_stream: StreamMap<u64>,
+    /// Streamed response bodies' wakers, by number (a wake writes more).
+    bodies: HashMap<u64, ((ConnKey, StreamId), Arc<TaskWaker>)>,
+    bodies_by_stream: StreamMap<u64>,
     next: u64,
     deferred: Arc<Mutex<Vec<u64>>>,
 }
@@ -116,14 +124,7 @@ impl Tasks {
             Ok(future) => future,
             Err(_) => return (Polled::Answer(key, id, panicked()), None),
         };
-        self.next += 1;
-        let number = self.next;
-        let waker = Arc::new(TaskWaker {
-            task: number,
-            scheduled: AtomicBool::new(false),
-            handle: handle.clone(),
-            deferred: Arc::clone(&self.deferred),
-        });
+        let (number, waker) = self.new_waker(handle);
         self.tasks.insert(
             number,
             Task {
@@ -140,8 +141,40 @@ impl Tasks {
         }
     }
 
+    fn new_waker(&mut self, handle: &LoopHandle<Command>) -> (u64, Arc<TaskWaker>) {
+        self.next += 1;
+        let number = self.next;
+        let waker = Arc::new(TaskWaker {
+            task: number,
+            scheduled: AtomicBool::new(false),
+            handle: handle.clone(),
+            deferred: Arc::clone(&self.deferred),
+        });
+        (number, waker)
+    }
+
+    /// The waker of a streamed response body on `(key, id)`: its wakes
+    /// come back from [`Tasks::poll`] as [`Polled::Body`].
+    pub(crate) fn body_waker(
+        &mut self,
+        handle: &LoopHandle<Command>,
+        (key, id): (ConnKey, StreamId),
+    ) -> Waker {
+        let (number, waker) = self.new_waker(handle);
+        self.bodies.insert(number, ((key, id), Arc::clone(&waker)));
+        if let Some(old) = self.bodies_by_stream.insert(key, id, number) {
+            self.bodies.remove(&old);
+        }
+        Waker::from(waker)
+    }
+
     /// Polls task `number`, if it still exists.
     pub(crate) fn poll(&mut self, number: u64) -> Polled {
+        if let Some(((key, id), waker)) = self.bodies.get(&number) {
+            // Cleared as the wake is served: the next wake asks again.
+            waker.scheduled.store(false, Ordering::Release);
+            return Polled::Body(*key, *id);
+        }
         let Some(task) = self.tasks.get_mut(&number) else {
             return Polled::Pending;
         };
@@ -188,12 +221,18 @@ impl Tasks {
         if let Some(number) = self.by_stream.remove(key, id) {
             self.tasks.remove(&number);
         }
+        if let Some(number) = self.bodies_by_stream.remove(key, id) {
+            self.bodies.remove(&number);
+        }
     }
 
     /// The connection closed: its tasks are dropped.
     pub(crate) fn forget_conn(&mut self, key: ConnKey) {
         for (_, number) in self.by_stream.remove_conn(key) {
             self.tasks.remove(&number);
+        }
+        for (_, number) in self.bodies_by_stream.remove_conn(key) {
+            self.bodies.remove(&number);
         }
     }
 

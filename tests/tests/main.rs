@@ -6,6 +6,7 @@ mod async_client;
 mod async_handlers;
 mod attacks;
 mod auth;
+mod body_streams;
 mod integrity;
 mod limits;
 mod long_link;
