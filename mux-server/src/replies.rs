@@ -19,7 +19,7 @@ use crate::request::{Response, Source};
 pub(crate) struct Replies {
     outbox: Outbox,
     /// Streaming bodies not yet ended, each against its declared length.
-    sources: StreamMap<(Source, BodyCheck)>,
+    sources: StreamMap<(Box<Source>, BodyCheck)>,
     /// Requests not answered yet, for the debug log: route and arrival.
     requests: StreamMap<(String, Instant)>,
 }
@@ -122,7 +122,7 @@ impl Replies {
             return self.write(ctx, key, id, head, vec![response.body], true);
         };
         // A source that knows its length declares it, after the body's start.
-        head.length = match &source {
+        head.length = match &*source {
             Source::Pull(pull) => pull.length(),
             Source::Stream { .. } => None,
         }
@@ -151,7 +151,7 @@ impl Replies {
             let Some((source, check)) = self.sources.get_mut(key, id) else {
                 return;
             };
-            let next = match source {
+            let next = match &mut **source {
                 Source::Pull(pull) => Ok(pull.next_message()),
                 Source::Stream { body, waker } => {
                     let Some(waker) = waker.as_ref() else {

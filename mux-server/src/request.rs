@@ -96,7 +96,7 @@ pub struct Response {
     /// Pushes tied to this request, sent before the response ends.
     pub(crate) pushes: Vec<(Metadata, Bytes)>,
     /// Body messages made as the stream takes them, after `body`.
-    pub(crate) source: Option<Source>,
+    pub(crate) source: Option<Box<Source>>,
 }
 
 /// Produces a response body as the connection takes it (a streaming
@@ -160,7 +160,7 @@ impl Response {
     /// whole-body call gets them joined, up to its response limit).
     pub fn streaming(source: impl BodySource + 'static) -> Self {
         let mut response = Self::ok(Bytes::new());
-        response.source = Some(Source::Pull(Box::new(source)));
+        response.source = Some(Box::new(Source::Pull(Box::new(source))));
         response
     }
 
@@ -205,7 +205,7 @@ impl Response {
 
     fn with_body_stream(body: crate::body_stream::BodyStream) -> Self {
         let mut response = Self::ok(Bytes::new());
-        response.source = Some(Source::Stream { body, waker: None });
+        response.source = Some(Box::new(Source::Stream { body, waker: None }));
         response
     }
 
@@ -214,7 +214,7 @@ impl Response {
         if let Some(Source::Stream {
             waker: waker @ None,
             ..
-        }) = &mut self.source
+        }) = self.source.as_deref_mut()
         {
             *waker = Some(make());
         }
