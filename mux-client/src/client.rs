@@ -342,10 +342,14 @@ impl Opener {
     }
 
     /// Opens a stream whose response is a sequence of messages.
+    /// The stream's call is handed to the loop if its queue has room;
+    /// otherwise the stream holds it until it is first read (sent then,
+    /// blocking or as a future, whichever way it is read).
     pub(crate) fn open_stream(&self, request: CallRequest) -> MessageStream {
         let inbox = Arc::new(Inbox::default());
-        let id = self.submit_with(request, Sink::Inbox(Arc::clone(&inbox)), None);
-        MessageStream::new(inbox, id, self.handle.clone())
+        let (id, call) = self.prepare(request, Sink::Inbox(Arc::clone(&inbox)), None);
+        let unsent = call.and_then(|call| self.offer_call(call));
+        MessageStream::new(inbox, id, self.handle.clone(), unsent)
     }
 }
 
@@ -407,7 +411,7 @@ impl Client {
         let credit = Arc::new(Credit::default());
         let mut check = BodyCheck::new(request.length);
         let declared_too_short = check.add(request.body.len()).err();
-        let id = self.opener.submit_with(
+        let (id, prepared) = self.opener.prepare(
             request,
             Sink::Completion(completer),
             Some(Arc::clone(&credit)),
@@ -417,7 +421,8 @@ impl Client {
             id: Some(id),
             handle: self.opener.handle.clone(),
             failed: None,
-            unsent: None,
+            // Sent with the first write if the queue has no room now.
+            unsent: prepared.and_then(|call| self.opener.offer_call(call)),
         };
         if let Some(mismatch) = declared_too_short {
             call.fail_now(mismatch.into());

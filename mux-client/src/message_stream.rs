@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mux_core::rpc::ResponseHead;
-use mux_runtime::LoopHandle;
+use mux_runtime::{LoopHandle, SendPoll};
 
-use crate::command::Command;
+use crate::command::{Command, PendingCall};
 use crate::error::CallError;
 use crate::inbox::{Inbox, Next};
 
@@ -30,16 +30,25 @@ pub struct MessageStream {
     local: VecDeque<Bytes>,
     /// As a `Stream`, the failure was yielded: the stream is over.
     failed: bool,
+    /// The stream's call, while the loop's command queue had no room for it
+    /// (behind a lock so that `head` can send it through `&self`).
+    unsent: std::sync::Mutex<Option<PendingCall>>,
     id: u64,
     handle: LoopHandle<Command>,
 }
 
 impl MessageStream {
-    pub(crate) fn new(shared: Arc<Inbox>, id: u64, handle: LoopHandle<Command>) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Inbox>,
+        id: u64,
+        handle: LoopHandle<Command>,
+        unsent: Option<PendingCall>,
+    ) -> Self {
         Self {
             shared,
             local: VecDeque::new(),
             failed: false,
+            unsent: std::sync::Mutex::new(unsent),
             id,
             handle,
         }
@@ -52,13 +61,57 @@ impl MessageStream {
 
     /// Waits for the response head: `Err(Rejected)` if the server refused.
     pub fn head(&self) -> Result<ResponseHead, CallError> {
+        self.send_blocking();
         self.shared.head(HEAD_TIMEOUT)
+    }
+
+    fn take_unsent(&self) -> Option<PendingCall> {
+        self.unsent
+            .lock()
+            .map(|mut unsent| unsent.take())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().take())
+    }
+
+    /// Hands the held call to the loop, blocking while its queue is full.
+    fn send_blocking(&self) {
+        if let Some(call) = self.take_unsent() {
+            if let Err(Command::Call(call)) = self.handle.send(Command::Call(call)) {
+                call.fail(CallError::Closed);
+            }
+        }
+    }
+
+    /// Hands the held call to the loop as a future: `false` while the
+    /// queue is full (the task is woken when it has room).
+    fn poll_sent(&self, cx: &Context<'_>) -> bool {
+        let Some(call) = self.take_unsent() else {
+            return true;
+        };
+        match self
+            .handle
+            .poll_send(&mut Context::from_waker(cx.waker()), Command::Call(call))
+        {
+            SendPoll::Sent => true,
+            SendPoll::Full(Command::Call(call)) => {
+                if let Ok(mut unsent) = self.unsent.lock() {
+                    *unsent = Some(call);
+                }
+                false
+            }
+            SendPoll::Full(_) => false,
+            SendPoll::Closed(command) => {
+                if let Command::Call(call) = command {
+                    call.fail(CallError::Closed);
+                }
+                true
+            }
+        }
     }
 
     /// The response head as a future (`Err(Rejected)` if the server
     /// refused), for any executor; it never blocks the thread.
     pub fn head_async(&self) -> impl Future<Output = Result<ResponseHead, CallError>> + '_ {
-        std::future::poll_fn(|cx| match self.shared.poll_head(cx.waker()) {
+        std::future::poll_fn(|cx| match self.poll_head(cx) {
             Some(head) => Poll::Ready(head),
             None => Poll::Pending,
         })
@@ -66,6 +119,9 @@ impl MessageStream {
 
     /// The head if it has arrived; otherwise `cx`'s task is woken when it does.
     pub(crate) fn poll_head(&self, cx: &Context<'_>) -> Option<Result<ResponseHead, CallError>> {
+        if !self.poll_sent(cx) {
+            return None;
+        }
         self.shared.poll_head(cx.waker())
     }
 
@@ -83,6 +139,9 @@ impl MessageStream {
     }
 
     fn take(&mut self, wait: Option<Duration>, waker: Option<&std::task::Waker>) -> Next {
+        if waker.is_none() {
+            self.send_blocking();
+        }
         if let Some(message) = self.local.pop_front() {
             return Next::Message(message);
         }
@@ -157,6 +216,9 @@ impl futures_core::Stream for MessageStream {
 
 impl Drop for MessageStream {
     fn drop(&mut self) {
+        if self.take_unsent().is_some() {
+            return; // never reached the loop: nothing to cancel
+        }
         if !self.shared.is_over() {
             let _ = self.handle.try_send(Command::Cancel(self.id));
         }
