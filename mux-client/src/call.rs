@@ -349,7 +349,7 @@ impl Upload {
         &mut self,
         cx: &mut Context<'_>,
         bytes: &[u8],
-        end_stream: bool,
+        (end_message, end_stream): (bool, bool),
     ) -> Poll<Result<usize, CallError>> {
         if let Poll::Ready(Err(err)) = self.poll_queued(cx) {
             return Poll::Ready(Err(err));
@@ -376,7 +376,7 @@ impl Upload {
             call: self.id,
             piece: Piece {
                 bytes: Bytes::copy_from_slice(bytes),
-                end_message: false,
+                end_message,
                 end_stream,
             },
         });
@@ -386,6 +386,20 @@ impl Upload {
         Poll::Ready(Ok(bytes.len()))
     }
 
+    /// Writes one message (spec §7) as a future: the task, not the thread,
+    /// waits while the connection pushes back.
+    pub async fn write_message_async(
+        &mut self,
+        message: impl Into<Bytes>,
+    ) -> Result<(), CallError> {
+        let message = message.into();
+        std::future::poll_fn(|cx| {
+            self.poll_piece(cx, &message, (true, false))
+                .map(|r| r.map(drop))
+        })
+        .await
+    }
+
     /// Ends the body without blocking and awaits the reply: the async form
     /// of [`Upload::finish`] followed by the call.
     pub async fn finish_async(mut self) -> Result<Reply, CallError> {
@@ -393,7 +407,7 @@ impl Upload {
             if self.ended {
                 return self.poll_queued(cx);
             }
-            match self.poll_piece(cx, &[], true) {
+            match self.poll_piece(cx, &[], (false, true)) {
                 Poll::Ready(Ok(_)) => {
                     self.ended = true;
                     self.poll_queued(cx)
@@ -441,7 +455,8 @@ impl futures_io::AsyncWrite for Upload {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let piece = buf.get(..buf.len().min(UPLOAD_CREDIT)).unwrap_or(buf);
-        self.poll_piece(cx, piece, false).map_err(Into::into)
+        self.poll_piece(cx, piece, (false, false))
+            .map_err(Into::into)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -450,7 +465,7 @@ impl futures_io::AsyncWrite for Upload {
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         if !self.ended {
-            match self.poll_piece(cx, &[], true) {
+            match self.poll_piece(cx, &[], (false, true)) {
                 Poll::Ready(Ok(_)) => self.ended = true,
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
                 Poll::Pending => return Poll::Pending,

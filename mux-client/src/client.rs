@@ -458,6 +458,17 @@ impl Client {
         completion.wait().map_err(|_| CallError::Closed)?
     }
 
+    /// [`Client::ping`] as a future, for any executor.
+    pub async fn ping_async(&self) -> Result<Duration, CallError> {
+        let (completer, completion) = completion();
+        self.opener
+            .handle
+            .send_async(Command::Ping(completer))
+            .await
+            .map_err(|_| CallError::Closed)?;
+        completion.await.map_err(|_| CallError::Closed)?
+    }
+
     /// Closes gracefully and returns once every connection is closed:
     ///
     /// - the client's own message streams (subscriptions, event streams,

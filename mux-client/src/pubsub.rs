@@ -156,6 +156,27 @@ impl Publisher {
         self.upload.write_message(message.encode())
     }
 
+    /// [`Publisher::publish`] as a future: the task, not the thread, waits
+    /// while flow control pushes back.
+    pub async fn publish_async(
+        &mut self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), CallError> {
+        patterns::check_topic(topic).map_err(|e| CallError::Malformed(e.to_string()))?;
+        let message = FeedMessage::Publication {
+            topic: topic.to_owned(),
+            payload: payload.into(),
+        };
+        self.upload.write_message_async(message.encode()).await
+    }
+
+    /// [`Publisher::finish`] as a future.
+    pub async fn finish_async(self) -> Result<String, CallError> {
+        let reply = reply_ok(self.upload.finish_async().await?)?;
+        Ok(String::from_utf8_lossy(&reply.body).into_owned())
+    }
+
     /// Ends the stream; the server's count of accepted and rejected publications.
     pub fn finish(self) -> Result<String, CallError> {
         let reply = reply_ok(self.upload.finish()?.wait()?)?;

@@ -103,6 +103,18 @@ fn async_operations_leave_a_current_thread_runtime_running() {
             "the runtime's thread was blocked while the subscription waited"
         );
 
+        // A ping, and a publishing stream written as futures.
+        client.ping_async().await.expect("ping");
+        let mut publisher = client.publisher();
+        for n in 0..100 {
+            publisher
+                .publish_async("chat.lobby", n.to_string())
+                .await
+                .expect("publish");
+        }
+        let summary = publisher.finish_async().await.expect("publisher");
+        assert!(summary.starts_with("100 published"), "{summary}");
+
         // An event stream read as a Stream.
         let mut news = client
             .events_async("news", Resume::Latest)
