@@ -18,12 +18,13 @@ use std::time::Duration;
 
 use mux_core::frame::Metadata;
 use mux_core::{ErrorCode, Event, StreamId};
-use mux_runtime::{App, ConnKey, Ctx, LoopError, PlainKey};
+use mux_runtime::{Address, Addresses, App, ConnKey, Ctx, LoopError, LoopHandle, PlainKey};
 use mux_server::auth::{Authenticator, Credentials};
 use mux_server::authz::{Action, Authorizer};
 
 use crate::pipe::{Ending, Pipe};
 use crate::stats::Stats;
+use crate::upstreams::{Target, Upstreams};
 use crate::warnings::Warnings;
 
 /// Metadata of a tunnel stream: which upstream to connect to.
@@ -35,17 +36,27 @@ pub const TUNNEL_ROUTE: &[u8] = b"$tunnel";
 #[derive(Debug)]
 pub(crate) enum Command {
     Shutdown,
+    /// A host name resolved off the loop: an upstream's (remote side), or
+    /// the remote sidecar's (`None`, local side).
+    Resolved {
+        upstream: Option<String>,
+        outcome: std::io::Result<Vec<SocketAddr>>,
+    },
 }
 
 /// Timer tokens.
 const STATS_TIMER: u64 = 1;
 const RECONNECT_TIMER: u64 = 2;
+const RESOLVE_TIMER: u64 = 3;
 
 /// What this side does.
 #[derive(Debug)]
 pub(crate) enum Role {
     Local {
-        remote: SocketAddr,
+        /// The remote sidecar's addresses; `entry` is the one in use (the
+        /// next is tried when an attempt fails).
+        remote: Addresses,
+        entry: usize,
         /// Listener number → (address to bind, upstream name); bound at start.
         tunnels: Vec<(SocketAddr, String)>,
         listeners: HashMap<usize, String>,
@@ -55,7 +66,7 @@ pub(crate) enum Role {
         backoff: mux_runtime::Backoff,
     },
     Remote {
-        upstreams: HashMap<String, SocketAddr>,
+        upstreams: Upstreams,
         /// Who may tunnel where; `None`: every local, every upstream.
         access: Option<Access>,
     },
@@ -107,6 +118,8 @@ pub(crate) struct SidecarApp {
     pub(crate) bound: Arc<std::sync::Mutex<Vec<SocketAddr>>>,
     /// The last counters line logged (a line is logged only when it changes).
     last_stats: Option<String>,
+    /// This loop's own handle, for name resolutions to report back.
+    handle: Option<LoopHandle<Command>>,
     /// Warnings of this stats period, repeats summed up.
     warnings: Warnings,
 }
@@ -133,6 +146,19 @@ impl SidecarApp {
             bound: Arc::default(),
             last_stats: None,
             warnings: Warnings::default(),
+            handle: None,
+        }
+    }
+
+    /// Where name resolutions report back: this loop's queue.
+    pub(crate) fn set_handle(&mut self, handle: LoopHandle<Command>) {
+        self.handle = Some(handle);
+    }
+
+    /// Remote side: a connect to the upstream `name` failed.
+    fn upstream_failed(&mut self, name: &str) {
+        if let Role::Remote { upstreams, .. } = &mut self.role {
+            upstreams.failed(name, self.handle.as_ref());
         }
     }
 
@@ -202,29 +228,84 @@ impl SidecarApp {
         }
     }
 
+    /// Local side: the next attempt to reach the remote sidecar, at the
+    /// address list's current entry (a host name is resolved first, off the
+    /// loop; the attempt goes on in [`SidecarApp::remote_resolved`]).
     fn connect_remote(&mut self, ctx: &mut Ctx<'_>) {
-        if let Role::Local {
+        let Role::Local { remote, entry, .. } = &self.role else {
+            return;
+        };
+        match remote.cycle(*entry).clone() {
+            Address::Socket(addr) => self.connect_remote_at(ctx, addr, None),
+            name => match self.handle.clone() {
+                Some(handle) => mux_runtime::resolve_in_background(&name, move |outcome| {
+                    let _ = handle.send(Command::Resolved {
+                        upstream: None,
+                        outcome,
+                    });
+                }),
+                None => self.remote_failed(ctx, format!("cannot resolve {name}: no loop handle")),
+            },
+        }
+    }
+
+    /// Local side: the remote sidecar's name resolved (or not).
+    fn remote_resolved(&mut self, ctx: &mut Ctx<'_>, outcome: std::io::Result<Vec<SocketAddr>>) {
+        let Role::Local {
             remote,
+            entry,
             conn,
-            ready,
+            ..
+        } = &self.role
+        else {
+            return;
+        };
+        if conn.is_some() || self.closing {
+            return;
+        }
+        let name = remote.cycle(*entry).clone();
+        match outcome.as_deref().map(<[SocketAddr]>::first) {
+            Ok(Some(addr)) => {
+                self.connect_remote_at(ctx, *addr, name.host_name().map(str::to_owned))
+            }
+            Ok(None) => self.remote_failed(ctx, format!("{name} has no address")),
+            Err(err) => self.remote_failed(ctx, format!("cannot resolve {name}: {err}")),
+        }
+    }
+
+    fn connect_remote_at(&mut self, ctx: &mut Ctx<'_>, addr: SocketAddr, host: Option<String>) {
+        let Role::Local { conn, ready, .. } = &mut self.role else {
+            return;
+        };
+        *ready = false;
+        match ctx.connect_named(addr, host.as_deref()) {
+            Ok(key) => *conn = Some(key),
+            Err(err) => self.remote_failed(
+                ctx,
+                format!("cannot connect to the remote sidecar {addr}: {err}"),
+            ),
+        }
+    }
+
+    /// Local side: an attempt failed; the next entry of the list is tried
+    /// after the backoff.
+    fn remote_failed(&mut self, ctx: &mut Ctx<'_>, message: String) {
+        let Role::Local {
+            conn,
+            entry,
             failures,
             backoff,
             ..
         } = &mut self.role
-        {
-            *ready = false;
-            match ctx.connect(*remote) {
-                Ok(key) => *conn = Some(key),
-                Err(err) => {
-                    let message = format!("cannot connect to the remote sidecar {remote}: {err}");
-                    self.warnings.warn(message);
-                    *conn = None;
-                    *failures += 1;
-                    let delay = backoff.delay(*failures);
-                    ctx.set_timer(ctx.now + delay, RECONNECT_TIMER);
-                }
-            }
-        }
+        else {
+            return;
+        };
+        self.warnings.warn(message);
+        *conn = None;
+        *failures += 1;
+        *entry = entry.wrapping_add(1);
+        let delay = backoff.delay(*failures);
+        ctx.set_timer(ctx.now + delay, RECONNECT_TIMER);
     }
 
     /// Local side: a TCP client arrived on a tunnel's port.
@@ -288,7 +369,7 @@ impl SidecarApp {
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default();
         let route_ok = metadata.get(mux_core::rpc::ROUTE) == Some(TUNNEL_ROUTE);
-        let target = upstreams.get(&name).copied();
+        let target = upstreams.target(&name);
         if let Some(why) = access.as_ref().and_then(|a| a.refusal(ctx, key, &name)) {
             // Refused by policy: not a retryable refusal, so CANCEL.
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -299,7 +380,10 @@ impl SidecarApp {
             return;
         }
         let plain = match (route_ok, target) {
-            (true, Some(addr)) => ctx.connect_plain(addr),
+            (true, Target::At(addr)) => ctx.connect_plain(addr),
+            (true, Target::Unresolved(why)) => {
+                Err(std::io::Error::new(std::io::ErrorKind::NotFound, why))
+            }
             _ => Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 format!("no upstream named {name:?}"),
@@ -342,6 +426,9 @@ impl App for SidecarApp {
 
     fn on_start(&mut self, ctx: &mut Ctx<'_>) {
         ctx.set_timer(ctx.now + self.stats_every, STATS_TIMER);
+        if let Role::Remote { .. } = self.role {
+            ctx.set_timer(ctx.now + crate::upstreams::REFRESH, RESOLVE_TIMER);
+        }
         if let Role::Local {
             tunnels, listeners, ..
         } = &mut self.role
@@ -420,17 +507,22 @@ impl App for SidecarApp {
         {
             if *conn == Some(key) {
                 *conn = None;
-                *ready = false;
+                let was_ready = std::mem::take(ready);
                 self.stats.connected.store(0, Ordering::Relaxed);
-                *failures += 1;
                 if !self.closing {
-                    let delay = backoff.delay(*failures);
-                    log::debug!(
-                        "remote sidecar connection lost ({why}); reconnecting in {delay:?}"
-                    );
-                    self.warnings
-                        .warn(format!("remote sidecar connection lost: {why}"));
-                    ctx.set_timer(ctx.now + delay, RECONNECT_TIMER);
+                    if was_ready {
+                        // A working connection ended: the same entry first.
+                        *failures += 1;
+                        let delay = backoff.delay(*failures);
+                        log::debug!(
+                            "remote sidecar connection lost ({why}); reconnecting in {delay:?}"
+                        );
+                        self.warnings
+                            .warn(format!("remote sidecar connection lost: {why}"));
+                        ctx.set_timer(ctx.now + delay, RECONNECT_TIMER);
+                    } else {
+                        self.remote_failed(ctx, format!("remote sidecar unreachable: {why}"));
+                    }
                 }
             }
         }
@@ -447,6 +539,18 @@ impl App for SidecarApp {
                 ctx.close_all(ErrorCode::NO_ERROR, "sidecar shutting down");
                 self.log_stats();
             }
+            Command::Resolved {
+                upstream: None,
+                outcome,
+            } => self.remote_resolved(ctx, outcome),
+            Command::Resolved {
+                upstream: Some(name),
+                outcome,
+            } => {
+                if let Role::Remote { upstreams, .. } = &mut self.role {
+                    upstreams.resolved(name, outcome);
+                }
+            }
         }
     }
 
@@ -459,6 +563,12 @@ impl App for SidecarApp {
                 }
             }
             RECONNECT_TIMER if !self.closing => self.connect_remote(ctx),
+            RESOLVE_TIMER if !self.closing => {
+                if let (Role::Remote { upstreams, .. }, Some(handle)) = (&self.role, &self.handle) {
+                    upstreams.refresh_all(handle);
+                }
+                ctx.set_timer(ctx.now + crate::upstreams::REFRESH, RESOLVE_TIMER);
+            }
             _ => {}
         }
     }
@@ -487,6 +597,9 @@ impl App for SidecarApp {
                         let _ = c.reset(stream, ErrorCode::REFUSED_STREAM);
                     }
                     ctx.plain_close(plain, true);
+                    // A named upstream may have moved: the next address,
+                    // and look it up again.
+                    self.upstream_failed(&name);
                     return;
                 }
             }

@@ -32,16 +32,51 @@
 //! ```
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
-use serde::Deserialize;
+use std::fmt::Display;
+use std::str::FromStr;
+
+use mux_runtime::{Address, Addresses};
+use serde::{Deserialize, Deserializer};
+
+/// A value written as text that parses (`FromStr`), such as an address.
+fn parsed<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: Display,
+{
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
+
+/// A table whose values are text that parses, such as addresses.
+fn parsed_values<'de, D, T>(deserializer: D) -> Result<HashMap<String, T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: Display,
+{
+    HashMap::<String, String>::deserialize(deserializer)?
+        .into_iter()
+        .map(|(name, text)| {
+            let value = text
+                .parse()
+                .map_err(|err| serde::de::Error::custom(format!("{name}: {err}")))?;
+            Ok((name, value))
+        })
+        .collect()
+}
 
 /// The local side: TCP ports to listen on, and the remote sidecar.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct LocalConfig {
-    /// The remote sidecar's mux address.
-    pub remote: SocketAddr,
+    /// The remote sidecar's mux address: `host:port` (a name is resolved at
+    /// every connection attempt) or a comma-separated list to fail over
+    /// between.
+    #[serde(deserialize_with = "parsed")]
+    pub remote: Addresses,
     /// Local listen addresses and the upstream each carries to.
     pub tunnels: Vec<Tunnel>,
     /// TLS to the remote side (plaintext when it names no trust).
@@ -90,8 +125,9 @@ impl Reconnect {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Tunnel {
-    /// Where local clients connect.
-    pub listen: SocketAddr,
+    /// Where local clients connect (a name: its first address, at start).
+    #[serde(deserialize_with = "parsed")]
+    pub listen: Address,
     /// The upstream's name, known to the remote side.
     pub upstream: String,
 }
@@ -100,10 +136,13 @@ pub struct Tunnel {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteConfig {
-    /// The mux listen address.
-    pub listen: SocketAddr,
-    /// Upstream names and addresses.
-    pub upstreams: HashMap<String, SocketAddr>,
+    /// The mux listen address (a name: its first address, at start).
+    #[serde(deserialize_with = "parsed")]
+    pub listen: Address,
+    /// Upstream names and addresses: `host:port`, a name resolved at start
+    /// and again every 30 s and after a failed connect.
+    #[serde(deserialize_with = "parsed_values")]
+    pub upstreams: HashMap<String, Address>,
     /// TLS for the local sides (plaintext when it names no certificate).
     #[serde(default)]
     pub tls: mux_cli::ServerTls,
@@ -167,14 +206,18 @@ mod tests {
             tunnels = [{ listen = "127.0.0.1:6380", upstream = "redis" }]
             [remote]
             listen = "127.0.0.1:7900"
-            upstreams = { redis = "127.0.0.1:6379" }
+            upstreams = { redis = "127.0.0.1:6379", cache = "cache.internal:6379" }
         "#;
         let config = FileConfig::parse(text).expect("valid");
         let local = config.local.expect("local");
         assert_eq!(local.tunnels[0].upstream, "redis");
-        assert_eq!(
-            config.remote.expect("remote").upstreams["redis"].port(),
-            6379
+        let upstreams = config.remote.expect("remote").upstreams;
+        assert_eq!(upstreams["redis"].to_string(), "127.0.0.1:6379");
+        assert_eq!(upstreams["cache"].host_name(), Some("cache.internal"));
+        let bad = "[remote]\nlisten = \"127.0.0.1:1\"\nupstreams = { redis = \"nowhere\" }";
+        assert!(
+            FileConfig::parse(bad).is_err_and(|e| e.to_string().contains("no port")),
+            "an upstream without a port is refused with the reason"
         );
         assert!(FileConfig::parse("[local]\nremote = 5").is_err());
         let typo = "[remote]\nlisten = \"127.0.0.1:1\"\nupstreams = {}\nupstream = {}";

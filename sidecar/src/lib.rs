@@ -19,6 +19,7 @@ mod app;
 pub mod config;
 mod pipe;
 pub mod stats;
+mod upstreams;
 mod warnings;
 
 use std::collections::HashMap;
@@ -28,7 +29,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use mux_runtime::{EventLoop, LoopConfig, LoopHandle, TlsClient, TlsServer};
+use mux_runtime::{Address, EventLoop, LoopConfig, LoopHandle, TlsClient, TlsServer};
 use mux_server::auth::{AllowAll, Authenticator, CertificateNames};
 use mux_server::authz::Rules;
 
@@ -38,6 +39,7 @@ pub use mux_cli::{ClientTls, ServerTls};
 pub use stats::Stats;
 
 use app::{Access, Command, Role, SidecarApp};
+use upstreams::Upstreams;
 
 /// A running sidecar side.
 #[derive(Debug)]
@@ -112,7 +114,8 @@ fn spawn(
         tls_client: tls.1,
         ..LoopConfig::default()
     };
-    let (event_loop, handle) = EventLoop::new(app, config, listener, 1024)?;
+    let (mut event_loop, handle) = EventLoop::new(app, config, listener, 1024)?;
+    event_loop.app_mut().set_handle(handle.clone());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("mux-sidecar".into())
@@ -149,11 +152,24 @@ fn invalid_tls(err: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, format!("TLS: {err}"))
 }
 
+/// The first socket address `address` stands for (a name is resolved now:
+/// this is for addresses bound at start).
+fn first_address(address: &Address) -> io::Result<SocketAddr> {
+    address
+        .resolve()?
+        .first()
+        .copied()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{address} has no address")))
+}
+
 /// Starts the remote side: listens for local sidecars on `config.listen`.
 pub fn start_remote(config: &RemoteConfig, stats_every: Duration) -> io::Result<Sidecar> {
     let tls = config.tls.load().map_err(invalid_tls)?;
-    let listener =
-        mux_runtime::socket::listen(config.listen, false, &LoopConfig::default().socket)?;
+    let listener = mux_runtime::socket::listen(
+        first_address(&config.listen)?,
+        false,
+        &LoopConfig::default().socket,
+    )?;
     let local = listener.local_addr()?;
     let access = match &config.rules {
         None => None,
@@ -172,7 +188,7 @@ pub fn start_remote(config: &RemoteConfig, stats_every: Duration) -> io::Result<
         }
     };
     let role = Role::Remote {
-        upstreams: config.upstreams.clone(),
+        upstreams: Upstreams::new(config.upstreams.clone()),
         access,
     };
     spawn(
@@ -187,13 +203,15 @@ pub fn start_remote(config: &RemoteConfig, stats_every: Duration) -> io::Result<
 
 /// Starts the local side: listens on each tunnel's port, connects to the remote side.
 pub fn start_local(config: &LocalConfig, stats_every: Duration) -> io::Result<Sidecar> {
+    let tunnels = config
+        .tunnels
+        .iter()
+        .map(|t| Ok((first_address(&t.listen)?, t.upstream.clone())))
+        .collect::<io::Result<Vec<_>>>()?;
     let role = Role::Local {
-        remote: config.remote,
-        tunnels: config
-            .tunnels
-            .iter()
-            .map(|t| (t.listen, t.upstream.clone()))
-            .collect(),
+        remote: config.remote.clone(),
+        entry: 0,
+        tunnels,
         listeners: HashMap::new(),
         conn: None,
         ready: false,

@@ -1,6 +1,8 @@
 //! The `mux-sidecar` program: either side of the tunnel, from flags or a TOML file.
 
 use std::net::SocketAddr;
+
+use mux_runtime::{Address, Addresses};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -32,9 +34,10 @@ struct Args {
 enum Side {
     /// Listens on local ports and tunnels each connection to the remote side.
     Local {
-        /// The remote sidecar [default: 127.0.0.1:7900].
+        /// The remote sidecar: host:port, or several comma-separated to fail
+        /// over between [default: 127.0.0.1:7900].
         #[arg(long)]
-        remote: Option<SocketAddr>,
+        remote: Option<Addresses>,
         /// A tunnel, `LISTEN_ADDR=UPSTREAM_NAME` (repeatable).
         #[arg(long = "tunnel", value_name = "ADDR=NAME")]
         tunnels: Vec<String>,
@@ -51,8 +54,9 @@ enum Side {
     Remote {
         /// Where the local side connects [default: 127.0.0.1:7900].
         #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// An upstream, `NAME=ADDR` (repeatable).
+        listen: Option<Address>,
+        /// An upstream, `NAME=HOST:PORT` (repeatable; a host name is resolved
+        /// at start, every 30 s and after a failed connect).
         #[arg(long = "upstream", value_name = "NAME=ADDR")]
         upstreams: Vec<String>,
         #[command(flatten)]
@@ -99,7 +103,7 @@ fn run(args: Args) -> Result<(), String> {
             reconnect_max_ms,
         } => {
             let mut config = file.local.unwrap_or(LocalConfig {
-                remote: SocketAddr::from(([127, 0, 0, 1], 7900)),
+                remote: SocketAddr::from(([127, 0, 0, 1], 7900)).into(),
                 tunnels: Vec::new(),
                 tls: Default::default(),
                 reconnect: Default::default(),
@@ -119,7 +123,7 @@ fn run(args: Args) -> Result<(), String> {
             }
             for tunnel in tunnels {
                 let (listen, upstream) = parse_pair(&tunnel)?;
-                let listen = listen.parse().map_err(|e| format!("{listen}: {e}"))?;
+                let listen = listen.parse::<Address>().map_err(|e| e.to_string())?;
                 config.tunnels.push(Tunnel { listen, upstream });
             }
             if config.tunnels.is_empty() {
@@ -134,7 +138,7 @@ fn run(args: Args) -> Result<(), String> {
             rules,
         } => {
             let mut config = file.remote.unwrap_or(RemoteConfig {
-                listen: SocketAddr::from(([127, 0, 0, 1], 7900)),
+                listen: Address::Socket(SocketAddr::from(([127, 0, 0, 1], 7900))),
                 upstreams: Default::default(),
                 tls: Default::default(),
                 rules: None,
@@ -149,7 +153,7 @@ fn run(args: Args) -> Result<(), String> {
             }
             for upstream in upstreams {
                 let (name, addr) = parse_pair(&upstream)?;
-                let addr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+                let addr = addr.parse::<Address>().map_err(|e| e.to_string())?;
                 config.upstreams.insert(name, addr);
             }
             mux_sidecar::start_remote(&config, every).map_err(|e| e.to_string())?

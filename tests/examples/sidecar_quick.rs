@@ -65,7 +65,11 @@ fn main() {
     let remote = mux_sidecar::start_remote(
         &RemoteConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
-            upstreams: [("sink".to_owned(), sink), ("redis".to_owned(), redis_addr)].into(),
+            upstreams: [
+                ("sink".to_owned(), mux_client::Address::Socket(sink)),
+                ("redis".to_owned(), mux_client::Address::Socket(redis_addr)),
+            ]
+            .into(),
             tls: Default::default(),
             rules: None,
             connection: Default::default(),
@@ -75,7 +79,7 @@ fn main() {
     .expect("remote");
     let local = mux_sidecar::start_local(
         &LocalConfig {
-            remote: remote.local_addrs()[0],
+            remote: remote.local_addrs()[0].into(),
             tunnels: vec![
                 Tunnel {
                     listen: "127.0.0.1:0".parse().expect("addr"),

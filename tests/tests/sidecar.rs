@@ -9,6 +9,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use mux_client::Address;
 use mux_sidecar::{ClientTls, LocalConfig, RemoteConfig, ServerTls, Sidecar, Tunnel};
 use mux_testkit::pki::TestPki;
 use mux_testkit::programs::{require, Program};
@@ -35,10 +36,10 @@ fn start_remote(
 ) -> Sidecar {
     mux_sidecar::start_remote(
         &RemoteConfig {
-            listen: any_local_address(),
+            listen: Address::Socket(any_local_address()),
             upstreams: upstreams
                 .iter()
-                .map(|(n, a)| ((*n).to_owned(), *a))
+                .map(|(n, a)| ((*n).to_owned(), Address::Socket(*a)))
                 .collect(),
             tls,
             rules,
@@ -57,11 +58,11 @@ fn start_local(
 ) -> (Sidecar, HashMap<String, SocketAddr>) {
     let local = mux_sidecar::start_local(
         &LocalConfig {
-            remote: remote.local_addrs()[0],
+            remote: remote.local_addrs()[0].into(),
             tunnels: upstreams
                 .iter()
                 .map(|(n, _)| Tunnel {
-                    listen: any_local_address(),
+                    listen: Address::Socket(any_local_address()),
                     upstream: (*n).to_owned(),
                 })
                 .collect(),
@@ -352,9 +353,9 @@ fn a_silent_remote_is_noticed_by_keepalive_and_tunnels_are_refused() {
     let keepalive = Duration::from_millis(200);
     let local = mux_sidecar::start_local(
         &LocalConfig {
-            remote: remote_addr,
+            remote: remote_addr.into(),
             tunnels: vec![Tunnel {
-                listen: any_local_address(),
+                listen: Address::Socket(any_local_address()),
                 upstream: "anything".into(),
             }],
             tls: ClientTls::default(),
@@ -416,4 +417,68 @@ fn both_sides_count_bytes_in_the_same_directions() {
     let expected = (sent as u64, answer.len() as u64, 0);
     assert_eq!(counted(&local), expected, "local (up, down, active)");
     assert_eq!(counted(&remote), expected, "remote (up, down, active)");
+}
+
+/// Host names everywhere: the local side reaches the remote one as
+/// `localhost:PORT` (resolved off the loop at each attempt), a dead first
+/// entry of its list is failed over, and the remote side's upstream is
+/// `localhost:PORT` (resolved at start).
+#[test]
+fn host_names_for_the_remote_side_and_the_upstreams() {
+    let upstream_port = echo_upstream().port();
+    let remote = mux_sidecar::start_remote(
+        &RemoteConfig {
+            listen: "localhost:0".parse().expect("address"),
+            upstreams: [(
+                "echo".to_owned(),
+                format!("localhost:{upstream_port}")
+                    .parse()
+                    .expect("address"),
+            )]
+            .into_iter()
+            .collect(),
+            tls: ServerTls::default(),
+            rules: None,
+            connection: Default::default(),
+        },
+        Duration::from_secs(60),
+    )
+    .expect("remote sidecar");
+    let remote_port = remote.local_addrs()[0].port();
+    let closed = TcpListener::bind(any_local_address()).expect("bind");
+    let dead = closed.local_addr().expect("address");
+    drop(closed);
+    let local = mux_sidecar::start_local(
+        &LocalConfig {
+            remote: format!("{dead},localhost:{remote_port}")
+                .parse()
+                .expect("addresses"),
+            tunnels: vec![Tunnel {
+                listen: "localhost:0".parse().expect("address"),
+                upstream: "echo".into(),
+            }],
+            tls: ClientTls::default(),
+            reconnect: mux_sidecar::Reconnect {
+                initial_ms: 10,
+                max_ms: 50,
+            },
+            connection: Default::default(),
+        },
+        Duration::from_secs(60),
+    )
+    .expect("local sidecar");
+    assert!(
+        local.wait_connected(WAIT),
+        "the local side failed over to the remote side's name"
+    );
+    // `localhost` may also stand for ::1, where the upstream does not
+    // listen: a refused tunnel moves the remote side to the next address.
+    wait_until(WAIT, "an echo through named sidecars and upstream", || {
+        let mut client = TcpStream::connect(local.local_addrs()[0]).expect("connect to the tunnel");
+        client.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut echoed = [0u8; 13];
+        client.write_all(b"through names").is_ok()
+            && client.read_exact(&mut echoed).is_ok()
+            && &echoed == b"through names"
+    });
 }

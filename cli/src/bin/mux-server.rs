@@ -14,9 +14,10 @@ use mux_server::authz::Rules;
 #[derive(Debug, Parser)]
 #[command(name = "mux-server", version, about)]
 struct Args {
-    /// Address to listen on.
+    /// Address to listen on: IP:port, or host:port (the first address the
+    /// name resolves to, e.g. `localhost:7878`).
     #[arg(long, default_value = mux_server::DEFAULT_ADDR)]
-    addr: SocketAddr,
+    addr: mux_runtime::Address,
     /// Event-loop threads (default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     threads: Option<u64>,
@@ -64,8 +65,21 @@ fn main() -> ExitCode {
     mux_cli::init_logging(args.log_level);
     let mut connection = mux_core::Config::default();
     args.timeouts.apply(&mut connection);
+    let bind: SocketAddr = match args.addr.resolve() {
+        Ok(found) => match found.first() {
+            Some(first) => *first,
+            None => {
+                eprintln!("mux-server: {} has no address", args.addr);
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(err) => {
+            eprintln!("mux-server: cannot resolve {}: {err}", args.addr);
+            return ExitCode::FAILURE;
+        }
+    };
     let mut builder = mux_server::Server::builder()
-        .bind(args.addr)
+        .bind(bind)
         .connection_config(connection);
     if let Some(threads) = args.threads {
         builder = builder.threads(threads as usize);
