@@ -17,6 +17,53 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # From async code
+//!
+//! Every operation also has a form that never blocks the caller's thread,
+//! with std `Future`s and the `futures-core` `Stream` / `futures-io`
+//! `AsyncWrite` traits, so it runs under any executor (the client's own
+//! loop thread does the I/O; a full command queue makes a future wait, not
+//! the thread):
+//!
+//! ```no_run
+//! use std::future::poll_fn;
+//! use std::pin::Pin;
+//!
+//! use futures_core::Stream;
+//! use futures_io::AsyncWrite;
+//! use mux_client::{CallRequest, Client, Resume};
+//!
+//! /// The next item of any `Stream` (or use your executor's `StreamExt`).
+//! async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+//!     poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await
+//! }
+//!
+//! async fn tour() -> Result<(), Box<dyn std::error::Error>> {
+//!     let client = Client::connect_async("localhost:7878,10.0.0.2:7878").await?;
+//!     let reply = client.call_async("echo", "hi").await?;
+//!
+//!     let mut news = client.subscribe_async("news.>").await?; // a Stream of deliveries
+//!     client.publish_async("news.today", "hello").await?;
+//!     let delivery = next(&mut news).await;
+//!
+//!     let mut events = client.events_async("news", Resume::After(0)).await?; // a Stream
+//!     let event = next(&mut events).await;
+//!
+//!     let mut upload = client.open_upload(CallRequest::new("upload", "").length(3));
+//!     poll_fn(|cx| Pin::new(&mut upload).poll_write(cx, b"abc")).await?; // AsyncWrite
+//!     let digest = upload.finish_async().await?;
+//!
+//!     let session = client.session_async().await?;
+//!     let count = session.call_async("counter", "").await?;
+//!     let mut feed = session.events_async(0).await?; // a Stream
+//!
+//!     let mut jobs = client.long_poller("jobs", 0, std::time::Duration::from_secs(30));
+//!     let entries = jobs.poll_async().await?; // held by the server, not a thread
+//!     let rtt = client.ping_async().await?;
+//!     Ok(())
+//! }
+//! ```
+//!
 //! Dropping a [`Call`] before it completes cancels it: its stream is reset
 //! with `CANCEL`. Calls carry an optional deadline, sent to the server and
 //! enforced here. When a connection ends, the pool reconnects with
