@@ -51,7 +51,7 @@ impl std::fmt::Debug for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// A client of the server at `addr`: a [`SocketAddr`], a list of them,
+    /// A client of the server at `addr`: a [`SocketAddr`](std::net::SocketAddr), a list of them,
     /// or text naming one or more `host:port` (`"localhost:7878"`,
     /// `"db-1:7878,db-2:7878"`). Names are resolved at each connection
     /// attempt; with a list, the pool's connections spread over it and an
