@@ -338,12 +338,15 @@ impl Pool {
         let Some(s) = self.slots.get_mut(slot) else {
             return AfterFailure::Wait;
         };
+        let target = s
+            .target
+            .map_or_else(|| "the server".to_owned(), |t| t.to_string());
         let failure = if std::mem::take(&mut s.timed_out) {
-            let target = s
-                .target
-                .map_or_else(|| "the server".to_owned(), |t| t.to_string());
             let message = format!("connect to {target} timed out");
             (io::ErrorKind::TimedOut, message)
+        } else if !s.ready {
+            // An attempt failed: say which address (a list may have several).
+            (failure.0, format!("connect to {target}: {}", failure.1))
         } else {
             failure
         };
