@@ -37,32 +37,62 @@ pub const TUNNEL_ROUTE: &[u8] = b"$tunnel";
 pub(crate) enum Command {
     Shutdown,
     /// A host name resolved off the loop: an upstream's (remote side), or
-    /// the remote sidecar's (`None`, local side).
+    /// the remote sidecar's for link `n` (local side).
     Resolved {
-        upstream: Option<String>,
+        target: Resolving,
         outcome: std::io::Result<Vec<SocketAddr>>,
     },
 }
 
-/// Timer tokens.
+/// What a name was resolved for.
+#[derive(Debug)]
+pub(crate) enum Resolving {
+    /// The remote sidecar, for this link of the local side.
+    Remote(usize),
+    /// This upstream of the remote side.
+    Upstream(String),
+}
+
+/// Timer tokens; a link's reconnect timer carries the link's number.
 const STATS_TIMER: u64 = 1;
-const RECONNECT_TIMER: u64 = 2;
 const RESOLVE_TIMER: u64 = 3;
+const RECONNECT_TIMER: u64 = 1 << 32;
+
+/// One mux connection of the local side to the remote one.
+#[derive(Debug, Default)]
+pub(crate) struct Link {
+    conn: Option<ConnKey>,
+    ready: bool,
+    /// Failed attempts in a row (drives the backoff).
+    failures: u32,
+    /// The entry of the remote address list in use (the next is tried when
+    /// an attempt fails); link `n` starts at entry `n`.
+    entry: usize,
+    /// Tunnels open on it (new ones go to the least loaded ready link).
+    tunnels: usize,
+}
+
+impl Link {
+    /// Link number `n`.
+    pub(crate) fn new(n: usize) -> Self {
+        Self {
+            entry: n,
+            ..Self::default()
+        }
+    }
+}
 
 /// What this side does.
 #[derive(Debug)]
 pub(crate) enum Role {
     Local {
-        /// The remote sidecar's addresses; `entry` is the one in use (the
-        /// next is tried when an attempt fails).
+        /// The remote sidecar's addresses.
         remote: Addresses,
-        entry: usize,
+        /// The mux connections to it (tunnels spread over them).
+        links: Vec<Link>,
         /// Listener number → (address to bind, upstream name); bound at start.
         tunnels: Vec<(SocketAddr, String)>,
         listeners: HashMap<usize, String>,
-        conn: Option<ConnKey>,
-        ready: bool,
-        failures: u32,
         backoff: mux_runtime::Backoff,
     },
     Remote {
@@ -175,6 +205,7 @@ impl SidecarApp {
             return;
         };
         self.by_stream.remove(&(pipe.conn, pipe.stream));
+        self.tunnel_ended(pipe.conn);
         self.stats.active.fetch_sub(1, Ordering::Relaxed);
         let (up, down) = pipe.client_bytes();
         self.stats.bytes_up.fetch_add(up, Ordering::Relaxed);
@@ -228,94 +259,121 @@ impl SidecarApp {
         }
     }
 
-    /// Local side: the next attempt to reach the remote sidecar, at the
-    /// address list's current entry (a host name is resolved first, off the
-    /// loop; the attempt goes on in [`SidecarApp::remote_resolved`]).
-    fn connect_remote(&mut self, ctx: &mut Ctx<'_>) {
-        let Role::Local { remote, entry, .. } = &self.role else {
+    /// Local side: link `n`'s next attempt to reach the remote sidecar, at
+    /// its entry of the address list (a host name is resolved first, off
+    /// the loop; the attempt goes on in [`SidecarApp::remote_resolved`]).
+    fn connect_remote(&mut self, ctx: &mut Ctx<'_>, n: usize) {
+        let Role::Local { remote, links, .. } = &self.role else {
             return;
         };
-        match remote.cycle(*entry).clone() {
-            Address::Socket(addr) => self.connect_remote_at(ctx, addr, None),
+        let Some(link) = links.get(n) else {
+            return;
+        };
+        match remote.cycle(link.entry).clone() {
+            Address::Socket(addr) => self.connect_remote_at(ctx, n, addr, None),
             name => match self.handle.clone() {
                 Some(handle) => mux_runtime::resolve_in_background(&name, move |outcome| {
                     let _ = handle.send(Command::Resolved {
-                        upstream: None,
+                        target: Resolving::Remote(n),
                         outcome,
                     });
                 }),
-                None => self.remote_failed(ctx, format!("cannot resolve {name}: no loop handle")),
+                None => {
+                    self.remote_failed(ctx, n, format!("cannot resolve {name}: no loop handle"))
+                }
             },
         }
     }
 
-    /// Local side: the remote sidecar's name resolved (or not).
-    fn remote_resolved(&mut self, ctx: &mut Ctx<'_>, outcome: std::io::Result<Vec<SocketAddr>>) {
-        let Role::Local {
-            remote,
-            entry,
-            conn,
-            ..
-        } = &self.role
-        else {
+    /// Local side: the remote sidecar's name resolved (or not) for link `n`.
+    fn remote_resolved(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        n: usize,
+        outcome: std::io::Result<Vec<SocketAddr>>,
+    ) {
+        let Role::Local { remote, links, .. } = &self.role else {
             return;
         };
-        if conn.is_some() || self.closing {
+        let Some(link) = links.get(n) else {
+            return;
+        };
+        if link.conn.is_some() || self.closing {
             return;
         }
-        let name = remote.cycle(*entry).clone();
+        let name = remote.cycle(link.entry).clone();
         match outcome.as_deref().map(<[SocketAddr]>::first) {
             Ok(Some(addr)) => {
-                self.connect_remote_at(ctx, *addr, name.host_name().map(str::to_owned))
+                self.connect_remote_at(ctx, n, *addr, name.host_name().map(str::to_owned))
             }
-            Ok(None) => self.remote_failed(ctx, format!("{name} has no address")),
-            Err(err) => self.remote_failed(ctx, format!("cannot resolve {name}: {err}")),
+            Ok(None) => self.remote_failed(ctx, n, format!("{name} has no address")),
+            Err(err) => self.remote_failed(ctx, n, format!("cannot resolve {name}: {err}")),
         }
     }
 
-    fn connect_remote_at(&mut self, ctx: &mut Ctx<'_>, addr: SocketAddr, host: Option<String>) {
-        let Role::Local { conn, ready, .. } = &mut self.role else {
+    fn connect_remote_at(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        n: usize,
+        addr: SocketAddr,
+        host: Option<String>,
+    ) {
+        let Role::Local { links, .. } = &mut self.role else {
             return;
         };
-        *ready = false;
+        let Some(link) = links.get_mut(n) else {
+            return;
+        };
+        link.ready = false;
         match ctx.connect_named(addr, host.as_deref()) {
-            Ok(key) => *conn = Some(key),
+            Ok(key) => link.conn = Some(key),
             Err(err) => self.remote_failed(
                 ctx,
+                n,
                 format!("cannot connect to the remote sidecar {addr}: {err}"),
             ),
         }
     }
 
-    /// Local side: an attempt failed; the next entry of the list is tried
-    /// after the backoff.
-    fn remote_failed(&mut self, ctx: &mut Ctx<'_>, message: String) {
-        let Role::Local {
-            conn,
-            entry,
-            failures,
-            backoff,
-            ..
-        } = &mut self.role
-        else {
+    /// Local side: link `n`'s attempt failed; the next entry of the list is
+    /// tried after the backoff.
+    fn remote_failed(&mut self, ctx: &mut Ctx<'_>, n: usize, message: String) {
+        let Role::Local { links, backoff, .. } = &mut self.role else {
+            return;
+        };
+        let Some(link) = links.get_mut(n) else {
             return;
         };
         self.warnings.warn(message);
-        *conn = None;
-        *failures += 1;
-        *entry = entry.wrapping_add(1);
-        let delay = backoff.delay(*failures);
-        ctx.set_timer(ctx.now + delay, RECONNECT_TIMER);
+        link.conn = None;
+        link.failures += 1;
+        link.entry = link.entry.wrapping_add(1);
+        let delay = backoff.delay(link.failures);
+        ctx.set_timer(ctx.now + delay, RECONNECT_TIMER | n as u64);
+    }
+
+    /// Local side: a tunnel on `conn` ended (for spreading new ones).
+    fn tunnel_ended(&mut self, conn: ConnKey) {
+        if let Role::Local { links, .. } = &mut self.role {
+            if let Some(link) = links.iter_mut().find(|l| l.conn == Some(conn)) {
+                link.tunnels = link.tunnels.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Local side: ready links, counted for the stats.
+    fn publish_ready_links(&self) {
+        if let Role::Local { links, .. } = &self.role {
+            let ready = links.iter().filter(|l| l.ready).count();
+            self.stats.connected.store(ready as u64, Ordering::Relaxed);
+        }
     }
 
     /// Local side: a TCP client arrived on a tunnel's port.
     fn accepted(&mut self, ctx: &mut Ctx<'_>, listener: usize, plain: PlainKey) {
         let Role::Local {
-            listeners,
-            conn,
-            ready,
-            ..
-        } = &self.role
+            listeners, links, ..
+        } = &mut self.role
         else {
             ctx.plain_close(plain, true);
             return;
@@ -324,7 +382,15 @@ impl SidecarApp {
             ctx.plain_close(plain, true);
             return;
         };
-        let (Some(key), true) = (*conn, *ready) else {
+        // The least loaded ready link carries the tunnel.
+        let link = links
+            .iter_mut()
+            .filter(|l| l.ready && l.conn.is_some())
+            .min_by_key(|l| l.tunnels);
+        let Some(key) = link.and_then(|link| {
+            link.tunnels += 1;
+            link.conn
+        }) else {
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
             self.warnings.warn(format!(
                 "tunnel refused: {upstream}: the remote sidecar is not connected"
@@ -344,6 +410,7 @@ impl SidecarApp {
                 self.pump(ctx, plain, true, false);
             }
             other => {
+                self.tunnel_ended(key);
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 self.warnings.warn(format!(
                     "tunnel refused: {upstream}: cannot open a stream: {other:?}"
@@ -447,22 +514,27 @@ impl App for SidecarApp {
             if let Ok(mut slot) = self.bound.lock() {
                 *slot = bound;
             }
-            self.connect_remote(ctx);
+            let count = match &self.role {
+                Role::Local { links, .. } => links.len(),
+                Role::Remote { .. } => 0,
+            };
+            for n in 0..count {
+                self.connect_remote(ctx, n);
+            }
         }
     }
 
     fn on_event(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, event: Event) {
         match event {
             Event::Connected => {
-                if let Role::Local {
-                    ready, failures, ..
-                } = &mut self.role
-                {
-                    *ready = true;
-                    *failures = 0;
-                    self.stats.connected.store(1, Ordering::Relaxed);
-                    log::info!("connected to the remote sidecar");
+                if let Role::Local { links, .. } = &mut self.role {
+                    if let Some(link) = links.iter_mut().find(|l| l.conn == Some(key)) {
+                        link.ready = true;
+                        link.failures = 0;
+                        log::info!("connected to the remote sidecar");
+                    }
                 }
+                self.publish_ready_links();
             }
             Event::StreamOpened { id, metadata, .. } => self.stream_opened(ctx, key, id, &metadata),
             Event::Readable { id } => {
@@ -497,35 +569,33 @@ impl App for SidecarApp {
         for plain in lost {
             self.finish(ctx, plain, Ending::Failed(why.clone()));
         }
-        if let Role::Local {
-            conn,
-            ready,
-            failures,
-            backoff,
-            ..
-        } = &mut self.role
-        {
-            if *conn == Some(key) {
-                *conn = None;
-                let was_ready = std::mem::take(ready);
-                self.stats.connected.store(0, Ordering::Relaxed);
-                if !self.closing {
-                    if was_ready {
-                        // A working connection ended: the same entry first.
-                        *failures += 1;
-                        let delay = backoff.delay(*failures);
-                        log::debug!(
-                            "remote sidecar connection lost ({why}); reconnecting in {delay:?}"
-                        );
-                        self.warnings
-                            .warn(format!("remote sidecar connection lost: {why}"));
-                        ctx.set_timer(ctx.now + delay, RECONNECT_TIMER);
-                    } else {
-                        self.remote_failed(ctx, format!("remote sidecar unreachable: {why}"));
-                    }
-                }
-            }
+        let Role::Local { links, backoff, .. } = &mut self.role else {
+            return;
+        };
+        let Some(n) = links.iter().position(|l| l.conn == Some(key)) else {
+            return;
+        };
+        let Some(link) = links.get_mut(n) else {
+            return;
+        };
+        link.conn = None;
+        link.tunnels = 0;
+        let was_ready = std::mem::take(&mut link.ready);
+        if self.closing {
+            return self.publish_ready_links();
         }
+        if was_ready {
+            // A working connection ended: the same entry first.
+            link.failures += 1;
+            let delay = backoff.delay(link.failures);
+            log::debug!("remote sidecar connection lost ({why}); reconnecting in {delay:?}");
+            self.warnings
+                .warn(format!("remote sidecar connection lost: {why}"));
+            ctx.set_timer(ctx.now + delay, RECONNECT_TIMER | n as u64);
+        } else {
+            self.remote_failed(ctx, n, format!("remote sidecar unreachable: {why}"));
+        }
+        self.publish_ready_links();
     }
 
     fn on_command(&mut self, ctx: &mut Ctx<'_>, command: Command) {
@@ -540,11 +610,11 @@ impl App for SidecarApp {
                 self.log_stats();
             }
             Command::Resolved {
-                upstream: None,
+                target: Resolving::Remote(n),
                 outcome,
-            } => self.remote_resolved(ctx, outcome),
+            } => self.remote_resolved(ctx, n, outcome),
             Command::Resolved {
-                upstream: Some(name),
+                target: Resolving::Upstream(name),
                 outcome,
             } => {
                 if let Role::Remote { upstreams, .. } = &mut self.role {
@@ -562,7 +632,12 @@ impl App for SidecarApp {
                     ctx.set_timer(ctx.now + self.stats_every, STATS_TIMER);
                 }
             }
-            RECONNECT_TIMER if !self.closing => self.connect_remote(ctx),
+            _ if token & RECONNECT_TIMER != 0 => {
+                if !self.closing {
+                    let n = (token & !RECONNECT_TIMER) as usize;
+                    self.connect_remote(ctx, n);
+                }
+            }
             RESOLVE_TIMER if !self.closing => {
                 if let (Role::Remote { upstreams, .. }, Some(handle)) = (&self.role, &self.handle) {
                     upstreams.refresh_all(handle);

@@ -39,6 +39,10 @@ use std::str::FromStr;
 use mux_runtime::{Address, Addresses};
 use serde::{Deserialize, Deserializer};
 
+fn one() -> usize {
+    1
+}
+
 /// A value written as text that parses (`FromStr`), such as an address.
 fn parsed<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
@@ -79,6 +83,11 @@ pub struct LocalConfig {
     pub remote: Addresses,
     /// Local listen addresses and the upstream each carries to.
     pub tunnels: Vec<Tunnel>,
+    /// Mux connections to the remote side (default 1); new tunnels go to the
+    /// least loaded. More than one when one connection's event loop or TCP
+    /// window is the limit.
+    #[serde(default = "one")]
+    pub connections: usize,
     /// TLS to the remote side (plaintext when it names no trust).
     #[serde(default)]
     pub tls: mux_cli::ClientTls,

@@ -38,7 +38,7 @@ pub use config::{FileConfig, LocalConfig, Reconnect, RemoteConfig, Tunnel};
 pub use mux_cli::{ClientTls, ServerTls};
 pub use stats::Stats;
 
-use app::{Access, Command, Role, SidecarApp};
+use app::{Access, Command, Link, Role, SidecarApp};
 use upstreams::Upstreams;
 
 /// A running sidecar side.
@@ -210,12 +210,11 @@ pub fn start_local(config: &LocalConfig, stats_every: Duration) -> io::Result<Si
         .collect::<io::Result<Vec<_>>>()?;
     let role = Role::Local {
         remote: config.remote.clone(),
-        entry: 0,
+        links: (0..config.connections.clamp(1, 64))
+            .map(Link::new)
+            .collect(),
         tunnels,
         listeners: HashMap::new(),
-        conn: None,
-        ready: false,
-        failures: 0,
         backoff: config.reconnect.backoff(),
     };
     let tls = config.tls.load().map_err(invalid_tls)?;

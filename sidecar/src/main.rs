@@ -41,6 +41,9 @@ enum Side {
         /// A tunnel, `LISTEN_ADDR=UPSTREAM_NAME` (repeatable).
         #[arg(long = "tunnel", value_name = "ADDR=NAME")]
         tunnels: Vec<String>,
+        /// Mux connections to the remote side; tunnels go to the least loaded [default: 1].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+        connections: Option<u64>,
         #[command(flatten)]
         tls: mux_cli::ClientTls,
         /// Milliseconds before the first retry after the remote side fails [default: 100].
@@ -98,6 +101,7 @@ fn run(args: Args) -> Result<(), String> {
         Side::Local {
             remote,
             tunnels,
+            connections,
             tls,
             reconnect_initial_ms,
             reconnect_max_ms,
@@ -105,10 +109,14 @@ fn run(args: Args) -> Result<(), String> {
             let mut config = file.local.unwrap_or(LocalConfig {
                 remote: SocketAddr::from(([127, 0, 0, 1], 7900)).into(),
                 tunnels: Vec::new(),
+                connections: 1,
                 tls: Default::default(),
                 reconnect: Default::default(),
                 connection: Default::default(),
             });
+            if let Some(n) = connections {
+                config.connections = usize::try_from(n).unwrap_or(1);
+            }
             if let Some(ms) = reconnect_initial_ms {
                 config.reconnect.initial_ms = ms;
             }

@@ -75,7 +75,7 @@ impl Upstreams {
         let (handle, name) = (handle.clone(), name.to_owned());
         mux_runtime::resolve_in_background(address, move |outcome| {
             let _ = handle.send(Command::Resolved {
-                upstream: Some(name),
+                target: crate::app::Resolving::Upstream(name),
                 outcome,
             });
         });

@@ -90,6 +90,7 @@ fn main() {
                     upstream: "redis".into(),
                 },
             ],
+            connections: 1,
             tls: Default::default(),
             reconnect: Default::default(),
             connection: Default::default(),

@@ -66,6 +66,7 @@ fn start_local(
                     upstream: (*n).to_owned(),
                 })
                 .collect(),
+            connections: 1,
             tls,
             reconnect: Default::default(),
             connection: Default::default(),
@@ -358,6 +359,7 @@ fn a_silent_remote_is_noticed_by_keepalive_and_tunnels_are_refused() {
                 listen: Address::Socket(any_local_address()),
                 upstream: "anything".into(),
             }],
+            connections: 1,
             tls: ClientTls::default(),
             reconnect: Default::default(),
             connection: mux_core::Config {
@@ -457,6 +459,9 @@ fn host_names_for_the_remote_side_and_the_upstreams() {
                 listen: "localhost:0".parse().expect("address"),
                 upstream: "echo".into(),
             }],
+            // Two links: link 0 starts at the dead entry and fails over,
+            // link 1 starts at the live one.
+            connections: 2,
             tls: ClientTls::default(),
             reconnect: mux_sidecar::Reconnect {
                 initial_ms: 10,
@@ -467,10 +472,13 @@ fn host_names_for_the_remote_side_and_the_upstreams() {
         Duration::from_secs(60),
     )
     .expect("local sidecar");
-    assert!(
-        local.wait_connected(WAIT),
-        "the local side failed over to the remote side's name"
-    );
+    wait_until(WAIT, "both links connected, one after failing over", || {
+        local
+            .stats()
+            .connected
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 2
+    });
     // `localhost` may also stand for ::1, where the upstream does not
     // listen: a refused tunnel moves the remote side to the next address.
     wait_until(WAIT, "an echo through named sidecars and upstream", || {
