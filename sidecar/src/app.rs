@@ -632,11 +632,8 @@ impl App for SidecarApp {
                     ctx.set_timer(ctx.now + self.stats_every, STATS_TIMER);
                 }
             }
-            _ if token & RECONNECT_TIMER != 0 => {
-                if !self.closing {
-                    let n = (token & !RECONNECT_TIMER) as usize;
-                    self.connect_remote(ctx, n);
-                }
+            _ if token & RECONNECT_TIMER != 0 && !self.closing => {
+                self.connect_remote(ctx, (token & !RECONNECT_TIMER) as usize);
             }
             RESOLVE_TIMER if !self.closing => {
                 if let (Role::Remote { upstreams, .. }, Some(handle)) = (&self.role, &self.handle) {
