@@ -31,6 +31,9 @@ use crate::warnings::Warnings;
 pub const UPSTREAM: &[u8] = b"upstream";
 /// The route of tunnel streams.
 pub const TUNNEL_ROUTE: &[u8] = b"$tunnel";
+/// The route of a stats request to the remote side: answered 200 with the
+/// counters as text (`Stats::text`), e.g. `mux-client call '$stats'`.
+pub const STATS_ROUTE: &[u8] = b"$stats";
 
 /// Commands from other threads.
 #[derive(Debug)]
@@ -428,6 +431,9 @@ impl SidecarApp {
         stream: StreamId,
         metadata: &Metadata,
     ) {
+        if metadata.get(mux_core::rpc::ROUTE) == Some(STATS_ROUTE) {
+            return self.answer_stats(ctx, key, stream);
+        }
         let Role::Remote { upstreams, access } = &self.role else {
             return;
         };
@@ -470,12 +476,33 @@ impl SidecarApp {
 
     /// Logs the counters, with the bytes of tunnels still open, when they
     /// changed since the last line.
-    fn log_stats(&mut self) {
-        let (live_up, live_down) = self
-            .pipes
+    /// Bytes of the tunnels still open, up and down.
+    fn live_bytes(&self) -> (u64, u64) {
+        self.pipes
             .values()
             .map(Pipe::client_bytes)
-            .fold((0, 0), |(u, d), (up, down)| (u + up, d + down));
+            .fold((0, 0), |(u, d), (up, down)| (u + up, d + down))
+    }
+
+    /// Answers a stats request on `stream` with the counters.
+    fn answer_stats(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, stream: StreamId) {
+        let text = self.stats.text(self.live_bytes());
+        let head = mux_core::rpc::ResponseHead {
+            length: Some(text.len() as u64),
+            ..mux_core::rpc::ResponseHead::new(mux_core::rpc::Status::OK)
+        };
+        if let Some(conn) = ctx.conn(key) {
+            let sent = conn
+                .send(stream, head.encode(), true, false)
+                .and_then(|_| conn.send(stream, bytes::Bytes::from(text), true, true));
+            if sent.is_err() {
+                let _ = conn.reset(stream, ErrorCode::INTERNAL_ERROR);
+            }
+        }
+    }
+
+    fn log_stats(&mut self) {
+        let (live_up, live_down) = self.live_bytes();
         let line = format!(
             "{} ({live_up} bytes up, {live_down} bytes down in open tunnels)",
             self.stats.line()

@@ -33,7 +33,7 @@ use mux_runtime::{Address, EventLoop, LoopConfig, LoopHandle, TlsClient, TlsServ
 use mux_server::auth::{AllowAll, Authenticator, CertificateNames};
 use mux_server::authz::Rules;
 
-pub use app::{TUNNEL_ROUTE, UPSTREAM};
+pub use app::{STATS_ROUTE, TUNNEL_ROUTE, UPSTREAM};
 pub use config::{FileConfig, LocalConfig, Reconnect, RemoteConfig, Tunnel};
 pub use mux_cli::{ClientTls, ServerTls};
 pub use stats::Stats;

@@ -419,6 +419,22 @@ fn both_sides_count_bytes_in_the_same_directions() {
     let expected = (sent as u64, answer.len() as u64, 0);
     assert_eq!(counted(&local), expected, "local (up, down, active)");
     assert_eq!(counted(&remote), expected, "remote (up, down, active)");
+
+    // The remote side answers a stats request over mux with the same counters.
+    let client = mux_client::Client::connect(remote.local_addrs()[0]).expect("connect");
+    let reply = client.call("$stats", "").expect("a stats answer");
+    let text = String::from_utf8_lossy(&reply.body);
+    for line in [
+        "mux_sidecar_tunnels_opened_total 1".to_owned(),
+        "mux_sidecar_tunnels_active 0".to_owned(),
+        format!("mux_sidecar_bytes_up_total {sent}"),
+        format!("mux_sidecar_bytes_down_total {}", answer.len()),
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line:?} missing from:\n{text}"
+        );
+    }
 }
 
 /// Host names everywhere: the local side reaches the remote one as
