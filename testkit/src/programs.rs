@@ -173,3 +173,43 @@ fn free_port() -> u16 {
         .map(|a| a.port())
         .unwrap_or(0)
 }
+
+/// A child process killed and reaped when dropped (for programs whose
+/// address the caller chose itself, such as proxies under a benchmark).
+#[derive(Debug)]
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// wrk's `Transfer/sec` line from its output, in MB/s (0 if absent).
+pub fn wrk_transfer_mbps(output: &str) -> f64 {
+    let transfer = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Transfer/sec:"))
+        .map(str::trim)
+        .unwrap_or("0");
+    let number = |n: &str| n.parse::<f64>().unwrap_or(0.0);
+    if let Some(n) = transfer.strip_suffix("GB") {
+        number(n) * 1024.0
+    } else if let Some(n) = transfer.strip_suffix("MB") {
+        number(n)
+    } else if let Some(n) = transfer.strip_suffix("KB") {
+        number(n) / 1024.0
+    } else {
+        0.0
+    }
+}
+
+/// The smallest, median and largest of `values` (zeros if empty).
+pub fn min_median_max(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    match (values.first(), values.get(values.len() / 2), values.last()) {
+        (Some(lo), Some(mid), Some(hi)) => (*lo, *mid, *hi),
+        _ => (0.0, 0.0, 0.0),
+    }
+}

@@ -14,25 +14,15 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use mux_client::Address;
 use mux_sidecar::{LocalConfig, RemoteConfig, Tunnel};
-use mux_testkit::programs::Program;
+use mux_testkit::programs::{min_median_max, wrk_transfer_mbps, Killed, Program};
 
 const ROUNDS: usize = 3;
 const WRK_SECONDS: &str = "5";
-
-/// A child process killed when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -52,7 +42,7 @@ fn wait_listening(port: u16) {
 }
 
 /// nginx serving `small.txt` (100 bytes) and `1m.bin` from `dir`.
-fn nginx(dir: &Path) -> (Running, u16) {
+fn nginx(dir: &Path) -> (Killed, u16) {
     let www = dir.join("www");
     std::fs::create_dir_all(&www).expect("www");
     std::fs::write(www.join("small.txt"), [b'x'; 100]).expect("small file");
@@ -80,11 +70,11 @@ fn nginx(dir: &Path) -> (Running, u16) {
         .spawn()
         .expect("nginx");
     wait_listening(port);
-    (Running(child), port)
+    (Killed(child), port)
 }
 
 /// One HAProxy process forwarding each `(listen port, target)` in `mode tcp`.
-fn haproxy(dir: &Path, name: &str, routes: &[(u16, SocketAddr)]) -> Running {
+fn haproxy(dir: &Path, name: &str, routes: &[(u16, SocketAddr)]) -> Killed {
     let mut conf = String::from(
         "global\n  maxconn 4000\n  nbthread 1\n\
          defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n",
@@ -103,7 +93,7 @@ fn haproxy(dir: &Path, name: &str, routes: &[(u16, SocketAddr)]) -> Running {
     for (port, _) in routes {
         wait_listening(*port);
     }
-    Running(child)
+    Killed(child)
 }
 
 /// redis-benchmark's requests/s per test.
@@ -156,24 +146,7 @@ fn wrk(port: u16, path: &str, connections: u32, close: bool) -> (f64, f64) {
             .to_owned()
     };
     let rps = value("Requests/sec:").parse().unwrap_or(0.0);
-    let transfer = value("Transfer/sec:");
-    let mbps = if let Some(n) = transfer.strip_suffix("GB") {
-        n.parse::<f64>().unwrap_or(0.0) * 1024.0
-    } else if let Some(n) = transfer.strip_suffix("MB") {
-        n.parse().unwrap_or(0.0)
-    } else if let Some(n) = transfer.strip_suffix("KB") {
-        n.parse::<f64>().unwrap_or(0.0) / 1024.0
-    } else {
-        0.0
-    };
-    (rps, mbps)
-}
-
-/// Min, median, max.
-fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    (values[0], values[n / 2], values[n - 1])
+    (rps, wrk_transfer_mbps(&text))
 }
 
 fn main() {
@@ -284,7 +257,7 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     for (workload, by_system) in &results {
         let cell = |values: &Vec<f64>| {
-            let (lo, mid, hi) = spread(values.clone());
+            let (lo, mid, hi) = min_median_max(values.clone());
             format!("{lo:.0} / {mid:.0} / {hi:.0}")
         };
         let ratio = |of: usize, to: usize| {
@@ -293,7 +266,7 @@ fn main() {
                 .zip(&by_system[to])
                 .map(|(a, b)| a / b.max(f64::MIN_POSITIVE))
                 .collect();
-            let (lo, mid, hi) = spread(ratios);
+            let (lo, mid, hi) = min_median_max(ratios);
             format!("{mid:.2} ({lo:.2}–{hi:.2})")
         };
         println!(

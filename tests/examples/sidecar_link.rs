@@ -12,7 +12,9 @@
 //! removed at the end, or on the next run's start)
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use mux_testkit::programs::{min_median_max, wrk_transfer_mbps, Killed};
 use std::time::Duration;
 
 const ROUNDS: usize = 3;
@@ -20,16 +22,6 @@ const A: &str = "mux-link-a";
 const B: &str = "mux-link-b";
 const ADDR_A: &str = "10.77.0.1";
 const ADDR_B: &str = "10.77.0.2";
-
-/// A child process killed when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The two namespaces, removed when dropped.
 struct Link;
@@ -81,7 +73,7 @@ impl Drop for Link {
 }
 
 /// `program args` inside namespace `ns`.
-fn spawn_in(ns: &str, program: &str, args: &[String]) -> Running {
+fn spawn_in(ns: &str, program: &str, args: &[String]) -> Killed {
     let child = Command::new("ip")
         .args(["netns", "exec", ns, program])
         .args(args)
@@ -89,7 +81,7 @@ fn spawn_in(ns: &str, program: &str, args: &[String]) -> Running {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|err| panic!("{program} in {ns}: {err}"));
-    Running(child)
+    Killed(child)
 }
 
 /// Waits until `addr:port` accepts connections from inside `ns`.
@@ -108,7 +100,7 @@ fn wait_listening(ns: &str, addr: &str, port: u16) {
     panic!("nothing listens on {addr}:{port} in {ns}");
 }
 
-fn nginx(dir: &Path) -> Running {
+fn nginx(dir: &Path) -> Killed {
     let www = dir.join("www");
     std::fs::create_dir_all(&www).expect("www");
     std::fs::write(www.join("1m.bin"), vec![7u8; 1 << 20]).expect("1 MiB file");
@@ -137,7 +129,7 @@ fn nginx(dir: &Path) -> Running {
     nginx
 }
 
-fn haproxy(dir: &Path, ns: &str, name: &str, bind: &str, target: &str) -> Running {
+fn haproxy(dir: &Path, ns: &str, name: &str, bind: &str, target: &str) -> Killed {
     let conf = format!(
         "global\n  maxconn 4000\n  nbthread 1\n\
          defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
@@ -163,28 +155,7 @@ fn wrk_mbps(url: &str, connections: u32) -> f64 {
         ])
         .output()
         .expect("wrk");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let transfer = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Transfer/sec:"))
-        .map(str::trim)
-        .unwrap_or("0");
-    if let Some(n) = transfer.strip_suffix("GB") {
-        n.parse::<f64>().unwrap_or(0.0) * 1024.0
-    } else if let Some(n) = transfer.strip_suffix("MB") {
-        n.parse().unwrap_or(0.0)
-    } else {
-        0.0
-    }
-}
-
-fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    (
-        values[0],
-        values[values.len() / 2],
-        values[values.len() - 1],
-    )
+    wrk_transfer_mbps(&String::from_utf8_lossy(&output.stdout))
 }
 
 fn main() {
@@ -271,7 +242,7 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     for (w, (workload, _, _)) in workloads.iter().enumerate() {
         let cell = |values: &Vec<f64>| {
-            let (lo, mid, hi) = spread(values.clone());
+            let (lo, mid, hi) = min_median_max(values.clone());
             format!("{lo:.0} / {mid:.0} / {hi:.0}")
         };
         let ratio = |of: usize, to: usize| {
@@ -280,7 +251,7 @@ fn main() {
                 .zip(&results[w][to])
                 .map(|(a, b)| a / b.max(f64::MIN_POSITIVE))
                 .collect();
-            let (lo, mid, hi) = spread(ratios);
+            let (lo, mid, hi) = min_median_max(ratios);
             format!("{mid:.2} ({lo:.2}–{hi:.2})")
         };
         println!(
