@@ -63,7 +63,15 @@ struct TaskWaker {
     /// A poll is already asked for.
     scheduled: AtomicBool,
     handle: LoopHandle<Command>,
-    deferred: Arc<Mutex<Vec<u64>>>,
+    deferred: Arc<Deferred>,
+}
+
+/// Wakes that found the loop's command queue full. The flag lets the loop
+/// check for them at the end of every pass without taking the lock.
+#[derive(Debug, Default)]
+struct Deferred {
+    any: AtomicBool,
+    tasks: Mutex<Vec<u64>>,
 }
 
 impl Wake for TaskWaker {
@@ -79,9 +87,10 @@ impl Wake for TaskWaker {
             Ok(()) | Err(TrySendError::Disconnected(_)) => {}
             Err(TrySendError::Full(_)) => {
                 // Never block the waking thread (it may be the loop itself).
-                if let Ok(mut deferred) = self.deferred.lock() {
-                    deferred.push(self.task);
+                if let Ok(mut tasks) = self.deferred.tasks.lock() {
+                    tasks.push(self.task);
                 }
+                self.deferred.any.store(true, Ordering::Release);
                 self.handle.nudge();
             }
         }
@@ -107,7 +116,7 @@ pub(crate) struct Tasks {
     bodies: HashMap<u64, ((ConnKey, StreamId), Arc<TaskWaker>)>,
     bodies_by_stream: StreamMap<u64>,
     next: u64,
-    deferred: Arc<Mutex<Vec<u64>>>,
+    deferred: Arc<Deferred>,
 }
 
 impl Tasks {
@@ -197,17 +206,17 @@ impl Tasks {
 
     /// Tasks whose wake found the command queue full: poll them now.
     pub(crate) fn take_deferred(&mut self) -> Vec<u64> {
+        self.deferred.any.store(false, Ordering::Release);
         self.deferred
+            .tasks
             .lock()
-            .map(|mut deferred| std::mem::take(&mut *deferred))
+            .map(|mut tasks| std::mem::take(&mut *tasks))
             .unwrap_or_default()
     }
 
-    /// Whether some wakes wait on the deferred list.
+    /// Whether some wakes wait on the deferred list (without locking it).
     pub(crate) fn has_deferred(&self) -> bool {
-        self.deferred
-            .lock()
-            .is_ok_and(|deferred| !deferred.is_empty())
+        self.deferred.any.load(Ordering::Acquire)
     }
 
     /// The deadline timer `token` fired: the task's stream, if it still runs
