@@ -255,3 +255,42 @@ impl Tasks {
 fn panicked() -> Response {
     HandlerError::new(Status::INTERNAL, "handler panicked").into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mux_core::Event;
+    use mux_runtime::{App, Ctx, EventLoop, LoopConfig, LoopError};
+
+    /// A loop that is never run: only its command queue is used.
+    struct Idle;
+
+    impl App for Idle {
+        type Command = Command;
+        fn on_event(&mut self, _: &mut Ctx<'_>, _: ConnKey, _: Event) {}
+        fn on_closed(&mut self, _: &mut Ctx<'_>, _: ConnKey, _: Option<LoopError>) {}
+        fn on_command(&mut self, _: &mut Ctx<'_>, _: Command) {}
+        fn is_done(&self, _: &Ctx<'_>) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_wake_that_finds_the_queue_full_is_deferred_not_lost_or_blocking() {
+        let (_loop, handle) = EventLoop::new(Idle, LoopConfig::default(), None, 1).expect("a loop");
+        let mut tasks = Tasks::default();
+        let (number, waker) = tasks.new_waker(&handle);
+        // The queue holds one command: the first wake takes it.
+        waker.wake_by_ref();
+        assert!(!tasks.has_deferred(), "the first wake went to the queue");
+        // Served (the flag cleared as a poll would); the queue is still full.
+        waker.scheduled.store(false, Ordering::Release);
+        waker.wake_by_ref();
+        assert!(tasks.has_deferred(), "a full queue defers the wake");
+        assert_eq!(tasks.take_deferred(), vec![number]);
+        assert!(!tasks.has_deferred());
+        // A second wake before the poll asks for nothing more.
+        waker.wake_by_ref();
+        assert!(!tasks.has_deferred(), "one wake per poll");
+    }
+}
