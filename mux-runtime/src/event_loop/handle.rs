@@ -171,3 +171,75 @@ impl<C> LoopHandle<C> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+    use std::time::{Duration, Instant};
+
+    use mux_core::Event;
+
+    use super::*;
+    use crate::event_loop::{App, ConnKey, Ctx, EventLoop, LoopConfig, LoopError};
+
+    /// Counts commands; stops after `stop_after`.
+    struct Counter {
+        seen: usize,
+        stop_after: usize,
+    }
+
+    impl App for Counter {
+        type Command = u32;
+        fn on_event(&mut self, _: &mut Ctx<'_>, _: ConnKey, _: Event) {}
+        fn on_closed(&mut self, _: &mut Ctx<'_>, _: ConnKey, _: Option<LoopError>) {}
+        fn on_command(&mut self, _: &mut Ctx<'_>, _: u32) {
+            self.seen += 1;
+        }
+        fn is_done(&self, _: &Ctx<'_>) -> bool {
+            self.seen >= self.stop_after
+        }
+    }
+
+    /// Counts wakes.
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn an_async_send_waits_for_room_and_the_loop_wakes_it() {
+        let app = Counter {
+            seen: 0,
+            stop_after: 2,
+        };
+        let (event_loop, handle) =
+            EventLoop::new(app, LoopConfig::default(), None, 1).expect("a loop");
+        handle.try_send(1).expect("the queue has room for one");
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
+        let mut send = handle.send_async(2);
+        assert!(
+            Pin::new(&mut send).poll(&mut cx).is_pending(),
+            "a full queue makes the send wait, without blocking"
+        );
+        let thread = std::thread::spawn(move || event_loop.run());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while wakes.0.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "the loop never woke the sender");
+            std::thread::yield_now();
+        }
+        assert!(
+            Pin::new(&mut send).poll(&mut cx).is_ready(),
+            "room after the wake"
+        );
+        thread
+            .join()
+            .expect("the loop thread")
+            .expect("the loop took both commands");
+    }
+}
