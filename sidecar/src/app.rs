@@ -121,8 +121,8 @@ impl std::fmt::Debug for Access {
 }
 
 impl Access {
-    /// Why `name` is refused to the peer of `key`, if it is.
-    fn refusal(&self, ctx: &Ctx<'_>, key: ConnKey, name: &str) -> Option<String> {
+    /// Why `action` is refused to the peer of `key`, if it is.
+    fn refusal(&self, ctx: &Ctx<'_>, key: ConnKey, action: &Action<'_>) -> Option<String> {
         let names = ctx.peer_certificate_names(key);
         let credentials = Credentials {
             peer: ctx.peer_addr(key),
@@ -131,8 +131,8 @@ impl Access {
         };
         match self.authenticator.authenticate(&credentials) {
             Err(err) => Some(err.to_string()),
-            Ok(identity) if !self.authorizer.allows(&identity, &Action::Tunnel(name)) => {
-                Some(format!("{identity} may not tunnel to {name}"))
+            Ok(identity) if !self.authorizer.allows(&identity, action) => {
+                Some(format!("{identity} may not {action}"))
             }
             Ok(_) => None,
         }
@@ -443,7 +443,8 @@ impl SidecarApp {
             .unwrap_or_default();
         let route_ok = metadata.get(mux_core::rpc::ROUTE) == Some(TUNNEL_ROUTE);
         let target = upstreams.target(&name);
-        if let Some(why) = access.as_ref().and_then(|a| a.refusal(ctx, key, &name)) {
+        let tunnel = Action::Tunnel(&name);
+        if let Some(why) = access.as_ref().and_then(|a| a.refusal(ctx, key, &tunnel)) {
             // Refused by policy: not a retryable refusal, so CANCEL.
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
             self.warnings.warn(format!("tunnel refused: {why}"));
@@ -484,12 +485,27 @@ impl SidecarApp {
             .fold((0, 0), |(u, d), (up, down)| (u + up, d + down))
     }
 
-    /// Answers a stats request on `stream` with the counters.
+    /// Answers a stats request on `stream` with the counters; with rules,
+    /// only to identities they allow to call `$stats` (else 403).
     fn answer_stats(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, stream: StreamId) {
-        let text = self.stats.text(self.live_bytes());
+        let route = String::from_utf8_lossy(STATS_ROUTE);
+        let refusal = match &self.role {
+            Role::Remote {
+                access: Some(access),
+                ..
+            } => access.refusal(ctx, key, &Action::Call(&route)),
+            _ => None,
+        };
+        let (status, text) = match refusal {
+            Some(why) => (mux_core::rpc::Status::FORBIDDEN, why),
+            None => (
+                mux_core::rpc::Status::OK,
+                self.stats.text(self.live_bytes()),
+            ),
+        };
         let head = mux_core::rpc::ResponseHead {
             length: Some(text.len() as u64),
-            ..mux_core::rpc::ResponseHead::new(mux_core::rpc::Status::OK)
+            ..mux_core::rpc::ResponseHead::new(status)
         };
         if let Some(conn) = ctx.conn(key) {
             let sent = conn

@@ -143,6 +143,16 @@ fn the_tunnel_runs_over_mutual_tls_within_its_rules_and_refuses_a_foreign_certif
     // The rules let this identity reach `echo` only.
     closed_promptly(ports["secret"]);
     assert_eq!(echo_through(ports["echo"], b"still"), b"still");
+    // Nor do they grant it the `$stats` route: the counters are refused.
+    let tls = mux_client::TlsClient::with_ca_file(&pki.ca_file())
+        .and_then(|tls| tls.with_identity(&local_cert.cert, &local_cert.key))
+        .expect("client TLS");
+    let client = mux_client::Client::builder(remote.local_addrs()[0])
+        .tls(tls)
+        .connect()
+        .expect("an mTLS client of the remote side");
+    let reply = client.call("$stats", "").expect("an answer");
+    assert_eq!(reply.status, mux_client::Status::FORBIDDEN);
 
     let other = TestPki::new("another CA");
     let stranger_cert = other.issue("stranger", &["stranger.example"]);
