@@ -120,9 +120,7 @@ impl Call {
     /// Hands the unsent call to the loop, blocking while its queue is full.
     pub(crate) fn send_blocking(&mut self) {
         if let Some(call) = self.unsent.take() {
-            if let Err(Command::Call(call)) = self.handle.send(Command::Call(call)) {
-                call.fail(CallError::Closed);
-            }
+            call.send_blocking(&self.handle);
         }
     }
 
@@ -206,18 +204,9 @@ impl Future for Call {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if let Some(call) = self.unsent.take() {
-            match self.handle.poll_send(cx, Command::Call(call)) {
-                SendPoll::Sent => {}
-                SendPoll::Full(Command::Call(call)) => {
-                    self.unsent = Some(call);
-                    return Poll::Pending;
-                }
-                SendPoll::Full(_) => return Poll::Pending,
-                SendPoll::Closed(command) => {
-                    if let Command::Call(call) = command {
-                        call.fail(CallError::Closed);
-                    }
-                }
+            self.unsent = call.poll_send(&self.handle, cx);
+            if self.unsent.is_some() {
+                return Poll::Pending;
             }
         }
         if let Some(err) = self.failed.take() {
@@ -318,15 +307,9 @@ impl Upload {
     fn poll_queued(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
         if let Some(call) = self.call.as_mut() {
             if let Some(unsent) = call.unsent.take() {
-                match self.handle.poll_send(cx, Command::Call(unsent)) {
-                    SendPoll::Sent => {}
-                    SendPoll::Full(Command::Call(unsent)) => {
-                        call.unsent = Some(unsent);
-                        return Poll::Pending;
-                    }
-                    SendPoll::Full(_) | SendPoll::Closed(_) => {
-                        return Poll::Ready(Err(CallError::Closed))
-                    }
+                call.unsent = unsent.poll_send(&self.handle, cx);
+                if call.unsent.is_some() {
+                    return Poll::Pending;
                 }
             }
         }

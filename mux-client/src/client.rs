@@ -264,9 +264,7 @@ impl Opener {
     /// Hands a call to the loop; if the loop is gone, the call fails with
     /// [`CallError::Closed`] through its own sink.
     fn submit_call(&self, call: PendingCall) {
-        if let Err(Command::Call(call)) = self.handle.send(Command::Call(call)) {
-            call.fail(CallError::Closed);
-        }
+        call.send_blocking(&self.handle);
     }
 
     /// Hands a call to the loop if its queue has room; gives it back if not.

@@ -4,13 +4,14 @@
 
 use std::io;
 use std::sync::Arc;
+use std::task::Context;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mux_core::frame::Metadata;
 use mux_core::rpc::RequestHead;
 use mux_core::StreamId;
-use mux_runtime::Piece;
+use mux_runtime::{LoopHandle, Piece, SendPoll};
 
 use crate::completion::Completer;
 use crate::credit::Credit;
@@ -62,6 +63,31 @@ pub(crate) struct PendingCall {
 }
 
 impl PendingCall {
+    /// Hands the call to the loop, blocking while its queue is full; if the
+    /// loop is gone, the call fails with [`CallError::Closed`].
+    pub(crate) fn send_blocking(self, handle: &LoopHandle<Command>) {
+        if let Err(Command::Call(call)) = handle.send(Command::Call(self)) {
+            call.fail(CallError::Closed);
+        }
+    }
+
+    /// Hands the call to the loop without blocking: the call back while the
+    /// queue is full (`cx`'s task is woken when it has room); if the loop is
+    /// gone, the call fails with [`CallError::Closed`].
+    pub(crate) fn poll_send(self, handle: &LoopHandle<Command>, cx: &Context<'_>) -> Option<Self> {
+        let mut cx = Context::from_waker(cx.waker());
+        match handle.poll_send(&mut cx, Command::Call(self)) {
+            SendPoll::Sent => None,
+            SendPoll::Full(Command::Call(call)) => Some(call),
+            SendPoll::Closed(Command::Call(call)) => {
+                call.fail(CallError::Closed);
+                None
+            }
+            // Only a call was sent, so only a call comes back.
+            SendPoll::Full(_) | SendPoll::Closed(_) => None,
+        }
+    }
+
     /// Whether the call has waited for a connection for `limit` by `now`.
     pub(crate) fn waited(&self, now: Instant, limit: Duration) -> bool {
         self.waiting_since

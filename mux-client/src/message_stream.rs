@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mux_core::rpc::ResponseHead;
-use mux_runtime::{LoopHandle, SendPoll};
+use mux_runtime::LoopHandle;
 
 use crate::command::{Command, PendingCall};
 use crate::error::CallError;
@@ -75,9 +75,7 @@ impl MessageStream {
     /// Hands the held call to the loop, blocking while its queue is full.
     fn send_blocking(&self) {
         if let Some(call) = self.take_unsent() {
-            if let Err(Command::Call(call)) = self.handle.send(Command::Call(call)) {
-                call.fail(CallError::Closed);
-            }
+            call.send_blocking(&self.handle);
         }
     }
 
@@ -87,25 +85,13 @@ impl MessageStream {
         let Some(call) = self.take_unsent() else {
             return true;
         };
-        match self
-            .handle
-            .poll_send(&mut Context::from_waker(cx.waker()), Command::Call(call))
-        {
-            SendPoll::Sent => true,
-            SendPoll::Full(Command::Call(call)) => {
-                if let Ok(mut unsent) = self.unsent.lock() {
-                    *unsent = Some(call);
-                }
-                false
-            }
-            SendPoll::Full(_) => false,
-            SendPoll::Closed(command) => {
-                if let Command::Call(call) = command {
-                    call.fail(CallError::Closed);
-                }
-                true
-            }
+        let Some(call) = call.poll_send(&self.handle, cx) else {
+            return true;
+        };
+        if let Ok(mut unsent) = self.unsent.lock() {
+            *unsent = Some(call);
         }
+        false
     }
 
     /// The response head as a future (`Err(Rejected)` if the server

@@ -35,6 +35,10 @@ impl Replies {
     }
 
     fn log_answer(&mut self, ctx: &Ctx<'_>, key: ConnKey, id: StreamId, status: Status) {
+        // Nothing was noted unless debug logging is on: no lookup per answer.
+        if !log::log_enabled!(log::Level::Debug) {
+            return;
+        }
         if let Some((route, arrived)) = self.requests.remove(key, id) {
             let peer = ctx
                 .peer_addr(key)

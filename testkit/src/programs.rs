@@ -44,22 +44,15 @@ pub fn require(program: &str, package: &str) {
 /// A running external program, killed and reaped when dropped.
 #[derive(Debug)]
 pub struct Program {
-    child: Child,
+    child: Killed,
     /// Where it listens.
     pub addr: SocketAddr,
-}
-
-impl Drop for Program {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Program {
     /// Its process id.
     pub fn id(&self) -> u32 {
-        self.child.id()
+        self.child.0.id()
     }
 
     /// Starts `program` with the arguments `args(port)` on a free loopback
@@ -75,7 +68,7 @@ impl Program {
                 .spawn()
                 .map_err(|err| format!("cannot start {program}: {err}"))?;
             let mut started = Self {
-                child,
+                child: Killed(child),
                 addr: SocketAddr::from(([127, 0, 0, 1], port)),
             };
             match started.wait_listening() {
@@ -90,14 +83,14 @@ impl Program {
     fn wait_listening(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + START_LIMIT;
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = self.child.0.try_wait() {
                 return Err(format!("exited with {status} (port {} taken?)", self.addr));
             }
             if TcpStream::connect(self.addr).is_ok() {
                 // Connected: to the child, unless it is about to exit
                 // because someone else holds the port.
                 std::thread::sleep(Duration::from_millis(20));
-                if let Ok(Some(status)) = self.child.try_wait() {
+                if let Ok(Some(status)) = self.child.0.try_wait() {
                     return Err(format!("exited with {status} (port {} taken?)", self.addr));
                 }
                 return Ok(());
@@ -157,7 +150,10 @@ impl Program {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|p| p.parse::<u16>().ok());
         let addr = SocketAddr::from(([127, 0, 0, 1], port.unwrap_or(0)));
-        let program = Self { child, addr };
+        let program = Self {
+            child: Killed(child),
+            addr,
+        };
         match (read, port) {
             (Ok(_), Some(_)) => Ok(program),
             _ => Err(format!("cannot read http.server's port from {line:?}")),
@@ -212,4 +208,54 @@ pub fn min_median_max(mut values: Vec<f64>) -> (f64, f64, f64) {
         (Some(lo), Some(mid), Some(hi)) => (*lo, *mid, *hi),
         _ => (0.0, 0.0, 0.0),
     }
+}
+
+/// Runs `redis-benchmark -q` against loopback `port` with 50 clients and
+/// 100,000 requests per test in `tests` (comma-separated, e.g. `set,get`);
+/// its requests/s per test.
+pub fn redis_benchmark_rps(port: u16, tests: &str) -> Vec<(String, f64)> {
+    let Ok(output) = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-n", "100000", "-c", "50", "-t", tests, "-q"])
+        .output()
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&output.stdout)
+        .split(['\r', '\n'])
+        .filter_map(|line| {
+            let (name, rest) = line.split_once(": ")?;
+            let rps: f64 = rest.split_whitespace().next()?.parse().ok()?;
+            Some((name.trim().to_owned(), rps))
+        })
+        .collect()
+}
+
+/// One Markdown row of a direct / proxy pair / mux pair comparison:
+/// `by_system` holds each system's figure per round in that order; cells are
+/// min / median / max, then mux's ratio to the proxy pair and to direct,
+/// taken round by round (median, min–max).
+pub fn comparison_row(workload: &str, by_system: &[Vec<f64>; 3]) -> String {
+    let cell = |values: &Vec<f64>| {
+        let (lo, mid, hi) = min_median_max(values.clone());
+        format!("{lo:.0} / {mid:.0} / {hi:.0}")
+    };
+    let ratio = |of: &Vec<f64>, to: &Vec<f64>| {
+        let ratios = of
+            .iter()
+            .zip(to)
+            .map(|(a, b)| a / b.max(f64::MIN_POSITIVE))
+            .collect();
+        let (lo, mid, hi) = min_median_max(ratios);
+        format!("{mid:.2} ({lo:.2}–{hi:.2})")
+    };
+    let [direct, proxy, mux] = by_system;
+    format!(
+        "| {workload} | {} | {} | {} | {} | {} |",
+        cell(direct),
+        cell(proxy),
+        cell(mux),
+        ratio(mux, proxy),
+        ratio(mux, direct)
+    )
 }

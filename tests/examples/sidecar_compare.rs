@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use mux_client::Address;
 use mux_sidecar::{LocalConfig, RemoteConfig, Tunnel};
-use mux_testkit::programs::{min_median_max, wrk_transfer_mbps, Killed, Program};
+use mux_testkit::programs::{
+    comparison_row, redis_benchmark_rps, wrk_transfer_mbps, Killed, Program,
+};
 
 const ROUNDS: usize = 3;
 const WRK_SECONDS: &str = "5";
@@ -94,32 +96,6 @@ fn haproxy(dir: &Path, name: &str, routes: &[(u16, SocketAddr)]) -> Killed {
         wait_listening(*port);
     }
     Killed(child)
-}
-
-/// redis-benchmark's requests/s per test.
-fn redis_rps(port: u16) -> Vec<(String, f64)> {
-    let output = Command::new("redis-benchmark")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-n",
-            "100000",
-            "-c",
-            "50",
-        ])
-        .args(["-t", "set,get,incr,lpush", "-q"])
-        .output()
-        .expect("redis-benchmark");
-    String::from_utf8_lossy(&output.stdout)
-        .split(['\r', '\n'])
-        .filter_map(|line| {
-            let (name, rest) = line.split_once(": ")?;
-            let rps: f64 = rest.split_whitespace().next()?.parse().ok()?;
-            Some((name.trim().to_owned(), rps))
-        })
-        .collect()
 }
 
 /// wrk's requests/s and transfer/s (MB/s).
@@ -219,12 +195,12 @@ fn main() {
         ("mux sidecar pair", mux_redis, mux_web),
     ];
     // workload → system → values per round
-    let mut results: Vec<(String, Vec<Vec<f64>>)> = Vec::new();
+    let mut results: Vec<(String, [Vec<f64>; 3])> = Vec::new();
     let mut record = |workload: String, system: usize, value: f64| {
         let row = match results.iter().position(|(w, _)| *w == workload) {
             Some(row) => row,
             None => {
-                results.push((workload, vec![Vec::new(); systems.len()]));
+                results.push((workload, Default::default()));
                 results.len() - 1
             }
         };
@@ -233,7 +209,7 @@ fn main() {
     for round in 0..ROUNDS {
         for (n, (name, redis_port, web_port)) in systems.iter().enumerate() {
             eprintln!("round {}: {name}", round + 1);
-            for (test, rps) in redis_rps(*redis_port) {
+            for (test, rps) in redis_benchmark_rps(*redis_port, "set,get,incr,lpush") {
                 record(
                     format!("redis-benchmark {test}, 50 clients (req/s)"),
                     n,
@@ -256,27 +232,7 @@ fn main() {
     println!("| workload | direct | HAProxy pair | mux pair | mux / HAProxy | mux / direct |");
     println!("|---|---|---|---|---|---|");
     for (workload, by_system) in &results {
-        let cell = |values: &Vec<f64>| {
-            let (lo, mid, hi) = min_median_max(values.clone());
-            format!("{lo:.0} / {mid:.0} / {hi:.0}")
-        };
-        let ratio = |of: usize, to: usize| {
-            let ratios: Vec<f64> = by_system[of]
-                .iter()
-                .zip(&by_system[to])
-                .map(|(a, b)| a / b.max(f64::MIN_POSITIVE))
-                .collect();
-            let (lo, mid, hi) = min_median_max(ratios);
-            format!("{mid:.2} ({lo:.2}–{hi:.2})")
-        };
-        println!(
-            "| {workload} | {} | {} | {} | {} | {} |",
-            cell(&by_system[0]),
-            cell(&by_system[1]),
-            cell(&by_system[2]),
-            ratio(2, 1),
-            ratio(2, 0)
-        );
+        println!("{}", comparison_row(workload, by_system));
     }
     drop(local);
     drop(remote);

@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use mux_testkit::programs::{min_median_max, wrk_transfer_mbps, Killed};
+use mux_testkit::programs::{comparison_row, wrk_transfer_mbps, Killed};
 use std::time::Duration;
 
 const ROUNDS: usize = 3;
@@ -228,7 +228,7 @@ fn main() {
         ),
         ("1 MiB files, 10 connections (MB/s)", "/1m.bin", 10),
     ];
-    let mut results = vec![vec![Vec::new(); systems.len()]; workloads.len()];
+    let mut results: Vec<[Vec<f64>; 3]> = vec![Default::default(); workloads.len()];
     for round in 0..ROUNDS {
         for (s, (name, base)) in systems.iter().enumerate() {
             eprintln!("round {}: {name}", round + 1);
@@ -240,28 +240,8 @@ fn main() {
     println!("{rate} link between two namespaces; {ROUNDS} rounds, interleaved; MB/s min / median / max\n");
     println!("| workload | direct | HAProxy pair | mux pair | mux / HAProxy | mux / direct |");
     println!("|---|---|---|---|---|---|");
-    for (w, (workload, _, _)) in workloads.iter().enumerate() {
-        let cell = |values: &Vec<f64>| {
-            let (lo, mid, hi) = min_median_max(values.clone());
-            format!("{lo:.0} / {mid:.0} / {hi:.0}")
-        };
-        let ratio = |of: usize, to: usize| {
-            let ratios = results[w][of]
-                .iter()
-                .zip(&results[w][to])
-                .map(|(a, b)| a / b.max(f64::MIN_POSITIVE))
-                .collect();
-            let (lo, mid, hi) = min_median_max(ratios);
-            format!("{mid:.2} ({lo:.2}–{hi:.2})")
-        };
-        println!(
-            "| {workload} | {} | {} | {} | {} | {} |",
-            cell(&results[w][0]),
-            cell(&results[w][1]),
-            cell(&results[w][2]),
-            ratio(2, 1),
-            ratio(2, 0)
-        );
+    for ((workload, _, _), by_system) in workloads.iter().zip(&results) {
+        println!("{}", comparison_row(workload, by_system));
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

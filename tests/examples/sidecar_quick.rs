@@ -6,11 +6,10 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mux_sidecar::{LocalConfig, RemoteConfig, Tunnel};
-use mux_testkit::programs::Program;
+use mux_testkit::programs::{redis_benchmark_rps, Program};
 use mux_testkit::upstream::counting_upstream;
 
 const BULK: usize = 1 << 30;
@@ -29,33 +28,6 @@ fn bulk(addr: SocketAddr) -> f64 {
     stream.read_to_string(&mut reply).expect("count");
     assert_eq!(reply, BULK.to_string());
     BULK as f64 / start.elapsed().as_secs_f64()
-}
-
-fn redis_rps(port: u16) -> Vec<(String, f64)> {
-    let output = Command::new("redis-benchmark")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-n",
-            "100000",
-            "-c",
-            "50",
-            "-t",
-            "set,get",
-            "-q",
-        ])
-        .output()
-        .expect("redis-benchmark");
-    String::from_utf8_lossy(&output.stdout)
-        .split(['\r', '\n'])
-        .filter_map(|line| {
-            let (name, rest) = line.split_once(": ")?;
-            let rps: f64 = rest.split_whitespace().next()?.parse().ok()?;
-            Some((name.trim().to_owned(), rps))
-        })
-        .collect()
 }
 
 fn main() {
@@ -110,8 +82,8 @@ fn main() {
         tunnelled / 1e9,
         tunnelled / direct
     );
-    let direct = redis_rps(redis_port);
-    let tunnelled = redis_rps(redis_tunnel.port());
+    let direct = redis_benchmark_rps(redis_port, "set,get");
+    let tunnelled = redis_benchmark_rps(redis_tunnel.port(), "set,get");
     for ((name, d), (_, t)) in direct.iter().zip(&tunnelled) {
         println!(
             "| redis-benchmark {name}, 50 clients (req/s) | {d:.0} | {t:.0} | {:.2} |",

@@ -14,6 +14,15 @@ use futures_io::AsyncWrite;
 use mux_client::{CallRequest, Client, Delivery, Resume};
 use mux_testkit::any_local_address;
 
+/// A tokio runtime whose one thread runs every task: any operation that
+/// blocks it stops every other task.
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("tokio runtime")
+}
+
 /// The next item of a stream, without a helper crate.
 async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
     poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await
@@ -25,10 +34,7 @@ fn async_operations_leave_a_current_thread_runtime_running() {
         mux_server::demo::start(any_local_address(), Some(1), Default::default())
             .expect("demo server");
     let addr = server.local_addr();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("tokio runtime");
+    let runtime = current_thread();
     runtime.block_on(async move {
         let ticks = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&ticks);
@@ -168,10 +174,7 @@ fn a_subscription_stream_resubscribes_after_a_server_restart() {
     let (server, clock) = mux_server::demo::start(any_local_address(), Some(1), Default::default())
         .expect("demo server");
     let addr = server.local_addr();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("tokio runtime");
+    let runtime = current_thread();
     runtime.block_on(async move {
         let client = Client::builder(addr)
             .backoff(Duration::from_millis(10), Duration::from_millis(100))

@@ -12,6 +12,16 @@ use mux_testkit::{server_builder, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
+/// A tokio runtime on a thread of its own: futures it completes wake mux's
+/// loop from outside.
+pub(crate) fn another_executor() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_time()
+        .build()
+        .expect("tokio runtime")
+}
+
 /// Counts drops: shows that a future was cancelled.
 struct DropCounter(Arc<AtomicUsize>);
 
@@ -25,11 +35,7 @@ impl Drop for DropCounter {
 fn an_async_handler_awaits_another_executors_timer() {
     // The timers run on a tokio runtime of their own: the loop is woken by
     // tokio's thread, not by anything of ours.
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_time()
-        .build()
-        .expect("tokio runtime");
+    let tokio = another_executor();
     let timers = tokio.handle().clone();
     let server = server_builder()
         .threads(1)

@@ -69,11 +69,7 @@ fn a_writer_thread_streams_a_body_under_flow_control() {
 
 #[test]
 fn an_async_handler_streams_from_its_task_and_a_stream_works_as_a_body() {
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_time()
-        .build()
-        .expect("tokio runtime");
+    let tokio = crate::async_handlers::another_executor();
     let spawner = tokio.handle().clone();
     let server = server_builder()
         .route_async("ticks", move |_| {
