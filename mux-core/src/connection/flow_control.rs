@@ -158,10 +158,12 @@ impl RecvWindow {
         // Judged on every consumption, not only at updates: waiting for the
         // next quarter window would delay each growth by up to a quarter
         // round trip. A grown target is credit to announce at once.
+        let before = self.target;
         if let Some(rtt) = rtt {
             self.tune(now, rtt, headroom);
         }
-        if self.unannounced < (self.target / CREDIT_CADENCE).max(1) {
+        let grew = self.target > before;
+        if !grew && self.unannounced < (self.target / CREDIT_CADENCE).max(1) {
             return None;
         }
         let increment = core::mem::take(&mut self.unannounced);
@@ -303,6 +305,26 @@ mod tests {
             window.consume(1000, at(21), rtt, headroom);
             assert_eq!(window.target(), expected, "max {max}, headroom {headroom}");
         }
+    }
+
+    #[test]
+    fn growth_is_announced_at_once_however_small() {
+        // §9.6.2: a grown target goes out with the next WINDOW_UPDATE at once,
+        // even when the growth (here 1 byte, at the maximum) and the consumed
+        // credit together stay below the quarter-window batching threshold.
+        let start = Instant::now();
+        let rtt = Some(Duration::from_millis(10));
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut window = RecvWindow::new(1000, 1000, 1001, start);
+        window.receive(1000).expect("within window");
+        assert_eq!(window.consume(1000, at(10), rtt, u32::MAX), Some(1000));
+        window.receive(300).expect("within window");
+        assert_eq!(window.consume(300, at(15), rtt, u32::MAX), Some(300));
+        // The span is judged: fast enough to grow, to the maximum (+1); only
+        // 10 bytes are unannounced besides, far below a quarter window.
+        window.receive(10).expect("within window");
+        assert_eq!(window.consume(10, at(21), rtt, u32::MAX), Some(11));
+        assert_eq!(window.target(), 1001);
     }
 
     #[test]
