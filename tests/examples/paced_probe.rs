@@ -2,7 +2,11 @@
 //! process: the CPU (of both, from /proc) and latency behind the spin
 //! policy figures in `spec/COMPARISON.md`.
 //!
-//! `cargo run --release -p mux-tests --example paced_probe -- [fixed|adaptive|off]`
+//! `cargo run --release -p mux-tests --example paced_probe -- [fixed|adaptive|off] [ADDR]`
+//!
+//! With an address the calls go to that server (for example one started by
+//! `mux-bench serve mux`, to profile it alone) and the CPU is this
+//! process's: the client's.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -21,6 +25,7 @@ fn main() {
         "adaptive" => SpinPolicy::ADAPTIVE,
         _ => SpinPolicy::default(),
     };
+    let remote: Option<SocketAddr> = std::env::args().nth(2).map(|a| a.parse().expect("ADDR"));
     let server = Server::builder()
         .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .threads(1)
@@ -28,7 +33,7 @@ fn main() {
         .route("echo", |req| Ok(Response::ok(req.body().clone())))
         .start()
         .expect("server starts");
-    let client = Client::builder(server.local_addr())
+    let client = Client::builder(remote.unwrap_or(server.local_addr()))
         .spin(policy)
         .connect()
         .expect("client connects");
