@@ -59,7 +59,7 @@ pub mod preface;
 pub mod rpc;
 mod stream_id;
 
-pub use connection::{Chunk, Config, Connection, Event, StreamState};
+pub use connection::{Chunk, Config, Connection, Event, Stats, StreamState};
 pub use error::{
     ConnectionError, EncodeError, ErrorCode, FrameError, Initiator, OpenError, PeerMisbehaved,
     PrefaceError, ReadError, WriteError,

@@ -15,14 +15,17 @@ use mux_core::frame::Metadata;
 use mux_core::patterns;
 use mux_core::rpc::{BodyCheck, RequestHead, Status};
 use mux_core::{ErrorCode, Event, StreamId};
-use mux_runtime::{App, BodyBuffer, ConnKey, Ctx, LoopError, LoopHandle, StreamMap};
+use mux_runtime::{App, BodyBuffer, ConnKey, Ctx, LoopError, LoopHandle, PlainKey, StreamMap};
 
 use crate::auth::Identity;
 use crate::budget::Budget;
 use crate::command::Command;
+use crate::command::ReplyTo;
 use crate::gate::{Gate, Security, Verdict};
-use crate::handler::{end_sink, run, Handler};
+use crate::handler::{end_sink, run, run_sink, Handler};
+use crate::http::{is_http_timer, HttpCall, HttpEdge};
 use crate::hub::Hub;
+use crate::metrics::{Metrics, Reported};
 use crate::replies::Replies;
 use crate::request::{BodySink, Request, Response};
 use crate::reserved::polls_timer;
@@ -34,6 +37,11 @@ use crate::workers::Job;
 /// App timer tokens besides the long polls' (`reserved::polls_timer`).
 const SHUTDOWN_TIMER: u64 = 1;
 const SWEEP_TIMER: u64 = 2;
+/// Adds connections' counters to the metrics, while there are connections.
+const METRICS_TIMER: u64 = 4;
+
+/// How often connections' counters reach the metrics.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
 
 /// How often expired sessions are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
@@ -76,6 +84,13 @@ pub(crate) struct ServerApp {
     pub(crate) missed: Arc<AtomicU64>,
     /// The server, as handlers see it through their requests.
     pub(crate) server: Option<Arc<ServerHandle>>,
+    /// The server's counters (shared by every loop).
+    pub(crate) metrics: Arc<Metrics>,
+    reported: Reported,
+    metrics_ticking: bool,
+    /// The web edge, when the server has one, and its listener until start.
+    pub(crate) http: Option<HttpEdge>,
+    pub(crate) http_listener: Option<mio::net::TcpListener>,
 }
 
 impl std::fmt::Debug for ServerApp {
@@ -114,6 +129,11 @@ impl ServerApp {
             shutting_down: false,
             missed: Arc::default(),
             server: None,
+            metrics: Arc::new(Metrics::new(None)),
+            reported: Reported::default(),
+            metrics_ticking: false,
+            http: None,
+            http_listener: None,
         }
     }
 
@@ -362,7 +382,8 @@ impl ServerApp {
                     return;
                 };
                 let deadline = request.deadline();
-                let (polled, timer) = self.tasks.start(&handle, &handler, (key, id), request);
+                let to = ReplyTo::Stream(key, id);
+                let (polled, timer) = self.tasks.start(&handle, &handler, to, request);
                 if let (Some(token), Some(at)) = (timer, deadline) {
                     ctx.set_timer(at, token);
                 }
@@ -380,8 +401,7 @@ impl ServerApp {
                 let job = Job {
                     handler,
                     request,
-                    key,
-                    id,
+                    to: ReplyTo::Stream(key, id),
                     reply,
                     cancelled: Arc::clone(&cancelled),
                 };
@@ -405,13 +425,109 @@ impl ServerApp {
     /// streamed body that was woken.
     fn answer_task(&mut self, ctx: &mut Ctx<'_>, polled: Polled) {
         match polled {
-            Polled::Answer(key, id, response) => self.respond(ctx, key, id, response),
-            Polled::Body(key, id) => {
+            Polled::Answer(to, response) => self.answer(ctx, to, response),
+            Polled::Body(ReplyTo::Stream(key, id)) => {
                 if let Some(conn) = ctx.conn(key) {
                     self.replies.resume(conn, key, id);
                 }
             }
+            Polled::Body(ReplyTo::Http(key, seq)) => {
+                if let Some(edge) = self.http.as_mut() {
+                    edge.resume_body(ctx, key, seq);
+                }
+                self.serve_http(ctx);
+            }
             Polled::Pending => {}
+        }
+    }
+
+    /// Sends a handler's answer where it goes.
+    fn answer(&mut self, ctx: &mut Ctx<'_>, to: ReplyTo, mut response: Response) {
+        match to {
+            ReplyTo::Stream(key, id) => self.respond(ctx, key, id, response),
+            ReplyTo::Http(key, seq) => {
+                if let (Some(handle), Some(edge)) = (self.handle.as_ref(), self.http.as_mut()) {
+                    let tasks = &mut self.tasks;
+                    response.attach_waker(|| tasks.body_waker(handle, to));
+                    edge.answer(ctx, key, seq, response);
+                }
+                self.serve_http(ctx);
+            }
+        }
+    }
+
+    /// Runs what the web edge asked for (calls to routes) and drops the
+    /// tasks of its finished or closed requests, until it asks for nothing.
+    fn serve_http(&mut self, ctx: &mut Ctx<'_>) {
+        loop {
+            let Some(edge) = self.http.as_mut() else {
+                return;
+            };
+            let (calls, closed) = (edge.take_calls(), edge.take_closed());
+            if calls.is_empty() && closed.is_empty() {
+                return;
+            }
+            for key in closed {
+                self.tasks.forget_http(key);
+            }
+            for call in calls {
+                self.run_http_call(ctx, call);
+            }
+        }
+    }
+
+    /// `POST /call/{route}` from the web edge: the route's handler, wherever
+    /// it runs, answers as it would a mux request.
+    fn run_http_call(&mut self, ctx: &mut Ctx<'_>, call: HttpCall) {
+        let HttpCall { to, request } = call;
+        if request.deadline().is_some_and(|d| d <= ctx.now) {
+            let status = Status::DEADLINE_EXCEEDED;
+            return self.answer(ctx, to, Response::with_status(status, "deadline passed"));
+        }
+        match self.routes.get(request.route()).cloned() {
+            None => {
+                let message = format!("no route {:?}", request.route());
+                self.answer(ctx, to, Response::with_status(Status::NOT_FOUND, message));
+            }
+            Some(Handler::Inline(handler)) => {
+                let response = run(&*handler, request);
+                self.answer(ctx, to, response);
+            }
+            Some(Handler::Streaming(open)) => {
+                let response = run_sink(&open, request);
+                self.answer(ctx, to, response);
+            }
+            Some(Handler::Async(handler)) => {
+                let Some(handle) = self.handle.clone() else {
+                    return;
+                };
+                let deadline = request.deadline();
+                let (polled, timer) = self.tasks.start(&handle, &handler, to, request);
+                if let (Some(token), Some(at)) = (timer, deadline) {
+                    ctx.set_timer(at, token);
+                }
+                self.answer_task(ctx, polled);
+            }
+            Some(Handler::Blocking(handler)) => {
+                let Some(reply) = self.handle.clone() else {
+                    return;
+                };
+                let job = Job {
+                    handler,
+                    request,
+                    to,
+                    reply,
+                    cancelled: Arc::new(AtomicBool::new(false)),
+                };
+                let queued = self
+                    .jobs
+                    .as_ref()
+                    .is_some_and(|jobs| jobs.try_send(job).is_ok());
+                if !queued {
+                    let status = Status::UNAVAILABLE;
+                    self.answer(ctx, to, Response::with_status(status, "worker queue full"));
+                }
+            }
         }
     }
 
@@ -420,7 +536,7 @@ impl ServerApp {
     fn respond(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId, mut response: Response) {
         if let Some(handle) = self.handle.as_ref() {
             let tasks = &mut self.tasks;
-            response.attach_waker(|| tasks.body_waker(handle, (key, id)));
+            response.attach_waker(|| tasks.body_waker(handle, ReplyTo::Stream(key, id)));
         }
         self.replies.respond(ctx, key, id, response);
     }
@@ -441,6 +557,33 @@ impl App for ServerApp {
 
     fn on_start(&mut self, ctx: &mut Ctx<'_>) {
         ctx.set_timer(ctx.now + SWEEP_EVERY, SWEEP_TIMER);
+        if let (Some(edge), Some(listener)) = (self.http.as_mut(), self.http_listener.take()) {
+            edge.start(ctx, listener, self.server.clone());
+        }
+    }
+
+    fn on_open(&mut self, ctx: &mut Ctx<'_>, _key: ConnKey) {
+        self.metrics.connection_opened();
+        if !self.metrics_ticking {
+            self.metrics_ticking = true;
+            ctx.set_timer(ctx.now + METRICS_EVERY, METRICS_TIMER);
+        }
+    }
+
+    fn on_plain_accept(&mut self, ctx: &mut Ctx<'_>, listener: usize, key: PlainKey) {
+        match self.http.as_mut() {
+            Some(edge) if edge.owns_listener(listener) => edge.accept(ctx, key),
+            _ => ctx.plain_close(key, true),
+        }
+        self.serve_http(ctx);
+    }
+
+    fn on_plain(&mut self, ctx: &mut Ctx<'_>, key: PlainKey, readable: bool, writable: bool) {
+        match self.http.as_mut() {
+            Some(edge) if edge.owns(key) => edge.on_socket(ctx, key, readable, writable),
+            _ => ctx.plain_close(key, true),
+        }
+        self.serve_http(ctx);
     }
 
     fn on_event(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, event: Event) {
@@ -472,10 +615,13 @@ impl App for ServerApp {
         }
     }
 
-    fn on_closed(&mut self, _ctx: &mut Ctx<'_>, key: ConnKey, error: Option<LoopError>) {
+    fn on_closed(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, error: Option<LoopError>) {
         if let Some(error) = error {
             log::debug!("connection closed: {error}");
         }
+        self.metrics.connection_closed();
+        self.reported
+            .close(&self.metrics, key, ctx.closed_stats(key));
         for (_, cancelled) in self.queued_jobs.remove_conn(key) {
             cancelled.store(true, Ordering::Relaxed);
         }
@@ -490,10 +636,12 @@ impl App for ServerApp {
 
     fn on_command(&mut self, ctx: &mut Ctx<'_>, command: Command) {
         match command {
-            Command::Done { key, id, result } => {
-                self.queued_jobs.remove(key, id);
+            Command::Done { to, result } => {
+                if let ReplyTo::Stream(key, id) = to {
+                    self.queued_jobs.remove(key, id);
+                }
                 let response = result.unwrap_or_else(Response::from);
-                self.respond(ctx, key, id, response);
+                self.answer(ctx, to, response);
             }
             Command::Poll(task) => {
                 let polled = self.tasks.poll(task);
@@ -501,9 +649,15 @@ impl App for ServerApp {
             }
             Command::Publication { topic, payload } => {
                 let missed = self.missed.swap(0, Ordering::Relaxed);
+                if let Some(edge) = self.http.as_mut() {
+                    edge.on_publication(ctx, &topic, &payload, missed);
+                }
                 self.reserved.on_publication(ctx, topic, payload, missed);
             }
             Command::Event { stream, entry } => {
+                if let Some(edge) = self.http.as_mut() {
+                    edge.on_event(ctx, &stream, &entry);
+                }
                 self.reserved
                     .on_event(ctx, &mut self.replies, stream, entry);
             }
@@ -518,11 +672,17 @@ impl App for ServerApp {
                 self.shutting_down = true;
                 ctx.stop_accepting();
                 self.reserved.end_all(ctx, &mut self.replies);
+                if let Some(edge) = self.http.as_mut() {
+                    edge.shut_down(ctx);
+                }
                 ctx.close_all(ErrorCode::NO_ERROR, "shutting down");
                 ctx.set_timer(deadline, SHUTDOWN_TIMER);
             }
             Command::Abort => {
                 self.shutting_down = true;
+                if let Some(edge) = self.http.as_mut() {
+                    edge.abort(ctx);
+                }
                 ctx.stop_accepting();
                 ctx.close_all(ErrorCode::CANCEL, "server stopped");
             }
@@ -531,7 +691,29 @@ impl App for ServerApp {
 
     fn on_timer(&mut self, ctx: &mut Ctx<'_>, token: u64) {
         match token {
-            SHUTDOWN_TIMER => ctx.close_all(ErrorCode::CANCEL, "shutdown deadline"),
+            SHUTDOWN_TIMER => {
+                if let Some(edge) = self.http.as_mut() {
+                    edge.abort(ctx);
+                }
+                ctx.close_all(ErrorCode::CANCEL, "shutdown deadline");
+            }
+            METRICS_TIMER => {
+                for key in ctx.keys() {
+                    if let Some(stats) = ctx.conn(key).map(|conn| conn.stats()) {
+                        self.reported.report(&self.metrics, key, stats);
+                    }
+                }
+                self.metrics_ticking = ctx.connection_count() > 0;
+                if self.metrics_ticking {
+                    ctx.set_timer(ctx.now + METRICS_EVERY, METRICS_TIMER);
+                }
+            }
+            _ if is_http_timer(token) => {
+                if let Some(edge) = self.http.as_mut() {
+                    edge.on_timer(ctx, token);
+                }
+                self.serve_http(ctx);
+            }
             SWEEP_TIMER => {
                 self.reserved.sweep_sessions(ctx.now);
                 if !self.shutting_down {
@@ -548,9 +730,9 @@ impl App for ServerApp {
                 }
             }
             _ if is_deadline_timer(token) => {
-                if let Some((key, id)) = self.tasks.expire(token) {
+                if let Some(to) = self.tasks.expire(token) {
                     let status = Status::DEADLINE_EXCEEDED;
-                    self.replies.status(ctx, key, id, status, "deadline passed");
+                    self.answer(ctx, to, Response::with_status(status, "deadline passed"));
                 }
             }
             _ => {}
@@ -566,6 +748,7 @@ impl App for ServerApp {
     }
 
     fn is_done(&self, ctx: &Ctx<'_>) -> bool {
-        self.shutting_down && ctx.connection_count() == 0
+        let http = self.http.as_ref().map_or(0, HttpEdge::connection_count);
+        self.shutting_down && ctx.connection_count() == 0 && http == 0
     }
 }

@@ -9,20 +9,26 @@ use std::time::Instant;
 use bytes::Bytes;
 use mux_core::frame::Metadata;
 use mux_core::StreamId;
-use mux_runtime::ConnKey;
+use mux_runtime::{ConnKey, PlainKey};
 
 use crate::event_log::Entry;
 use crate::request::HandlerResult;
+
+/// Where a handler's answer goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ReplyTo {
+    /// A mux stream.
+    Stream(ConnKey, StreamId),
+    /// Request number `.1` of an HTTP edge connection (a connection that
+    /// moved on to its next request no longer takes the answer).
+    Http(PlainKey, u64),
+}
 
 /// Commands a loop receives.
 #[derive(Debug)]
 pub(crate) enum Command {
     /// A blocking handler finished.
-    Done {
-        key: ConnKey,
-        id: StreamId,
-        result: HandlerResult,
-    },
+    Done { to: ReplyTo, result: HandlerResult },
     /// An async handler's future was woken: poll it (`tasks.rs`).
     Poll(u64),
     /// A publication from the broker.

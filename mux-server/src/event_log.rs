@@ -80,6 +80,11 @@ impl EventLog {
         self.last_id
     }
 
+    /// Every entry kept, oldest first.
+    pub fn kept(&self) -> Vec<Entry> {
+        self.entries.iter().cloned().collect()
+    }
+
     /// Entries after `after`, at most `max`; a [`Gap`] if some of them are
     /// no longer kept.
     pub fn after(&self, after: u64, max: usize) -> Result<Vec<Entry>, Gap> {

@@ -33,6 +33,38 @@ pub(crate) struct Security {
     pub(crate) refused: AtomicU64,
 }
 
+impl Security {
+    /// The identity of a web-edge request (`spec/patterns.md` §9.7): each
+    /// request authenticates on its own, from its peer and its
+    /// `Authorization: Bearer` token, and is then held to the same rules as
+    /// a mux request doing `action`. `Err` is the answer to refuse it with.
+    pub(crate) fn admit_http(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        token: Option<&str>,
+        action: &Action<'_>,
+    ) -> Result<Arc<Identity>, Response> {
+        let credentials = Credentials {
+            peer,
+            certificate_names: &[],
+            token,
+        };
+        let identity = match self.authenticator.authenticate(&credentials) {
+            Ok(identity) => identity,
+            Err(err) => {
+                self.auth_failures.fetch_add(1, Ordering::Relaxed);
+                return Err(Response::with_status(Status::UNAUTHORIZED, err.to_string()));
+            }
+        };
+        if !self.authorizer.allows(&identity, action) {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            let message = format!("{identity} may not {action}");
+            return Err(Response::with_status(Status::FORBIDDEN, message));
+        }
+        Ok(Arc::new(identity))
+    }
+}
+
 impl Default for Security {
     fn default() -> Self {
         Self {

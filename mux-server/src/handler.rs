@@ -52,6 +52,16 @@ pub(crate) fn end_sink(sink: Box<dyn BodySink>) -> Response {
     guarded(|| sink.end())
 }
 
+/// Serves a whole request to a streaming route (the web edge has its body
+/// at once): opens the sink, hands it the body, ends it; a panic becomes a 500.
+pub(crate) fn run_sink(open: &SinkFn, request: Request) -> Response {
+    guarded(|| {
+        let mut sink = open(&request);
+        sink.data(request.body(), true);
+        sink.end()
+    })
+}
+
 fn guarded(f: impl FnOnce() -> HandlerResult) -> Response {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(response)) => response,

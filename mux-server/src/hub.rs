@@ -141,6 +141,15 @@ impl Hub {
         }
     }
 
+    /// Every entry of `stream` still kept, and the newest id: where a
+    /// client that resumes from another epoch of the log starts
+    /// (`spec/patterns.md` §5.3).
+    pub(crate) fn replay_kept(&self, stream: &str) -> (Vec<Entry>, u64) {
+        let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        logs.get(stream)
+            .map_or((Vec::new(), 0), |log| (log.kept(), log.last_id()))
+    }
+
     /// Event logs kept.
     pub(crate) fn log_count(&self) -> usize {
         self.logs.lock().unwrap_or_else(|p| p.into_inner()).len()

@@ -35,7 +35,9 @@ pub mod demo;
 pub mod event_log;
 mod gate;
 mod handler;
+pub mod http;
 mod hub;
+mod metrics;
 mod replies;
 mod request;
 mod reserved;
@@ -47,12 +49,13 @@ mod workers;
 
 pub use body_stream::{BodyClosed, BodyWriter};
 pub use broker::{Broker, MemoryBroker, SlowSubscriber};
+pub use http::HttpConfig;
 pub use mux_core as core;
 pub use mux_core::rpc::Status;
 pub use mux_runtime::{LoopConfig, SocketOptions, SpinPolicy, TlsServer, TlsSetupError};
 pub use request::{BodySink, BodySource, HandlerError, HandlerResult, Request, Response};
 pub use server::{
     Server, ServerBuilder, ServerHandle, DEFAULT_ADDR, DEFAULT_CONNECTION_MEMORY,
-    DEFAULT_FEED_QUEUE_BYTES, DEFAULT_SERVER_MEMORY,
+    DEFAULT_FEED_QUEUE_BYTES, DEFAULT_MAX_REQUEST_BODY, DEFAULT_SERVER_MEMORY,
 };
 pub use sessions::{MemoryStore, SessionHandle, SessionStore};

@@ -3,7 +3,6 @@
 //! (`Event::Writable`), and streaming bodies, asked for their next message
 //! only then. Everything the loop sends back to a client goes through here.
 
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -12,7 +11,7 @@ use mux_core::rpc::{BodyCheck, ResponseHead, Status};
 use mux_core::{Connection, ErrorCode, StreamId};
 use mux_runtime::{ConnKey, Ctx, Outbox, Piece, StreamMap};
 
-use crate::request::{Response, Source};
+use crate::request::{Next, Response, Source};
 
 /// The loop's pending output, per stream.
 #[derive(Debug, Default)]
@@ -126,11 +125,9 @@ impl Replies {
             return self.write(ctx, key, id, head, vec![response.body], true);
         };
         // A source that knows its length declares it, after the body's start.
-        head.length = match &*source {
-            Source::Pull(pull) => pull.length(),
-            Source::Stream { .. } => None,
-        }
-        .map(|rest| rest.saturating_add(response.body.len() as u64));
+        head.length = source
+            .length()
+            .map(|rest| rest.saturating_add(response.body.len() as u64));
         let mut check = BodyCheck::new(head.length);
         // Cannot fail: the declared length counts this part.
         let _ = check.add(response.body.len());
@@ -155,19 +152,11 @@ impl Replies {
             let Some((source, check)) = self.sources.get_mut(key, id) else {
                 return;
             };
-            let next = match &mut **source {
-                Source::Pull(pull) => Ok(pull.next_message()),
-                Source::Stream { body, waker } => {
-                    let Some(waker) = waker.as_ref() else {
-                        return; // polled once the loop attached its waker
-                    };
-                    match body.as_mut().poll_next(&mut Context::from_waker(waker)) {
-                        Poll::Pending => return, // its waker asks again
-                        Poll::Ready(Some(Ok(bytes))) => Ok(Some(bytes)),
-                        Poll::Ready(Some(Err(why))) => Err(why),
-                        Poll::Ready(None) => Ok(None),
-                    }
-                }
+            let next = match source.next() {
+                Next::Pending => return, // its waker asks again
+                Next::Message(bytes) => Ok(Some(bytes)),
+                Next::End => Ok(None),
+                Next::Failed(why) => Err(why),
             };
             let checked = match &next {
                 Ok(Some(bytes)) => check.add(bytes.len()).map_err(|m| m.to_string()),

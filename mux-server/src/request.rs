@@ -129,6 +129,47 @@ pub(crate) enum Source {
     },
 }
 
+/// What a streamed body gives when asked for its next message.
+#[derive(Debug)]
+pub(crate) enum Next {
+    Message(Bytes),
+    /// The body ended.
+    End,
+    /// Nothing yet: the body's waker asks again.
+    Pending,
+    /// The body broke off (a writer dropped without finishing).
+    Failed(String),
+}
+
+impl Source {
+    /// The next message of the body.
+    pub(crate) fn next(&mut self) -> Next {
+        match self {
+            Self::Pull(pull) => pull.next_message().map_or(Next::End, Next::Message),
+            Self::Stream { body, waker } => {
+                let Some(waker) = waker.as_ref() else {
+                    return Next::Pending; // polled once the loop attached its waker
+                };
+                let mut cx = std::task::Context::from_waker(waker);
+                match body.as_mut().poll_next(&mut cx) {
+                    std::task::Poll::Pending => Next::Pending,
+                    std::task::Poll::Ready(Some(Ok(bytes))) => Next::Message(bytes),
+                    std::task::Poll::Ready(Some(Err(why))) => Next::Failed(why),
+                    std::task::Poll::Ready(None) => Next::End,
+                }
+            }
+        }
+    }
+
+    /// The body's length, if its source declares it.
+    pub(crate) fn length(&self) -> Option<u64> {
+        match self {
+            Self::Pull(pull) => pull.length(),
+            Self::Stream { .. } => None,
+        }
+    }
+}
+
 impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

@@ -22,7 +22,9 @@ use crate::budget::{Budget, Limits};
 use crate::command::Command;
 use crate::gate::Security;
 use crate::handler::Handler;
+use crate::http::{HttpConfig, HttpEdge};
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::request::{BodySink, HandlerResult, Request};
 use crate::reserved::FeedLimits;
 use crate::sessions::{MemoryStore, SessionHandle, SessionStore};
@@ -42,6 +44,9 @@ pub const DEFAULT_SERVER_MEMORY: usize = 1 << 30;
 
 /// The address the server binds when none is given: loopback, port 7878.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7878";
+
+/// The largest request body a server takes by default (16 MiB).
+pub const DEFAULT_MAX_REQUEST_BODY: usize = 16 << 20;
 
 /// Commands a loop's queue holds; a full queue blocks the (worker or
 /// application) thread that sends, never the loop.
@@ -67,6 +72,7 @@ pub struct ServerBuilder {
     log_capacity: usize,
     authenticator: Option<Arc<dyn Authenticator>>,
     authorizer: Option<Arc<dyn Authorizer>>,
+    http: Option<HttpConfig>,
 }
 
 impl std::fmt::Debug for dyn Broker {
@@ -101,7 +107,7 @@ impl Default for ServerBuilder {
             threads: cores,
             workers: 4 * cores,
             worker_queue: 1024,
-            max_request_body: 16 << 20,
+            max_request_body: DEFAULT_MAX_REQUEST_BODY,
             max_connection_memory: DEFAULT_CONNECTION_MEMORY,
             max_server_memory: DEFAULT_SERVER_MEMORY,
             config: LoopConfig::default(),
@@ -113,6 +119,7 @@ impl Default for ServerBuilder {
             log_capacity: 1024,
             authenticator: None,
             authorizer: None,
+            http: None,
         }
     }
 }
@@ -341,6 +348,19 @@ impl ServerBuilder {
         self
     }
 
+    /// Also serves the web edge (`spec/patterns.md` §9): HTTP/1.1 on `addr`,
+    /// on the same loops, with [`HttpConfig::new`]'s defaults. Off unless
+    /// asked for.
+    pub fn http(self, addr: SocketAddr) -> Self {
+        self.http_config(HttpConfig::new(addr))
+    }
+
+    /// Serves the web edge with these settings.
+    pub fn http_config(mut self, config: HttpConfig) -> Self {
+        self.http = Some(config);
+        self
+    }
+
     /// Binds and starts the loops and workers.
     pub fn start(self) -> io::Result<Server> {
         let routes = Arc::new(self.routes);
@@ -369,6 +389,17 @@ impl ServerBuilder {
             copy.set_nonblocking(true)?;
             listeners.push(mux_runtime::mio_listener(copy));
         }
+        let http = match &self.http {
+            None => None,
+            Some(config) => {
+                let listener =
+                    mux_runtime::socket::listen(config.addr, false, &self.config.socket)?;
+                let mut config = config.clone();
+                config.addr = listener.local_addr()?;
+                Some((Arc::new(config), std::net::TcpListener::from(listener)))
+            }
+        };
+        let metrics = Arc::new(Metrics::new(Some(limits.clone())));
         let mut security = Security::default();
         if let Some(authenticator) = self.authenticator.clone() {
             security.authenticator = authenticator;
@@ -383,7 +414,13 @@ impl ServerBuilder {
             hub: Arc::clone(&hub),
             limits: limits.clone(),
             security: Arc::clone(&security),
+            metrics: Arc::clone(&metrics),
+            http_addr: http.as_ref().map(|(config, _)| config.addr),
         });
+        let feed_limits = FeedLimits {
+            policy: self.slow_subscriber,
+            max_bytes: self.feed_queue_bytes,
+        };
         let mut loops = Vec::with_capacity(self.threads);
         for (n, listener) in listeners.into_iter().enumerate() {
             let event_loop_missed = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -392,13 +429,25 @@ impl ServerBuilder {
                 workers.sender(),
                 Arc::clone(&hub),
                 self.max_request_body,
-                FeedLimits {
-                    policy: self.slow_subscriber,
-                    max_bytes: self.feed_queue_bytes,
-                },
+                feed_limits,
                 Budget::new(limits.clone(), n),
                 Arc::clone(&security),
             );
+            app.metrics = Arc::clone(&metrics);
+            if let Some((config, listener)) = &http {
+                let copy = listener.try_clone()?;
+                copy.set_nonblocking(true)?;
+                let edge = HttpEdge::new(
+                    Arc::clone(config),
+                    self.max_request_body,
+                    feed_limits,
+                    Arc::clone(&hub),
+                    Arc::clone(&security),
+                    Arc::clone(&metrics),
+                );
+                app.http = Some(edge);
+                app.http_listener = Some(mux_runtime::mio_listener(copy));
+            }
             app.missed = Arc::clone(&event_loop_missed);
             app.server = Some(Arc::clone(&server_handle));
             let (event_loop, handle) =
@@ -424,11 +473,7 @@ impl ServerBuilder {
             local_addr,
             loops,
             workers,
-            handle: ServerHandle {
-                hub,
-                limits,
-                security,
-            },
+            handle: ServerHandle::clone(&server_handle),
         })
     }
 }
@@ -450,9 +495,22 @@ pub struct ServerHandle {
     hub: Arc<Hub>,
     limits: Limits,
     security: Arc<Security>,
+    metrics: Arc<Metrics>,
+    http_addr: Option<SocketAddr>,
 }
 
 impl ServerHandle {
+    /// The address of the web edge, when it serves one ([`ServerBuilder::http`]).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The server's counters in the Prometheus text format: what the web
+    /// edge serves at `/metrics` (`spec/patterns.md` §9.6).
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode(&self.hub, &self.security)
+    }
+
     /// Publishes `payload` on `topic` to every matching subscriber (`spec/patterns.md` §3).
     pub fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<(), TopicError> {
         check_topic(topic)?;
@@ -548,6 +606,11 @@ impl Server {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the web edge, when it serves one ([`ServerBuilder::http`]).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.handle.http_addr
     }
 
     /// Stops accepting, sends GOAWAY on every connection, lets requests in

@@ -35,6 +35,12 @@ pub trait SessionStore: Send + Sync {
 
     /// Drops expired sessions; returns how many remain.
     fn sweep(&self, now: Instant) -> usize;
+
+    /// Sessions kept now (expired ones not yet swept included), if the store
+    /// can tell cheaply: the `sessions` metric.
+    fn count(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Sessions a [`MemoryStore`] keeps at most by default. With 1,024 replay
@@ -110,6 +116,10 @@ impl SessionStore for MemoryStore {
         session.expires = now + self.ttl;
         f(session);
         Some(())
+    }
+
+    fn count(&self) -> Option<usize> {
+        Some(self.lock().len())
     }
 
     fn sweep(&self, now: Instant) -> usize {

@@ -28,9 +28,9 @@ use std::task::{Context, Poll, Wake, Waker};
 use crossbeam_channel::TrySendError;
 use mux_core::rpc::Status;
 use mux_core::StreamId;
-use mux_runtime::{ConnKey, LoopHandle, StreamMap};
+use mux_runtime::{ConnKey, LoopHandle, PlainKey, StreamMap};
 
-use crate::command::Command;
+use crate::command::{Command, ReplyTo};
 use crate::request::{HandlerError, HandlerResult, Request, Response};
 
 /// A request's future, as an async handler returns it.
@@ -51,8 +51,7 @@ pub(crate) fn is_deadline_timer(token: u64) -> bool {
 
 /// One request's future and where its answer goes.
 struct Task {
-    key: ConnKey,
-    id: StreamId,
+    to: ReplyTo,
     future: HandlerFuture,
     waker: Arc<TaskWaker>,
 }
@@ -99,10 +98,10 @@ impl Wake for TaskWaker {
 
 /// What a poll of a task came to.
 pub(crate) enum Polled {
-    /// The handler's answer, for this stream.
-    Answer(ConnKey, StreamId, Response),
-    /// A streamed response body was woken: write more of this stream.
-    Body(ConnKey, StreamId),
+    /// The handler's answer, for this requester.
+    Answer(ReplyTo, Response),
+    /// A streamed response body was woken: write more of it.
+    Body(ReplyTo),
     /// Not done yet, or no such task (it ended meanwhile).
     Pending,
 }
@@ -112,9 +111,12 @@ pub(crate) enum Polled {
 pub(crate) struct Tasks {
     tasks: HashMap<u64, Task>,
     by_stream: StreamMap<u64>,
+    /// Tasks answering HTTP edge requests, by connection (one at a time).
+    by_http: HashMap<PlainKey, u64>,
     /// Streamed response bodies' wakers, by number (a wake writes more).
-    bodies: HashMap<u64, ((ConnKey, StreamId), Arc<TaskWaker>)>,
+    bodies: HashMap<u64, (ReplyTo, Arc<TaskWaker>)>,
     bodies_by_stream: StreamMap<u64>,
+    bodies_by_http: HashMap<PlainKey, u64>,
     next: u64,
     deferred: Arc<Deferred>,
 }
@@ -126,24 +128,19 @@ impl Tasks {
         &mut self,
         handle: &LoopHandle<Command>,
         handler: &AsyncHandlerFn,
-        (key, id): (ConnKey, StreamId),
+        to: ReplyTo,
         request: Request,
     ) -> (Polled, Option<u64>) {
         let future = match catch_unwind(AssertUnwindSafe(|| handler(request))) {
             Ok(future) => future,
-            Err(_) => return (Polled::Answer(key, id, panicked()), None),
+            Err(_) => return (Polled::Answer(to, panicked()), None),
         };
         let (number, waker) = self.new_waker(handle);
-        self.tasks.insert(
-            number,
-            Task {
-                key,
-                id,
-                future,
-                waker,
-            },
-        );
-        self.by_stream.insert(key, id, number);
+        self.tasks.insert(number, Task { to, future, waker });
+        match to {
+            ReplyTo::Stream(key, id) => self.by_stream.insert(key, id, number),
+            ReplyTo::Http(key, _) => self.by_http.insert(key, number),
+        };
         match self.poll(number) {
             Polled::Pending => (Polled::Pending, Some(DEADLINE_TIMER | number)),
             answer => (answer, None),
@@ -162,16 +159,16 @@ impl Tasks {
         (number, waker)
     }
 
-    /// The waker of a streamed response body on `(key, id)`: its wakes
+    /// The waker of a streamed response body going to `to`: its wakes
     /// come back from [`Tasks::poll`] as [`Polled::Body`].
-    pub(crate) fn body_waker(
-        &mut self,
-        handle: &LoopHandle<Command>,
-        (key, id): (ConnKey, StreamId),
-    ) -> Waker {
+    pub(crate) fn body_waker(&mut self, handle: &LoopHandle<Command>, to: ReplyTo) -> Waker {
         let (number, waker) = self.new_waker(handle);
-        self.bodies.insert(number, ((key, id), Arc::clone(&waker)));
-        if let Some(old) = self.bodies_by_stream.insert(key, id, number) {
+        self.bodies.insert(number, (to, Arc::clone(&waker)));
+        let old = match to {
+            ReplyTo::Stream(key, id) => self.bodies_by_stream.insert(key, id, number),
+            ReplyTo::Http(key, _) => self.bodies_by_http.insert(key, number),
+        };
+        if let Some(old) = old {
             self.bodies.remove(&old);
         }
         Waker::from(waker)
@@ -179,10 +176,10 @@ impl Tasks {
 
     /// Polls task `number`, if it still exists.
     pub(crate) fn poll(&mut self, number: u64) -> Polled {
-        if let Some(((key, id), waker)) = self.bodies.get(&number) {
+        if let Some((to, waker)) = self.bodies.get(&number) {
             // Cleared as the wake is served: the next wake asks again.
             waker.scheduled.store(false, Ordering::Release);
-            return Polled::Body(*key, *id);
+            return Polled::Body(*to);
         }
         let Some(task) = self.tasks.get_mut(&number) else {
             return Polled::Pending;
@@ -199,7 +196,7 @@ impl Tasks {
             Err(_) => panicked(),
         };
         match self.remove(number) {
-            Some((key, id)) => Polled::Answer(key, id, response),
+            Some(to) => Polled::Answer(to, response),
             None => Polled::Pending,
         }
     }
@@ -219,9 +216,9 @@ impl Tasks {
         self.deferred.any.load(Ordering::Acquire)
     }
 
-    /// The deadline timer `token` fired: the task's stream, if it still runs
-    /// (the task is dropped: it answers 504).
-    pub(crate) fn expire(&mut self, token: u64) -> Option<(ConnKey, StreamId)> {
+    /// The deadline timer `token` fired: the task's requester, if it still
+    /// runs (the task is dropped: it answers 504).
+    pub(crate) fn expire(&mut self, token: u64) -> Option<ReplyTo> {
         self.remove(token & !DEADLINE_TIMER)
     }
 
@@ -245,10 +242,28 @@ impl Tasks {
         }
     }
 
-    fn remove(&mut self, number: u64) -> Option<(ConnKey, StreamId)> {
+    /// An HTTP edge connection closed or moved on: its task and streamed
+    /// body are dropped.
+    pub(crate) fn forget_http(&mut self, key: PlainKey) {
+        if let Some(number) = self.by_http.remove(&key) {
+            self.tasks.remove(&number);
+        }
+        if let Some(number) = self.bodies_by_http.remove(&key) {
+            self.bodies.remove(&number);
+        }
+    }
+
+    fn remove(&mut self, number: u64) -> Option<ReplyTo> {
         let task = self.tasks.remove(&number)?;
-        self.by_stream.remove(task.key, task.id);
-        Some((task.key, task.id))
+        match task.to {
+            ReplyTo::Stream(key, id) => {
+                self.by_stream.remove(key, id);
+            }
+            ReplyTo::Http(key, _) => {
+                self.by_http.remove(&key);
+            }
+        }
+        Some(task.to)
     }
 }
 

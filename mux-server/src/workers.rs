@@ -16,10 +16,9 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
-use mux_core::StreamId;
-use mux_runtime::{ConnKey, LoopHandle};
+use mux_runtime::LoopHandle;
 
-use crate::command::Command;
+use crate::command::{Command, ReplyTo};
 use crate::handler::{run, HandlerFn};
 use crate::request::Request;
 
@@ -27,8 +26,7 @@ use crate::request::Request;
 pub(crate) struct Job {
     pub(crate) handler: HandlerFn,
     pub(crate) request: Request,
-    pub(crate) key: ConnKey,
-    pub(crate) id: StreamId,
+    pub(crate) to: ReplyTo,
     pub(crate) reply: LoopHandle<Command>,
     /// Set by the loop when the stream or its connection ended: nobody
     /// waits for the answer any more.
@@ -70,8 +68,7 @@ impl WorkerPool {
                         let response = run(&*job.handler, job.request);
                         // The loop may have stopped; the response has nobody to go to.
                         let _ = job.reply.send(Command::Done {
-                            key: job.key,
-                            id: job.id,
+                            to: job.to,
                             result: Ok(response),
                         });
                     }

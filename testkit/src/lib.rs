@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod attacker;
+pub mod http;
 pub mod mangler;
 pub mod pki;
 pub mod programs;

@@ -46,6 +46,7 @@ mod invariants;
 mod recv;
 mod recv_queue;
 mod send;
+mod stats;
 mod stream;
 mod streams;
 mod timers;
@@ -60,6 +61,7 @@ pub use self::event::Event;
 use self::flood::TokenBucket;
 pub use self::flood::{Budget, FloodLimits};
 use self::flow_control::{RecvWindow, SendWindow};
+pub use self::stats::{code_name, Stats, CODE_SLOTS, FRAME_TYPE_SLOTS};
 use self::stream::Stream;
 pub use self::stream::{Chunk, StreamState};
 use self::streams::StreamsState;
@@ -78,43 +80,6 @@ const MAX_QUEUED_CONTROL: usize = 1024;
 
 /// PINGs of ours that may await their ACK at once; more `ping` calls are refused.
 const MAX_OUTSTANDING_PINGS: usize = 16;
-
-/// Counters of what the peer did, one per protection (spec §13), readable
-/// with [`Connection::stats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Frames received.
-    pub frames_received: u64,
-    /// DATA payload bytes received.
-    pub data_bytes_received: u64,
-    /// DATA payload bytes sent.
-    pub data_bytes_sent: u64,
-    /// Streams the peer opened.
-    pub streams_opened_by_peer: u64,
-    /// Streams the peer opened then reset before we finished them (rapid reset).
-    pub peer_resets: u64,
-    /// Streams refused: over MAX_CONCURRENT_STREAMS, or opened after our GOAWAY.
-    pub refused_streams: u64,
-    /// Streams refused because their metadata exceeded MAX_METADATA_SIZE.
-    pub metadata_too_large: u64,
-    /// PING frames received (without ACK).
-    pub pings_received: u64,
-    /// SETTINGS frames received (without ACK).
-    pub settings_received: u64,
-    /// Empty frames received (DATA without payload or flags, empty unknown frames).
-    pub empty_frames: u64,
-    /// Frames received on closed streams, discarded.
-    pub frames_on_closed_streams: u64,
-    /// Flow-control violations by the peer (stream or connection level).
-    pub flow_control_errors: u64,
-    /// WINDOW_UPDATEs that would have overflowed a window.
-    pub window_overflows: u64,
-    /// Writes refused (partly or wholly) because send buffers were full.
-    pub writes_blocked: u64,
-    /// Flood budgets exhausted (the connection was closed with ENHANCE_YOUR_CALM).
-    pub floods: u64,
-}
 
 /// Where the handshake stands (spec §3, §3.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

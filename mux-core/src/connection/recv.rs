@@ -63,7 +63,7 @@ impl Connection {
             let Some(frame) = Frame::decode(buf, max)? else {
                 return Ok(());
             };
-            self.stats.frames_received += 1;
+            self.stats.frame_received(&frame);
             self.handle_frame(frame)?;
         }
         Ok(())

@@ -46,6 +46,7 @@ impl Connection {
             buf.put_raw(&preface);
         }
         while let Some(frame) = self.control.pop_front() {
+            self.stats.frame_sent(&frame);
             buf.put_frame(&frame);
         }
         if self.phase != Phase::Closed && self.phase != Phase::Preface {

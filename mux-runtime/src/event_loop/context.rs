@@ -32,6 +32,8 @@ pub struct Ctx<'a> {
     pub(super) generations: &'a mut u64,
     pub(super) accepting: &'a mut AcceptState,
     pub(super) plain: &'a mut PlainSockets,
+    /// The final counters of the connection whose close is being reported.
+    pub(super) closed: Option<(ConnKey, mux_core::Stats)>,
 }
 
 /// Whether the listener is registered.
@@ -149,6 +151,33 @@ impl Ctx<'_> {
     /// returned listener number.
     pub fn listen_plain(&mut self, addr: SocketAddr) -> io::Result<(usize, SocketAddr)> {
         self.plain.listen(self.registry, addr, &self.config.socket)
+    }
+
+    /// Accepts plain TCP connections from a listening socket made elsewhere,
+    /// for example one whose copies every loop of a server accepts from;
+    /// they arrive in [`App::on_plain_accept`](super::App::on_plain_accept)
+    /// with the returned listener number.
+    pub fn adopt_plain_listener(&mut self, listener: mio::net::TcpListener) -> io::Result<usize> {
+        self.plain.adopt_listener(self.registry, listener)
+    }
+
+    /// Stops accepting on plain listener `listener` (this loop's copy).
+    pub fn close_plain_listener(&mut self, listener: usize) {
+        self.plain.close_listener(self.registry, listener);
+    }
+
+    /// The peer address of a plain socket, while it is open.
+    pub fn plain_peer_addr(&self, key: PlainKey) -> Option<SocketAddr> {
+        self.plain.peer_addr(key)
+    }
+
+    /// The final counters of `key`'s state machine, during
+    /// [`App::on_closed`](super::App::on_closed) for it (the connection is
+    /// gone by then, so [`Ctx::conn`] no longer reaches it).
+    pub fn closed_stats(&self, key: ConnKey) -> Option<mux_core::Stats> {
+        self.closed
+            .filter(|(k, _)| *k == key)
+            .map(|(_, stats)| stats)
     }
 
     /// Watches an accepted or connecting plain socket.

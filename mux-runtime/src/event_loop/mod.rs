@@ -79,6 +79,8 @@ pub struct EventLoop<A: App> {
     generations: u64,
     accepting: AcceptState,
     plain: PlainSockets,
+    /// The final counters of a closing connection, for `Ctx::closed_stats`.
+    closed_stats: Option<(ConnKey, mux_core::Stats)>,
     /// The buffer every read of this loop goes through (see `conn_io`).
     scratch: Vec<u8>,
     /// Connections whose read budget ran out, or whose reading resumed: read
@@ -122,6 +124,7 @@ impl<A: App> EventLoop<A> {
             accepting,
             more_reads: Vec::new(),
             plain: PlainSockets::default(),
+            closed_stats: None,
             scratch: vec![0; crate::conn_io::READ_CHUNK],
             app,
         };
@@ -281,6 +284,7 @@ impl<A: App> EventLoop<A> {
                 generations: &mut self.generations,
                 accepting: &mut self.accepting,
                 plain: &mut self.plain,
+                closed: self.closed_stats.take(),
             },
             &mut self.app,
         )
@@ -646,6 +650,7 @@ impl<A: App> EventLoop<A> {
                 stats.streams_opened_by_peer,
             );
         }
+        self.closed_stats = Some((key, io.conn.stats()));
         let (mut ctx, app) = self.split(now, dirty);
         app.on_closed(&mut ctx, key, error);
     }

@@ -54,6 +54,39 @@ impl PlainSockets {
         Ok((index, local))
     }
 
+    /// Watches a listening socket made elsewhere (one shared by several
+    /// loops, each accepting from it); returns its number.
+    pub(super) fn adopt_listener(
+        &mut self,
+        registry: &Registry,
+        mut listener: mio::net::TcpListener,
+    ) -> io::Result<usize> {
+        let entry = self.listeners.vacant_entry();
+        let index = entry.key();
+        registry.register(
+            &mut listener,
+            Token(PLAIN_LISTEN_BASE + index),
+            Interest::READABLE,
+        )?;
+        entry.insert(listener);
+        Ok(index)
+    }
+
+    /// Stops watching listener `listener` and closes this loop's copy of it.
+    pub(super) fn close_listener(&mut self, registry: &Registry, listener: usize) {
+        if let Some(mut socket) = self.listeners.try_remove(listener) {
+            let _ = registry.deregister(&mut socket);
+        }
+    }
+
+    /// The address of the peer of a plain socket.
+    pub(super) fn peer_addr(&self, key: PlainKey) -> Option<SocketAddr> {
+        self.sockets
+            .get(key.index)
+            .filter(|p| p.generation == key.generation)
+            .and_then(|p| p.socket.peer_addr().ok())
+    }
+
     /// Accepts one connection on listener `listener` (`WouldBlock` when none waits).
     pub(super) fn accept(&self, listener: usize) -> io::Result<mio::net::TcpStream> {
         match self.listeners.get(listener) {

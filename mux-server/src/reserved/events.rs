@@ -28,17 +28,19 @@ impl Reserved {
         let mut after = param_u64(call.head, patterns::AFTER);
         let (newest, epoch) = self.hub.position(stream);
         let other_epoch = param_u64(call.head, patterns::EPOCH).is_some_and(|e| e != epoch);
-        if after.is_some_and(|requested| other_epoch || requested > newest) {
+        let (entries, last) = if after.is_some_and(|requested| other_epoch || requested > newest) {
             // The client's ids come from another instance of this log (it
             // restarted with the server): start it over from the oldest kept.
             after = Some(0);
-        }
-        let (entries, last) = match after {
-            Some(after) => match self.hub.replay(stream, after, usize::MAX) {
-                Ok(replay) => replay,
-                Err(gap) => return Err(gone("events", gap.oldest)),
-            },
-            None => (Vec::new(), newest),
+            self.hub.replay_kept(stream)
+        } else {
+            match after {
+                Some(after) => match self.hub.replay(stream, after, usize::MAX) {
+                    Ok(replay) => replay,
+                    Err(gap) => return Err(gone("events", gap.oldest)),
+                },
+                None => (Vec::new(), newest),
+            }
         };
         let epoch = epoch.to_string();
         let pairs = [

@@ -1,0 +1,127 @@
+//! One HTTP edge connection: what it has read, what waits to be written,
+//! and what it is doing (`spec/patterns.md` §9). Writing goes straight to
+//! the socket while it takes bytes; the rest waits here, bounded by the
+//! caller (a feed that would queue past its bound is handled by the feed's
+//! policy, never by growing this).
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use mux_core::rpc::BodyCheck;
+use mux_runtime::{Ctx, PlainKey};
+
+use super::parse::Head;
+use crate::request::Source;
+
+/// What a connection is doing.
+pub(super) enum Phase {
+    /// Waiting for (the rest of) a request head.
+    Head,
+    /// The head is read; waiting for its body.
+    Body(Box<Head>),
+    /// A route's handler runs; its answer comes back by request number.
+    Calling,
+    /// A call's streamed body, sent in chunks as the socket takes them.
+    Streaming {
+        source: Box<Source>,
+        check: BodyCheck,
+    },
+    /// An event stream of a log (`GET /events/…`).
+    Events { last_id: u64 },
+    /// A subscription (`GET /topics/…`), with publications it lost.
+    Topic { pattern: String, lost: u64 },
+    /// A parked long poll (`GET /poll/…`), answered by an entry or its timer.
+    Poll { after: u64, timer: u64 },
+}
+
+impl Phase {
+    /// Whether the connection is waiting for a request (its header timer runs).
+    pub(super) fn reads_request(&self) -> bool {
+        matches!(self, Self::Head | Self::Body(_))
+    }
+
+    /// Whether it carries an event stream (heartbeats go to it).
+    pub(super) fn is_feed(&self) -> bool {
+        matches!(self, Self::Events { .. } | Self::Topic { .. })
+    }
+}
+
+pub(super) struct HttpConn {
+    pub(super) key: PlainKey,
+    pub(super) peer: Option<SocketAddr>,
+    /// Bytes read and not yet taken by a request.
+    pub(super) input: Vec<u8>,
+    output: VecDeque<Bytes>,
+    /// How much of the front of `output` is written.
+    written_front: usize,
+    output_bytes: usize,
+    pub(super) phase: Phase,
+    /// Requests begun on this connection; an answer names its number.
+    pub(super) seq: u64,
+    /// When a request that has not arrived whole is given up (408, or a
+    /// quiet close between requests).
+    pub(super) deadline: Instant,
+    /// The connection closes once `output` is written.
+    pub(super) closing: bool,
+    pub(super) keep_alive: bool,
+    pub(super) last_write: Instant,
+}
+
+impl HttpConn {
+    pub(super) fn new(key: PlainKey, peer: Option<SocketAddr>, deadline: Instant) -> Self {
+        Self {
+            key,
+            peer,
+            input: Vec::new(),
+            output: VecDeque::new(),
+            written_front: 0,
+            output_bytes: 0,
+            phase: Phase::Head,
+            seq: 0,
+            deadline,
+            closing: false,
+            keep_alive: true,
+            last_write: deadline,
+        }
+    }
+
+    /// Bytes waiting to be written.
+    pub(super) fn queued(&self) -> usize {
+        self.output_bytes
+    }
+
+    /// Queues `bytes` after what waits (written by [`HttpConn::flush`]).
+    pub(super) fn queue(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.output_bytes += bytes.len();
+            self.output.push_back(bytes);
+        }
+    }
+
+    /// Writes what waits while the socket takes it. `Err` when the socket
+    /// failed (the connection is to be closed).
+    pub(super) fn flush(&mut self, ctx: &mut Ctx<'_>, now: Instant) -> io::Result<()> {
+        while let Some(front) = self.output.front() {
+            let rest = front.get(self.written_front..).unwrap_or_default();
+            match ctx.plain_write(self.key, rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.last_write = now;
+                    self.output_bytes -= n;
+                    self.written_front += n;
+                    if self.written_front >= front.len() {
+                        self.output.pop_front();
+                        self.written_front = 0;
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+}
