@@ -235,7 +235,16 @@ pub fn pattern_routes(builder: ServerBuilder) -> ServerBuilder {
         })
 }
 
-/// Pushes the time to every client every `every`, until the returned guard is dropped.
+/// The event log the demo clock appends a `tick` to every second.
+pub const TICKS: &str = "ticks";
+
+/// The demo page the web edge serves at `/` (when the demo server has an
+/// HTTP edge): a live event stream, a topic and a long-polled value.
+pub const PAGE: &str = include_str!("demo_page.html");
+
+/// Every `every`, until the returned guard is dropped: pushes the time to
+/// every client, appends a `tick` to the event log [`TICKS`], and publishes
+/// the time on the topic `clock.tick`.
 pub fn start_clock(server: ServerHandle, every: Duration) -> ClockGuard {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = std::sync::Arc::clone(&stop);
@@ -243,9 +252,15 @@ pub fn start_clock(server: ServerHandle, every: Duration) -> ClockGuard {
         .name("mux-demo-clock".into())
         .spawn(move || {
             let start = std::time::Instant::now();
+            let mut tick = 0u64;
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                 let now = format!("{:.1} s since start", start.elapsed().as_secs_f64());
-                let _ = server.push_all([(&b"kind"[..], &b"clock"[..])], now);
+                let _ = server.push_all([(&b"kind"[..], &b"clock"[..])], now.clone());
+                // For the web edge's page (and anyone): the same tick as an
+                // event, a publication and a long-polled log entry.
+                tick += 1;
+                server.append_event(TICKS, "tick", format!("tick {tick} at {now}"));
+                let _ = server.publish("clock.tick", now);
                 let mut slept = Duration::ZERO;
                 while slept < every && !flag.load(std::sync::atomic::Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(10));
@@ -289,7 +304,7 @@ pub fn start(
 /// Starts the whole demo server (every demo route, and the clock) from a
 /// builder already configured (address, threads, TLS...).
 pub fn start_with(builder: ServerBuilder) -> std::io::Result<(Server, ClockGuard)> {
-    let server = pattern_routes(routes(builder)).start()?;
+    let server = pattern_routes(routes(builder)).http_page(PAGE).start()?;
     let clock = start_clock(server.handle(), Duration::from_secs(1));
     Ok((server, clock))
 }

@@ -361,6 +361,14 @@ impl ServerBuilder {
         self
     }
 
+    /// The page the web edge serves at `/` (HTML), if it has an edge.
+    pub fn http_page(mut self, page: impl Into<Bytes>) -> Self {
+        if let Some(config) = self.http.as_mut() {
+            config.page = Some(page.into());
+        }
+        self
+    }
+
     /// Binds and starts the loops and workers.
     pub fn start(self) -> io::Result<Server> {
         let routes = Arc::new(self.routes);

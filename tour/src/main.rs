@@ -23,6 +23,9 @@ struct Args {
     /// A running `mux-server` to tour; without it, one is started in-process on loopback.
     #[arg(long)]
     addr: Option<mux_client::Addresses>,
+    /// The web edge (HTTP) of that server, to tour it too (`mux-server --http`).
+    #[arg(long)]
+    http: Option<SocketAddr>,
     /// Log level of the library logs: error, warn, info, debug.
     #[arg(long, default_value = "warn")]
     log_level: log::LevelFilter,
@@ -70,14 +73,18 @@ fn expect(condition: bool, detail: String) -> StepResult {
 fn main() -> ExitCode {
     let args = Args::parse();
     mux_cli::init_logging(args.log_level);
-    let (addr, server, clock) = match args.addr {
-        Some(addr) => (addr, None, None),
-        None => match mux_server::demo::start(
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            None,
-            Default::default(),
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let (addr, http, server, clock) = match args.addr {
+        Some(addr) => (addr, args.http, None, None),
+        None => match mux_server::demo::start_with(
+            mux_server::Server::builder().bind(loopback).http(loopback),
         ) {
-            Ok((server, clock)) => (server.local_addr().into(), Some(server), Some(clock)),
+            Ok((server, clock)) => (
+                server.local_addr().into(),
+                server.http_addr(),
+                Some(server),
+                Some(clock),
+            ),
             Err(err) => {
                 eprintln!("mux-tour: cannot start the demo server: {err}");
                 return ExitCode::FAILURE;
@@ -543,6 +550,11 @@ fn main() -> ExitCode {
         )
     });
 
+    if let Some(http) = http {
+        println!("\nthe web edge (HTTP/1.1, for browsers: open http://{http}/)");
+        web_edge(&mut tour, http);
+    }
+
     drop(clock);
     if let Some(server) = server {
         println!("\nshutdown");
@@ -572,4 +584,73 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The same logs, topics and routes over HTTP (`spec/patterns.md` §9).
+fn web_edge(tour: &mut Tour, http: SocketAddr) {
+    use mux_testkit::http::{http_request, EventStream};
+    let get = |path: &str| http_request(http, "GET", path, &[], b"").map_err(|e| e.to_string());
+    tour.step("GET / serves the demo page", || {
+        let page = get("/")?;
+        expect(
+            page.status == 200 && page.text().contains("EventSource"),
+            format!("{} bytes of HTML", page.body.len()),
+        )
+    });
+    tour.step(
+        "GET /events/ticks: the clock's log as server-sent events",
+        || {
+            let mut stream =
+                EventStream::open(http, "/events/ticks", &[]).map_err(|e| e.to_string())?;
+            let first = stream.next_event().map_err(|e| e.to_string())?;
+            let second = stream.next_event().map_err(|e| e.to_string())?;
+            expect(
+                first.kind == "tick" && second.kind == "tick",
+                format!(
+                    "ids {} then {}: {:?}",
+                    first.id.unwrap_or_default(),
+                    second.id.unwrap_or_default(),
+                    second.data
+                ),
+            )
+        },
+    );
+    tour.step(
+        "GET /topics/clock.*: a subscription as an event stream",
+        || {
+            let mut stream =
+                EventStream::open(http, "/topics/clock.*", &[]).map_err(|e| e.to_string())?;
+            let event = stream.next_event().map_err(|e| e.to_string())?;
+            let (topic, payload) = event.data.split_once('\n').unwrap_or_default();
+            expect(topic == "clock.tick", format!("{topic}: {payload}"))
+        },
+    );
+    tour.step("GET /poll/ticks: held until the next tick", || {
+        let now = get("/poll/ticks?cursor=0")?;
+        let cursor = now.header("mux-cursor").unwrap_or("0").to_owned();
+        let held = get(&format!("/poll/ticks?cursor={cursor}&wait_ms=5000"))?;
+        let next = held.header("mux-cursor").unwrap_or("?").to_owned();
+        expect(
+            held.status == 200 && next != cursor,
+            format!("cursor {cursor} -> {next}"),
+        )
+    });
+    tour.step("POST /call/echo: a route over HTTP", || {
+        let reply = http_request(http, "POST", "/call/echo", &[], b"over HTTP")
+            .map_err(|e| e.to_string())?;
+        expect(
+            reply.text() == "over HTTP",
+            format!("{} {:?}", reply.status, reply.text()),
+        )
+    });
+    tour.step("GET /metrics: the server's counters", || {
+        let metrics = get("/metrics")?;
+        let text = metrics.text();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("mux_connections_open "))
+            .unwrap_or("no mux_connections_open")
+            .to_owned();
+        expect(metrics.status == 200, line)
+    });
 }

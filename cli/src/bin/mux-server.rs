@@ -42,6 +42,10 @@ struct Args {
     /// every admitted identity may do everything.
     #[arg(long, value_name = "FILE")]
     rules: Option<std::path::PathBuf>,
+    /// Also serve the web edge on this address: HTTP/1.1 for browsers (event
+    /// streams, topics, long polls, calls, /metrics, the demo page at /).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<mux_runtime::Address>,
 }
 
 /// The authenticator the flags ask for: client certificates (with
@@ -60,21 +64,26 @@ fn authenticator(args: &Args) -> Result<Option<FirstOf>, String> {
     Ok((!accepted.is_empty()).then(|| FirstOf(accepted)))
 }
 
+/// The first address `address` resolves to (to listen on).
+fn first_address(address: &mux_runtime::Address) -> Result<SocketAddr, String> {
+    match address.resolve() {
+        Ok(found) => found
+            .first()
+            .copied()
+            .ok_or_else(|| format!("{address} has no address")),
+        Err(err) => Err(format!("cannot resolve {address}: {err}")),
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     mux_cli::init_logging(args.log_level);
     let mut connection = mux_core::Config::default();
     args.timeouts.apply(&mut connection);
-    let bind: SocketAddr = match args.addr.resolve() {
-        Ok(found) => match found.first() {
-            Some(first) => *first,
-            None => {
-                eprintln!("mux-server: {} has no address", args.addr);
-                return ExitCode::FAILURE;
-            }
-        },
+    let bind = match first_address(&args.addr) {
+        Ok(bind) => bind,
         Err(err) => {
-            eprintln!("mux-server: cannot resolve {}: {err}", args.addr);
+            eprintln!("mux-server: {err}");
             return ExitCode::FAILURE;
         }
     };
@@ -109,6 +118,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    if let Some(http) = &args.http {
+        match first_address(http) {
+            Ok(addr) => builder = builder.http(addr),
+            Err(err) => {
+                eprintln!("mux-server: --http: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let (server, clock) = match mux_server::demo::start_with(builder) {
         Ok(started) => started,
         Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
@@ -129,6 +147,9 @@ fn main() -> ExitCode {
         ""
     };
     println!("mux-server listening on {}{scheme}", server.local_addr());
+    if let Some(http) = server.http_addr() {
+        println!("web edge on http://{http}/");
+    }
     match mux_cli::wait_for_stop_signal() {
         Ok(signal) => log::info!("signal {signal}: shutting down gracefully"),
         Err(err) => {

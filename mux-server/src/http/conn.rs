@@ -34,7 +34,7 @@ pub(super) enum Phase {
     /// A subscription (`GET /topics/…`), with publications it lost.
     Topic { pattern: String, lost: u64 },
     /// A parked long poll (`GET /poll/…`), answered by an entry or its timer.
-    Poll { after: u64, timer: u64 },
+    Poll { log: String, after: u64, timer: u64 },
 }
 
 impl Phase {

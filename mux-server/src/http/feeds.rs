@@ -142,7 +142,7 @@ impl HttpEdge {
             return self.answer_error(ctx, key, &HttpError::Invalid(err.to_string()));
         }
         let number = |name: &str| head.param(name).map(|v| v.trim().parse::<u64>());
-        let after = match number("cursor") {
+        let mut after = match number("cursor") {
             None => 0,
             Some(Ok(after)) => after,
             Some(Err(_)) => {
@@ -158,10 +158,21 @@ impl HttpEdge {
                 return self.answer_error(ctx, key, &err);
             }
         };
+        let (newest, epoch) = self.hub.position(log);
+        let their_epoch = number("epoch").and_then(Result::ok);
+        if their_epoch.is_some_and(|e| e != epoch) || after > newest {
+            // A cursor from another instance of the log (a restarted
+            // server): the kept entries from the start (§5.3).
+            let (entries, _) = self.hub.replay_kept(log);
+            if !entries.is_empty() {
+                return self.poll_answer(ctx, key, log, 0, entries);
+            }
+            after = 0;
+        }
         match self.hub.replay(log, after, MAX_POLL_BATCH) {
             Err(gap) => self.gone(ctx, key, "entries", gap.oldest),
             Ok((entries, _)) if !entries.is_empty() || self.shutting_down => {
-                self.poll_answer(ctx, key, after, entries);
+                self.poll_answer(ctx, key, log, after, entries);
             }
             Ok(_) => {
                 self.feeds.next_timer += 1;
@@ -174,7 +185,11 @@ impl HttpEdge {
                     .or_default()
                     .push(key);
                 if let Some(conn) = self.conns.get_mut(&key) {
-                    conn.phase = Phase::Poll { after, timer };
+                    conn.phase = Phase::Poll {
+                        log: log.to_owned(),
+                        after,
+                        timer,
+                    };
                 }
             }
         }
@@ -198,18 +213,30 @@ impl HttpEdge {
         let Some(conn) = self.conns.get_mut(&key) else {
             return;
         };
-        let Phase::Poll { after, .. } = conn.phase else {
+        let Phase::Poll { log, after, .. } = &conn.phase else {
             return;
         };
+        let (log, after) = (log.clone(), *after);
         self.feeds.forget(key);
-        self.poll_answer(ctx, key, after, entries);
+        self.poll_answer(ctx, key, &log, after, entries);
     }
 
     /// A poll's answer: 200 with the entries (ids are the plain cursor
     /// values) and `mux-cursor`, or 204 with the cursor unchanged.
-    fn poll_answer(&mut self, ctx: &mut Ctx<'_>, key: PlainKey, after: u64, entries: Vec<Entry>) {
+    fn poll_answer(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: PlainKey,
+        log: &str,
+        after: u64,
+        entries: Vec<Entry>,
+    ) {
         let cursor = entries.last().map_or(after, |e| e.id);
-        let fields = [("mux-cursor".to_owned(), cursor.to_string().into_bytes())];
+        let (_, epoch) = self.hub.position(log);
+        let fields = [
+            ("mux-cursor".to_owned(), cursor.to_string().into_bytes()),
+            ("mux-epoch".to_owned(), epoch.to_string().into_bytes()),
+        ];
         if entries.is_empty() {
             return self.respond_whole(ctx, key, 204, "", b"", &fields);
         }
