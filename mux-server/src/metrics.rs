@@ -1,5 +1,5 @@
 //! The server's counters for operators, as the web edge's `GET /metrics`
-//! exposes them (`spec/patterns.md` §9.6), in the Prometheus/OpenMetrics
+//! exposes them (`spec/patterns.md` §9.8), in the Prometheus/OpenMetrics
 //! text format (written by `prometheus-client`).
 //!
 //! Loops count what happens on them into shared atomics; the counters of

@@ -514,7 +514,7 @@ impl ServerHandle {
     }
 
     /// The server's counters in the Prometheus text format: what the web
-    /// edge serves at `/metrics` (`spec/patterns.md` §9.6).
+    /// edge serves at `/metrics` (`spec/patterns.md` §9.8).
     pub fn metrics_text(&self) -> String {
         self.metrics.encode(&self.hub, &self.security)
     }

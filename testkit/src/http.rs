@@ -40,6 +40,7 @@ impl HttpResponse {
 #[derive(Debug)]
 pub struct HttpConn {
     reader: BufReader<TcpStream>,
+    addr: SocketAddr,
 }
 
 impl HttpConn {
@@ -50,6 +51,7 @@ impl HttpConn {
         stream.set_nodelay(true)?;
         Ok(Self {
             reader: BufReader::new(stream),
+            addr,
         })
     }
 
@@ -66,7 +68,7 @@ impl HttpConn {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> io::Result<()> {
-        let mut text = format!("{method} {path} HTTP/1.1\r\nhost: test\r\n");
+        let mut text = format!("{method} {path} HTTP/1.1\r\nhost: {}\r\n", self.addr);
         for (name, value) in headers {
             text.push_str(&format!("{name}: {value}\r\n"));
         }

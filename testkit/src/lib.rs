@@ -17,6 +17,7 @@ pub mod programs;
 mod raw_peer;
 mod slow_link;
 pub mod upstream;
+pub mod webdriver;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -7,6 +7,7 @@ mod async_handlers;
 mod attacks;
 mod auth;
 mod body_streams;
+mod browser;
 mod http_edge;
 mod integrity;
 mod limits;
