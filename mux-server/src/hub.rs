@@ -36,6 +36,27 @@ fn evict_quietest(logs: &mut HashMap<String, EventLog>) {
     }
 }
 
+/// What feeds delivered and lost, on every loop, mux and HTTP alike (the
+/// metrics' `feed_deliveries` and `feed_losses`).
+#[derive(Debug, Default)]
+pub(crate) struct FeedCounters {
+    pub(crate) deliveries: AtomicU64,
+    /// Messages a slow subscriber's policy dropped, and feeds it ended.
+    pub(crate) losses: AtomicU64,
+}
+
+impl FeedCounters {
+    pub(crate) fn delivered(&self) {
+        self.deliveries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn lost(&self, count: u64) {
+        if count > 0 {
+            self.losses.fetch_add(count, Ordering::Relaxed);
+        }
+    }
+}
+
 pub(crate) struct Hub {
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) sessions: Arc<dyn SessionStore>,
@@ -45,6 +66,7 @@ pub(crate) struct Hub {
     pub(crate) dropped: Arc<AtomicU64>,
     /// Subscriptions, event streams and session feeds open on every loop.
     pub(crate) open_feeds: Arc<std::sync::atomic::AtomicUsize>,
+    pub(crate) feed_counters: Arc<FeedCounters>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -69,6 +91,7 @@ impl Hub {
             loops: RwLock::new(Vec::new()),
             dropped: Arc::new(AtomicU64::new(0)),
             open_feeds: Arc::default(),
+            feed_counters: Arc::default(),
         }
     }
 

@@ -54,8 +54,8 @@ pub(crate) struct Metrics {
     floods: Counter,
     refused_streams: Counter,
     flow_control_errors: Counter,
-    pub(crate) feed_deliveries: Counter,
-    pub(crate) feed_losses: Counter,
+    feed_deliveries: Counter,
+    feed_losses: Counter,
     fanout_dropped: Counter,
     auth_failures: Counter,
     authz_refusals: Counter,
@@ -194,10 +194,14 @@ impl Metrics {
         );
         r.register(
             "feed_deliveries",
-            "messages delivered to subscriptions and event streams over HTTP",
+            "messages delivered to subscriptions, event streams and session feeds (mux and HTTP)",
             c(&self.feed_deliveries),
         );
-        r.register("feed_losses", "messages HTTP subscribers lost to the slow-subscriber policy, and event streams closed for it", c(&self.feed_losses));
+        r.register(
+            "feed_losses",
+            "messages slow subscribers lost to their policy, and feeds ended for it",
+            c(&self.feed_losses),
+        );
         r.register(
             "fanout_dropped",
             "publications or entries a loop's full queue missed (announced as lost)",
@@ -348,6 +352,12 @@ impl Metrics {
             counter.inc_by(value.saturating_sub(counter.get()));
         };
         catch_up(&self.fanout_dropped, hub.dropped.load(Ordering::Relaxed));
+        let feeds = &hub.feed_counters;
+        catch_up(
+            &self.feed_deliveries,
+            feeds.deliveries.load(Ordering::Relaxed),
+        );
+        catch_up(&self.feed_losses, feeds.losses.load(Ordering::Relaxed));
         catch_up(
             &self.auth_failures,
             security.auth_failures.load(Ordering::Relaxed),

@@ -303,6 +303,16 @@ fn metrics_count_connections_frames_and_http_requests() {
     ] {
         assert!(text.contains(line), "{line} missing from:\n{text}");
     }
+    // A mux subscriber's delivery is counted like an HTTP one.
+    let subscriber = mux_client::Client::connect(server.local_addr()).expect("connect");
+    let mut subscription = subscriber.subscribe("news.*").expect("subscribe");
+    server.handle().publish("news.today", "x").expect("publish");
+    let delivered = subscription.next_timeout(LIMIT);
+    assert!(matches!(delivered, Some(Ok(_))), "{delivered:?}");
+    assert!(server
+        .handle()
+        .metrics_text()
+        .contains("mux_feed_deliveries_total 1"));
     let again = http_request(addr, "GET", "/metrics", &[], b"").expect("scraped");
     assert!(again
         .text()

@@ -304,13 +304,13 @@ impl HttpEdge {
         }
         if queued > max_bytes {
             // Too slow: closed; its client resumes from its last id.
-            self.metrics.feed_losses.inc();
+            self.hub.feed_counters.lost(1);
             log::debug!("http: an event stream's client is too slow; closing it");
             return self.close(ctx, key);
         }
         *last_id = id;
         conn.queue(block);
-        self.metrics.feed_deliveries.inc();
+        self.hub.feed_counters.delivered();
         self.flush(ctx, key);
     }
 
@@ -366,7 +366,7 @@ impl HttpEdge {
             return;
         };
         if queued > limits.max_bytes {
-            self.metrics.feed_losses.inc();
+            self.hub.feed_counters.lost(1);
             match limits.policy {
                 SlowSubscriber::Disconnect { .. } => {
                     log::debug!("http: a subscriber is too slow; closing it");
@@ -384,7 +384,7 @@ impl HttpEdge {
             conn.queue(write::chunk(&notice));
         }
         conn.queue(block);
-        self.metrics.feed_deliveries.inc();
+        self.hub.feed_counters.delivered();
         self.flush(ctx, key);
     }
 }

@@ -15,6 +15,7 @@ use mux_runtime::{ConnKey, Ctx, StreamMap};
 
 use crate::broker::SlowSubscriber;
 use crate::event_log::Entry;
+use crate::hub::FeedCounters;
 
 /// What the feed carries; says which index it is registered in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,13 +75,14 @@ impl Feed {
         self.lost = self.lost.saturating_add(count);
     }
 
-    /// Delivers `message`, or queues it, or applies the policy.
+    /// Delivers `message`, or queues it, or applies the policy; `Ok` with
+    /// how many queued messages the policy dropped.
     pub(crate) fn deliver(
         &mut self,
         conn: &mut Connection,
         id: StreamId,
         message: Bytes,
-    ) -> Result<(), TooSlow> {
+    ) -> Result<u64, TooSlow> {
         let limit = match self.limits.policy {
             SlowSubscriber::DropOldest { queue } | SlowSubscriber::Disconnect { queue } => {
                 queue.max(1)
@@ -89,12 +91,13 @@ impl Feed {
         self.queued_bytes += message.len();
         self.queue.push_back(message);
         self.flush(conn, id);
+        let mut dropped = 0;
         loop {
             let waiting = self.queue.len() - usize::from(self.partial_front);
             let over =
                 waiting > limit || (waiting > 1 && self.queued_bytes > self.limits.max_bytes);
             if !over {
-                return Ok(());
+                return Ok(dropped);
             }
             match self.limits.policy {
                 SlowSubscriber::Disconnect { .. } => return Err(TooSlow),
@@ -104,6 +107,7 @@ impl Feed {
                         self.queued_bytes -= dropped.len();
                     }
                     self.lost += 1;
+                    dropped += 1;
                 }
             }
         }
@@ -170,13 +174,15 @@ pub(crate) struct Feeds {
     map: StreamMap<Feed>,
     /// Feeds of every loop of the server (`ServerHandle::feed_count`).
     open: Arc<AtomicUsize>,
+    counters: Arc<FeedCounters>,
 }
 
 impl Feeds {
-    pub(crate) fn new(open: Arc<AtomicUsize>) -> Self {
+    pub(crate) fn new(open: Arc<AtomicUsize>, counters: Arc<FeedCounters>) -> Self {
         Self {
             map: StreamMap::default(),
             open,
+            counters,
         }
     }
 
@@ -207,9 +213,12 @@ impl Feeds {
         let (Some(conn), Some(feed)) = (ctx.conn(key), self.map.get_mut(key, id)) else {
             return None;
         };
-        if feed.deliver(conn, id, message).is_ok() {
+        if let Ok(dropped) = feed.deliver(conn, id, message) {
+            self.counters.delivered();
+            self.counters.lost(dropped);
             return None;
         }
+        self.counters.lost(1);
         Feed::disconnect(conn, id);
         self.remove(key, id)
     }

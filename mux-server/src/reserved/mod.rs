@@ -82,7 +82,7 @@ impl ReservedCall<'_, '_> {
 
 impl Reserved {
     pub(crate) fn new(hub: Arc<Hub>, feed_limits: FeedLimits) -> Self {
-        let feeds = Feeds::new(Arc::clone(&hub.open_feeds));
+        let feeds = Feeds::new(Arc::clone(&hub.open_feeds), Arc::clone(&hub.feed_counters));
         Self {
             hub,
             feed_limits,
