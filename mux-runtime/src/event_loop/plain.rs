@@ -41,16 +41,9 @@ impl PlainSockets {
         addr: SocketAddr,
         options: &SocketOptions,
     ) -> io::Result<(usize, SocketAddr)> {
-        let mut listener = socket::listen(addr, false, options)?;
+        let listener = socket::listen(addr, false, options)?;
         let local = listener.local_addr()?;
-        let entry = self.listeners.vacant_entry();
-        let index = entry.key();
-        registry.register(
-            &mut listener,
-            Token(PLAIN_LISTEN_BASE + index),
-            Interest::READABLE,
-        )?;
-        entry.insert(listener);
+        let index = self.adopt_listener(registry, listener)?;
         Ok((index, local))
     }
 

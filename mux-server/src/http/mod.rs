@@ -755,10 +755,7 @@ impl HttpEdge {
     /// Graceful shutdown: no new connections; feeds end, parked polls are
     /// answered, idle connections close, others close after their answer.
     pub(crate) fn shut_down(&mut self, ctx: &mut Ctx<'_>) {
-        self.shutting_down = true;
-        if let Some(listener) = self.listener.take() {
-            ctx.close_plain_listener(listener);
-        }
+        self.stop_accepting(ctx);
         let keys: Vec<PlainKey> = self.conns.keys().copied().collect();
         for key in keys {
             let Some(conn) = self.conns.get_mut(&key) else {
@@ -778,12 +775,17 @@ impl HttpEdge {
         }
     }
 
-    /// Stops at once: every connection is closed.
-    pub(crate) fn abort(&mut self, ctx: &mut Ctx<'_>) {
+    /// No more connections: this loop's copy of the listener is closed.
+    fn stop_accepting(&mut self, ctx: &mut Ctx<'_>) {
         self.shutting_down = true;
         if let Some(listener) = self.listener.take() {
             ctx.close_plain_listener(listener);
         }
+    }
+
+    /// Stops at once: every connection is closed.
+    pub(crate) fn abort(&mut self, ctx: &mut Ctx<'_>) {
+        self.stop_accepting(ctx);
         let keys: Vec<PlainKey> = self.conns.keys().copied().collect();
         for key in keys {
             self.close(ctx, key);
