@@ -19,6 +19,7 @@ mod pubsub;
 mod raw;
 mod report;
 mod servers;
+mod web;
 
 use std::io::BufRead;
 use std::io::BufReader;
@@ -42,7 +43,7 @@ struct Args {
     /// Tiny sizes and one round: proves the program works, measures nothing.
     #[arg(long)]
     quick: bool,
-    /// Run only these workloads (bulk, longlink, rpc, busy, paced, mixed,
+    /// Run only these workloads (bulk, longlink, rpc, busy, paced, mixed, web,
     /// tls, fanout, setup, memory); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -125,6 +126,11 @@ struct Sizes {
     mixed_calls: usize,
     subscribers: usize,
     messages: usize,
+    /// The web workload: server-sent-events subscribers, publications, and
+    /// how long wrk runs.
+    web_subscribers: usize,
+    web_messages: usize,
+    wrk_seconds: u64,
     setups: usize,
     idle_connections: usize,
     idle_streams_per_connection: usize,
@@ -147,6 +153,9 @@ impl Sizes {
                 mixed_calls: 100,
                 subscribers: 10,
                 messages: 200,
+                web_subscribers: 10,
+                web_messages: 50,
+                wrk_seconds: 1,
                 setups: 20,
                 idle_connections: 100,
                 idle_streams_per_connection: 10,
@@ -164,6 +173,9 @@ impl Sizes {
                 mixed_calls: 10_000,
                 subscribers: 100,
                 messages: 10_000,
+                web_subscribers: 1_000,
+                web_messages: 1_000,
+                wrk_seconds: 10,
                 setups: 1_000,
                 idle_connections: 10_000,
                 idle_streams_per_connection: 10,
@@ -182,6 +194,8 @@ impl Sizes {
 struct Peer {
     child: Child,
     addr: SocketAddr,
+    /// Its web edge, if it has one (`mux-web`).
+    http: Option<SocketAddr>,
 }
 
 impl Peer {
@@ -214,11 +228,18 @@ fn spawn_peer_with(kind: &str, spin: Spin, extra: &[&std::ffi::OsStr]) -> Peer {
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .expect("server address");
-    let addr = line
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("{kind} server printed {line:?}"));
-    Peer { child, addr }
+    let mut addrs = line.split_whitespace().map(|a| {
+        a.parse()
+            .unwrap_or_else(|_| panic!("{kind} server printed {line:?}"))
+    });
+    let addr = addrs
+        .next()
+        .unwrap_or_else(|| panic!("{kind} server printed {line:?}"));
+    Peer {
+        child,
+        addr,
+        http: addrs.next(),
+    }
 }
 
 /// One system in a workload: its name, its server's process, whether it
@@ -500,6 +521,9 @@ fn main() -> ExitCode {
     if wants("fanout") {
         fan_out(&mut report, &sizes, rounds, &mux, &args.fanout_rates);
     }
+    if wants("web") {
+        web_edge(&mut report, &sizes, rounds, args.spin, &args.out);
+    }
     if wants("setup") {
         let count = sizes.setups;
         report.workloads.push(compare(
@@ -729,6 +753,75 @@ fn fan_out(report: &mut Report, sizes: &Sizes, rounds: usize, mux: &Peer, rates:
     if lost.get() > 0 {
         report.notes.push(format!(
             "Fan-out: mux's slow-subscriber policy announced {} lost messages (counted as delivered-or-lost, not as deliveries).",
+            lost.get()
+        ));
+    }
+}
+
+/// The web edge beside mux on one server process (`serve mux-web`): a
+/// fan-out to many server-sent-events clients against the same fan-out to
+/// mux subscribers, and `POST /call/echo` under wrk against mux calls.
+fn web_edge(report: &mut Report, sizes: &Sizes, rounds: usize, spin: Spin, out: &std::path::Path) {
+    let peer = spawn_peer("mux-web", spin);
+    let Some(http) = peer.http else {
+        report
+            .notes
+            .push("The web edge did not start: not measured.".into());
+        return;
+    };
+    let (addr, pid) = (peer.addr, peer.pid());
+    let (subscribers, messages) = (sizes.web_subscribers, sizes.web_messages);
+    // Each subscriber has a connection (two sockets here) per system.
+    mux_testkit::raise_open_files(4 * subscribers as u64 + 1024);
+    let lost = std::cell::Cell::new(0u64);
+    let counted = |run: pubsub::FanOut| {
+        lost.set(lost.get() + run.lost);
+        run.outcome
+    };
+    report.workloads.push(compare(
+        format!(
+            "Fan-out to {subscribers} subscribers on one server: mux beside server-sent events"
+        ),
+        "deliveries/s",
+        "1,000 deliveries",
+        rounds,
+        vec![
+            ours("mux subscriptions, a connection each", pid, || {
+                counted(pubsub::mux(addr, subscribers, messages, Pace::Peak))
+            }),
+            system("web edge: GET /topics/…, a connection each", pid, || {
+                counted(pubsub::sse(addr, http, subscribers, messages, Pace::Peak))
+            }),
+        ],
+    ));
+    let client = ours::client(addr, spin.policy());
+    let calls = sizes.pipelined_calls;
+    let mut wrk_missing = false;
+    report.workloads.push(compare(
+        "64 B calls on one server: mux beside POST /call/echo (wrk)".to_owned(),
+        "calls/s",
+        "1,000 calls",
+        rounds,
+        vec![
+            ours("mux, 64 outstanding on one connection", pid, || {
+                ours::rpc(&client, calls, web::CONNECTIONS)
+            }),
+            system("web edge, wrk: 64 connections", pid, || {
+                web::wrk_calls(http, sizes.wrk_seconds, out).unwrap_or_else(|| {
+                    wrk_missing = true;
+                    Outcome::default()
+                })
+            }),
+        ],
+    ));
+    if wrk_missing {
+        report
+            .notes
+            .push("wrk is not installed or failed: the web edge's calls were not measured.".into());
+    }
+    if lost.get() > 0 {
+        report.notes.push(format!(
+            "Web fan-out: the slow-subscriber policy announced {} lost messages (not counted as deliveries).",
             lost.get()
         ));
     }

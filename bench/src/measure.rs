@@ -39,6 +39,8 @@ pub(crate) struct Outcome {
     pub(crate) value: f64,
     pub(crate) units: f64,
     pub(crate) samples: Option<Vec<Duration>>,
+    /// CPU-seconds a client process other than this one spent (wrk).
+    pub(crate) outside_client_cpu: f64,
 }
 
 impl Outcome {
@@ -49,6 +51,7 @@ impl Outcome {
             value: gb / elapsed.as_secs_f64(),
             units: gb,
             samples: None,
+            outside_client_cpu: 0.0,
         }
     }
 
@@ -60,6 +63,18 @@ impl Outcome {
             value: count / elapsed.as_secs_f64(),
             units: count / 1e3,
             samples: Some(samples),
+            outside_client_cpu: 0.0,
+        }
+    }
+
+    /// A figure a program of its own measured (per second, over `units`),
+    /// whose client CPU is that program's `client_cpu` seconds.
+    pub(crate) fn external(value: f64, units: f64, client_cpu: f64) -> Self {
+        Self {
+            value,
+            units,
+            samples: None,
+            outside_client_cpu: client_cpu,
         }
     }
 }
@@ -129,7 +144,7 @@ pub(crate) fn measure(server: u32, body: impl FnOnce() -> Outcome) -> Run {
     };
     Run {
         value: outcome.value,
-        client_cpu: per_unit(client_after - client_before),
+        client_cpu: per_unit(client_after - client_before + outcome.outside_client_cpu),
         server_cpu: per_unit(server_after - server_before),
         latency: outcome.samples.map(Latency::of),
     }

@@ -40,19 +40,24 @@ enum Next {
     Closed,
 }
 
-/// A 64-byte payload carrying its send time (nanoseconds since `base`).
+/// Digits of the send time at the start of a payload.
+const STAMP: usize = 20;
+
+/// A 64-byte payload carrying its send time (nanoseconds since `base`) as
+/// decimal text, so that it crosses a text protocol (server-sent events)
+/// unchanged too.
 fn payload(base: Instant) -> [u8; PAYLOAD] {
     let mut bytes = [b'.'; PAYLOAD];
-    let nanos = (base.elapsed().as_nanos() as u64).to_le_bytes();
-    bytes[..8].copy_from_slice(&nanos);
+    let stamp = format!("{:0width$}", base.elapsed().as_nanos(), width = STAMP);
+    bytes[..STAMP].copy_from_slice(&stamp.as_bytes()[..STAMP]);
     bytes
 }
 
 fn latency(base: Instant, payload: &[u8]) -> Duration {
     let nanos = payload
-        .get(..8)
-        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-        .map(u64::from_le_bytes)
+        .get(..STAMP)
+        .and_then(|digits| std::str::from_utf8(digits).ok())
+        .and_then(|digits| digits.parse::<u64>().ok())
         .unwrap_or(0);
     base.elapsed().saturating_sub(Duration::from_nanos(nanos))
 }
@@ -166,9 +171,65 @@ pub(crate) fn mux(addr: SocketAddr, subscribers: usize, messages: usize, pace: P
             }
         })
         .collect();
+    let result = publish_with_mux(addr, subs, messages, pace);
+    drop(subscriber_client);
+    result
+}
+
+/// The web edge's subscriptions (`GET /topics/…`, server-sent events),
+/// each on its own HTTP connection, fed by a mux publisher: the same
+/// publications as [`mux`], read by browsers' protocol.
+pub(crate) fn sse(
+    addr: SocketAddr,
+    http: SocketAddr,
+    subscribers: usize,
+    messages: usize,
+    pace: Pace,
+) -> FanOut {
+    let subs: Vec<_> = (0..subscribers)
+        .map(|_| {
+            let mut stream = TcpStream::connect(http).expect("an HTTP connection");
+            let request = format!("GET /topics/{TOPIC} HTTP/1.1\r\nhost: {http}\r\n\r\n");
+            stream.write_all(request.as_bytes()).expect("subscribe");
+            let mut reader = BufReader::with_capacity(64 * 1024, stream);
+            let mut text = Vec::with_capacity(256);
+            // The head: the subscription is registered before it is written.
+            while line(&mut reader, &mut text).is_some() && text != b"\r\n" {}
+            let mut lost_next = false;
+            move |base| loop {
+                if line(&mut reader, &mut text).is_none() {
+                    return Next::Closed;
+                }
+                if text.starts_with(b"event: lost") {
+                    lost_next = true;
+                    continue;
+                }
+                let Some(value) = text.strip_prefix(b"data: ") else {
+                    continue; // chunk sizes, blank lines
+                };
+                let value = value.strip_suffix(b"\n").unwrap_or(value);
+                if lost_next {
+                    lost_next = false;
+                    let count = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+                    return Next::Lost(count.unwrap_or(0));
+                }
+                if value != TOPIC.as_bytes() {
+                    return Next::Message(latency(base, value));
+                }
+            }
+        })
+        .collect();
+    publish_with_mux(addr, subs, messages, pace)
+}
+
+/// Publishes `messages` through a mux publishing stream to `subscribers`.
+fn publish_with_mux<S>(addr: SocketAddr, subscribers: Vec<S>, messages: usize, pace: Pace) -> FanOut
+where
+    S: FnMut(Instant) -> Next + Send + 'static,
+{
     let publisher_client = Client::connect(addr).expect("mux publisher");
     let mut publisher = publisher_client.publisher();
-    let result = fan_out(subs, messages, |base| {
+    let result = fan_out(subscribers, messages, |base| {
         publish_all(messages, pace, base, |step| {
             if let Step::Publish(base) = step {
                 publisher
@@ -178,7 +239,6 @@ pub(crate) fn mux(addr: SocketAddr, subscribers: usize, messages: usize, pace: P
         });
     });
     let _ = publisher.finish();
-    drop(subscriber_client);
     result
 }
 

@@ -6,6 +6,8 @@
 //! - `h2`: HTTP/2 on tokio + h2 ([`crate::http2`]).
 //! - `mux-tls`, `h2-tls`: the same over TLS, with the certificate and key
 //!   given by `--cert` and `--key`.
+//! - `mux-web`: `mux` with its web edge (HTTP/1.1) too; it prints both
+//!   addresses, mux's first.
 //! - `busy`: no server: a process that spins, for the workloads that need a
 //!   third busy thread on the machine.
 
@@ -21,9 +23,10 @@ pub(crate) fn serve(kind: &str, spin: SpinPolicy, identity: Identity<'_>) -> Res
     let needs_identity = || identity.ok_or_else(|| format!("{kind} needs --cert and --key"));
     match kind {
         "raw" => crate::raw::serve().map_err(|e| e.to_string()),
-        "mux" => serve_mux(spin, None),
+        "mux" => serve_mux(spin, None, false),
+        "mux-web" => serve_mux(spin, None, true),
         "h2" => crate::http2::serve(None),
-        "mux-tls" => serve_mux(spin, Some(needs_identity()?)),
+        "mux-tls" => serve_mux(spin, Some(needs_identity()?), false),
         "h2-tls" => crate::http2::serve(Some(needs_identity()?)),
         "busy" => {
             announce(SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -37,11 +40,17 @@ pub(crate) fn serve(kind: &str, spin: SpinPolicy, identity: Identity<'_>) -> Res
 }
 
 pub(crate) fn announce(addr: SocketAddr) {
-    println!("{addr}");
+    announce_all(&[addr]);
+}
+
+/// Prints a server's addresses on one line, the main one first.
+fn announce_all(addrs: &[SocketAddr]) {
+    let line: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    println!("{}", line.join(" "));
     let _ = std::io::stdout().flush();
 }
 
-fn serve_mux(spin: SpinPolicy, identity: Identity<'_>) -> Result<(), String> {
+fn serve_mux(spin: SpinPolicy, identity: Identity<'_>, web: bool) -> Result<(), String> {
     let config = mux_core::Config {
         max_concurrent_streams: 1000,
         ..mux_core::Config::default()
@@ -54,6 +63,8 @@ fn serve_mux(spin: SpinPolicy, identity: Identity<'_>) -> Result<(), String> {
         .slow_subscriber_policy(mux_server::SlowSubscriber::DropOldest { queue: 100_000 })
         // 100,000 messages of 64 bytes: the byte cap must not bind first.
         .feed_queue_bytes(16 << 20);
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let builder = if web { builder.http(loopback) } else { builder };
     let builder = match identity {
         Some((cert, key)) => builder.tls(
             mux_server::TlsServer::from_pem_files(cert, key, None).map_err(|e| e.to_string())?,
@@ -64,7 +75,9 @@ fn serve_mux(spin: SpinPolicy, identity: Identity<'_>) -> Result<(), String> {
     let server = mux_server::demo::routes(builder)
         .start()
         .map_err(|e| e.to_string())?;
-    announce(server.local_addr());
+    let mut addrs = vec![server.local_addr()];
+    addrs.extend(server.http_addr());
+    announce_all(&addrs);
     loop {
         std::thread::park();
     }
