@@ -129,7 +129,7 @@ impl ServerApp {
             shutting_down: false,
             missed: Arc::default(),
             server: None,
-            metrics: Arc::new(Metrics::new(None)),
+            metrics: Arc::new(Metrics::new(None, None)),
             reported: Reported::default(),
             metrics_ticking: false,
             http: None,
@@ -740,6 +740,9 @@ impl App for ServerApp {
     }
 
     fn on_pass_end(&mut self, ctx: &mut Ctx<'_>) {
+        if let Some(edge) = self.http.as_mut() {
+            edge.on_pass_end(ctx);
+        }
         // Wakes that found the command queue full: polled from a timer due
         // at once, so that their answers are flushed in that pass.
         if self.tasks.has_deferred() {

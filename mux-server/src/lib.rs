@@ -44,6 +44,7 @@ mod reserved;
 mod secrets;
 mod server;
 pub mod sessions;
+mod subscriptions;
 mod tasks;
 mod workers;
 

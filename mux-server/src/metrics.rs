@@ -64,12 +64,16 @@ pub(crate) struct Metrics {
     feeds_open: Gauge,
     event_logs: Gauge,
     held_bytes: Gauge,
+    worker_queue: Gauge,
     http_open_count: AtomicI64,
     http_connections_open: Gauge,
     http_requests: Family<StatusLabels, Counter>,
     pub(crate) http_refused: Counter,
     pub(crate) http_timeouts: Counter,
     limits: Option<Limits>,
+    /// The blocking handlers' queue, for its depth (a receiving end: it
+    /// does not keep the queue open when the server stops).
+    jobs: Option<crossbeam_channel::Receiver<crate::workers::Job>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -91,7 +95,10 @@ const FRAME_TYPES: [&str; 8] = [
 ];
 
 impl Metrics {
-    pub(crate) fn new(limits: Option<Limits>) -> Self {
+    pub(crate) fn new(
+        limits: Option<Limits>,
+        jobs: Option<crossbeam_channel::Receiver<crate::workers::Job>>,
+    ) -> Self {
         let metrics = Self {
             registry: Mutex::new(Registry::with_prefix("mux")),
             connections_opened: Counter::default(),
@@ -115,12 +122,14 @@ impl Metrics {
             feeds_open: Gauge::default(),
             event_logs: Gauge::default(),
             held_bytes: Gauge::default(),
+            worker_queue: Gauge::default(),
             http_open_count: AtomicI64::new(0),
             http_connections_open: Gauge::default(),
             http_requests: Family::default(),
             http_refused: Counter::default(),
             http_timeouts: Counter::default(),
             limits,
+            jobs,
         };
         metrics.register();
         metrics
@@ -373,6 +382,9 @@ impl Metrics {
                 limits.refused.load(Ordering::Relaxed),
             );
             self.held_bytes.set(gauge(limits.server_held()));
+        }
+        if let Some(jobs) = &self.jobs {
+            self.worker_queue.set(gauge(jobs.len()));
         }
         if let Some(count) = hub.sessions.count() {
             self.sessions.set(gauge(count));

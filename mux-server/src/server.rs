@@ -407,7 +407,7 @@ impl ServerBuilder {
                 Some((Arc::new(config), std::net::TcpListener::from(listener)))
             }
         };
-        let metrics = Arc::new(Metrics::new(Some(limits.clone())));
+        let metrics = Arc::new(Metrics::new(Some(limits.clone()), Some(workers.queue())));
         let mut security = Security::default();
         if let Some(authenticator) = self.authenticator.clone() {
             security.authenticator = authenticator;

@@ -44,6 +44,8 @@ struct Running {
 #[derive(Debug)]
 pub(crate) struct WorkerPool {
     jobs: Option<Sender<Job>>,
+    /// The queue's receiving end, for its depth.
+    queue: Receiver<Job>,
     threads: Vec<JoinHandle<()>>,
     running: Arc<Running>,
 }
@@ -80,9 +82,15 @@ impl WorkerPool {
         }
         Ok(Self {
             jobs: Some(sender),
+            queue: receiver,
             threads: handles,
             running,
         })
+    }
+
+    /// The queue, to read its depth.
+    pub(crate) fn queue(&self) -> Receiver<Job> {
+        self.queue.clone()
     }
 
     /// Where loops send jobs.

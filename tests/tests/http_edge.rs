@@ -341,3 +341,47 @@ fn a_graceful_shutdown_ends_event_streams_and_answers_polls() {
     );
     assert_eq!(poll.read_response().expect("answered").status, 204);
 }
+
+#[test]
+fn a_subscriber_that_does_not_read_is_told_what_it_lost() {
+    let builder = with_routes(server_builder())
+        .slow_subscriber_policy(mux_server::SlowSubscriber::DropOldest { queue: 1_000_000 })
+        .feed_queue_bytes(256 * 1024)
+        .http(any_local_address());
+    let server = builder.start().expect("server starts");
+    let addr = server.http_addr().expect("the edge listens");
+    let mut stream = EventStream::open(addr, "/topics/bulk.*", &[]).expect("subscribe");
+    // Far more than the socket buffers and the feed bound hold, unread.
+    let payload = "x".repeat(64 * 1024);
+    let published = 600;
+    for _ in 0..published {
+        server
+            .handle()
+            .publish("bulk.data", payload.clone())
+            .expect("publish");
+    }
+    let (mut received, mut lost) = (0u64, 0u64);
+    while received + lost < published {
+        let event = stream.next_event().expect("an event");
+        match event.kind.as_str() {
+            "lost" => lost += event.data.parse::<u64>().expect("a count"),
+            _ => {
+                assert!(
+                    event.data.starts_with("bulk.data\nxxx"),
+                    "{}",
+                    &event.data[..20]
+                );
+                received += 1;
+            }
+        }
+    }
+    assert!(
+        lost > 0,
+        "nothing was dropped: the test did not fill the queues"
+    );
+    assert_eq!(
+        received + lost,
+        published,
+        "every publication delivered or counted lost"
+    );
+}

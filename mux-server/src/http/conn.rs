@@ -4,12 +4,11 @@
 //! caller (a feed that would queue past its bound is handled by the feed's
 //! policy, never by growing this).
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use mux_core::rpc::BodyCheck;
 use mux_runtime::{Ctx, PlainKey};
 
@@ -32,7 +31,7 @@ pub(super) enum Phase {
     /// An event stream of a log (`GET /events/…`).
     Events { last_id: u64 },
     /// A subscription (`GET /topics/…`), with publications it lost.
-    Topic { pattern: String, lost: u64 },
+    Topic { lost: u64 },
     /// A parked long poll (`GET /poll/…`), answered by an entry or its timer.
     Poll { log: String, after: u64, timer: u64 },
 }
@@ -54,10 +53,9 @@ pub(super) struct HttpConn {
     pub(super) peer: Option<SocketAddr>,
     /// Bytes read and not yet taken by a request.
     pub(super) input: Vec<u8>,
-    output: VecDeque<Bytes>,
-    /// How much of the front of `output` is written.
-    written_front: usize,
-    output_bytes: usize,
+    /// What waits to be written, coalesced: a burst of small events leaves
+    /// in one write.
+    output: BytesMut,
     pub(super) phase: Phase,
     /// Requests begun on this connection; an answer names its number.
     pub(super) seq: u64,
@@ -68,6 +66,8 @@ pub(super) struct HttpConn {
     pub(super) closing: bool,
     pub(super) keep_alive: bool,
     pub(super) last_write: Instant,
+    /// Waiting in the edge's list of connections to flush at the pass's end.
+    pub(super) flush_queued: bool,
 }
 
 impl HttpConn {
@@ -76,46 +76,36 @@ impl HttpConn {
             key,
             peer,
             input: Vec::new(),
-            output: VecDeque::new(),
-            written_front: 0,
-            output_bytes: 0,
+            output: BytesMut::new(),
             phase: Phase::Head,
             seq: 0,
             deadline,
             closing: false,
             keep_alive: true,
             last_write: deadline,
+            flush_queued: false,
         }
     }
 
     /// Bytes waiting to be written.
     pub(super) fn queued(&self) -> usize {
-        self.output_bytes
+        self.output.len()
     }
 
     /// Queues `bytes` after what waits (written by [`HttpConn::flush`]).
     pub(super) fn queue(&mut self, bytes: Bytes) {
-        if !bytes.is_empty() {
-            self.output_bytes += bytes.len();
-            self.output.push_back(bytes);
-        }
+        self.output.extend_from_slice(&bytes);
     }
 
     /// Writes what waits while the socket takes it. `Err` when the socket
     /// failed (the connection is to be closed).
     pub(super) fn flush(&mut self, ctx: &mut Ctx<'_>, now: Instant) -> io::Result<()> {
-        while let Some(front) = self.output.front() {
-            let rest = front.get(self.written_front..).unwrap_or_default();
-            match ctx.plain_write(self.key, rest) {
+        while !self.output.is_empty() {
+            match ctx.plain_write(self.key, &self.output) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.last_write = now;
-                    self.output_bytes -= n;
-                    self.written_front += n;
-                    if self.written_front >= front.len() {
-                        self.output.pop_front();
-                        self.written_front = 0;
-                    }
+                    self.output.advance(n);
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}

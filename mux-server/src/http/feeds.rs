@@ -25,12 +25,13 @@ use super::{
 };
 use crate::broker::SlowSubscriber;
 use crate::event_log::Entry;
+use crate::subscriptions::Subscriptions;
 
 /// Who watches what, on one loop.
 #[derive(Debug, Default)]
 pub(super) struct FeedIndex {
     events: HashMap<String, Vec<PlainKey>>,
-    topics: Vec<(String, PlainKey)>,
+    topics: Subscriptions<PlainKey>,
     polls: HashMap<String, Vec<PlainKey>>,
     poll_timers: HashMap<u64, PlainKey>,
     next_timer: u64,
@@ -44,7 +45,7 @@ impl FeedIndex {
         }
         self.events.retain(|_, keys| !keys.is_empty());
         self.polls.retain(|_, keys| !keys.is_empty());
-        self.topics.retain(|(_, k)| *k != key);
+        self.topics.remove(key);
         self.poll_timers.retain(|_, k| *k != key);
     }
 }
@@ -127,11 +128,8 @@ impl HttpEdge {
         };
         conn.queue(write::head(200, EVENT_STREAM, Framing::Chunked, true, &[]));
         conn.queue(write::chunk(&sse::retry(RETRY_MS)));
-        conn.phase = Phase::Topic {
-            pattern: pattern.to_owned(),
-            lost: 0,
-        };
-        self.feeds.topics.push((pattern.to_owned(), key));
+        conn.phase = Phase::Topic { lost: 0 };
+        self.feeds.topics.add(pattern.to_owned(), key);
         self.flush(ctx, key);
     }
 
@@ -311,7 +309,7 @@ impl HttpEdge {
         *last_id = id;
         conn.queue(block);
         self.hub.feed_counters.delivered();
-        self.flush(ctx, key);
+        self.flush_soon(ctx, key);
     }
 
     /// A publication: to every matching subscription of this loop, after
@@ -319,30 +317,30 @@ impl HttpEdge {
     pub(crate) fn on_publication(
         &mut self,
         ctx: &mut Ctx<'_>,
-        topic: &str,
+        topic: &Arc<str>,
         payload: &Bytes,
         missed: u64,
     ) {
         if self.feeds.topics.is_empty() {
             return;
         }
-        let targets: Vec<PlainKey> = self
-            .feeds
-            .topics
-            .iter()
-            .filter(|(pattern, _)| missed > 0 || patterns::matches(pattern, topic))
-            .map(|(_, key)| *key)
-            .collect();
+        if missed > 0 {
+            // Any subscription may have missed them (§3.5).
+            for key in self.feeds.topics.all() {
+                self.deliver_publication(ctx, key, missed, None);
+            }
+        }
+        let targets = self.feeds.topics.matching(topic);
+        if targets.is_empty() {
+            return;
+        }
         let mut data = Vec::with_capacity(topic.len() + 1 + payload.len());
         data.extend_from_slice(topic.as_bytes());
         data.push(b'\n');
         data.extend_from_slice(payload);
         let block = write::chunk(&sse::event(None, "", &data));
         for key in targets {
-            let matches = self.conns.get(&key).is_some_and(|c| {
-                matches!(&c.phase, Phase::Topic { pattern, .. } if patterns::matches(pattern, topic))
-            });
-            self.deliver_publication(ctx, key, missed, matches.then(|| block.clone()));
+            self.deliver_publication(ctx, key, 0, Some(block.clone()));
         }
     }
 
@@ -385,7 +383,7 @@ impl HttpEdge {
         }
         conn.queue(block);
         self.hub.feed_counters.delivered();
-        self.flush(ctx, key);
+        self.flush_soon(ctx, key);
     }
 }
 

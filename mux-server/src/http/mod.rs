@@ -111,6 +111,10 @@ const TICK: Duration = Duration::from_secs(1);
 /// reset that destroys the answer).
 const LINGER: Duration = Duration::from_secs(2);
 
+/// Bytes a feed queues within a loop pass before writing them at once
+/// instead of at the pass's end.
+const FLUSH_AT: usize = 64 * 1024;
+
 /// Chunks of a streamed call body queued at most before waiting for the socket.
 const STREAM_QUEUE: usize = 64 * 1024;
 
@@ -189,6 +193,9 @@ pub(crate) struct HttpEdge {
     calls: Vec<HttpCall>,
     /// Connections closed since the app last looked (their tasks are dropped).
     closed: Vec<PlainKey>,
+    /// Feeds written to during this loop pass: flushed at its end, so that
+    /// a burst of publications costs one write per connection, not one each.
+    to_flush: Vec<PlainKey>,
     shutting_down: bool,
     /// The tick timer is set (it runs while there are connections, so an
     /// idle server has no timer).
@@ -231,6 +238,7 @@ impl HttpEdge {
             feeds: feeds::FeedIndex::default(),
             calls: Vec::new(),
             closed: Vec::new(),
+            to_flush: Vec::new(),
             shutting_down: false,
             ticking: false,
         }
@@ -679,8 +687,48 @@ impl HttpEdge {
             conn.deadline = conn.deadline.min(now + LINGER);
             return;
         }
+        let roomy = conn.queued() < self.feed_limits.max_bytes / 2;
+        if let Phase::Topic { lost } = &mut conn.phase {
+            // Drops are announced as soon as there is room, not only before
+            // the next delivery: the last publications may be the dropped ones.
+            let lost = std::mem::take(lost);
+            if lost > 0 && roomy {
+                let notice = sse::event(None, "lost", lost.to_string().as_bytes());
+                conn.queue(write::chunk(&notice));
+                if conn.flush(ctx, now).is_err() {
+                    return self.close(ctx, key);
+                }
+            } else if let Phase::Topic { lost: kept } = &mut conn.phase {
+                *kept = lost;
+            }
+        }
         if matches!(conn.phase, Phase::Streaming { .. }) && conn.queued() < STREAM_QUEUE / 2 {
             self.pump(ctx, key);
+        }
+    }
+
+    /// Writes a feed's new bytes at the end of this loop pass (or now, once
+    /// they are many).
+    fn flush_soon(&mut self, ctx: &mut Ctx<'_>, key: PlainKey) {
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        if conn.queued() >= FLUSH_AT {
+            return self.flush(ctx, key);
+        }
+        if !conn.flush_queued {
+            conn.flush_queued = true;
+            self.to_flush.push(key);
+        }
+    }
+
+    /// The loop pass ends: writes what feeds queued during it.
+    pub(crate) fn on_pass_end(&mut self, ctx: &mut Ctx<'_>) {
+        for key in std::mem::take(&mut self.to_flush) {
+            if let Some(conn) = self.conns.get_mut(&key) {
+                conn.flush_queued = false;
+                self.flush(ctx, key);
+            }
         }
     }
 

@@ -28,7 +28,6 @@ use self::feed::{FeedKind, Feeds};
 pub(crate) use self::polls::polls_timer;
 use self::polls::LongPolls;
 pub(crate) use self::publish_stream::{Permit, PublishStream};
-use self::pubsub::Subscriptions;
 pub(crate) use self::sessions::unknown_session;
 use crate::hub::Hub;
 use crate::replies::Replies;
@@ -40,7 +39,7 @@ pub(crate) struct Reserved {
     hub: Arc<Hub>,
     feed_limits: FeedLimits,
     feeds: Feeds,
-    subscriptions: Subscriptions,
+    subscriptions: crate::subscriptions::Subscriptions<(ConnKey, StreamId)>,
     /// Feeds by event stream name (`spec/patterns.md` §5).
     event_watchers: Watchers,
     /// Feeds by session token (`spec/patterns.md` §6).
@@ -87,7 +86,7 @@ impl Reserved {
             hub,
             feed_limits,
             feeds,
-            subscriptions: Subscriptions::default(),
+            subscriptions: Default::default(),
             event_watchers: Watchers::default(),
             session_watchers: Watchers::default(),
             polls: LongPolls::default(),
@@ -174,7 +173,7 @@ impl Reserved {
 
     fn unindex(&mut self, key: ConnKey, id: StreamId, kind: FeedKind) {
         match kind {
-            FeedKind::Subscription { .. } => self.subscriptions.remove(key, id),
+            FeedKind::Subscription { .. } => self.subscriptions.remove((key, id)),
             FeedKind::Events { stream } => self.event_watchers.remove(&stream, key, id),
             FeedKind::Session { token } => self.session_watchers.remove(&token, key, id),
         }

@@ -1,0 +1,95 @@
+//! A loop's subscriptions by pattern (`spec/patterns.md` §3.1), whoever
+//! holds them: mux streams ([`crate::reserved`]) or web-edge connections
+//! ([`crate::http`]). Every new topic is matched against every pattern once;
+//! the subscribers of recently published topics are remembered, so that a
+//! busy topic costs a lookup per publication, not a match per subscription.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use mux_core::patterns;
+
+/// Topics whose subscribers a loop remembers at most.
+const MATCH_CACHE_TOPICS: usize = 4096;
+
+/// Subscribers `T` by pattern.
+#[derive(Debug)]
+pub(crate) struct Subscriptions<T> {
+    all: Vec<(String, T)>,
+    /// Cleared whenever a subscription comes or goes, and when it grows past
+    /// `MATCH_CACHE_TOPICS`.
+    matches: HashMap<Arc<str>, Vec<T>>,
+}
+
+impl<T> Default for Subscriptions<T> {
+    fn default() -> Self {
+        Self {
+            all: Vec::new(),
+            matches: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Copy + PartialEq> Subscriptions<T> {
+    pub(crate) fn add(&mut self, pattern: String, subscriber: T) {
+        self.all.push((pattern, subscriber));
+        self.matches.clear();
+    }
+
+    pub(crate) fn remove(&mut self, subscriber: T) {
+        let before = self.all.len();
+        self.all.retain(|(_, s)| *s != subscriber);
+        if self.all.len() != before {
+            self.matches.clear();
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.all.is_empty()
+    }
+
+    /// The subscribers whose pattern matches `topic`.
+    pub(crate) fn matching(&mut self, topic: &Arc<str>) -> Vec<T> {
+        if self.matches.len() >= MATCH_CACHE_TOPICS && !self.matches.contains_key(topic) {
+            self.matches.clear();
+        }
+        let all = &self.all;
+        self.matches
+            .entry(Arc::clone(topic))
+            .or_insert_with(|| {
+                all.iter()
+                    .filter(|(pattern, _)| patterns::matches(pattern, topic))
+                    .map(|(_, subscriber)| *subscriber)
+                    .collect()
+            })
+            .clone()
+    }
+
+    /// Every subscriber.
+    pub(crate) fn all(&self) -> Vec<T> {
+        self.all.iter().map(|(_, subscriber)| *subscriber).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_are_cached_until_the_subscriptions_change() {
+        let mut subscriptions = Subscriptions::default();
+        subscriptions.add("chat.*".to_owned(), 1);
+        subscriptions.add("chat.>".to_owned(), 2);
+        let topic: Arc<str> = Arc::from("chat.lobby.x");
+        assert_eq!(subscriptions.matching(&topic), vec![2]);
+        subscriptions.add("chat.lobby.*".to_owned(), 3);
+        assert_eq!(
+            subscriptions.matching(&topic),
+            vec![2, 3],
+            "a new pattern is seen"
+        );
+        subscriptions.remove(2);
+        assert_eq!(subscriptions.matching(&topic), vec![3]);
+        assert_eq!(subscriptions.all(), vec![1, 3]);
+    }
+}
