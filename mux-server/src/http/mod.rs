@@ -840,3 +840,57 @@ impl HttpEdge {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(method: &str, path: &str) -> Head {
+        let text = format!("{method} {path} HTTP/1.1\r\n\r\n");
+        let limits = RequestLimits {
+            max_head: 1024,
+            max_headers: 8,
+            max_body: 0,
+        };
+        parse::parse(text.as_bytes(), &limits)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("{text:?} parses"))
+    }
+
+    #[test]
+    fn paths_name_endpoints_with_their_names_decoded() {
+        let routed = |method: &str, path: &str| endpoint(&head(method, path));
+        assert!(
+            matches!(routed("GET", "/events/a%2Fb"), Ok(Endpoint::Events(log)) if log == "a/b")
+        );
+        assert!(
+            matches!(routed("GET", "/topics/chat.%3E"), Ok(Endpoint::Topics(p)) if p == "chat.>")
+        );
+        assert!(
+            matches!(routed("GET", "/poll/jobs?cursor=1"), Ok(Endpoint::Poll(log)) if log == "jobs")
+        );
+        assert!(matches!(routed("POST", "/call/echo"), Ok(Endpoint::Call(r)) if r == "echo"));
+        assert!(matches!(routed("GET", "/metrics"), Ok(Endpoint::Metrics)));
+        assert!(matches!(routed("GET", "/"), Ok(Endpoint::Page)));
+        for (method, path, status) in [
+            ("GET", "/events/", 404),
+            ("GET", "/elsewhere", 404),
+            ("POST", "/events/x", 405),
+            ("GET", "/call/echo", 405),
+            ("DELETE", "/metrics", 405),
+        ] {
+            let refused = routed(method, path).err().map(|e| e.status());
+            assert_eq!(refused, Some(status), "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn the_edges_timer_tokens_are_its_own() {
+        assert!(is_http_timer(HTTP_TIMER) && is_http_timer(HTTP_TIMER | 77));
+        assert!(!is_http_timer(1) && !is_http_timer(4));
+        assert!(!crate::reserved::polls_timer(HTTP_TIMER | 5));
+        assert!(!crate::tasks::is_deadline_timer(HTTP_TIMER | 5));
+        assert!(!is_http_timer(1 << 62 | 5) && !is_http_timer(1 << 61 | 5));
+    }
+}
