@@ -14,7 +14,7 @@ pub const FRAME_TYPE_SLOTS: usize = 9;
 pub const CODE_SLOTS: usize = 15;
 
 /// Counters of what the peer did, one per protection (spec §13), readable
-/// with [`Connection::stats`].
+/// with [`Connection::stats`](super::Connection::stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {

@@ -7,7 +7,7 @@
 //! Every loop accepts from a copy of one listening socket and owns the HTTP
 //! connections it accepted; the hub's fan-out (entries, publications)
 //! reaches each loop's feeds here as it reaches its mux feeds in
-//! [`crate::reserved`]. One request at a time per connection (pipelined
+//! the reserved routes (`reserved/`). One request at a time per connection (pipelined
 //! requests wait in the buffer, bounded).
 
 mod conn;
