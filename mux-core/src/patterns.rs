@@ -52,6 +52,10 @@ pub const CURSOR: &[u8] = b":cursor";
 pub const MAX_TOPIC_LEN: usize = 255;
 
 /// A message on a feed stream (subscription, event stream, session feed).
+/// The count of a Lost message that says "some, how many is unknown" (a
+/// server's link to the other servers broke and came back, §3.6).
+pub const LOST_UNKNOWN: u64 = u64::MAX;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedMessage {
     /// A publication on `topic` (`spec/patterns.md` §3.3).
@@ -63,7 +67,7 @@ pub enum FeedMessage {
     },
     /// `count` messages were dropped for this slow receiver (`spec/patterns.md` §3.5).
     Lost {
-        /// How many.
+        /// How many; [`LOST_UNKNOWN`] when that is not known.
         count: u64,
     },
     /// An event with server-sent-events semantics (`spec/patterns.md` §5).

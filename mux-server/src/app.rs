@@ -343,6 +343,7 @@ impl ServerApp {
                 head: &pending.head,
                 body,
                 identity: Some(&pending.identity),
+                handle: self.handle.as_ref(),
             };
             return self.reserved.serve(call);
         }
@@ -653,6 +654,13 @@ impl App for ServerApp {
                     edge.on_publication(ctx, &topic, &payload, missed);
                 }
                 self.reserved.on_publication(ctx, topic, payload, missed);
+            }
+            Command::Gap => {
+                let missed = self.missed.swap(0, Ordering::Relaxed);
+                if let Some(edge) = self.http.as_mut() {
+                    edge.on_gap(ctx, missed);
+                }
+                self.reserved.on_gap(ctx, missed);
             }
             Command::Event { stream, entry } => {
                 if let Some(edge) = self.http.as_mut() {

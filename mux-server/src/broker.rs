@@ -2,24 +2,77 @@
 //!
 //! A [`Broker`] carries publications to every place that has subscribers.
 //! The embedded [`MemoryBroker`] fans out to the loops of one process; a
-//! broker over Redis pub/sub or NATS implements the same two methods to span
-//! servers behind a load balancer.
+//! broker over Redis pub/sub ([`crate::backplane::RedisBroker`]) implements
+//! the same methods to span servers behind a load balancer
+//! (`spec/patterns.md` §3.6).
 
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 
+/// What a broker hands each attached loop.
+#[derive(Debug, Clone, Copy)]
+pub enum Arrival<'a> {
+    /// A publication.
+    Publication {
+        /// Its topic (no wildcards).
+        topic: &'a str,
+        /// Its payload.
+        payload: &'a Bytes,
+    },
+    /// Publications may have been lost, how many is unknown (the broker's
+    /// link to its backplane broke and came back): subscribers are told.
+    Gap,
+}
+
 /// Where publications go: one per loop, registered with [`Broker::attach`].
-pub type Delivery = Arc<dyn Fn(&str, &Bytes) + Send + Sync>;
+pub type Delivery = Arc<dyn Fn(Arrival<'_>) + Send + Sync>;
+
+/// Why a broker did not take a publication.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerError {
+    /// The backplane cannot be reached now.
+    #[error("the backplane is unavailable: {0}")]
+    Unavailable(String),
+    /// More publications wait for the backplane than the broker queues.
+    #[error("the backplane's queue is full")]
+    Overloaded,
+}
+
+/// How a broker took a publication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// Handed to every attached delivery already.
+    Delivered,
+    /// Queued for the backplane: the acknowledgement, if one was given,
+    /// will be told once whether it got there.
+    Queued,
+}
+
+/// Told once whether a queued publication reached the backplane.
+pub type Acknowledge = Box<dyn FnOnce(Result<(), BrokerError>) + Send>;
 
 /// Carries publications to every attached delivery, in publication order
 /// per publisher.
 pub trait Broker: Send + Sync {
     /// Publishes `payload` on `topic` (already validated, no wildcards).
-    fn publish(&self, topic: &str, payload: &Bytes);
+    /// `Err` refuses it now (`ack` is not called); `Ok(Queued)` calls `ack`
+    /// later with the outcome.
+    fn publish(
+        &self,
+        topic: &str,
+        payload: &Bytes,
+        ack: Option<Acknowledge>,
+    ) -> Result<Accepted, BrokerError>;
 
-    /// Registers a local delivery; every publication reaches it.
+    /// Registers a local delivery; every publication reaches it (a broker
+    /// may skip topics no [`Broker::interest`] covers).
     fn attach(&self, delivery: Delivery);
+
+    /// A local subscription with `pattern` (`spec/patterns.md` §3.1) came
+    /// (`subscribed`) or went. Called once each way per subscription; a
+    /// broker that spans servers subscribes its backplane to what is asked.
+    fn interest(&self, _pattern: &str, _subscribed: bool) {}
 }
 
 /// The in-process broker: calls every attached delivery in turn.
@@ -38,14 +91,20 @@ impl std::fmt::Debug for MemoryBroker {
 }
 
 impl Broker for MemoryBroker {
-    fn publish(&self, topic: &str, payload: &Bytes) {
+    fn publish(
+        &self,
+        topic: &str,
+        payload: &Bytes,
+        _ack: Option<Acknowledge>,
+    ) -> Result<Accepted, BrokerError> {
         let deliveries = self
             .deliveries
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         for delivery in deliveries.iter() {
-            delivery(topic, payload);
+            delivery(Arrival::Publication { topic, payload });
         }
+        Ok(Accepted::Delivered)
     }
 
     fn attach(&self, delivery: Delivery) {

@@ -14,7 +14,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use mux_runtime::LoopHandle;
 
-use crate::broker::Broker;
+use crate::broker::{Arrival, Broker};
 use crate::command::Command;
 use crate::event_log::{Entry, EventLog, Gap};
 use crate::sessions::{SessionEvents, SessionHandle, SessionStore};
@@ -102,14 +102,21 @@ impl Hub {
         let delivery_handle = handle.clone();
         let counter = Arc::clone(&self.dropped);
         self.broker
-            .attach(Arc::new(move |topic: &str, payload: &Bytes| {
-                let command = Command::Publication {
-                    topic: Arc::from(topic),
-                    payload: payload.clone(),
-                };
-                if delivery_handle.try_send(command).is_err() {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    missed.fetch_add(1, Ordering::Relaxed);
+            .attach(Arc::new(move |arrival: Arrival<'_>| match arrival {
+                Arrival::Publication { topic, payload } => {
+                    let command = Command::Publication {
+                        topic: Arc::from(topic),
+                        payload: payload.clone(),
+                    };
+                    if delivery_handle.try_send(command).is_err() {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        missed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Arrival::Gap => {
+                    // How many is unknown (`spec/patterns.md` §3.3).
+                    missed.store(mux_core::patterns::LOST_UNKNOWN, Ordering::Relaxed);
+                    let _ = delivery_handle.try_send(Command::Gap);
                 }
             }));
         self.loops

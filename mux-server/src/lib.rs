@@ -27,6 +27,7 @@
 mod app;
 pub mod auth;
 pub mod authz;
+pub mod backplane;
 mod body_stream;
 pub mod broker;
 mod budget;
@@ -49,14 +50,14 @@ mod tasks;
 mod workers;
 
 pub use body_stream::{BodyClosed, BodyWriter};
-pub use broker::{Broker, MemoryBroker, SlowSubscriber};
+pub use broker::{Accepted, Acknowledge, Arrival, Broker, BrokerError, MemoryBroker, SlowSubscriber};
 pub use http::HttpConfig;
 pub use mux_core as core;
 pub use mux_core::rpc::Status;
 pub use mux_runtime::{LoopConfig, SocketOptions, SpinPolicy, TlsServer, TlsSetupError};
 pub use request::{BodySink, BodySource, HandlerError, HandlerResult, Request, Response};
 pub use server::{
-    Server, ServerBuilder, ServerHandle, DEFAULT_ADDR, DEFAULT_CONNECTION_MEMORY,
+    PublishError, Server, ServerBuilder, ServerHandle, DEFAULT_ADDR, DEFAULT_CONNECTION_MEMORY,
     DEFAULT_FEED_QUEUE_BYTES, DEFAULT_MAX_REQUEST_BODY, DEFAULT_SERVER_MEMORY,
 };
 pub use sessions::{MemoryStore, SessionHandle, SessionStore};

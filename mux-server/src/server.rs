@@ -17,7 +17,7 @@ use mux_runtime::{EventLoop, LoopConfig, LoopHandle, SocketOptions, SpinPolicy, 
 use crate::app::ServerApp;
 use crate::auth::Authenticator;
 use crate::authz::Authorizer;
-use crate::broker::{Broker, MemoryBroker, SlowSubscriber};
+use crate::broker::{Broker, BrokerError, MemoryBroker, SlowSubscriber};
 use crate::budget::{Budget, Limits};
 use crate::command::Command;
 use crate::gate::Security;
@@ -496,6 +496,17 @@ pub struct Server {
     handle: ServerHandle,
 }
 
+/// Why [`ServerHandle::publish`] did not publish.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The topic is not one (`spec/patterns.md` §3.1).
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    /// The broker refused it.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
 /// What server code uses to reach clients: publish, append events, push,
 /// and sessions. Cheap to clone and to send to other threads.
 #[derive(Debug, Clone)]
@@ -519,10 +530,12 @@ impl ServerHandle {
         self.metrics.encode(&self.hub, &self.security)
     }
 
-    /// Publishes `payload` on `topic` to every matching subscriber (`spec/patterns.md` §3).
-    pub fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<(), TopicError> {
+    /// Publishes `payload` on `topic` to every matching subscriber
+    /// (`spec/patterns.md` §3). With a broker that spans servers, `Ok` means
+    /// its backplane queue took it; `Err` that it refused it (down, full).
+    pub fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<(), PublishError> {
         check_topic(topic)?;
-        self.hub.broker.publish(topic, &payload.into());
+        self.hub.broker.publish(topic, &payload.into(), None)?;
         Ok(())
     }
 

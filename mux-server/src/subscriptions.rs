@@ -9,36 +9,67 @@ use std::sync::Arc;
 
 use mux_core::patterns;
 
+use crate::broker::Broker;
+
 /// Topics whose subscribers a loop remembers at most.
 const MATCH_CACHE_TOPICS: usize = 4096;
 
 /// Subscribers `T` by pattern.
-#[derive(Debug)]
 pub(crate) struct Subscriptions<T> {
     all: Vec<(String, T)>,
+    /// Told of each pattern that comes and goes (a broker that spans
+    /// servers subscribes its backplane to them).
+    broker: Option<Arc<dyn Broker>>,
     /// Cleared whenever a subscription comes or goes, and when it grows past
     /// `MATCH_CACHE_TOPICS`.
     matches: HashMap<Arc<str>, Vec<T>>,
+}
+
+impl<T> std::fmt::Debug for Subscriptions<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriptions")
+            .field("count", &self.all.len())
+            .finish()
+    }
 }
 
 impl<T> Default for Subscriptions<T> {
     fn default() -> Self {
         Self {
             all: Vec::new(),
+            broker: None,
             matches: HashMap::new(),
         }
     }
 }
 
 impl<T: Copy + PartialEq> Subscriptions<T> {
+    /// Subscriptions whose patterns `broker` hears of.
+    pub(crate) fn with_broker(broker: Arc<dyn Broker>) -> Self {
+        Self {
+            broker: Some(broker),
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn add(&mut self, pattern: String, subscriber: T) {
+        if let Some(broker) = &self.broker {
+            broker.interest(&pattern, true);
+        }
         self.all.push((pattern, subscriber));
         self.matches.clear();
     }
 
     pub(crate) fn remove(&mut self, subscriber: T) {
+        let broker = self.broker.as_ref();
         let before = self.all.len();
-        self.all.retain(|(_, s)| *s != subscriber);
+        self.all.retain(|(pattern, s)| {
+            let keep = *s != subscriber;
+            if let (false, Some(broker)) = (keep, broker) {
+                broker.interest(pattern, false);
+            }
+            keep
+        });
         if self.all.len() != before {
             self.matches.clear();
         }

@@ -41,6 +41,22 @@ pub fn require(program: &str, package: &str) {
     );
 }
 
+/// `redis-server`'s arguments: loopback `port`, nothing saved.
+fn redis_args(port: u16) -> Vec<String> {
+    [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 /// A running external program, killed and reaped when dropped.
 #[derive(Debug)]
 pub struct Program {
@@ -60,23 +76,36 @@ impl Program {
     pub fn on_free_port(program: &str, args: impl Fn(u16) -> Vec<String>) -> Result<Self, String> {
         let mut last = String::new();
         for _ in 0..PORT_ATTEMPTS {
-            let port = free_port();
-            let child = Command::new(program)
-                .args(args(port))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|err| format!("cannot start {program}: {err}"))?;
-            let mut started = Self {
-                child: Killed(child),
-                addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            };
-            match started.wait_listening() {
-                Ok(()) => return Ok(started),
-                Err(err) => last = format!("{program}: {err}"),
+            match Self::on_port(program, free_port(), &args) {
+                Ok(started) => return Ok(started),
+                Err(err) => last = err,
             }
         }
         Err(last)
+    }
+
+    /// Starts `program` with the arguments `args(port)` on loopback `port`
+    /// (one that was just freed, to restart a server where its clients
+    /// expect it), and waits until it listens there.
+    pub fn on_port(
+        program: &str,
+        port: u16,
+        args: impl Fn(u16) -> Vec<String>,
+    ) -> Result<Self, String> {
+        let child = Command::new(program)
+            .args(args(port))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|err| format!("cannot start {program}: {err}"))?;
+        let mut started = Self {
+            child: Killed(child),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        started
+            .wait_listening()
+            .map(|()| started)
+            .map_err(|err| format!("{program}: {err}"))
     }
 
     /// Waits until the child listens on its address, or fails if it exits.
@@ -107,20 +136,12 @@ impl Program {
 
     /// redis-server on loopback, without persistence.
     pub fn redis_server() -> Result<Self, String> {
-        Self::on_free_port("redis-server", |port| {
-            [
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ]
-            .map(str::to_owned)
-            .to_vec()
-        })
+        Self::on_free_port("redis-server", redis_args)
+    }
+
+    /// A `redis-server` on loopback `port` (to restart one where it was).
+    pub fn redis_server_on(port: u16) -> Result<Self, String> {
+        Self::on_port("redis-server", port, redis_args)
     }
 
     /// python3's http.server serving `dir`, on a port it picks and reports.

@@ -6,6 +6,7 @@ mod async_client;
 mod async_handlers;
 mod attacks;
 mod auth;
+mod backplane;
 mod body_streams;
 mod browser;
 mod http_edge;

@@ -46,6 +46,14 @@ struct Args {
     /// streams, topics, long polls, calls, /metrics, the demo page at /).
     #[arg(long, value_name = "ADDR")]
     http: Option<mux_runtime::Address>,
+    /// Share publish/subscribe with other servers through this Redis
+    /// (`redis://host:port`): a subscriber on any server receives what is
+    /// published on any other.
+    #[arg(long, value_name = "URL")]
+    backplane: Option<String>,
+    /// This server's name in logs (default: its address).
+    #[arg(long, value_name = "NAME")]
+    node_id: Option<String>,
 }
 
 /// The authenticator the flags ask for: client certificates (with
@@ -116,6 +124,19 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("mux-server: TLS: {err}");
             return ExitCode::FAILURE;
+        }
+    }
+    if let Some(url) = &args.backplane {
+        let node = args.node_id.clone().unwrap_or_else(|| bind.to_string());
+        match mux_server::backplane::RedisBroker::start(url, &node) {
+            Ok(broker) => {
+                log::info!("node {node}: publish/subscribe through {url}");
+                builder = builder.broker(Arc::new(broker));
+            }
+            Err(err) => {
+                eprintln!("mux-server: --backplane: {err}");
+                return ExitCode::FAILURE;
+            }
         }
     }
     if let Some(http) = &args.http {

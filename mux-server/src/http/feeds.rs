@@ -28,7 +28,7 @@ use crate::event_log::Entry;
 use crate::subscriptions::Subscriptions;
 
 /// Who watches what, on one loop.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct FeedIndex {
     events: HashMap<String, Vec<PlainKey>>,
     topics: Subscriptions<PlainKey>,
@@ -38,6 +38,16 @@ pub(super) struct FeedIndex {
 }
 
 impl FeedIndex {
+    pub(super) fn new(broker: Arc<dyn crate::broker::Broker>) -> Self {
+        Self {
+            events: HashMap::new(),
+            topics: Subscriptions::with_broker(broker),
+            polls: HashMap::new(),
+            poll_timers: HashMap::new(),
+            next_timer: 0,
+        }
+    }
+
     /// Forgets every feed and poll of `key`.
     pub(super) fn forget(&mut self, key: PlainKey) {
         for keys in self.events.values_mut().chain(self.polls.values_mut()) {
@@ -341,6 +351,17 @@ impl HttpEdge {
         let block = write::chunk(&sse::event(None, "", &data));
         for key in targets {
             self.deliver_publication(ctx, key, 0, Some(block.clone()));
+        }
+    }
+
+    /// The broker may have lost publications: every subscription is told.
+    pub(crate) fn on_gap(&mut self, ctx: &mut Ctx<'_>, missed: u64) {
+        if missed == 0 {
+            return;
+        }
+        for key in self.feeds.topics.all() {
+            self.deliver_publication(ctx, key, missed, None);
+            self.flush(ctx, key);
         }
     }
 

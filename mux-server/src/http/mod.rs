@@ -225,6 +225,7 @@ impl HttpEdge {
             max_headers: config.max_headers,
             max_body,
         };
+        let feeds = feeds::FeedIndex::new(Arc::clone(&hub.broker));
         Self {
             config,
             limits,
@@ -235,7 +236,7 @@ impl HttpEdge {
             server: None,
             listener: None,
             conns: HashMap::new(),
-            feeds: feeds::FeedIndex::default(),
+            feeds,
             calls: Vec::new(),
             closed: Vec::new(),
             to_flush: Vec::new(),

@@ -256,6 +256,22 @@ impl Feeds {
         }
     }
 
+    /// Writes what every subscription has queued (a Lost notice, after
+    /// [`Feeds::add_lost_to_subscriptions`]).
+    pub(crate) fn flush_subscriptions(&mut self, ctx: &mut Ctx<'_>) {
+        for (key, id) in self.map.keys().collect::<Vec<_>>() {
+            let is_subscription = self
+                .map
+                .get(key, id)
+                .is_some_and(|feed| matches!(feed.kind, FeedKind::Subscription { .. }));
+            if let (true, Some(conn)) = (is_subscription, ctx.conn(key)) {
+                if let Some(feed) = self.map.get_mut(key, id) {
+                    feed.flush(conn, id);
+                }
+            }
+        }
+    }
+
     /// Removes a feed, returning its kind.
     pub(crate) fn remove(&mut self, key: ConnKey, id: StreamId) -> Option<FeedKind> {
         let feed = self.map.remove(key, id)?;

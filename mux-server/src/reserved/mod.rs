@@ -65,6 +65,9 @@ pub(crate) struct ReservedCall<'a, 'c> {
     pub(crate) body: bytes::Bytes,
     /// Who asked (the gate let the request through as this identity).
     pub(crate) identity: Option<&'a crate::auth::Identity>,
+    /// The loop's own handle, for answers that come later (`$publish`
+    /// through a backplane).
+    pub(crate) handle: Option<&'a mux_runtime::LoopHandle<crate::command::Command>>,
 }
 
 impl ReservedCall<'_, '_> {
@@ -86,7 +89,7 @@ impl Reserved {
             hub,
             feed_limits,
             feeds,
-            subscriptions: Default::default(),
+            subscriptions: crate::subscriptions::Subscriptions::with_broker(Arc::clone(&hub.broker)),
             event_watchers: Watchers::default(),
             session_watchers: Watchers::default(),
             polls: LongPolls::default(),

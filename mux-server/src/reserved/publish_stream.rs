@@ -28,6 +28,8 @@ pub(crate) struct PublishStream {
     published: u64,
     rejected: u64,
     refused: u64,
+    /// Refused by the broker (its backplane down or full).
+    unavailable: u64,
 }
 
 impl PublishStream {
@@ -39,6 +41,7 @@ impl PublishStream {
             published: 0,
             rejected: 0,
             refused: 0,
+            unavailable: 0,
         }
     }
 }
@@ -63,11 +66,12 @@ impl BodySink for PublishStream {
             Ok(FeedMessage::Publication { topic, payload })
                 if patterns::check_topic(&topic).is_ok() =>
             {
-                if (self.permit)(&topic) {
-                    self.hub.broker.publish(&topic, &payload);
+                if !(self.permit)(&topic) {
+                    self.refused += 1;
+                } else if self.hub.broker.publish(&topic, &payload, None).is_ok() {
                     self.published += 1;
                 } else {
-                    self.refused += 1;
+                    self.unavailable += 1;
                 }
             }
             _ => self.rejected += 1,
@@ -76,6 +80,16 @@ impl BodySink for PublishStream {
 
     fn end(self: Box<Self>) -> HandlerResult {
         let summary = format!("{} published, {} rejected", self.published, self.rejected);
+        if self.unavailable > 0 {
+            let summary = format!(
+                "{summary}, {} refused by the backplane (unavailable or full)",
+                self.unavailable
+            );
+            return Ok(Response::with_status(
+                mux_core::rpc::Status::UNAVAILABLE,
+                summary,
+            ));
+        }
         if self.refused > 0 {
             let summary = format!("{summary}, {} refused by policy", self.refused);
             return Ok(Response::with_status(

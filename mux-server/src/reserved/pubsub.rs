@@ -12,6 +12,8 @@ use mux_runtime::Ctx;
 
 use super::feed::{Feed, FeedKind};
 use super::{bad_request, param, Reserved, ReservedCall, Served};
+use crate::broker::{Accepted, Acknowledge, BrokerError};
+use crate::command::{Command, ReplyTo};
 use crate::request::Response;
 
 impl Reserved {
@@ -19,8 +21,26 @@ impl Reserved {
     pub(super) fn serve_publish(&mut self, call: &mut ReservedCall<'_, '_>) -> Served {
         let topic = param(call.head, patterns::TOPIC).unwrap_or_default();
         patterns::check_topic(topic).map_err(bad_request)?;
-        self.hub.broker.publish(topic, &call.body);
-        call.respond(Response::ok(Bytes::new()));
+        // A broker that spans servers answers once its backplane took the
+        // publication, or refused it (§3.6): never a 200 for a lost one.
+        let ack = call.handle.cloned().map(|handle| {
+            let to = ReplyTo::Stream(call.key, call.id);
+            Box::new(move |outcome: Result<(), BrokerError>| {
+                let response = match outcome {
+                    Ok(()) => Response::ok(Bytes::new()),
+                    Err(err) => Response::with_status(Status::UNAVAILABLE, err.to_string()),
+                };
+                let _ = handle.send(Command::Done {
+                    to,
+                    result: Ok(response),
+                });
+            }) as Acknowledge
+        });
+        match self.hub.broker.publish(topic, &call.body, ack) {
+            Ok(Accepted::Delivered) => call.respond(Response::ok(Bytes::new())),
+            Ok(Accepted::Queued) => {}
+            Err(err) => return Err(Response::with_status(Status::UNAVAILABLE, err.to_string())),
+        }
         Ok(())
     }
 
@@ -37,6 +57,15 @@ impl Reserved {
         self.feeds
             .insert(key, id, Feed::new(kind, self.feed_limits));
         Ok(())
+    }
+
+    /// The broker may have lost publications (`missed` of them, perhaps
+    /// [`patterns::LOST_UNKNOWN`]): every subscription is told now.
+    pub(crate) fn on_gap(&mut self, ctx: &mut Ctx<'_>, missed: u64) {
+        if missed > 0 {
+            self.feeds.add_lost_to_subscriptions(missed);
+            self.feeds.flush_subscriptions(ctx);
+        }
     }
 
     /// A publication from the broker: to every matching subscription of this
