@@ -51,11 +51,11 @@ pub const CURSOR: &[u8] = b":cursor";
 /// Longest topic or pattern, in bytes.
 pub const MAX_TOPIC_LEN: usize = 255;
 
-/// A message on a feed stream (subscription, event stream, session feed).
 /// The count of a Lost message that says "some, how many is unknown" (a
 /// server's link to the other servers broke and came back, §3.6).
 pub const LOST_UNKNOWN: u64 = u64::MAX;
 
+/// A message on a feed stream (subscription, event stream, session feed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedMessage {
     /// A publication on `topic` (`spec/patterns.md` §3.3).

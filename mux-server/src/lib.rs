@@ -50,7 +50,9 @@ mod tasks;
 mod workers;
 
 pub use body_stream::{BodyClosed, BodyWriter};
-pub use broker::{Accepted, Acknowledge, Arrival, Broker, BrokerError, MemoryBroker, SlowSubscriber};
+pub use broker::{
+    Accepted, Acknowledge, Arrival, Broker, BrokerError, MemoryBroker, SlowSubscriber,
+};
 pub use http::HttpConfig;
 pub use mux_core as core;
 pub use mux_core::rpc::Status;

@@ -83,8 +83,14 @@ impl std::fmt::Debug for RedisBroker {
         f.debug_struct("RedisBroker")
             .field("url", &self.shared.url)
             .field("node", &self.shared.node)
-            .field("publishing", &self.shared.publishing.load(Ordering::Relaxed))
-            .field("subscribed", &self.shared.subscribed.load(Ordering::Relaxed))
+            .field(
+                "publishing",
+                &self.shared.publishing.load(Ordering::Relaxed),
+            )
+            .field(
+                "subscribed",
+                &self.shared.subscribed.load(Ordering::Relaxed),
+            )
             .finish()
     }
 }
@@ -123,7 +129,10 @@ impl RedisBroker {
         };
         let publisher = {
             let (shared, client) = (Arc::clone(&shared), client.clone());
-            spawn("mux-redis-pub", Box::new(move || publish_loop(&shared, &client, &queue)))?
+            spawn(
+                "mux-redis-pub",
+                Box::new(move || publish_loop(&shared, &client, &queue)),
+            )?
         };
         let subscriber = {
             let shared = Arc::clone(&shared);
@@ -177,7 +186,7 @@ impl Broker for RedisBroker {
     ) -> Result<Accepted, BrokerError> {
         if !self.shared.publishing.load(Ordering::Acquire) {
             return Err(BrokerError::Unavailable(format!(
-                "no link to {} yet",
+                "no link to {} (retrying every {RETRY:?})",
                 self.shared.url
             )));
         }
@@ -329,7 +338,10 @@ fn subscribe_loop(shared: &Shared, client: &redis::Client, changes: &Receiver<(S
         was_up = true;
         serve_link(shared, &mut pubsub, changes);
         shared.subscribed.store(false, Ordering::Release);
-        log::warn!("node {}: Redis subscriber link lost; reconnecting", shared.node);
+        log::warn!(
+            "node {}: Redis subscriber link lost; reconnecting",
+            shared.node
+        );
     }
 }
 
@@ -354,7 +366,13 @@ fn serve_link(shared: &Shared, pubsub: &mut redis::PubSub<'_>, changes: &Receive
                     continue;
                 };
                 let payload = Bytes::copy_from_slice(message.get_payload_bytes());
-                deliver(shared, Arrival::Publication { topic, payload: &payload });
+                deliver(
+                    shared,
+                    Arrival::Publication {
+                        topic,
+                        payload: &payload,
+                    },
+                );
             }
             Err(err) if err.is_timeout() => {}
             Err(err) => {
@@ -382,7 +400,11 @@ fn connect(shared: &Shared, client: &redis::Client, role: &str) -> Option<redis:
             if timeouts.is_err() {
                 return None;
             }
-            log::info!("node {}: Redis {role} linked to {}", shared.node, shared.url);
+            log::info!(
+                "node {}: Redis {role} linked to {}",
+                shared.node,
+                shared.url
+            );
             Some(connection)
         }
         Err(err) => {

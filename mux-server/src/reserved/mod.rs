@@ -85,11 +85,13 @@ impl ReservedCall<'_, '_> {
 impl Reserved {
     pub(crate) fn new(hub: Arc<Hub>, feed_limits: FeedLimits) -> Self {
         let feeds = Feeds::new(Arc::clone(&hub.open_feeds), Arc::clone(&hub.feed_counters));
+        let subscriptions =
+            crate::subscriptions::Subscriptions::with_broker(Arc::clone(&hub.broker));
         Self {
             hub,
             feed_limits,
             feeds,
-            subscriptions: crate::subscriptions::Subscriptions::with_broker(Arc::clone(&hub.broker)),
+            subscriptions,
             event_watchers: Watchers::default(),
             session_watchers: Watchers::default(),
             polls: LongPolls::default(),
