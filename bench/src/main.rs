@@ -43,7 +43,7 @@ struct Args {
     /// Tiny sizes and one round: proves the program works, measures nothing.
     #[arg(long)]
     quick: bool,
-    /// Run only these workloads (bulk, longlink, rpc, busy, paced, mixed, web,
+    /// Run only these workloads (bulk, longlink, rpc, busy, paced, mixed, backplane, web,
     /// tls, fanout, setup, memory); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -78,6 +78,9 @@ enum Sub {
         /// The TLS kinds' key (PEM).
         #[arg(long)]
         key: Option<PathBuf>,
+        /// `mux`: publish/subscribe through this Redis (`redis://host:port`).
+        #[arg(long)]
+        backplane: Option<String>,
     },
 }
 
@@ -330,10 +333,11 @@ fn main() -> ExitCode {
         spin,
         cert,
         key,
+        backplane,
     }) = &args.command
     {
         let identity = cert.as_deref().zip(key.as_deref());
-        return match servers::serve(kind, spin.policy(), identity) {
+        return match servers::serve(kind, spin.policy(), identity, backplane.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("mux-bench serve {kind}: {err}");
@@ -520,6 +524,9 @@ fn main() -> ExitCode {
     }
     if wants("fanout") {
         fan_out(&mut report, &sizes, rounds, &mux, &args.fanout_rates);
+    }
+    if wants("backplane") {
+        backplane(&mut report, &sizes, rounds, &mux, args.spin);
     }
     if wants("web") {
         web_edge(&mut report, &sizes, rounds, args.spin, &args.out);
@@ -822,6 +829,81 @@ fn web_edge(report: &mut Report, sizes: &Sizes, rounds: usize, spin: Spin, out: 
     if lost.get() > 0 {
         report.notes.push(format!(
             "Web fan-out: the slow-subscriber policy announced {} lost messages (not counted as deliveries).",
+            lost.get()
+        ));
+    }
+}
+
+/// Fan-out across servers (`spec/patterns.md` §3.6): 1 → N subscribers
+/// spread over three `mux` nodes sharing a Redis backplane, the publisher on
+/// the first, beside the same fan-out on one node in memory and Redis
+/// pub/sub used directly; at peak and at half the slowest peak (the
+/// latency the backplane's hop adds when nobody is saturated).
+fn backplane(report: &mut Report, sizes: &Sizes, rounds: usize, mux: &Peer, spin: Spin) {
+    let redis = match Program::redis_server() {
+        Ok(redis) => redis,
+        Err(err) => {
+            report.notes.push(format!("{err}: the backplane not measured."));
+            return;
+        }
+    };
+    let url = format!("redis://{}", redis.addr);
+    let extra: [&std::ffi::OsStr; 2] = ["--backplane".as_ref(), url.as_ref()];
+    let nodes: Vec<Peer> = (0..3).map(|_| spawn_peer_with("mux", spin, &extra)).collect();
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|node| node.addr).collect();
+    let (addrs, redis) = (&addrs, &redis);
+    let (subscribers, messages) = (sizes.subscribers, sizes.messages);
+    let lost = std::cell::Cell::new(0u64);
+    let counted = |run: pubsub::FanOut| {
+        lost.set(lost.get() + run.lost);
+        run.outcome
+    };
+    let systems = |pace: Pace, messages: usize| {
+        vec![
+            ours("mux, one node, in memory", mux.pid(), move || {
+                counted(pubsub::mux(mux.addr, subscribers, messages, pace))
+            }),
+            ours("mux, 3 nodes through Redis", nodes[0].pid(), move || {
+                counted(pubsub::mux_nodes(addrs, subscribers, messages, pace))
+            }),
+            system("Redis pub/sub, directly", redis.id(), move || {
+                counted(pubsub::redis(redis.addr.port(), subscribers, messages, pace))
+            }),
+        ]
+    };
+    let peak = compare(
+        format!("Fan-out across servers at peak, 1 → {subscribers} subscribers, 64 B"),
+        "deliveries/s",
+        "1,000 deliveries",
+        rounds,
+        systems(Pace::Peak, messages),
+    );
+    let slowest = peak
+        .ours
+        .iter()
+        .chain(&peak.peers)
+        .map(|s| s.value().median)
+        .fold(f64::INFINITY, f64::min);
+    report.workloads.push(peak);
+    if slowest.is_finite() && slowest > 0.0 {
+        let rate = slowest / 2.0 / subscribers as f64;
+        let paced = ((rate * 2.0) as usize).clamp(100, messages);
+        report.workloads.push(compare(
+            format!("Fan-out across servers at {rate:.0} publications/s (half the slowest peak), 1 → {subscribers}"),
+            "deliveries/s",
+            "1,000 deliveries",
+            rounds,
+            systems(Pace::Rate(rate), paced),
+        ));
+    }
+    report.notes.push(
+        "Fan-out across servers: the 3-node row's server CPU is the publishing node's alone; \
+         the other nodes and Redis also work for it."
+            .into(),
+    );
+    if lost.get() > 0 {
+        report.notes.push(format!(
+            "Fan-out across servers: {} messages announced lost (not counted as deliveries).",
             lost.get()
         ));
     }

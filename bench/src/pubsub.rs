@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use mux_client::{Client, Delivery};
+use mux_client::{Client, Delivery, Subscription};
 
 use crate::measure::Outcome;
 
@@ -157,19 +157,7 @@ pub(crate) fn mux(addr: SocketAddr, subscribers: usize, messages: usize, pace: P
         .connect()
         .expect("mux subscribers");
     let subs: Vec<_> = (0..subscribers)
-        .map(|_| {
-            let mut sub = subscriber_client.subscribe(TOPIC).expect("subscribe");
-            move |base| loop {
-                match sub.next_timeout(Duration::from_secs(10)) {
-                    Some(Ok(Delivery::Message { payload, .. })) => {
-                        return Next::Message(latency(base, &payload))
-                    }
-                    Some(Ok(Delivery::Lost(count))) if count > 0 => return Next::Lost(count),
-                    Some(Ok(Delivery::Lost(_))) => {}
-                    Some(Err(_)) | None => return Next::Closed,
-                }
-            }
-        })
+        .map(|_| reader_of(subscriber_client.subscribe(TOPIC).expect("subscribe")))
         .collect();
     let result = publish_with_mux(addr, subs, messages, pace);
     drop(subscriber_client);
@@ -240,6 +228,70 @@ where
     });
     let _ = publisher.finish();
     result
+}
+
+/// mux subscribers spread over several servers (nodes sharing a Redis
+/// backplane), round robin, each on a connection of its own; the publisher
+/// is a client of the first node. Before the run, publications on the
+/// topic repeat until every subscription has received one (a node's
+/// subscription reaches Redis shortly after it is answered), then a fence
+/// is drained.
+pub(crate) fn mux_nodes(
+    nodes: &[SocketAddr],
+    subscribers: usize,
+    messages: usize,
+    pace: Pace,
+) -> FanOut {
+    let per_node = subscribers.div_ceil(nodes.len().max(1));
+    let clients: Vec<Client> = nodes
+        .iter()
+        .map(|&addr| {
+            Client::builder(addr)
+                .connections(per_node)
+                .connect()
+                .expect("mux subscribers")
+        })
+        .collect();
+    let mut subs: Vec<_> = (0..subscribers)
+        .map(|n| clients[n % clients.len()].subscribe(TOPIC).expect("subscribe"))
+        .collect();
+    let publisher = Client::connect(nodes[0]).expect("mux publisher");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for sub in &mut subs {
+        while !matches!(
+            sub.next_timeout(Duration::from_millis(20)),
+            Some(Ok(Delivery::Message { .. }))
+        ) {
+            assert!(Instant::now() < deadline, "the nodes never heard each other");
+            let _ = publisher.publish(TOPIC, "warm-up");
+        }
+    }
+    publisher.publish(TOPIC, "fence").expect("publish the fence");
+    for sub in &mut subs {
+        loop {
+            match sub.next_timeout(Duration::from_secs(10)) {
+                Some(Ok(Delivery::Message { payload, .. })) if &payload[..] == b"fence" => break,
+                Some(Ok(_)) => {}
+                other => panic!("no fence: {other:?}"),
+            }
+        }
+    }
+    let readers: Vec<_> = subs.into_iter().map(reader_of).collect();
+    let result = publish_with_mux(nodes[0], readers, messages, pace);
+    drop(clients);
+    result
+}
+
+/// A mux subscription as the harness's reader.
+fn reader_of(mut sub: Subscription) -> impl FnMut(Instant) -> Next + Send + 'static {
+    move |base| loop {
+        match sub.next_timeout(Duration::from_secs(10)) {
+            Some(Ok(Delivery::Message { payload, .. })) => return Next::Message(latency(base, &payload)),
+            Some(Ok(Delivery::Lost(count))) if count > 0 => return Next::Lost(count),
+            Some(Ok(Delivery::Lost(_))) => {}
+            Some(Err(_)) | None => return Next::Closed,
+        }
+    }
 }
 
 /// Reads one CRLF-terminated line into `line` (cleared first).

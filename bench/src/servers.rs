@@ -2,7 +2,8 @@
 //! serve KIND`): it prints its address on stdout and serves until killed.
 //!
 //! - `raw`: raw TCP ([`crate::raw`]).
-//! - `mux`: mux-server with `echo`, a streaming `sink` and pub/sub.
+//! - `mux`: mux-server with `echo`, a streaming `sink` and pub/sub; with
+//!   `--backplane URL`, publish/subscribe goes through that Redis.
 //! - `h2`: HTTP/2 on tokio + h2 ([`crate::http2`]).
 //! - `mux-tls`, `h2-tls`: the same over TLS, with the certificate and key
 //!   given by `--cert` and `--key`.
@@ -19,14 +20,19 @@ use mux_server::{Server, SpinPolicy};
 /// A server's certificate and key files.
 pub(crate) type Identity<'a> = Option<(&'a std::path::Path, &'a std::path::Path)>;
 
-pub(crate) fn serve(kind: &str, spin: SpinPolicy, identity: Identity<'_>) -> Result<(), String> {
+pub(crate) fn serve(
+    kind: &str,
+    spin: SpinPolicy,
+    identity: Identity<'_>,
+    backplane: Option<&str>,
+) -> Result<(), String> {
     let needs_identity = || identity.ok_or_else(|| format!("{kind} needs --cert and --key"));
     match kind {
         "raw" => crate::raw::serve().map_err(|e| e.to_string()),
-        "mux" => serve_mux(spin, None, false),
-        "mux-web" => serve_mux(spin, None, true),
+        "mux" => serve_mux(spin, None, false, backplane),
+        "mux-web" => serve_mux(spin, None, true, None),
         "h2" => crate::http2::serve(None),
-        "mux-tls" => serve_mux(spin, Some(needs_identity()?), false),
+        "mux-tls" => serve_mux(spin, Some(needs_identity()?), false, None),
         "h2-tls" => crate::http2::serve(Some(needs_identity()?)),
         "busy" => {
             announce(SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -50,7 +56,12 @@ fn announce_all(addrs: &[SocketAddr]) {
     let _ = std::io::stdout().flush();
 }
 
-fn serve_mux(spin: SpinPolicy, identity: Identity<'_>, web: bool) -> Result<(), String> {
+fn serve_mux(
+    spin: SpinPolicy,
+    identity: Identity<'_>,
+    web: bool,
+    backplane: Option<&str>,
+) -> Result<(), String> {
     let config = mux_core::Config {
         max_concurrent_streams: 1000,
         ..mux_core::Config::default()
@@ -63,6 +74,18 @@ fn serve_mux(spin: SpinPolicy, identity: Identity<'_>, web: bool) -> Result<(), 
         .slow_subscriber_policy(mux_server::SlowSubscriber::DropOldest { queue: 100_000 })
         // 100,000 messages of 64 bytes: the byte cap must not bind first.
         .feed_queue_bytes(16 << 20);
+    let builder = match backplane {
+        Some(url) => {
+            let node = format!("bench-{}", std::process::id());
+            let broker = mux_server::backplane::RedisBroker::start(url, &node)
+                .map_err(|e| e.to_string())?;
+            if !broker.wait_connected(std::time::Duration::from_secs(10)) {
+                return Err(format!("no link to {url}"));
+            }
+            builder.broker(std::sync::Arc::new(broker))
+        }
+        None => builder,
+    };
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let builder = if web { builder.http(loopback) } else { builder };
     let builder = match identity {
