@@ -526,7 +526,14 @@ fn main() -> ExitCode {
         fan_out(&mut report, &sizes, rounds, &mux, &args.fanout_rates);
     }
     if wants("backplane") {
-        backplane(&mut report, &sizes, rounds, &mux, args.spin);
+        backplane(
+            &mut report,
+            &sizes,
+            rounds,
+            &mux,
+            args.spin,
+            &args.fanout_rates,
+        );
     }
     if wants("web") {
         web_edge(&mut report, &sizes, rounds, args.spin, &args.out);
@@ -839,17 +846,28 @@ fn web_edge(report: &mut Report, sizes: &Sizes, rounds: usize, spin: Spin, out: 
 /// the first, beside the same fan-out on one node in memory and Redis
 /// pub/sub used directly; at peak and at half the slowest peak (the
 /// latency the backplane's hop adds when nobody is saturated).
-fn backplane(report: &mut Report, sizes: &Sizes, rounds: usize, mux: &Peer, spin: Spin) {
+fn backplane(
+    report: &mut Report,
+    sizes: &Sizes,
+    rounds: usize,
+    mux: &Peer,
+    spin: Spin,
+    rates: &[f64],
+) {
     let redis = match Program::redis_server() {
         Ok(redis) => redis,
         Err(err) => {
-            report.notes.push(format!("{err}: the backplane not measured."));
+            report
+                .notes
+                .push(format!("{err}: the backplane not measured."));
             return;
         }
     };
     let url = format!("redis://{}", redis.addr);
     let extra: [&std::ffi::OsStr; 2] = ["--backplane".as_ref(), url.as_ref()];
-    let nodes: Vec<Peer> = (0..3).map(|_| spawn_peer_with("mux", spin, &extra)).collect();
+    let nodes: Vec<Peer> = (0..3)
+        .map(|_| spawn_peer_with("mux", spin, &extra))
+        .collect();
     let addrs: Vec<SocketAddr> = nodes.iter().map(|node| node.addr).collect();
     let (addrs, redis) = (&addrs, &redis);
     let (subscribers, messages) = (sizes.subscribers, sizes.messages);
@@ -867,7 +885,12 @@ fn backplane(report: &mut Report, sizes: &Sizes, rounds: usize, mux: &Peer, spin
                 counted(pubsub::mux_nodes(addrs, subscribers, messages, pace))
             }),
             system("Redis pub/sub, directly", redis.id(), move || {
-                counted(pubsub::redis(redis.addr.port(), subscribers, messages, pace))
+                counted(pubsub::redis(
+                    redis.addr.port(),
+                    subscribers,
+                    messages,
+                    pace,
+                ))
             }),
         ]
     };
@@ -885,11 +908,17 @@ fn backplane(report: &mut Report, sizes: &Sizes, rounds: usize, mux: &Peer, spin
         .map(|s| s.value().median)
         .fold(f64::INFINITY, f64::min);
     report.workloads.push(peak);
-    if slowest.is_finite() && slowest > 0.0 {
-        let rate = slowest / 2.0 / subscribers as f64;
+    let half_slowest = (slowest.is_finite() && slowest > 0.0).then(|| {
+        (
+            slowest / 2.0 / subscribers as f64,
+            " (half the slowest peak)",
+        )
+    });
+    let asked = rates.iter().map(|&rate| (rate, ""));
+    for (rate, why) in half_slowest.into_iter().chain(asked) {
         let paced = ((rate * 2.0) as usize).clamp(100, messages);
         report.workloads.push(compare(
-            format!("Fan-out across servers at {rate:.0} publications/s (half the slowest peak), 1 → {subscribers}"),
+            format!("Fan-out across servers at {rate:.0} publications/s{why}, 1 → {subscribers}"),
             "deliveries/s",
             "1,000 deliveries",
             rounds,

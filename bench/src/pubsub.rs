@@ -253,7 +253,11 @@ pub(crate) fn mux_nodes(
         })
         .collect();
     let mut subs: Vec<_> = (0..subscribers)
-        .map(|n| clients[n % clients.len()].subscribe(TOPIC).expect("subscribe"))
+        .map(|n| {
+            clients[n % clients.len()]
+                .subscribe(TOPIC)
+                .expect("subscribe")
+        })
         .collect();
     let publisher = Client::connect(nodes[0]).expect("mux publisher");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -262,11 +266,16 @@ pub(crate) fn mux_nodes(
             sub.next_timeout(Duration::from_millis(20)),
             Some(Ok(Delivery::Message { .. }))
         ) {
-            assert!(Instant::now() < deadline, "the nodes never heard each other");
+            assert!(
+                Instant::now() < deadline,
+                "the nodes never heard each other"
+            );
             let _ = publisher.publish(TOPIC, "warm-up");
         }
     }
-    publisher.publish(TOPIC, "fence").expect("publish the fence");
+    publisher
+        .publish(TOPIC, "fence")
+        .expect("publish the fence");
     for sub in &mut subs {
         loop {
             match sub.next_timeout(Duration::from_secs(10)) {
@@ -286,7 +295,9 @@ pub(crate) fn mux_nodes(
 fn reader_of(mut sub: Subscription) -> impl FnMut(Instant) -> Next + Send + 'static {
     move |base| loop {
         match sub.next_timeout(Duration::from_secs(10)) {
-            Some(Ok(Delivery::Message { payload, .. })) => return Next::Message(latency(base, &payload)),
+            Some(Ok(Delivery::Message { payload, .. })) => {
+                return Next::Message(latency(base, &payload))
+            }
             Some(Ok(Delivery::Lost(count))) if count > 0 => return Next::Lost(count),
             Some(Ok(Delivery::Lost(_))) => {}
             Some(Err(_)) | None => return Next::Closed,

@@ -77,8 +77,8 @@ fn serve_mux(
     let builder = match backplane {
         Some(url) => {
             let node = format!("bench-{}", std::process::id());
-            let broker = mux_server::backplane::RedisBroker::start(url, &node)
-                .map_err(|e| e.to_string())?;
+            let broker =
+                mux_server::backplane::RedisBroker::start(url, &node).map_err(|e| e.to_string())?;
             if !broker.wait_connected(std::time::Duration::from_secs(10)) {
                 return Err(format!("no link to {url}"));
             }

@@ -131,6 +131,11 @@ fn main() -> ExitCode {
         match mux_server::backplane::RedisBroker::start(url, &node) {
             Ok(broker) => {
                 log::info!("node {node}: publish/subscribe through {url}");
+                if !broker.wait_connected(Duration::from_secs(2)) {
+                    // Not fatal: the links come up when Redis does; until
+                    // then publications are answered 503.
+                    log::warn!("node {node}: no link to {url} yet; retrying in the background");
+                }
                 builder = builder.broker(Arc::new(broker));
             }
             Err(err) => {
