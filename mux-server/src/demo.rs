@@ -171,8 +171,8 @@ static CONFIG_VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU
 /// - `config.set` (inline): changes it;
 /// - `counter` (inline, session): increments a counter kept in the caller's
 ///   session and pushes the new value to the session's feed;
-/// - `enqueue` (inline): appends the body to the long-poll log `jobs`;
-/// - `announce` (inline): appends the body to the event stream `news` (type `news`).
+/// - `enqueue` (blocking): appends the body to the long-poll log `jobs`;
+/// - `announce` (blocking): appends the body to the event stream `news` (type `news`).
 ///
 /// Publish/subscribe needs no route: clients use `chat.lobby` and the like directly.
 pub fn pattern_routes(builder: ServerBuilder) -> ServerBuilder {
@@ -217,22 +217,22 @@ pub fn pattern_routes(builder: ServerBuilder) -> ServerBuilder {
             session.push("count", Bytes::from(count.to_string()));
             Ok(Response::ok(count.to_string()))
         })
-        .route("enqueue", |req| match req.server() {
-            Some(server) => Ok(Response::ok(
-                server
-                    .append_event("jobs", "job", req.body().clone())
-                    .to_string(),
-            )),
-            None => Err("server not started".into()),
-        })
-        .route("announce", |req| match req.server() {
-            Some(server) => Ok(Response::ok(
-                server
-                    .append_event("news", "news", req.body().clone())
-                    .to_string(),
-            )),
-            None => Err("server not started".into()),
-        })
+        // Blocking: with an event store shared over the network, an append
+        // waits for the store's answer, which a loop must not.
+        .route_blocking("enqueue", |req| append(&req, "jobs", "job"))
+        .route_blocking("announce", |req| append(&req, "news", "news"))
+}
+
+/// Appends the request's body to `log`; answers the entry's id (503 when
+/// the event store cannot take it).
+fn append(req: &crate::Request, log: &str, kind: &str) -> crate::HandlerResult {
+    let Some(server) = req.server() else {
+        return Err("server not started".into());
+    };
+    server
+        .append_event(log, kind, req.body().clone())
+        .map(|id| Response::ok(id.to_string()))
+        .map_err(|err| HandlerError::new(Status::UNAVAILABLE, err.to_string()))
 }
 
 /// The event log the demo clock appends a `tick` to every second.
@@ -259,7 +259,7 @@ pub fn start_clock(server: ServerHandle, every: Duration) -> ClockGuard {
                 // For the web edge's page (and anyone): the same tick as an
                 // event, a publication and a long-polled log entry.
                 tick += 1;
-                server.append_event(TICKS, "tick", format!("tick {tick} at {now}"));
+                let _ = server.append_event(TICKS, "tick", format!("tick {tick} at {now}"));
                 let _ = server.publish("clock.tick", now);
                 let mut slept = Duration::ZERO;
                 while slept < every && !flag.load(std::sync::atomic::Ordering::Relaxed) {

@@ -15,6 +15,8 @@ pub struct Entry {
     pub kind: String,
     /// Its data.
     pub data: Bytes,
+    /// The epoch of the log it belongs to (`spec/patterns.md` §5.3).
+    pub epoch: u64,
 }
 
 /// A replay request reached back past the oldest entry kept.
@@ -67,6 +69,7 @@ impl EventLog {
             id: self.last_id,
             kind: kind.to_owned(),
             data,
+            epoch: self.epoch,
         };
         if self.entries.len() == self.capacity {
             self.entries.pop_front();

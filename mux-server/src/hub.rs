@@ -6,9 +6,8 @@
 //! It carries what `spec/patterns.md` §3 (publications), §5 (event-log
 //! entries) and §6 (session events) deliver to every loop.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -16,25 +15,9 @@ use mux_runtime::LoopHandle;
 
 use crate::broker::{Arrival, Broker};
 use crate::command::Command;
-use crate::event_log::{Entry, EventLog, Gap};
+use crate::event_log::{Entry, Gap};
+use crate::event_store::{EventStore, StoreError};
 use crate::sessions::{SessionEvents, SessionHandle, SessionStore};
-
-/// Event logs a server keeps at most. Logs exist because server code
-/// appends to them; a server that names logs after its clients could still
-/// make them many, so past this count the log appended to least recently
-/// goes (its readers resume in a new epoch, `spec/patterns.md` §5.3).
-const MAX_EVENT_LOGS: usize = 10_000;
-
-/// Drops the log whose newest entry is the oldest of all.
-fn evict_quietest(logs: &mut HashMap<String, EventLog>) {
-    let quietest = logs
-        .iter()
-        .min_by_key(|(_, log)| log.last_appended())
-        .map(|(name, _)| name.clone());
-    if let Some(name) = quietest {
-        logs.remove(&name);
-    }
-}
 
 /// What feeds delivered and lost, on every loop, mux and HTTP alike (the
 /// metrics' `feed_deliveries` and `feed_losses`).
@@ -60,8 +43,7 @@ impl FeedCounters {
 pub(crate) struct Hub {
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) sessions: Arc<dyn SessionStore>,
-    logs: Mutex<HashMap<String, EventLog>>,
-    log_capacity: usize,
+    pub(crate) events: Arc<dyn EventStore>,
     loops: RwLock<Vec<LoopHandle<Command>>>,
     pub(crate) dropped: Arc<AtomicU64>,
     /// Subscriptions, event streams and session feeds open on every loop.
@@ -81,13 +63,12 @@ impl Hub {
     pub(crate) fn new(
         broker: Arc<dyn Broker>,
         sessions: Arc<dyn SessionStore>,
-        log_capacity: usize,
+        events: Arc<dyn EventStore>,
     ) -> Self {
         Self {
             broker,
             sessions,
-            logs: Mutex::new(HashMap::new()),
-            log_capacity,
+            events,
             loops: RwLock::new(Vec::new()),
             dropped: Arc::new(AtomicU64::new(0)),
             open_feeds: Arc::default(),
@@ -135,24 +116,25 @@ impl Hub {
         }
     }
 
-    /// Appends to the log `stream` and fans the entry out to every loop.
-    pub(crate) fn append(&self, stream: &str, kind: &str, data: Bytes) -> u64 {
-        let entry = {
-            let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
-            if !logs.contains_key(stream) && logs.len() >= MAX_EVENT_LOGS {
-                evict_quietest(&mut logs);
-            }
-            logs.entry(stream.to_owned())
-                .or_insert_with(|| EventLog::new(self.log_capacity))
-                .append(kind, data)
-        };
-        let stream: Arc<str> = Arc::from(stream);
-        let id = entry.id;
-        self.broadcast(|| Command::Event {
-            stream: Arc::clone(&stream),
-            entry: entry.clone(),
-        });
-        id
+    /// Fans every entry the event store reports out to every loop (those
+    /// appended here, and by other servers sharing the store).
+    pub(crate) fn watch_events(self: &Arc<Self>) {
+        let hub = Arc::downgrade(self);
+        self.events
+            .watch(Arc::new(move |stream: &str, entry: &Entry| {
+                if let Some(hub) = hub.upgrade() {
+                    let stream: Arc<str> = Arc::from(stream);
+                    hub.broadcast(|| Command::Event {
+                        stream: Arc::clone(&stream),
+                        entry: entry.clone(),
+                    });
+                }
+            }));
+    }
+
+    /// Appends to the log `stream`; its id once stored.
+    pub(crate) fn append(&self, stream: &str, kind: &str, data: Bytes) -> Result<u64, StoreError> {
+        self.events.append(stream, kind, data).map(|entry| entry.id)
     }
 
     /// Entries of `stream` after `after` (at most `max`), and the newest id.
@@ -161,28 +143,20 @@ impl Hub {
         stream: &str,
         after: u64,
         max: usize,
-    ) -> Result<(Vec<Entry>, u64), Gap> {
-        let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
-        match logs.get(stream) {
-            Some(log) => log
-                .after(after, max)
-                .map(|entries| (entries, log.last_id())),
-            None => Ok((Vec::new(), 0)),
-        }
+    ) -> Result<Result<(Vec<Entry>, u64), Gap>, StoreError> {
+        self.events.after(stream, after, max)
     }
 
     /// Every entry of `stream` still kept, and the newest id: where a
     /// client that resumes from another epoch of the log starts
     /// (`spec/patterns.md` §5.3).
-    pub(crate) fn replay_kept(&self, stream: &str) -> (Vec<Entry>, u64) {
-        let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
-        logs.get(stream)
-            .map_or((Vec::new(), 0), |log| (log.kept(), log.last_id()))
+    pub(crate) fn replay_kept(&self, stream: &str) -> Result<(Vec<Entry>, u64), StoreError> {
+        self.events.kept(stream)
     }
 
-    /// Event logs kept.
+    /// Event logs kept (0 if the store cannot tell).
     pub(crate) fn log_count(&self) -> usize {
-        self.logs.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.events.count().unwrap_or(0)
     }
 
     /// The newest id and the epoch of `stream`; `(0, 0)` while nothing was
@@ -191,10 +165,8 @@ impl Hub {
     /// cannot make the server keep logs for names it invents. A client that
     /// resumes with epoch 0 from a log created since is replayed from its
     /// start (§5.3), which is all of it.
-    pub(crate) fn position(&self, stream: &str) -> (u64, u64) {
-        let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
-        logs.get(stream)
-            .map_or((0, 0), |log| (log.last_id(), log.epoch()))
+    pub(crate) fn position(&self, stream: &str) -> Result<(u64, u64), StoreError> {
+        self.events.position(stream)
     }
 
     /// A handle to the session `token`, if it is alive.
@@ -223,27 +195,5 @@ impl SessionEvents for Hub {
             entry: entry.clone(),
         });
         Some(id)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_log_appended_to_least_recently_is_evicted_first() {
-        let mut logs = HashMap::new();
-        for name in ["old", "middle", "new"] {
-            let mut log = EventLog::new(4);
-            log.append("kind", Bytes::from_static(b"x"));
-            logs.insert(name.to_owned(), log);
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-        if let Some(old) = logs.get_mut("old") {
-            old.append("kind", Bytes::from_static(b"again")); // now the newest
-        }
-        evict_quietest(&mut logs);
-        assert!(!logs.contains_key("middle"), "{:?}", logs.keys());
-        assert_eq!(logs.len(), 2);
     }
 }

@@ -34,6 +34,7 @@ mod budget;
 mod command;
 pub mod demo;
 pub mod event_log;
+pub mod event_store;
 mod gate;
 mod handler;
 pub mod http;
@@ -62,4 +63,5 @@ pub use server::{
     PublishError, Server, ServerBuilder, ServerHandle, DEFAULT_ADDR, DEFAULT_CONNECTION_MEMORY,
     DEFAULT_FEED_QUEUE_BYTES, DEFAULT_MAX_REQUEST_BODY, DEFAULT_SERVER_MEMORY,
 };
+pub use event_store::{EventStore, MemoryEvents, StoreError};
 pub use sessions::{MemoryStore, SessionHandle, SessionStore};

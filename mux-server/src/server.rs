@@ -23,6 +23,7 @@ use crate::command::Command;
 use crate::gate::Security;
 use crate::handler::Handler;
 use crate::http::{HttpConfig, HttpEdge};
+use crate::event_store::{EventStore, MemoryEvents, StoreError};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::request::{BodySink, HandlerResult, Request};
@@ -73,6 +74,7 @@ pub struct ServerBuilder {
     authenticator: Option<Arc<dyn Authenticator>>,
     authorizer: Option<Arc<dyn Authorizer>>,
     http: Option<HttpConfig>,
+    events: Option<Arc<dyn EventStore>>,
 }
 
 impl std::fmt::Debug for dyn Broker {
@@ -90,6 +92,12 @@ impl std::fmt::Debug for dyn Authenticator {
 impl std::fmt::Debug for dyn Authorizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Authorizer")
+    }
+}
+
+impl std::fmt::Debug for dyn EventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventStore")
     }
 }
 
@@ -120,6 +128,7 @@ impl Default for ServerBuilder {
             authenticator: None,
             authorizer: None,
             http: None,
+            events: None,
         }
     }
 }
@@ -342,9 +351,20 @@ impl ServerBuilder {
         self
     }
 
-    /// Entries each event log keeps for replay (default 1,024).
+    /// Entries each event log keeps for replay (default 1,024), in the
+    /// embedded in-memory store.
     pub fn event_log_capacity(mut self, entries: usize) -> Self {
         self.log_capacity = entries.max(1);
+        self
+    }
+
+    /// Where event logs live (default: [`MemoryEvents`] of
+    /// [`ServerBuilder::event_log_capacity`] entries, in this process; a
+    /// store shared by several servers, such as
+    /// [`backplane::RedisEvents`](crate::backplane::RedisEvents), lets a
+    /// client resume on any of them).
+    pub fn event_store(mut self, store: Arc<dyn EventStore>) -> Self {
+        self.events = Some(store);
         self
     }
 
@@ -378,7 +398,11 @@ impl ServerBuilder {
         let sessions = self
             .sessions
             .unwrap_or_else(|| Arc::new(MemoryStore::new(Duration::from_secs(300), 1024)));
-        let hub = Arc::new(Hub::new(broker, sessions, self.log_capacity));
+        let events = self
+            .events
+            .unwrap_or_else(|| Arc::new(MemoryEvents::new(self.log_capacity)));
+        let hub = Arc::new(Hub::new(broker, sessions, events));
+        hub.watch_events();
         // A connection must be able to hold the largest request body it may send.
         let per_connection = self.max_connection_memory.max(self.max_request_body);
         let limits = Limits::new(per_connection, self.max_server_memory, self.threads);
@@ -540,8 +564,17 @@ impl ServerHandle {
     }
 
     /// Appends an event to the event stream (and long-poll log) `stream`;
-    /// returns its id (`spec/patterns.md` §4.2, §5).
-    pub fn append_event(&self, stream: &str, kind: &str, data: impl Into<Bytes>) -> u64 {
+    /// returns its id once the event store holds it (`spec/patterns.md`
+    /// §4.2, §5), or why it could not (a shared store that is unreachable).
+    /// With a store shared over the network this waits for its answer: call
+    /// it from a blocking or async handler, or another thread, rather than
+    /// an inline handler.
+    pub fn append_event(
+        &self,
+        stream: &str,
+        kind: &str,
+        data: impl Into<Bytes>,
+    ) -> Result<u64, StoreError> {
         self.hub.append(stream, kind, data.into())
     }
 

@@ -53,7 +53,7 @@ fn an_event_stream_replays_follows_and_resumes_from_last_event_id() {
     let (server, addr) = start(|c| c);
     let handle = server.handle();
     for n in 1..=3 {
-        handle.append_event("news", "headline", format!("story {n}\nline two"));
+        handle.append_event("news", "headline", format!("story {n}\nline two")).expect("append");
     }
     let mut stream = EventStream::open(addr, "/events/news?lastEventId=0", &[]).expect("open");
     let mut ids = Vec::new();
@@ -68,7 +68,7 @@ fn an_event_stream_replays_follows_and_resumes_from_last_event_id() {
         Some(1000),
         "the reconnection delay is advertised"
     );
-    handle.append_event("news", "", "live");
+    handle.append_event("news", "", "live").expect("append");
     let live = stream.next_event().expect("a live event");
     assert_eq!(
         (live.kind.as_str(), live.data.as_str()),
@@ -84,7 +84,7 @@ fn an_event_stream_replays_follows_and_resumes_from_last_event_id() {
     assert_eq!(data, ["story 3\nline two", "live"]);
     // Without an id, a stream starts with the next event.
     let mut fresh = EventStream::open(addr, "/events/news", &[]).expect("fresh");
-    handle.append_event("news", "", "next");
+    handle.append_event("news", "", "next").expect("append");
     assert_eq!(fresh.next_event().expect("next").data, "next");
 }
 
@@ -93,7 +93,7 @@ fn a_resume_past_the_kept_events_is_gone_and_another_epoch_starts_over() {
     let (server, addr) = start(|c| c);
     let handle = server.handle();
     for n in 0..20 {
-        handle.append_event("busy", "", format!("{n}"));
+        handle.append_event("busy", "", format!("{n}")).expect("append");
     }
     // Ids of another instance of the log (a restarted server): from the
     // oldest kept event.
@@ -153,13 +153,13 @@ fn a_long_poll_is_held_until_an_entry_or_its_wait_ends() {
             .metrics_text()
             .contains("mux_http_connections_open 1")
     });
-    handle.append_event("jobs", "job", "build");
+    handle.append_event("jobs", "job", "build").expect("append");
     let answer = conn.read_response().expect("answered");
     assert_eq!(answer.status, 200);
     assert_eq!(answer.header("mux-cursor"), Some("1"));
     assert_eq!(answer.text(), "id: 1\nevent: job\ndata: build\n\n");
     // The same connection polls again from the new cursor.
-    handle.append_event("jobs", "job", "test");
+    handle.append_event("jobs", "job", "test").expect("append");
     conn.request("GET", "/poll/jobs?cursor=1", &[], b"")
         .expect("send");
     let next = conn.read_response().expect("answered");

@@ -234,19 +234,19 @@ fn event_streams_resume_from_the_last_id_and_report_gaps() {
     let handle = server.handle();
     let client = Client::connect(server.local_addr()).expect("connect");
     for n in 1..=3 {
-        handle.append_event("feed", "item", format!("{n}"));
+        handle.append_event("feed", "item", format!("{n}")).expect("append");
     }
     let mut events = client.events("feed", Resume::After(1)).expect("events");
     let ids: Vec<u64> = (0..2)
         .map(|_| events.next_timeout(WAIT).expect("event").expect("ok").id)
         .collect();
     assert_eq!(ids, [2, 3]);
-    handle.append_event("feed", "item", "4");
+    handle.append_event("feed", "item", "4").expect("append");
     assert_eq!(events.next_timeout(WAIT).expect("live").expect("ok").id, 4);
     assert_eq!(events.last_id(), Some(4));
     // Far behind: more than the 8 kept events were appended since.
     for n in 5..=20 {
-        handle.append_event("feed", "item", format!("{n}"));
+        handle.append_event("feed", "item", format!("{n}")).expect("append");
     }
     match client.events("feed", Resume::After(2)) {
         Err(CallError::Rejected { status, .. }) => assert_eq!(status, Status::GONE),
@@ -288,7 +288,7 @@ fn long_polls_hold_until_data_and_never_skip_or_repeat() {
     let handle = server.handle();
     let client = Client::connect(server.local_addr()).expect("connect");
     for n in 1..=5 {
-        handle.append_event("queue", "job", format!("{n}"));
+        handle.append_event("queue", "job", format!("{n}")).expect("append");
     }
     let mut poller = client.long_poller("queue", 0, Duration::from_secs(2));
     let first: Vec<u64> = poller.poll().expect("poll").iter().map(|e| e.id).collect();
@@ -312,7 +312,7 @@ fn long_polls_hold_until_data_and_never_skip_or_repeat() {
         held.try_next().is_none(),
         "answered before any entry arrived"
     );
-    handle.append_event("queue", "job", "6");
+    handle.append_event("queue", "job", "6").expect("append");
     assert_eq!(held.head().expect("answered").status, Status::OK);
     match held.next_timeout(WAIT).map(|m| m.map(FeedMessage::decode)) {
         Some(Ok(Ok(FeedMessage::Event { id, .. }))) => assert_eq!(id, 6),

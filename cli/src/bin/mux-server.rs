@@ -46,9 +46,9 @@ struct Args {
     /// streams, topics, long polls, calls, /metrics, the demo page at /).
     #[arg(long, value_name = "ADDR")]
     http: Option<mux_runtime::Address>,
-    /// Share publish/subscribe with other servers through this Redis
-    /// (`redis://host:port`): a subscriber on any server receives what is
-    /// published on any other.
+    /// Share publish/subscribe and event logs with other servers through
+    /// this Redis (`redis://host:port`): a subscriber on any server receives
+    /// what is published on any other, an event stream resumes on any.
     #[arg(long, value_name = "URL")]
     backplane: Option<String>,
     /// This server's name in logs (default: its address).
@@ -71,6 +71,9 @@ fn authenticator(args: &Args) -> Result<Option<FirstOf>, String> {
     }
     Ok((!accepted.is_empty()).then(|| FirstOf(accepted)))
 }
+
+/// Entries each event log keeps (in memory, or on the backplane).
+const EVENT_LOG_CAPACITY: usize = 1024;
 
 /// The first address `address` resolves to (to listen on).
 fn first_address(address: &mux_runtime::Address) -> Result<SocketAddr, String> {
@@ -137,6 +140,17 @@ fn main() -> ExitCode {
                     log::warn!("node {node}: no link to {url} yet; retrying in the background");
                 }
                 builder = builder.broker(Arc::new(broker));
+            }
+            Err(err) => {
+                eprintln!("mux-server: --backplane: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+        let prefix = mux_server::backplane::DEFAULT_PREFIX;
+        match mux_server::backplane::RedisEvents::start(url, &node, prefix, EVENT_LOG_CAPACITY) {
+            Ok(events) => {
+                log::info!("node {node}: event logs on {url} (Redis Streams)");
+                builder = builder.event_store(Arc::new(events));
             }
             Err(err) => {
                 eprintln!("mux-server: --backplane: {err}");

@@ -25,6 +25,7 @@ use super::{
 };
 use crate::broker::SlowSubscriber;
 use crate::event_log::Entry;
+use crate::event_store::StoreError;
 use crate::subscriptions::Subscriptions;
 
 /// Who watches what, on one loop.
@@ -88,7 +89,10 @@ impl HttpEdge {
                 return self.answer_error(ctx, key, &err);
             }
         };
-        let (newest, epoch) = self.hub.position(log);
+        let (newest, epoch) = match self.hub.position(log) {
+            Ok(position) => position,
+            Err(err) => return self.unavailable(ctx, key, &err),
+        };
         // Another epoch, or an id beyond the newest: the log restarted
         // since, so the client gets it from its start (§5.3).
         let restarted = resume.is_some_and(|(their_epoch, id)| {
@@ -99,13 +103,15 @@ impl HttpEdge {
         } else {
             resume.map(|(_, id)| id)
         };
-        let (entries, last) = match after {
-            _ if restarted => self.hub.replay_kept(log),
-            Some(after) => match self.hub.replay(log, after, usize::MAX) {
-                Ok(replay) => replay,
-                Err(gap) => return self.gone(ctx, key, "events", gap.oldest),
-            },
-            None => (Vec::new(), newest),
+        let replayed = match after {
+            _ if restarted => self.hub.replay_kept(log).map(Ok),
+            Some(after) => self.hub.replay(log, after, usize::MAX),
+            None => Ok(Ok((Vec::new(), newest))),
+        };
+        let (entries, last) = match replayed {
+            Ok(Ok(replay)) => replay,
+            Ok(Err(gap)) => return self.gone(ctx, key, "events", gap.oldest),
+            Err(err) => return self.unavailable(ctx, key, &err),
         };
         self.metrics.http_answered(200);
         let Some(conn) = self.conns.get_mut(&key) else {
@@ -115,7 +121,7 @@ impl HttpEdge {
         conn.queue(write::chunk(&sse::retry(RETRY_MS)));
         let mut last_id = after.unwrap_or(last);
         for entry in &entries {
-            conn.queue(write::chunk(&entry_event(epoch, entry)));
+            conn.queue(write::chunk(&entry_event(entry)));
             last_id = last_id.max(entry.id);
         }
         conn.phase = Phase::Events { last_id };
@@ -166,18 +172,27 @@ impl HttpEdge {
                 return self.answer_error(ctx, key, &err);
             }
         };
-        let (newest, epoch) = self.hub.position(log);
+        let (newest, epoch) = match self.hub.position(log) {
+            Ok(position) => position,
+            Err(err) => return self.unavailable(ctx, key, &err),
+        };
         let their_epoch = number("epoch").and_then(Result::ok);
         if their_epoch.is_some_and(|e| e != epoch) || after > newest {
             // A cursor from another instance of the log (a restarted
             // server): the kept entries from the start (§5.3).
-            let (entries, _) = self.hub.replay_kept(log);
-            if !entries.is_empty() {
-                return self.poll_answer(ctx, key, log, 0, entries);
+            match self.hub.replay_kept(log) {
+                Ok((entries, _)) if !entries.is_empty() => {
+                    return self.poll_answer(ctx, key, log, 0, entries);
+                }
+                Ok(_) => after = 0,
+                Err(err) => return self.unavailable(ctx, key, &err),
             }
-            after = 0;
         }
-        match self.hub.replay(log, after, MAX_POLL_BATCH) {
+        let replayed = match self.hub.replay(log, after, MAX_POLL_BATCH) {
+            Ok(replayed) => replayed,
+            Err(err) => return self.unavailable(ctx, key, &err),
+        };
+        match replayed {
             Err(gap) => self.gone(ctx, key, "entries", gap.oldest),
             Ok((entries, _)) if !entries.is_empty() || self.shutting_down => {
                 self.poll_answer(ctx, key, log, after, entries);
@@ -240,7 +255,10 @@ impl HttpEdge {
         entries: Vec<Entry>,
     ) {
         let cursor = entries.last().map_or(after, |e| e.id);
-        let (_, epoch) = self.hub.position(log);
+        let epoch = match entries.last() {
+            Some(entry) => entry.epoch,
+            None => self.hub.position(log).map_or(0, |(_, epoch)| epoch),
+        };
         let fields = [
             ("mux-cursor".to_owned(), cursor.to_string().into_bytes()),
             ("mux-epoch".to_owned(), epoch.to_string().into_bytes()),
@@ -259,6 +277,12 @@ impl HttpEdge {
         self.respond_whole(ctx, key, 200, EVENT_STREAM, &body, &fields);
     }
 
+    /// The 503 of a request the event store cannot serve now.
+    fn unavailable(&mut self, ctx: &mut Ctx<'_>, key: PlainKey, err: &StoreError) {
+        let text = format!("{err}\n");
+        self.respond_whole(ctx, key, 503, "text/plain", text.as_bytes(), &[]);
+    }
+
     /// The 410 of a resume or poll that reaches back past the oldest entry kept.
     fn gone(&mut self, ctx: &mut Ctx<'_>, key: PlainKey, what: &str, oldest: u64) {
         let text = format!("{what} before {oldest} are no longer kept\n");
@@ -268,8 +292,7 @@ impl HttpEdge {
     /// A new entry of `log`: to its event streams and parked polls.
     pub(crate) fn on_event(&mut self, ctx: &mut Ctx<'_>, log: &Arc<str>, entry: &Entry) {
         if let Some(watchers) = self.feeds.events.get(&**log).cloned() {
-            let (_, epoch) = self.hub.position(log);
-            let block = write::chunk(&entry_event(epoch, entry));
+            let block = write::chunk(&entry_event(entry));
             for key in watchers {
                 self.deliver_entry(ctx, key, entry.id, block.clone());
             }
@@ -288,11 +311,12 @@ impl HttpEdge {
                         .push(key);
                     continue;
                 }
-                let entries = self
-                    .hub
-                    .replay(log, after, MAX_POLL_BATCH)
-                    .map(|replay| replay.0)
-                    .unwrap_or_default();
+                // A store that fails now answers the poll empty (204):
+                // the client polls again from the same cursor.
+                let entries = match self.hub.replay(log, after, MAX_POLL_BATCH) {
+                    Ok(Ok((entries, _))) => entries,
+                    _ => Vec::new(),
+                };
                 self.answer_poll(ctx, key, entries);
             }
         }
@@ -409,9 +433,9 @@ impl HttpEdge {
 }
 
 /// An entry as an event of an event stream, its id `EPOCH-ID`.
-fn entry_event(epoch: u64, entry: &Entry) -> Bytes {
+fn entry_event(entry: &Entry) -> Bytes {
     sse::event(
-        Some(&sse::event_id(epoch, entry.id)),
+        Some(&sse::event_id(entry.epoch, entry.id)),
         &entry.kind,
         &entry.data,
     )

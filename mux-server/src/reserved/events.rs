@@ -12,7 +12,7 @@ use mux_core::StreamId;
 use mux_runtime::{ConnKey, Ctx};
 
 use super::feed::{Feed, FeedKind};
-use super::{bad_request, gone, param_u64, required, Reserved, ReservedCall, Served};
+use super::{bad_request, gone, param_u64, required, unavailable, Reserved, ReservedCall, Served};
 use crate::event_log::Entry;
 use crate::replies::Replies;
 
@@ -26,18 +26,19 @@ impl Reserved {
         patterns::check_stream_name(stream).map_err(bad_request)?;
         // Without :after, the stream starts with the next event.
         let mut after = param_u64(call.head, patterns::AFTER);
-        let (newest, epoch) = self.hub.position(stream);
+        let (newest, epoch) = self.hub.position(stream).map_err(unavailable)?;
         let other_epoch = param_u64(call.head, patterns::EPOCH).is_some_and(|e| e != epoch);
         let (entries, last) = if after.is_some_and(|requested| other_epoch || requested > newest) {
             // The client's ids come from another instance of this log (it
             // restarted with the server): start it over from the oldest kept.
             after = Some(0);
-            self.hub.replay_kept(stream)
+            self.hub.replay_kept(stream).map_err(unavailable)?
         } else {
             match after {
                 Some(after) => match self.hub.replay(stream, after, usize::MAX) {
-                    Ok(replay) => replay,
-                    Err(gap) => return Err(gone("events", gap.oldest)),
+                    Ok(Ok(replay)) => replay,
+                    Ok(Err(gap)) => return Err(gone("events", gap.oldest)),
+                    Err(err) => return Err(unavailable(err)),
                 },
                 None => (Vec::new(), newest),
             }

@@ -282,3 +282,8 @@ fn gone(what: &str, oldest: u64) -> Response {
         format!("{what} before {oldest} are no longer kept"),
     )
 }
+
+/// The `503` of a request the event store cannot serve now.
+fn unavailable(err: crate::event_store::StoreError) -> Response {
+    Response::with_status(Status::UNAVAILABLE, err.to_string())
+}

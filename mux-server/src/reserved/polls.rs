@@ -13,7 +13,7 @@ use mux_core::StreamId;
 use mux_runtime::{ConnKey, Ctx};
 
 use super::feed::event_message;
-use super::{bad_request, gone, param_u64, required, Reserved, ReservedCall, Served};
+use super::{bad_request, gone, param_u64, required, unavailable, Reserved, ReservedCall, Served};
 use crate::event_log::Entry;
 use crate::replies::Replies;
 
@@ -88,7 +88,7 @@ impl Reserved {
         let after = param_u64(call.head, patterns::AFTER).unwrap_or(0);
         let wait =
             param_u64(call.head, patterns::WAIT_MS).map_or(DEFAULT_WAIT, Duration::from_millis);
-        match self.hub.replay(stream, after, MAX_BATCH) {
+        match self.hub.replay(stream, after, MAX_BATCH).map_err(unavailable)? {
             Err(gap) => return Err(gone("entries", gap.oldest)),
             Ok((entries, _)) if !entries.is_empty() => {
                 answer_poll(call.ctx, call.replies, call.key, call.id, after, entries);
@@ -130,11 +130,12 @@ impl Reserved {
             self.polls.by_stream.insert(stream.to_owned(), waiting);
         }
         for poll in ready {
-            let entries = self
-                .hub
-                .replay(stream, poll.after, MAX_BATCH)
-                .map(|replay| replay.0)
-                .unwrap_or_default();
+            // A store that fails now answers the poll empty (304): the
+            // client polls again from the same cursor.
+            let entries = match self.hub.replay(stream, poll.after, MAX_BATCH) {
+                Ok(Ok((entries, _))) => entries,
+                _ => Vec::new(),
+            };
             answer_poll(ctx, replies, poll.key, poll.id, poll.after, entries);
         }
     }
