@@ -225,7 +225,7 @@ pub fn pattern_routes(builder: ServerBuilder) -> ServerBuilder {
 
 /// Appends the request's body to `log`; answers the entry's id (503 when
 /// the event store cannot take it).
-fn append(req: &crate::Request, log: &str, kind: &str) -> crate::HandlerResult {
+fn append(req: &crate::Request, log: &str, kind: &str) -> HandlerResult {
     let Some(server) = req.server() else {
         return Err("server not started".into());
     };

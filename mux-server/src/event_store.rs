@@ -190,17 +190,29 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&seen);
         store.watch(Arc::new(move |log: &str, entry: &Entry| {
-            sink.lock().map(|mut s| s.push((log.to_owned(), entry.id))).ok();
+            sink.lock()
+                .map(|mut s| s.push((log.to_owned(), entry.id)))
+                .ok();
         }));
         for n in 0..3u8 {
             store.append("a", "k", Bytes::from(vec![n])).ok();
         }
         assert_eq!(seen.lock().map(|s| s.len()).unwrap_or(0), 3);
-        assert_eq!(store.position("a"), Ok((3, store.position("a").map_or(0, |p| p.1))));
-        assert!(matches!(store.after("a", 0, 10), Ok(Err(Gap { oldest: 2 }))));
+        assert_eq!(
+            store.position("a"),
+            Ok((3, store.position("a").map_or(0, |p| p.1)))
+        );
+        assert!(matches!(
+            store.after("a", 0, 10),
+            Ok(Err(Gap { oldest: 2 }))
+        ));
         let kept = store.kept("a").map(|(entries, last)| (entries.len(), last));
         assert_eq!(kept, Ok((2, 3)));
-        assert_eq!(store.position("nothing"), Ok((0, 0)), "asking makes nothing");
+        assert_eq!(
+            store.position("nothing"),
+            Ok((0, 0)),
+            "asking makes nothing"
+        );
         assert_eq!(store.count(), Some(1));
     }
 }

@@ -54,6 +54,7 @@ pub use body_stream::{BodyClosed, BodyWriter};
 pub use broker::{
     Accepted, Acknowledge, Arrival, Broker, BrokerError, MemoryBroker, SlowSubscriber,
 };
+pub use event_store::{EventStore, MemoryEvents, StoreError};
 pub use http::HttpConfig;
 pub use mux_core as core;
 pub use mux_core::rpc::Status;
@@ -63,5 +64,4 @@ pub use server::{
     PublishError, Server, ServerBuilder, ServerHandle, DEFAULT_ADDR, DEFAULT_CONNECTION_MEMORY,
     DEFAULT_FEED_QUEUE_BYTES, DEFAULT_MAX_REQUEST_BODY, DEFAULT_SERVER_MEMORY,
 };
-pub use event_store::{EventStore, MemoryEvents, StoreError};
 pub use sessions::{MemoryStore, SessionHandle, SessionStore};

@@ -139,8 +139,7 @@ fn node_with_events(redis: &Program, name: &str, capacity: usize) -> (Server, Cl
     let url = format!("redis://{}", redis.addr);
     let broker = RedisBroker::start(&url, name).expect("a broker");
     assert!(broker.wait_connected(LIMIT), "{name} links to Redis");
-    let events =
-        RedisEvents::start(&url, name, DEFAULT_PREFIX, capacity).expect("an event store");
+    let events = RedisEvents::start(&url, name, DEFAULT_PREFIX, capacity).expect("an event store");
     let server = server_builder()
         .broker(Arc::new(broker))
         .event_store(Arc::new(events))
@@ -157,12 +156,18 @@ fn an_event_stream_resumes_on_another_node_and_outlives_the_node_that_appended()
     let (one, _) = node_with_events(&redis, "one", 8);
     let (_two, reader) = node_with_events(&redis, "two", 8);
     let ids: Vec<u64> = (1..=3)
-        .map(|n| one.handle().append_event("orders", "order", format!("{n}")).expect("append"))
+        .map(|n| {
+            one.handle()
+                .append_event("orders", "order", format!("{n}"))
+                .expect("append")
+        })
         .collect();
     assert_eq!(ids, [1, 2, 3], "ids start at 1 and count up, as in memory");
     // The node that appended goes away: what it appended stays.
     one.abort();
-    let mut stream = reader.events("orders", Resume::After(1)).expect("resume on two");
+    let mut stream = reader
+        .events("orders", Resume::After(1))
+        .expect("resume on two");
     let replayed: Vec<(u64, String)> = (0..2)
         .map(|_| match stream.next_timeout(LIMIT) {
             Some(Ok(event)) => (event.id, String::from_utf8_lossy(&event.data).into_owned()),
@@ -173,14 +178,18 @@ fn an_event_stream_resumes_on_another_node_and_outlives_the_node_that_appended()
     // Appended on a third node: live here.
     let (three, _) = node_with_events(&redis, "three", 8);
     let appender = three.handle();
-    let id = appender.append_event("orders", "order", "4").expect("append");
+    let id = appender
+        .append_event("orders", "order", "4")
+        .expect("append");
     match stream.next_timeout(LIMIT) {
         Some(Ok(event)) => assert_eq!((event.id, &event.data[..]), (id, &b"4"[..])),
         other => panic!("no live event: {other:?}"),
     }
     // Trimmed to 8: a resume from before the oldest kept is gone.
     for n in 5..=20 {
-        appender.append_event("orders", "order", format!("{n}")).expect("append");
+        appender
+            .append_event("orders", "order", format!("{n}"))
+            .expect("append");
     }
     let gone = reader.events("orders", Resume::After(2));
     assert!(

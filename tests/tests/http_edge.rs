@@ -53,7 +53,9 @@ fn an_event_stream_replays_follows_and_resumes_from_last_event_id() {
     let (server, addr) = start(|c| c);
     let handle = server.handle();
     for n in 1..=3 {
-        handle.append_event("news", "headline", format!("story {n}\nline two")).expect("append");
+        handle
+            .append_event("news", "headline", format!("story {n}\nline two"))
+            .expect("append");
     }
     let mut stream = EventStream::open(addr, "/events/news?lastEventId=0", &[]).expect("open");
     let mut ids = Vec::new();
@@ -93,7 +95,9 @@ fn a_resume_past_the_kept_events_is_gone_and_another_epoch_starts_over() {
     let (server, addr) = start(|c| c);
     let handle = server.handle();
     for n in 0..20 {
-        handle.append_event("busy", "", format!("{n}")).expect("append");
+        handle
+            .append_event("busy", "", format!("{n}"))
+            .expect("append");
     }
     // Ids of another instance of the log (a restarted server): from the
     // oldest kept event.

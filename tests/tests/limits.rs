@@ -37,7 +37,10 @@ fn names_a_client_invents_leave_no_state_behind() {
         0,
         "asking for a log must not create it"
     );
-    server.handle().append_event("real", "kind", "data").expect("append");
+    server
+        .handle()
+        .append_event("real", "kind", "data")
+        .expect("append");
     assert_eq!(server.handle().event_log_count(), 1);
 }
 

@@ -234,7 +234,9 @@ fn event_streams_resume_from_the_last_id_and_report_gaps() {
     let handle = server.handle();
     let client = Client::connect(server.local_addr()).expect("connect");
     for n in 1..=3 {
-        handle.append_event("feed", "item", format!("{n}")).expect("append");
+        handle
+            .append_event("feed", "item", format!("{n}"))
+            .expect("append");
     }
     let mut events = client.events("feed", Resume::After(1)).expect("events");
     let ids: Vec<u64> = (0..2)
@@ -246,7 +248,9 @@ fn event_streams_resume_from_the_last_id_and_report_gaps() {
     assert_eq!(events.last_id(), Some(4));
     // Far behind: more than the 8 kept events were appended since.
     for n in 5..=20 {
-        handle.append_event("feed", "item", format!("{n}")).expect("append");
+        handle
+            .append_event("feed", "item", format!("{n}"))
+            .expect("append");
     }
     match client.events("feed", Resume::After(2)) {
         Err(CallError::Rejected { status, .. }) => assert_eq!(status, Status::GONE),
@@ -288,7 +292,9 @@ fn long_polls_hold_until_data_and_never_skip_or_repeat() {
     let handle = server.handle();
     let client = Client::connect(server.local_addr()).expect("connect");
     for n in 1..=5 {
-        handle.append_event("queue", "job", format!("{n}")).expect("append");
+        handle
+            .append_event("queue", "job", format!("{n}"))
+            .expect("append");
     }
     let mut poller = client.long_poller("queue", 0, Duration::from_secs(2));
     let first: Vec<u64> = poller.poll().expect("poll").iter().map(|e| e.id).collect();

@@ -28,7 +28,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Event streams: ordered ids, resume after the last one seen.
     let client = Client::connect(server.local_addr())?;
     let mut stream = client.events("news", Resume::Latest)?;
-    events.append_event("news", "headline", "first").expect("append");
+    events
+        .append_event("news", "headline", "first")
+        .expect("append");
     let first = stream
         .next_timeout(Duration::from_secs(2))
         .ok_or("no event")??;
@@ -39,7 +41,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         String::from_utf8_lossy(&first.data)
     );
     drop(stream);
-    events.append_event("news", "headline", "missed while away").expect("append");
+    events
+        .append_event("news", "headline", "missed while away")
+        .expect("append");
     let mut resumed = client.events("news", Resume::After(first.id))?;
     let missed = resumed
         .next_timeout(Duration::from_secs(2))

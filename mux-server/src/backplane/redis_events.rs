@@ -188,23 +188,26 @@ impl EventStore for RedisEvents {
         after: u64,
         max: usize,
     ) -> Result<Result<(Vec<Entry>, u64), Gap>, StoreError> {
-        let (oldest, newest, epoch, entries) = self.read(log, Some((after, max)))?;
-        let last = newest.unwrap_or(0);
-        let oldest = oldest.unwrap_or(last.saturating_add(1));
+        let found = self.read(log, Some((after, max)))?;
+        let last = found.newest.unwrap_or(0);
+        let oldest = found.oldest.unwrap_or(last.saturating_add(1));
         if after.saturating_add(1) < oldest && after < last {
             return Ok(Err(Gap { oldest }));
         }
-        Ok(Ok((with_epoch(entries, epoch), last)))
+        Ok(Ok((with_epoch(found.entries, found.epoch), last)))
     }
 
     fn kept(&self, log: &str) -> Result<(Vec<Entry>, u64), StoreError> {
-        let (_, newest, epoch, entries) = self.read(log, Some((0, self.shared.capacity)))?;
-        Ok((with_epoch(entries, epoch), newest.unwrap_or(0)))
+        let found = self.read(log, Some((0, self.shared.capacity)))?;
+        Ok((
+            with_epoch(found.entries, found.epoch),
+            found.newest.unwrap_or(0),
+        ))
     }
 
     fn position(&self, log: &str) -> Result<(u64, u64), StoreError> {
-        let (_, newest, epoch, _) = self.read(log, None)?;
-        Ok((newest.unwrap_or(0), epoch))
+        let found = self.read(log, None)?;
+        Ok((found.newest.unwrap_or(0), found.epoch))
     }
 
     fn watch(&self, watcher: EntryWatcher) {
@@ -216,20 +219,35 @@ impl EventStore for RedisEvents {
     }
 }
 
+/// What one read of a log found.
+struct Found {
+    oldest: Option<u64>,
+    newest: Option<u64>,
+    /// 0 when the log has none (it was never appended to).
+    epoch: u64,
+    entries: Vec<Entry>,
+}
+
 impl RedisEvents {
-    /// One round trip: the oldest and newest ids, the epoch (0 if none),
-    /// and, when asked, up to `max` entries after an id.
-    fn read(
-        &self,
-        log: &str,
-        range: Option<(u64, usize)>,
-    ) -> Result<(Option<u64>, Option<u64>, u64, Vec<Entry>), StoreError> {
+    /// One round trip: the oldest and newest ids, the epoch, and, when
+    /// asked, up to `max` entries after an id.
+    fn read(&self, log: &str, range: Option<(u64, usize)>) -> Result<Found, StoreError> {
         let key = self.stream_key(log);
         let (first, last, epoch, entries): (redis::Value, redis::Value, Option<u64>, redis::Value) =
             self.with_link(|link| {
                 let mut pipe = redis::pipe();
-                pipe.cmd("XRANGE").arg(&key).arg("-").arg("+").arg("COUNT").arg(1);
-                pipe.cmd("XREVRANGE").arg(&key).arg("+").arg("-").arg("COUNT").arg(1);
+                pipe.cmd("XRANGE")
+                    .arg(&key)
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(1);
+                pipe.cmd("XREVRANGE")
+                    .arg(&key)
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1);
                 pipe.cmd("GET").arg(self.epoch_key(log));
                 match range {
                     Some((after, max)) => {
@@ -238,7 +256,8 @@ impl RedisEvents {
                             .arg(format!("(0-{after}"))
                             .arg("+")
                             .arg("COUNT")
-                            .arg(max.max(1));
+                            // No log holds more than its capacity.
+                            .arg(max.clamp(1, self.shared.capacity));
                     }
                     None => {
                         pipe.cmd("ECHO").arg("");
@@ -247,12 +266,12 @@ impl RedisEvents {
                 pipe.query(link)
             })?;
         let id_of = |value: &redis::Value| parse_entries(value).first().map(|e| e.id);
-        Ok((
-            id_of(&first),
-            id_of(&last),
-            epoch.unwrap_or(0),
-            range.map(|_| parse_entries(&entries)).unwrap_or_default(),
-        ))
+        Ok(Found {
+            oldest: id_of(&first),
+            newest: id_of(&last),
+            epoch: epoch.unwrap_or(0),
+            entries: range.map(|_| parse_entries(&entries)).unwrap_or_default(),
+        })
     }
 }
 
@@ -281,7 +300,11 @@ fn parse_entries(value: &redis::Value) -> Vec<Entry> {
             else {
                 return None;
             };
-            let id = std::str::from_utf8(id).ok()?.strip_prefix("0-")?.parse().ok()?;
+            let id = std::str::from_utf8(id)
+                .ok()?
+                .strip_prefix("0-")?
+                .parse()
+                .ok()?;
             let field = |name: &[u8]| {
                 fields.chunks(2).find_map(|kv| match kv {
                     [redis::Value::BulkString(k), redis::Value::BulkString(v)] if k == name => {
@@ -310,11 +333,24 @@ fn parse_announcement(payload: &[u8]) -> Option<(String, Entry)> {
         rest = rest.get(space + 1..)?;
     }
     let [epoch, id, log_len, kind_len] = numbers;
-    let (log_len, kind_len) = (usize::try_from(log_len).ok()?, usize::try_from(kind_len).ok()?);
+    let (log_len, kind_len) = (
+        usize::try_from(log_len).ok()?,
+        usize::try_from(kind_len).ok()?,
+    );
     let log = std::str::from_utf8(rest.get(..log_len)?).ok()?.to_owned();
-    let kind = std::str::from_utf8(rest.get(log_len..log_len + kind_len)?).ok()?.to_owned();
+    let kind = std::str::from_utf8(rest.get(log_len..log_len + kind_len)?)
+        .ok()?
+        .to_owned();
     let data = Bytes::copy_from_slice(rest.get(log_len + kind_len..)?);
-    Some((log, Entry { id, kind, data, epoch }))
+    Some((
+        log,
+        Entry {
+            id,
+            kind,
+            data,
+            epoch,
+        },
+    ))
 }
 
 /// The listener thread: hears every entry any server appends and tells the
@@ -368,7 +404,10 @@ mod tests {
     fn announcements_and_ranges_parse_and_refuse_junk() {
         let (log, entry) = parse_announcement(b"77 3 4 4 newstickhello world").expect("parses");
         assert_eq!((log.as_str(), entry.id, entry.epoch), ("news", 3, 77));
-        assert_eq!((entry.kind.as_str(), &entry.data[..]), ("tick", &b"hello world"[..]));
+        assert_eq!(
+            (entry.kind.as_str(), &entry.data[..]),
+            ("tick", &b"hello world"[..])
+        );
         assert!(parse_announcement(b"1 2 99 0 short").is_none());
         assert!(parse_announcement(b"x 2 1 0 a").is_none());
         let reply = redis::Value::Array(vec![redis::Value::Array(vec![

@@ -88,7 +88,11 @@ impl Reserved {
         let after = param_u64(call.head, patterns::AFTER).unwrap_or(0);
         let wait =
             param_u64(call.head, patterns::WAIT_MS).map_or(DEFAULT_WAIT, Duration::from_millis);
-        match self.hub.replay(stream, after, MAX_BATCH).map_err(unavailable)? {
+        match self
+            .hub
+            .replay(stream, after, MAX_BATCH)
+            .map_err(unavailable)?
+        {
             Err(gap) => return Err(gone("entries", gap.oldest)),
             Ok((entries, _)) if !entries.is_empty() => {
                 answer_poll(call.ctx, call.replies, call.key, call.id, after, entries);
