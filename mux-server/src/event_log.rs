@@ -26,6 +26,14 @@ pub struct Gap {
     pub oldest: u64,
 }
 
+/// Whether a replay after id `after` reaches back past the oldest entry
+/// kept (`spec/patterns.md` §5.2): the rule every store applies. `oldest` is
+/// the oldest id kept (`last + 1` when none is), `last` the newest.
+pub(crate) fn gap(after: u64, oldest: u64, last: u64) -> Option<Gap> {
+    // `after` comes from the peer: any u64, so no plain arithmetic on it.
+    (after.saturating_add(1) < oldest && after < last).then_some(Gap { oldest })
+}
+
 /// A ring of the last `capacity` entries.
 #[derive(Debug)]
 pub struct EventLog {
@@ -91,13 +99,12 @@ impl EventLog {
     /// Entries after `after`, at most `max`; a [`Gap`] if some of them are
     /// no longer kept.
     pub fn after(&self, after: u64, max: usize) -> Result<Vec<Entry>, Gap> {
-        // `after` comes from the peer: any u64, so no plain arithmetic on it.
         let oldest = self
             .entries
             .front()
             .map_or(self.last_id.saturating_add(1), |e| e.id);
-        if after.saturating_add(1) < oldest && after < self.last_id {
-            return Err(Gap { oldest });
+        if let Some(gap) = gap(after, oldest, self.last_id) {
+            return Err(gap);
         }
         Ok(self
             .entries

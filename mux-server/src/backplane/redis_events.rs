@@ -191,8 +191,8 @@ impl EventStore for RedisEvents {
         let found = self.read(log, Some((after, max)))?;
         let last = found.newest.unwrap_or(0);
         let oldest = found.oldest.unwrap_or(last.saturating_add(1));
-        if after.saturating_add(1) < oldest && after < last {
-            return Ok(Err(Gap { oldest }));
+        if let Some(gap) = crate::event_log::gap(after, oldest, last) {
+            return Ok(Err(gap));
         }
         Ok(Ok((with_epoch(found.entries, found.epoch), last)))
     }
