@@ -58,6 +58,20 @@ impl EventLog {
         }
     }
 
+    /// A log of `capacity` entries in `epoch`, holding `entries` (oldest
+    /// first) after `last_id` was appended: one read back from a store.
+    pub(crate) fn restore(capacity: usize, epoch: u64, last_id: u64, entries: Vec<Entry>) -> Self {
+        let capacity = capacity.max(1);
+        let skip = entries.len().saturating_sub(capacity);
+        Self {
+            entries: entries.into_iter().skip(skip).collect(),
+            capacity,
+            last_id,
+            epoch,
+            last_appended: None,
+        }
+    }
+
     /// This log's instance: random, so that a log recreated after a restart
     /// (its ids starting over) is told apart from the one before.
     pub fn epoch(&self) -> u64 {

@@ -132,6 +132,23 @@ impl Hub {
             }));
     }
 
+    /// Fans out the session feed events that other servers sharing the
+    /// session store append (this server's own are broadcast as appended;
+    /// a feed skips an id it already has).
+    pub(crate) fn watch_sessions(self: &Arc<Self>) {
+        let hub = Arc::downgrade(self);
+        self.sessions
+            .watch(Arc::new(move |token: &str, entry: &Entry| {
+                if let Some(hub) = hub.upgrade() {
+                    let token: Arc<str> = Arc::from(token);
+                    hub.broadcast(|| Command::SessionEvent {
+                        token: Arc::clone(&token),
+                        entry: entry.clone(),
+                    });
+                }
+            }));
+    }
+
     /// Appends to the log `stream`; its id once stored.
     pub(crate) fn append(&self, stream: &str, kind: &str, data: Bytes) -> Result<u64, StoreError> {
         self.events.append(stream, kind, data).map(|entry| entry.id)

@@ -403,6 +403,7 @@ impl ServerBuilder {
             .unwrap_or_else(|| Arc::new(MemoryEvents::new(self.log_capacity)));
         let hub = Arc::new(Hub::new(broker, sessions, events));
         hub.watch_events();
+        hub.watch_sessions();
         // A connection must be able to hold the largest request body it may send.
         let per_connection = self.max_connection_memory.max(self.max_request_body);
         let limits = Limits::new(per_connection, self.max_server_memory, self.threads);

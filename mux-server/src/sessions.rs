@@ -41,6 +41,27 @@ pub trait SessionStore: Send + Sync {
     fn count(&self) -> Option<usize> {
         None
     }
+
+    /// Registers who is told of feed events other servers sharing the
+    /// store append (a store in this process has none to tell).
+    fn watch(&self, _watcher: crate::event_store::EntryWatcher) {}
+}
+
+impl Session {
+    /// A session read back from a store, living until `expires`.
+    pub(crate) fn restored(
+        values: HashMap<String, Bytes>,
+        feed: EventLog,
+        owner: Option<String>,
+        expires: Instant,
+    ) -> Self {
+        Self {
+            values,
+            feed,
+            owner,
+            expires,
+        }
+    }
 }
 
 /// Sessions a [`MemoryStore`] keeps at most by default. With 1,024 replay

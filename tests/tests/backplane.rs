@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use mux_client::{CallError, Client, Delivery, Resume, Subscription};
 use mux_core::patterns::LOST_UNKNOWN;
-use mux_server::backplane::{RedisBroker, RedisEvents, DEFAULT_PREFIX};
+use mux_server::backplane::{RedisBroker, RedisEvents, RedisSessions, DEFAULT_PREFIX};
 use mux_server::Server;
 use mux_testkit::programs::Program;
 use mux_testkit::server_builder;
@@ -134,15 +134,20 @@ fn a_redis_restart_refuses_publications_then_reports_the_gap_and_recovers() {
     warm_up(&publisher, "jobs.again", &mut [&mut subscription]);
 }
 
-/// A node whose broker and event logs (of `capacity` entries) are on `redis`.
+/// A node whose broker, event logs (of `capacity` entries) and sessions are
+/// on `redis`, with the demo's pattern routes (`counter` keeps a count in
+/// the caller's session and pushes it to the session's feed).
 fn node_with_events(redis: &Program, name: &str, capacity: usize) -> (Server, Client) {
     let url = format!("redis://{}", redis.addr);
     let broker = RedisBroker::start(&url, name).expect("a broker");
     assert!(broker.wait_connected(LIMIT), "{name} links to Redis");
     let events = RedisEvents::start(&url, name, DEFAULT_PREFIX, capacity).expect("an event store");
-    let server = server_builder()
+    let sessions = RedisSessions::start(&url, name, DEFAULT_PREFIX, LIMIT * 6, capacity)
+        .expect("a session store");
+    let server = mux_server::demo::pattern_routes(server_builder())
         .broker(Arc::new(broker))
         .event_store(Arc::new(events))
+        .session_store(Arc::new(sessions))
         .start()
         .expect("the node starts");
     let client = Client::connect(server.local_addr()).expect("a client of the node");
@@ -195,5 +200,49 @@ fn an_event_stream_resumes_on_another_node_and_outlives_the_node_that_appended()
     assert!(
         matches!(&gone, Err(CallError::Rejected { status, .. }) if status.0 == 410),
         "{gone:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs redis-server"]
+fn a_session_opened_on_one_node_is_attached_on_another_after_it_stopped() {
+    let redis = Program::redis_server().expect("redis-server starts");
+    let (one, first) = node_with_events(&redis, "one", 8);
+    let session = first.session().expect("a session on one");
+    for expected in 1..=3 {
+        let reply = session.call("counter", "").expect("counter");
+        assert_eq!(reply.body, expected.to_string(), "state kept across calls");
+    }
+    let token = session.token().to_owned();
+    drop(first);
+    one.abort(); // the node that opened it is gone
+    let (_two, second) = node_with_events(&redis, "two", 8);
+    let resumed = second.resume_session(&token);
+    // Its state and its feed were on Redis: the count goes on, and the
+    // events pushed on node one are replayed on node two.
+    assert_eq!(resumed.call("counter", "").expect("counter").body, "4");
+    let mut feed = resumed.events(1).expect("attach on two");
+    let replayed: Vec<String> = (0..3)
+        .map(|_| match feed.next_timeout(LIMIT) {
+            Some(Ok(event)) => String::from_utf8_lossy(&event.data).into_owned(),
+            other => panic!("no replayed session event: {other:?}"),
+        })
+        .collect();
+    assert_eq!(replayed, ["2", "3", "4"]);
+    // A new event pushed through a third node reaches the feed on two live.
+    let (_three, third) = node_with_events(&redis, "three", 8);
+    let elsewhere = third.resume_session(&token);
+    assert_eq!(elsewhere.call("counter", "").expect("counter").body, "5");
+    match feed.next_timeout(LIMIT) {
+        Some(Ok(event)) => assert_eq!(&event.data[..], b"5"),
+        other => panic!("no live session event: {other:?}"),
+    }
+    // An unknown token is gone on every node.
+    let stranger = second.resume_session("no-such-token");
+    let refused = stranger.call("counter", "");
+    assert!(
+        matches!(&refused, Err(CallError::Rejected { status, .. }) if status.0 == 410)
+            || matches!(&refused, Ok(reply) if reply.status.0 == 410),
+        "{refused:?}"
     );
 }

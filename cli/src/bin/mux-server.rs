@@ -46,9 +46,10 @@ struct Args {
     /// streams, topics, long polls, calls, /metrics, the demo page at /).
     #[arg(long, value_name = "ADDR")]
     http: Option<mux_runtime::Address>,
-    /// Share publish/subscribe and event logs with other servers through
-    /// this Redis (`redis://host:port`): a subscriber on any server receives
-    /// what is published on any other, an event stream resumes on any.
+    /// Share publish/subscribe, event logs and sessions with other servers
+    /// through this Redis (`redis://host:port`): a subscriber on any server
+    /// receives what is published on any other, an event stream resumes on
+    /// any, a session opened on one is attached on another.
     #[arg(long, value_name = "URL")]
     backplane: Option<String>,
     /// This server's name in logs (default: its address).
@@ -72,8 +73,12 @@ fn authenticator(args: &Args) -> Result<Option<FirstOf>, String> {
     Ok((!accepted.is_empty()).then(|| FirstOf(accepted)))
 }
 
-/// Entries each event log keeps (in memory, or on the backplane).
+/// Entries each event log, and each session's feed, keeps (in memory, or
+/// on the backplane).
 const EVENT_LOG_CAPACITY: usize = 1024;
+
+/// How long a session lives after its last use (as in memory).
+const SESSION_TTL_SECS: u64 = 300;
 
 /// The first address `address` resolves to (to listen on).
 fn first_address(address: &mux_runtime::Address) -> Result<SocketAddr, String> {
@@ -147,6 +152,23 @@ fn main() -> ExitCode {
             }
         }
         let prefix = mux_server::backplane::DEFAULT_PREFIX;
+        let ttl = Duration::from_secs(SESSION_TTL_SECS);
+        match mux_server::backplane::RedisSessions::start(
+            url,
+            &node,
+            prefix,
+            ttl,
+            EVENT_LOG_CAPACITY,
+        ) {
+            Ok(sessions) => {
+                log::info!("node {node}: sessions on {url}");
+                builder = builder.session_store(Arc::new(sessions));
+            }
+            Err(err) => {
+                eprintln!("mux-server: --backplane: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
         match mux_server::backplane::RedisEvents::start(url, &node, prefix, EVENT_LOG_CAPACITY) {
             Ok(events) => {
                 log::info!("node {node}: event logs on {url} (Redis Streams)");

@@ -22,12 +22,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::announce;
 use crate::event_log::{Entry, Gap};
 use crate::event_store::{EntryWatcher, EventStore, StoreError};
 
-/// How long a reply may take.
-const IO_TIMEOUT: Duration = Duration::from_millis(500);
-/// How often the listener relinks after a failure, and polls for stop.
+/// How often calls try to relink after a failure.
 const RETRY: Duration = Duration::from_millis(200);
 
 /// Appends, sets the epoch once, announces. KEYS: stream, epoch key;
@@ -285,7 +284,7 @@ fn with_epoch(mut entries: Vec<Entry>, epoch: u64) -> Vec<Entry> {
 
 /// The entries of an `XRANGE` reply (epoch 0: the caller sets it); entries
 /// that are not ours (other ids, missing fields) are skipped.
-fn parse_entries(value: &redis::Value) -> Vec<Entry> {
+pub(super) fn parse_entries(value: &redis::Value) -> Vec<Entry> {
     let redis::Value::Array(items) = value else {
         return Vec::new();
     };
@@ -323,77 +322,22 @@ fn parse_entries(value: &redis::Value) -> Vec<Entry> {
         .collect()
 }
 
-/// An announcement `EPOCH ID LOGLEN KINDLEN LOGKINDDATA` as `(log, entry)`.
-fn parse_announcement(payload: &[u8]) -> Option<(String, Entry)> {
-    let mut numbers = [0u64; 4];
-    let mut rest = payload;
-    for number in &mut numbers {
-        let space = rest.iter().position(|&b| b == b' ')?;
-        *number = std::str::from_utf8(rest.get(..space)?).ok()?.parse().ok()?;
-        rest = rest.get(space + 1..)?;
-    }
-    let [epoch, id, log_len, kind_len] = numbers;
-    let (log_len, kind_len) = (
-        usize::try_from(log_len).ok()?,
-        usize::try_from(kind_len).ok()?,
-    );
-    let log = std::str::from_utf8(rest.get(..log_len)?).ok()?.to_owned();
-    let kind = std::str::from_utf8(rest.get(log_len..log_len + kind_len)?)
-        .ok()?
-        .to_owned();
-    let data = Bytes::copy_from_slice(rest.get(log_len + kind_len..)?);
-    Some((
-        log,
-        Entry {
-            id,
-            kind,
-            data,
-            epoch,
-        },
-    ))
-}
-
 /// The listener thread: hears every entry any server appends and tells the
 /// watchers. After a break it relinks; entries announced meanwhile are not
 /// heard live (readers find them on resume, by id).
 fn listen(shared: &Shared) {
     let channel = format!("{}~entries", shared.prefix);
-    while !shared.stop.load(Ordering::Relaxed) {
-        let Ok(mut connection) = connect(shared) else {
-            std::thread::sleep(RETRY);
-            continue;
-        };
-        let mut pubsub = connection.as_pubsub();
-        if pubsub.set_read_timeout(Some(RETRY)).is_err() || pubsub.subscribe(&channel).is_err() {
-            continue;
+    announce::follow(&shared.client, &channel, &shared.stop, |log, entry| {
+        let watchers = shared.watchers.read().unwrap_or_else(|p| p.into_inner());
+        for watcher in watchers.iter() {
+            watcher(log, entry);
         }
-        while !shared.stop.load(Ordering::Relaxed) {
-            match pubsub.get_message() {
-                Ok(message) => {
-                    if let Some((log, entry)) = parse_announcement(message.get_payload_bytes()) {
-                        let watchers = shared.watchers.read().unwrap_or_else(|p| p.into_inner());
-                        for watcher in watchers.iter() {
-                            watcher(&log, &entry);
-                        }
-                    }
-                }
-                Err(err) if err.is_timeout() => {}
-                Err(_) => break,
-            }
-        }
-    }
+    });
 }
 
 fn connect(shared: &Shared) -> Result<redis::Connection, StoreError> {
-    let connection = shared
-        .client
-        .get_connection_with_timeout(IO_TIMEOUT)
-        .map_err(|err| StoreError::Unavailable(format!("{}: {err}", shared.url)))?;
-    connection
-        .set_read_timeout(Some(IO_TIMEOUT))
-        .and_then(|()| connection.set_write_timeout(Some(IO_TIMEOUT)))
-        .map_err(|err| StoreError::Unavailable(err.to_string()))?;
-    Ok(connection)
+    announce::connect(&shared.client)
+        .map_err(|err| StoreError::Unavailable(format!("{}: {err}", shared.url)))
 }
 
 #[cfg(test)]
@@ -401,15 +345,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn announcements_and_ranges_parse_and_refuse_junk() {
-        let (log, entry) = parse_announcement(b"77 3 4 4 newstickhello world").expect("parses");
-        assert_eq!((log.as_str(), entry.id, entry.epoch), ("news", 3, 77));
-        assert_eq!(
-            (entry.kind.as_str(), &entry.data[..]),
-            ("tick", &b"hello world"[..])
-        );
-        assert!(parse_announcement(b"1 2 99 0 short").is_none());
-        assert!(parse_announcement(b"x 2 1 0 a").is_none());
+    fn ranges_parse_and_refuse_junk() {
         let reply = redis::Value::Array(vec![redis::Value::Array(vec![
             redis::Value::BulkString(b"0-5".to_vec()),
             redis::Value::Array(vec![
