@@ -8,6 +8,6 @@ mod redis_broker;
 mod redis_events;
 mod redis_sessions;
 
-pub use self::redis_broker::{RedisBroker, DEFAULT_PREFIX};
+pub use self::redis_broker::{Interest, RedisBroker, DEFAULT_PREFIX};
 pub use self::redis_events::RedisEvents;
 pub use self::redis_sessions::RedisSessions;

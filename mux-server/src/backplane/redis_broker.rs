@@ -4,12 +4,15 @@
 //!
 //! A mux topic `T` is the Redis channel `PREFIX T`. Redis glob patterns are
 //! not mux patterns, so each node subscribes coarsely and its loops filter
-//! precisely: a mux pattern becomes a glob whose `*` and `>` tokens are both
-//! `*` (which also matches dots, so `chat.*` asks Redis for `chat.a.b` too)
-//! and whose literal tokens have the glob's special characters escaped; the
-//! loops then match every arrival against their exact patterns, as they do
-//! with the in-memory broker. Globs are reference-counted over the node's
-//! subscriptions: the node asks Redis only for what someone listens to.
+//! precisely, matching every arrival against their exact patterns as they
+//! do with the in-memory broker. By default ([`Interest::Everything`]) the
+//! node subscribes to `PREFIX*` once, when its link comes up, so a
+//! subscription answered is a subscription in force. With
+//! [`Interest::Patterns`], a mux pattern becomes a glob whose `*` and `>`
+//! tokens are both `*` (which also matches dots, so `chat.*` asks Redis for
+//! `chat.a.b` too) and whose literal tokens have the glob's special
+//! characters escaped, reference-counted over the node's subscriptions: the
+//! node asks Redis only for what someone listens to.
 //!
 //! Two threads per node, so that no loop ever waits on Redis. The publisher
 //! owns one connection and pipelines what is queued (bounded) in order, so
@@ -69,6 +72,22 @@ struct Shared {
     globs: Mutex<HashMap<String, usize>>,
     /// Glob changes for the subscriber thread: (glob, subscribe?).
     changes: Sender<(String, bool)>,
+    interest: Interest,
+}
+
+/// What a node asks Redis for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Interest {
+    /// Every publication under the prefix, filtered by the node's loops: a
+    /// subscription covers every publication made after it was answered.
+    /// The default.
+    #[default]
+    Everything,
+    /// Only globs covering the node's subscriptions' patterns, asked for as
+    /// subscriptions come: less traffic to a node whose clients listen to
+    /// little of what is published, but a subscription covers publications
+    /// only from when Redis confirmed its glob, shortly after it was answered.
+    Patterns,
 }
 
 /// A [`Broker`] over one Redis server.
@@ -101,11 +120,17 @@ impl RedisBroker {
     /// background (a Redis that is not there yet is retried, not an error).
     /// `Err` only for a URL the client cannot use.
     pub fn start(url: &str, node: &str) -> Result<Self, BrokerError> {
-        Self::with_prefix(url, node, DEFAULT_PREFIX)
+        Self::with_prefix(url, node, DEFAULT_PREFIX, Interest::Everything)
     }
 
-    /// The same, with channels named `prefix` + topic.
-    pub fn with_prefix(url: &str, node: &str, prefix: &str) -> Result<Self, BrokerError> {
+    /// The same, with channels named `prefix` + topic, subscribing Redis to
+    /// `interest`.
+    pub fn with_prefix(
+        url: &str,
+        node: &str,
+        prefix: &str,
+        interest: Interest,
+    ) -> Result<Self, BrokerError> {
         let client = redis::Client::open(url)
             .map_err(|err| BrokerError::Unavailable(format!("{url}: {err}")))?;
         let (outgoing, queue) = crossbeam_channel::bounded(QUEUE);
@@ -120,6 +145,7 @@ impl RedisBroker {
             deliveries: RwLock::new(Vec::new()),
             globs: Mutex::new(HashMap::new()),
             changes,
+            interest,
         });
         let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -218,6 +244,9 @@ impl Broker for RedisBroker {
     }
 
     fn interest(&self, pattern: &str, subscribed: bool) {
+        if self.shared.interest == Interest::Everything {
+            return;
+        }
         let glob = format!("{}{}", glob_escape(&self.shared.prefix), glob_of(pattern));
         let mut globs = self.shared.globs.lock().unwrap_or_else(|p| p.into_inner());
         let count = globs.entry(glob.clone()).or_insert(0);
@@ -322,10 +351,13 @@ fn subscribe_loop(shared: &Shared, client: &redis::Client, changes: &Receiver<(S
         }
         // Subscribe to everything needed now; changes queued meanwhile are
         // then redundant (the count map is the truth).
-        let globs: Vec<String> = {
-            let globs = shared.globs.lock().unwrap_or_else(|p| p.into_inner());
-            while changes.try_recv().is_ok() {}
-            globs.keys().cloned().collect()
+        let globs: Vec<String> = match shared.interest {
+            Interest::Everything => vec![format!("{}*", glob_escape(&shared.prefix))],
+            Interest::Patterns => {
+                let globs = shared.globs.lock().unwrap_or_else(|p| p.into_inner());
+                while changes.try_recv().is_ok() {}
+                globs.keys().cloned().collect()
+            }
         };
         if globs.iter().any(|glob| pubsub.psubscribe(glob).is_err()) {
             continue;
