@@ -16,7 +16,7 @@ use mux_runtime::LoopHandle;
 use crate::broker::{Arrival, Broker};
 use crate::command::Command;
 use crate::event_log::{Entry, Gap};
-use crate::event_store::{EventStore, StoreError};
+use crate::event_store::{EntryWatcher, EventStore, StoreError};
 use crate::sessions::{SessionEvents, SessionHandle, SessionStore};
 
 /// What feeds delivered and lost, on every loop, mux and HTTP alike (the
@@ -119,34 +119,27 @@ impl Hub {
     /// Fans every entry the event store reports out to every loop (those
     /// appended here, and by other servers sharing the store).
     pub(crate) fn watch_events(self: &Arc<Self>) {
-        let hub = Arc::downgrade(self);
         self.events
-            .watch(Arc::new(move |stream: &str, entry: &Entry| {
-                if let Some(hub) = hub.upgrade() {
-                    let stream: Arc<str> = Arc::from(stream);
-                    hub.broadcast(|| Command::Event {
-                        stream: Arc::clone(&stream),
-                        entry: entry.clone(),
-                    });
-                }
-            }));
+            .watch(self.fan_out(|stream, entry| Command::Event { stream, entry }));
     }
 
     /// Fans out the session feed events that other servers sharing the
     /// session store append (this server's own are broadcast as appended;
     /// a feed skips an id it already has).
     pub(crate) fn watch_sessions(self: &Arc<Self>) {
-        let hub = Arc::downgrade(self);
         self.sessions
-            .watch(Arc::new(move |token: &str, entry: &Entry| {
-                if let Some(hub) = hub.upgrade() {
-                    let token: Arc<str> = Arc::from(token);
-                    hub.broadcast(|| Command::SessionEvent {
-                        token: Arc::clone(&token),
-                        entry: entry.clone(),
-                    });
-                }
-            }));
+            .watch(self.fan_out(|token, entry| Command::SessionEvent { token, entry }));
+    }
+
+    /// A watcher that sends `command(name, entry)` to every loop.
+    fn fan_out(self: &Arc<Self>, command: fn(Arc<str>, Entry) -> Command) -> EntryWatcher {
+        let hub = Arc::downgrade(self);
+        Arc::new(move |name: &str, entry: &Entry| {
+            if let Some(hub) = hub.upgrade() {
+                let name: Arc<str> = Arc::from(name);
+                hub.broadcast(|| command(Arc::clone(&name), entry.clone()));
+            }
+        })
     }
 
     /// Appends to the log `stream`; its id once stored.

@@ -3,11 +3,69 @@
 //! follows the channel. Written once for both stores.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use crate::event_log::Entry;
+use crate::event_store::EntryWatcher;
+
+/// A thread that follows an announcement channel and tells its watchers;
+/// stopped when dropped.
+pub(super) struct Follower {
+    watchers: Arc<RwLock<Vec<EntryWatcher>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Follower {
+    /// Follows `channel` on the Redis of `client`, in a thread named `name`.
+    pub(super) fn start(
+        client: redis::Client,
+        channel: String,
+        name: &str,
+    ) -> std::io::Result<Self> {
+        let watchers: Arc<RwLock<Vec<EntryWatcher>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (watchers, stop) = (Arc::clone(&watchers), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(move || {
+                    follow(&client, &channel, &stop, |log, entry| {
+                        let watchers = watchers.read().unwrap_or_else(|p| p.into_inner());
+                        for watcher in watchers.iter() {
+                            watcher(log, entry);
+                        }
+                    });
+                })?
+        };
+        Ok(Self {
+            watchers,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Adds a watcher of what is heard.
+    pub(super) fn watch(&self, watcher: EntryWatcher) {
+        self.watchers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(watcher);
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
 
 /// How long a connection attempt or a reply may take.
 pub(super) const IO_TIMEOUT: Duration = Duration::from_millis(500);
@@ -73,12 +131,7 @@ pub(super) fn connect(client: &redis::Client) -> redis::RedisResult<redis::Conne
 
 /// Follows `channel` until `stop`, handing every announcement to `heard`;
 /// relinks after a break (what was announced meanwhile is not heard).
-pub(super) fn follow(
-    client: &redis::Client,
-    channel: &str,
-    stop: &AtomicBool,
-    heard: impl Fn(&str, &Entry),
-) {
+fn follow(client: &redis::Client, channel: &str, stop: &AtomicBool, heard: impl Fn(&str, &Entry)) {
     while !stop.load(Ordering::Relaxed) {
         let Ok(mut connection) = connect(client) else {
             std::thread::sleep(RETRY);

@@ -15,9 +15,7 @@
 //! Calls wait for Redis (at most [`IO_TIMEOUT`]); while the link is down they
 //! fail at once with [`StoreError::Unavailable`] and a thread relinks.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -55,14 +53,12 @@ struct Shared {
     capacity: usize,
     /// The link for calls (one at a time), or when linking last failed.
     link: Mutex<Link>,
-    watchers: RwLock<Vec<EntryWatcher>>,
-    stop: AtomicBool,
 }
 
 /// An [`EventStore`] on one Redis server.
 pub struct RedisEvents {
     shared: Arc<Shared>,
-    listener: Option<JoinHandle<()>>,
+    follower: announce::Follower,
 }
 
 impl std::fmt::Debug for RedisEvents {
@@ -81,6 +77,9 @@ impl RedisEvents {
     pub fn start(url: &str, node: &str, prefix: &str, capacity: usize) -> Result<Self, StoreError> {
         let client = redis::Client::open(url)
             .map_err(|err| StoreError::Unavailable(format!("{url}: {err}")))?;
+        let channel = format!("{prefix}~entries");
+        let follower = announce::Follower::start(client.clone(), channel, "mux-redis-events")
+            .map_err(|err| StoreError::Unavailable(format!("cannot start a thread: {err}")))?;
         let shared = Arc::new(Shared {
             client,
             url: url.to_owned(),
@@ -88,20 +87,8 @@ impl RedisEvents {
             node: node.to_owned(),
             capacity: capacity.max(1),
             link: Mutex::new(Link::Down(std::time::Instant::now() - RETRY)),
-            watchers: RwLock::new(Vec::new()),
-            stop: AtomicBool::new(false),
         });
-        let listener = {
-            let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name("mux-redis-events".into())
-                .spawn(move || listen(&shared))
-                .map_err(|err| StoreError::Unavailable(format!("cannot start a thread: {err}")))?
-        };
-        Ok(Self {
-            shared,
-            listener: Some(listener),
-        })
+        Ok(Self { shared, follower })
     }
 
     fn stream_key(&self, log: &str) -> String {
@@ -143,15 +130,6 @@ impl RedisEvents {
             log::warn!("node {}: Redis event store: {err}", self.shared.node);
             StoreError::Unavailable(err.to_string())
         })
-    }
-}
-
-impl Drop for RedisEvents {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(listener) = self.listener.take() {
-            let _ = listener.join();
-        }
     }
 }
 
@@ -210,11 +188,7 @@ impl EventStore for RedisEvents {
     }
 
     fn watch(&self, watcher: EntryWatcher) {
-        self.shared
-            .watchers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(watcher);
+        self.follower.watch(watcher);
     }
 }
 
@@ -320,19 +294,6 @@ pub(super) fn parse_entries(value: &redis::Value) -> Vec<Entry> {
             })
         })
         .collect()
-}
-
-/// The listener thread: hears every entry any server appends and tells the
-/// watchers. After a break it relinks; entries announced meanwhile are not
-/// heard live (readers find them on resume, by id).
-fn listen(shared: &Shared) {
-    let channel = format!("{}~entries", shared.prefix);
-    announce::follow(&shared.client, &channel, &shared.stop, |log, entry| {
-        let watchers = shared.watchers.read().unwrap_or_else(|p| p.into_inner());
-        for watcher in watchers.iter() {
-            watcher(log, entry);
-        }
-    });
 }
 
 fn connect(shared: &Shared) -> Result<redis::Connection, StoreError> {

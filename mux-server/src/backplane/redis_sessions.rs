@@ -18,9 +18,7 @@
 //! opens a new one), and [`SessionStore::create`] fails (503).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -40,14 +38,12 @@ struct Shared {
     ttl: Duration,
     replay: usize,
     link: Mutex<Option<redis::Connection>>,
-    watchers: RwLock<Vec<EntryWatcher>>,
-    stop: AtomicBool,
 }
 
 /// A [`SessionStore`] on one Redis server.
 pub struct RedisSessions {
     shared: Arc<Shared>,
-    listener: Option<JoinHandle<()>>,
+    follower: announce::Follower,
 }
 
 impl std::fmt::Debug for RedisSessions {
@@ -70,6 +66,9 @@ impl RedisSessions {
         replay: usize,
     ) -> Result<Self, String> {
         let client = redis::Client::open(url).map_err(|err| format!("{url}: {err}"))?;
+        let channel = format!("{prefix}~session-events");
+        let follower = announce::Follower::start(client.clone(), channel, "mux-redis-sessions")
+            .map_err(|err| format!("cannot start a thread: {err}"))?;
         let shared = Arc::new(Shared {
             client,
             prefix: prefix.to_owned(),
@@ -77,28 +76,8 @@ impl RedisSessions {
             ttl,
             replay: replay.max(1),
             link: Mutex::new(None),
-            watchers: RwLock::new(Vec::new()),
-            stop: AtomicBool::new(false),
         });
-        let listener = {
-            let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name("mux-redis-sessions".into())
-                .spawn(move || {
-                    let channel = format!("{}~session-events", shared.prefix);
-                    announce::follow(&shared.client, &channel, &shared.stop, |token, entry| {
-                        let watchers = shared.watchers.read().unwrap_or_else(|p| p.into_inner());
-                        for watcher in watchers.iter() {
-                            watcher(token, entry);
-                        }
-                    });
-                })
-                .map_err(|err| format!("cannot start a thread: {err}"))?
-        };
-        Ok(Self {
-            shared,
-            listener: Some(listener),
-        })
+        Ok(Self { shared, follower })
     }
 
     fn keys(&self, token: &str) -> (String, String) {
@@ -246,15 +225,6 @@ impl RedisSessions {
     }
 }
 
-impl Drop for RedisSessions {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(listener) = self.listener.take() {
-            let _ = listener.join();
-        }
-    }
-}
-
 impl SessionStore for RedisSessions {
     fn create(&self, _now: Instant) -> Option<String> {
         let token = crate::secrets::token()?;
@@ -296,10 +266,6 @@ impl SessionStore for RedisSessions {
     }
 
     fn watch(&self, watcher: EntryWatcher) {
-        self.shared
-            .watchers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(watcher);
+        self.follower.watch(watcher);
     }
 }
