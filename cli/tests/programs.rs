@@ -174,3 +174,102 @@ fn sub_receives_what_pub_publishes() {
         "chat.lobby hello\nchat.lobby world\n"
     );
 }
+
+/// A `mux-server` process on a loopback port it picks, sharing `backplane`;
+/// killed with SIGKILL when dropped (or by [`Node::kill`]).
+struct Node {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Node {
+    fn start(backplane: &str, name: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mux-server"))
+            .args([
+                "--addr",
+                "127.0.0.1:0",
+                "--backplane",
+                backplane,
+                "--node-id",
+                name,
+            ])
+            .args(["--log-level", "warn"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mux-server starts");
+        let stdout = child.stdout.take().expect("its output");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("its first line");
+        let addr = line
+            .split_whitespace()
+            .last()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Self { child, addr }
+    }
+
+    /// `kill -9`: no goodbye to anyone.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server"]
+fn a_node_killed_with_sigkill_loses_no_acknowledged_event_and_its_sessions_live_on() {
+    use mux_client::{Client, Resume};
+    let redis = mux_testkit::programs::Program::redis_server().expect("redis-server starts");
+    let backplane = format!("redis://{}", redis.addr);
+    let mut a = Node::start(&backplane, "a");
+    let b = Node::start(&backplane, "b");
+    let on_a = Client::connect(a.addr).expect("connect to a");
+    // Appends acknowledged by node a (the demo's `announce` appends to `news`).
+    let ids: Vec<String> = (1..=3)
+        .map(|n| {
+            let reply = on_a
+                .call("announce", format!("story {n}"))
+                .expect("announce");
+            assert!(reply.status.is_success(), "{reply:?}");
+            String::from_utf8_lossy(&reply.body).into_owned()
+        })
+        .collect();
+    assert_eq!(ids, ["1", "2", "3"]);
+    let session = on_a.session().expect("a session on a");
+    for _ in 0..2 {
+        session.call("counter", "").expect("counter");
+    }
+    let token = session.token().to_owned();
+    a.kill();
+    let on_b = Client::connect(b.addr).expect("connect to b");
+    let mut news = on_b.events("news", Resume::After(0)).expect("events on b");
+    for n in 1..=3 {
+        match news.next_timeout(LIMIT) {
+            Some(Ok(event)) => {
+                assert_eq!(
+                    (event.id, &event.data[..]),
+                    (n, format!("story {n}").as_bytes())
+                );
+            }
+            other => panic!("event {n} lost with node a: {other:?}"),
+        }
+    }
+    let resumed = on_b.resume_session(&token);
+    assert_eq!(resumed.call("counter", "").expect("counter").body, "3");
+    let mut feed = resumed.events(0).expect("attach on b");
+    let counts: Vec<Vec<u8>> = (0..3)
+        .map(|_| match feed.next_timeout(LIMIT) {
+            Some(Ok(event)) => event.data.to_vec(),
+            other => panic!("no session event: {other:?}"),
+        })
+        .collect();
+    assert_eq!(counts, [b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]);
+}
