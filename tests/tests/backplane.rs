@@ -253,3 +253,51 @@ fn a_session_opened_on_one_node_is_attached_on_another_after_it_stopped() {
         "{refused:?}"
     );
 }
+
+#[test]
+#[ignore = "needs redis-server"]
+fn an_event_stream_survives_a_redis_restart_into_a_new_epoch() {
+    let redis = Program::redis_server().expect("redis-server starts");
+    let port = redis.addr.port();
+    let (one, _) = node_with_events(&redis, "one", 8);
+    let (_two, reader) = node_with_events(&redis, "two", 8);
+    let appender = one.handle();
+    appender
+        .append_event("ticks", "tick", "before")
+        .expect("append");
+    let mut stream = reader
+        .events("ticks", Resume::After(0))
+        .expect("follow on two");
+    match stream.next_timeout(LIMIT) {
+        Some(Ok(event)) => assert_eq!((event.id, &event.data[..]), (1, &b"before"[..])),
+        other => panic!("{other:?}"),
+    }
+    drop(redis); // killed, and with it the log (no persistence)
+    assert!(
+        appender.append_event("ticks", "tick", "lost").is_err(),
+        "an append Redis did not take is not acknowledged"
+    );
+    let _redis = Program::redis_server_on(port).expect("redis-server restarts on its port");
+    // The log starts over in a new epoch, its ids from 1 again: the stream
+    // on two ends, the client resumes, and gets the new epoch from its start.
+    let deadline = Instant::now() + LIMIT;
+    let mut appended = 0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the stream never reached the new epoch"
+        );
+        if appender.append_event("ticks", "tick", "after").is_ok() {
+            appended += 1;
+        }
+        match stream.next_timeout(Duration::from_millis(100)) {
+            Some(Ok(event)) => {
+                assert_eq!((event.id, &event.data[..]), (1, &b"after"[..]));
+                break;
+            }
+            None => {}
+            Some(Err(err)) => panic!("the stream failed: {err}"),
+        }
+    }
+    assert!(appended >= 1);
+}

@@ -101,35 +101,55 @@ impl RedisEvents {
 
     /// Runs `call` on the link, linking first if needed; a failure drops
     /// the link, and calls fail at once until [`RETRY`] has passed (so that
-    /// a Redis that is away costs the callers no waiting).
+    /// a Redis that is away costs the callers no waiting). A `rerunnable`
+    /// call (a read) that finds the link stale (Redis restarted since) is
+    /// run once more on a fresh one; an append is not, since it may have
+    /// been done before the link broke.
     fn with_link<T>(
         &self,
-        call: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        rerunnable: bool,
+        mut call: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
         let mut link = self.shared.link.lock().unwrap_or_else(|p| p.into_inner());
-        if let Link::Down(since) = *link {
-            if since.elapsed() < RETRY {
-                return Err(StoreError::Unavailable(format!(
-                    "no link to {} (retrying every {RETRY:?})",
-                    self.shared.url
-                )));
+        let mut tries = if rerunnable { 2 } else { 1 };
+        loop {
+            if let Link::Down(since) = *link {
+                if since.elapsed() < RETRY {
+                    return Err(StoreError::Unavailable(format!(
+                        "no link to {} (retrying every {RETRY:?})",
+                        self.shared.url
+                    )));
+                }
+                match connect(&self.shared) {
+                    Ok(connection) => {
+                        *link = Link::Up(connection);
+                        tries = 1; // a fresh link gets one try
+                    }
+                    Err(err) => {
+                        *link = Link::Down(std::time::Instant::now());
+                        return Err(err);
+                    }
+                }
             }
-            match connect(&self.shared) {
-                Ok(connection) => *link = Link::Up(connection),
+            let Link::Up(connection) = &mut *link else {
+                return Err(StoreError::Unavailable("no link".into()));
+            };
+            match call(connection) {
+                Ok(value) => return Ok(value),
                 Err(err) => {
+                    tries -= 1;
+                    let stale = err.is_io_error() || err.is_connection_dropped();
+                    if stale && tries > 0 {
+                        // Relink at once for the second try.
+                        *link = Link::Down(std::time::Instant::now() - RETRY);
+                        continue;
+                    }
                     *link = Link::Down(std::time::Instant::now());
-                    return Err(err);
+                    log::warn!("node {}: Redis event store: {err}", self.shared.node);
+                    return Err(StoreError::Unavailable(err.to_string()));
                 }
             }
         }
-        let Link::Up(connection) = &mut *link else {
-            return Err(StoreError::Unavailable("no link".into()));
-        };
-        call(connection).map_err(|err| {
-            *link = Link::Down(std::time::Instant::now());
-            log::warn!("node {}: Redis event store: {err}", self.shared.node);
-            StoreError::Unavailable(err.to_string())
-        })
     }
 }
 
@@ -137,7 +157,7 @@ impl EventStore for RedisEvents {
     fn append(&self, log: &str, kind: &str, data: Bytes) -> Result<Entry, StoreError> {
         let fresh_epoch = crate::secrets::nonzero_id().unwrap_or(1);
         let channel = format!("{}~entries", self.shared.prefix);
-        let (seq, epoch): (u64, u64) = self.with_link(|link| {
+        let (seq, epoch): (u64, u64) = self.with_link(false, |link| {
             redis::cmd("EVAL")
                 .arg(APPEND)
                 .arg(2)
@@ -147,7 +167,7 @@ impl EventStore for RedisEvents {
                 .arg(kind)
                 .arg(&data[..])
                 .arg(fresh_epoch)
-                .arg(channel)
+                .arg(&channel)
                 .arg(log)
                 .query(link)
         })?;
@@ -207,7 +227,7 @@ impl RedisEvents {
     fn read(&self, log: &str, range: Option<(u64, usize)>) -> Result<Found, StoreError> {
         let key = self.stream_key(log);
         let (first, last, epoch, entries): (redis::Value, redis::Value, Option<u64>, redis::Value) =
-            self.with_link(|link| {
+            self.with_link(true, |link| {
                 let mut pipe = redis::pipe();
                 pipe.cmd("XRANGE")
                     .arg(&key)

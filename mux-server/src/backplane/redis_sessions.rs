@@ -88,23 +88,32 @@ impl RedisSessions {
     }
 
     /// Runs `call` on the link (linking first); a failure drops the link.
+    /// A link found stale (Redis restarted since) is replaced and `call`
+    /// run once more: a stale link fails at a use's first command (`WATCH`
+    /// or `HSET`), before anything is changed.
     fn with_link<T>(
         &self,
-        call: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        mut call: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Option<T> {
         let mut link = self.shared.link.lock().unwrap_or_else(|p| p.into_inner());
-        if link.is_none() {
-            *link = announce::connect(&self.shared.client).ok();
-        }
-        let connection = link.as_mut()?;
-        match call(connection) {
-            Ok(value) => Some(value),
-            Err(err) => {
-                *link = None;
-                log::warn!("node {}: Redis session store: {err}", self.shared.node);
-                None
+        for attempt in 0..2 {
+            if link.is_none() {
+                *link = announce::connect(&self.shared.client).ok();
+            }
+            let connection = link.as_mut()?;
+            match call(connection) {
+                Ok(value) => return Some(value),
+                Err(err) => {
+                    *link = None;
+                    let stale = err.is_io_error() || err.is_connection_dropped();
+                    if !(stale && attempt == 0) {
+                        log::warn!("node {}: Redis session store: {err}", self.shared.node);
+                        return None;
+                    }
+                }
             }
         }
+        None
     }
 
     /// One optimistic use: `Some(Some(()))` done, `Some(None)` no such

@@ -29,7 +29,7 @@ pub(super) enum Phase {
         check: BodyCheck,
     },
     /// An event stream of a log (`GET /events/…`).
-    Events { last_id: u64 },
+    Events { last_id: u64, epoch: u64 },
     /// A subscription (`GET /topics/…`), with publications it lost.
     Topic { lost: u64 },
     /// A parked long poll (`GET /poll/…`), answered by an entry or its timer.

@@ -124,7 +124,7 @@ impl HttpEdge {
             conn.queue(write::chunk(&entry_event(entry)));
             last_id = last_id.max(entry.id);
         }
-        conn.phase = Phase::Events { last_id };
+        conn.phase = Phase::Events { last_id, epoch };
         self.feeds
             .events
             .entry(log.to_owned())
@@ -294,7 +294,7 @@ impl HttpEdge {
         if let Some(watchers) = self.feeds.events.get(&**log).cloned() {
             let block = write::chunk(&entry_event(entry));
             for key in watchers {
-                self.deliver_entry(ctx, key, entry.id, block.clone());
+                self.deliver_entry(ctx, key, (entry.id, entry.epoch), block.clone());
             }
         }
         if let Some(parked) = self.feeds.polls.remove(&**log) {
@@ -322,15 +322,28 @@ impl HttpEdge {
         }
     }
 
-    fn deliver_entry(&mut self, ctx: &mut Ctx<'_>, key: PlainKey, id: u64, block: Bytes) {
+    fn deliver_entry(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: PlainKey,
+        (id, entry_epoch): (u64, u64),
+        block: Bytes,
+    ) {
         let max_bytes = self.feed_limits.max_bytes;
         let Some(conn) = self.conns.get_mut(&key) else {
             return;
         };
         let queued = conn.queued();
-        let Phase::Events { last_id, .. } = &mut conn.phase else {
+        let Phase::Events { last_id, epoch } = &mut conn.phase else {
             return;
         };
+        if *epoch == 0 {
+            *epoch = entry_epoch;
+        } else if entry_epoch != *epoch {
+            // The log started over: the browser reconnects with its last
+            // id and is replayed the new epoch from its start (§5.3).
+            return self.close(ctx, key);
+        }
         if id <= *last_id {
             return; // already sent by the replay that raced it
         }

@@ -43,6 +43,7 @@ impl Reserved {
                 None => (Vec::new(), newest),
             }
         };
+        let epoch_number = epoch;
         let epoch = epoch.to_string();
         let pairs = [
             (patterns::RETRY_MS, RETRY_MS),
@@ -58,20 +59,22 @@ impl Reserved {
             stream: stream.to_owned(),
         };
         let (key, id) = (call.key, call.id);
-        self.start_entry_feed(call.ctx, key, id, kind, after.unwrap_or(last), entries);
+        let position = (after.unwrap_or(last), epoch_number);
+        self.start_entry_feed(call.ctx, key, id, kind, position, entries);
         Ok(())
     }
 
-    /// Starts a feed of log entries, its head already written: registers it
-    /// where new entries will find it, then replays `entries` (spec
-    /// patterns §5.1, §6.3).
+    /// Starts a feed of log entries, its head already written, after id
+    /// `last_id` of the log's `epoch` (0: not known yet): registers it where
+    /// new entries will find it, then replays `entries` (spec patterns
+    /// §5.1, §6.3).
     pub(super) fn start_entry_feed(
         &mut self,
         ctx: &mut Ctx<'_>,
         key: ConnKey,
         id: StreamId,
         kind: FeedKind,
-        last_id: u64,
+        (last_id, epoch): (u64, u64),
         entries: Vec<Entry>,
     ) {
         match &kind {
@@ -81,6 +84,7 @@ impl Reserved {
         }
         let mut feed = Feed::new(kind, self.feed_limits);
         feed.last_id = last_id;
+        feed.epoch = epoch;
         self.feeds.insert(key, id, feed);
         for entry in entries {
             self.deliver_entry(ctx, key, id, &entry);

@@ -50,6 +50,8 @@ pub(crate) struct Feed {
     /// The highest event id delivered, to skip duplicates between a replay
     /// and the live entries that raced it.
     pub(crate) last_id: u64,
+    /// The epoch of the log it follows (0 until known).
+    pub(crate) epoch: u64,
 }
 
 /// The feed's subscriber is too slow and its policy says to end it.
@@ -66,6 +68,7 @@ impl Feed {
             lost: 0,
             limits,
             last_id: 0,
+            epoch: 0,
         }
     }
 
@@ -232,6 +235,17 @@ impl Feeds {
         entry: &Entry,
     ) -> Option<FeedKind> {
         let feed = self.map.get_mut(key, id)?;
+        if feed.epoch == 0 {
+            feed.epoch = entry.epoch;
+        } else if entry.epoch != feed.epoch {
+            // The log started over (a shared store lost its data, or a log
+            // was evicted and made anew): its ids count from 1 again, so the
+            // feed ends and the client resumes in the new epoch (§5.3).
+            if let Some(conn) = ctx.conn(key) {
+                let _ = conn.finish(id);
+            }
+            return self.remove(key, id);
+        }
         if entry.id <= feed.last_id {
             return None;
         }

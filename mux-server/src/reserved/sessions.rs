@@ -41,9 +41,10 @@ impl Reserved {
     pub(super) fn serve_session_attach(&mut self, call: &mut ReservedCall<'_, '_>) -> Served {
         let token = required(call.head, patterns::SESSION)?;
         let after = param_u64(call.head, patterns::AFTER).unwrap_or(0);
-        let mut replay = None;
+        let (mut replay, mut epoch) = (None, 0);
         let found = self.hub.sessions.with(token, call.ctx.now, &mut |session| {
             replay = Some(session.feed.after(after, usize::MAX));
+            epoch = session.feed.epoch();
         });
         let entries = match (found, replay) {
             (Some(()), Some(Ok(entries))) => entries,
@@ -55,7 +56,7 @@ impl Reserved {
             token: token.to_owned(),
         };
         let (key, id) = (call.key, call.id);
-        self.start_entry_feed(call.ctx, key, id, kind, after, entries);
+        self.start_entry_feed(call.ctx, key, id, kind, (after, epoch), entries);
         Ok(())
     }
 
