@@ -83,6 +83,9 @@ pub(crate) struct Pool {
     addresses: Addresses,
     slots: Vec<Slot>,
     ready_waiters: Vec<Completer<Result<(), ConnectFailure>>>,
+    /// Every entry failed in the last round of attempts (and none has
+    /// connected since).
+    round_failed: bool,
     /// Why the last attempt failed, while no connection is ready: a waiter
     /// that comes after the failure learns it (not the next attempt's).
     last_failure: Option<ConnectFailure>,
@@ -121,6 +124,7 @@ impl Pool {
             addresses,
             slots,
             ready_waiters: Vec::new(),
+            round_failed: false,
             last_failure: None,
             was_connected: false,
             handle: None,
@@ -244,6 +248,7 @@ impl Pool {
             for waiter in self.ready_waiters.drain(..) {
                 waiter.complete(Err((kind, message.clone())));
             }
+            self.round_failed = true;
         }
         if !self.slots.iter().any(|s| s.ready) {
             self.last_failure = Some((kind, message.clone()));
@@ -306,6 +311,7 @@ impl Pool {
     /// A connection finished its handshake.
     pub(crate) fn on_connected(&mut self, key: ConnKey) {
         self.last_failure = None;
+        self.round_failed = false;
         self.was_connected = true;
         if let Some(slot) = self.slot_mut(key) {
             slot.ready = true;
@@ -401,7 +407,9 @@ impl Pool {
     pub(crate) fn when_ready(&mut self, waiter: Completer<Result<(), ConnectFailure>>) {
         if self.slots.iter().any(|s| s.ready) {
             waiter.complete(Ok(()));
-        } else if let Some(failure) = self.last_failure.clone() {
+        } else if let (true, Some(failure)) = (self.round_failed, self.last_failure.clone()) {
+            // Every entry failed in the last round; one failed entry while
+            // others are still being tried is not yet a failure.
             waiter.complete(Err(failure));
         } else {
             self.ready_waiters.push(waiter);
