@@ -21,13 +21,11 @@ fn hex(text: &str) -> Vec<u8> {
 }
 
 /// A capture (pcap, raw IPv4) of segments `(from_client, payload)` on one
-/// TCP connection 127.0.0.1:40000 → 127.0.0.1:7878, after a handshake.
-fn capture(segments: &[(bool, Vec<u8>)]) -> Vec<u8> {
+/// TCP connection 127.0.0.1:40000 → 127.0.0.1:`port`, after a handshake.
+fn capture(port: u16, segments: &[(bool, Vec<u8>)]) -> Vec<u8> {
     let mut pcap = Vec::new();
     // Global header: magic, version 2.4, zone, sigfigs, snaplen, LINKTYPE_RAW.
-    for word in [0xa1b2_c3d4u32] {
-        pcap.extend_from_slice(&word.to_le_bytes());
-    }
+    pcap.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     pcap.extend_from_slice(&2u16.to_le_bytes());
     pcap.extend_from_slice(&4u16.to_le_bytes());
     pcap.extend_from_slice(&0i32.to_le_bytes());
@@ -42,7 +40,11 @@ fn capture(segments: &[(bool, Vec<u8>)]) -> Vec<u8> {
     ];
     packets.extend(segments.iter().map(|(c, p)| (*c, 0x18, p.clone())));
     for (time, (from_client, flags, payload)) in packets.into_iter().enumerate() {
-        let (src_port, dst_port) = if from_client { (40000u16, 7878u16) } else { (7878, 40000) };
+        let (src_port, dst_port) = if from_client {
+            (40000u16, port)
+        } else {
+            (port, 40000)
+        };
         let (seq, ack) = if from_client {
             (client_seq, server_seq)
         } else {
@@ -77,8 +79,8 @@ fn capture(segments: &[(bool, Vec<u8>)]) -> Vec<u8> {
     pcap
 }
 
-/// The capture and the frame types the client's side holds, in order.
-fn sample() -> (Vec<u8>, Vec<u64>) {
+/// The capture (to `port`) and the frame types the client's side holds, in order.
+fn sample(port: u16) -> (Vec<u8>, Vec<u64>) {
     let vectors: Value = serde_json::from_str(
         &std::fs::read_to_string(repository().join("spec/vectors/frames.json")).expect("vectors"),
     )
@@ -107,8 +109,8 @@ fn sample() -> (Vec<u8>, Vec<u64>) {
     let cut = client.len() / 2;
     let server = [
         hex("894d55580d0a0001"),
-        hex("000000030000000000"),                   // SETTINGS, empty
-        hex("000000030200000001000000"),             // RESET of length 3: malformed
+        hex("000000030000000000"),       // SETTINGS, empty
+        hex("000003020000000001000000"), // RESET of length 3: malformed
     ]
     .concat();
     let segments = vec![
@@ -116,7 +118,7 @@ fn sample() -> (Vec<u8>, Vec<u64>) {
         (true, client[cut..].to_vec()),
         (false, server),
     ];
-    (capture(&segments), types)
+    (capture(port, &segments), types)
 }
 
 fn tshark(capture: &Path, args: &[&str]) -> String {
@@ -129,30 +131,54 @@ fn tshark(capture: &Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("tshark runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 #[test]
 #[ignore = "needs tshark"]
 fn tshark_reads_every_frame_of_the_vectors_with_the_dissector() {
-    let (pcap, types) = sample();
+    let (pcap, types) = sample(7878);
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("mux-vectors.pcap");
     std::fs::write(&path, &pcap).expect("capture written");
     if std::env::var_os("MUX_WRITE_SAMPLE").is_some() {
         std::fs::write(repository().join("tools/wireshark/sample.pcap"), &pcap).expect("sample");
     }
-    // Every frame type, in order, on the client's side (reassembled).
-    let fields = tshark(&path, &["-Y", "mux && tcp.srcport == 40000", "-T", "fields", "-e", "mux.type"]);
-    let seen: Vec<u64> = fields
-        .split([',', '\n'])
-        .filter(|t| !t.trim().is_empty())
-        .filter_map(|t| u64::from_str_radix(t.trim().trim_start_matches("0x"), 16).ok())
-        .collect();
-    assert_eq!(seen, types, "tshark saw:\n{fields}");
+    // Every frame type, in order, on the client's side (reassembled): on
+    // the default port, and on another one, found by the preface.
+    let (elsewhere, _) = sample(9999);
+    let other = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("mux-vectors-9999.pcap");
+    std::fs::write(&other, &elsewhere).expect("capture written");
+    for capture in [&path, &other] {
+        let filter = "mux && tcp.srcport == 40000";
+        let fields = tshark(capture, &["-Y", filter, "-T", "fields", "-e", "mux.type"]);
+        let seen: Vec<u64> = fields
+            .split([',', '\n'])
+            .filter(|t| !t.trim().is_empty())
+            .filter_map(|t| u64::from_str_radix(t.trim().trim_start_matches("0x"), 16).ok())
+            .collect();
+        assert_eq!(
+            seen,
+            types,
+            "tshark saw in {}:\n{fields}",
+            capture.display()
+        );
+    }
     // Prefaces, reserved routes and names are shown.
     let text = tshark(&path, &["-V"]);
-    for expected in ["Version: 1", "mux OPEN", ":route: $subscribe", "$subscribe", "SETTINGS", "WINDOW_UPDATE", "PUSH"] {
+    for expected in [
+        "Version: 1",
+        "mux OPEN",
+        ":route: $subscribe",
+        "$subscribe",
+        "SETTINGS",
+        "WINDOW_UPDATE",
+        "PUSH",
+    ] {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }
     // The malformed RESET is an expert error, not a crash.

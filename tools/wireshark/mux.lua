@@ -115,20 +115,20 @@ local function preface_at(tvb, offset)
   return tvb:len() - offset >= #MAGIC and tvb(offset, #MAGIC):raw() == MAGIC
 end
 
--- The length of the PDU (preface or frame) at `offset`.
-local function pdu_length(tvb, pinfo, offset)
-  if preface_at(tvb, offset) then return PREFACE_LEN end
+
+-- The length of the frame at `offset` (header and payload).
+local function frame_length(tvb, pinfo, offset)
   return HEADER_LEN + tvb(offset, 3):uint()
 end
 
+local function dissect_preface(tvb, pinfo, tree)
+  local item = tree:add(mux, tvb(0, PREFACE_LEN), "mux preface")
+  item:add(f.preface, tvb(0, 6))
+  item:add(f.version, tvb(6, 2))
+  pinfo.cols.info:append("Preface v" .. tvb(6, 2):uint() .. " ")
+end
+
 local function dissect_frame(tvb, pinfo, tree)
-  if preface_at(tvb, 0) then
-    local item = tree:add(mux, tvb(0, PREFACE_LEN), "mux preface")
-    item:add(f.preface, tvb(0, 6))
-    item:add(f.version, tvb(6, 2))
-    pinfo.cols.info:append("Preface v" .. tvb(6, 2):uint() .. " ")
-    return PREFACE_LEN
-  end
   local length = tvb(0, 3):uint()
   local ftype = tvb(3, 1):uint()
   local flags = tvb(4, 1):uint()
@@ -220,9 +220,25 @@ end
 function mux.dissector(tvb, pinfo, tree)
   pinfo.cols.protocol = "MUX"
   pinfo.cols.info:clear()
-  -- Reassembles across segments: asks TCP for more when a PDU is cut.
-  dissect_tcp_pdus(tvb, tree, HEADER_LEN, pdu_length, dissect_frame, true)
-  return tvb:len()
+  local offset, length = 0, tvb:len()
+  -- A direction starts with the 8-byte preface; frames follow.
+  if preface_at(tvb, 0) and length >= PREFACE_LEN then
+    dissect_preface(tvb, pinfo, tree)
+    offset = PREFACE_LEN
+  end
+  while offset < length do
+    local left = length - offset
+    local need = left < HEADER_LEN and HEADER_LEN or frame_length(tvb, pinfo, offset)
+    if left < need then
+      -- Cut across segments: TCP reassembles, and calls again from here.
+      pinfo.desegment_offset = offset
+      pinfo.desegment_len = need - left
+      return length
+    end
+    dissect_frame(tvb(offset, need):tvb(), pinfo, tree)
+    offset = offset + need
+  end
+  return offset
 end
 
 -- The heuristic: a segment that starts with the preface starts a mux
