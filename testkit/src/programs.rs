@@ -139,11 +139,6 @@ impl Program {
         Self::on_free_port("redis-server", redis_args)
     }
 
-    /// A `redis-server` on loopback `port` (to restart one where it was).
-    pub fn redis_server_on(port: u16) -> Result<Self, String> {
-        Self::on_port("redis-server", port, redis_args)
-    }
-
     /// python3's http.server serving `dir`, on a port it picks and reports.
     pub fn http_server(dir: &Path) -> Result<Self, String> {
         let mut child = Command::new("python3")
@@ -279,4 +274,75 @@ pub fn comparison_row(workload: &str, by_system: &[Vec<f64>; 3]) -> String {
         ratio(mux, proxy),
         ratio(mux, direct)
     )
+}
+
+/// A `redis-server` on a Unix socket of its own (no TCP port, so no race for
+/// one with other processes), without persistence; killed and its directory
+/// removed when dropped.
+#[derive(Debug)]
+pub struct UnixRedis {
+    child: Option<Killed>,
+    dir: std::path::PathBuf,
+}
+
+impl UnixRedis {
+    /// Starts one in a fresh directory under the system's temporary one.
+    pub fn start() -> Result<Self, String> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("mux-redis-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|err| format!("{}: {err}", dir.display()))?;
+        let mut redis = Self { child: None, dir };
+        redis.restart()?;
+        Ok(redis)
+    }
+
+    /// The socket's path.
+    pub fn socket(&self) -> std::path::PathBuf {
+        self.dir.join("redis.sock")
+    }
+
+    /// The URL clients use.
+    pub fn url(&self) -> String {
+        format!("redis+unix://{}", self.socket().display())
+    }
+
+    /// Kills it (its data is gone: there is no persistence).
+    pub fn kill(&mut self) {
+        self.child = None;
+        let _ = std::fs::remove_file(self.socket());
+    }
+
+    /// Starts it again on the same socket (killing it first if it runs), and
+    /// waits until it answers there.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(self.socket())
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|err| format!("cannot start redis-server: {err}"))?;
+        self.child = Some(Killed(child));
+        let deadline = Instant::now() + START_LIMIT;
+        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "redis-server not listening on {}",
+                    self.socket().display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for UnixRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -8,19 +8,19 @@ use mux_client::{CallError, Client, Delivery, Resume, Subscription};
 use mux_core::patterns::LOST_UNKNOWN;
 use mux_server::backplane::{Interest, RedisBroker, RedisEvents, RedisSessions, DEFAULT_PREFIX};
 use mux_server::Server;
-use mux_testkit::programs::Program;
+use mux_testkit::programs::UnixRedis;
 use mux_testkit::server_builder;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
 /// A node on the Redis at `redis`.
-fn node(redis: &Program, name: &str) -> (Server, Client) {
+fn node(redis: &UnixRedis, name: &str) -> (Server, Client) {
     node_asking(redis, name, Interest::Everything)
 }
 
 /// A node on the Redis at `redis` that asks it for `interest`.
-fn node_asking(redis: &Program, name: &str, interest: Interest) -> (Server, Client) {
-    let url = format!("redis://{}", redis.addr);
+fn node_asking(redis: &UnixRedis, name: &str, interest: Interest) -> (Server, Client) {
+    let url = redis.url();
     let broker = RedisBroker::with_prefix(&url, name, DEFAULT_PREFIX, interest).expect("a broker");
     assert!(broker.wait_connected(LIMIT), "{name} links to Redis");
     let server = server_builder()
@@ -65,7 +65,7 @@ fn warm_up(publisher: &Client, topic: &str, subscriptions: &mut [&mut Subscripti
 #[test]
 #[ignore = "needs redis-server"]
 fn publications_cross_nodes_in_order_with_exact_wildcards() {
-    let redis = Program::redis_server().expect("redis-server starts");
+    let redis = UnixRedis::start().expect("redis-server starts");
     let (_one, publisher) = node(&redis, "one");
     let (_two, near) = node(&redis, "two");
     // Node three asks Redis only for globs of its patterns.
@@ -107,13 +107,12 @@ fn publications_cross_nodes_in_order_with_exact_wildcards() {
 #[test]
 #[ignore = "needs redis-server"]
 fn a_redis_restart_refuses_publications_then_reports_the_gap_and_recovers() {
-    let redis = Program::redis_server().expect("redis-server starts");
-    let port = redis.addr.port();
+    let mut redis = UnixRedis::start().expect("redis-server starts");
     let (_one, publisher) = node(&redis, "one");
     let (_two, subscriber) = node(&redis, "two");
     let mut subscription = subscriber.subscribe("jobs.*").expect("subscribe");
     warm_up(&publisher, "jobs.warm", &mut [&mut subscription]);
-    drop(redis); // killed
+    redis.kill();
     let deadline = Instant::now() + LIMIT;
     let refusal = loop {
         match publisher.publish("jobs.new", "during the outage") {
@@ -124,7 +123,9 @@ fn a_redis_restart_refuses_publications_then_reports_the_gap_and_recovers() {
     };
     assert_eq!(refusal.0 .0, 503, "{refusal:?}");
     assert!(refusal.1.contains("backplane"), "{refusal:?}");
-    let _redis = Program::redis_server_on(port).expect("redis-server restarts on its port");
+    redis
+        .restart()
+        .expect("redis-server restarts on its socket");
     // The subscriber's node reconnects and says publications may be lost.
     let deadline = Instant::now() + LIMIT;
     loop {
@@ -144,8 +145,8 @@ fn a_redis_restart_refuses_publications_then_reports_the_gap_and_recovers() {
 /// A node whose broker, event logs (of `capacity` entries) and sessions are
 /// on `redis`, with the demo's pattern routes (`counter` keeps a count in
 /// the caller's session and pushes it to the session's feed).
-fn node_with_events(redis: &Program, name: &str, capacity: usize) -> (Server, Client) {
-    let url = format!("redis://{}", redis.addr);
+fn node_with_events(redis: &UnixRedis, name: &str, capacity: usize) -> (Server, Client) {
+    let url = redis.url();
     let broker = RedisBroker::start(&url, name).expect("a broker");
     assert!(broker.wait_connected(LIMIT), "{name} links to Redis");
     let events = RedisEvents::start(&url, name, DEFAULT_PREFIX, capacity).expect("an event store");
@@ -164,7 +165,7 @@ fn node_with_events(redis: &Program, name: &str, capacity: usize) -> (Server, Cl
 #[test]
 #[ignore = "needs redis-server"]
 fn an_event_stream_resumes_on_another_node_and_outlives_the_node_that_appended() {
-    let redis = Program::redis_server().expect("redis-server starts");
+    let redis = UnixRedis::start().expect("redis-server starts");
     let (one, _) = node_with_events(&redis, "one", 8);
     let (_two, reader) = node_with_events(&redis, "two", 8);
     let ids: Vec<u64> = (1..=3)
@@ -213,7 +214,7 @@ fn an_event_stream_resumes_on_another_node_and_outlives_the_node_that_appended()
 #[test]
 #[ignore = "needs redis-server"]
 fn a_session_opened_on_one_node_is_attached_on_another_after_it_stopped() {
-    let redis = Program::redis_server().expect("redis-server starts");
+    let redis = UnixRedis::start().expect("redis-server starts");
     let (one, first) = node_with_events(&redis, "one", 8);
     let session = first.session().expect("a session on one");
     for expected in 1..=3 {
@@ -257,8 +258,7 @@ fn a_session_opened_on_one_node_is_attached_on_another_after_it_stopped() {
 #[test]
 #[ignore = "needs redis-server"]
 fn an_event_stream_survives_a_redis_restart_into_a_new_epoch() {
-    let redis = Program::redis_server().expect("redis-server starts");
-    let port = redis.addr.port();
+    let mut redis = UnixRedis::start().expect("redis-server starts");
     let (one, _) = node_with_events(&redis, "one", 8);
     let (_two, reader) = node_with_events(&redis, "two", 8);
     let appender = one.handle();
@@ -272,12 +272,14 @@ fn an_event_stream_survives_a_redis_restart_into_a_new_epoch() {
         Some(Ok(event)) => assert_eq!((event.id, &event.data[..]), (1, &b"before"[..])),
         other => panic!("{other:?}"),
     }
-    drop(redis); // killed, and with it the log (no persistence)
+    redis.kill(); // and with it the log (no persistence)
     assert!(
         appender.append_event("ticks", "tick", "lost").is_err(),
         "an append Redis did not take is not acknowledged"
     );
-    let _redis = Program::redis_server_on(port).expect("redis-server restarts on its port");
+    redis
+        .restart()
+        .expect("redis-server restarts on its socket");
     // The log starts over in a new epoch, its ids from 1 again: the stream
     // on two ends, the client resumes, and gets the new epoch from its start.
     let deadline = Instant::now() + LIMIT;
