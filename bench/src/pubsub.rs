@@ -125,8 +125,11 @@ where
                             seen += 1;
                         }
                         Next::Lost(count) => {
+                            // An unknown count (a node's link to Redis
+                            // broke, 2^64-1) ends this reader's run.
+                            let count = count.min(messages as u64);
                             lost.fetch_add(count, Ordering::Relaxed);
-                            seen += count;
+                            seen = seen.saturating_add(count);
                         }
                         Next::Closed => break,
                     }
