@@ -91,6 +91,8 @@ pub(crate) struct ServerApp {
     /// The web edge, when the server has one, and its listener until start.
     pub(crate) http: Option<HttpEdge>,
     pub(crate) http_listener: Option<mio::net::TcpListener>,
+    /// `serve_http` is running (it is not re-entered).
+    serving_http: bool,
 }
 
 impl std::fmt::Debug for ServerApp {
@@ -134,6 +136,7 @@ impl ServerApp {
             metrics_ticking: false,
             http: None,
             http_listener: None,
+            serving_http: false,
         }
     }
 
@@ -460,14 +463,26 @@ impl ServerApp {
     /// Runs what the web edge asked for (calls to routes) and drops the
     /// tasks of its finished or closed requests, until it asks for nothing.
     fn serve_http(&mut self, ctx: &mut Ctx<'_>) {
+        // Answers made while serving come back here: the outer loop takes
+        // what they leave, so that no chain of requests deepens the stack.
+        if self.serving_http {
+            return;
+        }
+        self.serving_http = true;
+        self.serve_http_now(ctx);
+        self.serving_http = false;
+    }
+
+    fn serve_http_now(&mut self, ctx: &mut Ctx<'_>) {
         loop {
             let Some(edge) = self.http.as_mut() else {
                 return;
             };
-            let (calls, closed) = (edge.take_calls(), edge.take_closed());
-            if calls.is_empty() && closed.is_empty() {
+            if !edge.has_work() {
                 return;
             }
+            edge.advance_waiting(ctx);
+            let (calls, closed) = (edge.take_calls(), edge.take_closed());
             for key in closed {
                 self.tasks.forget_http(key);
             }
@@ -751,6 +766,9 @@ impl App for ServerApp {
         if let Some(edge) = self.http.as_mut() {
             edge.on_pass_end(ctx);
         }
+        // Whatever the pass left the edge to do (a poll answered by an
+        // entry frees its connection for the next request, say).
+        self.serve_http(ctx);
         // Wakes that found the command queue full: polled from a timer due
         // at once, so that their answers are flushed in that pass.
         if self.tasks.has_deferred() {

@@ -389,3 +389,28 @@ fn a_subscriber_that_does_not_read_is_told_what_it_lost() {
         "every publication delivered or counted lost"
     );
 }
+
+#[test]
+fn many_pipelined_requests_and_a_long_streamed_body_do_not_deepen_the_stack() {
+    let builder = mux_server::demo::routes(server_builder()).http(any_local_address());
+    let server = builder.start().expect("server starts");
+    let addr = server.http_addr().expect("the edge listens");
+    let mut conn = HttpConn::connect(addr).expect("connect");
+    // 20,000 requests in one write: answered one after the other.
+    let one = "POST /call/echo HTTP/1.1\r\ncontent-length: 1\r\n\r\nx";
+    conn.send(one.repeat(20_000).as_bytes()).expect("send");
+    for _ in 0..20_000 {
+        assert_eq!(conn.read_response().expect("answered").text(), "x");
+    }
+    // 256 MiB streamed in 64 KiB messages from the demo's `source` route.
+    let size = (256u64 << 20).to_string();
+    conn.request("POST", "/call/source", &[], size.as_bytes())
+        .expect("send");
+    let (status, _) = conn.read_head().expect("a head");
+    assert_eq!(status, 200);
+    let mut total = 0u64;
+    while let Some(chunk) = conn.chunk().expect("a chunk") {
+        total += chunk.len() as u64;
+    }
+    assert_eq!(total, 256 << 20);
+}

@@ -196,6 +196,8 @@ pub(crate) struct HttpEdge {
     /// Feeds written to during this loop pass: flushed at its end, so that
     /// a burst of publications costs one write per connection, not one each.
     to_flush: Vec<PlainKey>,
+    /// Connections ready for their next request (see `finish_request`).
+    to_advance: Vec<PlainKey>,
     shutting_down: bool,
     /// The tick timer is set (it runs while there are connections, so an
     /// idle server has no timer).
@@ -240,6 +242,7 @@ impl HttpEdge {
             calls: Vec::new(),
             closed: Vec::new(),
             to_flush: Vec::new(),
+            to_advance: Vec::new(),
             shutting_down: false,
             ticking: false,
         }
@@ -267,6 +270,12 @@ impl HttpEdge {
     /// HTTP connections open on this loop.
     pub(crate) fn connection_count(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Whether anything waits for the app: calls, closed connections, or
+    /// connections ready for their next request.
+    pub(crate) fn has_work(&self) -> bool {
+        !(self.calls.is_empty() && self.closed.is_empty() && self.to_advance.is_empty())
     }
 
     /// Calls waiting for the server's routes.
@@ -577,36 +586,51 @@ impl HttpEdge {
 
     /// Takes messages from a streamed call body while the socket keeps up.
     fn pump(&mut self, ctx: &mut Ctx<'_>, key: PlainKey) {
+        let now = ctx.now;
+        // Fill up to the queue bound, write, and go on while the socket
+        // takes it all: a loop, never a recursion through `flush`, however
+        // long the body.
         loop {
             let Some(conn) = self.conns.get_mut(&key) else {
                 return;
             };
             let queued = conn.queued();
             let Phase::Streaming { source, check } = &mut conn.phase else {
-                break;
+                return;
             };
-            if queued >= STREAM_QUEUE {
-                break;
+            let waiting = if queued >= STREAM_QUEUE {
+                false
+            } else {
+                match source.next() {
+                    Next::Pending => true,
+                    Next::Message(bytes) => match check.add(bytes.len()) {
+                        Ok(()) => {
+                            conn.queue(write::chunk(&bytes));
+                            continue;
+                        }
+                        Err(mismatch) => return self.break_body(ctx, key, &mismatch.to_string()),
+                    },
+                    Next::End => match check.finish() {
+                        Ok(()) => {
+                            conn.queue(Bytes::from_static(write::LAST_CHUNK));
+                            conn.phase = Phase::Calling; // no more pumping
+                            self.flush(ctx, key);
+                            return self.finish_request(ctx, key);
+                        }
+                        Err(mismatch) => return self.break_body(ctx, key, &mismatch.to_string()),
+                    },
+                    Next::Failed(why) => return self.break_body(ctx, key, &why),
+                }
+            };
+            if conn.flush(ctx, now).is_err() {
+                return self.close(ctx, key);
             }
-            match source.next() {
-                Next::Pending => break,
-                Next::Message(bytes) => match check.add(bytes.len()) {
-                    Ok(()) => conn.queue(write::chunk(&bytes)),
-                    Err(mismatch) => return self.break_body(ctx, key, &mismatch.to_string()),
-                },
-                Next::End => match check.finish() {
-                    Ok(()) => {
-                        conn.queue(Bytes::from_static(write::LAST_CHUNK));
-                        conn.phase = Phase::Calling; // no more pumping
-                        self.flush(ctx, key);
-                        return self.finish_request(ctx, key);
-                    }
-                    Err(mismatch) => return self.break_body(ctx, key, &mismatch.to_string()),
-                },
-                Next::Failed(why) => return self.break_body(ctx, key, &why),
+            // The source has nothing now (its waker calls again), or the
+            // socket is full (its writable event does).
+            if waiting || conn.queued() >= STREAM_QUEUE / 2 {
+                return;
             }
         }
-        self.flush(ctx, key);
     }
 
     /// A streamed body broke off: the connection is closed without the last
@@ -667,8 +691,18 @@ impl HttpEdge {
         }
         conn.phase = Phase::Head;
         conn.deadline = ctx.now + self.config.idle_timeout;
-        // The next request may already wait, in the buffer or the socket.
-        self.read(ctx, key);
+        // The next request may already wait, in the buffer or the socket:
+        // served from `advance_waiting`, in a loop, so that a client
+        // pipelining many requests cannot deepen the stack.
+        self.to_advance.push(key);
+    }
+
+    /// Serves the requests that connections whose answer was just written
+    /// have waiting (called after every entry point by the app).
+    pub(crate) fn advance_waiting(&mut self, ctx: &mut Ctx<'_>) {
+        while let Some(key) = self.to_advance.pop() {
+            self.read(ctx, key);
+        }
     }
 
     /// Writes what waits; closes a closing connection once all is written.
