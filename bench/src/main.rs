@@ -872,8 +872,12 @@ fn backplane(
     let (addrs, redis) = (&addrs, &redis);
     let (subscribers, messages) = (sizes.subscribers, sizes.messages);
     let lost = std::cell::Cell::new(0u64);
+    let refusals = std::cell::RefCell::new(Vec::new());
     let counted = |run: pubsub::FanOut| {
         lost.set(lost.get() + run.lost);
+        if let Some(why) = run.refused {
+            refusals.borrow_mut().push(why);
+        }
         run.outcome
     };
     let systems = |pace: Pace, messages: usize| {
@@ -934,6 +938,11 @@ fn backplane(
         report.notes.push(format!(
             "Fan-out across servers: {} messages announced lost (not counted as deliveries).",
             lost.get()
+        ));
+    }
+    for why in refusals.borrow().iter() {
+        report.notes.push(format!(
+            "Fan-out across servers: a run's publishing stream answered: {why}"
         ));
     }
 }

@@ -98,6 +98,8 @@ fn publish_all(messages: usize, pace: Pace, base: Instant, mut publisher: impl F
 pub(crate) struct FanOut {
     pub(crate) outcome: Outcome,
     pub(crate) lost: u64,
+    /// Why the publishing stream failed, if it did (refused publications).
+    pub(crate) refused: Option<String>,
 }
 
 /// Runs the subscriber readers until each has seen `messages` (or losses
@@ -151,6 +153,7 @@ where
     FanOut {
         outcome: Outcome::operations(all, end.duration_since(start)),
         lost: lost.load(Ordering::Relaxed),
+        refused: None,
     }
 }
 
@@ -229,7 +232,14 @@ where
             }
         });
     });
-    let _ = publisher.finish();
+    // The publishing stream's answer counts publications the server's
+    // broker refused (its backplane down or full): deliveries that will not
+    // come, reported with the run rather than waited for silently.
+    let mut result = result;
+    if let Err(err) = publisher.finish() {
+        eprintln!("    the publishing stream ended with: {err}");
+        result.refused = Some(err.to_string());
+    }
     result
 }
 
