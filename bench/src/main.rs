@@ -733,37 +733,13 @@ fn fan_out(report: &mut Report, sizes: &Sizes, rounds: usize, mux: &Peer, rates:
         }
         systems
     };
-    let peak = compare(
-        format!("Pub/sub fan-out at peak, 1 → {subscribers} subscribers, 64 B"),
-        "deliveries/s",
-        "1,000 deliveries",
+    fan_out_workloads(
+        report,
+        ("Pub/sub fan-out", subscribers, messages),
         rounds,
-        systems(Pace::Peak, messages),
+        rates,
+        systems,
     );
-    let slowest = peak
-        .ours
-        .iter()
-        .chain(&peak.peers)
-        .map(|s| s.value().median)
-        .fold(f64::INFINITY, f64::min);
-    report.workloads.push(peak);
-    let half_slowest = (slowest.is_finite() && slowest > 0.0).then(|| {
-        (
-            slowest / 2.0 / subscribers as f64,
-            " (half the slowest peak)",
-        )
-    });
-    let asked = rates.iter().map(|&rate| (rate, ""));
-    for (rate, why) in half_slowest.into_iter().chain(asked) {
-        let paced_messages = ((rate * 2.0) as usize).clamp(100, messages);
-        report.workloads.push(compare(
-            format!("Pub/sub fan-out at {rate:.0} publications/s{why}, 1 → {subscribers}"),
-            "deliveries/s",
-            "1,000 deliveries",
-            rounds,
-            systems(Pace::Rate(rate), paced_messages),
-        ));
-    }
     if lost.get() > 0 {
         report.notes.push(format!(
             "Fan-out: mux's slow-subscriber policy announced {} lost messages (counted as delivered-or-lost, not as deliveries).",
@@ -898,8 +874,43 @@ fn backplane(
             }),
         ]
     };
+    fan_out_workloads(
+        report,
+        ("Fan-out across servers", subscribers, messages),
+        rounds,
+        rates,
+        systems,
+    );
+    report.notes.push(
+        "Fan-out across servers: the 3-node row's server CPU is the publishing node's alone; \
+         the other nodes and Redis also work for it."
+            .into(),
+    );
+    if lost.get() > 0 {
+        report.notes.push(format!(
+            "Fan-out across servers: {} messages announced lost (not counted as deliveries).",
+            lost.get()
+        ));
+    }
+    for why in refusals.borrow().iter() {
+        report.notes.push(format!(
+            "Fan-out across servers: a run's publishing stream answered: {why}"
+        ));
+    }
+}
+
+/// A fan-out's workloads: at peak, then at half the slowest system's peak
+/// (publications per second) and at each of `rates`, `systems(pace,
+/// messages)` making the systems of each.
+fn fan_out_workloads<'a>(
+    report: &mut Report,
+    (title, subscribers, messages): (&str, usize, usize),
+    rounds: usize,
+    rates: &[f64],
+    systems: impl Fn(Pace, usize) -> Vec<System<'a>>,
+) {
     let peak = compare(
-        format!("Fan-out across servers at peak, 1 → {subscribers} subscribers, 64 B"),
+        format!("{title} at peak, 1 → {subscribers} subscribers, 64 B"),
         "deliveries/s",
         "1,000 deliveries",
         rounds,
@@ -922,27 +933,11 @@ fn backplane(
     for (rate, why) in half_slowest.into_iter().chain(asked) {
         let paced = ((rate * 2.0) as usize).clamp(100, messages);
         report.workloads.push(compare(
-            format!("Fan-out across servers at {rate:.0} publications/s{why}, 1 → {subscribers}"),
+            format!("{title} at {rate:.0} publications/s{why}, 1 → {subscribers}"),
             "deliveries/s",
             "1,000 deliveries",
             rounds,
             systems(Pace::Rate(rate), paced),
-        ));
-    }
-    report.notes.push(
-        "Fan-out across servers: the 3-node row's server CPU is the publishing node's alone; \
-         the other nodes and Redis also work for it."
-            .into(),
-    );
-    if lost.get() > 0 {
-        report.notes.push(format!(
-            "Fan-out across servers: {} messages announced lost (not counted as deliveries).",
-            lost.get()
-        ));
-    }
-    for why in refusals.borrow().iter() {
-        report.notes.push(format!(
-            "Fan-out across servers: a run's publishing stream answered: {why}"
         ));
     }
 }

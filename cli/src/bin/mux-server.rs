@@ -91,6 +91,31 @@ fn first_address(address: &mux_runtime::Address) -> Result<SocketAddr, String> {
     }
 }
 
+/// `builder` with publish/subscribe, event logs and sessions on the Redis at
+/// `url`, for the node `node`.
+fn backplane(
+    builder: mux_server::ServerBuilder,
+    url: &str,
+    node: &str,
+) -> Result<mux_server::ServerBuilder, String> {
+    use mux_server::backplane::{RedisBroker, RedisEvents, RedisSessions, DEFAULT_PREFIX};
+    let broker = RedisBroker::start(url, node).map_err(|e| e.to_string())?;
+    if !broker.wait_connected(Duration::from_secs(2)) {
+        // Not fatal: the links come up when Redis does; until then
+        // publications are answered 503.
+        log::warn!("node {node}: no link to {url} yet; retrying in the background");
+    }
+    let ttl = Duration::from_secs(SESSION_TTL_SECS);
+    let sessions = RedisSessions::start(url, node, DEFAULT_PREFIX, ttl, EVENT_LOG_CAPACITY)?;
+    let events = RedisEvents::start(url, node, DEFAULT_PREFIX, EVENT_LOG_CAPACITY)
+        .map_err(|e| e.to_string())?;
+    log::info!("node {node}: publish/subscribe, event logs and sessions on {url}");
+    Ok(builder
+        .broker(Arc::new(broker))
+        .session_store(Arc::new(sessions))
+        .event_store(Arc::new(events)))
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     mux_cli::init_logging(args.log_level);
@@ -136,49 +161,13 @@ fn main() -> ExitCode {
     }
     if let Some(url) = &args.backplane {
         let node = args.node_id.clone().unwrap_or_else(|| bind.to_string());
-        match mux_server::backplane::RedisBroker::start(url, &node) {
-            Ok(broker) => {
-                log::info!("node {node}: publish/subscribe through {url}");
-                if !broker.wait_connected(Duration::from_secs(2)) {
-                    // Not fatal: the links come up when Redis does; until
-                    // then publications are answered 503.
-                    log::warn!("node {node}: no link to {url} yet; retrying in the background");
-                }
-                builder = builder.broker(Arc::new(broker));
-            }
+        builder = match backplane(builder, url, &node) {
+            Ok(builder) => builder,
             Err(err) => {
                 eprintln!("mux-server: --backplane: {err}");
                 return ExitCode::FAILURE;
             }
-        }
-        let prefix = mux_server::backplane::DEFAULT_PREFIX;
-        let ttl = Duration::from_secs(SESSION_TTL_SECS);
-        match mux_server::backplane::RedisSessions::start(
-            url,
-            &node,
-            prefix,
-            ttl,
-            EVENT_LOG_CAPACITY,
-        ) {
-            Ok(sessions) => {
-                log::info!("node {node}: sessions on {url}");
-                builder = builder.session_store(Arc::new(sessions));
-            }
-            Err(err) => {
-                eprintln!("mux-server: --backplane: {err}");
-                return ExitCode::FAILURE;
-            }
-        }
-        match mux_server::backplane::RedisEvents::start(url, &node, prefix, EVENT_LOG_CAPACITY) {
-            Ok(events) => {
-                log::info!("node {node}: event logs on {url} (Redis Streams)");
-                builder = builder.event_store(Arc::new(events));
-            }
-            Err(err) => {
-                eprintln!("mux-server: --backplane: {err}");
-                return ExitCode::FAILURE;
-            }
-        }
+        };
     }
     if let Some(http) = &args.http {
         match first_address(http) {
