@@ -355,9 +355,10 @@ fn a_subscriber_that_does_not_read_is_told_what_it_lost() {
     let server = builder.start().expect("server starts");
     let addr = server.http_addr().expect("the edge listens");
     let mut stream = EventStream::open(addr, "/topics/bulk.*", &[]).expect("subscribe");
-    // Far more than the socket buffers and the feed bound hold, unread.
+    // Far more than the socket buffers (up to 32 MiB received and 4 MiB
+    // sent on Linux's defaults) and the feed bound hold, unread.
     let payload = "x".repeat(64 * 1024);
-    let published = 600;
+    let published = 2_000;
     for _ in 0..published {
         server
             .handle()
