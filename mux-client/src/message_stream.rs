@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mux_core::rpc::ResponseHead;
-use mux_runtime::LoopHandle;
+use mux_runtime::{LoopHandle, SendPoll};
 
 use crate::command::{Command, PendingCall};
 use crate::error::CallError;
@@ -33,6 +33,9 @@ pub struct MessageStream {
     /// The stream's call, while the loop's command queue had no room for it
     /// (behind a lock so that `head` can send it through `&self`).
     unsent: std::sync::Mutex<Option<PendingCall>>,
+    /// The loop must be told to read the stream again, and its command
+    /// queue had no room for that yet.
+    resume_unsent: bool,
     id: u64,
     handle: LoopHandle<Command>,
 }
@@ -49,6 +52,7 @@ impl MessageStream {
             local: VecDeque::new(),
             failed: false,
             unsent: std::sync::Mutex::new(unsent),
+            resume_unsent: false,
             id,
             handle,
         }
@@ -131,12 +135,34 @@ impl MessageStream {
         if let Some(message) = self.local.pop_front() {
             return Next::Message(message);
         }
+        if self.resume_unsent {
+            self.resume_unsent = !self.send_resume(waker);
+        }
         let (next, resume) = self.shared.next(wait, waker, &mut self.local);
         if resume {
             // The loop stopped reading while our queue was full: room again.
-            let _ = self.handle.try_send(Command::Resume(self.id));
+            self.resume_unsent = !self.send_resume(waker);
         }
         next
+    }
+
+    /// Tells the loop to read the stream again; `false` if its command queue
+    /// is full and an async reader must try again (its task is woken when
+    /// there is room). Dropping it would leave the stream paused for good.
+    fn send_resume(&self, waker: Option<&std::task::Waker>) -> bool {
+        let resume = Command::Resume(self.id);
+        match waker {
+            // A blocking reader waits for room: the loop always makes some.
+            None => {
+                let _ = self.handle.send(resume);
+                true
+            }
+            Some(waker) => !matches!(
+                self.handle
+                    .poll_send(&mut Context::from_waker(waker), resume),
+                SendPoll::Full(_)
+            ),
+        }
     }
 
     /// The next message, blocking; `None` once the server ended the stream.

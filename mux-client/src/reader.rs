@@ -74,8 +74,16 @@ impl StreamReader {
     }
 
     /// Reads what the stream has (within the inbox's room); an inbox that
-    /// got messages goes into `wakes`. `None` while the stream goes on; at its end the reply (a message stream's has an empty
-    /// body), or why it failed.
+    /// got messages goes into `wakes`. `None` while the stream goes on; at
+    /// its end the reply (a message stream's has an empty body), or why it
+    /// failed.
+    ///
+    /// A message stream's reading stops only when the stream has nothing
+    /// more or when the inbox, asked under its lock, has no room: that
+    /// pauses it, and the reader's next batch resumes it. Stopping when the
+    /// room given earlier ran out would strand the stream's remaining bytes
+    /// if the reader emptied the inbox meanwhile: no event would come for
+    /// them.
     pub(crate) fn read(
         &mut self,
         conn: &mut Connection,
@@ -83,40 +91,58 @@ impl StreamReader {
         limit: usize,
         wakes: &mut Vec<Arc<Inbox>>,
     ) -> Option<Result<Reply, CallError>> {
-        let mut room = match &self.body {
-            Body::Messages { inbox, .. } => inbox.room(),
-            Body::Whole(_) => usize::MAX,
-        };
-        let mut batch = Vec::new();
-        let mut outcome = None;
+        let mut woken = false;
+        loop {
+            let room = match &self.body {
+                Body::Messages { inbox, .. } => inbox.room(),
+                Body::Whole(_) => usize::MAX,
+            };
+            let mut batch = Vec::new();
+            let (outcome, more) = self.read_within(conn, id, limit, room, &mut batch);
+            if let Body::Messages { inbox, .. } = &self.body {
+                if inbox.push_all(batch) && !woken {
+                    woken = true;
+                    wakes.push(Arc::clone(inbox));
+                }
+            }
+            if outcome.is_some() || !more {
+                return outcome;
+            }
+        }
+    }
+
+    /// Reads chunks while `room` (in messages) lasts: the outcome if the
+    /// stream ended, and whether it stopped only for want of room.
+    fn read_within(
+        &mut self,
+        conn: &mut Connection,
+        id: StreamId,
+        limit: usize,
+        mut room: usize,
+        batch: &mut Vec<Bytes>,
+    ) -> (Option<Result<Reply, CallError>>, bool) {
+        if room == 0 {
+            return (None, false); // paused by the inbox
+        }
         while room > 0 {
             let Ok(Some(chunk)) = conn.read(id, usize::MAX) else {
-                break;
+                return (None, false);
             };
             let fin = chunk.fin;
             let step = if self.expects_head() {
                 self.take_head(chunk, conn, id)
             } else {
-                self.take_body(chunk, limit, &mut batch)
+                self.take_body(chunk, limit, batch)
             };
             match step {
                 Ok(taken) => room = room.saturating_sub(taken),
-                Err(err) => {
-                    outcome = Some(Err(err));
-                    break;
-                }
+                Err(err) => return (Some(Err(err)), false),
             }
             if fin {
-                outcome = Some(self.finish());
-                break;
+                return (Some(self.finish()), false);
             }
         }
-        if let Body::Messages { inbox, .. } = &self.body {
-            if inbox.push_all(batch) {
-                wakes.push(Arc::clone(inbox));
-            }
-        }
-        outcome
+        (None, true)
     }
 
     fn expects_head(&self) -> bool {
@@ -210,5 +236,168 @@ impl StreamReader {
                 "the response ended before its head".into(),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use bytes::BytesMut;
+    use mux_core::frame::Metadata;
+    use mux_core::{Config, Event, Side};
+
+    use super::*;
+    use crate::inbox::{Next, FEED_QUEUE};
+
+    /// Moves bytes both ways until neither side has any to send.
+    fn exchange(a: &mut Connection, b: &mut Connection, now: Instant) {
+        while send_all(a, b, now) | send_all(b, a, now) {}
+    }
+
+    fn send_all(from: &mut Connection, to: &mut Connection, now: Instant) -> bool {
+        let mut buf = BytesMut::new();
+        while from.poll_transmit(now, &mut buf) {}
+        if buf.is_empty() {
+            return false;
+        }
+        to.handle_read(now, &mut buf).expect("valid bytes");
+        true
+    }
+
+    /// A client stream whose server sent a head and `messages` messages.
+    fn stream_with(messages: usize) -> (Connection, Connection, StreamId) {
+        let now = Instant::now();
+        let mut client = Connection::new(Side::Client, Config::default(), now);
+        let mut server = Connection::new(Side::Server, Config::default(), now);
+        exchange(&mut client, &mut server, now);
+        let id = client.open(Metadata::default(), true).expect("open");
+        exchange(&mut client, &mut server, now);
+        while let Some(event) = server.poll_event() {
+            if let Event::StreamOpened { id: opened, .. } = event {
+                assert_eq!(opened, id);
+            }
+        }
+        let head = ResponseHead::new(Status::OK).encode();
+        assert_eq!(server.send(id, head.clone(), true, false), Ok(head.len()));
+        for n in 0..messages {
+            let message = Bytes::from(format!("message {n}"));
+            assert_eq!(
+                server.send(id, message.clone(), true, false),
+                Ok(message.len())
+            );
+        }
+        exchange(&mut client, &mut server, now);
+        (client, server, id)
+    }
+
+    #[test]
+    fn reading_stops_with_bytes_left_only_when_the_inbox_pauses() {
+        let (mut client, _server, id) = stream_with(10);
+        let inbox = Arc::new(Inbox::default());
+        let earlier: Vec<Bytes> = (0..FEED_QUEUE - 2).map(|_| Bytes::new()).collect();
+        inbox.push_all(earlier);
+        let mut reader = StreamReader::messages(Arc::clone(&inbox));
+        let mut wakes = Vec::new();
+        assert!(reader
+            .read(&mut client, id, usize::MAX, &mut wakes)
+            .is_none());
+        assert!(
+            client.buffered_recv_bytes() > 0,
+            "the room for two messages left eight in the stream"
+        );
+        let mut local = std::collections::VecDeque::new();
+        let (next, resume) = inbox.next(None, None, &mut local);
+        assert!(matches!(next, Next::Message(_)));
+        assert!(
+            resume,
+            "a reader that takes the full inbox must resume the stream"
+        );
+    }
+
+    #[test]
+    fn reading_goes_on_while_the_reader_makes_room() {
+        let (mut client, _server, id) = stream_with(FEED_QUEUE + 10);
+        let inbox = Arc::new(Inbox::default());
+        let mut reader = StreamReader::messages(Arc::clone(&inbox));
+        let mut wakes = Vec::new();
+        let mut local = std::collections::VecDeque::new();
+        let mut taken = 0;
+        // The loop reads, the reader takes everything: repeated until the
+        // stream is drained, every message arrives, none is left stranded.
+        for _ in 0..4 {
+            assert!(reader
+                .read(&mut client, id, usize::MAX, &mut wakes)
+                .is_none());
+            local.clear();
+            if let (Next::Message(_), _) = inbox.next(Some(Duration::ZERO), None, &mut local) {
+                taken += 1 + local.len();
+            }
+        }
+        assert_eq!(taken, FEED_QUEUE + 10);
+        assert_eq!(client.buffered_recv_bytes(), 0);
+    }
+
+    #[test]
+    fn a_reader_draining_meanwhile_never_strands_the_stream() {
+        const BATCH: usize = FEED_QUEUE + FEED_QUEUE / 2;
+        const BATCHES: usize = 600;
+        let (mut client, mut server, id) = stream_with(0);
+        let inbox = Arc::new(Inbox::default());
+        let (resume, resumed) = std::sync::mpsc::channel();
+        // The application's reader, taking batches as they come and asking
+        // for a resume whenever it finds the loop paused.
+        let drainer = {
+            let inbox = Arc::clone(&inbox);
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                let mut local = std::collections::VecDeque::new();
+                let mut taken = 0;
+                while taken < BATCH * BATCHES && Instant::now() < deadline {
+                    let (next, paused) =
+                        inbox.next(Some(Duration::from_millis(10)), None, &mut local);
+                    if let Next::Message(_) = next {
+                        taken += 1 + local.len();
+                        local.clear();
+                    }
+                    if paused {
+                        let _ = resume.send(());
+                    }
+                }
+                taken
+            })
+        };
+        // The loop: reads what arrives, a batch at a time, each larger than
+        // the inbox; whenever it stopped with bytes left, only a resume may
+        // restart it, and one must come.
+        let mut reader = StreamReader::messages(Arc::clone(&inbox));
+        let mut wakes = Vec::new();
+        let now = Instant::now();
+        for _ in 0..BATCHES {
+            for n in 0..BATCH {
+                let message = Bytes::from(format!("message {n}"));
+                assert_eq!(
+                    server.send(id, message.clone(), true, false),
+                    Ok(message.len())
+                );
+            }
+            exchange(&mut client, &mut server, now);
+            loop {
+                assert!(reader
+                    .read(&mut client, id, usize::MAX, &mut wakes)
+                    .is_none());
+                wakes.drain(..).for_each(|inbox| inbox.wake());
+                exchange(&mut client, &mut server, now);
+                let left = client.buffered_recv_bytes();
+                if left == 0 {
+                    break;
+                }
+                assert!(
+                    resumed.recv_timeout(Duration::from_secs(2)).is_ok(),
+                    "the loop stopped with {left} bytes unread and nothing will resume it"
+                );
+            }
+        }
+        assert_eq!(drainer.join().expect("the reader"), BATCH * BATCHES);
     }
 }
