@@ -664,18 +664,11 @@ impl App for ServerApp {
                 self.answer_task(ctx, polled);
             }
             Command::Publication { topic, payload } => {
-                let missed = self.missed.swap(0, Ordering::Relaxed);
+                let missed = self.missed.swap(0, Ordering::AcqRel);
                 if let Some(edge) = self.http.as_mut() {
                     edge.on_publication(ctx, &topic, &payload, missed);
                 }
                 self.reserved.on_publication(ctx, topic, payload, missed);
-            }
-            Command::Gap => {
-                let missed = self.missed.swap(0, Ordering::Relaxed);
-                if let Some(edge) = self.http.as_mut() {
-                    edge.on_gap(ctx, missed);
-                }
-                self.reserved.on_gap(ctx, missed);
             }
             Command::Event { stream, entry } => {
                 if let Some(edge) = self.http.as_mut() {
@@ -763,6 +756,15 @@ impl App for ServerApp {
     }
 
     fn on_pass_end(&mut self, ctx: &mut Ctx<'_>) {
+        // Publications this loop missed and no later one announced (the
+        // broker nudges the loop when it counts the first).
+        let missed = self.missed.swap(0, Ordering::AcqRel);
+        if missed > 0 {
+            if let Some(edge) = self.http.as_mut() {
+                edge.on_gap(ctx, missed);
+            }
+            self.reserved.on_gap(ctx, missed);
+        }
         if let Some(edge) = self.http.as_mut() {
             edge.on_pass_end(ctx);
         }

@@ -33,8 +33,6 @@ pub(crate) enum Command {
     Poll(u64),
     /// A publication from the broker.
     Publication { topic: Arc<str>, payload: Bytes },
-    /// The broker says publications may have been lost: subscribers are told.
-    Gap,
     /// A new entry of an event log.
     Event { stream: Arc<str>, entry: Entry },
     /// A new entry of a session's feed.

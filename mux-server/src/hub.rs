@@ -13,6 +13,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use mux_runtime::LoopHandle;
 
+use mux_core::patterns::LOST_UNKNOWN;
+
 use crate::broker::{Arrival, Broker};
 use crate::command::Command;
 use crate::event_log::{Entry, Gap};
@@ -59,6 +61,20 @@ impl std::fmt::Debug for Hub {
     }
 }
 
+/// Counts `count` publications a loop missed (saturating: the unknown
+/// count stays unknown) and, when the count was zero, wakes the loop: it
+/// announces them at the end of its pass, even if nothing else comes.
+fn note_missed(missed: &AtomicU64, count: u64, handle: &LoopHandle<Command>) {
+    let before = missed
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            Some(n.saturating_add(count))
+        })
+        .unwrap_or_else(|n| n);
+    if before == 0 {
+        handle.nudge();
+    }
+}
+
 impl Hub {
     pub(crate) fn new(
         broker: Arc<dyn Broker>,
@@ -91,13 +107,12 @@ impl Hub {
                     };
                     if delivery_handle.try_send(command).is_err() {
                         counter.fetch_add(1, Ordering::Relaxed);
-                        missed.fetch_add(1, Ordering::Relaxed);
+                        note_missed(&missed, 1, &delivery_handle);
                     }
                 }
                 Arrival::Gap => {
                     // How many is unknown (`spec/patterns.md` §3.3).
-                    missed.store(mux_core::patterns::LOST_UNKNOWN, Ordering::Relaxed);
-                    let _ = delivery_handle.try_send(Command::Gap);
+                    note_missed(&missed, LOST_UNKNOWN, &delivery_handle);
                 }
             }));
         self.loops

@@ -553,3 +553,43 @@ fn every_demo_route_answers_from_the_first_request() {
         );
     }
 }
+
+/// A broker that only reports gaps, when the test says so.
+#[derive(Default)]
+struct GapBroker {
+    deliveries: std::sync::Mutex<Vec<mux_server::broker::Delivery>>,
+}
+
+impl mux_server::Broker for GapBroker {
+    fn publish(
+        &self,
+        _topic: &str,
+        _payload: &bytes::Bytes,
+        _ack: Option<mux_server::Acknowledge>,
+    ) -> Result<mux_server::Accepted, mux_server::BrokerError> {
+        Err(mux_server::BrokerError::Overloaded)
+    }
+
+    fn attach(&self, delivery: mux_server::broker::Delivery) {
+        self.deliveries.lock().expect("deliveries").push(delivery);
+    }
+}
+
+#[test]
+fn a_broker_gap_is_announced_even_when_nothing_is_published_after_it() {
+    let broker = Arc::new(GapBroker::default());
+    let server = server_builder()
+        .threads(2)
+        .broker(Arc::clone(&broker) as Arc<dyn mux_server::Broker>)
+        .start()
+        .expect("server starts");
+    let client = Client::connect(server.local_addr()).expect("connect");
+    let mut sub = client.subscribe("quiet.>").expect("subscribe");
+    for delivery in broker.deliveries.lock().expect("deliveries").iter() {
+        delivery(mux_server::Arrival::Gap);
+    }
+    match sub.next_timeout(WAIT) {
+        Some(Ok(Delivery::Lost(count))) => assert_eq!(count, patterns::LOST_UNKNOWN),
+        other => panic!("the gap was not announced: {other:?}"),
+    }
+}
