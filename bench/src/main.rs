@@ -707,11 +707,8 @@ fn fan_out(report: &mut Report, sizes: &Sizes, rounds: usize, mux: &Peer, rates:
         .map_err(|err| report.notes.push(format!("{err}: NATS not measured.")))
         .ok();
     let (subscribers, messages) = (sizes.subscribers, sizes.messages);
-    let lost = std::cell::Cell::new(0u64);
-    let counted = |run: pubsub::FanOut| {
-        lost.set(lost.get() + run.lost);
-        run.outcome
-    };
+    let tally = pubsub::Tally::default();
+    let counted = |run| tally.count(run);
     let systems = |pace: Pace, messages: usize| {
         let mut systems = vec![ours("mux", mux.pid(), move || {
             counted(pubsub::mux(mux.addr, subscribers, messages, pace))
@@ -740,12 +737,7 @@ fn fan_out(report: &mut Report, sizes: &Sizes, rounds: usize, mux: &Peer, rates:
         rates,
         systems,
     );
-    if lost.get() > 0 {
-        report.notes.push(format!(
-            "Fan-out: mux's slow-subscriber policy announced {} lost messages (counted as delivered-or-lost, not as deliveries).",
-            lost.get()
-        ));
-    }
+    tally.report(report, "Fan-out");
 }
 
 /// The web edge beside mux on one server process (`serve mux-web`): a
@@ -763,11 +755,8 @@ fn web_edge(report: &mut Report, sizes: &Sizes, rounds: usize, spin: Spin, out: 
     let (subscribers, messages) = (sizes.web_subscribers, sizes.web_messages);
     // Each subscriber has a connection (two sockets here) per system.
     mux_testkit::raise_open_files(4 * subscribers as u64 + 1024);
-    let lost = std::cell::Cell::new(0u64);
-    let counted = |run: pubsub::FanOut| {
-        lost.set(lost.get() + run.lost);
-        run.outcome
-    };
+    let tally = pubsub::Tally::default();
+    let counted = |run| tally.count(run);
     report.workloads.push(compare(
         format!(
             "Fan-out to {subscribers} subscribers on one server: mux beside server-sent events"
@@ -809,12 +798,7 @@ fn web_edge(report: &mut Report, sizes: &Sizes, rounds: usize, spin: Spin, out: 
             .notes
             .push("wrk is not installed or failed: the web edge's calls were not measured.".into());
     }
-    if lost.get() > 0 {
-        report.notes.push(format!(
-            "Web fan-out: the slow-subscriber policy announced {} lost messages (not counted as deliveries).",
-            lost.get()
-        ));
-    }
+    tally.report(report, "Web fan-out");
 }
 
 /// Fan-out across servers (`spec/patterns.md` §3.6): 1 → N subscribers
@@ -847,15 +831,8 @@ fn backplane(
     let addrs: Vec<SocketAddr> = nodes.iter().map(|node| node.addr).collect();
     let (addrs, redis) = (&addrs, &redis);
     let (subscribers, messages) = (sizes.subscribers, sizes.messages);
-    let lost = std::cell::Cell::new(0u64);
-    let refusals = std::cell::RefCell::new(Vec::new());
-    let counted = |run: pubsub::FanOut| {
-        lost.set(lost.get() + run.lost);
-        if let Some(why) = run.refused {
-            refusals.borrow_mut().push(why);
-        }
-        run.outcome
-    };
+    let tally = pubsub::Tally::default();
+    let counted = |run| tally.count(run);
     let systems = |pace: Pace, messages: usize| {
         vec![
             ours("mux, one node, in memory", mux.pid(), move || {
@@ -886,17 +863,7 @@ fn backplane(
          the other nodes and Redis also work for it."
             .into(),
     );
-    if lost.get() > 0 {
-        report.notes.push(format!(
-            "Fan-out across servers: {} messages announced lost (not counted as deliveries).",
-            lost.get()
-        ));
-    }
-    for why in refusals.borrow().iter() {
-        report.notes.push(format!(
-            "Fan-out across servers: a run's publishing stream answered: {why}"
-        ));
-    }
+    tally.report(report, "Fan-out across servers");
 }
 
 /// A fan-out's workloads: at peak, then at half the slowest system's peak

@@ -8,6 +8,7 @@
 //! write in batches of 100; at [`Pace::Rate`] one message at a time, on
 //! schedule, for the delivery latency at a load every system sustains.
 
+use std::cell::{Cell, RefCell};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use mux_client::{Client, Delivery, Subscription};
 
 use crate::measure::Outcome;
+use crate::report::Report;
 
 const TOPIC: &str = "bench.fanout";
 const BATCH: usize = 100;
@@ -37,6 +39,9 @@ enum Next {
     Message(Duration),
     /// The server announced this many lost messages.
     Lost(u64),
+    /// The subscription's connection broke and the client subscribed
+    /// again: what was published meanwhile is lost, how much is unknown.
+    Reopened,
     Closed,
 }
 
@@ -100,6 +105,46 @@ pub(crate) struct FanOut {
     pub(crate) lost: u64,
     /// Why the publishing stream failed, if it did (refused publications).
     pub(crate) refused: Option<String>,
+    /// Readers that ended short without a loss announced for the rest: a
+    /// subscription reopened after its connection broke, or a reader that
+    /// waited out its timeout. Each is a defect to explain, not noise.
+    pub(crate) short: Vec<String>,
+}
+
+/// What the fan-out runs of a workload reported beside their outcomes.
+#[derive(Default)]
+pub(crate) struct Tally {
+    lost: Cell<u64>,
+    refusals: RefCell<Vec<String>>,
+    short: RefCell<Vec<String>>,
+}
+
+impl Tally {
+    /// Keeps a run's reports and gives its outcome.
+    pub(crate) fn count(&self, run: FanOut) -> Outcome {
+        self.lost.set(self.lost.get() + run.lost);
+        self.refusals.borrow_mut().extend(run.refused);
+        self.short.borrow_mut().extend(run.short);
+        run.outcome
+    }
+
+    /// Adds what was kept to the report's notes, each line headed `what`.
+    pub(crate) fn report(&self, report: &mut Report, what: &str) {
+        if self.lost.get() > 0 {
+            report.notes.push(format!(
+                "{what}: {} messages announced lost (not counted as deliveries).",
+                self.lost.get()
+            ));
+        }
+        for why in self.refusals.borrow().iter() {
+            report
+                .notes
+                .push(format!("{what}: a run's publishing stream answered: {why}"));
+        }
+        for why in self.short.borrow().iter() {
+            report.notes.push(format!("{what}: {why}."));
+        }
+    }
 }
 
 /// Runs the subscriber readers until each has seen `messages` (or losses
@@ -120,6 +165,7 @@ where
                 ready.wait();
                 let mut samples = Vec::with_capacity(messages);
                 let mut seen = 0u64;
+                let mut short = None;
                 while seen < messages as u64 {
                     match next(base) {
                         Next::Message(latency) => {
@@ -133,10 +179,21 @@ where
                             lost.fetch_add(count, Ordering::Relaxed);
                             seen = seen.saturating_add(count);
                         }
-                        Next::Closed => break,
+                        Next::Reopened => {
+                            short = Some(format!(
+                                "a subscription was reopened after {seen} of {messages}"
+                            ));
+                            break;
+                        }
+                        Next::Closed => {
+                            short = Some(format!(
+                                "a reader stopped after {seen} of {messages}, no loss announced"
+                            ));
+                            break;
+                        }
                     }
                 }
-                (samples, Instant::now())
+                (samples, Instant::now(), short)
             })
         })
         .collect();
@@ -145,15 +202,21 @@ where
     publish(base);
     let mut all = Vec::new();
     let mut end = start;
+    let mut short = Vec::new();
     for reader in readers {
-        let (samples, finished) = reader.join().expect("reader");
+        let (samples, finished, ended_short) = reader.join().expect("reader");
         end = end.max(finished);
         all.extend(samples);
+        if let Some(why) = ended_short {
+            eprintln!("    {why}");
+            short.push(why);
+        }
     }
     FanOut {
         outcome: Outcome::operations(all, end.duration_since(start)),
         lost: lost.load(Ordering::Relaxed),
         refused: None,
+        short,
     }
 }
 
@@ -306,15 +369,11 @@ pub(crate) fn mux_nodes(
 
 /// A mux subscription as the harness's reader.
 fn reader_of(mut sub: Subscription) -> impl FnMut(Instant) -> Next + Send + 'static {
-    move |base| loop {
-        match sub.next_timeout(Duration::from_secs(10)) {
-            Some(Ok(Delivery::Message { payload, .. })) => {
-                return Next::Message(latency(base, &payload))
-            }
-            Some(Ok(Delivery::Lost(count))) if count > 0 => return Next::Lost(count),
-            Some(Ok(Delivery::Lost(_))) => {}
-            Some(Err(_)) | None => return Next::Closed,
-        }
+    move |base| match sub.next_timeout(Duration::from_secs(10)) {
+        Some(Ok(Delivery::Message { payload, .. })) => Next::Message(latency(base, &payload)),
+        Some(Ok(Delivery::Lost(0))) => Next::Reopened,
+        Some(Ok(Delivery::Lost(count))) => Next::Lost(count),
+        Some(Err(_)) | None => Next::Closed,
     }
 }
 

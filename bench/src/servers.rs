@@ -26,6 +26,9 @@ pub(crate) fn serve(
     identity: Identity<'_>,
     backplane: Option<&str>,
 ) -> Result<(), String> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_target(false)
+        .init();
     let needs_identity = || identity.ok_or_else(|| format!("{kind} needs --cert and --key"));
     match kind {
         "raw" => crate::raw::serve().map_err(|e| e.to_string()),
