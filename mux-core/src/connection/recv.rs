@@ -381,6 +381,7 @@ impl Connection {
             self.peer_settings_received = true;
             self.phase = Phase::Open;
             self.timers.stop(Timer::Handshake);
+            self.refresh_keepalive_timer();
             self.refresh_idle_timer();
             self.events.push_back(Event::Connected);
         }

@@ -152,10 +152,16 @@ impl Connection {
 
     /// The keepalive timer: the probe's ACK deadline while one is out,
     /// otherwise an interval after the last bytes received.
+    /// Keepalive runs once the handshake is done: before, the handshake
+    /// timer watches the peer, and a server must send nothing before the
+    /// client's preface (spec §3.3).
     pub(super) fn refresh_keepalive_timer(&mut self) {
         let Some(interval) = self.config.keepalive_interval else {
             return;
         };
+        if self.phase != Phase::Open {
+            return;
+        }
         let deadline = match self.pings.iter().find(|(_, _, keepalive)| *keepalive) {
             Some((_, sent, _)) => *sent + self.config.keepalive_timeout,
             None => self.last_received + interval,

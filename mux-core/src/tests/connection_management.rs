@@ -188,6 +188,34 @@ fn keepalive_pings_an_idle_peer_and_detects_a_dead_one() {
 }
 
 #[test]
+fn keepalive_waits_for_the_handshake() {
+    // §3.3, §11.2.3: a keepalive shorter than the handshake timeout must not
+    // make a server speak before the client's preface, nor PING a peer
+    // whose first SETTINGS has not come (the handshake timer watches it).
+    let config = Config {
+        keepalive_interval: Some(Duration::from_secs(1)),
+        handshake_timeout: Duration::from_secs(5),
+        ..Config::default()
+    };
+    let mut silent = Raw::new(Side::Server, config.clone());
+    silent.advance(Duration::from_secs(3));
+    assert!(silent.take_bytes().is_empty(), "nothing before the preface");
+    let mut no_settings = Raw::after_preface(Side::Server, config);
+    no_settings.take_frames(); // its preface, SETTINGS and RTT probe (§11.2.2)
+    no_settings.advance(Duration::from_secs(3));
+    let frames = no_settings.take_frames();
+    assert!(
+        !frames.iter().any(|f| matches!(f, Frame::Ping(_))),
+        "no keepalive PING during the handshake: {frames:?}"
+    );
+    no_settings.advance(Duration::from_secs(3));
+    assert_eq!(
+        Raw::goaway_code(&no_settings.take_frames()),
+        Some(ErrorCode::SETTINGS_TIMEOUT)
+    );
+}
+
+#[test]
 fn idle_timeout_closes_gracefully() {
     // §11.2.4
     let config = Config {
