@@ -41,6 +41,9 @@ pub fn skip(why: impl Into<String>) -> Outcome {
     Outcome::Skip(why.into())
 }
 
+/// How a case checks its rule against `T`.
+pub type Check<T> = Box<dyn Fn(&T) -> Step<()>>;
+
 /// One rule checked: the section that states it, how strong it is, a
 /// sentence, and how to check it against `T` (the endpoint's address, or
 /// the client connections that a listener accepts).
@@ -48,7 +51,7 @@ pub struct Case<T: ?Sized> {
     pub section: String,
     pub level: Level,
     pub title: String,
-    pub run: Box<dyn Fn(&T) -> Step<()>>,
+    pub run: Check<T>,
 }
 
 impl<T: ?Sized> std::fmt::Debug for Case<T> {

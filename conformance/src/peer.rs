@@ -152,7 +152,7 @@ impl Peer {
     }
 
     /// The next frame, within the runner's timeout.
-    pub fn next(&mut self) -> Got {
+    pub fn next_frame(&mut self) -> Got {
         self.next_within(self.timeout)
     }
 
@@ -198,7 +198,7 @@ impl Peer {
 
     /// The endpoint's first SETTINGS, our ACK of it, and its ACK of ours.
     pub fn settings_exchange(&mut self) -> Step<()> {
-        let first = self.next();
+        let first = self.next_frame();
         match &first {
             Got::Frame(frame) if frame.is(kind::SETTINGS) && !frame.has(flag::ACK) => {
                 self.settings = frame.settings();

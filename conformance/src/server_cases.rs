@@ -83,7 +83,7 @@ fn refuses_preface(server: &Server, bytes: &[u8]) -> Step<()> {
     if head.len() < 8 || head[..6] != wire::MAGIC {
         return Err(fail(expected, format!("{head:02x?}")));
     }
-    match peer.next() {
+    match peer.next_frame() {
         Got::Frame(frame)
             if frame.is(kind::GOAWAY) && frame.error_code() == Some(code::PROTOCOL_ERROR) =>
         {
@@ -159,7 +159,7 @@ fn preface_cases(vectors: &Vectors) -> Vec<Case<Server>> {
             if head.len() < 8 || head[..6] != wire::MAGIC || head[6..8] == [0xff, 0xfe] {
                 return Err(fail("a preface naming another version", format!("{head:02x?}")));
             }
-            match peer.next() {
+            match peer.next_frame() {
                 Got::Frame(frame)
                     if frame.is(kind::GOAWAY)
                         && frame.word(0) == Some(0)
@@ -171,7 +171,7 @@ fn preface_cases(vectors: &Vectors) -> Vec<Case<Server>> {
                     ))
                 }
             }
-            match peer.next() {
+            match peer.next_frame() {
                 Got::Closed => Ok(()),
                 other => Err(fail("the connection closed after GOAWAY", other.describe())),
             }

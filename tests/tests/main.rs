@@ -9,6 +9,7 @@ mod auth;
 mod backplane;
 mod body_streams;
 mod browser;
+mod conformance;
 mod dissector;
 mod http_edge;
 mod integrity;
