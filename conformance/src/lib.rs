@@ -13,6 +13,7 @@
 
 pub mod case;
 pub mod client_cases;
+pub mod common_cases;
 pub mod peer;
 pub mod server_cases;
 pub mod vectors;
