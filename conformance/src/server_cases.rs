@@ -340,7 +340,7 @@ fn stream_cases() -> Vec<Case<Server>> {
             s.rejects(&bytes, code::PROTOCOL_ERROR)
         },
     )];
-    let idle_rows: [(&str, Vec<u8>); 4] = [
+    let idle_rows: [(&str, Vec<u8>); 5] = [
         (
             "DATA on an idle stream is a connection error (PROTOCOL_ERROR)",
             wire::data(7, 0, b"x"),
@@ -356,6 +356,14 @@ fn stream_cases() -> Vec<Case<Server>> {
         (
             "OPEN on a stream already open is a connection error (PROTOCOL_ERROR)",
             join([wire::open(1, 0, ROUTE), wire::open(1, 0, ROUTE)]),
+        ),
+        (
+            "OPEN on a closed stream is a connection error (PROTOCOL_ERROR)",
+            join([
+                wire::open(1, 0, ROUTE),
+                wire::reset(1, code::CANCEL),
+                wire::open(1, 0, ROUTE),
+            ]),
         ),
     ];
     for (title, bytes) in idle_rows {
