@@ -11,9 +11,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
-use mux_runtime::LoopHandle;
-
 use mux_core::patterns::LOST_UNKNOWN;
+use mux_runtime::LoopHandle;
 
 use crate::broker::{Arrival, Broker};
 use crate::command::Command;
