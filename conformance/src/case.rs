@@ -11,7 +11,8 @@ pub enum Level {
 }
 
 impl Level {
-    fn word(self) -> &'static str {
+    /// `MUST` or `SHOULD`.
+    pub fn word(self) -> &'static str {
         match self {
             Self::Must => "MUST",
             Self::Should => "SHOULD",
@@ -143,6 +144,23 @@ impl Report {
         report
     }
 
+    /// The cases `filter` admits, a line each (section, strength, sentence),
+    /// without running them.
+    pub fn list<T: ?Sized>(cases: &[Case<T>], filter: &Filter) -> String {
+        cases
+            .iter()
+            .filter(|case| filter.admits(&case.section))
+            .map(|case| {
+                format!(
+                    "§{:<8} {:<6}  {}\n",
+                    case.section,
+                    case.level.word(),
+                    case.title
+                )
+            })
+            .collect()
+    }
+
     fn count(&self, wanted: impl Fn(&Record) -> bool) -> usize {
         self.records.iter().filter(|record| wanted(record)).count()
     }
@@ -264,5 +282,21 @@ mod tests {
         let report = Report::run(&cases, &(), &Filter::default(), false);
         assert_eq!(report.exit_status(), 1);
         assert_eq!(report.json()["failed_must"], 1);
+    }
+
+    #[test]
+    fn a_listing_names_each_admitted_case_once() {
+        let cases: Vec<Case<()>> = vec![
+            Case::new("5.5", Level::Must, "answers PING", |_| Ok(())),
+            Case::new("6.3", Level::Should, "other", |_| Ok(())),
+        ];
+        let filter = Filter {
+            only: vec!["5".into()],
+            skip: Vec::new(),
+        };
+        assert_eq!(
+            Report::list(&cases, &filter),
+            "§5.5      MUST    answers PING\n"
+        );
     }
 }

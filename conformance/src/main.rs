@@ -39,6 +39,9 @@ struct Args {
     /// seconds for each.
     #[arg(long, global = true)]
     idle_wait: Option<f64>,
+    /// Print the cases (section, MUST or SHOULD, sentence) instead of running them.
+    #[arg(long, global = true)]
+    list: bool,
     /// Another vectors file than the spec's own (spec/vectors/frames.json).
     #[arg(long, global = true)]
     vectors: Option<std::path::PathBuf>,
@@ -86,6 +89,14 @@ fn main() -> ExitCode {
     let (timeout, timers) = (seconds(args.timeout), seconds(args.timers));
     let idle = args.idle_wait.map(seconds);
     let live = !args.json;
+    if args.list {
+        let listing = match args.mode {
+            Mode::Server { .. } => Report::list(&server_cases::cases(&vectors), &filter),
+            Mode::Client { .. } => Report::list(&client_cases::cases(&vectors), &filter),
+        };
+        say(&listing);
+        return ExitCode::SUCCESS;
+    }
     let report = match args.mode {
         Mode::Server { addr } => {
             let server = Server {
