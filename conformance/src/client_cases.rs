@@ -185,13 +185,7 @@ fn handshake_cases() -> Vec<Case<Clients>> {
                 let mut hello = wire::preface(wire::VERSION);
                 hello.extend(wire::settings(&[]));
                 peer.send(&hello);
-                let within = c.timers + c.timeout;
-                let want = format!("GOAWAY SETTINGS_TIMEOUT within {within:?}");
-                match peer.wait_for(within, |f| f.is(kind::GOAWAY)) {
-                    Ok(f) if f.error_code() == Some(code::SETTINGS_TIMEOUT) => Ok(()),
-                    Ok(frame) | Err(Got::Frame(frame)) => Err(fail(want, frame.describe())),
-                    Err(got) => Err(fail(want, got.describe())),
-                }
+                peer.expect_goaway(c.timers + c.timeout, code::SETTINGS_TIMEOUT)
             },
         ),
     ]

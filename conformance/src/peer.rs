@@ -294,6 +294,17 @@ impl Peer {
         }
     }
 
+    /// Reads (answering PINGs) until a GOAWAY, within `within`: it must
+    /// carry `expected`.
+    pub fn expect_goaway(&mut self, within: Duration, expected: u32) -> Step<()> {
+        let want = format!("GOAWAY {} within {within:?}", code::name(expected));
+        match self.wait_for(within, |f| f.is(kind::GOAWAY)) {
+            Ok(frame) if frame.error_code() == Some(expected) => Ok(()),
+            Ok(frame) | Err(Got::Frame(frame)) => Err(fail(want, frame.describe())),
+            Err(got) => Err(fail(want, got.describe())),
+        }
+    }
+
     /// Reads until a frame `matches`, answering PINGs; `Err` with what came
     /// instead (a GOAWAY, the end, nothing).
     pub fn wait_for(

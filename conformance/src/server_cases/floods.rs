@@ -2,10 +2,10 @@
 //! recommended burst (MUST) and allowing the burst itself (SHOULD).
 
 use super::{client_stream, join, Server, ROUTE};
-use crate::case::{fail, skip, Case, Level, Step};
+use crate::case::{skip, Case, Level, Step};
 use crate::common_cases::Endpoint;
-use crate::peer::{Got, Peer};
-use crate::wire::{self, code, flag, kind, setting};
+use crate::peer::Peer;
+use crate::wire::{self, code, flag, setting};
 
 /// One flood of §13.2: the frames of `count` counted events.
 struct Flood {
@@ -112,12 +112,7 @@ pub(super) fn cases() -> Vec<Case<Server>> {
                 let mut bytes = (flood.setup)(&peer)?;
                 bytes.extend((flood.events)(&peer, flood.burst * 10));
                 peer.send(&bytes);
-                let want = "GOAWAY ENHANCE_YOUR_CALM";
-                match peer.wait_for(s.timeout, |f| f.is(kind::GOAWAY)) {
-                    Ok(f) if f.error_code() == Some(code::ENHANCE_YOUR_CALM) => Ok(()),
-                    Ok(frame) | Err(Got::Frame(frame)) => Err(fail(want, frame.describe())),
-                    Err(got) => Err(fail(want, got.describe())),
-                }
+                peer.expect_goaway(s.timeout, code::ENHANCE_YOUR_CALM)
             },
         ));
         cases.push(Case::new(

@@ -1,7 +1,7 @@
 //! Cases of §4 and §5: the frame header's rules, extensibility, and each
 //! frame type's own rules.
 
-use super::{expect_goaway_within, join, Server, ROUTE};
+use super::{join, Server, ROUTE};
 use crate::case::{fail, skip, Case, Level};
 use crate::common_cases::Endpoint;
 use crate::peer::Got;
@@ -119,7 +119,7 @@ pub(super) fn type_cases() -> Vec<Case<Server>> {
                 hello.extend(wire::settings(&[]));
                 peer.send(&hello);
                 let _ = peer.raw(8, s.timeout);
-                expect_goaway_within(&mut peer, s.timers + s.timeout, code::SETTINGS_TIMEOUT)
+                peer.expect_goaway(s.timers + s.timeout, code::SETTINGS_TIMEOUT)
             },
         ),
         Case::new("5.8.3", Level::Must, "PUSH from a client is a connection error (PROTOCOL_ERROR)", |s: &Server| {

@@ -1,7 +1,7 @@
 //! Cases of §11: GOAWAY, the handshake and SETTINGS timeouts, keepalive
 //! and the idle timeout.
 
-use super::{expect_goaway_within, join, Server, ROUTE};
+use super::{join, Server, ROUTE};
 use crate::case::{fail, skip, Case, Level};
 use crate::common_cases::Endpoint;
 use crate::wire::{self, code, flag, kind};
@@ -64,7 +64,7 @@ pub(super) fn cases() -> Vec<Case<Server>> {
                 peer.answer_pings = false;
                 peer.send(&wire::preface(wire::VERSION));
                 let _ = peer.raw(8, s.timeout);
-                expect_goaway_within(&mut peer, s.timers + s.timeout, code::SETTINGS_TIMEOUT)?;
+                peer.expect_goaway(s.timers + s.timeout, code::SETTINGS_TIMEOUT)?;
                 if peer.closes_within(s.timeout) {
                     Ok(())
                 } else {
@@ -99,19 +99,20 @@ pub(super) fn cases() -> Vec<Case<Server>> {
                     .ok_or_else(|| skip("needs --idle-wait longer than its idle timeout"))?;
                 let mut peer = s.session()?;
                 let before = peer.seen.len();
-                expect_goaway_within(&mut peer, within, code::IDLE_TIMEOUT).map_err(|outcome| {
-                    let streams = peer.seen[before..]
-                        .iter()
-                        .filter(|f| f.is(kind::PUSH) || f.is(kind::OPEN))
-                        .count();
-                    match outcome {
-                        crate::case::Outcome::Fail { expected, got } if streams > 0 => fail(
-                            expected,
-                            format!("{got}; it pushed {streams} streams meanwhile (not idle)"),
-                        ),
-                        other => other,
-                    }
-                })
+                peer.expect_goaway(within, code::IDLE_TIMEOUT)
+                    .map_err(|outcome| {
+                        let streams = peer.seen[before..]
+                            .iter()
+                            .filter(|f| f.is(kind::PUSH) || f.is(kind::OPEN))
+                            .count();
+                        match outcome {
+                            crate::case::Outcome::Fail { expected, got } if streams > 0 => fail(
+                                expected,
+                                format!("{got}; it pushed {streams} streams meanwhile (not idle)"),
+                            ),
+                            other => other,
+                        }
+                    })
             },
         ),
     ]

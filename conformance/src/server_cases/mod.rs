@@ -4,11 +4,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::case::{fail, Case, Step};
+use crate::case::{Case, Step};
 use crate::common_cases::{self, Endpoint};
-use crate::peer::{Got, Peer};
+use crate::peer::Peer;
 use crate::vectors::Vectors;
-use crate::wire::{code, kind};
 
 mod floods;
 mod flow_control;
@@ -69,14 +68,4 @@ pub fn cases(vectors: &Vectors) -> Vec<Case<Server>> {
     cases.extend(management::cases());
     cases.extend(floods::cases());
     cases
-}
-
-/// Reads (answering PINGs) until GOAWAY `expected`, within `within`.
-fn expect_goaway_within(peer: &mut Peer, within: Duration, expected: u32) -> Step<()> {
-    let want = format!("GOAWAY {} within {within:?}", code::name(expected));
-    match peer.wait_for(within, |f| f.is(kind::GOAWAY)) {
-        Ok(frame) if frame.error_code() == Some(expected) => Ok(()),
-        Ok(frame) | Err(Got::Frame(frame)) => Err(fail(want, frame.describe())),
-        Err(got) => Err(fail(want, got.describe())),
-    }
 }

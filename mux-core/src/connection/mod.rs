@@ -249,7 +249,6 @@ impl Connection {
         };
         conn.timers
             .set(Timer::Handshake, now + conn.config.handshake_timeout);
-        conn.refresh_keepalive_timer();
         if side == Side::Client {
             conn.queue_handshake(now);
         }
