@@ -80,6 +80,7 @@ mod client;
 mod command;
 mod completion;
 mod credit;
+mod direct;
 mod error;
 mod events;
 mod inbox;
@@ -102,6 +103,7 @@ pub use mux_runtime::{
 pub use call::{Call, CallRequest, Upload};
 pub use client::{Client, ClientBuilder};
 pub use command::PushMessage;
+pub use direct::{DirectBuilder, DirectClient};
 pub use error::CallError;
 pub use events::{Event, EventStream, Resume};
 pub use message_stream::{MessageStream, NextMessage};

@@ -10,6 +10,7 @@ mod backplane;
 mod body_streams;
 mod browser;
 mod conformance;
+mod direct;
 mod dissector;
 mod http_edge;
 mod integrity;

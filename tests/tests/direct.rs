@@ -1,0 +1,208 @@
+//! `DirectClient` over real sockets: calls on the caller's thread, with
+//! bodies past every window, deadlines that keep the connection, a
+//! connection the server closed while idle replaced without losing the
+//! call, tokens, and peers that do not speak mux.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use bytes::Bytes;
+use mux_client::{CallError, CallRequest, DirectClient};
+use mux_core::Config;
+use mux_server::auth::StaticTokens;
+use mux_server::{Response, Status};
+use mux_testkit::{fnv1a, pseudo_random, server_builder, wait_until};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+fn server() -> mux_server::Server {
+    server_builder()
+        .route("hash", |req| {
+            Ok(Response::ok(fnv1a(req.body()).to_string()))
+        })
+        .route("bytes", |req| {
+            let len: usize = std::str::from_utf8(req.body())
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .unwrap_or(0);
+            Ok(Response::ok(pseudo_random(7, len)))
+        })
+        .route_blocking("slow", |_| {
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(Response::ok("too late"))
+        })
+        .start()
+        .expect("server starts")
+}
+
+#[test]
+fn bodies_of_every_size_cross_both_ways_intact() {
+    let server = server();
+    let mut client = DirectClient::connect(server.local_addr()).expect("connect");
+    // Past the stream window (256 KiB) and the connection's, both ways.
+    for (seed, len) in [(1, 0), (2, 64), (3, 70_000), (4, 1 << 20), (5, 5 << 20)] {
+        let body = pseudo_random(seed, len);
+        let reply = client.call("hash", body.clone()).expect("hash");
+        assert_eq!(reply.status, Status::OK);
+        assert_eq!(reply.body, fnv1a(&body).to_string(), "{len} bytes up");
+
+        let reply = client.call("bytes", len.to_string()).expect("bytes");
+        assert_eq!(reply.body, pseudo_random(7, len), "{len} bytes down");
+    }
+    let reply = client.call("missing", "").expect("an answer");
+    assert_eq!(reply.status, Status::NOT_FOUND);
+}
+
+#[test]
+fn a_deadline_fails_the_call_and_keeps_the_connection() {
+    let server = server();
+    let mut client = DirectClient::connect(server.local_addr()).expect("connect");
+    let request = CallRequest::new("slow", "").timeout(Duration::from_millis(50));
+    assert_eq!(
+        client.call_with(request).expect_err("answers too late"),
+        CallError::DeadlineExceeded
+    );
+    assert_eq!(client.call("hash", "x").expect("after").status, Status::OK);
+    // The same connection carried both: the server saw one.
+    assert!(server
+        .handle()
+        .metrics_text()
+        .contains("mux_connections_opened_total 1"));
+}
+
+#[test]
+fn a_response_over_the_limit_fails_and_the_connection_goes_on() {
+    let server = server();
+    let mut client = DirectClient::builder(server.local_addr())
+        .max_response(1000)
+        .connect()
+        .expect("connect");
+    let err = client.call("bytes", "200000").expect_err("too large");
+    assert_eq!(err, CallError::TooLarge(1000));
+    let reply = client.call("bytes", "1000").expect("within the limit");
+    assert_eq!(reply.body.len(), 1000);
+}
+
+#[test]
+fn a_connection_closed_while_idle_is_replaced_and_the_call_goes_through() {
+    let server = server_builder()
+        .connection_config(Config {
+            idle_timeout: Some(Duration::from_millis(50)),
+            ..Config::default()
+        })
+        .route("hash", |req| {
+            Ok(Response::ok(fnv1a(req.body()).to_string()))
+        })
+        .start()
+        .expect("server starts");
+    let mut client = DirectClient::connect(server.local_addr()).expect("connect");
+    for round in 0..3 {
+        assert_eq!(client.call("hash", "x").expect("call").status, Status::OK);
+        // The server ends the idle connection (GOAWAY, close); the client
+        // reads none of it until its next call.
+        wait_until(LIMIT, "the server to close the idle connection", || {
+            server
+                .handle()
+                .metrics_text()
+                .contains("mux_connections_open 0")
+        });
+        let body = Bytes::from(format!("round {round}"));
+        let reply = client.call("hash", body.clone()).expect("replaced");
+        assert_eq!(reply.body, fnv1a(&body).to_string());
+    }
+}
+
+#[test]
+fn a_connection_idle_for_a_while_is_checked_before_use() {
+    let server = server_builder()
+        .connection_config(Config {
+            idle_timeout: Some(Duration::from_millis(50)),
+            ..Config::default()
+        })
+        .start()
+        .expect("server starts");
+    // One attempt only: the call cannot be rescued by a retry.
+    let mut client = DirectClient::builder(server.local_addr())
+        .max_attempts(1)
+        .connect()
+        .expect("connect");
+    let closed = || {
+        server
+            .handle()
+            .metrics_text()
+            .contains("mux_connections_open 0")
+    };
+    assert!(client.call("echo", "x").is_ok());
+    wait_until(LIMIT, "the server to close the idle connection", closed);
+    // Used soon after its last call, the connection is trusted: the request
+    // goes out, and the server's GOAWAY says it was not processed.
+    match client.call("echo", "y") {
+        Err(CallError::ConnectionLost(why)) => assert!(why.contains("going away"), "{why}"),
+        other => panic!("a request on a closed connection: {other:?}"),
+    }
+    assert!(client.call("echo", "z").is_ok());
+    wait_until(LIMIT, "the server to close the idle connection", closed);
+    // Idle for longer than a second, it is checked first and replaced.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(client.call("echo", "w").expect("checked").body, "w");
+}
+
+#[test]
+fn a_token_is_presented_and_a_wrong_one_is_refused_at_connect() {
+    let server = server_builder()
+        .authenticator(StaticTokens::new([("alice-s3cret", "alice")]))
+        .route("whoami", |req| {
+            Ok(Response::ok(req.identity().name().to_owned()))
+        })
+        .start()
+        .expect("server starts");
+    let mut alice = DirectClient::builder(server.local_addr())
+        .token("alice-s3cret")
+        .connect()
+        .expect("alice connects");
+    assert_eq!(alice.call("whoami", "").expect("whoami").body, "alice");
+
+    let err = DirectClient::builder(server.local_addr())
+        .token("guess")
+        .connect()
+        .expect_err("a wrong token connects");
+    assert!(err.to_string().contains("401"), "unclear error: {err}");
+}
+
+#[test]
+fn a_peer_that_is_not_mux_or_not_there_is_a_clear_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let fake = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut buf = [0u8; 64];
+        let _ = stream.read(&mut buf);
+        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+    });
+    let err = DirectClient::connect(addr).expect_err("not mux");
+    assert!(err.to_string().contains("not speaking mux"), "{err}");
+    let _ = fake.join();
+
+    // Nothing listens on the port the fake used any more.
+    let err = DirectClient::builder(addr)
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .expect_err("nothing listens");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+}
+
+#[test]
+fn a_server_shutting_down_fails_no_call_it_did_not_run() {
+    let server = server();
+    let addr = server.local_addr();
+    let mut client = DirectClient::connect(addr).expect("connect");
+    assert_eq!(client.call("hash", "x").expect("call").status, Status::OK);
+    server
+        .shutdown_gracefully(Duration::from_secs(5))
+        .expect("shutdown");
+    match client.call("hash", "y") {
+        Err(CallError::Connect(_) | CallError::ConnectionLost(_)) => {}
+        other => panic!("a call to a stopped server: {other:?}"),
+    }
+}
