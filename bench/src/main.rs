@@ -437,10 +437,17 @@ fn main() -> ExitCode {
                 ours("mux, callbacks on the loop", mux_pid, || {
                     ours::rpc_callbacks(&client, calls, outstanding)
                 }),
+            ];
+            if outstanding == 1 {
+                systems.push(ours("mux, direct (caller's thread)", mux_pid, || {
+                    ours::rpc_direct(mux.addr, calls)
+                }));
+            }
+            systems.extend([
                 system("raw TCP, blocking", raw_pid, || {
                     raw::rpc(raw.addr, calls, outstanding, raw::Style::Plain)
                 }),
-            ];
+            ]);
             systems.push(if outstanding == 1 {
                 system("raw TCP, reads spin 200 µs", raw_pid, || {
                     raw::rpc(raw.addr, calls, outstanding, raw::Style::Spinning)
@@ -472,6 +479,9 @@ fn main() -> ExitCode {
                 ours("mux, blocking calls", mux_pid, || {
                     ours::rpc(&client, calls, 1)
                 }),
+                ours("mux, direct (caller's thread)", mux_pid, || {
+                    ours::rpc_direct(mux.addr, calls)
+                }),
                 system("raw TCP, blocking", raw_pid, || {
                     raw::rpc(raw.addr, calls, 1, raw::Style::Plain)
                 }),
@@ -491,6 +501,9 @@ fn main() -> ExitCode {
             rounds,
             vec![
                 ours("mux", mux_pid, || ours::paced(&client, calls, rate)),
+                ours("mux, direct (caller's thread)", mux_pid, || {
+                    ours::paced_direct(mux.addr, calls, rate)
+                }),
                 system("raw TCP, blocking", raw_pid, || {
                     raw::paced(raw.addr, calls, rate)
                 }),

@@ -1,6 +1,7 @@
 //! mux's side of each workload, through `mux-client` as an application
 //! would use it: uploads to the demo server's `sink`, downloads from its
-//! `source`, calls to `echo`.
+//! `source`, calls to `echo` (through a `Client`, or a `DirectClient` on
+//! the calling thread).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mux_client::{CallRequest, Client, SpinPolicy};
+use mux_client::{CallRequest, Client, DirectClient, SpinPolicy};
 
 use crate::measure::{Outcome, SteadyHalf};
 use crate::raw::MESSAGE;
@@ -128,6 +129,32 @@ pub(crate) fn paced(client: &Client, calls: usize, rate: f64) -> Outcome {
     let body = Bytes::from(vec![1u8; MESSAGE]);
     crate::measure::paced(calls, rate, || {
         let reply = client.call("echo", body.clone()).expect("mux call");
+        assert_eq!(reply.body.len(), MESSAGE);
+    })
+}
+
+/// Blocking calls one after another on this thread through a
+/// `DirectClient`: no loop thread between the caller and the socket.
+pub(crate) fn rpc_direct(addr: SocketAddr, calls: usize) -> Outcome {
+    let body = Bytes::from(vec![1u8; MESSAGE]);
+    let mut client = DirectClient::connect(addr).expect("mux direct connect");
+    let mut samples = Vec::with_capacity(calls);
+    let start = Instant::now();
+    for _ in 0..calls {
+        let at = Instant::now();
+        let reply = client.call("echo", body.clone()).expect("mux direct call");
+        assert_eq!(reply.body.len(), MESSAGE);
+        samples.push(at.elapsed());
+    }
+    Outcome::operations(samples, start.elapsed())
+}
+
+/// One `DirectClient` call every `1 / rate` seconds.
+pub(crate) fn paced_direct(addr: SocketAddr, calls: usize, rate: f64) -> Outcome {
+    let body = Bytes::from(vec![1u8; MESSAGE]);
+    let mut client = DirectClient::connect(addr).expect("mux direct connect");
+    crate::measure::paced(calls, rate, || {
+        let reply = client.call("echo", body.clone()).expect("mux direct call");
         assert_eq!(reply.body.len(), MESSAGE);
     })
 }
