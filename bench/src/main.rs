@@ -443,11 +443,9 @@ fn main() -> ExitCode {
                     ours::rpc_direct(mux.addr, calls)
                 }));
             }
-            systems.extend([
-                system("raw TCP, blocking", raw_pid, || {
-                    raw::rpc(raw.addr, calls, outstanding, raw::Style::Plain)
-                }),
-            ]);
+            systems.extend([system("raw TCP, blocking", raw_pid, || {
+                raw::rpc(raw.addr, calls, outstanding, raw::Style::Plain)
+            })]);
             systems.push(if outstanding == 1 {
                 system("raw TCP, reads spin 200 µs", raw_pid, || {
                     raw::rpc(raw.addr, calls, outstanding, raw::Style::Spinning)

@@ -47,6 +47,17 @@ pub struct Subscription {
     reopen_state: StreamReopen,
 }
 
+/// A subscription's feed message (`spec/patterns.md` §3.3) as a delivery.
+pub(crate) fn decode_delivery(message: Bytes) -> Result<Delivery, CallError> {
+    match FeedMessage::decode(message) {
+        Ok(FeedMessage::Publication { topic, payload }) => Ok(Delivery::Message { topic, payload }),
+        Ok(FeedMessage::Lost { count }) => Ok(Delivery::Lost(count)),
+        _ => Err(CallError::Malformed(
+            "unexpected message on a subscription".into(),
+        )),
+    }
+}
+
 fn subscription_request(pattern: &str) -> Result<CallRequest, CallError> {
     patterns::check_pattern(pattern).map_err(|e| CallError::Malformed(e.to_string()))?;
     Ok(CallRequest::new(patterns::SUBSCRIBE, "")
@@ -74,22 +85,10 @@ impl Subscription {
         &self.pattern
     }
 
-    fn decode(message: Bytes) -> Result<Delivery, CallError> {
-        match FeedMessage::decode(message) {
-            Ok(FeedMessage::Publication { topic, payload }) => {
-                Ok(Delivery::Message { topic, payload })
-            }
-            Ok(FeedMessage::Lost { count }) => Ok(Delivery::Lost(count)),
-            _ => Err(CallError::Malformed(
-                "unexpected message on a subscription".into(),
-            )),
-        }
-    }
-
     /// The next delivery, waiting at most `timeout` (`None` if nothing came).
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<Delivery, CallError>> {
         match self.stream.next_timeout(timeout) {
-            Some(Ok(message)) => Some(Self::decode(message)),
+            Some(Ok(message)) => Some(decode_delivery(message)),
             Some(Err(err)) if is_lost(&err) => Some(self.reopen(err).map(|()| Delivery::Lost(0))),
             Some(Err(err)) => Some(Err(err)),
             None if self.stream.is_over() => Some(
@@ -129,7 +128,7 @@ impl futures_core::Stream for Subscription {
         });
         step.map(|step| {
             step.map(|step| match step {
-                FeedStep::Message(message) => Self::decode(message),
+                FeedStep::Message(message) => decode_delivery(message),
                 // Messages published meanwhile are not replayed.
                 FeedStep::Reopened(_) => Ok(Delivery::Lost(0)),
                 FeedStep::Failed(err) => Err(err),

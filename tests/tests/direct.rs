@@ -1,17 +1,18 @@
 //! `DirectClient` over real sockets: calls on the caller's thread, with
 //! bodies past every window, deadlines that keep the connection, a
 //! connection the server closed while idle replaced without losing the
-//! call, tokens, and peers that do not speak mux.
+//! call, tokens, and peers that do not speak mux; `DirectSubscription`:
+//! order, wildcards, a slow reader's losses counted, its end.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mux_client::{CallError, CallRequest, DirectClient};
+use mux_client::{CallError, CallRequest, Client, Delivery, DirectClient, DirectSubscription};
 use mux_core::Config;
 use mux_server::auth::StaticTokens;
-use mux_server::{Response, Status};
+use mux_server::{Response, SlowSubscriber, Status};
 use mux_testkit::{fnv1a, pseudo_random, server_builder, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -205,4 +206,131 @@ fn a_server_shutting_down_fails_no_call_it_did_not_run() {
         Err(CallError::Connect(_) | CallError::ConnectionLost(_)) => {}
         other => panic!("a call to a stopped server: {other:?}"),
     }
+}
+
+/// Reads a direct subscription up to the message "last": how many
+/// publications arrived (checking their order), and how many it was told
+/// it lost.
+fn read_until_last(sub: &mut DirectSubscription) -> (u64, u64) {
+    let (mut received, mut lost, mut previous) = (0u64, 0u64, None::<u64>);
+    loop {
+        match sub.next_timeout(LIMIT) {
+            Some(Ok(Delivery::Message { payload, .. })) if &payload[..] == b"last" => {
+                return (received, lost)
+            }
+            Some(Ok(Delivery::Message { payload, .. })) => {
+                let n: u64 = std::str::from_utf8(&payload[..20])
+                    .ok()
+                    .and_then(|text| text.parse().ok())
+                    .expect("a numbered payload");
+                assert!(previous < Some(n), "{n} after {previous:?}");
+                previous = Some(n);
+                received += 1;
+            }
+            Some(Ok(Delivery::Lost(count))) => lost += count,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// A payload of `len` bytes starting with `n` in 20 digits.
+fn numbered(n: u64, len: usize) -> Vec<u8> {
+    let mut payload = format!("{n:020}").into_bytes();
+    payload.resize(len.max(20), b'.');
+    payload
+}
+
+#[test]
+fn a_direct_subscription_receives_every_match_in_order() {
+    let server = server();
+    let mut sub = DirectClient::connect(server.local_addr())
+        .expect("connect")
+        .subscribe("orders.*.created")
+        .expect("subscribe");
+    assert_eq!(sub.pattern(), "orders.*.created");
+    let publisher = Client::connect(server.local_addr()).expect("publisher");
+    let published = 2000;
+    for n in 0..published {
+        publisher
+            .publish("orders.eu.created", numbered(n, 100))
+            .expect("publish");
+        // Not matched: one level too deep, another verb.
+        publisher
+            .publish("orders.eu.x.created", "no")
+            .expect("publish");
+        publisher
+            .publish("orders.eu.deleted", "no")
+            .expect("publish");
+    }
+    publisher
+        .publish("orders.us.created", "last")
+        .expect("publish");
+    assert_eq!(read_until_last(&mut sub), (published, 0));
+}
+
+#[test]
+fn a_slow_direct_subscriber_is_told_what_it_lost() {
+    let server = server_builder()
+        .slow_subscriber_policy(SlowSubscriber::DropOldest { queue: 16 })
+        .connection_config(Config {
+            stream_send_buffer: 16 * 1024,
+            ..Config::default()
+        })
+        .start()
+        .expect("server");
+    let mut sub = DirectClient::connect(server.local_addr())
+        .expect("connect")
+        .subscribe("flood")
+        .expect("subscribe");
+    let publisher = Client::connect(server.local_addr()).expect("publisher");
+    // Nobody reads while 3,000 publications of 4 KiB (12 MiB, far past the
+    // stream's window) are made.
+    let published = 3000;
+    for n in 0..published {
+        publisher
+            .publish("flood", numbered(n, 4096))
+            .expect("publish");
+    }
+    publisher.publish("flood", "last").expect("publish");
+    let (received, lost) = read_until_last(&mut sub);
+    assert!(lost > 0, "nothing was dropped: the subscriber was not slow");
+    assert_eq!(received + lost, published, "delivered or counted as lost");
+}
+
+#[test]
+fn a_direct_subscription_is_refused_ended_and_dropped_clearly() {
+    let server = server();
+    let err = DirectClient::connect(server.local_addr())
+        .expect("connect")
+        .subscribe("bad..pattern")
+        .expect_err("an invalid pattern");
+    assert!(matches!(err, CallError::Malformed(_)), "{err:?}");
+
+    let sub = DirectClient::connect(server.local_addr())
+        .expect("connect")
+        .subscribe("news")
+        .expect("subscribe");
+    wait_until(LIMIT, "the server to hold the subscription", || {
+        server.handle().feed_count() == 1
+    });
+    drop(sub);
+    wait_until(
+        LIMIT,
+        "the dropped subscription to end on the server",
+        || server.handle().feed_count() == 0,
+    );
+
+    let mut sub = DirectClient::connect(server.local_addr())
+        .expect("connect")
+        .subscribe("news")
+        .expect("subscribe");
+    server
+        .shutdown_gracefully(Duration::from_secs(5))
+        .expect("shutdown");
+    match sub.next_timeout(LIMIT) {
+        Some(Err(CallError::ConnectionLost(_) | CallError::Reset(_))) => {}
+        other => panic!("a subscription to a stopped server: {other:?}"),
+    }
+    // The error stays.
+    assert!(matches!(sub.next_timeout(LIMIT), Some(Err(_))));
 }

@@ -1,25 +1,8 @@
-//! [`DirectClient`]: blocking calls made on the caller's own thread, over
-//! one connection that no other thread touches.
-//!
-//! [`Client`](crate::Client) hands every call to its loop thread, which
-//! writes it, reads the answer and wakes the caller: two thread wake-ups
-//! per call beside the server's. A `DirectClient` drives the `mux-core`
-//! state machine itself, on the thread that calls: it writes the request,
-//! then blocks in `read` on the socket until the response has arrived, as a
-//! raw TCP client or an HTTP/2 client driving its own runtime would. On a
-//! machine whose cores are busy, the thread hops it saves are most of a
-//! small call's latency.
-//!
-//! What it gives up for that: one call at a time (`&mut self`), one
-//! connection, no pushes (it refuses them with `MAX_CONCURRENT_STREAMS` 0,
-//! spec §10.4), no TLS, and no work between calls: a PING or GOAWAY that
-//! arrives while it is idle is read at the next call. A connection left
-//! idle for a while is checked before use, and one the server closed
-//! meanwhile (its idle or keepalive timeout, a restart) is replaced before
-//! the request is sent. A request the server did not process (a GOAWAY
-//! naming a lower stream, `REFUSED_STREAM`, spec §8.1, §11.3) is retried on
-//! a new connection; one that may have run fails with
-//! [`CallError::ConnectionLost`], never retried.
+//! The one connection of a [`DirectClient`](super::DirectClient) or a
+//! [`DirectSubscription`](super::DirectSubscription): its socket, the
+//! `mux-core` state machine and the buffers between them, driven by the
+//! thread that uses it: write everything due, then block in `read` until
+//! bytes, the caller's deadline or the state machine's next timer.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -27,18 +10,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use mux_core::frame::Metadata;
-use mux_core::rpc::Status;
 use mux_core::{Config, Connection, ErrorCode, Event, OpenError, Outgoing, Side, StreamId};
 use mux_core::{ConnectionError, StreamState};
-use mux_runtime::{AddressError, Addresses, IntoAddresses};
 
-use crate::call::CallRequest;
 use crate::error::CallError;
 use crate::reader::StreamReader;
 use crate::reply::Reply;
-
-/// Bytes read per `read` call.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// Pieces handed to one vectored write.
 const WRITE_SLICES: usize = 64;
@@ -49,251 +26,13 @@ const WRITE_SLICES: usize = 64;
 /// says whether it was processed.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
-/// Configures a [`DirectClient`].
-#[derive(Clone)]
-pub struct DirectBuilder {
-    addresses: Result<Addresses, AddressError>,
-    connect_timeout: Duration,
-    default_timeout: Option<Duration>,
-    max_response: usize,
-    max_attempts: u32,
-    token: Option<String>,
-}
-
-impl std::fmt::Debug for DirectBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DirectBuilder")
-            .field("addresses", &self.addresses)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("default_timeout", &self.default_timeout)
-            .field("max_response", &self.max_response)
-            .field("token", &self.token.as_ref().map(|_| "(set)"))
-            .finish()
-    }
-}
-
-impl DirectBuilder {
-    /// A client of the server at `addr` (the forms
-    /// [`ClientBuilder::new`](crate::ClientBuilder::new) takes; a list is
-    /// tried in order at each connection).
-    pub fn new(addr: impl IntoAddresses) -> Self {
-        Self {
-            addresses: addr.into_addresses(),
-            connect_timeout: Duration::from_secs(5),
-            default_timeout: None,
-            max_response: 64 << 20,
-            max_attempts: 3,
-            token: None,
-        }
-    }
-
-    /// How long one connection attempt may take (default 5 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// The deadline of calls that set none (default: none).
-    pub fn default_timeout(mut self, timeout: Duration) -> Self {
-        self.default_timeout = Some(timeout);
-        self
-    }
-
-    /// The largest response body accepted (default 64 MiB); a larger one
-    /// fails with [`CallError::TooLarge`].
-    pub fn max_response(mut self, bytes: usize) -> Self {
-        self.max_response = bytes;
-        self
-    }
-
-    /// How many times a request is sent when the server did not process
-    /// it (default 3; at least 1).
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts.max(1);
-        self
-    }
-
-    /// A bearer token presented with `$auth` on each new connection
-    /// (`spec/patterns.md` §8.1).
-    pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into());
-        self
-    }
-
-    /// Connects (and authenticates, with a token) before returning.
-    pub fn connect(self) -> io::Result<DirectClient> {
-        let addresses = self
-            .addresses
-            .clone()
-            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-        let mut client = DirectClient {
-            options: self,
-            addresses,
-            link: None,
-            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
-        };
-        client.ready_link(None)?;
-        Ok(client)
-    }
-}
-
-/// Blocking calls on the caller's thread, one at a time, over one
-/// connection (see the module documentation for what it trades).
-#[derive(Debug)]
-pub struct DirectClient {
-    options: DirectBuilder,
-    addresses: Addresses,
-    link: Option<Link>,
-    /// Where each `read` lands before the state machine's buffer.
-    scratch: Box<[u8]>,
-}
-
 /// Why an exchange failed, and whether the request may be sent again.
 #[derive(Debug)]
-enum Failure {
+pub(super) enum Failure {
     /// The server did not process the request: it may be retried.
     Unprocessed(CallError),
     /// The request may have run, or failed on its own account.
     Final(CallError),
-}
-
-impl DirectClient {
-    /// Connects to `addr` with the default settings.
-    pub fn connect(addr: impl IntoAddresses) -> io::Result<Self> {
-        DirectBuilder::new(addr).connect()
-    }
-
-    /// A builder, for settings other than the defaults.
-    pub fn builder(addr: impl IntoAddresses) -> DirectBuilder {
-        DirectBuilder::new(addr)
-    }
-
-    /// Calls `route` with `body` and waits for the reply.
-    pub fn call(&mut self, route: &str, body: impl Into<Bytes>) -> Result<Reply, CallError> {
-        self.call_with(CallRequest::new(route, body))
-    }
-
-    /// Makes `request` and waits for the reply, up to its deadline.
-    pub fn call_with(&mut self, request: CallRequest) -> Result<Reply, CallError> {
-        let timeout = request.timeout.or(self.options.default_timeout);
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let metadata = request
-            .head(timeout, false)
-            .and_then(|head| head.encode())
-            .map_err(|err| CallError::Malformed(err.to_string()))?;
-        let limit = self.options.max_response;
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            self.ready_link(deadline)?;
-            let Some(link) = self.link.as_mut() else {
-                return Err(CallError::Closed);
-            };
-            let outcome = link.exchange(
-                metadata.clone(),
-                request.body.clone(),
-                deadline,
-                limit,
-                &mut self.scratch,
-            );
-            if !link.usable() {
-                self.link = None;
-            }
-            match outcome {
-                Ok(reply) => return Ok(reply),
-                Err(Failure::Unprocessed(_)) if attempts < self.options.max_attempts => {
-                    self.link = None; // a fresh connection for the retry
-                }
-                Err(Failure::Unprocessed(err) | Failure::Final(err)) => return Err(err),
-            }
-        }
-    }
-
-    /// Makes sure there is a connection: made (and authenticated) if there
-    /// is none or the one there is ended while idle.
-    fn ready_link(&mut self, deadline: Option<Instant>) -> Result<(), CallError> {
-        if let Some(link) = self.link.as_mut() {
-            link.check_if_idle(&mut self.scratch);
-            if !link.usable() {
-                self.link = None;
-            }
-        }
-        if self.link.is_none() {
-            let mut link = self.open_link(deadline)?;
-            if let Some(token) = self.options.token.clone() {
-                authenticate(&mut link, &token, deadline, &mut self.scratch)?;
-            }
-            self.link = Some(link);
-        }
-        Ok(())
-    }
-
-    /// Connects to the first address that answers and completes the
-    /// handshake (spec §3): a peer that does not speak mux fails here.
-    fn open_link(&mut self, deadline: Option<Instant>) -> Result<Link, CallError> {
-        let mut last_error = None;
-        let addresses = self.addresses.clone();
-        for address in addresses.entries() {
-            let resolved = match address.resolve() {
-                Ok(resolved) => resolved,
-                Err(err) => {
-                    last_error = Some(format!("{address}: {err}"));
-                    continue;
-                }
-            };
-            for addr in resolved {
-                let mut timeout = self.options.connect_timeout;
-                if let Some(deadline) = deadline {
-                    timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
-                }
-                if timeout.is_zero() {
-                    return Err(CallError::DeadlineExceeded);
-                }
-                let mut link = match Link::connect(addr, timeout) {
-                    Ok(link) => link,
-                    Err(err) => {
-                        last_error = Some(format!("{addr}: {err}"));
-                        continue;
-                    }
-                };
-                let handshake_deadline = Instant::now() + timeout;
-                match link.handshake(handshake_deadline, &mut self.scratch) {
-                    Ok(()) => return Ok(link),
-                    Err(err) => last_error = Some(format!("{addr}: {err}")),
-                }
-            }
-        }
-        Err(CallError::Connect(
-            last_error.unwrap_or_else(|| "no address to connect to".into()),
-        ))
-    }
-}
-
-/// Presents `token` with `$auth` on a new connection.
-fn authenticate(
-    link: &mut Link,
-    token: &str,
-    deadline: Option<Instant>,
-    scratch: &mut [u8],
-) -> Result<(), CallError> {
-    let request = CallRequest::new(mux_core::patterns::AUTH, "").header(
-        Bytes::from_static(mux_core::patterns::AUTHORIZATION),
-        mux_core::patterns::bearer_authorization(token),
-    );
-    let metadata = request
-        .head(None, false)
-        .and_then(|head| head.encode())
-        .map_err(|err| CallError::Malformed(err.to_string()))?;
-    let reply = link
-        .exchange(metadata, Bytes::new(), deadline, 4096, scratch)
-        .map_err(CallError::from)?;
-    if reply.status == Status::OK {
-        return Ok(());
-    }
-    Err(CallError::Rejected {
-        status: reply.status,
-        message: String::from_utf8_lossy(&reply.body).into_owned(),
-    })
 }
 
 impl From<Failure> for CallError {
@@ -306,21 +45,21 @@ impl From<Failure> for CallError {
 
 /// The one connection: socket, state machine and buffers.
 #[derive(Debug)]
-struct Link {
+pub(super) struct Link {
     socket: TcpStream,
-    conn: Connection,
+    pub(super) conn: Connection,
     input: BytesMut,
     output: Outgoing,
     /// The socket's receive timeout as last set (`None`: blocks).
     read_timeout: Option<Duration>,
-    /// When the last exchange ended.
-    idle_since: Instant,
+    /// When bytes last arrived from the server.
+    last_heard: Instant,
     /// The transport failed or ended: the link is dropped.
     broken: bool,
 }
 
 impl Link {
-    fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Self> {
+    pub(super) fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Self> {
         let socket = TcpStream::connect_timeout(&addr, timeout)?;
         socket.set_nodelay(true)?;
         let config = Config {
@@ -339,13 +78,17 @@ impl Link {
             input: BytesMut::new(),
             output: Outgoing::new(),
             read_timeout: None,
-            idle_since: now,
+            last_heard: now,
             broken: false,
         })
     }
 
     /// Sends our preface and SETTINGS and waits for the server's (spec §3.2).
-    fn handshake(&mut self, deadline: Instant, scratch: &mut [u8]) -> Result<(), String> {
+    pub(super) fn handshake(
+        &mut self,
+        deadline: Instant,
+        scratch: &mut [u8],
+    ) -> Result<(), String> {
         loop {
             self.flush(Some(deadline)).map_err(|err| err.to_string())?;
             while let Some(event) = self.conn.poll_event() {
@@ -366,14 +109,14 @@ impl Link {
         }
     }
 
-    fn usable(&self) -> bool {
+    pub(super) fn usable(&self) -> bool {
         !self.broken && !self.conn.is_closed()
     }
 
     /// Reads what the server sent while the connection sat idle (answering
     /// its PINGs, learning of its GOAWAY or its end), without waiting.
-    fn check_if_idle(&mut self, scratch: &mut [u8]) {
-        if self.idle_since.elapsed() < IDLE_CHECK || self.socket.set_nonblocking(true).is_err() {
+    pub(super) fn check_if_idle(&mut self, scratch: &mut [u8]) {
+        if self.last_heard.elapsed() < IDLE_CHECK || self.socket.set_nonblocking(true).is_err() {
             return;
         }
         loop {
@@ -399,20 +142,7 @@ impl Link {
     }
 
     /// One request and its response.
-    fn exchange(
-        &mut self,
-        metadata: Metadata,
-        body: Bytes,
-        deadline: Option<Instant>,
-        limit: usize,
-        scratch: &mut [u8],
-    ) -> Result<Reply, Failure> {
-        let result = self.run_exchange(metadata, body, deadline, limit, scratch);
-        self.idle_since = Instant::now();
-        result
-    }
-
-    fn run_exchange(
+    pub(super) fn exchange(
         &mut self,
         metadata: Metadata,
         body: Bytes,
@@ -529,14 +259,15 @@ impl Link {
 
     /// Feeds bytes read to the state machine.
     fn feed(&mut self, bytes: &[u8]) {
+        self.last_heard = Instant::now();
         self.input.extend_from_slice(bytes);
         // A connection error queues a GOAWAY and an `Event::Closed`.
-        let _ = self.conn.handle_read(Instant::now(), &mut self.input);
+        let _ = self.conn.handle_read(self.last_heard, &mut self.input);
     }
 
     /// Writes everything the state machine has to send; a transport that
     /// fails breaks the link.
-    fn flush(&mut self, deadline: Option<Instant>) -> Result<(), Wait> {
+    pub(super) fn flush(&mut self, deadline: Option<Instant>) -> Result<(), Wait> {
         let result = self.write_all(deadline);
         if matches!(result, Err(Wait::Transport(_))) {
             self.broken = true;
@@ -573,7 +304,11 @@ impl Link {
 
     /// Waits for bytes (up to the deadline, or the state machine's next
     /// timer, which then runs) and feeds them in.
-    fn read_some(&mut self, deadline: Option<Instant>, scratch: &mut [u8]) -> Result<(), Wait> {
+    pub(super) fn read_some(
+        &mut self,
+        deadline: Option<Instant>,
+        scratch: &mut [u8],
+    ) -> Result<(), Wait> {
         let now = Instant::now();
         if deadline.is_some_and(|d| d <= now) {
             return Err(Wait::Deadline);
@@ -624,7 +359,7 @@ impl Link {
 
 /// Why waiting on the socket stopped short.
 #[derive(Debug)]
-enum Wait {
+pub(super) enum Wait {
     Deadline,
     Transport(io::Error),
 }
@@ -647,7 +382,7 @@ fn is_timeout(err: &io::Error) -> bool {
     )
 }
 
-fn lost(error: Option<ConnectionError>) -> CallError {
+pub(super) fn lost(error: Option<ConnectionError>) -> CallError {
     CallError::ConnectionLost(match error {
         Some(err) => err.to_string(),
         None => "the server closed the connection".into(),
