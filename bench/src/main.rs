@@ -721,9 +721,14 @@ fn fan_out(report: &mut Report, sizes: &Sizes, rounds: usize, mux: &Peer, rates:
     let tally = pubsub::Tally::default();
     let counted = |run| tally.count(run);
     let systems = |pace: Pace, messages: usize| {
-        let mut systems = vec![ours("mux", mux.pid(), move || {
-            counted(pubsub::mux(mux.addr, subscribers, messages, pace))
-        })];
+        let mut systems = vec![
+            ours("mux", mux.pid(), move || {
+                counted(pubsub::mux(mux.addr, subscribers, messages, pace))
+            }),
+            ours("mux, direct subscribers", mux.pid(), move || {
+                counted(pubsub::mux_direct(mux.addr, subscribers, messages, pace))
+            }),
+        ];
         if let Some(redis) = &redis {
             systems.push(system("Redis", redis.id(), move || {
                 counted(pubsub::redis(

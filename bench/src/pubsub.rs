@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use mux_client::{Client, Delivery, Subscription};
+use mux_client::{
+    CallError, Client, Delivery, DirectClient, DirectPublisher, Publisher, Subscription,
+};
 
 use crate::measure::Outcome;
 use crate::report::Report;
@@ -279,19 +281,56 @@ pub(crate) fn sse(
     publish_with_mux(addr, subs, messages, pace)
 }
 
-/// Publishes `messages` through a mux publishing stream to `subscribers`.
+/// A mux publishing stream, through the loop client or on the caller's thread.
+trait MuxPublisher {
+    fn publish(&mut self, payload: Vec<u8>) -> Result<(), CallError>;
+    fn finish(self) -> Result<String, CallError>;
+}
+
+impl MuxPublisher for Publisher {
+    fn publish(&mut self, payload: Vec<u8>) -> Result<(), CallError> {
+        Self::publish(self, TOPIC, payload)
+    }
+
+    fn finish(self) -> Result<String, CallError> {
+        Self::finish(self)
+    }
+}
+
+impl MuxPublisher for DirectPublisher {
+    fn publish(&mut self, payload: Vec<u8>) -> Result<(), CallError> {
+        Self::publish(self, TOPIC, payload)
+    }
+
+    fn finish(self) -> Result<String, CallError> {
+        Self::finish(self)
+    }
+}
+
+/// Publishes `messages` through a mux publishing stream of the loop client
+/// to `subscribers`.
 fn publish_with_mux<S>(addr: SocketAddr, subscribers: Vec<S>, messages: usize, pace: Pace) -> FanOut
 where
     S: FnMut(Instant) -> Next + Send + 'static,
 {
     let publisher_client = Client::connect(addr).expect("mux publisher");
-    let mut publisher = publisher_client.publisher();
+    publish_through(publisher_client.publisher(), subscribers, messages, pace)
+}
+
+/// Publishes `messages` through `publisher` to `subscribers`.
+fn publish_through<S>(
+    mut publisher: impl MuxPublisher,
+    subscribers: Vec<S>,
+    messages: usize,
+    pace: Pace,
+) -> FanOut
+where
+    S: FnMut(Instant) -> Next + Send + 'static,
+{
     let result = fan_out(subscribers, messages, |base| {
         publish_all(messages, pace, base, |step| {
             if let Step::Publish(base) = step {
-                publisher
-                    .publish(TOPIC, payload(base).to_vec())
-                    .expect("publish");
+                publisher.publish(payload(base).to_vec()).expect("publish");
             }
         });
     });
@@ -367,9 +406,40 @@ pub(crate) fn mux_nodes(
     result
 }
 
+/// mux subscribers that each read a connection of their own on their own
+/// thread (`DirectSubscription`), as the Redis and NATS readers do, and a
+/// publisher that writes its own socket (`DirectPublisher`): no client loop
+/// between a socket and the thread that uses it.
+pub(crate) fn mux_direct(
+    addr: SocketAddr,
+    subscribers: usize,
+    messages: usize,
+    pace: Pace,
+) -> FanOut {
+    let subs: Vec<_> = (0..subscribers)
+        .map(|_| {
+            let mut sub = DirectClient::connect(addr)
+                .expect("mux direct subscriber")
+                .subscribe(TOPIC)
+                .expect("subscribe");
+            move |base| next_of(sub.next_timeout(Duration::from_secs(10)), base)
+        })
+        .collect();
+    let publisher = DirectClient::connect(addr)
+        .expect("mux direct publisher")
+        .publisher()
+        .expect("publishing stream");
+    publish_through(publisher, subs, messages, pace)
+}
+
 /// A mux subscription as the harness's reader.
 fn reader_of(mut sub: Subscription) -> impl FnMut(Instant) -> Next + Send + 'static {
-    move |base| match sub.next_timeout(Duration::from_secs(10)) {
+    move |base| next_of(sub.next_timeout(Duration::from_secs(10)), base)
+}
+
+/// What a mux subscription's read means to the harness.
+fn next_of(read: Option<Result<Delivery, CallError>>, base: Instant) -> Next {
+    match read {
         Some(Ok(Delivery::Message { payload, .. })) => Next::Message(latency(base, &payload)),
         Some(Ok(Delivery::Lost(0))) => Next::Reopened,
         Some(Ok(Delivery::Lost(count))) => Next::Lost(count),

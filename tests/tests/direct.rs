@@ -334,3 +334,79 @@ fn a_direct_subscription_is_refused_ended_and_dropped_clearly() {
     // The error stays.
     assert!(matches!(sub.next_timeout(LIMIT), Some(Err(_))));
 }
+
+#[test]
+fn a_direct_publisher_streams_past_its_window_in_order() {
+    let server = server();
+    let mut sub = DirectClient::connect(server.local_addr())
+        .expect("connect")
+        .subscribe("prices.>")
+        .expect("subscribe");
+    let mut publisher = DirectClient::connect(server.local_addr())
+        .expect("connect")
+        .publisher()
+        .expect("publisher");
+    // 4 MiB: sixteen times the stream's initial window, so the publisher
+    // runs out of credit and reads the server's WINDOW_UPDATEs itself,
+    // while a thread of its own reads the subscription.
+    let published = 4096;
+    let reader = std::thread::spawn(move || read_until_last(&mut sub));
+    for n in 0..published {
+        publisher
+            .publish("prices.eu", numbered(n, 1024))
+            .expect("publish");
+    }
+    assert!(matches!(
+        publisher.publish("bad..topic", "x"),
+        Err(CallError::Malformed(_))
+    ));
+    publisher.publish("prices.us", "last").expect("publish");
+    assert_eq!(
+        publisher.finish().expect("finish"),
+        format!("{} published, 0 rejected", published + 1)
+    );
+    assert_eq!(reader.join().expect("reader"), (published, 0));
+}
+
+#[test]
+fn a_dropped_direct_publisher_cancels_its_stream() {
+    let server = server();
+    let mut publisher = DirectClient::connect(server.local_addr())
+        .expect("connect")
+        .publisher()
+        .expect("publisher");
+    publisher.publish("news", "one").expect("publish");
+    drop(publisher);
+    wait_until(LIMIT, "the server to receive the stream's CANCEL", || {
+        server
+            .handle()
+            .metrics_text()
+            .contains(r#"mux_resets_total{direction="received",code="CANCEL"} 1"#)
+    });
+}
+
+#[test]
+fn a_direct_publication_is_on_the_wire_when_publish_returns() {
+    let server = server();
+    let mut sub = DirectClient::connect(server.local_addr())
+        .expect("connect")
+        .subscribe("ticks")
+        .expect("subscribe");
+    let mut publisher = DirectClient::connect(server.local_addr())
+        .expect("connect")
+        .publisher()
+        .expect("publisher");
+    // Small publications, 1 MiB in all: four times the stream's initial
+    // window, yet few enough bytes that the state machine's send buffer
+    // takes them all. Each must still reach the subscriber while the
+    // publisher does nothing but publish.
+    let published = 10_000;
+    for n in 0..published {
+        publisher
+            .publish("ticks", numbered(n, 80))
+            .expect("publish");
+    }
+    publisher.publish("ticks", "last").expect("publish");
+    assert_eq!(read_until_last(&mut sub), (published, 0));
+    assert!(publisher.finish().is_ok());
+}

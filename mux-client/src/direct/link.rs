@@ -150,24 +150,60 @@ impl Link {
         limit: usize,
         scratch: &mut [u8],
     ) -> Result<Reply, Failure> {
-        let id = match self.conn.open(metadata, body.is_empty()) {
-            Ok(id) => id,
+        let id = self.open(metadata, body.is_empty())?;
+        let mut reader = StreamReader::call();
+        let mut unsent = body;
+        let until = Until::Reply { limit };
+        match self.drive(id, &mut unsent, &mut reader, until, deadline, scratch)? {
+            Some(reply) => Ok(reply),
+            None => Err(Failure::Final(CallError::Closed)), // not reached: `Until::Reply`
+        }
+    }
+
+    /// Opens a stream with `metadata`.
+    pub(super) fn open(
+        &mut self,
+        metadata: Metadata,
+        end_stream: bool,
+    ) -> Result<StreamId, Failure> {
+        match self.conn.open(metadata, end_stream) {
+            Ok(id) => Ok(id),
             Err(OpenError::MetadataTooLarge { len, max }) => {
                 let message = format!("request metadata of {len} bytes above the server's {max}");
-                return Err(Failure::Final(CallError::Malformed(message)));
+                Err(Failure::Final(CallError::Malformed(message)))
             }
             // Closed, going away, at the server's stream limit: nothing was
             // sent, so a new connection may take it.
             Err(err) => {
                 self.broken = true;
-                return Err(Failure::Unprocessed(CallError::ConnectionLost(
+                Err(Failure::Unprocessed(CallError::ConnectionLost(
                     err.to_string(),
-                )));
+                )))
             }
+        }
+    }
+
+    /// Drives stream `id`: hands `unsent` to it as one message (ending the
+    /// stream with it if `until` is a reply and the stream is still open
+    /// for sending) as flow control allows, and reads its response with
+    /// `reader`. Returns the reply once it is complete, or, with
+    /// [`Until::Sent`], `None` as soon as `unsent` is all written to the
+    /// socket (a reply that came first, an early answer, is returned
+    /// instead).
+    pub(super) fn drive(
+        &mut self,
+        id: StreamId,
+        unsent: &mut Bytes,
+        reader: &mut StreamReader,
+        until: Until,
+        deadline: Option<Instant>,
+        scratch: &mut [u8],
+    ) -> Result<Option<Reply>, Failure> {
+        let end_stream = matches!(until, Until::Reply { .. });
+        let limit = match until {
+            Until::Reply { limit } | Until::Sent { limit } => limit,
         };
-        let mut unsent = body;
-        self.send_body(id, &mut unsent);
-        let mut reader = StreamReader::call();
+        self.send_message(id, unsent, end_stream);
         loop {
             if let Err(err) = self.flush(deadline) {
                 return Err(self.fail(id, err));
@@ -178,11 +214,11 @@ impl Link {
                         if let Some(result) =
                             reader.read(&mut self.conn, id, limit, &mut Vec::new())
                         {
-                            return self.finish(id, result);
+                            return self.finish(id, result).map(Some);
                         }
                     }
                     Event::Writable { id: writable } if writable == id => {
-                        self.send_body(id, &mut unsent);
+                        self.send_message(id, unsent, end_stream);
                     }
                     Event::StreamReset { id: reset, code } if reset == id => {
                         // REFUSED_STREAM: not processed (spec §8.1).
@@ -209,6 +245,12 @@ impl Link {
                     }
                     _ => {}
                 }
+            }
+            // Sent means on the wire: bytes the state machine holds for want
+            // of credit wait for the server's WINDOW_UPDATE, read below.
+            let all_sent = unsent.is_empty() && self.conn.queued_send_bytes() == 0;
+            if matches!(until, Until::Sent { .. }) && all_sent {
+                return Ok(None);
             }
             if let Err(err) = self.read_some(deadline, scratch) {
                 return Err(self.fail(id, err));
@@ -247,12 +289,12 @@ impl Link {
         }
     }
 
-    /// Hands the state machine as much of the body as the stream takes now.
-    fn send_body(&mut self, id: StreamId, unsent: &mut Bytes) {
+    /// Hands the state machine as much of the message as the stream takes now.
+    fn send_message(&mut self, id: StreamId, unsent: &mut Bytes, end_stream: bool) {
         if unsent.is_empty() {
             return;
         }
-        if let Ok(accepted) = self.conn.send(id, unsent.clone(), true, true) {
+        if let Ok(accepted) = self.conn.send(id, unsent.clone(), true, end_stream) {
             let _ = unsent.split_to(accepted.min(unsent.len()));
         }
     }
@@ -355,6 +397,15 @@ impl Link {
         }
         Ok(())
     }
+}
+
+/// Where [`Link::drive`] stops, and the largest response it accepts.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Until {
+    /// The response is complete.
+    Reply { limit: usize },
+    /// The message is written (or the response came first).
+    Sent { limit: usize },
 }
 
 /// Why waiting on the socket stopped short.

@@ -22,6 +22,7 @@
 //! [`CallError::ConnectionLost`], never retried.
 
 mod link;
+mod publisher;
 mod subscription;
 
 use std::io;
@@ -36,6 +37,7 @@ use crate::error::CallError;
 use crate::reply::Reply;
 use link::{Failure, Link};
 
+pub use publisher::DirectPublisher;
 pub use subscription::DirectSubscription;
 
 /// Bytes read per `read` call.
@@ -210,6 +212,16 @@ impl DirectClient {
             Instant::now() + wait,
             std::mem::take(&mut self.scratch),
         )
+    }
+
+    /// Opens a publishing stream (`spec/patterns.md` §3.4) on this
+    /// client's connection, which the publisher then owns: each
+    /// publication is written at once on the caller's thread.
+    pub fn publisher(mut self) -> Result<DirectPublisher, CallError> {
+        self.ready_link(None)?;
+        let link = self.link.take().ok_or(CallError::Closed)?;
+        let timeout = self.options.default_timeout;
+        DirectPublisher::open(link, timeout, std::mem::take(&mut self.scratch))
     }
 
     /// Makes sure there is a connection: made (and authenticated) if there
