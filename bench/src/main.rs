@@ -371,6 +371,9 @@ fn main() -> ExitCode {
             rounds,
             vec![
                 ours("mux", mux_pid, || ours::bulk(&client, sizes.bulk)),
+                ours("mux, direct (caller's thread)", mux_pid, || {
+                    ours::bulk_direct(mux.addr, sizes.bulk)
+                }),
                 system("raw TCP, 1 MiB writes", raw_pid, || {
                     raw::bulk(raw.addr, sizes.bulk, 1 << 20)
                 }),

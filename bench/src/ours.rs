@@ -60,6 +60,30 @@ pub(crate) fn bulk(client: &Client, total: usize) -> Outcome {
     Outcome::bytes(total, start.elapsed())
 }
 
+/// One upload of `total` bytes in 256 KiB writes through a
+/// `DirectClient`: the caller's thread writes the socket itself.
+pub(crate) fn bulk_direct(addr: SocketAddr, total: usize) -> Outcome {
+    let mut client = DirectClient::connect(addr).expect("mux direct connect");
+    let chunk = Bytes::from(vec![7u8; 256 * 1024]);
+    let start = Instant::now();
+    let mut upload = client
+        .upload(CallRequest::new("sink", ""))
+        .expect("mux direct upload");
+    let mut sent = 0;
+    while sent < total {
+        let n = chunk.len().min(total - sent);
+        upload.write(chunk.slice(..n)).expect("mux direct write");
+        sent += n;
+    }
+    let reply = upload.finish().expect("mux direct sink reply");
+    assert_eq!(
+        &reply.body[..],
+        total.to_string().as_bytes(),
+        "mux sink count"
+    );
+    Outcome::bytes(total, start.elapsed())
+}
+
 /// One download of `total` bytes from the server's `source` route, read
 /// message by message.
 pub(crate) fn download(client: &Client, total: usize) -> Outcome {

@@ -34,6 +34,21 @@ pub use self::attacker::Attacker;
 pub use self::raw_peer::RawPeer;
 pub use self::slow_link::{SlowLink, SlowLinkProxy};
 
+/// A streamed request body's sink that answers the body's FNV-1a hash
+/// (`route_streaming(name, |_| Box::<HashingSink>::default())`).
+#[derive(Debug, Default)]
+pub struct HashingSink(mux_server::demo::Fnv1a);
+
+impl mux_server::BodySink for HashingSink {
+    fn data(&mut self, bytes: &bytes::Bytes, _end_message: bool) {
+        self.0.update(bytes);
+    }
+
+    fn end(self: Box<Self>) -> mux_server::HandlerResult {
+        Ok(Response::ok(self.0.finish().to_string()))
+    }
+}
+
 /// Loopback, port 0: the kernel picks a free port.
 pub fn any_local_address() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))

@@ -13,12 +13,13 @@ use mux_client::{CallError, CallRequest, Client, Delivery, DirectClient, DirectS
 use mux_core::Config;
 use mux_server::auth::StaticTokens;
 use mux_server::{Response, SlowSubscriber, Status};
-use mux_testkit::{fnv1a, pseudo_random, server_builder, wait_until};
+use mux_testkit::{fnv1a, pseudo_random, server_builder, wait_until, HashingSink};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
 fn server() -> mux_server::Server {
     server_builder()
+        .route_streaming("hash-stream", |_| Box::<HashingSink>::default())
         .route("hash", |req| {
             Ok(Response::ok(fnv1a(req.body()).to_string()))
         })
@@ -409,4 +410,53 @@ fn a_direct_publication_is_on_the_wire_when_publish_returns() {
     publisher.publish("ticks", "last").expect("publish");
     assert_eq!(read_until_last(&mut sub), (published, 0));
     assert!(publisher.finish().is_ok());
+}
+
+#[test]
+fn a_direct_upload_streams_a_body_and_gives_the_connection_back() {
+    let server = server();
+    let mut client = DirectClient::connect(server.local_addr()).expect("connect");
+    let body = pseudo_random(9, 10 << 20);
+    let mut upload = client
+        .upload(CallRequest::new("hash-stream", ""))
+        .expect("upload");
+    for piece in body.chunks(256 * 1024) {
+        upload.write(Bytes::copy_from_slice(piece)).expect("write");
+    }
+    let reply = upload.finish().expect("reply");
+    assert_eq!(reply.body, fnv1a(&body).to_string());
+    // The connection came back to the client.
+    assert_eq!(client.call("hash", "x").expect("after").status, Status::OK);
+    assert!(server
+        .handle()
+        .metrics_text()
+        .contains("mux_connections_opened_total 1"));
+}
+
+#[test]
+fn a_direct_upload_the_server_refuses_fails_its_writes_with_the_refusal() {
+    let server = server_builder()
+        .max_request_body(1024 * 1024)
+        .start()
+        .expect("server starts");
+    let mut client = DirectClient::connect(server.local_addr()).expect("connect");
+    let mut upload = client.upload(CallRequest::new("echo", "")).expect("upload");
+    let piece = Bytes::from(vec![7u8; 64 * 1024]);
+    // 16 MiB against a 1 MiB limit: once the window is spent, the writer
+    // reads the server's answer.
+    let refusal = (0..256)
+        .find_map(|_| upload.write(piece.clone()).err())
+        .expect("a write fails");
+    assert!(
+        matches!(&refusal, CallError::Rejected { status, .. } if status.0 == 413),
+        "{refusal:?}"
+    );
+    assert_eq!(upload.finish().expect("the answer").status.0, 413);
+    assert_eq!(client.call("echo", "x").expect("after").body, "x");
+
+    // A dropped upload cancels its call; the client goes on.
+    let mut upload = client.upload(CallRequest::new("echo", "")).expect("upload");
+    upload.write("partial").expect("write");
+    drop(upload);
+    assert_eq!(client.call("echo", "y").expect("after a drop").body, "y");
 }

@@ -8,35 +8,21 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mux_client::{CallError, CallRequest, Client};
-use mux_server::demo::Fnv1a;
 use mux_server::{BodySink, HandlerResult, Response, Status};
 use mux_testkit::{
-    block_on, fnv1a, pseudo_random, raise_open_files, server_builder, wait_until, RawPeer,
+    block_on, fnv1a, pseudo_random, raise_open_files, server_builder, wait_until, HashingSink,
+    RawPeer,
 };
 
 /// The longest any wait here may take.
 const LIMIT: Duration = Duration::from_secs(10);
-
-/// Hashes a streamed body.
-#[derive(Default)]
-struct Hasher(Fnv1a);
-
-impl BodySink for Hasher {
-    fn data(&mut self, bytes: &Bytes, _end_message: bool) {
-        self.0.update(bytes);
-    }
-
-    fn end(self: Box<Self>) -> HandlerResult {
-        Ok(Response::ok(self.0.finish().to_string()))
-    }
-}
 
 fn hash_server() -> mux_server::Server {
     server_builder()
         .route("hash", |req| {
             Ok(Response::ok(fnv1a(req.body()).to_string()))
         })
-        .route_streaming("hash-stream", |_| Box::<Hasher>::default())
+        .route_streaming("hash-stream", |_| Box::<HashingSink>::default())
         .start()
         .expect("server starts")
 }

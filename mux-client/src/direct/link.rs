@@ -17,6 +17,9 @@ use crate::error::CallError;
 use crate::reader::StreamReader;
 use crate::reply::Reply;
 
+/// Bytes read per `read` call.
+const READ_CHUNK: usize = 64 * 1024;
+
 /// Pieces handed to one vectored write.
 const WRITE_SLICES: usize = 64;
 
@@ -56,6 +59,8 @@ pub(super) struct Link {
     last_heard: Instant,
     /// The transport failed or ended: the link is dropped.
     broken: bool,
+    /// Where each `read` lands before the state machine's buffer.
+    scratch: Box<[u8]>,
 }
 
 impl Link {
@@ -80,15 +85,12 @@ impl Link {
             read_timeout: None,
             last_heard: now,
             broken: false,
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
         })
     }
 
     /// Sends our preface and SETTINGS and waits for the server's (spec §3.2).
-    pub(super) fn handshake(
-        &mut self,
-        deadline: Instant,
-        scratch: &mut [u8],
-    ) -> Result<(), String> {
+    pub(super) fn handshake(&mut self, deadline: Instant) -> Result<(), String> {
         loop {
             self.flush(Some(deadline)).map_err(|err| err.to_string())?;
             while let Some(event) = self.conn.poll_event() {
@@ -104,7 +106,7 @@ impl Link {
                     _ => {}
                 }
             }
-            self.read_some(Some(deadline), scratch)
+            self.read_some(Some(deadline))
                 .map_err(|err| err.to_string())?;
         }
     }
@@ -115,17 +117,17 @@ impl Link {
 
     /// Reads what the server sent while the connection sat idle (answering
     /// its PINGs, learning of its GOAWAY or its end), without waiting.
-    pub(super) fn check_if_idle(&mut self, scratch: &mut [u8]) {
+    pub(super) fn check_if_idle(&mut self) {
         if self.last_heard.elapsed() < IDLE_CHECK || self.socket.set_nonblocking(true).is_err() {
             return;
         }
         loop {
-            match self.socket.read(scratch) {
+            match self.socket.read(&mut self.scratch) {
                 Ok(0) => {
                     self.conn.handle_eof(Instant::now());
                     break;
                 }
-                Ok(n) => self.feed(&scratch[..n]),
+                Ok(n) => self.feed(n),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {
@@ -148,13 +150,12 @@ impl Link {
         body: Bytes,
         deadline: Option<Instant>,
         limit: usize,
-        scratch: &mut [u8],
     ) -> Result<Reply, Failure> {
         let id = self.open(metadata, body.is_empty())?;
         let mut reader = StreamReader::call();
         let mut unsent = body;
         let until = Until::Reply { limit };
-        match self.drive(id, &mut unsent, &mut reader, until, deadline, scratch)? {
+        match self.drive(id, &mut unsent, &mut reader, until, deadline)? {
             Some(reply) => Ok(reply),
             None => Err(Failure::Final(CallError::Closed)), // not reached: `Until::Reply`
         }
@@ -183,9 +184,8 @@ impl Link {
         }
     }
 
-    /// Drives stream `id`: hands `unsent` to it as one message (ending the
-    /// stream with it if `until` is a reply and the stream is still open
-    /// for sending) as flow control allows, and reads its response with
+    /// Drives stream `id`: hands `unsent` to it (as the end of a message
+    /// and of the stream if `until` is a reply) as flow control allows, and reads its response with
     /// `reader`. Returns the reply once it is complete, or, with
     /// [`Until::Sent`], `None` as soon as `unsent` is all written to the
     /// socket (a reply that came first, an early answer, is returned
@@ -197,13 +197,12 @@ impl Link {
         reader: &mut StreamReader,
         until: Until,
         deadline: Option<Instant>,
-        scratch: &mut [u8],
     ) -> Result<Option<Reply>, Failure> {
-        let end_stream = matches!(until, Until::Reply { .. });
-        let limit = match until {
-            Until::Reply { limit } | Until::Sent { limit } => limit,
+        let (limit, end_message, end_stream) = match until {
+            Until::Reply { limit } => (limit, true, true),
+            Until::Sent { limit, end_message } => (limit, end_message, false),
         };
-        self.send_message(id, unsent, end_stream);
+        self.send_message(id, unsent, end_message, end_stream);
         loop {
             if let Err(err) = self.flush(deadline) {
                 return Err(self.fail(id, err));
@@ -218,7 +217,7 @@ impl Link {
                         }
                     }
                     Event::Writable { id: writable } if writable == id => {
-                        self.send_message(id, unsent, end_stream);
+                        self.send_message(id, unsent, end_message, end_stream);
                     }
                     Event::StreamReset { id: reset, code } if reset == id => {
                         // REFUSED_STREAM: not processed (spec §8.1).
@@ -252,7 +251,7 @@ impl Link {
             if matches!(until, Until::Sent { .. }) && all_sent {
                 return Ok(None);
             }
-            if let Err(err) = self.read_some(deadline, scratch) {
+            if let Err(err) = self.read_some(deadline) {
                 return Err(self.fail(id, err));
             }
         }
@@ -289,20 +288,26 @@ impl Link {
         }
     }
 
-    /// Hands the state machine as much of the message as the stream takes now.
-    fn send_message(&mut self, id: StreamId, unsent: &mut Bytes, end_stream: bool) {
+    /// Hands the state machine as much of `unsent` as the stream takes now.
+    fn send_message(
+        &mut self,
+        id: StreamId,
+        unsent: &mut Bytes,
+        end_message: bool,
+        end_stream: bool,
+    ) {
         if unsent.is_empty() {
             return;
         }
-        if let Ok(accepted) = self.conn.send(id, unsent.clone(), true, end_stream) {
+        if let Ok(accepted) = self.conn.send(id, unsent.clone(), end_message, end_stream) {
             let _ = unsent.split_to(accepted.min(unsent.len()));
         }
     }
 
-    /// Feeds bytes read to the state machine.
-    fn feed(&mut self, bytes: &[u8]) {
+    /// Feeds the `len` bytes read into `scratch` to the state machine.
+    fn feed(&mut self, len: usize) {
         self.last_heard = Instant::now();
-        self.input.extend_from_slice(bytes);
+        self.input.extend_from_slice(&self.scratch[..len]);
         // A connection error queues a GOAWAY and an `Event::Closed`.
         let _ = self.conn.handle_read(self.last_heard, &mut self.input);
     }
@@ -346,11 +351,7 @@ impl Link {
 
     /// Waits for bytes (up to the deadline, or the state machine's next
     /// timer, which then runs) and feeds them in.
-    pub(super) fn read_some(
-        &mut self,
-        deadline: Option<Instant>,
-        scratch: &mut [u8],
-    ) -> Result<(), Wait> {
+    pub(super) fn read_some(&mut self, deadline: Option<Instant>) -> Result<(), Wait> {
         let now = Instant::now();
         if deadline.is_some_and(|d| d <= now) {
             return Err(Wait::Deadline);
@@ -360,13 +361,13 @@ impl Link {
             (a, b) => a.or(b),
         };
         self.set_read_timeout(wake.map(|at| at.saturating_duration_since(now)))?;
-        match self.socket.read(scratch) {
+        match self.socket.read(&mut self.scratch) {
             Ok(0) => {
                 self.conn.handle_eof(Instant::now());
                 Ok(())
             }
             Ok(n) => {
-                self.feed(&scratch[..n]);
+                self.feed(n);
                 Ok(())
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(()),
@@ -404,8 +405,9 @@ impl Link {
 pub(super) enum Until {
     /// The response is complete.
     Reply { limit: usize },
-    /// The message is written (or the response came first).
-    Sent { limit: usize },
+    /// The bytes are written, ending a message if `end_message` (or the
+    /// response came first).
+    Sent { limit: usize, end_message: bool },
 }
 
 /// Why waiting on the socket stopped short.

@@ -22,8 +22,8 @@
 //! [`CallError::ConnectionLost`], never retried.
 
 mod link;
-mod publisher;
 mod subscription;
+mod upload;
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -37,11 +37,8 @@ use crate::error::CallError;
 use crate::reply::Reply;
 use link::{Failure, Link};
 
-pub use publisher::DirectPublisher;
 pub use subscription::DirectSubscription;
-
-/// Bytes read per `read` call.
-const READ_CHUNK: usize = 64 * 1024;
+pub use upload::{DirectPublisher, DirectUpload};
 
 /// Configures a [`DirectClient`].
 #[derive(Clone)]
@@ -124,7 +121,6 @@ impl DirectBuilder {
             options: self,
             addresses,
             link: None,
-            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
         };
         client.ready_link(None)?;
         Ok(client)
@@ -138,8 +134,6 @@ pub struct DirectClient {
     options: DirectBuilder,
     addresses: Addresses,
     link: Option<Link>,
-    /// Where each `read` lands before the state machine's buffer.
-    scratch: Box<[u8]>,
 }
 
 impl DirectClient {
@@ -160,7 +154,7 @@ impl DirectClient {
 
     /// Makes `request` and waits for the reply, up to its deadline.
     pub fn call_with(&mut self, request: CallRequest) -> Result<Reply, CallError> {
-        let timeout = request.timeout.or(self.options.default_timeout);
+        let timeout = self.timeout_of(&request);
         let deadline = timeout.map(|t| Instant::now() + t);
         let metadata = request
             .head(timeout, false)
@@ -174,13 +168,7 @@ impl DirectClient {
             let Some(link) = self.link.as_mut() else {
                 return Err(CallError::Closed);
             };
-            let outcome = link.exchange(
-                metadata.clone(),
-                request.body.clone(),
-                deadline,
-                limit,
-                &mut self.scratch,
-            );
+            let outcome = link.exchange(metadata.clone(), request.body.clone(), deadline, limit);
             if !link.usable() {
                 self.link = None;
             }
@@ -210,8 +198,18 @@ impl DirectClient {
             pattern,
             self.options.max_response,
             Instant::now() + wait,
-            std::mem::take(&mut self.scratch),
         )
+    }
+
+    /// Starts a call whose body is written piece by piece on the caller's
+    /// thread (`spec/patterns.md` §1.7); the connection is lent to the
+    /// upload until it ends. `request`'s body, if any, is not sent: write
+    /// the body through the upload.
+    pub fn upload(&mut self, request: CallRequest) -> Result<DirectUpload<'_>, CallError> {
+        let timeout = self.timeout_of(&request);
+        self.ready_link(timeout.map(|t| Instant::now() + t))?;
+        let link = self.link.take().ok_or(CallError::Closed)?;
+        DirectUpload::open(self, link, &request)
     }
 
     /// Opens a publishing stream (`spec/patterns.md` §3.4) on this
@@ -221,14 +219,30 @@ impl DirectClient {
         self.ready_link(None)?;
         let link = self.link.take().ok_or(CallError::Closed)?;
         let timeout = self.options.default_timeout;
-        DirectPublisher::open(link, timeout, std::mem::take(&mut self.scratch))
+        DirectPublisher::open(link, timeout)
+    }
+
+    fn max_response(&self) -> usize {
+        self.options.max_response
+    }
+
+    /// The deadline `request` asks for, or the client's default.
+    fn timeout_of(&self, request: &CallRequest) -> Option<Duration> {
+        request.timeout.or(self.options.default_timeout)
+    }
+
+    /// Takes back the connection an upload borrowed, unless it broke.
+    fn take_back(&mut self, link: Link) {
+        if link.usable() {
+            self.link = Some(link);
+        }
     }
 
     /// Makes sure there is a connection: made (and authenticated) if there
     /// is none or the one there is ended while idle.
     fn ready_link(&mut self, deadline: Option<Instant>) -> Result<(), CallError> {
         if let Some(link) = self.link.as_mut() {
-            link.check_if_idle(&mut self.scratch);
+            link.check_if_idle();
             if !link.usable() {
                 self.link = None;
             }
@@ -236,7 +250,7 @@ impl DirectClient {
         if self.link.is_none() {
             let mut link = self.open_link(deadline)?;
             if let Some(token) = self.options.token.clone() {
-                authenticate(&mut link, &token, deadline, &mut self.scratch)?;
+                authenticate(&mut link, &token, deadline)?;
             }
             self.link = Some(link);
         }
@@ -272,7 +286,7 @@ impl DirectClient {
                     }
                 };
                 let handshake_deadline = Instant::now() + timeout;
-                match link.handshake(handshake_deadline, &mut self.scratch) {
+                match link.handshake(handshake_deadline) {
                     Ok(()) => return Ok(link),
                     Err(err) => last_error = Some(format!("{addr}: {err}")),
                 }
@@ -285,12 +299,7 @@ impl DirectClient {
 }
 
 /// Presents `token` with `$auth` on a new connection.
-fn authenticate(
-    link: &mut Link,
-    token: &str,
-    deadline: Option<Instant>,
-    scratch: &mut [u8],
-) -> Result<(), CallError> {
+fn authenticate(link: &mut Link, token: &str, deadline: Option<Instant>) -> Result<(), CallError> {
     let request = CallRequest::new(mux_core::patterns::AUTH, "").header(
         Bytes::from_static(mux_core::patterns::AUTHORIZATION),
         mux_core::patterns::bearer_authorization(token),
@@ -300,7 +309,7 @@ fn authenticate(
         .and_then(|head| head.encode())
         .map_err(|err| CallError::Malformed(err.to_string()))?;
     let reply = link
-        .exchange(metadata, Bytes::new(), deadline, 4096, scratch)
+        .exchange(metadata, Bytes::new(), deadline, 4096)
         .map_err(CallError::from)?;
     if reply.status == Status::OK {
         return Ok(());

@@ -49,7 +49,6 @@ pub struct DirectSubscription {
     ready: VecDeque<Delivery>,
     /// Why the subscription ended, once it has.
     failed: Option<CallError>,
-    scratch: Box<[u8]>,
 }
 
 impl DirectSubscription {
@@ -60,7 +59,6 @@ impl DirectSubscription {
         pattern: &str,
         max_message: usize,
         deadline: Instant,
-        scratch: Box<[u8]>,
     ) -> Result<Self, CallError> {
         patterns::check_pattern(pattern).map_err(|e| CallError::Malformed(e.to_string()))?;
         let metadata = CallRequest::new(patterns::SUBSCRIBE, "")
@@ -81,7 +79,6 @@ impl DirectSubscription {
             max_message,
             ready: VecDeque::new(),
             failed: None,
-            scratch,
         };
         while subscription.head.is_some() {
             if let Some(err) = &subscription.failed {
@@ -149,7 +146,7 @@ impl DirectSubscription {
         if self.ready.len() > before || self.failed.is_some() || answered {
             return true;
         }
-        match self.link.read_some(Some(deadline), &mut self.scratch) {
+        match self.link.read_some(Some(deadline)) {
             Ok(()) => true,
             Err(err) => self.fail_on(err),
         }
