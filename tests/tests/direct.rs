@@ -38,6 +38,15 @@ fn server() -> mux_server::Server {
         .expect("server starts")
 }
 
+/// The server saw one connection: the client never had to reconnect.
+fn assert_one_connection(server: &mux_server::Server) {
+    let metrics = server.handle().metrics_text();
+    assert!(
+        metrics.contains("mux_connections_opened_total 1"),
+        "{metrics}"
+    );
+}
+
 #[test]
 fn bodies_of_every_size_cross_both_ways_intact() {
     let server = server();
@@ -67,10 +76,7 @@ fn a_deadline_fails_the_call_and_keeps_the_connection() {
     );
     assert_eq!(client.call("hash", "x").expect("after").status, Status::OK);
     // The same connection carried both: the server saw one.
-    assert!(server
-        .handle()
-        .metrics_text()
-        .contains("mux_connections_opened_total 1"));
+    assert_one_connection(&server);
 }
 
 #[test]
@@ -427,10 +433,7 @@ fn a_direct_upload_streams_a_body_and_gives_the_connection_back() {
     assert_eq!(reply.body, fnv1a(&body).to_string());
     // The connection came back to the client.
     assert_eq!(client.call("hash", "x").expect("after").status, Status::OK);
-    assert!(server
-        .handle()
-        .metrics_text()
-        .contains("mux_connections_opened_total 1"));
+    assert_one_connection(&server);
 }
 
 #[test]
