@@ -64,6 +64,31 @@
 //! }
 //! ```
 //!
+//! # On the caller's thread
+//!
+//! [`DirectClient`] has no loop thread: the thread that calls writes the
+//! request and reads the answer itself, one call at a time over one
+//! connection, which saves a small call the two thread hops through the
+//! loop. Its uploads, publisher and subscription are written and read on
+//! the caller's thread too:
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use mux_client::{CallRequest, DirectClient};
+//!
+//! let mut client = DirectClient::connect("localhost:7878")?;
+//! let reply = client.call("echo", "hi")?;
+//! let mut upload = client.upload(CallRequest::new("upload", ""))?;
+//! upload.write("abc")?;                             // on the wire when it returns
+//! let digest = upload.finish()?;
+//!
+//! let mut news = DirectClient::connect("localhost:7878")?.subscribe("news.>")?;
+//! let mut publisher = DirectClient::connect("localhost:7878")?.publisher()?;
+//! publisher.publish("news.today", "hello")?;
+//! let delivery = news.next_delivery()?;
+//! # Ok(()) }
+//! ```
+//!
 //! Dropping a [`Call`] before it completes cancels it: its stream is reset
 //! with `CANCEL`. Calls carry an optional deadline, sent to the server and
 //! enforced here. When a connection ends, the pool reconnects with

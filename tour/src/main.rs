@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Parser;
-use mux_client::{CallError, CallRequest, Client, Delivery, PushMessage, Resume};
+use mux_client::{CallError, CallRequest, Client, Delivery, DirectClient, PushMessage, Resume};
 use mux_server::Status;
 use mux_testkit::{block_on, fnv1a};
 
@@ -172,6 +172,32 @@ fn main() -> ExitCode {
         }
         expect(ok == 64, format!("{ok}/64 replies matched their requests"))
     });
+    tour.step("calls on the caller's thread (DirectClient, no loop)", || {
+        let mut direct = DirectClient::connect(addr.clone()).map_err(|e| e.to_string())?;
+        let calls = 1000u32;
+        let timed = |call: &mut dyn FnMut() -> Result<bool, String>| {
+            let started = Instant::now();
+            let mut matched = 0;
+            for _ in 0..calls {
+                matched += u32::from(call()?);
+            }
+            Ok::<_, String>((matched, started.elapsed() / calls))
+        };
+        let (direct_ok, direct_each) = timed(&mut || {
+            let reply = direct.call("echo", "direct").map_err(|e| e.to_string())?;
+            Ok(&reply.body[..] == b"direct")
+        })?;
+        let (loop_ok, loop_each) = timed(&mut || {
+            let reply = client.call("echo", "looped").map_err(|e| e.to_string())?;
+            Ok(&reply.body[..] == b"looped")
+        })?;
+        expect(
+            direct_ok == calls && loop_ok == calls,
+            format!(
+                "{calls} calls each: {direct_each:?} per call direct, {loop_each:?} through the loop"
+            ),
+        )
+    });
     tour.step("status codes and metadata", || {
         let reply = client
             .call_with(CallRequest::new("status", "418").header("trace-id", "tour-1"))
@@ -317,6 +343,36 @@ fn main() -> ExitCode {
             format!("chat.> got {got:?}; chat.* got only chat.lobby"),
         )
     });
+    tour.step(
+        "a direct publisher and subscriber, each on its own thread's socket",
+        || {
+            let connect = || DirectClient::connect(addr.clone()).map_err(|e| e.to_string());
+            let mut sub = connect()?
+                .subscribe("direct.>")
+                .map_err(|e| e.to_string())?;
+            let mut publisher = connect()?.publisher().map_err(|e| e.to_string())?;
+            let count = 1000;
+            for n in 0..count {
+                publisher
+                    .publish("direct.feed", n.to_string())
+                    .map_err(|e| e.to_string())?;
+            }
+            let mut in_order = 0;
+            for n in 0..count {
+                match sub.next_timeout(Duration::from_secs(2)) {
+                    Some(Ok(Delivery::Message { payload, .. })) => {
+                        in_order += usize::from(payload == n.to_string().as_bytes());
+                    }
+                    other => return Err(format!("publication {n}: {other:?}")),
+                }
+            }
+            let answer = publisher.finish().map_err(|e| e.to_string())?;
+            expect(
+                in_order == count,
+                format!("{in_order}/{count} in order; the server: {answer}"),
+            )
+        },
+    );
     tour.step("per-publisher order is kept", || {
         let mut sub = client.subscribe("order.test").map_err(|e| e.to_string())?;
         for n in 0..100 {
