@@ -392,6 +392,9 @@ fn main() -> ExitCode {
                 ours("mux (the demo's source route)", mux_pid, || {
                     ours::download(&client, sizes.bulk)
                 }),
+                ours("mux, direct (caller's thread)", mux_pid, || {
+                    ours::download_direct(mux.addr, sizes.bulk)
+                }),
                 system("raw TCP, 1 MiB writes", raw_pid, || {
                     raw::download(raw.addr, sizes.bulk, 1 << 20)
                 }),

@@ -98,6 +98,22 @@ pub(crate) fn download(client: &Client, total: usize) -> Outcome {
     Outcome::bytes(total, start.elapsed())
 }
 
+/// One download of `total` bytes from the `source` route through a
+/// `DirectClient`: the caller's thread reads the socket itself.
+pub(crate) fn download_direct(addr: SocketAddr, total: usize) -> Outcome {
+    let mut client = DirectClient::connect(addr).expect("mux direct connect");
+    let start = Instant::now();
+    let mut stream = client
+        .open_stream(CallRequest::new("source", total.to_string()))
+        .expect("mux direct source");
+    let mut got = 0;
+    while let Some(message) = stream.next_message() {
+        got += message.expect("mux direct source message").len();
+    }
+    assert_eq!(got, total, "mux direct source bytes");
+    Outcome::bytes(total, start.elapsed())
+}
+
 /// A fresh connection to `addr` (through a long link), one download of
 /// `total` bytes from the `source` route, timed over its second half.
 pub(crate) fn download_steady(addr: SocketAddr, total: usize, spin: SpinPolicy) -> Outcome {

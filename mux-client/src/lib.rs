@@ -128,7 +128,9 @@ pub use mux_runtime::{
 pub use call::{Call, CallRequest, Upload};
 pub use client::{Client, ClientBuilder};
 pub use command::PushMessage;
-pub use direct::{DirectBuilder, DirectClient, DirectPublisher, DirectSubscription, DirectUpload};
+pub use direct::{
+    DirectBuilder, DirectClient, DirectPublisher, DirectStream, DirectSubscription, DirectUpload,
+};
 pub use error::CallError;
 pub use events::{Event, EventStream, Resume};
 pub use message_stream::{MessageStream, NextMessage};

@@ -17,8 +17,12 @@ pub struct MessageReader {
 }
 
 impl MessageReader {
-    /// Adds a chunk; returns the message it completes, if any.
+    /// Adds a chunk; returns the message it completes, if any. An empty
+    /// chunk that ends no message (a bare END_STREAM) adds nothing.
     pub fn push(&mut self, chunk: Chunk, limit: usize) -> Result<Option<Bytes>, TooLarge> {
+        if chunk.bytes.is_empty() && !chunk.end_message {
+            return Ok(None);
+        }
         let held = self.partial.len() + self.single.as_ref().map_or(0, Bytes::len);
         if held + chunk.bytes.len() > limit {
             return Err(TooLarge);
@@ -114,7 +118,14 @@ mod tests {
             Ok(Some(Bytes::from("x")))
         );
         assert!(!reader.has_partial());
+        assert_eq!(reader.push(chunk(b"", false), 16), Ok(None));
+        assert!(
+            !reader.has_partial(),
+            "an empty chunk is no partial message"
+        );
+        assert_eq!(reader.push(chunk(b"", true), 16), Ok(Some(Bytes::new())));
         assert_eq!(reader.push(chunk(b"0123456789", false), 16), Ok(None));
+        assert!(reader.has_partial());
         assert_eq!(reader.push(chunk(b"0123456789", true), 16), Err(TooLarge));
     }
 

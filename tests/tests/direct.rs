@@ -463,3 +463,46 @@ fn a_direct_upload_the_server_refuses_fails_its_writes_with_the_refusal() {
     drop(upload);
     assert_eq!(client.call("echo", "y").expect("after a drop").body, "y");
 }
+
+#[test]
+fn a_direct_stream_reads_a_download_and_gives_the_connection_back() {
+    let server = mux_server::demo::routes(server_builder())
+        .start()
+        .expect("server starts");
+    let mut client = DirectClient::connect(server.local_addr()).expect("connect");
+    // 64 MiB: far past every window, read message by message.
+    let total = 64usize << 20;
+    let mut stream = client
+        .open_stream(CallRequest::new("source", total.to_string()))
+        .expect("stream");
+    assert_eq!(stream.head().map(|head| head.status), Some(Status::OK));
+    let (mut got, mut messages) = (0, 0);
+    while let Some(message) = stream.next_message() {
+        let message = message.expect("message");
+        assert!(message.iter().all(|&b| b == 0), "the source sends zeros");
+        got += message.len();
+        messages += 1;
+    }
+    assert!(stream.is_over());
+    drop(stream);
+    assert_eq!(got, total);
+    assert!(messages > 1, "one message: not a stream");
+    assert_eq!(client.call("echo", "after").expect("call").body, "after");
+
+    // A refusal comes back as the error; the connection stays.
+    let refusal = client
+        .open_stream(CallRequest::new("source", "many"))
+        .expect_err("not a byte count");
+    assert!(
+        matches!(&refusal, CallError::Rejected { status, message } if status.0 == 400 && message.contains("byte count")),
+        "{refusal:?}"
+    );
+    // Left halfway, a stream is cancelled; the connection goes on.
+    let mut stream = client
+        .open_stream(CallRequest::new("source", (1u64 << 30).to_string()))
+        .expect("stream");
+    assert!(matches!(stream.next_message(), Some(Ok(_))));
+    drop(stream);
+    assert_eq!(client.call("echo", "still").expect("call").body, "still");
+    assert_one_connection(&server);
+}

@@ -21,6 +21,7 @@
 //! a new connection; one that may have run fails with
 //! [`CallError::ConnectionLost`], never retried.
 
+mod incoming;
 mod link;
 mod subscription;
 mod upload;
@@ -37,6 +38,7 @@ use crate::error::CallError;
 use crate::reply::Reply;
 use link::{Failure, Link};
 
+pub use incoming::DirectStream;
 pub use subscription::DirectSubscription;
 pub use upload::{DirectPublisher, DirectUpload};
 
@@ -156,10 +158,7 @@ impl DirectClient {
     pub fn call_with(&mut self, request: CallRequest) -> Result<Reply, CallError> {
         let timeout = self.timeout_of(&request);
         let deadline = timeout.map(|t| Instant::now() + t);
-        let metadata = request
-            .head(timeout, false)
-            .and_then(|head| head.encode())
-            .map_err(|err| CallError::Malformed(err.to_string()))?;
+        let metadata = encode_head(&request, timeout, false)?;
         let limit = self.options.max_response;
         let mut attempts = 0;
         loop {
@@ -192,7 +191,7 @@ impl DirectClient {
         let wait = self
             .options
             .default_timeout
-            .unwrap_or(subscription::ANSWER_WAIT);
+            .unwrap_or(incoming::ANSWER_WAIT);
         DirectSubscription::open(
             link,
             pattern,
@@ -210,6 +209,27 @@ impl DirectClient {
         self.ready_link(timeout.map(|t| Instant::now() + t))?;
         let link = self.link.take().ok_or(CallError::Closed)?;
         DirectUpload::open(self, link, &request)
+    }
+
+    /// Makes `request` and reads the answer as a stream of messages on the
+    /// caller's thread (`spec/patterns.md` §2): a download, an event feed. Waits for the
+    /// answer's head (up to the request's deadline, or the default timeout,
+    /// or 10 s); a refusal is [`CallError::Rejected`]. The connection is
+    /// lent to the stream until it ends.
+    pub fn open_stream(&mut self, request: CallRequest) -> Result<DirectStream<'_>, CallError> {
+        let timeout = self.timeout_of(&request);
+        let metadata = encode_head(&request, timeout, false)?;
+        let deadline = Instant::now() + timeout.unwrap_or(incoming::ANSWER_WAIT);
+        self.ready_link(Some(deadline))?;
+        let link = self.link.take().ok_or(CallError::Closed)?;
+        let limit = self.options.max_response;
+        match incoming::Incoming::open(link, metadata, request.body, limit, deadline) {
+            Ok(incoming) => Ok(DirectStream::new(self, incoming)),
+            Err((err, link)) => {
+                self.take_back(*link);
+                Err(err)
+            }
+        }
     }
 
     /// Opens a publishing stream (`spec/patterns.md` §3.4) on this
@@ -318,4 +338,17 @@ fn authenticate(link: &mut Link, token: &str, deadline: Option<Instant>) -> Resu
         status: reply.status,
         message: String::from_utf8_lossy(&reply.body).into_owned(),
     })
+}
+
+/// A request's head as the metadata of its OPEN frame; `upload` when the
+/// body is streamed (its length is then the one the caller declared).
+fn encode_head(
+    request: &CallRequest,
+    timeout: Option<Duration>,
+    upload: bool,
+) -> Result<mux_core::frame::Metadata, CallError> {
+    request
+        .head(timeout, upload)
+        .and_then(|head| head.encode())
+        .map_err(|err| CallError::Malformed(err.to_string()))
 }

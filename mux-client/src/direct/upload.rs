@@ -13,7 +13,7 @@ use mux_core::patterns::{self, FeedMessage};
 use mux_core::{ErrorCode, StreamId};
 
 use super::link::{Link, Until};
-use super::DirectClient;
+use super::{encode_head, DirectClient};
 use crate::call::CallRequest;
 use crate::error::CallError;
 use crate::reader::StreamReader;
@@ -135,17 +135,6 @@ impl BodyWriter {
     }
 }
 
-/// A request's metadata for a streamed body.
-fn upload_metadata(
-    request: &CallRequest,
-    timeout: Option<Duration>,
-) -> Result<Metadata, CallError> {
-    request
-        .head(timeout, true)
-        .and_then(|head| head.encode())
-        .map_err(|err| CallError::Malformed(err.to_string()))
-}
-
 /// A streamed request body written on the caller's thread (see
 /// [`DirectClient::upload`]). The client's connection is lent to it and
 /// given back when it ends; dropping it without
@@ -165,7 +154,7 @@ impl<'a> DirectUpload<'a> {
         request: &CallRequest,
     ) -> Result<Self, CallError> {
         let timeout = client.timeout_of(request);
-        let metadata = upload_metadata(request, timeout)?;
+        let metadata = encode_head(request, timeout, true)?;
         let bound = Bound::Call(timeout.map(|t| Instant::now() + t));
         let writer = BodyWriter::open(link, metadata, client.max_response(), bound)?;
         Ok(Self {
@@ -218,7 +207,7 @@ const MAX_ANSWER: usize = 64 * 1024;
 
 impl DirectPublisher {
     pub(super) fn open(link: Link, timeout: Option<Duration>) -> Result<Self, CallError> {
-        let metadata = upload_metadata(&CallRequest::new(patterns::PUBLISH_STREAM, ""), None)?;
+        let metadata = encode_head(&CallRequest::new(patterns::PUBLISH_STREAM, ""), None, true)?;
         let writer = BodyWriter::open(link, metadata, MAX_ANSWER, Bound::EachWait(timeout))?;
         Ok(Self { writer })
     }
