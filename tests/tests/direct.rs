@@ -175,7 +175,11 @@ fn a_token_is_presented_and_a_wrong_one_is_refused_at_connect() {
         .token("guess")
         .connect()
         .expect_err("a wrong token connects");
-    assert!(err.to_string().contains("401"), "unclear error: {err}");
+    assert!(
+        err.to_string().contains("authentication refused (401)"),
+        "unclear error: {err}"
+    );
+    assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
 }
 
 #[test]
@@ -505,4 +509,18 @@ fn a_direct_stream_reads_a_download_and_gives_the_connection_back() {
     drop(stream);
     assert_eq!(client.call("echo", "still").expect("call").body, "still");
     assert_one_connection(&server);
+}
+
+#[test]
+fn a_dropped_direct_client_says_goodbye_with_goaway() {
+    let server = server();
+    let mut client = DirectClient::connect(server.local_addr()).expect("connect");
+    assert!(client.call("echo", "x").is_ok());
+    drop(client);
+    wait_until(LIMIT, "the server to receive GOAWAY NO_ERROR", || {
+        server
+            .handle()
+            .metrics_text()
+            .contains(r#"mux_goaways_total{direction="received",code="NO_ERROR"} 1"#)
+    });
 }

@@ -403,6 +403,17 @@ impl Link {
     }
 }
 
+impl Drop for Link {
+    /// Says goodbye with GOAWAY `NO_ERROR` (spec §11.3), if the server is
+    /// still there to read it; waits at most 100 ms for the socket.
+    fn drop(&mut self) {
+        if self.usable() {
+            self.conn.close(Instant::now(), ErrorCode::NO_ERROR, "");
+            let _ = self.flush(Some(Instant::now() + Duration::from_millis(100)));
+        }
+    }
+}
+
 /// Whether a socket timeout `set` serves for `wanted`: it may oversleep by
 /// at most [`OVERSLEEP`] and must not wake far too early. Then waits in a
 /// row toward the same deadline, and calls in a row with the same timeout,

@@ -113,7 +113,8 @@ impl DirectBuilder {
         self
     }
 
-    /// Connects (and authenticates, with a token) before returning.
+    /// Connects (and authenticates, with a token) before returning; a
+    /// refused token is `PermissionDenied`.
     pub fn connect(self) -> io::Result<DirectClient> {
         let addresses = self
             .addresses
@@ -124,8 +125,14 @@ impl DirectBuilder {
             addresses,
             link: None,
         };
-        client.ready_link(None)?;
-        Ok(client)
+        match client.ready_link(None) {
+            Ok(()) => Ok(client),
+            Err(CallError::Rejected { status, message }) => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("authentication refused ({}): {message}", status.0),
+            )),
+            Err(err) => Err(err.into()),
+        }
     }
 }
 
@@ -212,10 +219,10 @@ impl DirectClient {
     }
 
     /// Makes `request` and reads the answer as a stream of messages on the
-    /// caller's thread (`spec/patterns.md` §2): a download, an event feed. Waits for the
-    /// answer's head (up to the request's deadline, or the default timeout,
-    /// or 10 s); a refusal is [`CallError::Rejected`]. The connection is
-    /// lent to the stream until it ends.
+    /// caller's thread (`spec/patterns.md` §2): a download, an event feed.
+    /// Waits for the answer's head (up to the request's deadline, or the
+    /// default timeout, or 10 s); a refusal is [`CallError::Rejected`]. The
+    /// connection is lent to the stream until it ends.
     pub fn open_stream(&mut self, request: CallRequest) -> Result<DirectStream<'_>, CallError> {
         let timeout = self.timeout_of(&request);
         let metadata = encode_head(&request, timeout, false)?;
@@ -324,10 +331,7 @@ fn authenticate(link: &mut Link, token: &str, deadline: Option<Instant>) -> Resu
         Bytes::from_static(mux_core::patterns::AUTHORIZATION),
         mux_core::patterns::bearer_authorization(token),
     );
-    let metadata = request
-        .head(None, false)
-        .and_then(|head| head.encode())
-        .map_err(|err| CallError::Malformed(err.to_string()))?;
+    let metadata = encode_head(&request, None, false)?;
     let reply = link
         .exchange(metadata, Bytes::new(), deadline, 4096)
         .map_err(CallError::from)?;
