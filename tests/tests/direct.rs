@@ -38,6 +38,13 @@ fn server() -> mux_server::Server {
         .expect("server starts")
 }
 
+/// Waits until the server's metrics show `line`.
+fn wait_for_metric(server: &mux_server::Server, line: &str) {
+    wait_until(LIMIT, line, || {
+        server.handle().metrics_text().contains(line)
+    });
+}
+
 /// The server saw one connection: the client never had to reconnect.
 fn assert_one_connection(server: &mux_server::Server) {
     let metrics = server.handle().metrics_text();
@@ -388,12 +395,10 @@ fn a_dropped_direct_publisher_cancels_its_stream() {
         .expect("publisher");
     publisher.publish("news", "one").expect("publish");
     drop(publisher);
-    wait_until(LIMIT, "the server to receive the stream's CANCEL", || {
-        server
-            .handle()
-            .metrics_text()
-            .contains(r#"mux_resets_total{direction="received",code="CANCEL"} 1"#)
-    });
+    wait_for_metric(
+        &server,
+        r#"mux_resets_total{direction="received",code="CANCEL"} 1"#,
+    );
 }
 
 #[test]
@@ -517,10 +522,8 @@ fn a_dropped_direct_client_says_goodbye_with_goaway() {
     let mut client = DirectClient::connect(server.local_addr()).expect("connect");
     assert!(client.call("echo", "x").is_ok());
     drop(client);
-    wait_until(LIMIT, "the server to receive GOAWAY NO_ERROR", || {
-        server
-            .handle()
-            .metrics_text()
-            .contains(r#"mux_goaways_total{direction="received",code="NO_ERROR"} 1"#)
-    });
+    wait_for_metric(
+        &server,
+        r#"mux_goaways_total{direction="received",code="NO_ERROR"} 1"#,
+    );
 }
