@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mux_client::{CallRequest, Client};
+use mux_client::{CallRequest, Client, DirectClient};
 use mux_conformance::client_cases::{self, Clients};
 use mux_conformance::server_cases::{self, Server};
 use mux_conformance::vectors::{Vectors, BUILT_IN};
@@ -69,38 +69,63 @@ fn mux_server_passes_every_case() {
     only_expected_skips(&report);
 }
 
-/// Makes calls (with and without bodies) through a client of `addr` until
-/// told to stop: the traffic the client cases watch.
-fn calling_client(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        // The runner ends the first connections during their handshake.
-        let client = loop {
-            match Client::builder(addr)
-                .connection_config(quick_timers())
-                .connect()
-            {
-                Ok(client) => break client,
-                Err(_) if stop.load(Ordering::Relaxed) => return,
-                Err(_) => {}
-            }
-        };
-        let body = bytes::Bytes::from(vec![7u8; 40 * 1024]);
-        while !stop.load(Ordering::Relaxed) {
-            let with_body =
-                CallRequest::new("echo", body.clone()).timeout(Duration::from_millis(300));
-            let _ = client.call_with(with_body);
-            let _ =
-                client.call_with(CallRequest::new("echo", "").timeout(Duration::from_millis(300)));
-        }
-    })
+/// Makes calls (with and without bodies) through `call` until told to
+/// stop: the traffic the client cases watch.
+fn call_until(stop: &AtomicBool, mut call: impl FnMut(CallRequest)) {
+    let body = bytes::Bytes::from(vec![7u8; 40 * 1024]);
+    while !stop.load(Ordering::Relaxed) {
+        call(CallRequest::new("echo", body.clone()).timeout(Duration::from_millis(300)));
+        call(CallRequest::new("echo", "").timeout(Duration::from_millis(300)));
+    }
 }
 
-#[test]
-fn mux_client_passes_every_case() {
+/// A `Client` of `addr` (with the quick timers), calling until `stop`.
+fn drive_client(addr: SocketAddr, stop: &AtomicBool) {
+    // The runner ends the first connections during their handshake.
+    let client = loop {
+        match Client::builder(addr)
+            .connection_config(quick_timers())
+            .connect()
+        {
+            Ok(client) => break client,
+            Err(_) if stop.load(Ordering::Relaxed) => return,
+            Err(_) => {}
+        }
+    };
+    call_until(stop, |request| {
+        let _ = client.call_with(request);
+    });
+}
+
+/// A `DirectClient` of `addr`, calling until `stop`: its connection is
+/// driven only while a call is in flight.
+fn drive_direct_client(addr: SocketAddr, stop: &AtomicBool) {
+    let mut client = loop {
+        match DirectClient::builder(addr)
+            .connection_config(quick_timers())
+            .connect_timeout(Duration::from_secs(1))
+            .connect()
+        {
+            Ok(client) => break client,
+            Err(_) if stop.load(Ordering::Relaxed) => return,
+            Err(_) => {}
+        }
+    };
+    call_until(stop, |request| {
+        let _ = client.call_with(request);
+    });
+}
+
+/// Runs every client case against the client `drive` runs on a thread of
+/// its own, and checks that every case passes.
+fn passes_every_client_case(name: &str, drive: fn(SocketAddr, &AtomicBool)) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a listener");
     let addr = listener.local_addr().expect("its address");
     let stop = Arc::new(AtomicBool::new(false));
-    let driver = calling_client(addr, Arc::clone(&stop));
+    let driver = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || drive(addr, &stop))
+    };
     let mut clients = Clients::new(listener, Duration::from_secs(3));
     clients.timers = Duration::from_secs(2);
     let report = Report::run(
@@ -114,10 +139,20 @@ fn mux_client_passes_every_case() {
     driver.join().expect("the calling client");
     assert!(
         report.failures(Level::Must).is_empty() && report.failures(Level::Should).is_empty(),
-        "mux-client failed:\n{}",
+        "{name} failed:\n{}",
         failures(&report)
     );
     only_expected_skips(&report);
+}
+
+#[test]
+fn mux_client_passes_every_case() {
+    passes_every_client_case("mux-client", drive_client);
+}
+
+#[test]
+fn direct_client_passes_every_case() {
+    passes_every_client_case("DirectClient", drive_direct_client);
 }
 
 /// Skips only where the spec allows the endpoint to decide (vectors whose

@@ -70,7 +70,7 @@ pub(super) struct Link {
 }
 
 impl Link {
-    pub(super) fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Self> {
+    pub(super) fn connect(addr: SocketAddr, timeout: Duration, config: Config) -> io::Result<Self> {
         let socket = TcpStream::connect_timeout(&addr, timeout)?;
         socket.set_nodelay(true)?;
         let config = Config {
@@ -80,7 +80,7 @@ impl Link {
             // it out; the server's own timeouts close one left idle.
             keepalive_interval: None,
             idle_timeout: None,
-            ..Config::default()
+            ..config
         };
         let now = Instant::now();
         Ok(Self {

@@ -51,6 +51,7 @@ pub struct DirectBuilder {
     max_response: usize,
     max_attempts: u32,
     token: Option<String>,
+    config: mux_core::Config,
 }
 
 impl std::fmt::Debug for DirectBuilder {
@@ -77,7 +78,16 @@ impl DirectBuilder {
             max_response: 64 << 20,
             max_attempts: 3,
             token: None,
+            config: mux_core::Config::default(),
         }
+    }
+
+    /// The connection's settings and timeouts (spec §5.4, §11), except
+    /// three that a client with no thread of its own fixes: no pushes
+    /// (`max_concurrent_streams` 0), no keepalive and no idle timeout.
+    pub fn connection_config(mut self, config: mux_core::Config) -> Self {
+        self.config = config;
+        self
     }
 
     /// How long one connection attempt may take (default 5 s).
@@ -180,9 +190,9 @@ impl DirectClient {
             }
             match outcome {
                 Ok(reply) => return Ok(reply),
-                Err(Failure::Unprocessed(_)) if attempts < self.options.max_attempts => {
-                    self.link = None; // a fresh connection for the retry
-                }
+                // Refused (REFUSED_STREAM) on a connection that goes on, or
+                // not processed by one going away (dropped above): again.
+                Err(Failure::Unprocessed(_)) if attempts < self.options.max_attempts => {}
                 Err(Failure::Unprocessed(err) | Failure::Final(err)) => return Err(err),
             }
         }
@@ -305,7 +315,7 @@ impl DirectClient {
                 if timeout.is_zero() {
                     return Err(CallError::DeadlineExceeded);
                 }
-                let mut link = match Link::connect(addr, timeout) {
+                let mut link = match Link::connect(addr, timeout, self.options.config.clone()) {
                     Ok(link) => link,
                     Err(err) => {
                         last_error = Some(format!("{addr}: {err}"));
