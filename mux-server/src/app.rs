@@ -25,7 +25,7 @@ use crate::gate::{Gate, Security, Verdict};
 use crate::handler::{end_sink, run, run_sink, Handler};
 use crate::http::{is_http_timer, HttpCall, HttpEdge};
 use crate::hub::Hub;
-use crate::metrics::{Metrics, Reported};
+use crate::metrics::Metrics;
 use crate::replies::Replies;
 use crate::request::{BodySink, Request, Response};
 use crate::reserved::polls_timer;
@@ -86,7 +86,6 @@ pub(crate) struct ServerApp {
     pub(crate) server: Option<Arc<ServerHandle>>,
     /// The server's counters (shared by every loop).
     pub(crate) metrics: Arc<Metrics>,
-    reported: Reported,
     metrics_ticking: bool,
     /// The web edge, when the server has one, and its listener until start.
     pub(crate) http: Option<HttpEdge>,
@@ -132,7 +131,6 @@ impl ServerApp {
             missed: Arc::default(),
             server: None,
             metrics: Arc::new(Metrics::new(None, None)),
-            reported: Reported::default(),
             metrics_ticking: false,
             http: None,
             http_listener: None,
@@ -636,8 +634,9 @@ impl App for ServerApp {
             log::debug!("connection closed: {error}");
         }
         self.metrics.connection_closed();
-        self.reported
-            .close(&self.metrics, key, ctx.closed_stats(key));
+        if let Some(rest) = ctx.closed_stats(key) {
+            self.metrics.add_stats(&rest);
+        }
         for (_, cancelled) in self.queued_jobs.remove_conn(key) {
             cancelled.store(true, Ordering::Relaxed);
         }
@@ -715,8 +714,8 @@ impl App for ServerApp {
             }
             METRICS_TIMER => {
                 for key in ctx.keys() {
-                    if let Some(stats) = ctx.conn(key).map(|conn| conn.stats()) {
-                        self.reported.report(&self.metrics, key, stats);
+                    if let Some(counted) = ctx.conn(key).map(|conn| conn.take_stats()) {
+                        self.metrics.add_stats(&counted);
                     }
                 }
                 self.metrics_ticking = ctx.connection_count() > 0;

@@ -9,7 +9,6 @@
 //! already keep (dropped fan-out, refusals, sessions, held bytes) are read
 //! at scrape time.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 
@@ -271,63 +270,37 @@ impl Metrics {
         self.connections_open.dec();
     }
 
-    /// Adds what a connection's counters grew by since `before`.
-    pub(crate) fn add_stats(&self, before: &Stats, now: &Stats) {
-        let delta = |a: u64, b: u64| b.saturating_sub(a);
-        self.streams_opened.inc_by(delta(
-            before.streams_opened_by_peer,
-            now.streams_opened_by_peer,
-        ));
-        self.bytes_received
-            .inc_by(delta(before.data_bytes_received, now.data_bytes_received));
-        self.bytes_sent
-            .inc_by(delta(before.data_bytes_sent, now.data_bytes_sent));
-        self.floods.inc_by(delta(before.floods, now.floods));
-        self.refused_streams
-            .inc_by(delta(before.refused_streams, now.refused_streams));
-        self.flow_control_errors
-            .inc_by(delta(before.flow_control_errors, now.flow_control_errors));
-        for (index, (a, b)) in before
-            .frames_received_by_type
-            .iter()
-            .zip(&now.frames_received_by_type)
-            .enumerate()
-        {
-            if b > a {
+    /// Adds what a connection counted since its counters were last taken
+    /// ([`mux_core::Connection::take_stats`]): no copy of them is kept per
+    /// connection to subtract from.
+    pub(crate) fn add_stats(&self, counted: &Stats) {
+        self.streams_opened.inc_by(counted.streams_opened_by_peer);
+        self.bytes_received.inc_by(counted.data_bytes_received);
+        self.bytes_sent.inc_by(counted.data_bytes_sent);
+        self.floods.inc_by(counted.floods);
+        self.refused_streams.inc_by(counted.refused_streams);
+        self.flow_control_errors.inc_by(counted.flow_control_errors);
+        for (index, &count) in counted.frames_received_by_type.iter().enumerate() {
+            if count > 0 {
                 let r#type = FRAME_TYPES.get(index).copied().unwrap_or("unknown");
                 self.frames_received
                     .get_or_create(&FrameLabels { r#type })
-                    .inc_by(b - a);
+                    .inc_by(count);
             }
         }
         let codes = [
-            (
-                "received",
-                &before.resets_received,
-                &now.resets_received,
-                &self.resets,
-            ),
-            ("sent", &before.resets_sent, &now.resets_sent, &self.resets),
-            (
-                "received",
-                &before.goaways_received,
-                &now.goaways_received,
-                &self.goaways,
-            ),
-            (
-                "sent",
-                &before.goaways_sent,
-                &now.goaways_sent,
-                &self.goaways,
-            ),
+            ("received", &counted.resets_received, &self.resets),
+            ("sent", &counted.resets_sent, &self.resets),
+            ("received", &counted.goaways_received, &self.goaways),
+            ("sent", &counted.goaways_sent, &self.goaways),
         ];
-        for (direction, before, now, family) in codes {
-            for (index, (a, b)) in before.iter().zip(now.iter()).enumerate() {
-                if b > a {
+        for (direction, counts, family) in codes {
+            for (index, &count) in counts.iter().enumerate() {
+                if count > 0 {
                     let code = mux_core::connection::code_name(index);
                     family
                         .get_or_create(&CodeLabels { direction, code })
-                        .inc_by(b - a);
+                        .inc_by(count);
                 }
             }
         }
@@ -399,33 +372,5 @@ impl Metrics {
             }
         }
         text
-    }
-}
-
-/// The per-connection counters last added, so that each tick adds deltas.
-#[derive(Debug, Default)]
-pub(crate) struct Reported {
-    by_conn: HashMap<mux_runtime::ConnKey, Stats>,
-}
-
-impl Reported {
-    /// Adds `key`'s growth since last time to `metrics`.
-    pub(crate) fn report(&mut self, metrics: &Metrics, key: mux_runtime::ConnKey, now: Stats) {
-        let before = self.by_conn.entry(key).or_default();
-        metrics.add_stats(before, &now);
-        *before = now;
-    }
-
-    /// Adds `key`'s last growth and forgets it (it closed).
-    pub(crate) fn close(
-        &mut self,
-        metrics: &Metrics,
-        key: mux_runtime::ConnKey,
-        now: Option<Stats>,
-    ) {
-        let before = self.by_conn.remove(&key).unwrap_or_default();
-        if let Some(now) = now {
-            metrics.add_stats(&before, &now);
-        }
     }
 }

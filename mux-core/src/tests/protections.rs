@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::util::{frames, route, sid, Pair, Raw};
-use crate::connection::{Budget, Config, FloodLimits};
+use crate::connection::{Budget, Config, FloodLimits, Stats};
 use crate::error::{ConnectionError, ErrorCode, Flood, Timeout};
 use crate::frame::{Data, Frame, Ping};
 use crate::stream_id::Side;
@@ -104,6 +104,25 @@ fn ping_flood() {
     }
     assert_eq!(raw.conn.stats().pings_received, 6);
     assert_flood(&mut raw, Flood::Pings);
+}
+
+#[test]
+fn taken_stats_count_again_from_zero() {
+    let mut raw = Raw::server(Config::default());
+    let ping = |n: u64| {
+        Frame::Ping(Ping {
+            ack: false,
+            payload: n.to_be_bytes(),
+        })
+    };
+    raw.send(ping(1));
+    raw.send(ping(2));
+    let taken = raw.conn.take_stats();
+    assert_eq!(taken.pings_received, 2);
+    assert!(taken.frames_received >= 2);
+    assert_eq!(raw.conn.stats(), Stats::default(), "emptied");
+    raw.send(ping(3));
+    assert_eq!(raw.conn.stats().pings_received, 1, "counted from zero");
 }
 
 #[test]
