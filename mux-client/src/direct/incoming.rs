@@ -126,9 +126,7 @@ impl Incoming {
         if self.ended.is_none() {
             self.ended = Some(Some(CallError::Cancelled));
             let _ = self.link.conn.reset(self.id, ErrorCode::CANCEL);
-            let _ = self
-                .link
-                .flush(Some(Instant::now() + Duration::from_millis(100)));
+            self.link.flush_briefly();
         }
     }
 

@@ -25,6 +25,11 @@ const READ_CHUNK: usize = 64 * 1024;
 /// system call to set the socket's timeout anew.
 const OVERSLEEP: Duration = Duration::from_millis(1);
 
+/// How long a write that the outcome does not wait for (credit returned
+/// after an answer, a reset, a goodbye) may wait for the socket: a server
+/// that stops reading cannot hold the caller.
+const BRIEF_WRITE: Duration = Duration::from_millis(100);
+
 /// Pieces handed to one vectored write.
 const WRITE_SLICES: usize = 64;
 
@@ -104,7 +109,7 @@ impl Link {
                 match event {
                     Event::Connected => return Ok(()),
                     Event::Closed { error } => {
-                        let _ = self.flush(None);
+                        self.flush_briefly();
                         return Err(match error {
                             Some(err) => err.to_string(),
                             None => "the server closed the connection".into(),
@@ -147,7 +152,7 @@ impl Link {
             self.broken = true;
         }
         while self.conn.poll_event().is_some() {}
-        let _ = self.flush(None);
+        self.flush_briefly();
     }
 
     /// One request and its response.
@@ -275,7 +280,7 @@ impl Link {
             let _ = self.conn.reset(id, ErrorCode::CANCEL);
         }
         // Credit returned while reading, a reset: sent now, not at the next call.
-        let _ = self.flush(None);
+        self.flush_briefly();
         result.map_err(Failure::Final)
     }
 
@@ -285,7 +290,7 @@ impl Link {
         match error {
             Wait::Deadline => {
                 let _ = self.conn.reset(id, ErrorCode::CANCEL);
-                let _ = self.flush(None);
+                self.flush_briefly();
                 Failure::Final(CallError::DeadlineExceeded)
             }
             Wait::Transport(err) => {
@@ -317,6 +322,12 @@ impl Link {
         self.input.extend_from_slice(&self.scratch[..len]);
         // A connection error queues a GOAWAY and an `Event::Closed`.
         let _ = self.conn.handle_read(self.last_heard, &mut self.input);
+    }
+
+    /// [`Link::flush`] for what no outcome waits on, within [`BRIEF_WRITE`];
+    /// what the socket did not take stays queued for the next write.
+    pub(super) fn flush_briefly(&mut self) {
+        let _ = self.flush(Some(Instant::now() + BRIEF_WRITE));
     }
 
     /// Writes everything the state machine has to send; a transport that
@@ -409,7 +420,7 @@ impl Drop for Link {
     fn drop(&mut self) {
         if self.usable() {
             self.conn.close(Instant::now(), ErrorCode::NO_ERROR, "");
-            let _ = self.flush(Some(Instant::now() + Duration::from_millis(100)));
+            self.flush_briefly();
         }
     }
 }
