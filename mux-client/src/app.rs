@@ -9,7 +9,6 @@ use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mux_core::patterns;
 use mux_core::rpc::Status;
 use mux_core::{ErrorCode, Event, OpenError, StreamId, StreamState};
 use mux_runtime::{App, ConnKey, Ctx, LoopError, Outbox, Piece, StreamMap};
@@ -248,12 +247,7 @@ impl ClientApp {
 
     /// Sends `$auth` with `token` on a new connection (`spec/patterns.md` §8.1).
     fn authenticate(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, token: &str) {
-        let head = CallRequest::new(patterns::AUTH, "")
-            .header(
-                bytes::Bytes::from_static(patterns::AUTHORIZATION),
-                patterns::bearer_authorization(token),
-            )
-            .head(None, false);
+        let head = CallRequest::auth(token).head(None, false);
         let opened = head
             .ok()
             .and_then(|head| head.encode().ok())

@@ -63,6 +63,15 @@ impl CallRequest {
         })
     }
 
+    /// The `$auth` request that presents `token` on a new connection
+    /// (`spec/patterns.md` §8.1).
+    pub(crate) fn auth(token: &str) -> Self {
+        Self::new(mux_core::patterns::AUTH, "").header(
+            Bytes::from_static(mux_core::patterns::AUTHORIZATION),
+            mux_core::patterns::bearer_authorization(token),
+        )
+    }
+
     /// A call of `route` with `body`.
     pub fn new(route: impl Into<String>, body: impl Into<Bytes>) -> Self {
         Self {

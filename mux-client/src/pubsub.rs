@@ -58,7 +58,8 @@ pub(crate) fn decode_delivery(message: Bytes) -> Result<Delivery, CallError> {
     }
 }
 
-fn subscription_request(pattern: &str) -> Result<CallRequest, CallError> {
+/// The request that subscribes to `pattern` (`spec/patterns.md` §3.2).
+pub(crate) fn subscription_request(pattern: &str) -> Result<CallRequest, CallError> {
     patterns::check_pattern(pattern).map_err(|e| CallError::Malformed(e.to_string()))?;
     Ok(CallRequest::new(patterns::SUBSCRIBE, "")
         .header(Bytes::from_static(patterns::TOPIC), pattern.to_owned()))

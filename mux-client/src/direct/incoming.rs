@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mux_core::frame::Metadata;
-use mux_core::rpc::ResponseHead;
+use mux_core::rpc::{BodyCheck, ResponseHead};
 use mux_core::{ErrorCode, Event, StreamId};
 use mux_runtime::MessageReader;
 
@@ -51,6 +51,8 @@ pub(super) struct Incoming {
     head_reader: Option<MessageReader>,
     head: Option<ResponseHead>,
     messages: MessageReader,
+    /// The body against the head's declared length (`spec/patterns.md` §1.8).
+    check: BodyCheck,
     max_message: usize,
     /// Taken from the stream, not yet handed out.
     ready: VecDeque<Bytes>,
@@ -83,6 +85,7 @@ impl Incoming {
             head_reader: Some(MessageReader::default()),
             head: None,
             messages: MessageReader::default(),
+            check: BodyCheck::default(),
             max_message,
             ready: VecDeque::new(),
             ended: None,
@@ -150,6 +153,7 @@ impl Incoming {
                 Event::PushReceived { id, .. } => {
                     let _ = self.link.conn.reset(id, ErrorCode::CANCEL);
                 }
+                Event::GoAway { .. } => self.link.retire(),
                 Event::Closed { error } => self.end(Some(lost(error))),
                 _ => {}
             }
@@ -192,27 +196,40 @@ impl Incoming {
                     Ok(None) => Ok(()),
                     Err(_) => Err(CallError::Malformed("answer head too large".into())),
                 },
-                None => match self.messages.push(chunk, self.max_message) {
-                    Ok(Some(message)) => {
-                        self.ready.push_back(message);
-                        Ok(())
-                    }
-                    Ok(None) => Ok(()),
-                    Err(_) => Err(CallError::TooLarge(self.max_message)),
-                },
+                None => self.take_message(chunk),
             };
             if let Err(err) = step {
                 let _ = self.link.conn.reset(self.id, ErrorCode::CANCEL);
                 return self.end(Some(err));
             }
             if fin {
-                let truncated = self.messages.has_partial();
-                return self
-                    .end(truncated.then(|| {
-                        CallError::Malformed("the stream ended inside a message".into())
-                    }));
+                // Cut short, a message or the declared length fails the
+                // stream: never a shorter success.
+                let outcome = if self.messages.has_partial() {
+                    Some(CallError::Malformed(
+                        "the stream ended inside a message".into(),
+                    ))
+                } else {
+                    self.check.finish().err().map(CallError::from)
+                };
+                return self.end(outcome);
             }
         }
+    }
+
+    /// Adds a chunk of the body to the message it belongs to, held to the
+    /// declared length and the message limit.
+    fn take_message(&mut self, chunk: mux_core::Chunk) -> Result<(), CallError> {
+        self.check.add(chunk.bytes.len())?;
+        let limit = self.max_message;
+        if let Some(message) = self
+            .messages
+            .push(chunk, limit)
+            .map_err(|_| CallError::TooLarge(limit))?
+        {
+            self.ready.push_back(message);
+        }
+        Ok(())
     }
 
     /// The answer: a success opens the stream; anything else is a refusal
@@ -222,6 +239,7 @@ impl Incoming {
             ResponseHead::decode(message).map_err(|err| CallError::Malformed(err.to_string()))?;
         self.head_reader = None;
         if head.status.is_success() {
+            self.check = BodyCheck::new(head.length);
             self.head = Some(head);
             return Ok(());
         }

@@ -68,7 +68,8 @@ pub(super) struct Link {
     write_timeout: Option<Duration>,
     /// When bytes last arrived from the server.
     last_heard: Instant,
-    /// The transport failed or ended: the link is dropped.
+    /// No new request goes on this link: the transport failed or ended, or
+    /// the server sent GOAWAY. It is dropped.
     broken: bool,
     /// Where each `read` lands before the state machine's buffer.
     scratch: Box<[u8]>,
@@ -121,6 +122,11 @@ impl Link {
             self.read_some(Some(deadline))
                 .map_err(|err| err.to_string())?;
         }
+    }
+
+    /// Takes no new request after this one (the server sent GOAWAY).
+    pub(super) fn retire(&mut self) {
+        self.broken = true;
     }
 
     pub(super) fn usable(&self) -> bool {
@@ -232,24 +238,23 @@ impl Link {
                         self.send_message(id, unsent, end_message, end_stream);
                     }
                     Event::StreamReset { id: reset, code } if reset == id => {
-                        // REFUSED_STREAM: not processed (spec §8.1).
-                        let error = CallError::Reset(code);
-                        return Err(if code == ErrorCode::REFUSED_STREAM {
-                            Failure::Unprocessed(error)
+                        // REFUSED_STREAM: not processed (spec §8.1); mux-core
+                        // also refuses so the streams a GOAWAY leaves out.
+                        if code != ErrorCode::REFUSED_STREAM {
+                            return Err(Failure::Final(CallError::Reset(code)));
+                        }
+                        return Err(Failure::Unprocessed(if self.broken {
+                            CallError::ConnectionLost("the server is going away".into())
                         } else {
-                            Failure::Final(error)
-                        });
+                            CallError::Reset(code)
+                        }));
                     }
                     Event::PushReceived { id: push, .. } => {
                         let _ = self.conn.reset(push, ErrorCode::CANCEL);
                     }
-                    Event::GoAway { last_stream, .. } if last_stream < id => {
-                        // The server will not process it (spec §11.3).
-                        self.broken = true;
-                        return Err(Failure::Unprocessed(CallError::ConnectionLost(
-                            "the server is going away".into(),
-                        )));
-                    }
+                    // No new stream will be taken here (spec §11.3): the next
+                    // request goes to a new connection.
+                    Event::GoAway { .. } => self.retire(),
                     Event::Closed { error } => {
                         self.broken = true;
                         return Err(Failure::Final(lost(error)));

@@ -337,11 +337,7 @@ impl DirectClient {
 
 /// Presents `token` with `$auth` on a new connection.
 fn authenticate(link: &mut Link, token: &str, deadline: Option<Instant>) -> Result<(), CallError> {
-    let request = CallRequest::new(mux_core::patterns::AUTH, "").header(
-        Bytes::from_static(mux_core::patterns::AUTHORIZATION),
-        mux_core::patterns::bearer_authorization(token),
-    );
-    let metadata = encode_head(&request, None, false)?;
+    let metadata = encode_head(&CallRequest::auth(token), None, false)?;
     let reply = link
         .exchange(metadata, Bytes::new(), deadline, 4096)
         .map_err(CallError::from)?;

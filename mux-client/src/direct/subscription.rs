@@ -7,14 +7,12 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mux_core::patterns;
 
 use super::encode_head;
 use super::incoming::{Incoming, Next};
 use super::link::Link;
-use crate::call::CallRequest;
 use crate::error::CallError;
-use crate::pubsub::{decode_delivery, Delivery};
+use crate::pubsub::{decode_delivery, subscription_request, Delivery};
 
 /// A subscription that owns its connection and is read on the caller's
 /// thread. It does not resubscribe: after an error (the connection lost,
@@ -37,10 +35,7 @@ impl DirectSubscription {
         max_message: usize,
         deadline: Instant,
     ) -> Result<Self, CallError> {
-        patterns::check_pattern(pattern).map_err(|e| CallError::Malformed(e.to_string()))?;
-        let request = CallRequest::new(patterns::SUBSCRIBE, "")
-            .header(Bytes::from_static(patterns::TOPIC), pattern.to_owned());
-        let metadata = encode_head(&request, None, false)?;
+        let metadata = encode_head(&subscription_request(pattern)?, None, false)?;
         Ok(Self {
             incoming: Incoming::open(link, metadata, Bytes::new(), max_message, deadline)
                 .map_err(|(err, _link)| err)?,

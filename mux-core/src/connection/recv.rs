@@ -447,12 +447,14 @@ impl Connection {
             .ids()
             .filter(|id| id.initiator() == Some(self.side) && *id > go_away.last_stream)
             .collect();
+        // Each refusal is told before the stream goes: removing the last
+        // one may end the connection, and `Closed` must come after them.
         for id in unprocessed {
-            self.remove_stream(id);
             self.events.push_back(Event::StreamReset {
                 id,
                 code: ErrorCode::REFUSED_STREAM,
             });
+            self.remove_stream(id);
         }
         self.check_drained();
         Ok(())

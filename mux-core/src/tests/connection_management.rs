@@ -13,6 +13,25 @@ use crate::frame::{Frame, GoAway, SettingId};
 use crate::stream_id::{Side, StreamId};
 
 #[test]
+fn a_refusal_by_goaway_is_told_before_the_connection_closes() {
+    // §11.3: the client learns its last stream was not processed (and may
+    // retry it) before the connection it was on ends.
+    let mut pair = Pair::connected();
+    pair.server
+        .conn
+        .close(pair.now, ErrorCode::NO_ERROR, "idle");
+    let late = pair.client.conn.open(route("a"), true).expect("open");
+    pair.drive();
+    let position = |pred: &dyn Fn(&Event) -> bool| pair.client.events.iter().position(pred);
+    let refused = position(
+        &|e| matches!(e, Event::StreamReset { id, code: ErrorCode::REFUSED_STREAM } if *id == late),
+    )
+    .expect("the stream is refused");
+    let closed = position(&|e| matches!(e, Event::Closed { .. })).expect("the connection ends");
+    assert!(refused < closed, "{:?}", pair.client.events);
+}
+
+#[test]
 fn graceful_goaway_lets_accepted_streams_finish() {
     // §11.3.1: nothing accepted is lost; new streams are refused.
     let mut pair = Pair::connected();
