@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::flow_control::RecvWindow;
 use super::recv_queue::RecvQueue;
 use super::stream::{Chunk, RecvHalf, RecvState, SendHalf, SendState, Stream};
-use super::{Connection, Phase, MAX_OUTSTANDING_PINGS};
+use super::{Connection, Phase, PingPurpose, MAX_OUTSTANDING_PINGS};
 use crate::error::{ErrorCode, OpenError, ReadError, WriteError};
 use crate::frame::{Frame, Metadata, Open, Ping, Push, Reset};
 use crate::stream_id::{Side, StreamId};
@@ -276,18 +276,18 @@ impl Connection {
         {
             return false;
         }
-        self.send_ping(now, false);
+        self.send_ping(now, PingPurpose::Application);
         true
     }
 
-    pub(super) fn send_ping(&mut self, now: Instant, keepalive: bool) {
+    pub(super) fn send_ping(&mut self, now: Instant, purpose: PingPurpose) {
         self.ping_counter += 1;
-        self.pings.push_back((self.ping_counter, now, keepalive));
+        self.pings.push_back((self.ping_counter, now, purpose));
         self.control.push_back(Frame::Ping(Ping {
             ack: false,
             payload: self.ping_counter.to_be_bytes(),
         }));
-        if keepalive {
+        if purpose == PingPurpose::Keepalive {
             self.refresh_keepalive_timer();
         }
     }

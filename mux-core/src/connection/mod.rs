@@ -81,6 +81,18 @@ const MAX_QUEUED_CONTROL: usize = 1024;
 /// PINGs of ours that may await their ACK at once; more `ping` calls are refused.
 const MAX_OUTSTANDING_PINGS: usize = 16;
 
+/// Why we sent a PING: only the application's answers become
+/// [`Event::PingAcked`]; the others are the connection's own business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PingPurpose {
+    /// [`Connection::ping`].
+    Application,
+    /// The keepalive probe (spec §11.2.3).
+    Keepalive,
+    /// An RTT sample for auto-tuning (spec §9.6.7).
+    Measure,
+}
+
 /// Where the handshake stands (spec §3, §3.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -193,8 +205,8 @@ pub struct Connection {
     /// refresh it was sent (spec §9.6.7).
     min_rtt: Option<Duration>,
     last_tuning_ping: Option<Instant>,
-    /// Our PINGs awaiting ACK: payload counter, send time, and whether it is the keepalive probe.
-    pings: VecDeque<(u64, Instant, bool)>,
+    /// Our PINGs awaiting ACK: payload counter, send time, and why.
+    pings: VecDeque<(u64, Instant, PingPurpose)>,
     ping_counter: u64,
     last_received: Instant,
     /// Since when no stream is active (the idle timer's start), if none is.
@@ -255,8 +267,9 @@ impl Connection {
         conn
     }
 
-    /// Queues our preface, SETTINGS, the connection window grant and an RTT
-    /// PING (spec §3.2, §3.6, §9.2.1, §11.2.2).
+    /// Queues our preface, SETTINGS and the connection window grant (spec
+    /// §3.2, §3.6, §9.2.1). The RTT PING waits for the SETTINGS' ACK (spec
+    /// §9.6.7).
     fn queue_handshake(&mut self, now: Instant) {
         self.preface_queued = true;
         self.preface_pending = true;
@@ -278,7 +291,6 @@ impl Connection {
         if let Some(increment) = self.conn_recv.take_initial_update() {
             self.queue_window_update(StreamId::CONNECTION, increment);
         }
-        self.send_ping(now, false);
     }
 
     // ---- (A) getters ----

@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::stream::{RecvState, SendState};
 use super::timers::Timer;
-use super::{Connection, Event, Phase};
+use super::{Connection, Event, Phase, PingPurpose};
 use crate::error::{ConnectionError, ErrorCode, Flood, PeerMisbehaved, PrefaceError};
 use crate::frame::{
     Data, Frame, GoAway, Open, Ping, Push, Reset, SettingId, Settings, WindowUpdate,
@@ -358,6 +358,12 @@ impl Connection {
                 return Err(PeerMisbehaved::UnexpectedSettingsAck.into());
             };
             self.refresh_settings_timer();
+            if !self.settings_acked {
+                // Spec §9.6.7: the handshake's sample counts the peer's
+                // set-up and wake-ups; a PING now, with both ends running,
+                // measures the path.
+                self.send_ping(self.now, PingPurpose::Measure);
+            }
             self.settings_acked = true;
             self.rtt_sample(self.now.saturating_duration_since(sent));
             self.events.push_back(Event::SettingsAcked);
@@ -394,11 +400,13 @@ impl Connection {
             let counter = u64::from_be_bytes(ping.payload);
             // Spec §11.2.1: an ACK matching none of our PINGs is ignored.
             if let Some(index) = self.pings.iter().position(|(c, _, _)| *c == counter) {
-                if let Some((_, sent, _)) = self.pings.remove(index) {
+                if let Some((_, sent, purpose)) = self.pings.remove(index) {
                     let rtt = self.now.saturating_duration_since(sent);
                     self.rtt_sample(rtt);
                     self.refresh_keepalive_timer();
-                    self.events.push_back(Event::PingAcked { rtt });
+                    if purpose == PingPurpose::Application {
+                        self.events.push_back(Event::PingAcked { rtt });
+                    }
                 }
             }
             return Ok(());

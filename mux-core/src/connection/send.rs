@@ -110,7 +110,7 @@ impl Connection {
             .is_none_or(|last| now.saturating_duration_since(last) >= TUNING_PING_INTERVAL);
         if grew && due && self.pings.len() < super::MAX_OUTSTANDING_PINGS {
             self.last_tuning_ping = Some(now);
-            self.send_ping(now, false);
+            self.send_ping(now, super::PingPurpose::Measure);
         }
     }
 

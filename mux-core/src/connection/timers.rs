@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{Connection, Phase};
+use super::{Connection, Phase, PingPurpose};
 use crate::error::{ConnectionError, ErrorCode, Timeout};
 use crate::frame::{Frame, GoAway};
 
@@ -121,10 +121,14 @@ impl Connection {
             }
             Timer::Drain => self.fail(ConnectionError::Timeout(Timeout::Drain), Bytes::new()),
             Timer::Keepalive => {
-                if self.pings.iter().any(|(_, _, keepalive)| *keepalive) {
+                if self
+                    .pings
+                    .iter()
+                    .any(|(_, _, purpose)| *purpose == PingPurpose::Keepalive)
+                {
                     self.fail(ConnectionError::Timeout(Timeout::Keepalive), Bytes::new());
                 } else {
-                    self.send_ping(now, true);
+                    self.send_ping(now, PingPurpose::Keepalive);
                 }
             }
             Timer::Idle => {
@@ -162,7 +166,11 @@ impl Connection {
         if self.phase != Phase::Open {
             return;
         }
-        let deadline = match self.pings.iter().find(|(_, _, keepalive)| *keepalive) {
+        let deadline = match self
+            .pings
+            .iter()
+            .find(|(_, _, purpose)| *purpose == PingPurpose::Keepalive)
+        {
             Some((_, sent, _)) => *sent + self.config.keepalive_timeout,
             None => self.last_received + interval,
         };

@@ -2,6 +2,8 @@
 //!
 //! Test code, compiled only under `#[cfg(test)]` (see `lib.rs`).
 
+use core::time::Duration;
+
 use bytes::Bytes;
 
 use super::util::{frames, route, sid, Pair, Raw};
@@ -9,7 +11,7 @@ use crate::connection::{Config, Event, StreamState};
 use crate::error::{
     ConnectionError, ErrorCode, OpenError, PeerMisbehaved, PrefaceError, WriteError,
 };
-use crate::frame::{Frame, Settings};
+use crate::frame::{Frame, Ping, Settings};
 use crate::stream_id::{Side, StreamId};
 
 #[test]
@@ -23,6 +25,43 @@ fn handshake_exchanges_settings_and_measures_rtt() {
         assert!(endpoint.conn.rtt().is_some());
         assert_eq!(endpoint.error, None);
     }
+}
+
+#[test]
+fn a_ping_after_the_handshake_measures_the_path_not_the_set_up() {
+    // §9.6.7: the SETTINGS exchange took 5 ms (a peer setting up); the
+    // PING sent once it is acknowledged comes back in 40 µs, and auto-tuning
+    // uses that.
+    let mut server = Raw::after_preface(Side::Server, Config::default());
+    server.send(Frame::Settings(Settings::new(&[])));
+    server.take_frames();
+    server.advance(Duration::from_millis(5));
+    server.send(Frame::Settings(Settings::ack()));
+    assert_eq!(server.conn.min_rtt(), Some(Duration::from_millis(5)));
+    let pings: Vec<Ping> = server
+        .take_frames()
+        .into_iter()
+        .filter_map(|frame| match frame {
+            Frame::Ping(ping) => Some(ping),
+            _ => None,
+        })
+        .collect();
+    let [ping] = pings[..] else {
+        panic!("expected one PING after the handshake, got {pings:?}");
+    };
+    assert!(!ping.ack);
+    server.advance(Duration::from_micros(40));
+    server.send(Frame::Ping(Ping {
+        ack: true,
+        payload: ping.payload,
+    }));
+    assert_eq!(server.conn.min_rtt(), Some(Duration::from_micros(40)));
+    // The connection's own PING is not the application's to hear about: a
+    // `ping()` waiting for its answer must not take this one's.
+    assert!(!server
+        .events
+        .iter()
+        .any(|event| matches!(event, Event::PingAcked { .. })));
 }
 
 #[test]
