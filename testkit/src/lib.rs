@@ -49,6 +49,22 @@ impl mux_server::BodySink for HashingSink {
     }
 }
 
+/// A listener on loopback that answers its first connection like an HTTP
+/// server (`400 Bad Request`) and then closes: a peer that is not mux.
+/// Join the handle once the client has given up.
+pub fn not_mux_peer() -> (SocketAddr, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(any_local_address()).expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    let peer = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut buf = [0u8; 64];
+        let _ = stream.read(&mut buf);
+        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+    });
+    (addr, peer)
+}
+
 /// Loopback, port 0: the kernel picks a free port.
 pub fn any_local_address() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))

@@ -4,8 +4,6 @@
 //! call, tokens, and peers that do not speak mux; `DirectSubscription`:
 //! order, wildcards, a slow reader's losses counted, its end.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -191,14 +189,7 @@ fn a_token_is_presented_and_a_wrong_one_is_refused_at_connect() {
 
 #[test]
 fn a_peer_that_is_not_mux_or_not_there_is_a_clear_error() {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let fake = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().expect("accept");
-        let mut buf = [0u8; 64];
-        let _ = stream.read(&mut buf);
-        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
-    });
+    let (addr, fake) = mux_testkit::not_mux_peer();
     let err = DirectClient::connect(addr).expect_err("not mux");
     assert!(err.to_string().contains("not speaking mux"), "{err}");
     let _ = fake.join();

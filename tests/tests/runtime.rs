@@ -314,15 +314,7 @@ fn connection_refused_is_a_clear_error() {
 
 #[test]
 fn a_peer_that_is_not_mux_is_a_clear_error() {
-    use std::io::{Read, Write};
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let fake = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().expect("accept");
-        let mut buf = [0u8; 64];
-        let _ = stream.read(&mut buf);
-        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
-    });
+    let (addr, fake) = mux_testkit::not_mux_peer();
     let err = Client::connect(addr).expect_err("not mux");
     assert!(err.to_string().contains("not speaking mux"), "{err}");
     let _ = fake.join();

@@ -492,6 +492,11 @@ impl<A: App> EventLoop<A> {
                     more_reads.push(index); // other connections get a turn first
                     break;
                 }
+                // More is waiting: write what the application answered, and
+                // the credit it freed, before reading on. Behind the rest of
+                // the batch (up to a megabyte) a 64-byte answer or a
+                // WINDOW_UPDATE waits as long as the megabyte takes to read.
+                self.flush(now, index, dirty, events);
             }
         }
         if let Some(io) = self.conns.get_mut(index) {
