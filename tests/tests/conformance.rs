@@ -79,18 +79,29 @@ fn call_until(stop: &AtomicBool, mut call: impl FnMut(CallRequest)) {
     }
 }
 
-/// A `Client` of `addr` (with the quick timers), calling until `stop`.
-fn drive_client(addr: SocketAddr, stop: &AtomicBool) {
-    // The runner ends the first connections during their handshake.
-    let client = loop {
-        match Client::builder(addr)
-            .connection_config(quick_timers())
-            .connect()
-        {
-            Ok(client) => break client,
-            Err(_) if stop.load(Ordering::Relaxed) => return,
+/// Connects until a connection is made or `stop` is set: the runner ends
+/// the first connections during their handshake.
+fn connect_until_stopped<C, E>(
+    stop: &AtomicBool,
+    mut connect: impl FnMut() -> Result<C, E>,
+) -> Option<C> {
+    loop {
+        match connect() {
+            Ok(client) => return Some(client),
+            Err(_) if stop.load(Ordering::Relaxed) => return None,
             Err(_) => {}
         }
+    }
+}
+
+/// A `Client` of `addr` (with the quick timers), calling until `stop`.
+fn drive_client(addr: SocketAddr, stop: &AtomicBool) {
+    let Some(client) = connect_until_stopped(stop, || {
+        Client::builder(addr)
+            .connection_config(quick_timers())
+            .connect()
+    }) else {
+        return;
     };
     call_until(stop, |request| {
         let _ = client.call_with(request);
@@ -100,16 +111,13 @@ fn drive_client(addr: SocketAddr, stop: &AtomicBool) {
 /// A `DirectClient` of `addr`, calling until `stop`: its connection is
 /// driven only while a call is in flight.
 fn drive_direct_client(addr: SocketAddr, stop: &AtomicBool) {
-    let mut client = loop {
-        match DirectClient::builder(addr)
+    let Some(mut client) = connect_until_stopped(stop, || {
+        DirectClient::builder(addr)
             .connection_config(quick_timers())
             .connect_timeout(Duration::from_secs(1))
             .connect()
-        {
-            Ok(client) => break client,
-            Err(_) if stop.load(Ordering::Relaxed) => return,
-            Err(_) => {}
-        }
+    }) else {
+        return;
     };
     call_until(stop, |request| {
         let _ = client.call_with(request);
