@@ -5,7 +5,7 @@
 //! bytes, the caller's deadline or the state machine's next timer.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -426,6 +426,35 @@ impl Drop for Link {
         if self.usable() {
             self.conn.close(Instant::now(), ErrorCode::NO_ERROR, "");
             self.flush_briefly();
+        }
+        if self.output.is_empty() {
+            self.linger();
+        }
+    }
+}
+
+impl Link {
+    /// Ends our side and waits, within [`BRIEF_WRITE`], for the server to
+    /// end its own, discarding what it sends meanwhile. A socket closed
+    /// with unread bytes (an answer to our PING, a late WINDOW_UPDATE)
+    /// aborts with a TCP RST, and the server's kernel then drops what we
+    /// wrote and it had not read yet: the last reset, the GOAWAY.
+    fn linger(&mut self) {
+        if self.socket.shutdown(Shutdown::Write).is_err() {
+            return;
+        }
+        let deadline = Instant::now() + BRIEF_WRITE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.socket.set_read_timeout(Some(left)).is_err() {
+                return;
+            }
+            match self.socket.read(&mut self.scratch) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
         }
     }
 }
