@@ -138,6 +138,12 @@ impl ConnIo {
         self.tls.as_ref().and_then(|tls| tls.peer_certificates())
     }
 
+    /// Whether the peer ended its sending direction (TCP FIN, or TLS's
+    /// close_notify): nothing more can arrive.
+    pub(crate) fn peer_ended(&self) -> bool {
+        self.eof
+    }
+
     /// Reads once from the socket, feeding the state machine; pushes its
     /// events to `events`.
     ///

@@ -21,6 +21,14 @@ pub enum TimerKind {
     },
     /// An application timer with its token.
     App(u64),
+    /// The end of a closed connection's lingering (spec §11.3.4): its slot
+    /// among the lingering sockets and that slot's generation.
+    Linger {
+        /// Slot of the lingering socket.
+        index: usize,
+        /// Generation of the slot when the timer was set.
+        generation: u64,
+    },
 }
 
 /// The heap.

@@ -106,9 +106,7 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(0));
     nix::time::clock_getcpuclockid(pid)
         .and_then(|clock| clock.now())
-        .map_or(0.0, |time| {
-            Duration::from(time).as_secs_f64()
-        })
+        .map_or(0.0, |time| Duration::from(time).as_secs_f64())
 }
 
 /// Resident memory of process `pid` in KiB (`VmRSS`), 0 if unknown.

@@ -2,13 +2,14 @@
 //! whatever blocking handlers do, and jobs whose connection is gone are
 //! dropped unrun.
 
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mux_client::{CallError, Client, Resume};
-use mux_core::frame::Metadata;
+use mux_core::frame::{Data, Frame, Metadata};
 use mux_core::rpc::{RequestHead, ResponseHead, Status};
 use mux_core::{Config, ErrorCode, Event, StreamId};
 use mux_server::Response;
@@ -213,5 +214,52 @@ fn a_client_shuts_down_at_once_after_an_upload_the_server_refused() {
     assert!(
         took < Duration::from_secs(1),
         "shutting down after a refused upload took {took:?}"
+    );
+}
+
+/// A connection the server ends while the client is still sending closes
+/// with the GOAWAY and then the end of the byte stream (TCP FIN), not a
+/// reset: the server lingers, discarding what still arrives (spec
+/// §11.3.4). Closed at once, it had unread bytes, the kernel answered with
+/// RST, and the client's write failed or its read ended in a reset that
+/// may take the GOAWAY with it.
+#[test]
+fn a_connection_ended_while_the_peer_sends_closes_with_fin_not_reset() {
+    let server = server_builder().start().expect("server starts");
+    let stream = TcpStream::connect(server.local_addr()).expect("connect");
+    let mut peer = RawPeer::client(stream, Config::default());
+    peer.handshake(LIMIT);
+    // DATA on an idle stream is a connection error (spec §6.3); the
+    // quarter megabyte behind it is never parsed.
+    let mut bytes = bytes::BytesMut::new();
+    let idle = StreamId::new(99).expect("stream id");
+    Frame::Data(Data::new(idle, bytes::Bytes::from_static(b"x")))
+        .encode(&mut bytes)
+        .expect("encode");
+    bytes.extend_from_slice(&[0; 256 * 1024]);
+    peer.stream
+        .write_all(&bytes)
+        .expect("the server reset the connection instead of lingering");
+    peer.stream
+        .set_read_timeout(Some(LIMIT))
+        .expect("read timeout");
+    let mut goaway = None;
+    let end = loop {
+        match peer.pump(64 * 1024) {
+            Ok(events) => {
+                for event in events {
+                    if let Event::GoAway { code, .. } = event {
+                        goaway = Some(code);
+                    }
+                }
+            }
+            Err(end) => break end,
+        }
+    };
+    assert_eq!(goaway, Some(ErrorCode::PROTOCOL_ERROR), "the GOAWAY");
+    assert_eq!(
+        end.kind(),
+        std::io::ErrorKind::UnexpectedEof,
+        "the connection ended with {end} instead of the server's FIN"
     );
 }

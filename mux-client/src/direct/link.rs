@@ -434,11 +434,13 @@ impl Drop for Link {
 }
 
 impl Link {
-    /// Ends our side and waits, within [`BRIEF_WRITE`], for the server to
-    /// end its own, discarding what it sends meanwhile. A socket closed
-    /// with unread bytes (an answer to our PING, a late WINDOW_UPDATE)
-    /// aborts with a TCP RST, and the server's kernel then drops what we
-    /// wrote and it had not read yet: the last reset, the GOAWAY.
+    /// Ends our side and waits for the server to end its own, discarding
+    /// what it sends meanwhile (spec §11.3.4). A socket closed with unread
+    /// bytes (an answer to our PING, a late WINDOW_UPDATE) aborts with a
+    /// TCP RST, and the server's kernel then drops what we wrote and it had
+    /// not read yet: the last reset, the GOAWAY. The wait is the caller's,
+    /// so it is bounded by [`BRIEF_WRITE`] rather than the spec's
+    /// recommended 2 seconds; a mux server ends its side in a round trip.
     fn linger(&mut self) {
         if self.socket.shutdown(Shutdown::Write).is_err() {
             return;

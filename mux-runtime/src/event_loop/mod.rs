@@ -32,6 +32,7 @@ mod config;
 mod context;
 mod handle;
 mod keys;
+mod linger;
 mod plain;
 mod spin;
 
@@ -41,6 +42,7 @@ pub use self::context::Ctx;
 use self::context::{queue_flush, AcceptState};
 pub use self::handle::{LoopHandle, SendCommand, SendPoll};
 pub use self::keys::{ConnKey, PlainKey};
+use self::linger::{Lingering, LINGER_BASE};
 use self::plain::{PlainSockets, PLAIN_BASE, PLAIN_LISTEN_BASE};
 pub use self::spin::SpinPolicy;
 use self::spin::Spinner;
@@ -79,6 +81,8 @@ pub struct EventLoop<A: App> {
     generations: u64,
     accepting: AcceptState,
     plain: PlainSockets,
+    /// Closed connections waiting for their peer's end (spec §11.3.4).
+    lingering: Lingering,
     /// The final counters of a closing connection, for `Ctx::closed_stats`.
     closed_stats: Option<(ConnKey, mux_core::Stats)>,
     /// The buffer every read of this loop goes through (see `conn_io`).
@@ -124,6 +128,7 @@ impl<A: App> EventLoop<A> {
             accepting,
             more_reads: Vec::new(),
             plain: PlainSockets::default(),
+            lingering: Lingering::default(),
             closed_stats: None,
             scratch: vec![0; crate::conn_io::READ_CHUNK],
             app,
@@ -222,6 +227,11 @@ impl<A: App> EventLoop<A> {
                 match event.token() {
                     WAKER => more_commands = true,
                     LISTENER => self.accept(now, &mut dirty),
+                    Token(token) if token >= LINGER_BASE => {
+                        let registry = self.poll.registry();
+                        self.lingering
+                            .on_readable(registry, token, &mut self.scratch);
+                    }
                     Token(token) if token >= PLAIN_BASE => {
                         self.serve_plain(now, token, event, &mut dirty);
                     }
@@ -266,7 +276,9 @@ impl<A: App> EventLoop<A> {
                 app.on_pass_end(&mut ctx);
                 app.is_done(&ctx)
             };
-            if done {
+            // The loop outlives its last connection by the time its peer
+            // takes to end (spec §11.3.4), within the lingering bound.
+            if done && self.lingering.is_empty() {
                 return Ok(self.app);
             }
         }
@@ -589,6 +601,10 @@ impl<A: App> EventLoop<A> {
                     let (mut ctx, app) = self.split(now, dirty);
                     app.on_timer(&mut ctx, token);
                 }
+                TimerKind::Linger { index, generation } => {
+                    self.lingering
+                        .expire(self.poll.registry(), index, generation);
+                }
                 TimerKind::Conn { index, generation } => {
                     let Some(io) = self.conns.get_mut(index) else {
                         continue;
@@ -626,6 +642,7 @@ impl<A: App> EventLoop<A> {
             generation: io.generation,
         };
         dirty.retain(|d| *d != index);
+        let lingers = !io.peer_ended() && !matches!(error, Some(LoopError::Io(_)));
         let error = error.or_else(|| io.close_error.take().map(LoopError::Protocol));
         let error = match error {
             Some(LoopError::Protocol(ConnectionError::Preface(PrefaceError::BadMagic)))
@@ -656,6 +673,14 @@ impl<A: App> EventLoop<A> {
             );
         }
         self.closed_stats = Some((key, io.conn.stats()));
+        // The peer may still be sending: closing on unread bytes would
+        // reset the connection, and what we wrote last could be lost.
+        if lingers {
+            let registry = self.poll.registry();
+            if let Some((at, timer)) = self.lingering.start(registry, io.socket, now) {
+                self.timers.insert(at, timer);
+            }
+        }
         let (mut ctx, app) = self.split(now, dirty);
         app.on_closed(&mut ctx, key, error);
     }
