@@ -35,10 +35,22 @@ const MAX_DISCARDED: usize = 1 << 20;
 const MAX_LINGERING: usize = 1024;
 
 /// The loop's lingering sockets.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Lingering {
     sockets: Slab<Lingerer>,
     generations: u64,
+    /// [`MAX_LINGERING`], but in tests.
+    limit: usize,
+}
+
+impl Default for Lingering {
+    fn default() -> Self {
+        Self {
+            sockets: Slab::new(),
+            generations: 0,
+            limit: MAX_LINGERING,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -59,7 +71,7 @@ impl Lingering {
         mut socket: TcpStream,
         now: Instant,
     ) -> Option<(Instant, TimerKind)> {
-        if self.sockets.len() >= MAX_LINGERING || socket.shutdown(Shutdown::Write).is_err() {
+        if self.sockets.len() >= self.limit || socket.shutdown(Shutdown::Write).is_err() {
             return None;
         }
         let entry = self.sockets.vacant_entry();
@@ -120,6 +132,109 @@ impl Lingering {
     fn close(&mut self, registry: &Registry, index: usize) {
         if let Some(mut lingerer) = self.sockets.try_remove(index) {
             let _ = registry.deregister(&mut lingerer.socket);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    use mio::{Events, Poll};
+
+    use super::*;
+
+    /// A lingering socket (ours) and its peer's end of the connection.
+    fn lingering_pair(lingering: &mut Lingering, poll: &Poll) -> (std::net::TcpStream, usize) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let peer =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (ours, _) = listener.accept().expect("accept");
+        ours.set_nonblocking(true).expect("nonblocking");
+        let before = lingering.sockets.len();
+        let (_, timer) = lingering
+            .start(poll.registry(), TcpStream::from_std(ours), Instant::now())
+            .expect("lingers");
+        assert_eq!(lingering.sockets.len(), before + 1);
+        let TimerKind::Linger { index, .. } = timer else {
+            panic!("not a linger timer: {timer:?}");
+        };
+        (peer, index)
+    }
+
+    /// Serves readiness until the socket at `index` is gone, at most 100 polls.
+    fn serve_until_closed(lingering: &mut Lingering, poll: &mut Poll, index: usize) {
+        let mut events = Events::with_capacity(16);
+        let mut scratch = vec![0; 64 * 1024];
+        for _ in 0..100 {
+            if !lingering.sockets.contains(index) {
+                return;
+            }
+            poll.poll(&mut events, Some(Duration::from_secs(5)))
+                .expect("poll");
+            for event in &events {
+                let registry = poll.registry();
+                lingering.on_readable(registry, event.token().0, &mut scratch);
+            }
+        }
+        panic!("the lingering socket was not closed");
+    }
+
+    #[test]
+    fn our_end_is_a_fin_and_the_peers_end_closes_the_socket() {
+        let (mut lingering, mut poll) = (Lingering::default(), Poll::new().expect("poll"));
+        let (mut peer, index) = lingering_pair(&mut lingering, &poll);
+        peer.write_all(b"one more request").expect("write");
+        let mut buf = [0; 16];
+        assert_eq!(peer.read(&mut buf).expect("our FIN"), 0);
+        peer.shutdown(Shutdown::Write).expect("peer's FIN");
+        serve_until_closed(&mut lingering, &mut poll, index);
+        assert!(lingering.is_empty());
+    }
+
+    #[test]
+    fn a_peer_that_keeps_sending_is_cut_off_after_the_byte_bound() {
+        let (mut lingering, mut poll) = (Lingering::default(), Poll::new().expect("poll"));
+        let (peer, index) = lingering_pair(&mut lingering, &poll);
+        let writer = std::thread::spawn(move || {
+            let mut peer = peer;
+            let chunk = [0u8; 64 * 1024];
+            // Ends in an error once the socket is cut off (reset), after
+            // what the kernel buffers hold (a few MiB) beyond the bound.
+            (0..1024).try_for_each(|_| peer.write_all(&chunk)).is_err()
+        });
+        serve_until_closed(&mut lingering, &mut poll, index);
+        assert!(writer.join().expect("writer"), "64 MiB went through");
+    }
+
+    #[test]
+    fn the_timer_ends_lingering_and_a_stale_timer_does_nothing() {
+        let (mut lingering, poll) = (Lingering::default(), Poll::new().expect("poll"));
+        let (_peer, index) = lingering_pair(&mut lingering, &poll);
+        let generation = lingering.sockets[index].generation;
+        lingering.expire(poll.registry(), index, generation + 1);
+        assert!(!lingering.is_empty(), "a stale timer closed the socket");
+        lingering.expire(poll.registry(), index, generation);
+        assert!(lingering.is_empty());
+    }
+
+    #[test]
+    fn beyond_the_count_bound_a_socket_closes_at_once() {
+        let poll = Poll::new().expect("poll");
+        let mut lingering = Lingering {
+            limit: 3,
+            ..Lingering::default()
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut peers = Vec::new();
+        for n in 0..=lingering.limit {
+            peers.push(std::net::TcpStream::connect(addr).expect("connect"));
+            let (ours, _) = listener.accept().expect("accept");
+            let started =
+                lingering.start(poll.registry(), TcpStream::from_std(ours), Instant::now());
+            assert_eq!(started.is_some(), n < 3, "socket {n}");
         }
     }
 }
