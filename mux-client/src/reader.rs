@@ -1,10 +1,13 @@
 //! The one reader of every incoming stream: a call's response, a message
-//! stream, a push. A response starts with its head message (`spec/patterns.md`
-//! §1.2; a push has none); the body after it is collected whole up to the
-//! response limit, or split into messages for the stream's inbox, within the
-//! room the inbox has, so that a slow reader pushes back on the server. A
-//! body whose head declared its length is held to it (`spec/patterns.md`
-//! §1.8): a response cut short fails, never passes as a shorter one.
+//! stream, a push, for the loop's client and the direct one alike. A
+//! response starts with its head message (`spec/patterns.md` §1.2; a push
+//! has none); the body after it is collected whole up to the response
+//! limit, or split into messages: for the stream's inbox, within the room
+//! the inbox has, so that a slow reader pushes back on the server, or for
+//! the caller that reads on its own thread. A body whose head declared its
+//! length is held to it (`spec/patterns.md` §1.8), and a message stream
+//! that ends inside a message is truncated (spec §7.3): a response cut
+//! short fails, never passes as a shorter one.
 
 use std::sync::Arc;
 
@@ -29,10 +32,11 @@ const MAX_REASON: usize = 4096;
 enum Body {
     /// A call or a push: one body.
     Whole(BodyBuffer),
-    /// A message stream: each message to the reader's inbox.
+    /// A message stream: each message to the reader's inbox, or (`None`)
+    /// to the caller of [`StreamReader::read_into`].
     Messages {
         reader: MessageReader,
-        inbox: Arc<Inbox>,
+        inbox: Option<Arc<Inbox>>,
     },
 }
 
@@ -56,7 +60,27 @@ impl StreamReader {
     /// The reader of a streaming response, whose messages go to `inbox`.
     pub(crate) fn messages(inbox: Arc<Inbox>) -> Self {
         let reader = MessageReader::default();
+        let inbox = Some(inbox);
         Self::with(Body::Messages { reader, inbox }, true)
+    }
+
+    /// The reader of a streaming response whose messages the caller takes
+    /// (see [`StreamReader::read_into`]).
+    pub(crate) fn local_messages() -> Self {
+        let reader = MessageReader::default();
+        Self::with(
+            Body::Messages {
+                reader,
+                inbox: None,
+            },
+            true,
+        )
+    }
+
+    /// The answer's head, once it has arrived (a message stream keeps it
+    /// after its end).
+    pub(crate) fn head(&self) -> Option<&ResponseHead> {
+        self.head.as_ref()
     }
 
     /// The reader of a push's body (no head).
@@ -94,12 +118,17 @@ impl StreamReader {
         let mut woken = false;
         loop {
             let room = match &self.body {
-                Body::Messages { inbox, .. } => inbox.room(),
-                Body::Whole(_) => usize::MAX,
+                Body::Messages {
+                    inbox: Some(inbox), ..
+                } => inbox.room(),
+                _ => usize::MAX,
             };
             let mut batch = Vec::new();
             let (outcome, more) = self.read_within(conn, id, limit, room, &mut batch);
-            if let Body::Messages { inbox, .. } = &self.body {
+            if let Body::Messages {
+                inbox: Some(inbox), ..
+            } = &self.body
+            {
                 if inbox.push_all(batch) && !woken {
                     woken = true;
                     wakes.push(Arc::clone(inbox));
@@ -111,6 +140,19 @@ impl StreamReader {
         }
     }
 
+    /// [`StreamReader::read`] for a reader of
+    /// [`local_messages`](StreamReader::local_messages): the messages
+    /// completed go to `out`, all that the stream has.
+    pub(crate) fn read_into(
+        &mut self,
+        conn: &mut Connection,
+        id: StreamId,
+        limit: usize,
+        out: &mut impl Extend<Bytes>,
+    ) -> Option<Result<Reply, CallError>> {
+        self.read_within(conn, id, limit, usize::MAX, out).0
+    }
+
     /// Reads chunks while `room` (in messages) lasts: the outcome if the
     /// stream ended, and whether it stopped only for want of room.
     fn read_within(
@@ -119,7 +161,7 @@ impl StreamReader {
         id: StreamId,
         limit: usize,
         mut room: usize,
-        batch: &mut Vec<Bytes>,
+        batch: &mut impl Extend<Bytes>,
     ) -> (Option<Result<Reply, CallError>>, bool) {
         if room == 0 {
             return (None, false); // paused by the inbox
@@ -181,7 +223,9 @@ impl StreamReader {
                     message: String::from_utf8_lossy(&reason).into_owned(),
                 });
             }
-            inbox.set_head(Ok(head.clone()));
+            if let Some(inbox) = inbox {
+                inbox.set_head(Ok(head.clone()));
+            }
         }
         self.check = BodyCheck::new(head.length);
         self.head = Some(head);
@@ -193,7 +237,7 @@ impl StreamReader {
         &mut self,
         chunk: Chunk,
         limit: usize,
-        batch: &mut Vec<Bytes>,
+        batch: &mut impl Extend<Bytes>,
     ) -> Result<usize, CallError> {
         self.check.add(chunk.bytes.len())?;
         match &mut self.body {
@@ -203,7 +247,7 @@ impl StreamReader {
                 .map_err(|_| CallError::TooLarge(limit)),
             Body::Messages { reader, .. } => match reader.push(chunk, limit) {
                 Ok(Some(message)) => {
-                    batch.push(message);
+                    batch.extend(Some(message));
                     Ok(1)
                 }
                 Ok(None) => Ok(0),
@@ -217,7 +261,29 @@ impl StreamReader {
         self.check.finish()?;
         let body = match &mut self.body {
             Body::Whole(body) => body.take(),
-            Body::Messages { .. } => Bytes::new(),
+            Body::Messages { reader, .. } if reader.has_partial() => {
+                return Err(CallError::Malformed(
+                    "the stream ended inside a message".into(),
+                ));
+            }
+            Body::Messages { .. } => {
+                // Kept: the stream's reader may still ask for it.
+                let head = self.head.as_ref();
+                return head.map_or_else(
+                    || {
+                        Err(CallError::Malformed(
+                            "the stream ended before its head".into(),
+                        ))
+                    },
+                    |head| {
+                        Ok(Reply {
+                            status: head.status,
+                            metadata: head.metadata.clone(),
+                            body: Bytes::new(),
+                        })
+                    },
+                );
+            }
         };
         if self.head_reader.is_none() {
             return Ok(Reply {
@@ -289,6 +355,45 @@ mod tests {
         }
         exchange(&mut client, &mut server, now);
         (client, server, id)
+    }
+
+    #[test]
+    fn a_message_stream_that_ends_inside_a_message_is_truncated() {
+        // Spec §7.3, for the loop's reader (inbox) and the direct one alike.
+        for local in [false, true] {
+            let (mut client, mut server, id) = stream_with(2);
+            let tail = Bytes::from_static(b"no boundary");
+            assert_eq!(server.send(id, tail.clone(), false, true), Ok(tail.len()));
+            exchange(&mut client, &mut server, Instant::now());
+            let mut taken = Vec::new();
+            let outcome = if local {
+                StreamReader::local_messages().read_into(&mut client, id, 1024, &mut taken)
+            } else {
+                let inbox = Arc::new(Inbox::default());
+                let mut reader = StreamReader::messages(inbox);
+                reader.read(&mut client, id, 1024, &mut Vec::new())
+            };
+            assert!(
+                matches!(outcome, Some(Err(CallError::Malformed(_)))),
+                "local {local}: {outcome:?}"
+            );
+            if local {
+                assert_eq!(taken, [Bytes::from("message 0"), Bytes::from("message 1")]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_message_stream_that_ends_on_a_boundary_keeps_its_head() {
+        let (mut client, mut server, id) = stream_with(1);
+        assert_eq!(server.send(id, Bytes::new(), false, true), Ok(0));
+        exchange(&mut client, &mut server, Instant::now());
+        let mut reader = StreamReader::local_messages();
+        let mut taken = Vec::new();
+        let outcome = reader.read_into(&mut client, id, 1024, &mut taken);
+        assert!(matches!(outcome, Some(Ok(_))), "{outcome:?}");
+        assert_eq!(taken, [Bytes::from("message 0")]);
+        assert_eq!(reader.head().map(|head| head.status), Some(Status::OK));
     }
 
     #[test]

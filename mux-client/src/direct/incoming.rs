@@ -1,29 +1,24 @@
 //! Streamed responses read on the caller's thread (`spec/patterns.md`
 //! §1.2, §2): [`Incoming`], the part a [`DirectStream`] and a
-//! [`DirectSubscription`](super::DirectSubscription) share, reads the
-//! answer's head, then splits the body into messages. Messages that
-//! arrive together are taken together and handed out one by one;
-//! flow-control credit goes back only when the reader comes for more, so a
-//! slow reader pushes back on the server.
+//! [`DirectSubscription`](super::DirectSubscription) share, drives the
+//! connection while the client's one stream reader takes the answer's head
+//! and splits the body into messages. Messages that arrive together are
+//! taken together and handed out one by one; flow-control credit goes back
+//! only when the reader comes for more, so a slow reader pushes back on
+//! the server.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mux_core::frame::Metadata;
-use mux_core::rpc::{BodyCheck, ResponseHead};
+use mux_core::rpc::ResponseHead;
 use mux_core::{ErrorCode, Event, StreamId};
-use mux_runtime::MessageReader;
 
 use super::link::{lost, Link, Wait};
 use super::DirectClient;
 use crate::error::CallError;
-
-/// The longest answer head accepted.
-const MAX_HEAD: usize = 64 * 1024;
-
-/// The longest refusal reason read after a failure head.
-const MAX_REASON: usize = 4096;
+use crate::reader::StreamReader;
 
 /// How long opening a stream waits for the server's answer when the
 /// client sets no default timeout.
@@ -47,12 +42,7 @@ pub(super) struct Incoming {
     id: StreamId,
     /// The request body's rest, sent as flow control allows.
     unsent: Bytes,
-    /// Assembles the answer's head; `None` once it has arrived.
-    head_reader: Option<MessageReader>,
-    head: Option<ResponseHead>,
-    messages: MessageReader,
-    /// The body against the head's declared length (`spec/patterns.md` §1.8).
-    check: BodyCheck,
+    reader: StreamReader,
     max_message: usize,
     /// Taken from the stream, not yet handed out.
     ready: VecDeque<Bytes>,
@@ -82,15 +72,12 @@ impl Incoming {
             link,
             id,
             unsent,
-            head_reader: Some(MessageReader::default()),
-            head: None,
-            messages: MessageReader::default(),
-            check: BodyCheck::default(),
+            reader: StreamReader::local_messages(),
             max_message,
             ready: VecDeque::new(),
             ended: None,
         };
-        while incoming.head.is_none() {
+        while incoming.head().is_none() {
             let failed = match &incoming.ended {
                 Some(Some(err)) => Some(err.clone()),
                 _ => (!incoming.pump(deadline)).then_some(CallError::DeadlineExceeded),
@@ -104,7 +91,7 @@ impl Incoming {
     }
 
     pub(super) fn head(&self) -> Option<&ResponseHead> {
-        self.head.as_ref()
+        self.reader.head()
     }
 
     /// The next message, waiting until `deadline`.
@@ -140,7 +127,7 @@ impl Incoming {
         if let Err(err) = self.link.flush(Some(deadline)) {
             return self.fail_on(err);
         }
-        let (before, head_before) = (self.ready.len(), self.head.is_none());
+        let (before, head_before) = (self.ready.len(), self.head().is_none());
         while let Some(event) = self.link.conn.poll_event() {
             match event {
                 Event::Readable { id } if id == self.id => self.read_stream(),
@@ -158,7 +145,7 @@ impl Incoming {
                 _ => {}
             }
         }
-        let answered = head_before && self.head.is_some();
+        let answered = head_before && self.head().is_some();
         if self.ready.len() > before || self.ended.is_some() || answered {
             return true;
         }
@@ -183,78 +170,22 @@ impl Incoming {
         self.ended.get_or_insert(error);
     }
 
-    /// Takes what the stream has: the answer's head, then messages.
+    /// Takes what the stream has: the answer's head, then messages; a
+    /// stream that failed on our side (a refusal, a message too large, a
+    /// body that breaks its head's word) is reset.
     fn read_stream(&mut self) {
-        while self.ended.is_none() {
-            let Ok(Some(chunk)) = self.link.conn.read(self.id, usize::MAX) else {
-                return;
-            };
-            let fin = chunk.fin;
-            let step = match self.head_reader.as_mut() {
-                Some(reader) => match reader.push(chunk, MAX_HEAD) {
-                    Ok(Some(message)) => self.take_head(message),
-                    Ok(None) => Ok(()),
-                    Err(_) => Err(CallError::Malformed("answer head too large".into())),
-                },
-                None => self.take_message(chunk),
-            };
-            if let Err(err) = step {
-                let _ = self.link.conn.reset(self.id, ErrorCode::CANCEL);
-                return self.end(Some(err));
-            }
-            if fin {
-                // Cut short, a message or the declared length fails the
-                // stream: never a shorter success.
-                let outcome = if self.messages.has_partial() {
-                    Some(CallError::Malformed(
-                        "the stream ended inside a message".into(),
-                    ))
-                } else {
-                    self.check.finish().err().map(CallError::from)
-                };
-                return self.end(outcome);
+        if self.ended.is_some() {
+            return;
+        }
+        let (conn, id, limit) = (&mut self.link.conn, self.id, self.max_message);
+        match self.reader.read_into(conn, id, limit, &mut self.ready) {
+            None => {}
+            Some(Ok(_)) => self.end(None),
+            Some(Err(err)) => {
+                let _ = conn.reset(id, ErrorCode::CANCEL);
+                self.end(Some(err));
             }
         }
-    }
-
-    /// Adds a chunk of the body to the message it belongs to, held to the
-    /// declared length and the message limit.
-    fn take_message(&mut self, chunk: mux_core::Chunk) -> Result<(), CallError> {
-        self.check.add(chunk.bytes.len())?;
-        let limit = self.max_message;
-        if let Some(message) = self
-            .messages
-            .push(chunk, limit)
-            .map_err(|_| CallError::TooLarge(limit))?
-        {
-            self.ready.push_back(message);
-        }
-        Ok(())
-    }
-
-    /// The answer: a success opens the stream; anything else is a refusal
-    /// with its reason.
-    fn take_head(&mut self, message: Bytes) -> Result<(), CallError> {
-        let head =
-            ResponseHead::decode(message).map_err(|err| CallError::Malformed(err.to_string()))?;
-        self.head_reader = None;
-        if head.status.is_success() {
-            self.check = BodyCheck::new(head.length);
-            self.head = Some(head);
-            return Ok(());
-        }
-        let reason = self
-            .link
-            .conn
-            .read(self.id, MAX_REASON)
-            .ok()
-            .flatten()
-            .map(|chunk| chunk.bytes)
-            .unwrap_or_default();
-        Err(CallError::Rejected {
-            status: head.status,
-            message: String::from_utf8_lossy(&reason).into_owned(),
-        })
     }
 }
 
