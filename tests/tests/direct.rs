@@ -518,3 +518,50 @@ fn a_dropped_direct_client_says_goodbye_with_goaway() {
         r#"mux_goaways_total{direction="received",code="NO_ERROR"} 1"#,
     );
 }
+
+/// What no outcome waits on (the reset of a call past its deadline, the
+/// goodbye when the client goes) waits a bounded time for the socket: a
+/// server that stopped reading, with the socket's buffers full, holds
+/// neither the call nor the dropping of the client.
+#[test]
+fn a_server_that_stops_reading_cannot_hold_the_direct_client() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        // Windows above the socket buffers (a few MiB on loopback), so
+        // that the upload stops on a full socket, not on flow control.
+        let config = Config {
+            initial_stream_window: 16 << 20,
+            initial_connection_window: 16 << 20,
+            ..Config::default()
+        };
+        let mut peer = mux_testkit::RawPeer::server(stream, config);
+        peer.handshake(LIMIT);
+        // Never reads again; holds the connection until the test ends.
+        let _ = released.recv_timeout(LIMIT);
+    });
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut client = DirectClient::builder(addr)
+            .default_timeout(Duration::from_millis(300))
+            .connect()
+            .expect("connect");
+        let mut upload = client.upload(CallRequest::new("sink", "")).expect("upload");
+        let chunk = Bytes::from(vec![0u8; 1 << 20]);
+        let written = (0..64).try_for_each(|_| upload.write(chunk.clone()));
+        drop(upload);
+        drop(client);
+        let _ = done.send(written);
+    });
+    let written = outcome
+        .recv_timeout(LIMIT)
+        .expect("the direct client hung on a server that stopped reading");
+    assert!(
+        matches!(written, Err(CallError::DeadlineExceeded)),
+        "{written:?}"
+    );
+    let _ = release.send(());
+    server.join().expect("server");
+}
