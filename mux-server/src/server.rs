@@ -670,7 +670,9 @@ impl Server {
 
     /// Stops accepting, sends GOAWAY on every connection, lets requests in
     /// flight finish, and returns once every connection closed or `timeout`
-    /// passed (then the rest are closed with `CANCEL`).
+    /// passed (then the rest are closed with `CANCEL`). Closed connections
+    /// wait for their peers' end of the byte stream at most 100 ms more
+    /// (the lingering close of spec §11.3.4).
     pub fn shutdown_gracefully(mut self, timeout: Duration) -> io::Result<()> {
         let deadline = Instant::now() + timeout;
         for (handle, _) in &self.loops {
@@ -680,7 +682,8 @@ impl Server {
         Ok(())
     }
 
-    /// Closes every connection at once and stops.
+    /// Closes every connection at once and stops, waiting at most 100 ms
+    /// for the peers' end of their byte streams (spec §11.3.4).
     pub fn abort(mut self) {
         self.stop_now();
     }

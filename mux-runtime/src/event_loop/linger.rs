@@ -26,6 +26,11 @@ pub(super) const LINGER_BASE: usize = 1 << 42;
 /// then is cut off. Peers that close when told take one round trip.
 const LINGER_TIME: Duration = Duration::from_secs(2);
 
+/// How long sockets may still linger once the loop has nothing else to do
+/// (its server shut down or aborted): stopping waits for the peers' ends
+/// at most this long.
+pub(super) const LINGER_ON_EXIT: Duration = Duration::from_millis(100);
+
 /// Bytes discarded at most per socket: a peer that keeps sending is cut off
 /// sooner than [`LINGER_TIME`].
 const MAX_DISCARDED: usize = 1 << 20;
@@ -41,6 +46,8 @@ pub(super) struct Lingering {
     generations: u64,
     /// [`MAX_LINGERING`], but in tests.
     limit: usize,
+    /// Set once the loop is stopping: no socket lingers past it.
+    stop_by: Option<Instant>,
 }
 
 impl Default for Lingering {
@@ -49,6 +56,7 @@ impl Default for Lingering {
             sockets: Slab::new(),
             generations: 0,
             limit: MAX_LINGERING,
+            stop_by: None,
         }
     }
 }
@@ -87,7 +95,8 @@ impl Lingering {
             generation,
             discarded: 0,
         });
-        Some((now + LINGER_TIME, TimerKind::Linger { index, generation }))
+        let until = (now + LINGER_TIME).min(self.stop_by.unwrap_or(now + LINGER_TIME));
+        Some((until, TimerKind::Linger { index, generation }))
     }
 
     /// Reads and discards what arrived on the socket at `token`; closes it
@@ -123,6 +132,19 @@ impl Lingering {
         {
             self.close(registry, index);
         }
+    }
+
+    /// The loop is stopping: no socket lingers past `at`. Returns the
+    /// timers that end the lingering ones by then.
+    pub(super) fn stop_by(&mut self, at: Instant) -> Vec<(Instant, TimerKind)> {
+        self.stop_by = Some(at);
+        self.sockets
+            .iter()
+            .map(|(index, lingerer)| {
+                let generation = lingerer.generation;
+                (at, TimerKind::Linger { index, generation })
+            })
+            .collect()
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -217,6 +239,27 @@ mod tests {
         assert!(!lingering.is_empty(), "a stale timer closed the socket");
         lingering.expire(poll.registry(), index, generation);
         assert!(lingering.is_empty());
+    }
+
+    #[test]
+    fn a_stopping_loop_cuts_every_lingering_short() {
+        let (mut lingering, poll) = (Lingering::default(), Poll::new().expect("poll"));
+        let (_first_peer, first) = lingering_pair(&mut lingering, &poll);
+        let stop = Instant::now() + LINGER_ON_EXIT;
+        let timers = lingering.stop_by(stop);
+        assert!(
+            matches!(timers[..], [(at, TimerKind::Linger { index, .. })] if at == stop && index == first),
+            "{timers:?}"
+        );
+        // A connection that closes afterwards lingers no longer either.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let _peer =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (ours, _) = listener.accept().expect("accept");
+        let (until, _) = lingering
+            .start(poll.registry(), TcpStream::from_std(ours), Instant::now())
+            .expect("lingers");
+        assert!(until <= stop);
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub use self::context::Ctx;
 use self::context::{queue_flush, AcceptState};
 pub use self::handle::{LoopHandle, SendCommand, SendPoll};
 pub use self::keys::{ConnKey, PlainKey};
-use self::linger::{Lingering, LINGER_BASE};
+use self::linger::{Lingering, LINGER_BASE, LINGER_ON_EXIT};
 use self::plain::{PlainSockets, PLAIN_BASE, PLAIN_LISTEN_BASE};
 pub use self::spin::SpinPolicy;
 use self::spin::Spinner;
@@ -175,6 +175,7 @@ impl<A: App> EventLoop<A> {
         let mut more_commands = false;
         let mut ready: Vec<(usize, bool, bool)> = Vec::with_capacity(EVENTS_CAPACITY);
         let mut spinner = Spinner::new(self.config.spin);
+        let mut stopping = false;
         {
             let now = Instant::now();
             let (mut ctx, app) = self.split(now, &mut dirty);
@@ -276,10 +277,16 @@ impl<A: App> EventLoop<A> {
                 app.on_pass_end(&mut ctx);
                 app.is_done(&ctx)
             };
-            // The loop outlives its last connection by the time its peer
-            // takes to end (spec §11.3.4), within the lingering bound.
+            // The loop outlives its last connection by the time its peers
+            // take to end (spec §11.3.4), at most `LINGER_ON_EXIT`.
             if done && self.lingering.is_empty() {
                 return Ok(self.app);
+            }
+            if done && !stopping {
+                stopping = true;
+                for (at, timer) in self.lingering.stop_by(now + LINGER_ON_EXIT) {
+                    self.timers.insert(at, timer);
+                }
             }
         }
     }
