@@ -35,6 +35,8 @@ pub struct Peer {
     stream: TcpStream,
     buf: Vec<u8>,
     eof: bool,
+    /// The connection ended in a reset (TCP RST), not the endpoint's FIN.
+    reset: bool,
     /// The longest any single wait lasts.
     pub timeout: Duration,
     /// The endpoint's first SETTINGS (after [`Peer::handshake`]).
@@ -64,6 +66,7 @@ impl Peer {
             stream,
             buf: Vec::new(),
             eof: false,
+            reset: false,
             timeout,
             settings: Vec::new(),
             connection_credit: wire::INITIAL_CONNECTION_WINDOW,
@@ -71,6 +74,12 @@ impl Peer {
             answer_pings: true,
             pings: 0,
         }
+    }
+
+    /// Whether the connection ended in a reset (TCP RST) rather than the
+    /// endpoint's end of the byte stream (FIN).
+    pub fn was_reset(&self) -> bool {
+        self.reset
     }
 
     /// Sends bytes; a connection the endpoint already closed is not an
@@ -117,8 +126,9 @@ impl Peer {
             }
             Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => false,
             Err(err) if err.kind() == ErrorKind::Interrupted => true,
-            Err(_) => {
+            Err(err) => {
                 self.eof = true;
+                self.reset = err.kind() == ErrorKind::ConnectionReset;
                 false
             }
         }

@@ -1,9 +1,10 @@
 //! Cases of §11: GOAWAY, the handshake and SETTINGS timeouts, keepalive
 //! and the idle timeout.
 
-use super::{join, Server, ROUTE};
+use super::{client_stream, join, Server, ROUTE};
 use crate::case::{fail, skip, Case, Level};
 use crate::common_cases::Endpoint;
+use crate::peer::{Got, Peer};
 use crate::wire::{self, code, flag, kind};
 
 pub(super) fn cases() -> Vec<Case<Server>> {
@@ -30,6 +31,36 @@ pub(super) fn cases() -> Vec<Case<Server>> {
                     wire::goaway(2, code::NO_ERROR, b""),
                 ]);
                 s.rejects(&bytes, code::PROTOCOL_ERROR)
+            },
+        ),
+        Case::new(
+            "11.3.4",
+            Level::Should,
+            "a connection error while the client still sends ends in GOAWAY and FIN, not a reset",
+            |s: &Server| {
+                let mut peer = s.session()?;
+                // DATA on an idle stream (§6.3), then bytes never parsed.
+                let mut bytes = wire::data(client_stream(49), 0, b"x");
+                bytes.extend_from_slice(&[0; 256 * 1024]);
+                peer.send(&bytes);
+                let want = "GOAWAY PROTOCOL_ERROR, then the end of the byte stream (FIN)";
+                let reset = |peer: &Peer| if peer.was_reset() { " (reset)" } else { "" };
+                loop {
+                    match peer.next_frame() {
+                        Got::Frame(frame) if frame.is(kind::GOAWAY) => break,
+                        Got::Frame(_) => {}
+                        other => {
+                            return Err(fail(want, format!("{}{}", other.describe(), reset(&peer))))
+                        }
+                    }
+                }
+                if !peer.closes_within(s.timeout) {
+                    return Err(fail(want, "GOAWAY, then the connection stayed open"));
+                }
+                if peer.was_reset() {
+                    return Err(fail(want, "GOAWAY, then a reset (RST)"));
+                }
+                Ok(())
             },
         ),
         Case::new(
