@@ -329,6 +329,32 @@ impl Link {
         let _ = self.conn.handle_read(self.last_heard, &mut self.input);
     }
 
+    /// Ends our side and waits for the server to end its own, discarding
+    /// what it sends meanwhile (spec §11.3.4). A socket closed with unread
+    /// bytes (an answer to our PING, a late WINDOW_UPDATE) aborts with a
+    /// TCP RST, and the server's kernel then drops what we wrote and it had
+    /// not read yet: the last reset, the GOAWAY. The wait is the caller's,
+    /// so it is bounded by [`BRIEF_WRITE`] rather than the spec's
+    /// recommended 2 seconds; a mux server ends its side in a round trip.
+    fn linger(&mut self) {
+        if self.socket.shutdown(Shutdown::Write).is_err() {
+            return;
+        }
+        let deadline = Instant::now() + BRIEF_WRITE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.socket.set_read_timeout(Some(left)).is_err() {
+                return;
+            }
+            match self.socket.read(&mut self.scratch) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+
     /// [`Link::flush`] for what no outcome waits on, within [`BRIEF_WRITE`];
     /// what the socket did not take stays queued for the next write.
     pub(super) fn flush_briefly(&mut self) {
@@ -429,34 +455,6 @@ impl Drop for Link {
         }
         if self.output.is_empty() {
             self.linger();
-        }
-    }
-}
-
-impl Link {
-    /// Ends our side and waits for the server to end its own, discarding
-    /// what it sends meanwhile (spec §11.3.4). A socket closed with unread
-    /// bytes (an answer to our PING, a late WINDOW_UPDATE) aborts with a
-    /// TCP RST, and the server's kernel then drops what we wrote and it had
-    /// not read yet: the last reset, the GOAWAY. The wait is the caller's,
-    /// so it is bounded by [`BRIEF_WRITE`] rather than the spec's
-    /// recommended 2 seconds; a mux server ends its side in a round trip.
-    fn linger(&mut self) {
-        if self.socket.shutdown(Shutdown::Write).is_err() {
-            return;
-        }
-        let deadline = Instant::now() + BRIEF_WRITE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.socket.set_read_timeout(Some(left)).is_err() {
-                return;
-            }
-            match self.socket.read(&mut self.scratch) {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return,
-            }
         }
     }
 }
