@@ -447,7 +447,8 @@ impl Link {
 
 impl Drop for Link {
     /// Says goodbye with GOAWAY `NO_ERROR` (spec §11.3), if the server is
-    /// still there to read it; waits at most 100 ms for the socket.
+    /// still there to read it; waits at most 100 ms for the socket to take
+    /// it, and 100 ms more for the server's end (spec §11.3.4).
     fn drop(&mut self) {
         if self.usable() {
             self.conn.close(Instant::now(), ErrorCode::NO_ERROR, "");
