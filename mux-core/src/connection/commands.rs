@@ -112,7 +112,7 @@ impl Connection {
         // first), so it grants our configured window (spec §9.2.3).
         let window = self.config.initial_stream_window;
         let stream = self.new_stream(send, recv, window);
-        self.streams.insert(id, stream);
+        self.streams.insert(id, stream, self.now);
         self.set_idle(false);
     }
 
@@ -134,6 +134,7 @@ impl Connection {
             active: true,
             scheduled: false,
             wants_writable: false,
+            opening: 0,
         }
     }
 

@@ -120,6 +120,12 @@ impl RecvWindow {
         self.target
     }
 
+    /// Credit the peer holds: granted, or spent on bytes not yet consumed
+    /// (`target - unannounced`, by the invariant).
+    pub(crate) fn held_by_peer(&self) -> u32 {
+        self.target - self.unannounced
+    }
+
     /// Credit the peer has not been told about at creation (target above
     /// the initial grant); returns the increment to announce, if any.
     pub(crate) fn take_initial_update(&mut self) -> Option<u32> {
@@ -140,13 +146,17 @@ impl RecvWindow {
     /// Accounts for `len` bytes consumed (or discarded); returns the
     /// WINDOW_UPDATE increment to send now, if a quarter of the target is
     /// unannounced (spec §9.4.2), after auto-tuning the target (spec §9.6.2).
-    /// The target grows by at most `headroom` (spec §9.6.8).
+    /// The target grows by at most `headroom` (spec §9.6.8). Credit the peer
+    /// holds (granted, or spent on bytes not yet consumed) is topped up to
+    /// `ceiling` at most, if below the target (spec §9.6.9); the rest stays
+    /// unannounced.
     pub(crate) fn consume(
         &mut self,
         len: u32,
         now: Instant,
         rtt: Option<Duration>,
         headroom: u32,
+        ceiling: u32,
     ) -> Option<u32> {
         self.unannounced = self.unannounced.saturating_add(len);
         self.span_consumed += u64::from(len);
@@ -163,12 +173,22 @@ impl RecvWindow {
             self.tune(now, rtt, headroom);
         }
         let grew = self.target > before;
-        if !grew && self.unannounced < (self.target / CREDIT_CADENCE).max(1) {
+        let limit = self.target.min(ceiling);
+        let room = limit.saturating_sub(self.held_by_peer());
+        let increment = self.unannounced.min(room);
+        if increment == 0 || (!grew && increment < (limit / CREDIT_CADENCE).max(1)) {
             return None;
         }
-        let increment = core::mem::take(&mut self.unannounced);
+        self.unannounced -= increment;
         self.granted = self.granted.saturating_add(increment).min(MAX_WINDOW);
         Some(increment)
+    }
+
+    /// The credit a stream that shares its connection may hold (spec
+    /// §9.6.9): about one bandwidth-delay product (a quarter of a target
+    /// tuned to four), and never less than the initial window `floor`.
+    pub(crate) fn shared_ceiling(&self, floor: u32) -> u32 {
+        (self.target / 4).max(floor)
     }
 
     /// Spec §9.6.2: once a span of at least two round trips plus the
@@ -261,12 +281,36 @@ mod tests {
     }
 
     #[test]
+    fn a_ceiling_holds_back_the_credit_above_it() {
+        // §9.6.9: the peer holds at most the ceiling; the rest of the target
+        // stays unannounced until the ceiling lifts.
+        let now = Instant::now();
+        let mut window = RecvWindow::new(1000, 1000, 1000, now);
+        window.receive(800).expect("within the grant");
+        // Held: 200 granted; up to 500 allowed.
+        assert_eq!(window.consume(800, now, None, u32::MAX, 500), Some(300));
+        assert_eq!(window.granted(), 500);
+        assert_eq!(window.consume(0, now, None, u32::MAX, 500), None);
+        assert_eq!(window.consume(0, now, None, u32::MAX, u32::MAX), Some(500));
+        assert_eq!(window.granted(), 1000);
+    }
+
+    #[test]
+    fn a_shared_stream_may_hold_a_quarter_of_its_target_or_its_initial_window() {
+        let now = Instant::now();
+        let big = RecvWindow::new(4 << 20, 4 << 20, 32 << 20, now);
+        assert_eq!(big.shared_ceiling(256 << 10), 1 << 20);
+        let small = RecvWindow::new(256 << 10, 256 << 10, 32 << 20, now);
+        assert_eq!(small.shared_ceiling(256 << 10), 256 << 10);
+    }
+
+    #[test]
     fn credit_is_batched_until_a_quarter_of_the_target() {
         let now = Instant::now();
         let mut window = RecvWindow::new(100, 100, 100, now);
         window.receive(100).expect("within window");
-        assert_eq!(window.consume(24, now, None, u32::MAX), None);
-        assert_eq!(window.consume(1, now, None, u32::MAX), Some(25));
+        assert_eq!(window.consume(24, now, None, u32::MAX, u32::MAX), None);
+        assert_eq!(window.consume(1, now, None, u32::MAX, u32::MAX), Some(25));
         assert_eq!(window.granted(), 25);
     }
 
@@ -279,7 +323,13 @@ mod tests {
         // in 200-byte pieces every 10 ms.
         let mut consume = |ms: u64| {
             window.receive(200).expect("within window");
-            let increment = window.consume(200, start + Duration::from_millis(ms), rtt, u32::MAX);
+            let increment = window.consume(
+                200,
+                start + Duration::from_millis(ms),
+                rtt,
+                u32::MAX,
+                u32::MAX,
+            );
             (increment, window.target())
         };
         for ms in (10..=100).step_by(10) {
@@ -300,9 +350,9 @@ mod tests {
         for (max, headroom, expected) in [(3000, u32::MAX, 3000), (100_000, 500, 1500)] {
             let mut window = RecvWindow::new(1000, 1000, max, start);
             window.receive(1000).expect("within window");
-            window.consume(1000, at(10), rtt, headroom);
+            window.consume(1000, at(10), rtt, headroom, u32::MAX);
             window.receive(1000).expect("within window");
-            window.consume(1000, at(21), rtt, headroom);
+            window.consume(1000, at(21), rtt, headroom, u32::MAX);
             assert_eq!(window.target(), expected, "max {max}, headroom {headroom}");
         }
     }
@@ -317,13 +367,22 @@ mod tests {
         let at = |ms| start + Duration::from_millis(ms);
         let mut window = RecvWindow::new(1000, 1000, 1001, start);
         window.receive(1000).expect("within window");
-        assert_eq!(window.consume(1000, at(10), rtt, u32::MAX), Some(1000));
+        assert_eq!(
+            window.consume(1000, at(10), rtt, u32::MAX, u32::MAX),
+            Some(1000)
+        );
         window.receive(300).expect("within window");
-        assert_eq!(window.consume(300, at(15), rtt, u32::MAX), Some(300));
+        assert_eq!(
+            window.consume(300, at(15), rtt, u32::MAX, u32::MAX),
+            Some(300)
+        );
         // The span is judged: fast enough to grow, to the maximum (+1); only
         // 10 bytes are unannounced besides, far below a quarter window.
         window.receive(10).expect("within window");
-        assert_eq!(window.consume(10, at(21), rtt, u32::MAX), Some(11));
+        assert_eq!(
+            window.consume(10, at(21), rtt, u32::MAX, u32::MAX),
+            Some(11)
+        );
         assert_eq!(window.target(), 1001);
     }
 
@@ -335,7 +394,13 @@ mod tests {
         let mut window = RecvWindow::new(1000, 1000, 1_000_000, start);
         for ms in 1..=1000u64 {
             window.receive(100).expect("within window");
-            window.consume(100, start + Duration::from_millis(ms), rtt, u32::MAX);
+            window.consume(
+                100,
+                start + Duration::from_millis(ms),
+                rtt,
+                u32::MAX,
+                u32::MAX,
+            );
         }
         assert!(
             (2000..=4000).contains(&window.target()),
@@ -354,7 +419,10 @@ mod tests {
         for n in 0..10u64 {
             window.receive(1000).expect("within window");
             let now = start + Duration::from_millis(300) + Duration::from_micros(n);
-            assert_eq!(window.consume(1000, now, rtt, u32::MAX), Some(1000));
+            assert_eq!(
+                window.consume(1000, now, rtt, u32::MAX, u32::MAX),
+                Some(1000)
+            );
         }
         assert_eq!(window.target(), 1000);
     }
@@ -366,7 +434,13 @@ mod tests {
         window.receive(100).expect("within window");
         let later = start + Duration::from_secs(1);
         assert_eq!(
-            window.consume(50, later, Some(Duration::from_millis(50)), u32::MAX),
+            window.consume(
+                50,
+                later,
+                Some(Duration::from_millis(50)),
+                u32::MAX,
+                u32::MAX
+            ),
             Some(50)
         );
         assert_eq!(window.target(), 100);

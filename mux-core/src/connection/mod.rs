@@ -373,6 +373,15 @@ impl Connection {
         (self.conn_send.available(), self.conn_recv.granted())
     }
 
+    /// The receive credit the peer holds on a stream (granted, or spent on
+    /// bytes not yet consumed), and the stream's target (spec §9.6.9).
+    #[cfg(test)]
+    pub(crate) fn stream_credit_held(&self, id: StreamId) -> Option<(u32, u32)> {
+        self.streams
+            .get(id)
+            .map(|s| (s.recv.window.held_by_peer(), s.recv.window.target()))
+    }
+
     /// A stream's send window, and the receive window target auto-tuning reached.
     pub fn stream_windows(&self, id: StreamId) -> Option<(u32, u32)> {
         self.streams

@@ -254,7 +254,7 @@ impl Connection {
                 self.queue_window_update(id, increment);
             }
         }
-        self.streams.insert(id, stream);
+        self.streams.insert(id, stream, self.now);
         self.set_idle(false);
     }
 

@@ -67,7 +67,12 @@ impl Connection {
         let budget = u64::from(self.config.max_connection_window);
         let mut headroom =
             u32::try_from(budget.saturating_sub(self.streams.recv_targets())).unwrap_or(u32::MAX);
+        let initial_window = self.config.initial_stream_window;
         while let Some(id) = self.streams.credit_queue.pop_front() {
+            let shared = self
+                .streams
+                .get(id)
+                .is_some_and(|stream| self.streams.shared(stream.opening, now));
             let Some(stream) = self.streams.get_mut(id) else {
                 continue;
             };
@@ -77,7 +82,18 @@ impl Connection {
                 continue; // spec §9.4.2: no stream credit once the peer finished
             }
             let before = stream.recv.window.target();
-            let increment = stream.recv.window.consume(consumed, now, rtt, headroom);
+            // Spec §9.6.9: a stream sharing its connection holds about one
+            // BDP of credit, not four, so that less of it queues ahead of
+            // the other streams' messages.
+            let ceiling = if shared {
+                stream.recv.window.shared_ceiling(initial_window)
+            } else {
+                u32::MAX
+            };
+            let increment = stream
+                .recv
+                .window
+                .consume(consumed, now, rtt, headroom, ceiling);
             let after = stream.recv.window.target();
             grew |= after > before;
             largest_target = largest_target.max(after);
@@ -94,7 +110,7 @@ impl Connection {
         let received = core::mem::take(&mut self.conn_consumed);
         let mut increment = self
             .conn_recv
-            .consume(received, now, rtt, u32::MAX)
+            .consume(received, now, rtt, u32::MAX, u32::MAX)
             .unwrap_or(0);
         // Spec §9.6.5: the connection window keeps up with its largest stream.
         increment += self.conn_recv.raise_target(largest_target).unwrap_or(0);

@@ -9,12 +9,18 @@
 //! what the protocol does with them.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use foldhash::HashMap;
 
 use super::stream::Stream;
 use crate::error::PeerMisbehaved;
 use crate::stream_id::{Side, StreamId};
+
+/// How long a stream counts as sharing its connection after another stream
+/// opened (spec §9.6.9): calls one after another leave gaps with no other
+/// stream open, and a bulk stream must not regain its full window in them.
+const SHARING_MEMORY: Duration = Duration::from_secs(1);
 
 /// The streams of one connection and the queues over them.
 #[derive(Debug)]
@@ -39,6 +45,10 @@ pub(super) struct StreamsState {
     /// The sum of the streams' receive-window targets: what the peer may
     /// make us buffer in all (spec §9.6.8 bounds its growth).
     recv_targets: u64,
+    /// Streams opened so far (wrapping), and when the last one opened: who
+    /// shares the connection (spec §9.6.9).
+    openings: u32,
+    last_opening: Option<Instant>,
 }
 
 impl StreamsState {
@@ -57,6 +67,8 @@ impl StreamsState {
             blocked_writers: Vec::new(),
             credit_queue: VecDeque::new(),
             recv_targets: 0,
+            openings: 0,
+            last_opening: None,
         }
     }
 
@@ -128,8 +140,12 @@ impl StreamsState {
         Ok(())
     }
 
-    /// Adds an active stream (ours or the peer's, by its ID's parity).
-    pub(super) fn insert(&mut self, id: StreamId, stream: Stream) {
+    /// Adds an active stream (ours or the peer's, by its ID's parity),
+    /// opened at `now`.
+    pub(super) fn insert(&mut self, id: StreamId, mut stream: Stream, now: Instant) {
+        self.openings = self.openings.wrapping_add(1);
+        self.last_opening = Some(now);
+        stream.opening = self.openings;
         if id.initiator() == Some(self.side) {
             self.next_local_id = id.next();
             self.local_active += 1;
@@ -140,6 +156,16 @@ impl StreamsState {
         if let Some(replaced) = self.map.insert(id, stream) {
             self.recv_targets -= u64::from(replaced.recv.window.target());
         }
+    }
+
+    /// Whether a stream whose opening count is `opening` shares the
+    /// connection at `now`: another stream opened after it, within the last
+    /// [`SHARING_MEMORY`] (spec §9.6.9).
+    pub(super) fn shared(&self, opening: u32, now: Instant) -> bool {
+        self.openings != opening
+            && self
+                .last_opening
+                .is_some_and(|at| now.saturating_duration_since(at) < SHARING_MEMORY)
     }
 
     /// Removes a stream from memory. The caller deactivates it if it was active.

@@ -335,6 +335,18 @@ fn run_long_link(rate: u64, rtt: Duration, seconds: u32) -> LongLinkRun {
 
 /// [`run_long_link`] with `streams` bulk streams at once; the figures are
 /// their sum (the largest target: of any stream).
+/// The application always has data queued: fills stream `id`'s send
+/// buffer with `chunk`s.
+fn keep_queued(pair: &mut Pair, id: crate::StreamId, chunk: &Bytes) {
+    while pair
+        .client
+        .conn
+        .send(id, chunk.clone(), false, false)
+        .unwrap_or(0)
+        > 0
+    {}
+}
+
 fn run_long_link_streams(rate: u64, rtt: Duration, seconds: u32, streams: usize) -> LongLinkRun {
     let mut pair = Pair::new();
     pair.to_server.split = false;
@@ -356,15 +368,8 @@ fn run_long_link_streams(rate: u64, rtt: Duration, seconds: u32, streams: usize)
     let mut ramp = None;
     let mut largest_target = 0;
     for n in 1..=seconds * samples_per_second {
-        // The application always has data queued.
         for &id in &ids {
-            while pair
-                .client
-                .conn
-                .send(id, chunk.clone(), false, false)
-                .unwrap_or(0)
-                > 0
-            {}
+            keep_queued(&mut pair, id, &chunk);
         }
         pair.run_until(started + sample * n);
         // Count the bytes and drop them, so that the test's memory stays flat.
@@ -450,4 +455,63 @@ fn many_streams_together_are_not_capped_below_one() {
         "{:.0} B/s of a {rate} B/s link ({run:?})",
         run.steady_rate
     );
+}
+
+#[test]
+fn a_stream_sharing_its_connection_holds_about_one_bdp_of_credit() {
+    // §9.6.9, on a 50 ms, 12.5 MB/s link (BDP 625 kB): alone, a bulk
+    // stream's target grows and the client may hold all of it; once another
+    // stream opens after it, the receiver tops the credit up to a quarter of
+    // the target at most (never below the initial window); a second after
+    // the last opening, to the whole target again.
+    let rate = 12_500_000u64;
+    let rtt = Duration::from_millis(50);
+    let mut pair = Pair::new();
+    pair.to_server.split = false;
+    pair.to_client.split = false;
+    pair.set_link(rtt / 2, Some(rate));
+    pair.drive();
+    let id = pair.client.conn.open(route("bulk"), false).expect("open");
+    let chunk = Bytes::from(vec![0u8; 1 << 20]);
+    let sample = Duration::from_millis(1);
+    // The most credit the client held over `span`, and the target after it.
+    let run = |pair: &mut Pair, span: Duration| {
+        let until = pair.now + span;
+        let mut most = 0;
+        while pair.now < until {
+            keep_queued(pair, id, &chunk);
+            let next = pair.now + sample;
+            pair.run_until(next);
+            pair.server.received.entry(id).or_default().clear();
+            if let Some((held, _)) = pair.server.conn.stream_credit_held(id) {
+                most = most.max(held);
+            }
+        }
+        let target = pair
+            .server
+            .conn
+            .stream_credit_held(id)
+            .map_or(0, |(_, t)| t);
+        (most, target)
+    };
+    let (alone, target) = run(&mut pair, Duration::from_secs(2));
+    let initial = Config::default().initial_stream_window;
+    assert!(
+        target > 4 * initial && alone == target,
+        "alone: held {alone} of a {target}-byte target"
+    );
+    pair.client.conn.open(route("call"), true).expect("open");
+    // The opening crosses the link, and the credit granted before it (a
+    // target, 110 ms of the link) drains.
+    run(&mut pair, Duration::from_millis(300));
+    let (shared, target) = run(&mut pair, Duration::from_millis(500));
+    let ceiling = (target / 4).max(initial);
+    assert!(
+        shared <= ceiling,
+        "sharing: held {shared} of a {target}-byte target (ceiling {ceiling})"
+    );
+    run(&mut pair, Duration::from_millis(600));
+    let (again, target) = run(&mut pair, Duration::from_secs(1));
+    assert_eq!(again, target, "a second after the last opening");
+    assert!(pair.client.error.is_none() && pair.server.error.is_none());
 }
