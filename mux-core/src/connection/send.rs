@@ -68,11 +68,8 @@ impl Connection {
         let mut headroom =
             u32::try_from(budget.saturating_sub(self.streams.recv_targets())).unwrap_or(u32::MAX);
         let initial_window = self.config.initial_stream_window;
+        let latest_opening = self.streams.latest_recent_opening(now);
         while let Some(id) = self.streams.credit_queue.pop_front() {
-            let shared = self
-                .streams
-                .get(id)
-                .is_some_and(|stream| self.streams.shared(stream.opening, now));
             let Some(stream) = self.streams.get_mut(id) else {
                 continue;
             };
@@ -85,7 +82,7 @@ impl Connection {
             // Spec §9.6.9: a stream sharing its connection holds about one
             // BDP of credit, not four, so that less of it queues ahead of
             // the other streams' messages.
-            let ceiling = if shared {
+            let ceiling = if latest_opening.is_some_and(|latest| latest != stream.opening) {
                 stream.recv.window.shared_ceiling(initial_window)
             } else {
                 u32::MAX

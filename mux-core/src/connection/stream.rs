@@ -138,8 +138,9 @@ pub(crate) struct Stream {
     pub(crate) scheduled: bool,
     /// A write was refused for lack of buffer space; announce `Writable` when it frees.
     pub(crate) wants_writable: bool,
-    /// The connection's count of stream openings once this one opened: a
-    /// higher count means another stream came after it (spec §9.6.9).
+    /// The connection's count of stream openings once this one opened
+    /// (wrapping): a different count means another stream came after it
+    /// (spec §9.6.9).
     pub(crate) opening: u32,
 }
 

@@ -158,14 +158,13 @@ impl StreamsState {
         }
     }
 
-    /// Whether a stream whose opening count is `opening` shares the
-    /// connection at `now`: another stream opened after it, within the last
-    /// [`SHARING_MEMORY`] (spec §9.6.9).
-    pub(super) fn shared(&self, opening: u32, now: Instant) -> bool {
-        self.openings != opening
-            && self
-                .last_opening
-                .is_some_and(|at| now.saturating_duration_since(at) < SHARING_MEMORY)
+    /// The opening count of the latest stream, if it opened within the last
+    /// [`SHARING_MEMORY`]: a stream whose own count differs shares the
+    /// connection (spec §9.6.9).
+    pub(super) fn latest_recent_opening(&self, now: Instant) -> Option<u32> {
+        self.last_opening
+            .filter(|at| now.saturating_duration_since(*at) < SHARING_MEMORY)
+            .map(|_| self.openings)
     }
 
     /// Removes a stream from memory. The caller deactivates it if it was active.

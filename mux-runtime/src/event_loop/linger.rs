@@ -95,7 +95,9 @@ impl Lingering {
             generation,
             discarded: 0,
         });
-        let until = (now + LINGER_TIME).min(self.stop_by.unwrap_or(now + LINGER_TIME));
+        let until = self
+            .stop_by
+            .map_or(now + LINGER_TIME, |stop| stop.min(now + LINGER_TIME));
         Some((until, TimerKind::Linger { index, generation }))
     }
 
