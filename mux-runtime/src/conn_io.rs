@@ -18,6 +18,7 @@ use mio::Interest;
 use mux_core::preface::refusal;
 use mux_core::{Connection, ConnectionError, ErrorCode, Event, Outgoing};
 
+use crate::read_buffer::append_read;
 use crate::tls::{TlsRead, TlsSession};
 
 /// Bytes read per `read` call: the size of each loop's scratch buffer.
@@ -192,8 +193,11 @@ impl ConnIo {
         if !self.conn.is_established() && self.rx.is_empty() && looks_like_tls(scratch, n) {
             self.tls_on_plain_port = true;
         }
-        self.rx
-            .extend_from_slice(scratch.get(..n).unwrap_or_default());
+        append_read(
+            &mut self.rx,
+            scratch.get(..n).unwrap_or_default(),
+            n == scratch.len(),
+        );
         // A connection error is also reported as `Event::Closed`.
         let _: Result<(), ConnectionError> = self.conn.handle_read(now, &mut self.rx);
         if self.rx.is_empty() && self.rx.capacity() > KEEP_BUFFER && self.is_idle() {

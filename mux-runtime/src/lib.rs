@@ -9,6 +9,7 @@
 //!   unwritten output, interest recomputed after every event).
 //! - [`timer`]: the deadline heap.
 //! - [`socket`]: socket options through `socket2`.
+//! - [`read_buffer`]: appending reads to a connection's input buffer.
 //! - [`outbox`], [`message`] and [`stream_map`]: writing pieces under a
 //!   stream's send buffer, reassembling messages and bodies from chunks, and
 //!   per-stream state cleaned up with its connection; used by both sides.
@@ -31,6 +32,7 @@ pub mod conn_io;
 pub mod event_loop;
 pub mod message;
 pub mod outbox;
+pub mod read_buffer;
 pub mod socket;
 pub mod stream_map;
 pub mod timer;

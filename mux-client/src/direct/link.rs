@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use mux_core::frame::Metadata;
 use mux_core::{Config, Connection, ErrorCode, Event, OpenError, Outgoing, Side, StreamId};
 use mux_core::{ConnectionError, StreamState};
+use mux_runtime::read_buffer::append_read;
 
 use crate::error::CallError;
 use crate::reader::StreamReader;
@@ -324,7 +325,11 @@ impl Link {
     /// Feeds the `len` bytes read into `scratch` to the state machine.
     fn feed(&mut self, len: usize) {
         self.last_heard = Instant::now();
-        self.input.extend_from_slice(&self.scratch[..len]);
+        append_read(
+            &mut self.input,
+            &self.scratch[..len],
+            len == self.scratch.len(),
+        );
         // A connection error queues a GOAWAY and an `Event::Closed`.
         let _ = self.conn.handle_read(self.last_heard, &mut self.input);
     }

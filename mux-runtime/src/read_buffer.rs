@@ -1,0 +1,99 @@
+//! Appending what a socket read returned to a connection's input buffer,
+//! moving the bytes already there as seldom as possible.
+//!
+//! The state machine slices each frame out of the input buffer as it
+//! completes (payloads go on without a copy, spec §4.1); what stays is the
+//! start of a frame that a read cut in two. When the buffer has no room for
+//! the next read, `BytesMut` makes room by moving that partial frame to the
+//! front, or into a new allocation while payloads still hold the old one.
+//! With reads the size of the largest frames, every read cut one and moved
+//! half a read on average a second time: in a profile of a one-stream
+//! download through `DirectClient`, moving them cost 5% of all samples,
+//! beside 6.5% for copying the reads themselves. A read that filled the
+//! scratch buffer is a bulk transfer's: room for [`READS_AHEAD`] such reads
+//! is made at once, so the partial frame moves once per that many reads.
+//! Short reads (calls, deliveries) make room for themselves only, so a
+//! connection that never moves bulk keeps small buffers.
+
+use bytes::BytesMut;
+
+/// How many full reads one making of room covers. The buffer then holds at
+/// most this many reads plus the frame one of them cut.
+pub const READS_AHEAD: usize = 4;
+
+/// Appends `read` to `input`; `full` says the read filled the buffer it was
+/// read into (more is probably waiting in the socket).
+pub fn append_read(input: &mut BytesMut, read: &[u8], full: bool) {
+    if input.capacity() - input.len() < read.len() {
+        let room = if full {
+            read.len().saturating_mul(READS_AHEAD)
+        } else {
+            read.len()
+        };
+        input.reserve(room);
+    }
+    input.extend_from_slice(read);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const READ: usize = 64 * 1024;
+
+    /// What the state machine does: takes whole frames of `frame` bytes off
+    /// the front, leaving a partial one.
+    fn take_frames(input: &mut BytesMut, frame: usize) -> Vec<bytes::Bytes> {
+        let mut frames = Vec::new();
+        while input.len() >= frame {
+            frames.push(input.split_to(frame).freeze());
+        }
+        frames
+    }
+
+    #[test]
+    fn bytes_arrive_in_order_whatever_the_read_sizes() {
+        let mut input = BytesMut::new();
+        let mut expected = Vec::new();
+        for (n, size) in [READ, 10, READ, 3, READ, READ, 7].into_iter().enumerate() {
+            let read: Vec<u8> = (0..size).map(|i| (i + n) as u8).collect();
+            expected.extend_from_slice(&read);
+            append_read(&mut input, &read, size == READ);
+        }
+        assert_eq!(&input[..], &expected[..]);
+    }
+
+    #[test]
+    fn a_partial_frame_moves_once_per_reads_ahead_full_reads() {
+        // Frames a little larger than a read, as 64 KiB payloads with their
+        // 9-byte headers are: every read leaves part of a frame behind.
+        let frame = READ + 9;
+        let read = vec![7u8; READ];
+        let mut input = BytesMut::new();
+        let mut moves = 0;
+        let reads = 32;
+        for _ in 0..reads {
+            let partial_before = input.as_ptr();
+            let had_partial = !input.is_empty();
+            append_read(&mut input, &read, true);
+            if had_partial && input.as_ptr() != partial_before {
+                moves += 1;
+            }
+            drop(take_frames(&mut input, frame));
+        }
+        assert!(
+            moves <= reads / 4,
+            "the partial frame moved {moves} times in {reads} reads"
+        );
+    }
+
+    #[test]
+    fn short_reads_keep_the_buffer_small() {
+        let mut input = BytesMut::new();
+        for _ in 0..100 {
+            append_read(&mut input, &[1u8; 100], false);
+            drop(take_frames(&mut input, 100));
+        }
+        assert!(input.capacity() < 4 * 1024, "capacity {}", input.capacity());
+    }
+}
