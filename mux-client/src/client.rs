@@ -2,6 +2,7 @@
 //! and streams, and stop it; [`Opener`] is what the pattern helpers keep to
 //! reopen their streams after a reconnect.
 
+use mux_runtime::deadline_after;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -306,7 +307,7 @@ impl Opener {
             id,
             head,
             body: request.body,
-            deadline: timeout.map(|t| Instant::now() + t),
+            deadline: timeout.and_then(deadline_after),
             sink,
             attempts: 0,
             waiting_since: None,

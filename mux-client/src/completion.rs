@@ -5,6 +5,7 @@
 //!
 //! Implements no rule of the spec.
 
+use mux_runtime::deadline_within;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -158,7 +159,7 @@ impl<T> Completion<T> {
 
     /// Blocks until the value arrives or `timeout` passes (`Ok(None)`).
     pub(crate) fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<T>, Abandoned> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_within(timeout);
         let mut state = self.shared.lock();
         loop {
             if let Some(value) = state.value.take() {

@@ -4,6 +4,7 @@
 //! loop stops reading the stream, so flow control pushes back on the server
 //! end to end (`spec/mux-v1.md` §9.4.2).
 
+use mux_runtime::deadline_within;
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::task::Waker;
@@ -123,7 +124,7 @@ impl Inbox {
 
     /// Waits for the response head (up to `timeout`).
     pub(crate) fn head(&self, timeout: Duration) -> Result<ResponseHead, CallError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_within(timeout);
         let mut state = self.lock();
         loop {
             if let Some(head) = &state.head {
@@ -167,7 +168,7 @@ impl Inbox {
         waker: Option<&Waker>,
         local: &mut VecDeque<Bytes>,
     ) -> (Next, bool) {
-        let deadline = wait.map(|w| Instant::now() + w);
+        let deadline = wait.map(deadline_within);
         let mut state = self.lock();
         loop {
             if !state.queue.is_empty() {

@@ -7,7 +7,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What a deadline belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -67,10 +67,37 @@ impl Timers {
     }
 }
 
+/// How far [`deadline_within`] reaches at most: about a century.
+const FAR_AWAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The instant `timeout` from now; `None` when that lies beyond what an
+/// [`Instant`] can hold (`Duration::MAX`, say, meant as "no deadline"),
+/// where `Instant + Duration` panics.
+pub fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// The instant `timeout` from now, or about a century from now when that
+/// lies beyond what an [`Instant`] can hold: for waits that need an instant.
+pub fn deadline_within(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout.min(FAR_AWAY)).unwrap_or(now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    #[test]
+    fn a_timeout_past_any_instant_is_no_deadline_or_a_far_one() {
+        assert_eq!(deadline_after(Duration::MAX), None);
+        let soon = deadline_after(Duration::from_secs(1)).expect("a second fits");
+        assert!(soon > Instant::now());
+        let far = deadline_within(Duration::MAX);
+        assert!(far >= Instant::now() + FAR_AWAY - Duration::from_secs(1));
+        let near = deadline_within(Duration::from_millis(5));
+        assert!(near <= Instant::now() + Duration::from_millis(5));
+    }
 
     #[test]
     fn pops_due_deadlines_in_order() {

@@ -674,7 +674,7 @@ impl Server {
     /// wait for their peers' end of the byte stream at most 100 ms more
     /// (the lingering close of spec §11.3.4).
     pub fn shutdown_gracefully(mut self, timeout: Duration) -> io::Result<()> {
-        let deadline = Instant::now() + timeout;
+        let deadline = mux_runtime::deadline_within(timeout);
         for (handle, _) in &self.loops {
             let _ = handle.send(Command::Shutdown { deadline });
         }

@@ -393,6 +393,28 @@ fn a_dropped_direct_publisher_cancels_its_stream() {
 }
 
 #[test]
+fn a_timeout_too_long_to_be_a_time_waits_without_a_deadline() {
+    // `Instant::now() + Duration::MAX` overflows (a panic): such a wait
+    // must simply have no deadline.
+    let server = server();
+    let mut sub = DirectClient::connect(server.local_addr())
+        .expect("connect")
+        .subscribe("forever")
+        .expect("subscribe");
+    let publisher = Client::connect(server.local_addr()).expect("publisher");
+    publisher.publish("forever", "one").expect("publish");
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(sub.next_timeout(Duration::MAX));
+    });
+    match outcome.recv_timeout(LIMIT) {
+        Ok(Some(Ok(Delivery::Message { payload, .. }))) => assert_eq!(&payload[..], b"one"),
+        Err(_) => panic!("no delivery within {LIMIT:?}"),
+        Ok(other) => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn a_direct_publication_is_on_the_wire_when_publish_returns() {
     let server = server();
     let mut sub = DirectClient::connect(server.local_addr())

@@ -7,6 +7,7 @@
 //! only when the reader comes for more, so a slow reader pushes back on
 //! the server.
 
+use mux_runtime::deadline_after;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -80,7 +81,7 @@ impl Incoming {
         while incoming.head().is_none() {
             let failed = match &incoming.ended {
                 Some(Some(err)) => Some(err.clone()),
-                _ => (!incoming.pump(deadline)).then_some(CallError::DeadlineExceeded),
+                _ => (!incoming.pump(Some(deadline))).then_some(CallError::DeadlineExceeded),
             };
             if let Some(err) = failed {
                 incoming.cancel();
@@ -94,8 +95,12 @@ impl Incoming {
         self.reader.head()
     }
 
-    /// The next message, waiting until `deadline`.
-    pub(super) fn next(&mut self, deadline: Instant) -> Next {
+    /// The next message, waiting at most `timeout` (one too long to be a
+    /// time waits without a deadline). The clock is read only when the
+    /// message must be waited for: messages that arrived together are
+    /// handed out without it.
+    pub(super) fn next(&mut self, timeout: Duration) -> Next {
+        let mut deadline = None;
         loop {
             if let Some(message) = self.ready.pop_front() {
                 return Next::Message(message);
@@ -105,6 +110,7 @@ impl Incoming {
                 Some(Some(err)) => return Next::Failed(err.clone()),
                 None => {}
             }
+            let deadline = *deadline.get_or_insert_with(|| deadline_after(timeout));
             if !self.pump(deadline) {
                 return Next::Nothing;
             }
@@ -123,8 +129,8 @@ impl Incoming {
     /// One round: write what is due (credit, PING answers), take what the
     /// state machine has, and if that gave nothing, wait for bytes. `false`
     /// once `deadline` passed with nothing new.
-    fn pump(&mut self, deadline: Instant) -> bool {
-        if let Err(err) = self.link.flush(Some(deadline)) {
+    fn pump(&mut self, deadline: Option<Instant>) -> bool {
+        if let Err(err) = self.link.flush(deadline) {
             return self.fail_on(err);
         }
         let (before, head_before) = (self.ready.len(), self.head().is_none());
@@ -149,7 +155,7 @@ impl Incoming {
         if self.ready.len() > before || self.ended.is_some() || answered {
             return true;
         }
-        match self.link.read_some(Some(deadline)) {
+        match self.link.read_some(deadline) {
             Ok(()) => true,
             Err(err) => self.fail_on(err),
         }
@@ -228,7 +234,7 @@ impl<'a> DirectStream<'a> {
     /// came, or at the stream's end ([`is_over`](Self::is_over) tells).
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<Bytes, CallError>> {
         let incoming = self.incoming.as_mut()?;
-        match incoming.next(Instant::now() + timeout) {
+        match incoming.next(timeout) {
             Next::Message(message) => Some(Ok(message)),
             Next::End => {
                 self.give_back();

@@ -26,6 +26,7 @@ mod link;
 mod subscription;
 mod upload;
 
+use mux_runtime::{deadline_after, deadline_within};
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -174,7 +175,7 @@ impl DirectClient {
     /// Makes `request` and waits for the reply, up to its deadline.
     pub fn call_with(&mut self, request: CallRequest) -> Result<Reply, CallError> {
         let timeout = self.timeout_of(&request);
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(deadline_after);
         let metadata = encode_head(&request, timeout, false)?;
         let limit = self.options.max_response;
         let mut attempts = 0;
@@ -213,7 +214,7 @@ impl DirectClient {
             link,
             pattern,
             self.options.max_response,
-            Instant::now() + wait,
+            deadline_within(wait),
         )
     }
 
@@ -223,7 +224,7 @@ impl DirectClient {
     /// the body through the upload.
     pub fn upload(&mut self, request: CallRequest) -> Result<DirectUpload<'_>, CallError> {
         let timeout = self.timeout_of(&request);
-        self.ready_link(timeout.map(|t| Instant::now() + t))?;
+        self.ready_link(timeout.and_then(deadline_after))?;
         let link = self.link.take().ok_or(CallError::Closed)?;
         DirectUpload::open(self, link, &request)
     }
@@ -236,7 +237,7 @@ impl DirectClient {
     pub fn open_stream(&mut self, request: CallRequest) -> Result<DirectStream<'_>, CallError> {
         let timeout = self.timeout_of(&request);
         let metadata = encode_head(&request, timeout, false)?;
-        let deadline = Instant::now() + timeout.unwrap_or(incoming::ANSWER_WAIT);
+        let deadline = deadline_within(timeout.unwrap_or(incoming::ANSWER_WAIT));
         self.ready_link(Some(deadline))?;
         let link = self.link.take().ok_or(CallError::Closed)?;
         let limit = self.options.max_response;
@@ -322,7 +323,7 @@ impl DirectClient {
                         continue;
                     }
                 };
-                let handshake_deadline = Instant::now() + timeout;
+                let handshake_deadline = deadline_within(timeout);
                 match link.handshake(handshake_deadline) {
                     Ok(()) => return Ok(link),
                     Err(err) => last_error = Some(format!("{addr}: {err}")),

@@ -50,7 +50,7 @@ impl DirectSubscription {
 
     /// The next delivery, waiting at most `timeout` (`None` if nothing came).
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<Delivery, CallError>> {
-        match self.incoming.next(Instant::now() + timeout) {
+        match self.incoming.next(timeout) {
             Next::Message(message) => Some(decode_delivery(message)),
             Next::End => Some(Err(CallError::ConnectionLost(
                 "the server ended the subscription".into(),

@@ -5,6 +5,7 @@
 //! flow control has no credit left, reading the server's WINDOW_UPDATEs
 //! itself. The server answers once, at the end (or early, to refuse).
 
+use mux_runtime::deadline_after;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -111,7 +112,7 @@ impl BodyWriter {
     fn drive(&mut self, unsent: &mut Bytes, until: Until) -> Result<Option<Reply>, CallError> {
         let deadline = match self.bound {
             Bound::Call(deadline) => deadline,
-            Bound::EachWait(timeout) => timeout.map(|t| Instant::now() + t),
+            Bound::EachWait(timeout) => timeout.and_then(deadline_after),
         };
         let result = self
             .link
@@ -153,7 +154,7 @@ impl<'a> DirectUpload<'a> {
     ) -> Result<Self, CallError> {
         let timeout = client.timeout_of(request);
         let metadata = encode_head(request, timeout, true)?;
-        let bound = Bound::Call(timeout.map(|t| Instant::now() + t));
+        let bound = Bound::Call(timeout.and_then(deadline_after));
         let writer = BodyWriter::open(link, metadata, client.max_response(), bound)?;
         Ok(Self {
             client,
