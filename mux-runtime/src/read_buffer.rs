@@ -24,15 +24,23 @@ pub const READS_AHEAD: usize = 4;
 /// Appends `read` to `input`; `full` says the read filled the buffer it was
 /// read into (more is probably waiting in the socket).
 pub fn append_read(input: &mut BytesMut, read: &[u8], full: bool) {
-    if input.capacity() - input.len() < read.len() {
+    make_room(input, read.len(), full);
+    input.extend_from_slice(read);
+}
+
+/// Makes room in `input` for a read of `len` bytes (for [`READS_AHEAD`]
+/// of them if the read was `full`), unless it has it. For input that
+/// arrives in pieces, as TLS records' plaintext does: room made once for
+/// the whole read lets every piece of it in without moving anything.
+pub fn make_room(input: &mut BytesMut, len: usize, full: bool) {
+    if input.capacity() - input.len() < len {
         let room = if full {
-            read.len().saturating_mul(READS_AHEAD)
+            len.saturating_mul(READS_AHEAD)
         } else {
-            read.len()
+            len
         };
         input.reserve(room);
     }
-    input.extend_from_slice(read);
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
+use crate::read_buffer::make_room;
+
 /// The ALPN protocol ID of mux version 1 (spec §16.1).
 pub const ALPN: &[u8] = b"mux/1";
 
@@ -361,6 +363,8 @@ impl TlsSession {
             }
             return Ok(TlsRead::Closed);
         }
+        // About as much plaintext comes out as ciphertext went in.
+        make_room(plaintext, read, read == scratch.len());
         let mut input = scratch.get(..read).unwrap_or_default();
         while !input.is_empty() {
             self.session.read_tls(&mut input)?;
