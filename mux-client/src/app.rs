@@ -192,7 +192,7 @@ impl ClientApp {
         if call.waiting_since.is_none() {
             call.waiting_since = Some(ctx.now);
             if call.deadline.is_none() {
-                let at = ctx.now + self.pool.policy.wait_for_ready;
+                let at = mux_runtime::later_by(ctx.now, self.pool.policy.wait_for_ready);
                 ctx.set_timer(at, TIMER_READY | (call.id & TOKEN_MASK));
             }
         }

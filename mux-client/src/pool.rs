@@ -190,7 +190,7 @@ impl Pool {
                     s.key = Some(key);
                     s.ready = false;
                 }
-                let at = ctx.now + self.policy.connect_timeout;
+                let at = mux_runtime::later_by(ctx.now, self.policy.connect_timeout);
                 ctx.set_timer(at, TIMER_CONNECT | slot as u64);
                 AfterFailure::Wait
             }
@@ -285,7 +285,10 @@ impl Pool {
             "{message}; next attempt to {} in {delay:?}",
             self.addresses.cycle(s.entry)
         );
-        ctx.set_timer(ctx.now + delay, TIMER_RECONNECT | slot as u64);
+        ctx.set_timer(
+            mux_runtime::later_by(ctx.now, delay),
+            TIMER_RECONNECT | slot as u64,
+        );
         if self.slots.iter().any(|s| s.ready) || !round_done {
             AfterFailure::Wait
         } else if !self.was_connected {

@@ -50,7 +50,7 @@ pub use message::{BodyBuffer, MessageReader, TooLarge};
 pub use outbox::{Outbox, Piece};
 pub use socket::SocketOptions;
 pub use stream_map::StreamMap;
-pub use timer::{deadline_after, deadline_within};
+pub use timer::{deadline_after, deadline_within, later_by};
 pub use tls::{certificate_names, TlsClient, TlsServer, TlsSetupError};
 
 /// Wraps a non-blocking std listener for an event loop.

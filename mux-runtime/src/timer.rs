@@ -80,8 +80,13 @@ pub fn deadline_after(timeout: Duration) -> Option<Instant> {
 /// The instant `timeout` from now, or about a century from now when that
 /// lies beyond what an [`Instant`] can hold: for waits that need an instant.
 pub fn deadline_within(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout.min(FAR_AWAY)).unwrap_or(now)
+    later_by(Instant::now(), timeout)
+}
+
+/// `wait` after `from`, or about a century after it when that lies beyond
+/// what an [`Instant`] can hold: for timers set from a configured wait.
+pub fn later_by(from: Instant, wait: Duration) -> Instant {
+    from.checked_add(wait.min(FAR_AWAY)).unwrap_or(from)
 }
 
 #[cfg(test)]

@@ -325,7 +325,10 @@ impl ServerApp {
                 .replies
                 .status(ctx, key, id, Status::BAD_REQUEST, message);
         }
-        let deadline = pending.head.deadline.map(|left| pending.started + left);
+        let deadline = pending
+            .head
+            .deadline
+            .map(|left| mux_runtime::later_by(pending.started, left));
         if deadline.is_some_and(|d| d <= ctx.now) {
             let status = Status::DEADLINE_EXCEEDED;
             return self.replies.status(ctx, key, id, status, "deadline passed");

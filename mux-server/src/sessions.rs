@@ -121,7 +121,7 @@ impl SessionStore for MemoryStore {
                 values: HashMap::new(),
                 feed: EventLog::new(self.replay),
                 owner: None,
-                expires: now + self.ttl,
+                expires: mux_runtime::later_by(now, self.ttl),
             },
         );
         Some(token)
@@ -134,7 +134,7 @@ impl SessionStore for MemoryStore {
             sessions.remove(token);
             return None;
         }
-        session.expires = now + self.ttl;
+        session.expires = mux_runtime::later_by(now, self.ttl);
         f(session);
         Some(())
     }

@@ -93,6 +93,9 @@ fn a_timeout_too_long_to_be_an_instant_means_no_deadline() {
     let reply = within_limit("a loop call with no deadline", move || {
         let client = mux_client::Client::builder(addr)
             .default_timeout(Duration::MAX)
+            .connect_timeout(Duration::MAX)
+            .wait_for_ready(Duration::MAX)
+            .backoff(Duration::MAX, Duration::MAX)
             .connect()
             .expect("connect");
         let request = mux_client::CallRequest::new("echo", "a").timeout(Duration::MAX);
@@ -112,8 +115,6 @@ fn a_timeout_too_long_to_be_an_instant_means_no_deadline() {
     });
     assert_eq!(&direct.expect("direct call").body[..], b"c");
     within_limit("a graceful shutdown with no deadline", move || {
-        server
-            .shutdown_gracefully(Duration::MAX)
-            .expect("shutdown");
+        server.shutdown_gracefully(Duration::MAX).expect("shutdown");
     });
 }

@@ -259,8 +259,10 @@ impl Connection {
             stats: Stats::default(),
             config,
         };
-        conn.timers
-            .set(Timer::Handshake, now + conn.config.handshake_timeout);
+        conn.timers.assign(
+            Timer::Handshake,
+            now.checked_add(conn.config.handshake_timeout),
+        );
         if side == Side::Client {
             conn.queue_handshake(now);
         }
@@ -440,7 +442,7 @@ impl Connection {
                 }));
             }
             self.timers
-                .set(Timer::Drain, now + self.config.drain_timeout);
+                .assign(Timer::Drain, now.checked_add(self.config.drain_timeout));
         }
         self.check_drained();
     }

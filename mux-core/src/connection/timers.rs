@@ -54,6 +54,7 @@ pub(super) struct TimerTable {
 }
 
 impl TimerTable {
+    #[cfg(test)]
     pub(super) fn set(&mut self, timer: Timer, at: Instant) {
         self.assign(timer, Some(at));
     }
@@ -150,7 +151,7 @@ impl Connection {
         let deadline = self
             .settings_in_flight
             .front()
-            .map(|sent| *sent + self.config.settings_timeout);
+            .and_then(|sent| sent.checked_add(self.config.settings_timeout));
         self.timers.assign(Timer::SettingsAck, deadline);
     }
 
@@ -171,10 +172,11 @@ impl Connection {
             .iter()
             .find(|(_, _, purpose)| *purpose == PingPurpose::Keepalive)
         {
-            Some((_, sent, _)) => *sent + self.config.keepalive_timeout,
-            None => self.last_received + interval,
+            Some((_, sent, _)) => sent.checked_add(self.config.keepalive_timeout),
+            None => self.last_received.checked_add(interval),
         };
-        self.timers.set(Timer::Keepalive, deadline);
+        // A wait too long to be an instant is no deadline.
+        self.timers.assign(Timer::Keepalive, deadline);
     }
 
     /// The idle timer runs while the connection is open, has no active
@@ -184,7 +186,7 @@ impl Connection {
             (Some(idle), Some(since))
                 if self.goaway_sent.is_none() && self.phase == Phase::Open =>
             {
-                Some(since + idle)
+                since.checked_add(idle)
             }
             _ => None,
         };

@@ -296,6 +296,38 @@ fn timeouts_are_on_by_default() {
 }
 
 #[test]
+fn timeouts_too_long_for_an_instant_never_fire() {
+    // A configured wait past what an `Instant` can hold (`Duration::MAX`)
+    // is no deadline: adding it to the clock must not panic, and no timer
+    // built on it fires.
+    let forever = Config {
+        settings_timeout: Duration::MAX,
+        handshake_timeout: Duration::MAX,
+        keepalive_interval: Some(Duration::MAX),
+        keepalive_timeout: Duration::MAX,
+        idle_timeout: Some(Duration::MAX),
+        drain_timeout: Duration::MAX,
+        ..Config::default()
+    };
+    let mut pair = Pair::with_configs(forever.clone(), forever);
+    pair.drive();
+    let id = pair.client.conn.open(route("a"), false).expect("open");
+    pair.drive();
+    pair.advance(Duration::from_secs(3600));
+    assert!(!pair.client.conn.is_closed() && !pair.server.conn.is_closed());
+    // Going away waits for the open stream, however long.
+    pair.server
+        .conn
+        .close(pair.now, ErrorCode::NO_ERROR, "going away");
+    pair.advance(Duration::from_secs(3600));
+    assert!(!pair.server.conn.is_closed(), "the drain never times out");
+    pair.client.conn.finish(id).expect("finish");
+    pair.server.conn.finish(id).expect("finish");
+    pair.drive();
+    assert_eq!(pair.server.closed_with(), Some(None));
+}
+
+#[test]
 fn peer_settings_bind_what_we_send() {
     // §5.4.1: MAX_FRAME_SIZE and MAX_CONCURRENT_STREAMS from the peer.
     let mut raw = Raw::client(Config::default());

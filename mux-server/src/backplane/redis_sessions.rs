@@ -162,8 +162,12 @@ impl RedisSessions {
             entry.epoch = epoch;
         }
         let feed = EventLog::restore(self.shared.replay, epoch, last, entries);
-        let mut session =
-            Session::restored(values.clone(), feed, owner.clone(), now + self.shared.ttl);
+        let mut session = Session::restored(
+            values.clone(),
+            feed,
+            owner.clone(),
+            mux_runtime::later_by(now, self.shared.ttl),
+        );
         change(&mut session);
         // Write back what changed, and the new lease.
         let mut pipe = redis::pipe();

@@ -308,7 +308,11 @@ impl HttpEdge {
         }
         self.metrics.http_opened();
         let peer = ctx.plain_peer_addr(key);
-        let conn = HttpConn::new(key, peer, ctx.now + self.config.idle_timeout);
+        let conn = HttpConn::new(
+            key,
+            peer,
+            mux_runtime::later_by(ctx.now, self.config.idle_timeout),
+        );
         self.conns.insert(key, conn);
         if !self.ticking {
             self.ticking = true;
@@ -381,7 +385,7 @@ impl HttpEdge {
             if conn.input.is_empty() {
                 return;
             }
-            let head_by = now + self.config.header_timeout;
+            let head_by = mux_runtime::later_by(now, self.config.header_timeout);
             if conn.deadline > head_by {
                 conn.deadline = head_by; // a head has begun: it gets this long
             }
@@ -507,7 +511,9 @@ impl HttpEdge {
         let Some(seq) = self.conns.get(&key).map(|c| c.seq) else {
             return;
         };
-        let deadline = head.deadline.map(|left| ctx.now + left);
+        let deadline = head
+            .deadline
+            .map(|left| mux_runtime::later_by(ctx.now, left));
         let request = Request::new(
             route,
             metadata,
@@ -690,7 +696,7 @@ impl HttpEdge {
             return self.flush(ctx, key);
         }
         conn.phase = Phase::Head;
-        conn.deadline = ctx.now + self.config.idle_timeout;
+        conn.deadline = mux_runtime::later_by(ctx.now, self.config.idle_timeout);
         // The next request may already wait, in the buffer or the socket:
         // served from `advance_waiting`, in a loop, so that a client
         // pipelining many requests cannot deepen the stack.
