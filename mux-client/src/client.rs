@@ -2,7 +2,6 @@
 //! and streams, and stop it; [`Opener`] is what the pattern helpers keep to
 //! reopen their streams after a reconnect.
 
-use mux_runtime::deadline_after;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,8 +11,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mux_core::rpc::{BodyCheck, RequestHead};
 use mux_runtime::{
-    AddressError, Addresses, EventLoop, IntoAddresses, LoopConfig, LoopHandle, TlsClient,
-    TrySendError,
+    deadline_after, AddressError, Addresses, EventLoop, IntoAddresses, LoopConfig, LoopHandle,
+    TlsClient, TrySendError,
 };
 
 use crate::app::ClientApp;

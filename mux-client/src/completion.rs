@@ -5,12 +5,13 @@
 //!
 //! Implements no rule of the spec.
 
-use mux_runtime::deadline_within;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+
+use mux_runtime::deadline_within;
 
 struct State<T> {
     value: Option<T>,

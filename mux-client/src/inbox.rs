@@ -4,7 +4,6 @@
 //! loop stops reading the stream, so flow control pushes back on the server
 //! end to end (`spec/mux-v1.md` §9.4.2).
 
-use mux_runtime::deadline_within;
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::task::Waker;
@@ -12,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mux_core::rpc::ResponseHead;
+use mux_runtime::deadline_within;
 
 use crate::error::CallError;
 

@@ -7,7 +7,6 @@
 //! only when the reader comes for more, so a slow reader pushes back on
 //! the server.
 
-use mux_runtime::deadline_after;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -15,6 +14,7 @@ use bytes::Bytes;
 use mux_core::frame::Metadata;
 use mux_core::rpc::ResponseHead;
 use mux_core::{ErrorCode, Event, StreamId};
+use mux_runtime::deadline_after;
 
 use super::link::{lost, Link, Wait};
 use super::DirectClient;

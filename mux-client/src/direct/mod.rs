@@ -26,13 +26,12 @@ mod link;
 mod subscription;
 mod upload;
 
-use mux_runtime::{deadline_after, deadline_within};
 use std::io;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mux_core::rpc::Status;
-use mux_runtime::{AddressError, Addresses, IntoAddresses};
+use mux_runtime::{deadline_after, deadline_within, AddressError, Addresses, IntoAddresses};
 
 use crate::call::CallRequest;
 use crate::error::CallError;

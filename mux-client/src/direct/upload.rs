@@ -5,13 +5,13 @@
 //! flow control has no credit left, reading the server's WINDOW_UPDATEs
 //! itself. The server answers once, at the end (or early, to refuse).
 
-use mux_runtime::deadline_after;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mux_core::frame::Metadata;
 use mux_core::patterns::{self, FeedMessage};
 use mux_core::{ErrorCode, StreamId};
+use mux_runtime::deadline_after;
 
 use super::link::{Link, Until};
 use super::{encode_head, DirectClient};
