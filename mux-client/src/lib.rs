@@ -91,7 +91,8 @@
 //!
 //! Dropping a [`Call`] before it completes cancels it: its stream is reset
 //! with `CANCEL`. Calls carry an optional deadline, sent to the server and
-//! enforced here. When a connection ends, the pool reconnects with
+//! enforced here. Any timeout too long to be a point in time
+//! (`Duration::MAX`) means no deadline. When a connection ends, the pool reconnects with
 //! exponential backoff (resolving host names anew, failing over along an
 //! address list); calls the server refused without processing
 //! (`REFUSED_STREAM`) are retried.
