@@ -59,22 +59,18 @@ impl StreamReader {
 
     /// The reader of a streaming response, whose messages go to `inbox`.
     pub(crate) fn messages(inbox: Arc<Inbox>) -> Self {
-        let reader = MessageReader::default();
-        let inbox = Some(inbox);
-        Self::with(Body::Messages { reader, inbox }, true)
+        Self::message_stream(Some(inbox))
     }
 
     /// The reader of a streaming response whose messages the caller takes
     /// (see [`StreamReader::read_into`]).
     pub(crate) fn local_messages() -> Self {
+        Self::message_stream(None)
+    }
+
+    fn message_stream(inbox: Option<Arc<Inbox>>) -> Self {
         let reader = MessageReader::default();
-        Self::with(
-            Body::Messages {
-                reader,
-                inbox: None,
-            },
-            true,
-        )
+        Self::with(Body::Messages { reader, inbox }, true)
     }
 
     /// The answer's head, once it has arrived (a message stream keeps it
@@ -268,21 +264,14 @@ impl StreamReader {
             }
             Body::Messages { .. } => {
                 // Kept: the stream's reader may still ask for it.
-                let head = self.head.as_ref();
-                return head.map_or_else(
-                    || {
-                        Err(CallError::Malformed(
-                            "the stream ended before its head".into(),
-                        ))
-                    },
-                    |head| {
-                        Ok(Reply {
-                            status: head.status,
-                            metadata: head.metadata.clone(),
-                            body: Bytes::new(),
-                        })
-                    },
-                );
+                let head = self.head.as_ref().ok_or_else(|| {
+                    CallError::Malformed("the stream ended before its head".into())
+                })?;
+                return Ok(Reply {
+                    status: head.status,
+                    metadata: head.metadata.clone(),
+                    body: Bytes::new(),
+                });
             }
         };
         if self.head_reader.is_none() {

@@ -53,6 +53,7 @@ mod tests {
     use super::*;
 
     const READ: usize = 64 * 1024;
+    const FRAME: usize = READ + 9;
 
     /// What the state machine does: takes whole frames of `frame` bytes off
     /// the front, leaving a partial one.
@@ -76,24 +77,32 @@ mod tests {
         assert_eq!(&input[..], &expected[..]);
     }
 
-    #[test]
-    fn a_partial_frame_moves_once_per_reads_ahead_full_reads() {
-        // Frames a little larger than a read, as 64 KiB payloads with their
-        // 9-byte headers are: every read leaves part of a frame behind.
-        let frame = READ + 9;
+    /// Feeds `reads` full reads (each `shorter_by(n)` bytes under
+    /// [`READ`]) of frames a little larger than a read, as 64 KiB payloads
+    /// with their 9-byte headers are: every read leaves part of a frame
+    /// behind. Returns how often that partial frame moved, and the largest
+    /// capacity the buffer reached.
+    fn bulk_reads(reads: usize, shorter_by: impl Fn(usize) -> usize) -> (usize, usize) {
         let read = vec![7u8; READ];
         let mut input = BytesMut::new();
-        let mut moves = 0;
-        let reads = 32;
-        for _ in 0..reads {
+        let (mut moves, mut largest) = (0, 0);
+        for n in 0..reads {
             let partial_before = input.as_ptr();
             let had_partial = !input.is_empty();
-            append_read(&mut input, &read, true);
+            append_read(&mut input, &read[..READ - shorter_by(n)], true);
             if had_partial && input.as_ptr() != partial_before {
                 moves += 1;
             }
-            drop(take_frames(&mut input, frame));
+            largest = largest.max(input.capacity());
+            drop(take_frames(&mut input, FRAME));
         }
+        (moves, largest)
+    }
+
+    #[test]
+    fn a_partial_frame_moves_once_per_reads_ahead_full_reads() {
+        let reads = 32;
+        let (moves, _) = bulk_reads(reads, |_| 0);
         assert!(
             moves <= reads / 4,
             "the partial frame moved {moves} times in {reads} reads"
@@ -102,17 +111,9 @@ mod tests {
 
     #[test]
     fn bulk_reads_keep_the_buffer_within_twice_four_reads_and_a_frame() {
-        let frame = READ + 9;
-        let read = vec![7u8; READ];
-        let mut input = BytesMut::new();
-        let mut largest = 0;
-        for n in 0..64 {
-            append_read(&mut input, &read[..READ - n % 3], true);
-            largest = largest.max(input.capacity());
-            drop(take_frames(&mut input, frame));
-        }
+        let (_, largest) = bulk_reads(64, |n| n % 3);
         assert!(
-            largest <= 2 * (READS_AHEAD * READ + frame),
+            largest <= 2 * (READS_AHEAD * READ + FRAME),
             "capacity {largest}"
         );
     }

@@ -78,6 +78,22 @@ pub fn server_builder() -> ServerBuilder {
         .route("echo", |req| Ok(Response::ok(req.body().clone())))
 }
 
+/// Runs `work` on a thread of its own and waits at most `limit` for its
+/// result, or panics naming `what`: for tests of calls that could hang.
+pub fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(work());
+    });
+    outcome
+        .recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+}
+
 /// Waits until `condition` holds, or panics after `limit` naming `what`.
 pub fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;

@@ -403,14 +403,11 @@ fn a_timeout_too_long_to_be_a_time_waits_without_a_deadline() {
         .expect("subscribe");
     let publisher = Client::connect(server.local_addr()).expect("publisher");
     publisher.publish("forever", "one").expect("publish");
-    let (done, outcome) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(sub.next_timeout(Duration::MAX));
-    });
-    match outcome.recv_timeout(LIMIT) {
-        Ok(Some(Ok(Delivery::Message { payload, .. }))) => assert_eq!(&payload[..], b"one"),
-        Err(_) => panic!("no delivery within {LIMIT:?}"),
-        Ok(other) => panic!("{other:?}"),
+    let delivery =
+        mux_testkit::within(LIMIT, "a delivery", move || sub.next_timeout(Duration::MAX));
+    match delivery {
+        Some(Ok(Delivery::Message { payload, .. })) => assert_eq!(&payload[..], b"one"),
+        other => panic!("{other:?}"),
     }
 }
 
@@ -564,8 +561,8 @@ fn a_server_that_stops_reading_cannot_hold_the_direct_client() {
         // Never reads again; holds the connection until the test ends.
         let _ = released.recv_timeout(LIMIT);
     });
-    let (done, outcome) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let what = "the direct client, on a server that stopped reading,";
+    let written = mux_testkit::within(LIMIT, what, move || {
         let mut client = DirectClient::builder(addr)
             .default_timeout(Duration::from_millis(300))
             .connect()
@@ -575,11 +572,8 @@ fn a_server_that_stops_reading_cannot_hold_the_direct_client() {
         let written = (0..64).try_for_each(|_| upload.write(chunk.clone()));
         drop(upload);
         drop(client);
-        let _ = done.send(written);
+        written
     });
-    let written = outcome
-        .recv_timeout(LIMIT)
-        .expect("the direct client hung on a server that stopped reading");
     assert!(
         matches!(written, Err(CallError::DeadlineExceeded)),
         "{written:?}"

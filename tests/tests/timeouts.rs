@@ -73,24 +73,13 @@ fn a_peer_that_goes_silent_is_closed_by_keepalive() {
     }
 }
 
-/// Runs `work` on a thread of its own and waits at most [`LIMIT`] for it.
-fn within_limit<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done, outcome) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(work());
-    });
-    outcome
-        .recv_timeout(LIMIT)
-        .unwrap_or_else(|_| panic!("{what} did not finish within {LIMIT:?}"))
-}
-
 #[test]
 fn a_timeout_too_long_to_be_an_instant_means_no_deadline() {
     // `Instant::now() + Duration::MAX` panics: every API that takes a
     // timeout must read one that long as "no deadline" instead.
     let server = server_with(Config::default());
     let addr = server.local_addr();
-    let reply = within_limit("a loop call with no deadline", move || {
+    let reply = mux_testkit::within(LIMIT, "a loop call with no deadline", move || {
         let client = mux_client::Client::builder(addr)
             .default_timeout(Duration::MAX)
             .connect_timeout(Duration::MAX)
@@ -106,7 +95,7 @@ fn a_timeout_too_long_to_be_an_instant_means_no_deadline() {
     assert_eq!(&reply.0.expect("first call").body[..], b"a");
     let second = reply.1.expect("an answer within the wait");
     assert_eq!(&second.expect("second call").body[..], b"b");
-    let direct = within_limit("a direct call with no deadline", move || {
+    let direct = mux_testkit::within(LIMIT, "a direct call with no deadline", move || {
         mux_client::DirectClient::builder(addr)
             .default_timeout(Duration::MAX)
             .connect()
@@ -114,7 +103,7 @@ fn a_timeout_too_long_to_be_an_instant_means_no_deadline() {
             .call("echo", "c")
     });
     assert_eq!(&direct.expect("direct call").body[..], b"c");
-    within_limit("a graceful shutdown with no deadline", move || {
+    mux_testkit::within(LIMIT, "a graceful shutdown with no deadline", move || {
         server.shutdown_gracefully(Duration::MAX).expect("shutdown");
     });
 }

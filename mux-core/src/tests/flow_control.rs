@@ -333,8 +333,6 @@ fn run_long_link(rate: u64, rtt: Duration, seconds: u32) -> LongLinkRun {
     run_long_link_streams(rate, rtt, seconds, 1)
 }
 
-/// [`run_long_link`] with `streams` bulk streams at once; the figures are
-/// their sum (the largest target: of any stream).
 /// The application always has data queued: fills stream `id`'s send
 /// buffer with `chunk`s.
 fn keep_queued(pair: &mut Pair, id: crate::StreamId, chunk: &Bytes) {
@@ -347,6 +345,8 @@ fn keep_queued(pair: &mut Pair, id: crate::StreamId, chunk: &Bytes) {
     {}
 }
 
+/// [`run_long_link`] with `streams` bulk streams at once; the figures are
+/// their sum (the largest target: of any stream).
 fn run_long_link_streams(rate: u64, rtt: Duration, seconds: u32, streams: usize) -> LongLinkRun {
     let mut pair = Pair::new();
     pair.to_server.split = false;
