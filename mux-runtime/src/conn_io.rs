@@ -13,18 +13,15 @@
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
-use bytes::BytesMut;
 use mio::Interest;
 use mux_core::preface::refusal;
 use mux_core::{Connection, ConnectionError, ErrorCode, Event, Outgoing};
 
-use crate::read_buffer::append_read;
+use crate::read_buffer::ReadBuffer;
 use crate::tls::{TlsRead, TlsSession};
 
 /// Bytes read per `read` call: the size of each loop's scratch buffer.
-/// 256 KiB: a loopback socket buffer's worth, so a bulk transfer needs few
-/// syscalls.
-pub(crate) const READ_CHUNK: usize = 256 * 1024;
+pub(crate) const READ_CHUNK: usize = crate::read_buffer::READ_SIZE;
 
 /// `poll_transmit` output gathered before a `write`. 128 KiB: a bulk
 /// transfer still writes in large pieces, and a new small message queues
@@ -73,7 +70,7 @@ pub struct ConnIo {
     pub(crate) socket: mio::net::TcpStream,
     /// The protocol state machine.
     pub conn: Connection,
-    rx: BytesMut,
+    rx: ReadBuffer,
     tx: Outgoing,
     /// A non-blocking connect has not completed yet.
     pub(crate) connecting: bool,
@@ -112,7 +109,7 @@ impl ConnIo {
         Self {
             socket,
             conn,
-            rx: BytesMut::new(),
+            rx: ReadBuffer::new(),
             tx: Outgoing::new(),
             connecting,
             eof: false,
@@ -170,12 +167,9 @@ impl ConnIo {
         if self.tls.is_some() {
             return self.read_tls(now, scratch, events);
         }
-        // Reading into the loop's scratch buffer and copying what arrived
-        // costs one copy of the bytes read; zero-filling a fresh read buffer
-        // each time cost more (the kernel returns far less than we ask for
-        // while the peer is slower than us).
+        let first_bytes = !self.conn.is_established() && self.rx.is_empty();
         let n = loop {
-            match self.socket.read(scratch) {
+            match self.rx.read_with(scratch, |into| self.socket.read(into)) {
                 Ok(n) => break n,
                 Err(err) => match err.kind() {
                     io::ErrorKind::WouldBlock => return Ok(ReadOutcome::Done),
@@ -190,18 +184,13 @@ impl ConnIo {
             self.drain_events(events);
             return Ok(ReadOutcome::Done);
         }
-        if !self.conn.is_established() && self.rx.is_empty() && looks_like_tls(scratch, n) {
+        if first_bytes && looks_like_tls(self.rx.received()) {
             self.tls_on_plain_port = true;
         }
-        append_read(
-            &mut self.rx,
-            scratch.get(..n).unwrap_or_default(),
-            n == scratch.len(),
-        );
         // A connection error is also reported as `Event::Closed`.
-        let _: Result<(), ConnectionError> = self.conn.handle_read(now, &mut self.rx);
-        if self.rx.is_empty() && self.rx.capacity() > KEEP_BUFFER && self.is_idle() {
-            self.rx = BytesMut::new();
+        let _: Result<(), ConnectionError> = self.conn.handle_read(now, self.rx.received());
+        if self.rx.capacity() > KEEP_BUFFER && self.is_idle() {
+            self.rx.release_if_empty();
         }
         self.drain_events(events);
         // A short read emptied the socket: stop here, so that what the
@@ -231,11 +220,11 @@ impl ConnIo {
             Err(err) => return Err(Closed::Io(err)),
         }
         let read = tls
-            .read(&mut self.socket, scratch, &mut self.rx)
+            .read(&mut self.socket, scratch, self.rx.received())
             .map_err(Closed::Io)?;
         if !self.rx.is_empty() {
             // A connection error is also reported as `Event::Closed`.
-            let _: Result<(), ConnectionError> = self.conn.handle_read(now, &mut self.rx);
+            let _: Result<(), ConnectionError> = self.conn.handle_read(now, self.rx.received());
         }
         let outcome = match read {
             TlsRead::More => ReadOutcome::More,
@@ -374,8 +363,6 @@ impl ConnIo {
 
 /// Whether the first bytes a plaintext endpoint read open a TLS handshake
 /// record (type 0x16, version 3.x): a TLS client on a plaintext port.
-fn looks_like_tls(scratch: &[u8], read: usize) -> bool {
-    read >= 2
-        && scratch.first() == Some(&crate::tls::TLS_HANDSHAKE_RECORD)
-        && scratch.get(1) == Some(&0x03)
+fn looks_like_tls(first: &[u8]) -> bool {
+    first.first() == Some(&crate::tls::TLS_HANDSHAKE_RECORD) && first.get(1) == Some(&0x03)
 }

@@ -9,7 +9,7 @@
 //!   unwritten output, interest recomputed after every event).
 //! - [`timer`]: the deadline heap.
 //! - [`socket`]: socket options through `socket2`.
-//! - [`read_buffer`]: appending reads to a connection's input buffer.
+//! - [`read_buffer`]: a connection's input buffer, read into directly during bulk transfers.
 //! - [`outbox`], [`message`] and [`stream_map`]: writing pieces under a
 //!   stream's send buffer, reassembling messages and bodies from chunks, and
 //!   per-stream state cleaned up with its connection; used by both sides.

@@ -8,19 +8,18 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use mux_core::frame::Metadata;
 use mux_core::{Config, Connection, ErrorCode, Event, OpenError, Outgoing, Side, StreamId};
 use mux_core::{ConnectionError, StreamState};
-use mux_runtime::read_buffer::append_read;
+use mux_runtime::read_buffer::ReadBuffer;
 
 use crate::error::CallError;
 use crate::reader::StreamReader;
 use crate::reply::Reply;
 
-/// Bytes read per `read` call. 64 KiB: 256 KiB (the loop's size) made no
-/// measurable difference to a download here, and each link keeps its own.
-const READ_CHUNK: usize = 64 * 1024;
+/// Bytes read per `read` call: the size of the link's scratch buffer.
+const READ_CHUNK: usize = mux_runtime::read_buffer::READ_SIZE;
 
 /// How late a wait may wake for a deadline or timer rather than pay a
 /// system call to set the socket's timeout anew.
@@ -62,7 +61,7 @@ impl From<Failure> for CallError {
 pub(super) struct Link {
     socket: TcpStream,
     pub(super) conn: Connection,
-    input: BytesMut,
+    input: ReadBuffer,
     output: Outgoing,
     /// The socket's receive and send timeouts as last set (`None`: block).
     read_timeout: Option<Duration>,
@@ -93,7 +92,7 @@ impl Link {
         Ok(Self {
             socket,
             conn: Connection::new(Side::Client, config, now),
-            input: BytesMut::new(),
+            input: ReadBuffer::new(),
             output: Outgoing::new(),
             read_timeout: None,
             write_timeout: None,
@@ -141,12 +140,12 @@ impl Link {
             return;
         }
         loop {
-            match self.socket.read(&mut self.scratch) {
+            match self.read_once() {
                 Ok(0) => {
                     self.conn.handle_eof(Instant::now());
                     break;
                 }
-                Ok(n) => self.feed(n),
+                Ok(_) => self.feed(),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {
@@ -322,16 +321,20 @@ impl Link {
         }
     }
 
-    /// Feeds the `len` bytes read into `scratch` to the state machine.
-    fn feed(&mut self, len: usize) {
+    /// Reads the socket once into the input buffer.
+    fn read_once(&mut self) -> io::Result<usize> {
+        let socket = &mut self.socket;
+        self.input
+            .read_with(&mut self.scratch, |into| socket.read(into))
+    }
+
+    /// Feeds what was read to the state machine.
+    fn feed(&mut self) {
         self.last_heard = Instant::now();
-        append_read(
-            &mut self.input,
-            &self.scratch[..len],
-            len == self.scratch.len(),
-        );
         // A connection error queues a GOAWAY and an `Event::Closed`.
-        let _ = self.conn.handle_read(self.last_heard, &mut self.input);
+        let _ = self
+            .conn
+            .handle_read(self.last_heard, self.input.received());
     }
 
     /// Ends our side and waits for the server to end its own, discarding
@@ -418,13 +421,13 @@ impl Link {
             (a, b) => a.or(b),
         };
         self.set_read_timeout(wake.map(|at| at.saturating_duration_since(now)))?;
-        match self.socket.read(&mut self.scratch) {
+        match self.read_once() {
             Ok(0) => {
                 self.conn.handle_eof(Instant::now());
                 Ok(())
             }
-            Ok(n) => {
-                self.feed(n);
+            Ok(_) => {
+                self.feed();
                 Ok(())
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(()),

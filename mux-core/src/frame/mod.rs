@@ -211,8 +211,9 @@ impl Frame {
         }
         check_header(&header)?;
         let total = HEADER_LEN + header.len as usize;
+        // The rest of a partial frame is awaited; where it will land is the
+        // transport's business (mux-runtime's read buffer makes room for it).
         if buf.len() < total {
-            buf.reserve(total - buf.len());
             return Ok(None);
         }
         let mut payload = buf.split_to(total).freeze();
