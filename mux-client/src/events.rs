@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use mux_core::patterns::{self, FeedMessage};
 use mux_core::rpc::ResponseHead;
+use mux_core::Utf8Bytes;
 
 use crate::call::CallRequest;
 use crate::client::{Client, Opener};
@@ -21,8 +22,8 @@ use crate::reopen::{is_lost, reopen, FeedStep, StreamReopen, SERVER_ENDED};
 pub struct Event {
     /// Its id; strictly increasing within its stream.
     pub id: u64,
-    /// Its type.
-    pub kind: String,
+    /// Its type (a slice of the received frame: no copy).
+    pub kind: Utf8Bytes,
     /// Its data.
     pub data: Bytes,
 }

@@ -121,6 +121,7 @@ mod session;
 
 pub use mux_core as core;
 pub use mux_core::rpc::Status;
+pub use mux_core::Utf8Bytes;
 pub use mux_runtime::{
     Address, AddressError, Addresses, IntoAddresses, LoopConfig, SocketOptions, SpinPolicy,
     TlsClient, TlsSetupError,

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mux_core::patterns::{self, FeedMessage};
+use mux_core::Utf8Bytes;
 
 use crate::call::{CallRequest, Upload};
 use crate::client::{Client, Opener};
@@ -21,8 +22,9 @@ use crate::reopen::{is_lost, reopen, reply_ok, FeedStep, StreamReopen, SERVER_EN
 pub enum Delivery {
     /// A publication.
     Message {
-        /// The topic it was published on.
-        topic: String,
+        /// The topic it was published on: a slice of the received frame,
+        /// like the payload (no copy, no allocation).
+        topic: Utf8Bytes,
         /// Its payload.
         payload: Bytes,
     },
@@ -150,7 +152,7 @@ impl Publisher {
     pub fn publish(&mut self, topic: &str, payload: impl Into<Bytes>) -> Result<(), CallError> {
         patterns::check_topic(topic).map_err(|e| CallError::Malformed(e.to_string()))?;
         let message = FeedMessage::Publication {
-            topic: topic.to_owned(),
+            topic: topic.into(),
             payload: payload.into(),
         };
         self.upload.write_message(message.encode())
@@ -165,7 +167,7 @@ impl Publisher {
     ) -> Result<(), CallError> {
         patterns::check_topic(topic).map_err(|e| CallError::Malformed(e.to_string()))?;
         let message = FeedMessage::Publication {
-            topic: topic.to_owned(),
+            topic: topic.into(),
             payload: payload.into(),
         };
         self.upload.write_message_async(message.encode()).await

@@ -12,7 +12,8 @@
 //! - [`frame`]: parse and encode every frame type (spec §4, §5);
 //! - [`preface`]: the connection preface (spec §3);
 //! - [`StreamId`] and [`Side`]: stream identifiers (spec §6.1);
-//! - [`ErrorCode`] and the error types (spec §8).
+//! - [`ErrorCode`] and the error types (spec §8);
+//! - [`Utf8Bytes`]: text kept in the bytes it arrived in (topics, event types).
 //!
 //! # Decoding frames
 //!
@@ -58,6 +59,7 @@ pub mod patterns;
 pub mod preface;
 pub mod rpc;
 mod stream_id;
+mod utf8_bytes;
 
 pub use connection::{Chunk, Config, Connection, Event, Stats, StreamState};
 pub use error::{
@@ -66,6 +68,7 @@ pub use error::{
 };
 pub use output::{FrameSink, Outgoing};
 pub use stream_id::{Side, StreamId};
+pub use utf8_bytes::{NotUtf8, Utf8Bytes};
 
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,8 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use crate::Utf8Bytes;
+
 /// Route that opens a publishing stream: every message of the request body
 /// is a Publication feed message (`spec/patterns.md` §3.4).
 pub const PUBLISH_STREAM: &str = "$publish.stream";
@@ -61,7 +63,7 @@ pub enum FeedMessage {
     /// A publication on `topic` (`spec/patterns.md` §3.3).
     Publication {
         /// The concrete topic it was published on.
-        topic: String,
+        topic: Utf8Bytes,
         /// The payload.
         payload: Bytes,
     },
@@ -75,7 +77,7 @@ pub enum FeedMessage {
         /// Its position in its stream; strictly increasing.
         id: u64,
         /// Its type (may be empty).
-        kind: String,
+        kind: Utf8Bytes,
         /// Its data.
         data: Bytes,
     },
@@ -134,8 +136,8 @@ impl FeedMessage {
                 if message.len() < len {
                     return Err(MalformedFeed);
                 }
-                let topic = message.split_to(len);
-                let topic = String::from_utf8(topic.to_vec()).map_err(|_| MalformedFeed)?;
+                let topic =
+                    Utf8Bytes::try_from(message.split_to(len)).map_err(|_| MalformedFeed)?;
                 Ok(Self::Publication {
                     topic,
                     payload: message,
@@ -150,8 +152,7 @@ impl FeedMessage {
                 if message.len() < len {
                     return Err(MalformedFeed);
                 }
-                let kind =
-                    String::from_utf8(message.split_to(len).to_vec()).map_err(|_| MalformedFeed)?;
+                let kind = Utf8Bytes::try_from(message.split_to(len)).map_err(|_| MalformedFeed)?;
                 Ok(Self::Event {
                     id,
                     kind,

@@ -217,7 +217,7 @@ impl DirectPublisher {
     pub fn publish(&mut self, topic: &str, payload: impl Into<Bytes>) -> Result<(), CallError> {
         patterns::check_topic(topic).map_err(|e| CallError::Malformed(e.to_string()))?;
         let message = FeedMessage::Publication {
-            topic: topic.to_owned(),
+            topic: topic.into(),
             payload: payload.into(),
         };
         self.writer.write(message.encode(), true)

@@ -165,7 +165,7 @@ impl Feed {
 pub(crate) fn event_message(entry: &Entry) -> Bytes {
     FeedMessage::Event {
         id: entry.id,
-        kind: entry.kind.clone(),
+        kind: entry.kind.as_str().into(),
         data: entry.data.clone(),
     }
     .encode()

@@ -87,7 +87,7 @@ impl Reserved {
             return;
         }
         let message = FeedMessage::Publication {
-            topic: topic.to_string(),
+            topic: (*topic).into(),
             payload,
         }
         .encode();
