@@ -94,5 +94,6 @@ impl Reserved {
         for (key, id) in targets {
             self.deliver(ctx, key, id, message.clone());
         }
+        self.feeds.count();
     }
 }
