@@ -18,7 +18,7 @@ use mux_core::{Chunk, Connection, StreamId};
 use mux_runtime::{BodyBuffer, MessageReader};
 
 use crate::error::CallError;
-use crate::inbox::Inbox;
+use crate::inbox::{Inbox, Room};
 use crate::reply::Reply;
 
 /// The longest response head a client accepts (status and metadata).
@@ -117,7 +117,7 @@ impl StreamReader {
                 Body::Messages {
                     inbox: Some(inbox), ..
                 } => inbox.room(),
-                _ => usize::MAX,
+                _ => Room::UNBOUNDED,
             };
             let mut batch = Vec::new();
             let (outcome, more) = self.read_within(conn, id, limit, room, &mut batch);
@@ -146,34 +146,35 @@ impl StreamReader {
         limit: usize,
         out: &mut impl Extend<Bytes>,
     ) -> Option<Result<Reply, CallError>> {
-        self.read_within(conn, id, limit, usize::MAX, out).0
+        self.read_within(conn, id, limit, Room::UNBOUNDED, out).0
     }
 
-    /// Reads chunks while `room` (in messages) lasts: the outcome if the
-    /// stream ended, and whether it stopped only for want of room.
+    /// Reads chunks while `room` lasts: the outcome if the stream ended, and
+    /// whether it stopped only for want of room.
     fn read_within(
         &mut self,
         conn: &mut Connection,
         id: StreamId,
         limit: usize,
-        mut room: usize,
+        mut room: Room,
         batch: &mut impl Extend<Bytes>,
     ) -> (Option<Result<Reply, CallError>>, bool) {
-        if room == 0 {
+        if room.is_empty() {
             return (None, false); // paused by the inbox
         }
-        while room > 0 {
+        while !room.is_empty() {
             let Ok(Some(chunk)) = conn.read(id, usize::MAX) else {
                 return (None, false);
             };
             let fin = chunk.fin;
+            room.bytes = room.bytes.saturating_sub(chunk.bytes.len());
             let step = if self.expects_head() {
                 self.take_head(chunk, conn, id)
             } else {
                 self.take_body(chunk, limit, batch)
             };
             match step {
-                Ok(taken) => room = room.saturating_sub(taken),
+                Ok(taken) => room.messages = room.messages.saturating_sub(taken),
                 Err(err) => return (Some(Err(err)), false),
             }
             if fin {

@@ -41,6 +41,9 @@ use bytes::BytesMut;
 /// was copied out of a scratch buffer, the loop read 256 KiB at a time.)
 pub const READ_SIZE: usize = 64 * 1024;
 
+/// How many earlier blocks a buffer keeps for reuse.
+const EARLIER_BLOCKS: usize = 4;
+
 /// How many full reads one making of room covers. The buffer then holds at
 /// most this many reads plus the frame one of them cut, in an allocation at
 /// most twice that (tested).
@@ -84,6 +87,16 @@ pub struct ReadBuffer {
     room: BytesMut,
     /// Whether the last read filled what it was given.
     bulk: bool,
+    /// Blocks read into before the current one, each held by an empty
+    /// handle, so that a block whose payloads the application has all let
+    /// go is read into again instead of a fresh allocation (see
+    /// [`ReadBuffer::move_to_another_block`]).
+    earlier: [BytesMut; EARLIER_BLOCKS],
+    /// The slot of `earlier` a retired block takes when none was reused.
+    next_slot: usize,
+    /// Blocks allocated for bulk reads (for the tests).
+    #[cfg(test)]
+    blocks_allocated: usize,
 }
 
 impl ReadBuffer {
@@ -103,9 +116,11 @@ impl ReadBuffer {
         self.received.is_empty()
     }
 
-    /// The memory held, received bytes and room together.
+    /// The memory held: received bytes, room, and the earlier blocks kept
+    /// for reuse.
     pub fn capacity(&self) -> usize {
-        self.received.capacity() + self.room.len()
+        let earlier: usize = self.earlier.iter().map(BytesMut::capacity).sum();
+        self.received.capacity() + self.room.len() + earlier
     }
 
     /// Lets the memory go if nothing is waiting in it.
@@ -160,12 +175,48 @@ impl ReadBuffer {
         self.room = BytesMut::new();
         let kept = self.received.len();
         let wanted = chunk.saturating_mul(READS_AHEAD).max(kept);
-        // Moves the partial frame to the front of the same allocation when
-        // nothing else holds it, else into a new one.
-        self.received.reserve(wanted);
+        // In the same block when nothing else holds it (the partial frame
+        // moves to its front).
+        if !self.received.try_reclaim(wanted) {
+            // A read's worth of headroom: when this block is reclaimed, the
+            // partial frame then may be larger than the one moved now.
+            self.move_to_another_block(kept + wanted + chunk);
+        }
         let capacity = self.received.capacity();
         self.received.resize(capacity, 0);
         self.room = self.received.split_off(kept);
+    }
+
+    /// Moves the partial frame to an earlier block that nothing holds any
+    /// more, or else to a new one of `size` bytes; the current block, which
+    /// payloads still hold, joins the earlier ones. When another thread
+    /// consumes the payloads (`Client`'s loop hands them to the
+    /// application's), the current block is seldom free by the time it is
+    /// full, and a new allocation each time was memory the allocator had
+    /// returned to the kernel: page faults, and the kernel zeroing each page.
+    fn move_to_another_block(&mut self, size: usize) {
+        let reusable = self
+            .earlier
+            .iter_mut()
+            .position(|block| block.try_reclaim(size));
+        let slot = reusable.unwrap_or(self.next_slot);
+        let mut block = match reusable.and_then(|slot| self.earlier.get_mut(slot)) {
+            Some(earlier) => std::mem::take(earlier),
+            None => {
+                self.next_slot = (self.next_slot + 1) % EARLIER_BLOCKS;
+                #[cfg(test)]
+                {
+                    self.blocks_allocated += 1;
+                }
+                BytesMut::with_capacity(size)
+            }
+        };
+        block.extend_from_slice(&self.received);
+        let mut retired = std::mem::replace(&mut self.received, block);
+        retired.clear();
+        if let Some(earlier) = self.earlier.get_mut(slot) {
+            *earlier = retired;
+        }
     }
 }
 
@@ -326,6 +377,36 @@ mod tests {
         assert!(
             largest <= 2 * (READS_AHEAD * READ + FRAME),
             "capacity {largest}"
+        );
+    }
+
+    /// Full reads while the application holds the frames of the last
+    /// `held` reads, as a thread that consumes them later does; returns how
+    /// many blocks were allocated for bulk reads.
+    fn reads_with_frames_held(reads: usize, held: usize) -> usize {
+        let (mut buffer, mut feed) = (ReadBuffer::new(), Feed::new());
+        let mut holding = std::collections::VecDeque::new();
+        for _ in 0..reads {
+            feed.read(&mut buffer, READ);
+            holding.push_back(take_frames(&mut buffer, FRAME));
+            if holding.len() > held {
+                holding.pop_front();
+            }
+        }
+        buffer.blocks_allocated
+    }
+
+    #[test]
+    fn a_block_the_application_let_go_is_read_into_again() {
+        // Holding six reads' frames, the current block (room for four) is
+        // never free when it is full: each time another is needed.
+        let allocated = reads_with_frames_held(256, 6);
+        assert!(allocated <= 3, "{allocated} blocks allocated in 256 reads");
+        // The first block, made by a read through the scratch buffer, is
+        // replaced once.
+        assert!(
+            reads_with_frames_held(256, 0) <= 1,
+            "a free block is reused in place"
         );
     }
 
