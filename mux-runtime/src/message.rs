@@ -35,6 +35,10 @@ impl MessageReader {
             return Ok(None);
         }
         if let Some(first) = self.single.take() {
+            // Room for both pieces at once: a message that a frame boundary
+            // cut (a window running out mid-message) is copied once, not
+            // copied and then moved again by a growing buffer.
+            self.partial.reserve(first.len() + chunk.bytes.len());
             self.partial.extend_from_slice(&first);
         }
         self.partial.extend_from_slice(&chunk.bytes);
