@@ -91,8 +91,10 @@ pub struct ReadBuffer {
     /// handle, so that a block whose payloads the application has all let
     /// go is read into again instead of a fresh allocation (see
     /// [`ReadBuffer::move_to_another_block`]).
-    earlier: [BytesMut; EARLIER_BLOCKS],
-    /// The slot of `earlier` a retired block takes when none was reused.
+    /// At most [`EARLIER_BLOCKS`]; empty (no allocation) until a block is
+    /// retired, so that connections without bulk transfers stay small.
+    earlier: Vec<BytesMut>,
+    /// The slot of `earlier` a retired block takes once it is full.
     next_slot: usize,
     /// Blocks allocated for bulk reads (for the tests).
     #[cfg(test)]
@@ -199,11 +201,9 @@ impl ReadBuffer {
             .earlier
             .iter_mut()
             .position(|block| block.try_reclaim(size));
-        let slot = reusable.unwrap_or(self.next_slot);
         let mut block = match reusable.and_then(|slot| self.earlier.get_mut(slot)) {
             Some(earlier) => std::mem::take(earlier),
             None => {
-                self.next_slot = (self.next_slot + 1) % EARLIER_BLOCKS;
                 #[cfg(test)]
                 {
                     self.blocks_allocated += 1;
@@ -214,6 +214,18 @@ impl ReadBuffer {
         block.extend_from_slice(&self.received);
         let mut retired = std::mem::replace(&mut self.received, block);
         retired.clear();
+        let slot = match reusable {
+            Some(slot) => slot,
+            None if self.earlier.len() < EARLIER_BLOCKS => {
+                self.earlier.push(retired);
+                return;
+            }
+            None => {
+                let slot = self.next_slot;
+                self.next_slot = (slot + 1) % EARLIER_BLOCKS;
+                slot
+            }
+        };
         if let Some(earlier) = self.earlier.get_mut(slot) {
             *earlier = retired;
         }
