@@ -304,7 +304,7 @@ mod tests {
     use mux_core::{Config, Event, Side};
 
     use super::*;
-    use crate::inbox::{Next, FEED_QUEUE};
+    use crate::inbox::{Next, FEED_BYTES, FEED_QUEUE};
 
     /// Moves bytes both ways until neither side has any to send.
     fn exchange(a: &mut Connection, b: &mut Connection, now: Instant) {
@@ -408,6 +408,32 @@ mod tests {
             resume,
             "a reader that takes the full inbox must resume the stream"
         );
+    }
+
+    #[test]
+    fn a_message_larger_than_the_inbox_byte_bound_still_arrives() {
+        let (mut client, mut server, id) = stream_with(0);
+        let big = Bytes::from(vec![7u8; 4 * FEED_BYTES]);
+        let inbox = Arc::new(Inbox::default());
+        let mut reader = StreamReader::messages(Arc::clone(&inbox));
+        let mut local = std::collections::VecDeque::new();
+        let mut sent = 0;
+        for _ in 0..1000 {
+            if sent < big.len() {
+                sent += server.send(id, big.slice(sent..), true, false).unwrap_or(0);
+            }
+            exchange(&mut client, &mut server, Instant::now());
+            assert!(reader
+                .read(&mut client, id, usize::MAX, &mut Vec::new())
+                .is_none());
+            exchange(&mut client, &mut server, Instant::now());
+            if let (Next::Message(message), _) = inbox.next(Some(Duration::ZERO), None, &mut local)
+            {
+                assert_eq!(message, big);
+                return;
+            }
+        }
+        panic!("the message never arrived ({sent} bytes sent)");
     }
 
     #[test]
