@@ -434,4 +434,35 @@ mod tests {
         buffer.release_if_empty();
         assert_eq!(buffer.capacity(), 0);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever the read sizes, frame sizes and how long the
+        /// application holds frames, every byte arrives once and in order,
+        /// and the buffer stays within its bound.
+        #[test]
+        fn any_reads_deliver_every_byte_in_order_within_the_bound(
+            steps in proptest::collection::vec((0usize..=READ, 1usize..=2 * READ, 0usize..8), 1..60),
+        ) {
+            let (mut buffer, mut feed) = (ReadBuffer::new(), Feed::new());
+            let mut taken = Vec::new();
+            let mut holding = std::collections::VecDeque::new();
+            for (size, frame, held) in steps {
+                feed.read(&mut buffer, size.max(1));
+                let frames = take_frames(&mut buffer, frame);
+                for frame in &frames {
+                    taken.extend_from_slice(frame);
+                }
+                holding.push_back(frames);
+                while holding.len() > held {
+                    holding.pop_front();
+                }
+                let bound = (EARLIER_BLOCKS + 1) * 2 * (READS_AHEAD * READ + 2 * READ + 9);
+                proptest::prop_assert!(buffer.capacity() <= bound, "capacity {}", buffer.capacity());
+            }
+            taken.extend_from_slice(buffer.received());
+            proptest::prop_assert_eq!(taken, pattern(0, feed.sent));
+        }
+    }
 }
