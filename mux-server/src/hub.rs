@@ -30,8 +30,8 @@ pub(crate) struct FeedCounters {
 }
 
 impl FeedCounters {
-    pub(crate) fn delivered(&self, count: u64) {
-        self.deliveries.fetch_add(count, Ordering::Relaxed);
+    pub(crate) fn delivered(&self) {
+        self.deliveries.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn lost(&self, count: u64) {

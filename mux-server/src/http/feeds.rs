@@ -355,7 +355,7 @@ impl HttpEdge {
         }
         *last_id = id;
         conn.queue(block);
-        self.hub.feed_counters.delivered(1);
+        self.hub.feed_counters.delivered();
         self.flush_soon(ctx, key);
     }
 
@@ -440,7 +440,7 @@ impl HttpEdge {
             conn.queue(write::chunk(&notice));
         }
         conn.queue(block);
-        self.hub.feed_counters.delivered(1);
+        self.hub.feed_counters.delivered();
         self.flush_soon(ctx, key);
     }
 }

@@ -178,12 +178,6 @@ pub(crate) struct Feeds {
     /// Feeds of every loop of the server (`ServerHandle::feed_count`).
     open: Arc<AtomicUsize>,
     counters: Arc<FeedCounters>,
-    /// Deliveries not yet added to `counters`: [`Feeds::count`] adds them
-    /// once per publication, not once per subscriber: an atomic add per
-    /// delivery, on a cache line every loop thread writes, showed as 5% of a
-    /// fan-out server's profile (its whole CPU, four interleaved runs
-    /// against the previous build, moved within the noise).
-    uncounted: u64,
 }
 
 impl Feeds {
@@ -192,14 +186,6 @@ impl Feeds {
             map: StreamMap::default(),
             open,
             counters,
-            uncounted: 0,
-        }
-    }
-
-    /// Adds the deliveries made since the last call to the server's counters.
-    pub(crate) fn count(&mut self) {
-        if self.uncounted > 0 {
-            self.counters.delivered(std::mem::take(&mut self.uncounted));
         }
     }
 
@@ -231,7 +217,7 @@ impl Feeds {
             return None;
         };
         if let Ok(dropped) = feed.deliver(conn, id, message) {
-            self.uncounted += 1;
+            self.counters.delivered();
             self.counters.lost(dropped);
             return None;
         }

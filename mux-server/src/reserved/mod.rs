@@ -167,7 +167,6 @@ impl Reserved {
         if let Some(kind) = self.feeds.deliver_entry(ctx, key, id, entry) {
             self.unindex(key, id, kind);
         }
-        self.feeds.count();
     }
 
     /// Removes a stream's feed, wherever it is indexed.

@@ -94,6 +94,5 @@ impl Reserved {
         for (key, id) in targets {
             self.deliver(ctx, key, id, message.clone());
         }
-        self.feeds.count();
     }
 }
