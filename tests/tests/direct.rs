@@ -242,6 +242,14 @@ fn read_until_last(sub: &mut DirectSubscription) -> (u64, u64) {
     }
 }
 
+/// A `DirectClient` of its own subscribed to `pattern`.
+fn direct_subscription(server: &mux_server::Server, pattern: &str) -> DirectSubscription {
+    DirectClient::connect(server.local_addr())
+        .expect("connect")
+        .subscribe(pattern)
+        .expect("subscribe")
+}
+
 /// A payload of `len` bytes starting with `n` in 20 digits.
 fn numbered(n: u64, len: usize) -> Vec<u8> {
     let mut payload = format!("{n:020}").into_bytes();
@@ -252,10 +260,7 @@ fn numbered(n: u64, len: usize) -> Vec<u8> {
 #[test]
 fn a_direct_subscription_receives_every_match_in_order() {
     let server = server();
-    let mut sub = DirectClient::connect(server.local_addr())
-        .expect("connect")
-        .subscribe("orders.*.created")
-        .expect("subscribe");
+    let mut sub = direct_subscription(&server, "orders.*.created");
     assert_eq!(sub.pattern(), "orders.*.created");
     let publisher = Client::connect(server.local_addr()).expect("publisher");
     let published = 2000;
@@ -287,10 +292,7 @@ fn a_slow_direct_subscriber_is_told_what_it_lost() {
         })
         .start()
         .expect("server");
-    let mut sub = DirectClient::connect(server.local_addr())
-        .expect("connect")
-        .subscribe("flood")
-        .expect("subscribe");
+    let mut sub = direct_subscription(&server, "flood");
     let publisher = Client::connect(server.local_addr()).expect("publisher");
     // Nobody reads while 3,000 publications of 4 KiB (12 MiB, far past the
     // stream's window) are made.
@@ -315,10 +317,7 @@ fn a_direct_subscription_is_refused_ended_and_dropped_clearly() {
         .expect_err("an invalid pattern");
     assert!(matches!(err, CallError::Malformed(_)), "{err:?}");
 
-    let sub = DirectClient::connect(server.local_addr())
-        .expect("connect")
-        .subscribe("news")
-        .expect("subscribe");
+    let sub = direct_subscription(&server, "news");
     wait_until(LIMIT, "the server to hold the subscription", || {
         server.handle().feed_count() == 1
     });
@@ -329,10 +328,7 @@ fn a_direct_subscription_is_refused_ended_and_dropped_clearly() {
         || server.handle().feed_count() == 0,
     );
 
-    let mut sub = DirectClient::connect(server.local_addr())
-        .expect("connect")
-        .subscribe("news")
-        .expect("subscribe");
+    let mut sub = direct_subscription(&server, "news");
     server
         .shutdown_gracefully(Duration::from_secs(5))
         .expect("shutdown");
@@ -347,10 +343,7 @@ fn a_direct_subscription_is_refused_ended_and_dropped_clearly() {
 #[test]
 fn a_direct_publisher_streams_past_its_window_in_order() {
     let server = server();
-    let mut sub = DirectClient::connect(server.local_addr())
-        .expect("connect")
-        .subscribe("prices.>")
-        .expect("subscribe");
+    let mut sub = direct_subscription(&server, "prices.>");
     let mut publisher = DirectClient::connect(server.local_addr())
         .expect("connect")
         .publisher()
@@ -397,10 +390,7 @@ fn a_timeout_too_long_to_be_a_time_waits_without_a_deadline() {
     // `Instant::now() + Duration::MAX` overflows (a panic): such a wait
     // must simply have no deadline.
     let server = server();
-    let mut sub = DirectClient::connect(server.local_addr())
-        .expect("connect")
-        .subscribe("forever")
-        .expect("subscribe");
+    let mut sub = direct_subscription(&server, "forever");
     let publisher = Client::connect(server.local_addr()).expect("publisher");
     publisher.publish("forever", "one").expect("publish");
     let delivery =
@@ -414,10 +404,7 @@ fn a_timeout_too_long_to_be_a_time_waits_without_a_deadline() {
 #[test]
 fn a_direct_publication_is_on_the_wire_when_publish_returns() {
     let server = server();
-    let mut sub = DirectClient::connect(server.local_addr())
-        .expect("connect")
-        .subscribe("ticks")
-        .expect("subscribe");
+    let mut sub = direct_subscription(&server, "ticks");
     let mut publisher = DirectClient::connect(server.local_addr())
         .expect("connect")
         .publisher()
