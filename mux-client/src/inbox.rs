@@ -23,10 +23,11 @@ pub(crate) const FEED_QUEUE: usize = 256;
 /// 64 KiB messages kept up to 32 MiB between the two threads (the loop's
 /// queue and the reader's): every read buffer was still held when the loop
 /// needed room, so each was a fresh allocation, faulted in page by page
-/// (30,000-200,000 page faults per 4 GiB), and every copy went to memory
-/// far out of cache. Bounded at 256 KiB, a 4 GiB download through `Client`
-/// took a median of 1.9 s of client CPU against 2.4 s at 1 MiB and 2.5 s
-/// unbounded (six, six and seven runs of one-off programs, interleaved).
+/// (32,000-200,000 page faults per 4 GiB). Bounded at 256 KiB, a 4 GiB
+/// download through `Client` took a median of 1.9 s of client CPU against
+/// 2.4 s at 1 MiB and 2.4 s unbounded (six, six and seven runs of one-off
+/// programs, interleaved, all with the read buffer's block reuse; unbounded
+/// and without it, 3.0 s over eight runs).
 pub(crate) const FEED_BYTES: usize = 256 << 10;
 
 /// How much more the loop may queue for a stream's reader.

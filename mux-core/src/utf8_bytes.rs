@@ -2,10 +2,11 @@
 //! and the type of an event (`spec/patterns.md` §3.3, §5), handed to the
 //! application without a copy.
 //!
-//! A subscriber reading 64-byte publications spent about a twentieth of its
-//! CPU allocating and freeing the topic's `String`, one per delivery; the
-//! topic is now a slice of the received frame, like the payload beside it.
-//! The bytes are checked to be UTF-8 once, when the value is made.
+//! The topic's `String`, allocated and freed once per delivery, cost 100
+//! direct subscribers reading 64-byte publications about 4% of their
+//! process's CPU (medians of eight runs each way); the topic is now a slice
+//! of the received frame, like the payload beside it. The bytes are checked
+//! to be UTF-8 once, when the value is made.
 
 use std::borrow::Borrow;
 use std::fmt;

@@ -24,7 +24,8 @@
 //!   `BytesMut` moves the partial frame to the front, or into a new
 //!   allocation while payloads still hold the old one. With reads the size of
 //!   the largest frames, every read cut one and moved half a read on average
-//!   a second time (5% of that profile's samples). Room is made for
+//!   a second time (5% of the samples in an earlier profile of the same
+//!   download). Room is made for
 //!   [`READS_AHEAD`] full reads at once, so the partial frame moves once per
 //!   that many reads.
 
@@ -33,12 +34,12 @@ use std::io;
 use bytes::BytesMut;
 
 /// Bytes asked for per `read` of a connection's socket. 64 KiB, the
-/// largest frame's payload: with room for [`READS_AHEAD`] of them the
-/// buffer stays within the second-level cache, where the kernel's copy into
-/// it is cheapest. 256 KiB reads, whose room is a megabyte, cost the loop a
-/// third more CPU per byte uploaded (three interleaved 4 GiB uploads each,
-/// the server's CPU: 1.75-2.09 s against 1.26-1.34 s). (While every read
-/// was copied out of a scratch buffer, the loop read 256 KiB at a time.)
+/// largest frame's payload: room for [`READS_AHEAD`] of them fits in this
+/// machine's second-level cache (512 KiB per core). 256 KiB reads, whose
+/// room is a megabyte, cost the loop more CPU per byte uploaded (interleaved
+/// 4 GiB uploads, the server's CPU: 1.75-2.09 s in three, against 1.26-1.67 s
+/// in six with 64 KiB reads). (While every read was copied out of a scratch
+/// buffer, the loop read 256 KiB at a time.)
 pub const READ_SIZE: usize = 64 * 1024;
 
 /// How many earlier blocks a buffer keeps for reuse.
