@@ -62,6 +62,7 @@ pub use mux_runtime::{LoopConfig, SocketOptions, SpinPolicy, TlsServer, TlsSetup
 pub use request::{BodySink, BodySource, HandlerError, HandlerResult, Request, Response};
 pub use server::{
     PublishError, Server, ServerBuilder, ServerHandle, DEFAULT_ADDR, DEFAULT_CONNECTION_MEMORY,
-    DEFAULT_FEED_QUEUE_BYTES, DEFAULT_MAX_REQUEST_BODY, DEFAULT_SERVER_MEMORY,
+    DEFAULT_FEED_MAX_WAIT, DEFAULT_FEED_QUEUE_BYTES, DEFAULT_MAX_REQUEST_BODY,
+    DEFAULT_SERVER_MEMORY,
 };
 pub use sessions::{MemoryStore, SessionHandle, SessionStore};

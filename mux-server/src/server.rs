@@ -40,6 +40,10 @@ pub const DEFAULT_CONNECTION_MEMORY: usize = 32 << 20;
 /// subscriber by default.
 pub const DEFAULT_FEED_QUEUE_BYTES: usize = 1 << 20;
 
+/// How long a message may wait in a feed's queue for a slow subscriber by
+/// default.
+pub const DEFAULT_FEED_MAX_WAIT: Duration = Duration::from_secs(10);
+
 /// What all connections may make the server hold by default.
 pub const DEFAULT_SERVER_MEMORY: usize = 1 << 30;
 
@@ -70,6 +74,7 @@ pub struct ServerBuilder {
     sessions: Option<Arc<dyn SessionStore>>,
     slow_subscriber: SlowSubscriber,
     feed_queue_bytes: usize,
+    feed_max_wait: Duration,
     log_capacity: usize,
     authenticator: Option<Arc<dyn Authenticator>>,
     authorizer: Option<Arc<dyn Authorizer>>,
@@ -124,6 +129,7 @@ impl Default for ServerBuilder {
             sessions: None,
             slow_subscriber: SlowSubscriber::default(),
             feed_queue_bytes: DEFAULT_FEED_QUEUE_BYTES,
+            feed_max_wait: DEFAULT_FEED_MAX_WAIT,
             log_capacity: 1024,
             authenticator: None,
             authorizer: None,
@@ -351,6 +357,18 @@ impl ServerBuilder {
         self
     }
 
+    /// How long a message may wait in a subscription's, event stream's or
+    /// session feed's queue for a subscriber that does not keep up (default
+    /// 10 s). Past it the slow-subscriber policy applies to that message, as
+    /// past the queue's message count: it is dropped and counted in the next
+    /// Lost notice, or the feed is ended. Checked whenever the feed is given a
+    /// message or its stream has room, so nothing is written to a subscriber
+    /// after waiting longer (`spec/patterns.md` §3.5).
+    pub fn feed_max_wait(mut self, wait: Duration) -> Self {
+        self.feed_max_wait = wait;
+        self
+    }
+
     /// Entries each event log keeps for replay (default 1,024), in the
     /// embedded in-memory store.
     pub fn event_log_capacity(mut self, entries: usize) -> Self {
@@ -453,6 +471,7 @@ impl ServerBuilder {
         let feed_limits = FeedLimits {
             policy: self.slow_subscriber,
             max_bytes: self.feed_queue_bytes,
+            max_wait: self.feed_max_wait,
         };
         let mut loops = Vec::with_capacity(self.threads);
         for (n, listener) in listeners.into_iter().enumerate() {

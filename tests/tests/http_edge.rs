@@ -392,6 +392,66 @@ fn a_subscriber_that_does_not_read_is_told_what_it_lost() {
 }
 
 #[test]
+fn a_subscriber_behind_for_longer_than_the_limit_loses_what_follows() {
+    // Bounded in count and bytes far beyond what the test publishes: only
+    // the 20 ms limit on how long the edge's unwritten bytes may wait binds.
+    let builder = with_routes(server_builder())
+        .slow_subscriber_policy(mux_server::SlowSubscriber::DropOldest { queue: 1_000_000 })
+        .feed_queue_bytes(1 << 30)
+        .feed_max_wait(Duration::from_millis(20))
+        .http(any_local_address());
+    let server = builder.start().expect("server starts");
+    let addr = server.http_addr().expect("the edge listens");
+    let mut stream = EventStream::open(addr, "/topics/bulk.*", &[]).expect("subscribe");
+    // More than the socket buffers hold unread (see above), so that bytes
+    // wait at the edge.
+    let payload = "x".repeat(64 * 1024);
+    let before = 1_000;
+    for _ in 0..before {
+        server
+            .handle()
+            .publish("bulk.data", payload.clone())
+            .expect("publish");
+    }
+    // The loop has taken them all (delivered, or dropped if it took longer
+    // than the limit to); then time passes, not as synchronisation: the
+    // unwritten bytes are older than the limit when the next ones arrive.
+    wait_until(LIMIT, "the edge to take the publications", || {
+        let metrics = server.handle().metrics_text();
+        let count = |name: &str| {
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        count("mux_feed_deliveries_total ") + count("mux_feed_losses_total ") >= before
+    });
+    std::thread::sleep(Duration::from_millis(60));
+    let after = 100;
+    for _ in 0..after {
+        server
+            .handle()
+            .publish("bulk.data", payload.clone())
+            .expect("publish");
+    }
+    let published = before + after;
+    let (mut received, mut lost) = (0u64, 0u64);
+    while received + lost < published {
+        let event = stream.next_event().expect("an event");
+        match event.kind.as_str() {
+            "lost" => lost += event.data.parse::<u64>().expect("a count"),
+            _ => received += 1,
+        }
+    }
+    assert!(
+        lost >= after,
+        "{lost} lost: publications were queued behind bytes older than the limit"
+    );
+    assert_eq!(received + lost, published);
+}
+
+#[test]
 fn many_pipelined_requests_and_a_long_streamed_body_do_not_deepen_the_stack() {
     let builder = mux_server::demo::routes(server_builder()).http(any_local_address());
     let server = builder.start().expect("server starts");

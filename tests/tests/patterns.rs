@@ -89,7 +89,7 @@ fn invalid_topics_and_patterns_are_refused() {
 
 /// A server with `policy` and a 16 KiB stream send buffer, so that a
 /// subscriber that does not read falls behind after a few messages.
-fn slow_subscriber_server(policy: SlowSubscriber) -> Server {
+fn slow_subscriber_builder(policy: SlowSubscriber) -> mux_server::ServerBuilder {
     let config = mux_server::core::Config {
         stream_send_buffer: 16 * 1024,
         ..mux_server::core::Config::default()
@@ -97,8 +97,10 @@ fn slow_subscriber_server(policy: SlowSubscriber) -> Server {
     server_builder()
         .slow_subscriber_policy(policy)
         .connection_config(config)
-        .start()
-        .expect("server")
+}
+
+fn slow_subscriber_server(policy: SlowSubscriber) -> Server {
+    slow_subscriber_builder(policy).start().expect("server")
 }
 
 /// Reads a subscription up to the message "last": how many publications
@@ -169,6 +171,77 @@ fn a_slow_subscribers_queue_is_bounded_in_bytes_too() {
     let (received, lost) = count_until_last(&mut sub);
     assert!(lost > 0, "the byte cap dropped nothing");
     assert_eq!(received + lost, published);
+}
+
+/// A server whose feeds may hold a message for 20 ms (and, in count and
+/// bytes, far more than the tests publish), under `policy`.
+fn max_wait_server(policy: SlowSubscriber) -> Server {
+    slow_subscriber_builder(policy)
+        .feed_queue_bytes(64 << 20)
+        .feed_max_wait(Duration::from_millis(20))
+        .start()
+        .expect("server")
+}
+
+/// Publishes 4 KiB messages to `topic` past what the subscriber's windows
+/// and buffers take (its inbox, the stream window, the send buffer), then
+/// lets the feed's queue grow older than the server's 20 ms limit.
+fn publish_then_wait(publisher: &Client, topic: &str, count: u64) {
+    for _ in 0..count {
+        publisher.publish(topic, vec![b'x'; 4096]).expect("publish");
+    }
+    // Time passing, not synchronisation: what waits in the queue is older
+    // than the limit when the next publication arrives.
+    std::thread::sleep(Duration::from_millis(60));
+}
+
+#[test]
+fn messages_that_waited_past_the_limit_are_dropped_and_counted() {
+    let server = max_wait_server(SlowSubscriber::DropOldest { queue: 100_000 });
+    let subscriber = Client::connect(server.local_addr()).expect("connect");
+    let mut sub = subscriber.subscribe("stale").expect("subscribe");
+    let publisher = Client::connect(server.local_addr()).expect("publisher");
+    let published = 400;
+    publish_then_wait(&publisher, "stale", published);
+    publisher.publish("stale", "last").expect("publish");
+    let (received, lost) = count_until_last(&mut sub);
+    assert!(
+        lost > 0,
+        "nothing was dropped: the queue was bounded in count and bytes only"
+    );
+    assert_eq!(
+        received + lost,
+        published,
+        "every publication accounted for"
+    );
+    let losses = format!("mux_feed_losses_total {lost}");
+    wait_until(WAIT, &losses, || {
+        server.handle().metrics_text().contains(&losses)
+    });
+}
+
+#[test]
+fn a_subscriber_behind_for_longer_than_the_limit_can_be_disconnected() {
+    let server = max_wait_server(SlowSubscriber::Disconnect { queue: 100_000 });
+    let subscriber = Client::connect(server.local_addr()).expect("connect");
+    let mut sub = subscriber.subscribe("stale").expect("subscribe");
+    let publisher = Client::connect(server.local_addr()).expect("publisher");
+    publish_then_wait(&publisher, "stale", 400);
+    publisher.publish("stale", "last").expect("publish");
+    let outcome = loop {
+        match sub.next_timeout(WAIT) {
+            Some(Ok(Delivery::Message { payload, .. })) => {
+                assert_ne!(&payload[..], b"last", "the stale queue was written");
+            }
+            other => break other,
+        }
+    };
+    assert_eq!(
+        outcome,
+        Some(Err(CallError::Reset(
+            mux_server::core::ErrorCode::ENHANCE_YOUR_CALM
+        )))
+    );
 }
 
 #[test]

@@ -66,6 +66,8 @@ pub(super) struct HttpConn {
     pub(super) closing: bool,
     pub(super) keep_alive: bool,
     pub(super) last_write: Instant,
+    /// Since when `output` has not been empty.
+    unwritten_since: Instant,
     /// Waiting in the edge's list of connections to flush at the pass's end.
     pub(super) flush_queued: bool,
 }
@@ -83,6 +85,7 @@ impl HttpConn {
             closing: false,
             keep_alive: true,
             last_write: deadline,
+            unwritten_since: deadline,
             flush_queued: false,
         }
     }
@@ -92,8 +95,20 @@ impl HttpConn {
         self.output.len()
     }
 
+    /// How long the oldest byte waiting to be written has waited, at most:
+    /// since when something has always waited.
+    pub(super) fn waited(&self, now: Instant) -> std::time::Duration {
+        if self.output.is_empty() {
+            return std::time::Duration::ZERO;
+        }
+        now.saturating_duration_since(self.unwritten_since)
+    }
+
     /// Queues `bytes` after what waits (written by [`HttpConn::flush`]).
     pub(super) fn queue(&mut self, bytes: Bytes) {
+        if self.output.is_empty() {
+            self.unwritten_since = Instant::now();
+        }
         self.output.extend_from_slice(&bytes);
     }
 

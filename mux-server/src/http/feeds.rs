@@ -3,7 +3,8 @@
 //! routes (§3-§5), written as `text/event-stream`. This module owns the
 //! loop's index of them and serves the hub's fan-out to it.
 //!
-//! A client that does not keep up: an event stream is closed (its browser
+//! A client that does not keep up (more than the feed bound unsent, or bytes
+//! unsent for longer than its time): an event stream is closed (its browser
 //! reconnects with `Last-Event-ID` and the log replays what it missed, so
 //! nothing is lost while the log keeps it); a subscription follows the
 //! server's slow-subscriber policy, announcing what it dropped as a `lost`
@@ -329,11 +330,11 @@ impl HttpEdge {
         (id, entry_epoch): (u64, u64),
         block: Bytes,
     ) {
-        let max_bytes = self.feed_limits.max_bytes;
+        let limits = self.feed_limits;
         let Some(conn) = self.conns.get_mut(&key) else {
             return;
         };
-        let queued = conn.queued();
+        let behind = conn.queued() > limits.max_bytes || conn.waited(ctx.now) > limits.max_wait;
         let Phase::Events { last_id, epoch } = &mut conn.phase else {
             return;
         };
@@ -347,7 +348,7 @@ impl HttpEdge {
         if id <= *last_id {
             return; // already sent by the replay that raced it
         }
-        if queued > max_bytes {
+        if behind {
             // Too slow: closed; its client resumes from its last id.
             self.hub.feed_counters.lost(1);
             log::debug!("http: an event stream's client is too slow; closing it");
@@ -413,7 +414,7 @@ impl HttpEdge {
         let Some(conn) = self.conns.get_mut(&key) else {
             return;
         };
-        let queued = conn.queued();
+        let behind = conn.queued() > limits.max_bytes || conn.waited(ctx.now) > limits.max_wait;
         let Phase::Topic { lost, .. } = &mut conn.phase else {
             return;
         };
@@ -421,7 +422,7 @@ impl HttpEdge {
         let Some(block) = block else {
             return;
         };
-        if queued > limits.max_bytes {
+        if behind {
             self.hub.feed_counters.lost(1);
             match limits.policy {
                 SlowSubscriber::Disconnect { .. } => {

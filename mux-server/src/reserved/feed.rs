@@ -1,12 +1,13 @@
 //! Outgoing message feeds on a client-opened stream: subscriptions, event
 //! streams and session feeds (`spec/patterns.md` §3-§6). A feed writes
-//! messages into the stream while its send buffer has room, then queues a
-//! bounded number, and applies the slow-subscriber policy beyond that.
-//! [`Feeds`] holds every feed of a loop.
+//! messages into the stream while its send buffer has room, then queues
+//! them, bounded in count, bytes and time, and applies the slow-subscriber
+//! policy beyond that (§3.5). [`Feeds`] holds every feed of a loop.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mux_core::patterns::FeedMessage;
@@ -26,12 +27,20 @@ pub(crate) enum FeedKind {
 }
 
 /// What a feed may hold for a subscriber that does not keep up: the
-/// slow-subscriber policy's message count, and a byte cap (the newest
-/// message is always kept, however large).
+/// slow-subscriber policy's message count, a byte cap (the newest message is
+/// always kept, however large), and how long a message may wait.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FeedLimits {
     pub(crate) policy: SlowSubscriber,
     pub(crate) max_bytes: usize,
+    pub(crate) max_wait: Duration,
+}
+
+/// A message waiting for the stream to take it.
+#[derive(Debug)]
+struct Queued {
+    message: Bytes,
+    since: Instant,
 }
 
 /// One feed.
@@ -39,7 +48,7 @@ pub(crate) struct FeedLimits {
 pub(crate) struct Feed {
     pub(crate) kind: FeedKind,
     /// Messages (or the rest of one) not yet taken by the stream.
-    queue: VecDeque<Bytes>,
+    queue: VecDeque<Queued>,
     /// The front of `queue` is the rest of a message already partly sent.
     partial_front: bool,
     /// Bytes in `queue`.
@@ -85,6 +94,7 @@ impl Feed {
         conn: &mut Connection,
         id: StreamId,
         message: Bytes,
+        now: Instant,
     ) -> Result<u64, TooSlow> {
         let limit = match self.limits.policy {
             SlowSubscriber::DropOldest { queue } | SlowSubscriber::Disconnect { queue } => {
@@ -92,9 +102,11 @@ impl Feed {
             }
         };
         self.queued_bytes += message.len();
-        self.queue.push_back(message);
-        self.flush(conn, id);
-        let mut dropped = 0;
+        self.queue.push_back(Queued {
+            message,
+            since: now,
+        });
+        let mut dropped = self.flush(conn, id, now)?;
         loop {
             let waiting = self.queue.len() - usize::from(self.partial_front);
             let over =
@@ -102,22 +114,50 @@ impl Feed {
             if !over {
                 return Ok(dropped);
             }
-            match self.limits.policy {
-                SlowSubscriber::Disconnect { .. } => return Err(TooSlow),
-                SlowSubscriber::DropOldest { .. } => {
-                    let index = usize::from(self.partial_front);
-                    if let Some(dropped) = self.queue.remove(index) {
-                        self.queued_bytes -= dropped.len();
-                    }
-                    self.lost += 1;
-                    dropped += 1;
+            self.drop_oldest_waiting()?;
+            dropped += 1;
+        }
+    }
+
+    /// Writes queued messages while the stream takes them (after `Writable`,
+    /// or a delivery), first applying the policy to those that waited longer
+    /// than the limit; `Ok` with how many it dropped.
+    pub(crate) fn flush(
+        &mut self,
+        conn: &mut Connection,
+        id: StreamId,
+        now: Instant,
+    ) -> Result<u64, TooSlow> {
+        let mut dropped = 0;
+        while let Some(oldest) = self.queue.get(usize::from(self.partial_front)) {
+            if now.saturating_duration_since(oldest.since) <= self.limits.max_wait {
+                break;
+            }
+            self.drop_oldest_waiting()?;
+            dropped += 1;
+        }
+        self.write(conn, id);
+        Ok(dropped)
+    }
+
+    /// Applies the policy to the oldest message not yet begun: drops it
+    /// (counted for the next Lost notice) or gives up on the subscriber.
+    fn drop_oldest_waiting(&mut self) -> Result<(), TooSlow> {
+        match self.limits.policy {
+            SlowSubscriber::Disconnect { .. } => Err(TooSlow),
+            SlowSubscriber::DropOldest { .. } => {
+                if let Some(gone) = self.queue.remove(usize::from(self.partial_front)) {
+                    self.queued_bytes -= gone.message.len();
                 }
+                self.lost += 1;
+                Ok(())
             }
         }
     }
 
-    /// Writes queued messages while the stream takes them (after `Writable`).
-    pub(crate) fn flush(&mut self, conn: &mut Connection, id: StreamId) {
+    /// Writes queued messages while the stream takes them, a Lost notice
+    /// first if some were dropped.
+    fn write(&mut self, conn: &mut Connection, id: StreamId) {
         loop {
             if self.lost > 0 && !self.partial_front {
                 let notice = FeedMessage::Lost { count: self.lost }.encode();
@@ -129,15 +169,15 @@ impl Feed {
             let Some(front) = self.queue.front_mut() else {
                 return;
             };
-            let len = front.len();
-            match conn.send(id, front.clone(), true, false) {
+            let len = front.message.len();
+            match conn.send(id, front.message.clone(), true, false) {
                 Ok(accepted) if accepted == len => {
                     self.queue.pop_front();
                     self.queued_bytes -= len;
                     self.partial_front = false;
                 }
                 Ok(accepted) => {
-                    let _ = front.split_to(accepted);
+                    let _ = front.message.split_to(accepted);
                     self.queued_bytes -= accepted;
                     self.partial_front = self.partial_front || accepted > 0;
                     return;
@@ -213,17 +253,37 @@ impl Feeds {
         id: StreamId,
         message: Bytes,
     ) -> Option<FeedKind> {
+        let now = ctx.now;
         let (Some(conn), Some(feed)) = (ctx.conn(key), self.map.get_mut(key, id)) else {
             return None;
         };
-        if let Ok(dropped) = feed.deliver(conn, id, message) {
+        let delivered = feed.deliver(conn, id, message, now);
+        if delivered.is_ok() {
             self.counters.delivered();
-            self.counters.lost(dropped);
-            return None;
         }
-        self.counters.lost(1);
-        Feed::disconnect(conn, id);
-        self.remove(key, id)
+        self.settle(conn, key, id, delivered)
+    }
+
+    /// Counts what a delivery or flush dropped; resets and removes a feed
+    /// whose subscriber was too slow.
+    fn settle(
+        &mut self,
+        conn: &mut Connection,
+        key: ConnKey,
+        id: StreamId,
+        outcome: Result<u64, TooSlow>,
+    ) -> Option<FeedKind> {
+        match outcome {
+            Ok(dropped) => {
+                self.counters.lost(dropped);
+                None
+            }
+            Err(TooSlow) => {
+                self.counters.lost(1);
+                Feed::disconnect(conn, id);
+                self.remove(key, id)
+            }
+        }
     }
 
     /// Delivers a log entry unless the feed already had it (a replay raced it).
@@ -253,11 +313,17 @@ impl Feeds {
         self.deliver(ctx, key, id, event_message(entry))
     }
 
-    /// Writes a feed's queue after `Event::Writable`.
-    pub(crate) fn flush(&mut self, conn: &mut Connection, key: ConnKey, id: StreamId) {
-        if let Some(feed) = self.map.get_mut(key, id) {
-            feed.flush(conn, id);
-        }
+    /// Writes a feed's queue after `Event::Writable`; like
+    /// [`Feeds::deliver`], returns the kind of a feed it ended.
+    pub(crate) fn flush(
+        &mut self,
+        conn: &mut Connection,
+        key: ConnKey,
+        id: StreamId,
+        now: Instant,
+    ) -> Option<FeedKind> {
+        let flushed = self.map.get_mut(key, id)?.flush(conn, id, now);
+        self.settle(conn, key, id, flushed)
     }
 
     /// Announces `missed` possibly lost publications to every subscription
@@ -280,7 +346,7 @@ impl Feeds {
                 .is_some_and(|feed| matches!(feed.kind, FeedKind::Subscription { .. }));
             if let (true, Some(conn)) = (is_subscription, ctx.conn(key)) {
                 if let Some(feed) = self.map.get_mut(key, id) {
-                    feed.flush(conn, id);
+                    feed.write(conn, id);
                 }
             }
         }
@@ -306,5 +372,96 @@ impl Feeds {
     /// Every stream with a feed.
     pub(crate) fn keys(&self) -> Vec<(ConnKey, StreamId)> {
         self.map.keys().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use mux_core::frame::Metadata;
+    use mux_core::{Config, Event, Side};
+
+    const WAIT: Duration = Duration::from_millis(100);
+
+    /// A server connection with one stream the client opened, whose send
+    /// buffer takes 1,024 bytes: what is delivered past that queues.
+    fn server_stream(now: Instant) -> (Connection, StreamId) {
+        let mut client = Connection::new(Side::Client, Config::default(), now);
+        let config = Config {
+            stream_send_buffer: 1024,
+            ..Config::default()
+        };
+        let mut server = Connection::new(Side::Server, config, now);
+        client.open(Metadata::new(), false).expect("open");
+        for _ in 0..4 {
+            let (mut to_server, mut to_client) = (BytesMut::new(), BytesMut::new());
+            while client.poll_transmit(now, &mut to_server) {}
+            server
+                .handle_read(now, &mut to_server)
+                .expect("server reads");
+            while server.poll_transmit(now, &mut to_client) {}
+            client
+                .handle_read(now, &mut to_client)
+                .expect("client reads");
+        }
+        while let Some(event) = server.poll_event() {
+            if let Event::StreamOpened { id, .. } = event {
+                return (server, id);
+            }
+        }
+        panic!("the server saw no stream");
+    }
+
+    fn feed(policy: SlowSubscriber) -> Feed {
+        let limits = FeedLimits {
+            policy,
+            max_bytes: usize::MAX,
+            max_wait: WAIT,
+        };
+        Feed::new(
+            FeedKind::Subscription {
+                pattern: "t".into(),
+            },
+            limits,
+        )
+    }
+
+    fn message(byte: u8) -> Bytes {
+        Bytes::from(vec![byte; 1000])
+    }
+
+    #[test]
+    fn messages_that_waited_past_the_limit_are_dropped_but_not_one_begun() {
+        let start = Instant::now();
+        let (mut conn, id) = server_stream(start);
+        let mut feed = feed(SlowSubscriber::DropOldest { queue: 1024 });
+        // The first fits the send buffer, the second is begun, two wait.
+        for byte in 1..=4 {
+            assert_eq!(feed.deliver(&mut conn, id, message(byte), start), Ok(0));
+        }
+        assert!(feed.partial_front);
+        assert_eq!(feed.queue.len(), 3);
+        // Exactly the limit is not past it.
+        let at_limit = start + WAIT;
+        assert_eq!(feed.flush(&mut conn, id, at_limit), Ok(0));
+        let later = at_limit + Duration::from_millis(1);
+        assert_eq!(feed.deliver(&mut conn, id, message(5), later), Ok(2));
+        assert_eq!(feed.lost, 2, "announced before the next message");
+        let kept: Vec<u8> = feed.queue.iter().map(|q| q.message[0]).collect();
+        assert_eq!(kept, [2, 5], "the begun message and the fresh one are kept");
+        assert_eq!(feed.queued_bytes, 1000 - 24 + 1000);
+    }
+
+    #[test]
+    fn under_disconnect_a_message_past_the_limit_ends_the_feed() {
+        let start = Instant::now();
+        let (mut conn, id) = server_stream(start);
+        let mut feed = feed(SlowSubscriber::Disconnect { queue: 1024 });
+        for byte in 1..=3 {
+            assert_eq!(feed.deliver(&mut conn, id, message(byte), start), Ok(0));
+        }
+        let later = start + WAIT + Duration::from_millis(1);
+        assert_eq!(feed.flush(&mut conn, id, later), Err(TooSlow));
     }
 }

@@ -145,8 +145,12 @@ impl Reserved {
 
     /// A feed's stream has room again.
     pub(crate) fn on_writable(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId) {
-        if let Some(conn) = ctx.conn(key) {
-            self.feeds.flush(conn, key, id);
+        let now = ctx.now;
+        let ended = ctx
+            .conn(key)
+            .and_then(|conn| self.feeds.flush(conn, key, id, now));
+        if let Some(kind) = ended {
+            self.unindex(key, id, kind);
         }
     }
 
