@@ -115,17 +115,21 @@ impl Broker for MemoryBroker {
     }
 }
 
-/// What a loop does with a subscriber that cannot keep up (`spec/patterns.md` §3.5).
+/// What a loop does with a subscriber that cannot keep up (`spec/patterns.md`
+/// §3.5): one whose feed would hold more than `queue` messages, more than
+/// `ServerBuilder::feed_queue_bytes`, or a message that has waited longer
+/// than `ServerBuilder::feed_max_wait`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlowSubscriber {
-    /// Keep at most `queue` undelivered messages; drop the oldest beyond, and
-    /// tell the subscriber how many it lost before its next message.
+    /// Keep at most `queue` undelivered messages; drop the oldest beyond (and
+    /// any that waited too long), and tell the subscriber how many it lost
+    /// before its next message.
     DropOldest {
         /// Messages kept per subscriber.
         queue: usize,
     },
-    /// Keep at most `queue` undelivered messages; beyond, end the
-    /// subscription with `ENHANCE_YOUR_CALM`.
+    /// Keep at most `queue` undelivered messages; beyond (or once one waited
+    /// too long), end the subscription with `ENHANCE_YOUR_CALM`.
     Disconnect {
         /// Messages kept per subscriber.
         queue: usize,
