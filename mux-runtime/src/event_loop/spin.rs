@@ -34,7 +34,15 @@
 //! the one-stream upload fell to 2.01 and 0.34 GB/s against 4.38 and
 //! 2.76 GB/s (raw TCP's 64 KiB line moved between 1.7 and 2.9 GB/s across
 //! the same four runs: a noisy machine, but a drop beyond its noise), so
-//! the spin stays.
+//! the spin stays. Two narrower rules were measured later, interleaved
+//! against this policy: no spin after a full read's worth (64 KiB) moved
+//! since the last wait gave `Client` downloads of 2.37-2.99 GB/s against
+//! 1.78-2.49 (three `--only bulk` pairs) but 6,869-7,037 calls per second
+//! beside an upload, p99 0.42-0.50 ms, against 7,896-7,960 and 0.35 ms (two
+//! `--only mixed` pairs); the same only while no stream received data (a
+//! sender waiting for credit) showed no change in a download's server CPU.
+//! Neither beat the noise on the bulk rows, and the first costs the calls
+//! beside an upload.
 
 use std::time::{Duration, Instant};
 
