@@ -251,7 +251,7 @@ mod tests {
     struct Read {
         /// Whether it was given the scratch buffer rather than the buffer's room.
         into_scratch: bool,
-        /// Where the partial frame started before the read, and after it.
+        /// Whether the partial frame the read found moved to another place.
         partial_moved: bool,
     }
 

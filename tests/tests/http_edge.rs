@@ -346,25 +346,20 @@ fn a_graceful_shutdown_ends_event_streams_and_answers_polls() {
     assert_eq!(poll.read_response().expect("answered").status, 204);
 }
 
-#[test]
-fn a_subscriber_that_does_not_read_is_told_what_it_lost() {
-    let builder = with_routes(server_builder())
-        .slow_subscriber_policy(mux_server::SlowSubscriber::DropOldest { queue: 1_000_000 })
-        .feed_queue_bytes(256 * 1024)
-        .http(any_local_address());
-    let server = builder.start().expect("server starts");
-    let addr = server.http_addr().expect("the edge listens");
-    let mut stream = EventStream::open(addr, "/topics/bulk.*", &[]).expect("subscribe");
-    // Far more than the socket buffers (up to 32 MiB received and 4 MiB
-    // sent on Linux's defaults) and the feed bound hold, unread.
+/// Publishes `count` 64 KiB payloads on `bulk.data` from server code.
+fn publish_bulk(server: &Server, count: u64) {
     let payload = "x".repeat(64 * 1024);
-    let published = 2_000;
-    for _ in 0..published {
+    for _ in 0..count {
         server
             .handle()
             .publish("bulk.data", payload.clone())
             .expect("publish");
     }
+}
+
+/// Reads a `bulk.*` subscription until `published` publications are
+/// accounted for: how many arrived, and how many `lost` events counted.
+fn count_bulk_events(stream: &mut EventStream, published: u64) -> (u64, u64) {
     let (mut received, mut lost) = (0u64, 0u64);
     while received + lost < published {
         let event = stream.next_event().expect("an event");
@@ -380,6 +375,23 @@ fn a_subscriber_that_does_not_read_is_told_what_it_lost() {
             }
         }
     }
+    (received, lost)
+}
+
+#[test]
+fn a_subscriber_that_does_not_read_is_told_what_it_lost() {
+    let builder = with_routes(server_builder())
+        .slow_subscriber_policy(mux_server::SlowSubscriber::DropOldest { queue: 1_000_000 })
+        .feed_queue_bytes(256 * 1024)
+        .http(any_local_address());
+    let server = builder.start().expect("server starts");
+    let addr = server.http_addr().expect("the edge listens");
+    let mut stream = EventStream::open(addr, "/topics/bulk.*", &[]).expect("subscribe");
+    // Far more than the socket buffers (up to 32 MiB received and 4 MiB
+    // sent on Linux's defaults) and the feed bound hold, unread.
+    let published = 2_000;
+    publish_bulk(&server, published);
+    let (received, lost) = count_bulk_events(&mut stream, published);
     assert!(
         lost > 0,
         "nothing was dropped: the test did not fill the queues"
@@ -405,14 +417,8 @@ fn a_subscriber_behind_for_longer_than_the_limit_loses_what_follows() {
     let mut stream = EventStream::open(addr, "/topics/bulk.*", &[]).expect("subscribe");
     // More than the socket buffers hold unread (see above), so that bytes
     // wait at the edge.
-    let payload = "x".repeat(64 * 1024);
     let before = 1_000;
-    for _ in 0..before {
-        server
-            .handle()
-            .publish("bulk.data", payload.clone())
-            .expect("publish");
-    }
+    publish_bulk(&server, before);
     // The loop has taken them all (delivered, or dropped if it took longer
     // than the limit to); then time passes, not as synchronisation: the
     // unwritten bytes are older than the limit when the next ones arrive.
@@ -429,21 +435,9 @@ fn a_subscriber_behind_for_longer_than_the_limit_loses_what_follows() {
     });
     std::thread::sleep(Duration::from_millis(60));
     let after = 100;
-    for _ in 0..after {
-        server
-            .handle()
-            .publish("bulk.data", payload.clone())
-            .expect("publish");
-    }
+    publish_bulk(&server, after);
     let published = before + after;
-    let (mut received, mut lost) = (0u64, 0u64);
-    while received + lost < published {
-        let event = stream.next_event().expect("an event");
-        match event.kind.as_str() {
-            "lost" => lost += event.data.parse::<u64>().expect("a count"),
-            _ => received += 1,
-        }
-    }
+    let (received, lost) = count_bulk_events(&mut stream, published);
     assert!(
         lost >= after,
         "{lost} lost: publications were queued behind bytes older than the limit"

@@ -39,7 +39,7 @@
 //! since the last wait gave `Client` downloads of 2.37-2.99 GB/s against
 //! 1.78-2.49 (three `--only bulk` pairs) but 6,869-7,037 calls per second
 //! beside an upload, p99 0.42-0.50 ms, against 7,896-7,960 and 0.35 ms (two
-//! `--only mixed` pairs); the same only while no stream received data (a
+//! `--only mixed,rpc` pairs); the same only while no stream received data (a
 //! sender waiting for credit) showed no change in a download's server CPU.
 //! Neither beat the noise on the bulk rows, and the first costs the calls
 //! beside an upload.
