@@ -3,14 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
+use super::recv_queue::{Payload, PACK_BELOW};
 use super::stream::{RecvState, SendState};
 use super::timers::Timer;
 use super::{Connection, Event, Phase, PingPurpose};
 use crate::error::{ConnectionError, ErrorCode, Flood, PeerMisbehaved, PrefaceError};
 use crate::frame::{
-    Data, Frame, GoAway, Open, Ping, Push, Reset, SettingId, Settings, WindowUpdate,
+    Data, DataRef, Frame, GoAway, Open, Ping, Push, Reset, SettingId, Settings, WindowUpdate,
 };
 use crate::preface::{Preface, VERSION};
 use crate::stream_id::{Side, StreamId};
@@ -60,11 +61,29 @@ impl Connection {
                 .config
                 .max_frame_size
                 .max(SettingId::MIN_MAX_FRAME_SIZE);
-            let Some(frame) = Frame::decode(buf, max)? else {
+            let Some(header) = Frame::peek(buf, max)? else {
                 return Ok(());
             };
-            self.stats.frame_received(&frame);
-            self.handle_frame(frame)?;
+            match DataRef::read(&header, buf) {
+                // Its bytes are copied into the stream's receive queue: read
+                // in place, it takes no reference to the buffer (spec §13.1.2).
+                Some(data) if data.payload.len() < PACK_BELOW && self.phase == Phase::Open => {
+                    self.stats.data_frame_received();
+                    let DataRef {
+                        stream,
+                        end_message,
+                        end_stream,
+                        payload,
+                    } = data;
+                    self.on_data(stream, end_message, end_stream, payload.into())?;
+                    buf.advance(header.frame_len());
+                }
+                _ => {
+                    let frame = Frame::take(buf, header)?;
+                    self.stats.frame_received(&frame);
+                    self.handle_frame(frame)?;
+                }
+            }
         }
         Ok(())
     }
@@ -100,7 +119,12 @@ impl Connection {
             }
         }
         match frame {
-            Frame::Data(data) => self.on_data(data),
+            Frame::Data(Data {
+                stream,
+                end_message,
+                end_stream,
+                payload,
+            }) => self.on_data(stream, end_message, end_stream, payload.into()),
             Frame::Open(open) => self.on_open(open),
             Frame::Push(push) => self.on_push(push),
             Frame::Reset(reset) => self.on_reset(reset),
@@ -120,13 +144,13 @@ impl Connection {
     }
 
     /// Spec §5.1, §6.3, §9.4.
-    fn on_data(&mut self, data: Data) -> Result<(), ConnectionError> {
-        let Data {
-            stream: id,
-            end_message,
-            end_stream,
-            payload,
-        } = data;
+    fn on_data(
+        &mut self,
+        id: StreamId,
+        end_message: bool,
+        end_stream: bool,
+        payload: Payload<'_>,
+    ) -> Result<(), ConnectionError> {
         let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
         if len == 0 && !end_stream {
             // Spec §5.1.2: no credit spent, so it spends the empty-frame budget.

@@ -30,6 +30,53 @@ const PACK_HINT_MESSAGES: usize = 1024;
 /// boundary list), counted by [`RecvQueue::memory`].
 const SEGMENT_OVERHEAD: usize = 96;
 
+/// A DATA frame's payload as the receive path has it.
+#[derive(Debug)]
+pub(crate) enum Payload<'a> {
+    /// A decoded frame's zero-copy slice of the read buffer.
+    Shared(Bytes),
+    /// Still in the read buffer: a small frame, whose bytes are copied into
+    /// a packed segment without taking a reference to the buffer.
+    InBuffer(&'a [u8]),
+}
+
+impl Payload<'_> {
+    pub(crate) fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Shared(bytes) => bytes,
+            Self::InBuffer(slice) => slice,
+        }
+    }
+
+    /// The bytes to keep as they are (copied only if they were borrowed).
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Self::Shared(bytes) => bytes,
+            Self::InBuffer(slice) => Bytes::copy_from_slice(slice),
+        }
+    }
+}
+
+impl From<Bytes> for Payload<'_> {
+    fn from(bytes: Bytes) -> Self {
+        Self::Shared(bytes)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Payload<'a> {
+    fn from(slice: &'a [u8]) -> Self {
+        Self::InBuffer(slice)
+    }
+}
+
 /// A run of received bytes with the message boundaries inside it.
 #[derive(Debug)]
 struct Segment {
@@ -132,7 +179,13 @@ impl RecvQueue {
     }
 
     /// Appends a DATA frame's payload and flags.
-    pub(crate) fn push(&mut self, payload: Bytes, end_message: bool, fin: bool) {
+    pub(crate) fn push<'a>(
+        &mut self,
+        payload: impl Into<Payload<'a>>,
+        end_message: bool,
+        fin: bool,
+    ) {
+        let payload = payload.into();
         self.held += payload.len();
         let small = payload.len() < PACK_BELOW;
         let tail_takes = self.segments.back().is_some_and(|tail| {
@@ -148,12 +201,12 @@ impl RecvQueue {
                 let (room, messages) = self.last_packed;
                 let mut packed =
                     BytesMut::with_capacity((room as usize).clamp(payload.len(), PACK_LIMIT));
-                packed.extend_from_slice(&payload);
+                packed.extend_from_slice(payload.as_slice());
                 let boundaries =
                     VecDeque::with_capacity((messages as usize).min(PACK_HINT_MESSAGES));
                 (Bytes::new(), packed, boundaries)
             } else {
-                (payload, BytesMut::new(), VecDeque::new())
+                (payload.into_bytes(), BytesMut::new(), VecDeque::new())
             };
             self.segments.push_back(Segment {
                 bytes,
@@ -166,7 +219,7 @@ impl RecvQueue {
             return self.mark(end_message, fin);
         }
         if let Some(tail) = self.segments.back_mut() {
-            tail.packed.extend_from_slice(&payload);
+            tail.packed.extend_from_slice(payload.as_slice());
         }
         self.mark(end_message, fin);
     }
@@ -229,6 +282,21 @@ mod tests {
         }
         assert!(queue.is_empty());
         assert_eq!(queue.held(), 0);
+    }
+
+    #[test]
+    fn borrowed_payloads_queue_as_shared_ones_do() {
+        let large = vec![9u8; PACK_BELOW + 1];
+        let payloads: [&[u8]; 4] = [b"abc", b"", &large, b"de"];
+        let (mut borrowed, mut shared) = (RecvQueue::default(), RecvQueue::default());
+        for (n, payload) in payloads.into_iter().enumerate() {
+            let end = n != 0;
+            borrowed.push(payload, end, n == 3);
+            shared.push(Bytes::copy_from_slice(payload), end, n == 3);
+        }
+        assert_eq!(borrowed.held(), shared.held());
+        assert_eq!(borrowed.segments(), shared.segments());
+        assert_eq!(drain(&mut borrowed, 100), drain(&mut shared, 100));
     }
 
     #[test]

@@ -9,6 +9,9 @@ use crate::frame::Frame;
 /// §4.2, then one for unknown types.
 pub const FRAME_TYPE_SLOTS: usize = 9;
 
+/// DATA's slot (type 0x0).
+const DATA_SLOT: usize = 0;
+
 /// Slots of the by-code counters: codes 0x0 to 0xd (spec §14), then one for
 /// any other code.
 pub const CODE_SLOTS: usize = 15;
@@ -89,9 +92,8 @@ fn bump(slots: &mut [u64], slot: usize) {
 impl Stats {
     /// Counts a frame received.
     pub(super) fn frame_received(&mut self, frame: &Frame) {
-        self.frames_received = self.frames_received.saturating_add(1);
         let slot = match frame {
-            Frame::Data(_) => 0,
+            Frame::Data(_) => DATA_SLOT,
             Frame::Open(_) => 1,
             Frame::Reset(reset) => {
                 bump(&mut self.resets_received, code_slot(reset.code));
@@ -107,6 +109,16 @@ impl Stats {
             Frame::Push(_) => 7,
             Frame::Unknown(_) => FRAME_TYPE_SLOTS - 1,
         };
+        self.count_received(slot);
+    }
+
+    /// Counts a DATA frame read in place (not decoded into a [`Frame`]).
+    pub(super) fn data_frame_received(&mut self) {
+        self.count_received(DATA_SLOT);
+    }
+
+    fn count_received(&mut self, slot: usize) {
+        self.frames_received = self.frames_received.saturating_add(1);
         bump(&mut self.frames_received_by_type, slot);
     }
 

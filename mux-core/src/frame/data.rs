@@ -9,6 +9,7 @@
 
 use bytes::Bytes;
 
+use super::header::{FrameType, Header, HEADER_LEN};
 use crate::stream_id::StreamId;
 
 /// A DATA frame.
@@ -56,10 +57,15 @@ impl Data {
     }
 
     pub(super) fn decode(stream: StreamId, flags: u8, payload: Bytes) -> Self {
+        let DataRef {
+            end_message,
+            end_stream,
+            ..
+        } = DataRef::decode(stream, flags, &[]);
         Self {
             stream,
-            end_message: flags & Self::END_MESSAGE != 0,
-            end_stream: flags & Self::END_STREAM != 0,
+            end_message,
+            end_stream,
             payload,
         }
     }
@@ -67,5 +73,42 @@ impl Data {
     pub(super) fn flags(&self) -> u8 {
         (u8::from(self.end_stream) * Self::END_STREAM)
             | (u8::from(self.end_message) * Self::END_MESSAGE)
+    }
+}
+
+/// A DATA frame read in place: its payload borrowed from the buffer it
+/// arrived in, for a receiver that copies the bytes anyway (see
+/// [`Frame::peek`](super::Frame::peek)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataRef<'a> {
+    /// The stream; never 0.
+    pub stream: StreamId,
+    /// As [`Data::end_message`].
+    pub end_message: bool,
+    /// As [`Data::end_stream`].
+    pub end_stream: bool,
+    /// The bytes.
+    pub payload: &'a [u8],
+}
+
+impl<'a> DataRef<'a> {
+    /// The DATA frame at the front of `frame`, whose checked `header`
+    /// [`Frame::peek`](super::Frame::peek) returned; `None` for a frame of
+    /// another type.
+    pub fn read(header: &Header, frame: &'a [u8]) -> Option<Self> {
+        if header.ty != FrameType::DATA {
+            return None;
+        }
+        let payload = frame.get(HEADER_LEN..header.frame_len())?;
+        Some(Self::decode(header.stream, header.flags, payload))
+    }
+
+    fn decode(stream: StreamId, flags: u8, payload: &'a [u8]) -> Self {
+        Self {
+            stream,
+            end_message: flags & Data::END_MESSAGE != 0,
+            end_stream: flags & Data::END_STREAM != 0,
+            payload,
+        }
     }
 }

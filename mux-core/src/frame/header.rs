@@ -78,6 +78,11 @@ impl Header {
         })
     }
 
+    /// The whole frame's length on the wire: the header and its payload.
+    pub fn frame_len(&self) -> usize {
+        HEADER_LEN + self.len as usize
+    }
+
     /// Appends the header's 9 bytes to `dst`.
     ///
     /// `len` must not exceed [`MAX_LENGTH_FIELD`]; the frame encoders guarantee it

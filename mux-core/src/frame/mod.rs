@@ -46,7 +46,7 @@ mod window_update;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-pub use self::data::Data;
+pub use self::data::{Data, DataRef};
 pub use self::go_away::GoAway;
 pub use self::header::{FrameType, Header, HEADER_LEN, MAX_LENGTH_FIELD};
 pub use self::metadata::{
@@ -199,6 +199,19 @@ impl Frame {
     /// a whole frame; then reserves room for the rest of the frame, once its
     /// declared length was checked against `max_frame_size`.
     pub fn decode(buf: &mut BytesMut, max_frame_size: u32) -> Result<Option<Self>, FrameError> {
+        let Some(header) = Self::peek(buf, max_frame_size)? else {
+            return Ok(None);
+        };
+        Self::take(buf, header).map(Some)
+    }
+
+    /// The checked header of the frame at the front of `buf`, if the whole
+    /// frame is there (`Ok(None)` otherwise); nothing is consumed. Then
+    /// either [`Frame::take`] decodes the frame, or the caller reads its
+    /// payload in place (`buf[HEADER_LEN..HEADER_LEN + len]`) and advances
+    /// past it: the receive path does that for small DATA frames, whose
+    /// bytes it copies anyway, to spare them a reference to the buffer.
+    pub fn peek(buf: &[u8], max_frame_size: u32) -> Result<Option<Header>, FrameError> {
         let Some(head) = buf.first_chunk::<HEADER_LEN>() else {
             return Ok(None);
         };
@@ -210,15 +223,21 @@ impl Frame {
             });
         }
         check_header(&header)?;
-        let total = HEADER_LEN + header.len as usize;
         // The rest of a partial frame is awaited; where it will land is the
         // transport's business (mux-runtime's read buffer makes room for it).
-        if buf.len() < total {
+        if buf.len() < header.frame_len() {
             return Ok(None);
         }
+        Ok(Some(header))
+    }
+
+    /// Takes the frame whose `header` [`Frame::peek`] returned from the
+    /// front of `buf` and decodes it; its payload is a zero-copy slice.
+    pub fn take(buf: &mut BytesMut, header: Header) -> Result<Self, FrameError> {
+        let total = header.frame_len().min(buf.len());
         let mut payload = buf.split_to(total).freeze();
-        payload.advance(HEADER_LEN);
-        Self::decode_payload(header, payload).map(Some)
+        payload.advance(HEADER_LEN.min(total));
+        Self::decode_payload(header, payload)
     }
 
     /// Decodes a frame whose header was checked and whose payload is complete.

@@ -512,3 +512,45 @@ fn a_refusal_before_settings_ends_the_connection_with_its_code() {
         "events: {events:?}"
     );
 }
+
+#[test]
+fn small_and_large_data_frames_arrive_alike_however_reads_cut_them() {
+    // §5.1, §7: small DATA frames are read in place and large ones sliced
+    // out of the buffer; both paths keep order, boundaries and the count.
+    let large = vec![0x5a; 2000];
+    let sent: [(&[u8], bool, bool); 5] = [
+        (b"a", true, false),
+        (&large, false, false),
+        (b"bc", true, false),
+        (b"", true, false),
+        (b"d", false, true),
+    ];
+    let mut wire = bytes::BytesMut::new();
+    for (payload, end_message, end_stream) in sent {
+        let mut data = crate::frame::Data::new(sid(1), Bytes::copy_from_slice(payload));
+        data.end_message = end_message;
+        data.end_stream = end_stream;
+        Frame::Data(data).encode(&mut wire).expect("encodes");
+    }
+    for piece in [1, 7, 1000, wire.len()] {
+        let mut raw = Raw::server(Config::default());
+        raw.send(frames::open(1));
+        for bytes in wire.chunks(piece) {
+            raw.feed(bytes);
+        }
+        assert!(raw.error.is_none(), "{:?}", raw.error);
+        let mut messages = Vec::new();
+        let mut message = Vec::new();
+        while let Ok(Some(chunk)) = raw.conn.read(sid(1), usize::MAX) {
+            message.extend_from_slice(&chunk.bytes);
+            if chunk.end_message || chunk.fin {
+                messages.push(std::mem::take(&mut message));
+            }
+        }
+        let mut expected = vec![b"a".to_vec(), large.clone()];
+        expected[1].extend_from_slice(b"bc");
+        expected.extend([Vec::new(), b"d".to_vec()]);
+        assert_eq!(messages, expected, "reads of {piece} bytes");
+        assert_eq!(raw.conn.stats().frames_received_by_type[0], 5);
+    }
+}

@@ -1,0 +1,94 @@
+//! Receive-path micro-benchmark: a connected client `Connection` takes in a
+//! batch of small messages on one stream (as a subscriber does), the
+//! application reads them, and the credit goes back: `handle_read`, `read`
+//! and `poll_transmit`, the state machine's whole share of a delivery.
+//!
+//! Run with `cargo bench -p mux-core --bench receive`.
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use mux_core::frame::Metadata;
+use mux_core::{Config, Connection, Event, Side, StreamId};
+
+/// Messages per batch: about what one read of a busy subscriber's socket
+/// holds on loopback.
+const MESSAGES_PER_BATCH: usize = 64;
+
+/// Moves every byte `from` has to send into `to`.
+fn shuttle(from: &mut Connection, to: &mut Connection, now: Instant) {
+    let mut wire = BytesMut::new();
+    while from.poll_transmit(now, &mut wire) {}
+    if !wire.is_empty() {
+        to.handle_read(now, &mut wire)
+            .expect("benchmark peers agree");
+    }
+}
+
+/// A client and a server with one stream the client opened, and the bytes
+/// of `MESSAGES_PER_BATCH` messages of `size` bytes the server sends on it.
+fn subscribed(size: usize) -> (Connection, StreamId, BytesMut) {
+    let now = Instant::now();
+    let mut client = Connection::new(Side::Client, Config::default(), now);
+    let mut server = Connection::new(Side::Server, Config::default(), now);
+    let id = client
+        .open(Metadata::new(), false)
+        .expect("a new connection opens a stream");
+    for _ in 0..4 {
+        shuttle(&mut client, &mut server, now);
+        shuttle(&mut server, &mut client, now);
+    }
+    while let Some(event) = server.poll_event() {
+        black_box(event);
+    }
+    while let Some(event) = client.poll_event() {
+        black_box(event);
+    }
+    let message = Bytes::from(vec![0xab; size]);
+    for _ in 0..MESSAGES_PER_BATCH {
+        let sent = server
+            .send(id, message.clone(), true, false)
+            .expect("the stream is open");
+        assert_eq!(sent, size, "the batch fits the initial window");
+    }
+    let mut batch = BytesMut::new();
+    while server.poll_transmit(now, &mut batch) {}
+    (client, id, batch)
+}
+
+fn bench_receive(c: &mut Criterion, name: &str, size: usize) {
+    let (mut client, id, batch) = subscribed(size);
+    let now = Instant::now();
+    let mut credit = BytesMut::new();
+    // One input buffer for the connection's life, as the runtime keeps:
+    // each batch is appended to it, as a short read is.
+    let mut input = BytesMut::new();
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements(MESSAGES_PER_BATCH as u64));
+    group.bench_function("receive_read_credit", |b| {
+        b.iter(|| {
+            input.extend_from_slice(&batch);
+            client
+                .handle_read(now, &mut input)
+                .expect("the batch is well formed");
+            while let Some(event) = client.poll_event() {
+                black_box(matches!(event, Event::Readable { .. }));
+            }
+            while let Ok(Some(chunk)) = client.read(id, usize::MAX) {
+                black_box(chunk);
+            }
+            credit.clear();
+            while client.poll_transmit(now, &mut credit) {}
+        })
+    });
+    group.finish();
+}
+
+fn receive(c: &mut Criterion) {
+    bench_receive(c, "messages_64b", 64);
+    bench_receive(c, "messages_512b", 512);
+}
+
+criterion_group!(benches, receive);
+criterion_main!(benches);
