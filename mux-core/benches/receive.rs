@@ -9,42 +9,19 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use mux_core::frame::Metadata;
-use mux_core::{Config, Connection, Event, Side, StreamId};
+use mux_core::{Config, Connection, Event, StreamId};
+
+mod support;
 
 /// Messages per batch: about what one read of a busy subscriber's socket
 /// holds on loopback.
 const MESSAGES_PER_BATCH: usize = 64;
 
-/// Moves every byte `from` has to send into `to`.
-fn shuttle(from: &mut Connection, to: &mut Connection, now: Instant) {
-    let mut wire = BytesMut::new();
-    while from.poll_transmit(now, &mut wire) {}
-    if !wire.is_empty() {
-        to.handle_read(now, &mut wire)
-            .expect("benchmark peers agree");
-    }
-}
-
 /// A client and a server with one stream the client opened, and the bytes
 /// of `MESSAGES_PER_BATCH` messages of `size` bytes the server sends on it.
 fn subscribed(size: usize) -> (Connection, StreamId, BytesMut) {
     let now = Instant::now();
-    let mut client = Connection::new(Side::Client, Config::default(), now);
-    let mut server = Connection::new(Side::Server, Config::default(), now);
-    let id = client
-        .open(Metadata::new(), false)
-        .expect("a new connection opens a stream");
-    for _ in 0..4 {
-        shuttle(&mut client, &mut server, now);
-        shuttle(&mut server, &mut client, now);
-    }
-    while let Some(event) = server.poll_event() {
-        black_box(event);
-    }
-    while let Some(event) = client.poll_event() {
-        black_box(event);
-    }
+    let (client, mut server, id) = support::connected(Config::default(), now);
     let message = Bytes::from(vec![0xab; size]);
     for _ in 0..MESSAGES_PER_BATCH {
         let sent = server

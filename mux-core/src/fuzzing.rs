@@ -119,6 +119,8 @@ pub enum Cmd {
         len: u16,
         end_message: bool,
         end_stream: bool,
+        /// Lent (`send_copy`) rather than handed over (`send`).
+        lend: bool,
     },
     Read {
         stream: u8,
@@ -183,14 +185,16 @@ impl Endpoint {
                 len,
                 end_message,
                 end_stream,
+                lend,
             } => {
                 if let Some(id) = self.pick(stream) {
-                    let _ = self.conn.send(
-                        id,
-                        Bytes::from(vec![0xa5; usize::from(len)]),
-                        end_message,
-                        end_stream,
-                    );
+                    let data = vec![0xa5; usize::from(len)];
+                    let _ = if lend {
+                        self.conn.send_copy(id, &data, end_message, end_stream)
+                    } else {
+                        self.conn
+                            .send(id, Bytes::from(data), end_message, end_stream)
+                    };
                 }
             }
             Cmd::Read { stream, max } => {

@@ -10,7 +10,7 @@ use std::io::IoSlice;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::frame::Frame;
+use crate::frame::{DataRef, Frame};
 
 /// A destination for encoded frames.
 pub trait FrameSink {
@@ -18,6 +18,8 @@ pub trait FrameSink {
     fn queued(&self) -> usize;
     /// Appends one frame.
     fn put_frame(&mut self, frame: &Frame);
+    /// Appends one DATA frame whose payload is borrowed (copied in).
+    fn put_data(&mut self, data: &DataRef<'_>);
     /// Appends raw bytes (the preface).
     fn put_raw(&mut self, bytes: &[u8]);
 }
@@ -33,6 +35,10 @@ impl FrameSink for BytesMut {
 
     fn put_frame(&mut self, frame: &Frame) {
         let _ = frame.encode(self);
+    }
+
+    fn put_data(&mut self, data: &DataRef<'_>) {
+        let _ = data.encode(self);
     }
 
     fn put_raw(&mut self, bytes: &[u8]) {
@@ -132,6 +138,10 @@ impl FrameSink for Outgoing {
             self.chunked += payload.len();
             self.chunks.push_back(payload);
         }
+    }
+
+    fn put_data(&mut self, data: &DataRef<'_>) {
+        let _ = data.encode(&mut self.head);
     }
 
     fn put_raw(&mut self, bytes: &[u8]) {

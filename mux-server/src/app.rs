@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::replies::Replies;
 use crate::request::{BodySink, Request, Response};
 use crate::reserved::polls_timer;
-use crate::reserved::{FeedLimits, PublishStream, Reserved, ReservedCall};
+use crate::reserved::{FeedLimits, PendingPublication, PublishStream, Reserved, ReservedCall};
 use crate::server::ServerHandle;
 use crate::tasks::{is_deadline_timer, Polled, Tasks, DEFERRED_TIMER};
 use crate::workers::Job;
@@ -82,6 +82,9 @@ pub(crate) struct ServerApp {
     /// Publications the hub could not queue for this loop (it was full):
     /// announced to every subscription as possibly lost.
     pub(crate) missed: Arc<AtomicU64>,
+    /// Publications served as commands, delivered to this loop's
+    /// subscriptions once the commands of the pass are served.
+    publications: Vec<PendingPublication>,
     /// The server, as handlers see it through their requests.
     pub(crate) server: Option<Arc<ServerHandle>>,
     /// The server's counters (shared by every loop).
@@ -129,6 +132,7 @@ impl ServerApp {
             gate: Gate::new(security),
             shutting_down: false,
             missed: Arc::default(),
+            publications: Vec::new(),
             server: None,
             metrics: Arc::new(Metrics::new(None, None)),
             metrics_ticking: false,
@@ -670,7 +674,11 @@ impl App for ServerApp {
                 if let Some(edge) = self.http.as_mut() {
                     edge.on_publication(ctx, &topic, &payload, missed);
                 }
-                self.reserved.on_publication(ctx, topic, payload, missed);
+                self.publications.push(PendingPublication {
+                    topic,
+                    payload,
+                    missed,
+                });
             }
             Command::Event { stream, entry } => {
                 if let Some(edge) = self.http.as_mut() {
@@ -757,7 +765,14 @@ impl App for ServerApp {
         }
     }
 
+    fn on_commands_served(&mut self, ctx: &mut Ctx<'_>) {
+        self.reserved.on_publications(ctx, &mut self.publications);
+    }
+
     fn on_pass_end(&mut self, ctx: &mut Ctx<'_>) {
+        // (Publications are queued only while commands are served; none
+        // waits here unless a later change queues them elsewhere.)
+        self.reserved.on_publications(ctx, &mut self.publications);
         // Publications this loop missed and no later one announced (the
         // broker nudges the loop when it counts the first).
         let missed = self.missed.swap(0, Ordering::AcqRel);
@@ -767,6 +782,7 @@ impl App for ServerApp {
             }
             self.reserved.on_gap(ctx, missed);
         }
+        self.reserved.on_pass_end();
         if let Some(edge) = self.http.as_mut() {
             edge.on_pass_end(ctx);
         }

@@ -31,7 +31,11 @@ pub(crate) struct FeedCounters {
 
 impl FeedCounters {
     pub(crate) fn delivered(&self) {
-        self.deliveries.fetch_add(1, Ordering::Relaxed);
+        self.add_deliveries(1);
+    }
+
+    pub(crate) fn add_deliveries(&self, count: u64) {
+        self.deliveries.fetch_add(count, Ordering::Relaxed);
     }
 
     pub(crate) fn lost(&self, count: u64) {

@@ -594,6 +594,53 @@ fn a_publishing_stream_delivers_in_order_without_answers() {
     );
 }
 
+/// Publications on several topics, in runs of varying length, reach each
+/// subscriber in publication order (the loop hands a run on one topic to
+/// each subscriber in turn, and runs keep their order).
+#[test]
+fn interleaved_topics_reach_each_subscriber_in_publication_order() {
+    let (server, _clock) = demo();
+    let client = Client::connect(server.local_addr()).expect("connect");
+    let patterns = ["mix.>", "mix.a", "mix.*", "mix.c.>"];
+    let mut subs: Vec<_> = patterns
+        .iter()
+        .map(|pattern| client.subscribe(pattern).expect("subscribe"))
+        .collect();
+    let topics = ["mix.a", "mix.b", "mix.c.d"];
+    let sent: Vec<(&str, String)> = (0..300)
+        .map(|n: usize| (topics[(n / (1 + n % 5)) % 3], n.to_string()))
+        .collect();
+    let mut publisher = client.publisher();
+    for (topic, payload) in &sent {
+        publisher.publish(topic, payload.clone()).expect("publish");
+    }
+    assert_eq!(
+        publisher.finish().expect("finish"),
+        "300 published, 0 rejected"
+    );
+    let matches = |pattern: &str, topic: &str| match pattern {
+        "mix.>" => true,
+        "mix.a" => topic == "mix.a",
+        "mix.*" => topic != "mix.c.d",
+        _ => topic == "mix.c.d",
+    };
+    for (sub, pattern) in subs.iter_mut().zip(patterns) {
+        for (topic, payload) in sent.iter().filter(|(topic, _)| matches(pattern, topic)) {
+            match sub.next_timeout(WAIT) {
+                Some(Ok(Delivery::Message {
+                    topic: got,
+                    payload: body,
+                })) => assert_eq!(
+                    (got.as_str(), &body[..]),
+                    (*topic, payload.as_bytes()),
+                    "{pattern}"
+                ),
+                other => panic!("{pattern}: {topic} {payload}: {other:?}"),
+            }
+        }
+    }
+}
+
 /// Every demo route answers from the first request after start: nothing
 /// it answers depends on state set after `start` returned (the routes that
 /// append to event logs reached the server through a handle set only then,

@@ -9,6 +9,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::flow_control::RecvWindow;
+use super::payload::Payload;
 use super::recv_queue::RecvQueue;
 use super::stream::{Chunk, RecvHalf, RecvState, SendHalf, SendState, Stream};
 use super::{Connection, Phase, PingPurpose, MAX_OUTSTANDING_PINGS};
@@ -142,7 +143,7 @@ impl Connection {
         let stream_room = self
             .config
             .stream_send_buffer
-            .saturating_sub(stream.send.queued_bytes);
+            .saturating_sub(stream.send.queue.len());
         let conn_room = self
             .config
             .connection_send_buffer
@@ -162,6 +163,30 @@ impl Connection {
         &mut self,
         id: StreamId,
         data: Bytes,
+        end_message: bool,
+        end_stream: bool,
+    ) -> Result<usize, WriteError> {
+        self.queue_send(id, Payload::Shared(data), end_message, end_stream)
+    }
+
+    /// As [`send`](Self::send), with the bytes lent rather than handed
+    /// over: what is accepted is copied. For a small message that many
+    /// streams share (a publication fanned out), this spares the shared
+    /// buffer's reference count an update per stream.
+    pub fn send_copy(
+        &mut self,
+        id: StreamId,
+        data: &[u8],
+        end_message: bool,
+        end_stream: bool,
+    ) -> Result<usize, WriteError> {
+        self.queue_send(id, Payload::Borrowed(data), end_message, end_stream)
+    }
+
+    fn queue_send(
+        &mut self,
+        id: StreamId,
+        data: Payload<'_>,
         end_message: bool,
         end_stream: bool,
     ) -> Result<usize, WriteError> {
@@ -186,10 +211,10 @@ impl Connection {
             stream.wants_writable = true;
         }
         if accepted > 0 || (complete && end_message) {
-            let mut data = data;
-            data.truncate(accepted);
-            stream.send.queue.push_back((data, complete && end_message));
-            stream.send.queued_bytes += accepted;
+            stream
+                .send
+                .queue
+                .push(data.prefix(accepted), complete && end_message);
             self.conn_queued += accepted;
         }
         if complete && end_stream {

@@ -62,20 +62,19 @@ impl Connection {
                     window.target()
                 ));
             }
-            if stream.send.queued_bytes > self.config.stream_send_buffer {
+            if stream.send.queue.len() > self.config.stream_send_buffer {
                 return fail(format!(
                     "stream {id} queued {} above its cap",
-                    stream.send.queued_bytes
+                    stream.send.queue.len()
                 ));
             }
-            let counted: usize = stream.send.queue.iter().map(|(bytes, _)| bytes.len()).sum();
-            if counted != stream.send.queued_bytes {
+            if !stream.send.queue.is_consistent() {
                 return fail(format!(
-                    "stream {id} queue holds {counted}, accounted {}",
-                    stream.send.queued_bytes
+                    "stream {id} queue's entries disagree with its {} bytes",
+                    stream.send.queue.len()
                 ));
             }
-            if stream.send.state == SendState::Done && stream.send.queued_bytes > 0 {
+            if stream.send.state == SendState::Done && stream.send.queue.len() > 0 {
                 return fail(format!("stream {id} finished with data still queued"));
             }
             if stream.active {
@@ -85,7 +84,7 @@ impl Connection {
                     peer += 1;
                 }
             }
-            queued += stream.send.queued_bytes;
+            queued += stream.send.queue.len();
             held += stream.recv.queue.held();
             // Spec §13.1.2: every queued boundary and segment came with a
             // byte or with an empty frame, which the flood budget charged.

@@ -43,9 +43,11 @@ mod flood;
 mod flow_control;
 #[cfg(any(test, fuzzing))]
 mod invariants;
+mod payload;
 mod recv;
 mod recv_queue;
 mod send;
+mod send_queue;
 mod stats;
 mod stream;
 mod streams;
@@ -501,7 +503,7 @@ impl Connection {
     /// (whose connection credit went back on receipt, spec §9.4.2).
     fn remove_stream(&mut self, id: StreamId) -> Option<Stream> {
         let stream = self.streams.remove(id)?;
-        self.conn_queued -= stream.send.queued_bytes;
+        self.conn_queued -= stream.send.queue.len();
         if stream.active {
             self.deactivate(id);
         }

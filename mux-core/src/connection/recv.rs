@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::recv_queue::{Payload, PACK_BELOW};
+use super::payload::Payload;
+use super::recv_queue::PACK_BELOW;
 use super::stream::{RecvState, SendState};
 use super::timers::Timer;
 use super::{Connection, Event, Phase, PingPurpose};

@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
+use super::payload::Payload;
 use super::stream::Chunk;
 
 /// Payloads smaller than this are copied into a packed segment rather than
@@ -29,53 +30,6 @@ const PACK_HINT_MESSAGES: usize = 1024;
 /// Bookkeeping memory of one segment beyond its bytes (the queue entry, its
 /// boundary list), counted by [`RecvQueue::memory`].
 const SEGMENT_OVERHEAD: usize = 96;
-
-/// A DATA frame's payload as the receive path has it.
-#[derive(Debug)]
-pub(crate) enum Payload<'a> {
-    /// A decoded frame's zero-copy slice of the read buffer.
-    Shared(Bytes),
-    /// Still in the read buffer: a small frame, whose bytes are copied into
-    /// a packed segment without taking a reference to the buffer.
-    InBuffer(&'a [u8]),
-}
-
-impl Payload<'_> {
-    pub(crate) fn len(&self) -> usize {
-        self.as_slice().len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.as_slice().is_empty()
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            Self::Shared(bytes) => bytes,
-            Self::InBuffer(slice) => slice,
-        }
-    }
-
-    /// The bytes to keep as they are (copied only if they were borrowed).
-    fn into_bytes(self) -> Bytes {
-        match self {
-            Self::Shared(bytes) => bytes,
-            Self::InBuffer(slice) => Bytes::copy_from_slice(slice),
-        }
-    }
-}
-
-impl From<Bytes> for Payload<'_> {
-    fn from(bytes: Bytes) -> Self {
-        Self::Shared(bytes)
-    }
-}
-
-impl<'a> From<&'a [u8]> for Payload<'a> {
-    fn from(slice: &'a [u8]) -> Self {
-        Self::InBuffer(slice)
-    }
-}
 
 /// A run of received bytes with the message boundaries inside it.
 #[derive(Debug)]

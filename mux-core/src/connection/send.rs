@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use super::stream::SendState;
 use super::{Connection, Event, Phase};
 use crate::frame::{Data, Frame};
@@ -142,47 +144,44 @@ impl Connection {
             let quantum =
                 if solo { SOLO_QUANTUM } else { FAIR_QUANTUM }.min(self.peer.max_frame_size);
             let send = &mut stream.send;
-            let frame = match send.queue.front_mut() {
-                None if send.state == SendState::Finishing => {
+            let Some((queued, _)) = send.queue.front() else {
+                if send.state == SendState::Finishing {
                     send.state = SendState::Done;
-                    Data::new(id, bytes::Bytes::new()).end_stream()
+                    let again = stream.claim_turn();
+                    buf.put_frame(&Frame::Data(Data::new(id, Bytes::new()).end_stream()));
+                    if again {
+                        self.streams.ready.push_back(id);
+                    }
+                    self.update_stream(id);
                 }
-                None => continue,
-                Some((bytes, end_message)) => {
-                    let window = send.window.available().min(conn_window);
-                    let len = bytes.len().min(quantum as usize).min(window as usize);
-                    if len == 0 && !bytes.is_empty() {
-                        if conn_window == 0 {
-                            // Blocked on the connection window: keep its turn.
-                            stream.scheduled = true;
-                            self.streams.ready.push_front(id);
-                            break;
-                        }
-                        continue; // its own window is empty: it waits for WINDOW_UPDATE
-                    }
-                    let whole = len == bytes.len();
-                    let payload = bytes.split_to(len);
-                    let mut frame = Data::new(id, payload);
-                    frame.end_message = whole && *end_message;
-                    if whole {
-                        send.queue.pop_front();
-                    }
-                    if send.queue.is_empty() && send.state == SendState::Finishing {
-                        send.state = SendState::Done;
-                        frame.end_stream = true;
-                    }
-                    let len32 = len as u32;
-                    send.window.spend(len32);
-                    send.queued_bytes -= len;
-                    self.conn_send.spend(len32);
-                    self.conn_queued -= len;
-                    self.stats.data_bytes_sent += len as u64;
-                    frame
-                }
+                continue;
             };
-            let end_stream = frame.end_stream;
+            let window = send.window.available().min(conn_window);
+            let len = queued.min(quantum as usize).min(window as usize);
+            if len == 0 && queued > 0 {
+                if conn_window == 0 {
+                    // Blocked on the connection window: keep its turn.
+                    stream.scheduled = true;
+                    self.streams.ready.push_front(id);
+                    break;
+                }
+                continue; // its own window is empty: it waits for WINDOW_UPDATE
+            }
+            let finishing = send.state == SendState::Finishing;
+            let Some((taken, end_message, drained)) = send.queue.take(len) else {
+                continue;
+            };
+            let end_stream = drained && finishing;
+            if end_stream {
+                send.state = SendState::Done;
+            }
+            let len32 = len as u32;
+            send.window.spend(len32);
+            taken.put(buf, id, end_message, end_stream);
             let again = stream.claim_turn();
-            buf.put_frame(&Frame::Data(frame));
+            self.conn_send.spend(len32);
+            self.conn_queued -= len;
+            self.stats.data_bytes_sent += len as u64;
             if again {
                 self.streams.ready.push_back(id);
             }

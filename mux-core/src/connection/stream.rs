@@ -1,12 +1,11 @@
 //! Per-stream state (spec §6.2): the two directions of a stream, their
 //! buffers and windows.
 
-use std::collections::VecDeque;
-
 use bytes::Bytes;
 
 use super::flow_control::{RecvWindow, SendWindow};
 use super::recv_queue::RecvQueue;
+use super::send_queue::SendQueue;
 
 /// A stream's state as the spec's diagram names it (spec §6.2).
 ///
@@ -80,9 +79,8 @@ pub(crate) enum SendState {
 pub(crate) struct SendHalf {
     pub(crate) state: SendState,
     pub(crate) window: SendWindow,
-    /// Queued data with its END_MESSAGE flag, in order.
-    pub(crate) queue: VecDeque<(Bytes, bool)>,
-    pub(crate) queued_bytes: usize,
+    /// Queued data with its END_MESSAGE flags, in order.
+    pub(crate) queue: SendQueue,
 }
 
 impl SendHalf {
@@ -90,17 +88,14 @@ impl SendHalf {
         Self {
             state,
             window: SendWindow::new(window),
-            queue: VecDeque::new(),
-            queued_bytes: 0,
+            queue: SendQueue::default(),
         }
     }
 
     /// Whether a DATA frame could be sent now, window permitting for data.
     pub(crate) fn has_sendable(&self) -> bool {
         match self.queue.front() {
-            Some((bytes, end_message)) => {
-                bytes.is_empty() && *end_message || self.window.available() > 0
-            }
+            Some((len, end_message)) => len == 0 && end_message || self.window.available() > 0,
             None => self.state == SendState::Finishing,
         }
     }

@@ -7,9 +7,10 @@
 //! Flags: END_STREAM (0x1), END_MESSAGE (0x2)
 //! ```
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 
-use super::header::{FrameType, Header, HEADER_LEN};
+use super::header::{FrameType, Header, HEADER_LEN, MAX_LENGTH_FIELD};
+use crate::error::EncodeError;
 use crate::stream_id::StreamId;
 
 /// A DATA frame.
@@ -71,9 +72,12 @@ impl Data {
     }
 
     pub(super) fn flags(&self) -> u8 {
-        (u8::from(self.end_stream) * Self::END_STREAM)
-            | (u8::from(self.end_message) * Self::END_MESSAGE)
+        flag_bits(self.end_message, self.end_stream)
     }
+}
+
+fn flag_bits(end_message: bool, end_stream: bool) -> u8 {
+    (u8::from(end_stream) * Data::END_STREAM) | (u8::from(end_message) * Data::END_MESSAGE)
 }
 
 /// A DATA frame read in place: its payload borrowed from the buffer it
@@ -101,6 +105,25 @@ impl<'a> DataRef<'a> {
         }
         let payload = frame.get(HEADER_LEN..header.frame_len())?;
         Some(Self::decode(header.stream, header.flags, payload))
+    }
+
+    /// Appends the frame to `dst`, copying the payload (see
+    /// [`Frame::encode`](super::Frame::encode)).
+    pub fn encode(&self, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        let len = u32::try_from(self.payload.len())
+            .ok()
+            .filter(|len| *len <= MAX_LENGTH_FIELD)
+            .ok_or(EncodeError::TooLong(self.payload.len()))?;
+        let header = Header {
+            len,
+            ty: FrameType::DATA,
+            flags: flag_bits(self.end_message, self.end_stream),
+            stream: self.stream,
+        };
+        dst.reserve(header.frame_len());
+        header.encode(dst);
+        dst.put_slice(self.payload);
+        Ok(())
     }
 
     fn decode(stream: StreamId, flags: u8, payload: &'a [u8]) -> Self {

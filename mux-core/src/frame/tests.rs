@@ -158,6 +158,26 @@ fn valid_vectors_decode_and_encode_byte_exact() {
         expected.encode(&mut out).expect("encodable");
         assert_eq!(&out[..], &wire[..], "encode {name}");
         assert_eq!(expected.validate(), Ok(()), "validate {name}");
+        if let Frame::Data(data) = &expected {
+            // The in-place view reads and writes the same bytes.
+            let header = Frame::peek(&wire, max_frame_size())
+                .expect("valid")
+                .expect("whole");
+            let view = DataRef::read(&header, &wire).expect("a DATA frame");
+            assert_eq!(
+                (view.stream, view.end_message, view.end_stream, view.payload),
+                (
+                    data.stream,
+                    data.end_message,
+                    data.end_stream,
+                    &data.payload[..]
+                ),
+                "read in place {name}"
+            );
+            let mut out = BytesMut::new();
+            view.encode(&mut out).expect("encodable");
+            assert_eq!(&out[..], &wire[..], "encode in place {name}");
+        }
     }
 }
 

@@ -554,3 +554,35 @@ fn small_and_large_data_frames_arrive_alike_however_reads_cut_them() {
         assert_eq!(raw.conn.stats().frames_received_by_type[0], 5);
     }
 }
+
+#[test]
+fn lent_bytes_arrive_as_handed_over_ones_do() {
+    // §7: `send_copy` takes a prefix when the send buffer is nearly full,
+    // as `send` does, and the peer reads exactly the bytes lent.
+    let config = Config {
+        stream_send_buffer: 4096,
+        ..Config::default()
+    };
+    let mut pair = Pair::with_configs(config.clone(), config);
+    let id = pair.client.conn.open(route("a"), false).expect("open");
+    let mut sent = Vec::new();
+    for n in 0..100u8 {
+        let message = vec![n; 1 + usize::from(n) * 3];
+        let mut rest = &message[..];
+        while !rest.is_empty() {
+            let accepted = pair
+                .client
+                .conn
+                .send_copy(id, rest, true, false)
+                .expect("the stream is open");
+            rest = &rest[accepted..];
+            if accepted == 0 {
+                pair.drive();
+            }
+        }
+        sent.extend_from_slice(&message);
+    }
+    pair.client.conn.finish(id).expect("finish");
+    pair.drive();
+    assert_eq!(pair.server.received[&id], sent);
+}

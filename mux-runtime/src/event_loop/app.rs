@@ -29,6 +29,11 @@ pub trait App {
     /// A command from another thread.
     fn on_command(&mut self, ctx: &mut Ctx<'_>, command: Self::Command);
 
+    /// The commands waiting when the loop looked were all served (up to a
+    /// bound per pass): work that commands queued up can be done now as a
+    /// batch, before the sockets are served and flushed.
+    fn on_commands_served(&mut self, _ctx: &mut Ctx<'_>) {}
+
     /// An application timer set with [`Ctx::set_timer`] is due.
     fn on_timer(&mut self, _ctx: &mut Ctx<'_>, _token: u64) {}
 

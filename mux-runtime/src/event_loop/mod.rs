@@ -333,6 +333,8 @@ impl<A: App> EventLoop<A> {
         }
         // Commands were taken: async senders waiting for room may go on.
         self.room.wake_all();
+        let (mut ctx, app) = self.split(now, dirty);
+        app.on_commands_served(&mut ctx);
         left
     }
 

@@ -28,6 +28,7 @@ use self::feed::{FeedKind, Feeds};
 pub(crate) use self::polls::polls_timer;
 use self::polls::LongPolls;
 pub(crate) use self::publish_stream::{Permit, PublishStream};
+pub(crate) use self::pubsub::PendingPublication;
 pub(crate) use self::sessions::unknown_session;
 use crate::hub::Hub;
 use crate::replies::Replies;
@@ -154,8 +155,13 @@ impl Reserved {
         }
     }
 
+    /// The loop's pass ends: what it counted goes to the server's counters.
+    pub(crate) fn on_pass_end(&mut self) {
+        self.feeds.publish_counts();
+    }
+
     /// Delivers a message to a feed; forgets the feed if its subscriber was too slow.
-    fn deliver(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId, message: bytes::Bytes) {
+    fn deliver(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId, message: &bytes::Bytes) {
         if let Some(kind) = self.feeds.deliver(ctx, key, id, message) {
             self.unindex(key, id, kind);
         }

@@ -1,0 +1,314 @@
+//! A stream's data waiting to be sent (spec §7, §9, §12), message by
+//! message, each with its END_MESSAGE flag.
+//!
+//! Payloads stay the `Bytes` the application handed over, except small ones
+//! that queue behind others: those are copied into the tail of a packed
+//! buffer. A small payload is copied into the output when it is sent anyway
+//! (below [`CHAIN_THRESHOLD`] a frame's payload goes next to its header), so
+//! copying it earlier costs a few bytes more; what it saves is the payload's
+//! reference count, which would otherwise be dropped when the frame goes
+//! out. A payload queued on an empty queue is not copied: it goes out at
+//! the next flush, and a lone answer costs no allocation. A payload lent
+//! rather than handed over ([`Payload::Borrowed`]) is always copied: small
+//! ones into the packed buffer, large ones into a `Bytes` of their own.
+
+use std::collections::VecDeque;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::payload::Payload;
+use crate::frame::{Data, DataRef, Frame, CHAIN_THRESHOLD};
+use crate::output::FrameSink;
+use crate::stream_id::StreamId;
+
+/// One queued message, or what is left of it.
+#[derive(Debug)]
+enum Entry {
+    /// The application's bytes, kept as they were handed over.
+    Shared { bytes: Bytes, end_message: bool },
+    /// The next `len` bytes of the packed buffer.
+    Packed { len: usize, end_message: bool },
+}
+
+impl Entry {
+    fn len(&self) -> usize {
+        match self {
+            Self::Shared { bytes, .. } => bytes.len(),
+            Self::Packed { len, .. } => *len,
+        }
+    }
+
+    fn end_message(&self) -> bool {
+        match self {
+            Self::Shared { end_message, .. } | Self::Packed { end_message, .. } => *end_message,
+        }
+    }
+}
+
+/// The front of the queue, taken for one DATA frame.
+#[derive(Debug)]
+pub(crate) enum Taken<'a> {
+    /// A payload to send as it is.
+    Shared(Bytes),
+    /// A payload to copy out; it leaves the queue when the value is dropped.
+    Packed(PackedTake<'a>),
+}
+
+impl Taken<'_> {
+    /// Appends the DATA frame that carries these bytes to `sink`.
+    pub(crate) fn put(
+        self,
+        sink: &mut impl FrameSink,
+        stream: StreamId,
+        end_message: bool,
+        end_stream: bool,
+    ) {
+        match self {
+            Self::Shared(payload) => sink.put_frame(&Frame::Data(Data {
+                stream,
+                end_message,
+                end_stream,
+                payload,
+            })),
+            Self::Packed(packed) => sink.put_data(&DataRef {
+                stream,
+                end_message,
+                end_stream,
+                payload: packed.bytes(),
+            }),
+        }
+    }
+}
+
+/// The packed payloads' bytes.
+#[derive(Debug, Default)]
+struct Packed {
+    bytes: BytesMut,
+    /// Bytes packed since the buffer was made.
+    burst: usize,
+    /// What the last burst packed: a new buffer starts with that room, so
+    /// that a stream fed bursts (a subscription) allocates once per burst,
+    /// not at every doubling. The buffer itself is let go when it drains,
+    /// so an idle stream holds none.
+    last_burst: usize,
+}
+
+/// Bytes at the front of the packed buffer, handed out by reference.
+#[derive(Debug)]
+pub(crate) struct PackedTake<'a> {
+    packed: &'a mut Packed,
+    len: usize,
+}
+
+impl PackedTake<'_> {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.packed.bytes.get(..self.len).unwrap_or_default()
+    }
+}
+
+impl Drop for PackedTake<'_> {
+    fn drop(&mut self) {
+        let packed = &mut *self.packed;
+        packed.bytes.advance(self.len.min(packed.bytes.len()));
+        if packed.bytes.is_empty() {
+            packed.last_burst = std::mem::take(&mut packed.burst);
+            packed.bytes = BytesMut::new();
+        }
+    }
+}
+
+/// A burst's packed buffer starts with at most this much room.
+const PACKED_START_LIMIT: usize = 64 * 1024;
+
+/// The unsent data of one stream.
+#[derive(Debug, Default)]
+pub(crate) struct SendQueue {
+    entries: VecDeque<Entry>,
+    packed: Packed,
+    /// Bytes queued.
+    len: usize,
+}
+
+impl SendQueue {
+    /// Bytes queued.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The front message's queued length and END_MESSAGE flag.
+    pub(crate) fn front(&self) -> Option<(usize, bool)> {
+        self.entries
+            .front()
+            .map(|entry| (entry.len(), entry.end_message()))
+    }
+
+    /// Queues `payload`, then a message boundary if `end_message`.
+    pub(crate) fn push<'a>(&mut self, payload: impl Into<Payload<'a>>, end_message: bool) {
+        let payload = payload.into();
+        let len = payload.len();
+        self.len += len;
+        let borrowed = matches!(payload, Payload::Borrowed(_));
+        let entry = if len < CHAIN_THRESHOLD && (borrowed || !self.entries.is_empty()) {
+            let packed = &mut self.packed;
+            if packed.bytes.capacity() == 0 {
+                let room = packed.last_burst.clamp(len, PACKED_START_LIMIT);
+                packed.bytes = BytesMut::with_capacity(room);
+            }
+            packed.bytes.extend_from_slice(payload.as_slice());
+            packed.burst += len;
+            Entry::Packed { len, end_message }
+        } else {
+            Entry::Shared {
+                bytes: payload.into_bytes(),
+                end_message,
+            }
+        };
+        self.entries.push_back(entry);
+    }
+
+    /// Takes up to `max` bytes from the front message (all of it, and its
+    /// flag, if it has no more): the bytes, whether they end the message,
+    /// and whether the queue is empty now. `None` when nothing is queued.
+    pub(crate) fn take(&mut self, max: usize) -> Option<(Taken<'_>, bool, bool)> {
+        let front = self.entries.front_mut()?;
+        let len = front.len().min(max);
+        let whole = len == front.len();
+        let end_message = whole && front.end_message();
+        let shared = match front {
+            Entry::Shared { bytes, .. } => Some(bytes.split_to(len)),
+            Entry::Packed { len: left, .. } => {
+                *left -= len;
+                None
+            }
+        };
+        if whole {
+            self.entries.pop_front();
+        }
+        self.len -= len;
+        let taken = match shared {
+            Some(bytes) => Taken::Shared(bytes),
+            None => Taken::Packed(PackedTake {
+                packed: &mut self.packed,
+                len,
+            }),
+        };
+        Some((taken, end_message, self.entries.is_empty()))
+    }
+
+    /// Whether every byte of the queue is accounted for (for the
+    /// connection's invariant checks).
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn is_consistent(&self) -> bool {
+        let counted: usize = self.entries.iter().map(Entry::len).sum();
+        let packed: usize = self
+            .entries
+            .iter()
+            .filter(|entry| matches!(entry, Entry::Packed { .. }))
+            .map(Entry::len)
+            .sum();
+        counted == self.len && packed == self.packed.bytes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Takes everything, `max` bytes at a time: (bytes, end_message, packed).
+    fn drain(queue: &mut SendQueue, max: usize) -> Vec<(Vec<u8>, bool, bool)> {
+        let mut taken = Vec::new();
+        while let Some((piece, end_message, _)) = queue.take(max) {
+            let (bytes, packed) = match &piece {
+                Taken::Shared(bytes) => (bytes.to_vec(), false),
+                Taken::Packed(packed) => (packed.bytes().to_vec(), true),
+            };
+            drop(piece);
+            taken.push((bytes, end_message, packed));
+        }
+        taken
+    }
+
+    #[test]
+    fn small_payloads_behind_others_are_packed_and_come_out_in_order() {
+        let mut queue = SendQueue::default();
+        let large = Bytes::from(vec![7u8; CHAIN_THRESHOLD]);
+        queue.push(Bytes::from_static(b"first"), true);
+        queue.push(Bytes::from_static(b"ab"), false);
+        queue.push(Bytes::from_static(b"c"), true);
+        queue.push(large.clone(), true);
+        queue.push(Bytes::new(), true);
+        queue.push(Bytes::from_static(b"last"), false);
+        assert_eq!(queue.len(), 5 + 3 + CHAIN_THRESHOLD + 4);
+        assert!(queue.is_consistent());
+        assert_eq!(
+            drain(&mut queue, usize::MAX),
+            vec![
+                (b"first".to_vec(), true, false), // alone when queued: kept as handed over
+                (b"ab".to_vec(), false, true),
+                (b"c".to_vec(), true, true),
+                (large.to_vec(), true, false), // not small: kept
+                (Vec::new(), true, true),
+                (b"last".to_vec(), false, true),
+            ]
+        );
+        assert_eq!(queue.len(), 0);
+        assert!(queue.front().is_none());
+    }
+
+    #[test]
+    fn lent_payloads_are_copied_even_on_an_empty_queue() {
+        let mut queue = SendQueue::default();
+        let large = vec![3u8; CHAIN_THRESHOLD];
+        queue.push(&b"lent"[..], true);
+        queue.push(&large[..], false);
+        assert!(queue.is_consistent());
+        assert_eq!(
+            drain(&mut queue, usize::MAX),
+            vec![(b"lent".to_vec(), true, true), (large, false, false)]
+        );
+    }
+
+    #[test]
+    fn partial_takes_keep_the_flag_for_the_last_piece() {
+        let mut queue = SendQueue::default();
+        queue.push(Bytes::from_static(b"xyz"), true);
+        queue.push(Bytes::from_static(b"hello"), true);
+        assert_eq!(
+            drain(&mut queue, 2),
+            vec![
+                (b"xy".to_vec(), false, false),
+                (b"z".to_vec(), true, false),
+                (b"he".to_vec(), false, true),
+                (b"ll".to_vec(), false, true),
+                (b"o".to_vec(), true, true),
+            ]
+        );
+        assert!(queue.is_consistent());
+    }
+
+    #[test]
+    fn a_drained_queue_holds_no_buffer_and_the_next_burst_allocates_once() {
+        let mut queue = SendQueue::default();
+        let burst = |queue: &mut SendQueue| {
+            for n in 0..100u8 {
+                queue.push(Bytes::from(vec![n; 64]), true);
+            }
+        };
+        burst(&mut queue);
+        drain(&mut queue, usize::MAX);
+        assert_eq!(
+            queue.packed.bytes.capacity(),
+            0,
+            "an idle stream holds nothing"
+        );
+        assert_eq!(queue.packed.last_burst, 99 * 64);
+        queue.push(Bytes::from(vec![0; 64]), true);
+        queue.push(Bytes::from(vec![1; 64]), true);
+        assert!(
+            queue.packed.bytes.capacity() >= 99 * 64,
+            "room for the whole burst"
+        );
+        burst(&mut queue);
+        assert!(queue.is_consistent());
+    }
+}
