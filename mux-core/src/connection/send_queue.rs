@@ -83,14 +83,35 @@ impl Taken<'_> {
 /// The packed payloads' bytes.
 #[derive(Debug, Default)]
 struct Packed {
-    bytes: BytesMut,
+    /// Allocated while packed bytes wait (boxed: most streams never pack,
+    /// and every stream carries this field).
+    bytes: Option<Box<BytesMut>>,
     /// Bytes packed since the buffer was made.
-    burst: usize,
+    burst: u32,
     /// What the last burst packed: a new buffer starts with that room, so
     /// that a stream fed bursts (a subscription) allocates once per burst,
     /// not at every doubling. The buffer itself is let go when it drains,
     /// so an idle stream holds none.
-    last_burst: usize,
+    last_burst: u32,
+}
+
+impl Packed {
+    #[cfg(any(test, fuzzing))]
+    fn len(&self) -> usize {
+        self.bytes.as_ref().map_or(0, |bytes| bytes.len())
+    }
+
+    fn append(&mut self, payload: &[u8]) {
+        let last_burst = self.last_burst as usize;
+        let bytes = self.bytes.get_or_insert_with(|| {
+            let room = last_burst.clamp(payload.len(), PACKED_START_LIMIT);
+            Box::new(BytesMut::with_capacity(room))
+        });
+        bytes.extend_from_slice(payload);
+        self.burst = self
+            .burst
+            .saturating_add(u32::try_from(payload.len()).unwrap_or(u32::MAX));
+    }
 }
 
 /// Bytes at the front of the packed buffer, handed out by reference.
@@ -102,17 +123,20 @@ pub(crate) struct PackedTake<'a> {
 
 impl PackedTake<'_> {
     pub(crate) fn bytes(&self) -> &[u8] {
-        self.packed.bytes.get(..self.len).unwrap_or_default()
+        let bytes = self.packed.bytes.as_deref().map_or(&[][..], |b| &b[..]);
+        bytes.get(..self.len).unwrap_or_default()
     }
 }
 
 impl Drop for PackedTake<'_> {
     fn drop(&mut self) {
         let packed = &mut *self.packed;
-        packed.bytes.advance(self.len.min(packed.bytes.len()));
-        if packed.bytes.is_empty() {
-            packed.last_burst = std::mem::take(&mut packed.burst);
-            packed.bytes = BytesMut::new();
+        if let Some(bytes) = packed.bytes.as_mut() {
+            bytes.advance(self.len.min(bytes.len()));
+            if bytes.is_empty() {
+                packed.last_burst = std::mem::take(&mut packed.burst);
+                packed.bytes = None;
+            }
         }
     }
 }
@@ -149,13 +173,7 @@ impl SendQueue {
         self.len += len;
         let borrowed = matches!(payload, Payload::Borrowed(_));
         let entry = if len < CHAIN_THRESHOLD && (borrowed || !self.entries.is_empty()) {
-            let packed = &mut self.packed;
-            if packed.bytes.capacity() == 0 {
-                let room = packed.last_burst.clamp(len, PACKED_START_LIMIT);
-                packed.bytes = BytesMut::with_capacity(room);
-            }
-            packed.bytes.extend_from_slice(payload.as_slice());
-            packed.burst += len;
+            self.packed.append(payload.as_slice());
             Entry::Packed { len, end_message }
         } else {
             Entry::Shared {
@@ -206,7 +224,7 @@ impl SendQueue {
             .filter(|entry| matches!(entry, Entry::Packed { .. }))
             .map(Entry::len)
             .sum();
-        counted == self.len && packed == self.packed.bytes.len()
+        counted == self.len && packed == self.packed.len()
     }
 }
 
@@ -256,6 +274,12 @@ mod tests {
     }
 
     #[test]
+    fn a_queue_that_never_packs_stays_small() {
+        // Every stream carries one; most never pack.
+        assert!(size_of::<SendQueue>() <= 64, "{}", size_of::<SendQueue>());
+    }
+
+    #[test]
     fn lent_payloads_are_copied_even_on_an_empty_queue() {
         let mut queue = SendQueue::default();
         let large = vec![3u8; CHAIN_THRESHOLD];
@@ -296,18 +320,12 @@ mod tests {
         };
         burst(&mut queue);
         drain(&mut queue, usize::MAX);
-        assert_eq!(
-            queue.packed.bytes.capacity(),
-            0,
-            "an idle stream holds nothing"
-        );
+        assert!(queue.packed.bytes.is_none(), "an idle stream holds nothing");
         assert_eq!(queue.packed.last_burst, 99 * 64);
         queue.push(Bytes::from(vec![0; 64]), true);
         queue.push(Bytes::from(vec![1; 64]), true);
-        assert!(
-            queue.packed.bytes.capacity() >= 99 * 64,
-            "room for the whole burst"
-        );
+        let room = queue.packed.bytes.as_ref().map_or(0, |b| b.capacity());
+        assert!(room >= 99 * 64, "room for the whole burst");
         burst(&mut queue);
         assert!(queue.is_consistent());
     }
