@@ -104,7 +104,7 @@ impl Packed {
     fn append(&mut self, payload: &[u8]) {
         let last_burst = self.last_burst as usize;
         let bytes = self.bytes.get_or_insert_with(|| {
-            let room = last_burst.clamp(payload.len(), PACKED_START_LIMIT);
+            let room = last_burst.min(PACKED_START_LIMIT).max(payload.len());
             Box::new(BytesMut::with_capacity(room))
         });
         bytes.extend_from_slice(payload);

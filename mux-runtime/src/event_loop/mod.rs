@@ -4,8 +4,9 @@
 //! through the [`App`] trait and runs on the loop thread, so that a request
 //! is read, handled and answered with no thread hand-off.
 //!
-//! One iteration: wait for readiness (or the next timer); serve commands,
-//! accepts and each ready connection (read until `WouldBlock`, feed
+//! One iteration: wait for readiness (or the next timer); serve commands
+//! (then let the app work through what they queued as a batch), accepts and
+//! each ready connection (read until `WouldBlock`, feed
 //! `mux-core`, hand its events to the app); fire due timers; flush every
 //! connection the app touched; recompute each socket's interest.
 //!
