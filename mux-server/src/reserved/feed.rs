@@ -92,9 +92,10 @@ impl Feed {
     ///
     /// With nothing waiting, the stream is given a copy and the feed keeps
     /// no handle of its own (only what the stream does not take waits):
-    /// the message is shared by every subscriber of the loop, and taking
-    /// and dropping a handle of it per subscriber was a tenth of a fanning
-    /// server's time (see [`Connection::send_copy`]).
+    /// the message is shared by every subscriber of the loop, and a handle
+    /// per subscriber is a reference-count update on it at each delivery
+    /// and another when the handle is dropped, long after, on memory gone
+    /// cold (see [`Connection::send_copy`]).
     pub(crate) fn deliver(
         &mut self,
         conn: &mut Connection,
