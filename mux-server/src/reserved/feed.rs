@@ -240,7 +240,8 @@ pub(crate) struct Feeds {
     counters: Arc<FeedCounters>,
     /// Deliveries not yet added to `counters`: every loop adding to the
     /// shared counter at each delivery made its cache line cross cores a
-    /// million times a second in a fan-out; it is added once per pass.
+    /// million times a second in a fan-out; a batch of publications adds
+    /// its count once, before the loop flushes what it delivered.
     delivered: u64,
 }
 
@@ -255,7 +256,7 @@ impl Feeds {
     }
 
     /// Adds the deliveries counted since the last call to the server's
-    /// counters (at the end of each loop pass).
+    /// counters.
     pub(crate) fn publish_counts(&mut self) {
         if self.delivered > 0 {
             self.counters

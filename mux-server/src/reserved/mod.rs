@@ -155,12 +155,16 @@ impl Reserved {
         }
     }
 
-    /// The loop's pass ends: what it counted goes to the server's counters.
+    /// The loop's pass ends: anything counted and not yet added goes to
+    /// the server's counters.
     pub(crate) fn on_pass_end(&mut self) {
         self.feeds.publish_counts();
     }
 
-    /// Delivers a message to a feed; forgets the feed if its subscriber was too slow.
+    /// Delivers a message to a feed; forgets the feed if its subscriber was
+    /// too slow. The delivery is counted locally: the caller adds the counts
+    /// to the server's once its batch is done, before anything is flushed,
+    /// so that the metric never lags a delivery a subscriber has seen.
     fn deliver(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId, message: &bytes::Bytes) {
         if let Some(kind) = self.feeds.deliver(ctx, key, id, message) {
             self.unindex(key, id, kind);
@@ -177,6 +181,7 @@ impl Reserved {
         if let Some(kind) = self.feeds.deliver_entry(ctx, key, id, entry) {
             self.unindex(key, id, kind);
         }
+        self.feeds.publish_counts();
     }
 
     /// Removes a stream's feed, wherever it is indexed.

@@ -112,6 +112,7 @@ impl Reserved {
                 }
             }
         }
+        self.feeds.publish_counts();
     }
 }
 
