@@ -346,6 +346,21 @@ fn a_graceful_shutdown_ends_event_streams_and_answers_polls() {
     assert_eq!(poll.read_response().expect("answered").status, 204);
 }
 
+/// A server with the web edge whose slow subscribers lose the oldest
+/// (`feeds` sets their other bounds), and an event stream subscribed to
+/// `bulk.*` on it, not yet read.
+fn bulk_subscriber(feeds: impl FnOnce(ServerBuilder) -> ServerBuilder) -> (Server, EventStream) {
+    let builder = with_routes(server_builder())
+        .slow_subscriber_policy(mux_server::SlowSubscriber::DropOldest { queue: 1_000_000 });
+    let server = feeds(builder)
+        .http(any_local_address())
+        .start()
+        .expect("server starts");
+    let addr = server.http_addr().expect("the edge listens");
+    let stream = EventStream::open(addr, "/topics/bulk.*", &[]).expect("subscribe");
+    (server, stream)
+}
+
 /// Publishes `count` 64 KiB payloads on `bulk.data` from server code.
 fn publish_bulk(server: &Server, count: u64) {
     let payload = "x".repeat(64 * 1024);
@@ -380,13 +395,7 @@ fn count_bulk_events(stream: &mut EventStream, published: u64) -> (u64, u64) {
 
 #[test]
 fn a_subscriber_that_does_not_read_is_told_what_it_lost() {
-    let builder = with_routes(server_builder())
-        .slow_subscriber_policy(mux_server::SlowSubscriber::DropOldest { queue: 1_000_000 })
-        .feed_queue_bytes(256 * 1024)
-        .http(any_local_address());
-    let server = builder.start().expect("server starts");
-    let addr = server.http_addr().expect("the edge listens");
-    let mut stream = EventStream::open(addr, "/topics/bulk.*", &[]).expect("subscribe");
+    let (server, mut stream) = bulk_subscriber(|feeds| feeds.feed_queue_bytes(256 * 1024));
     // Far more than the socket buffers (up to 32 MiB received and 4 MiB
     // sent on Linux's defaults) and the feed bound hold, unread.
     let published = 2_000;
@@ -407,14 +416,11 @@ fn a_subscriber_that_does_not_read_is_told_what_it_lost() {
 fn a_subscriber_behind_for_longer_than_the_limit_loses_what_follows() {
     // Bounded in count and bytes far beyond what the test publishes: only
     // the 20 ms limit on how long the edge's unwritten bytes may wait binds.
-    let builder = with_routes(server_builder())
-        .slow_subscriber_policy(mux_server::SlowSubscriber::DropOldest { queue: 1_000_000 })
-        .feed_queue_bytes(1 << 30)
-        .feed_max_wait(Duration::from_millis(20))
-        .http(any_local_address());
-    let server = builder.start().expect("server starts");
-    let addr = server.http_addr().expect("the edge listens");
-    let mut stream = EventStream::open(addr, "/topics/bulk.*", &[]).expect("subscribe");
+    let (server, mut stream) = bulk_subscriber(|feeds| {
+        feeds
+            .feed_queue_bytes(1 << 30)
+            .feed_max_wait(Duration::from_millis(20))
+    });
     // More than the socket buffers hold unread (see above), so that bytes
     // wait at the edge.
     let before = 1_000;

@@ -9,7 +9,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::header::{FrameType, Header, HEADER_LEN, MAX_LENGTH_FIELD};
+use super::header::{FrameType, Header, HEADER_LEN};
 use crate::error::EncodeError;
 use crate::stream_id::StreamId;
 
@@ -58,11 +58,7 @@ impl Data {
     }
 
     pub(super) fn decode(stream: StreamId, flags: u8, payload: Bytes) -> Self {
-        let DataRef {
-            end_message,
-            end_stream,
-            ..
-        } = DataRef::decode(stream, flags, &[]);
+        let (end_message, end_stream) = flags_of(flags);
         Self {
             stream,
             end_message,
@@ -78,6 +74,15 @@ impl Data {
 
 fn flag_bits(end_message: bool, end_stream: bool) -> u8 {
     (u8::from(end_stream) * Data::END_STREAM) | (u8::from(end_message) * Data::END_MESSAGE)
+}
+
+/// END_MESSAGE and END_STREAM from a DATA frame's flags (other bits are
+/// ignored on receipt, spec §4.1).
+fn flags_of(flags: u8) -> (bool, bool) {
+    (
+        flags & Data::END_MESSAGE != 0,
+        flags & Data::END_STREAM != 0,
+    )
 }
 
 /// A DATA frame read in place: its payload borrowed from the buffer it
@@ -104,34 +109,27 @@ impl<'a> DataRef<'a> {
             return None;
         }
         let payload = frame.get(HEADER_LEN..header.frame_len())?;
-        Some(Self::decode(header.stream, header.flags, payload))
+        let (end_message, end_stream) = flags_of(header.flags);
+        Some(Self {
+            stream: header.stream,
+            end_message,
+            end_stream,
+            payload,
+        })
     }
 
     /// Appends the frame to `dst`, copying the payload (see
     /// [`Frame::encode`](super::Frame::encode)).
     pub fn encode(&self, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        let len = u32::try_from(self.payload.len())
-            .ok()
-            .filter(|len| *len <= MAX_LENGTH_FIELD)
-            .ok_or(EncodeError::TooLong(self.payload.len()))?;
-        let header = Header {
-            len,
-            ty: FrameType::DATA,
-            flags: flag_bits(self.end_message, self.end_stream),
-            stream: self.stream,
-        };
+        let header = Header::for_payload(
+            FrameType::DATA,
+            flag_bits(self.end_message, self.end_stream),
+            self.stream,
+            self.payload.len(),
+        )?;
         dst.reserve(header.frame_len());
         header.encode(dst);
         dst.put_slice(self.payload);
         Ok(())
-    }
-
-    fn decode(stream: StreamId, flags: u8, payload: &'a [u8]) -> Self {
-        Self {
-            stream,
-            end_message: flags & Data::END_MESSAGE != 0,
-            end_stream: flags & Data::END_STREAM != 0,
-            payload,
-        }
     }
 }

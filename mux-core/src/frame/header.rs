@@ -14,7 +14,7 @@
 
 use bytes::BufMut;
 
-use crate::error::FrameError;
+use crate::error::{EncodeError, FrameError};
 use crate::stream_id::StreamId;
 
 /// Length of the frame header in bytes.
@@ -76,6 +76,25 @@ impl Header {
             flags: bytes[4],
             stream,
         })
+    }
+
+    /// The header of a frame whose payload is `len` bytes, unless the
+    /// length field cannot hold it (spec §4.1).
+    pub fn for_payload(
+        ty: FrameType,
+        flags: u8,
+        stream: StreamId,
+        len: usize,
+    ) -> Result<Self, EncodeError> {
+        match u32::try_from(len) {
+            Ok(field) if field <= MAX_LENGTH_FIELD => Ok(Self {
+                len: field,
+                ty,
+                flags,
+                stream,
+            }),
+            _ => Err(EncodeError::TooLong(len)),
+        }
     }
 
     /// The whole frame's length on the wire: the header and its payload.

@@ -407,16 +407,7 @@ impl Frame {
     /// The header this frame encodes with.
     pub fn header(&self) -> Result<Header, EncodeError> {
         let (ty, flags, stream, fixed, body) = self.parts();
-        let len = fixed.len + body.len();
-        match u32::try_from(len) {
-            Ok(len) if len <= MAX_LENGTH_FIELD => Ok(Header {
-                len,
-                ty,
-                flags,
-                stream,
-            }),
-            _ => Err(EncodeError::TooLong(len)),
-        }
+        Header::for_payload(ty, flags, stream, fixed.len + body.len())
     }
 
     /// Total encoded length: header plus payload.
