@@ -332,9 +332,13 @@ impl H2 {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         });
-        let outcome = self.rpc(calls, 1);
+        let mut outcome = self.rpc(calls, 1);
         stop.store(true, Ordering::Relaxed);
-        let _ = self.runtime.block_on(bulk);
+        outcome.beside = self
+            .runtime
+            .block_on(bulk)
+            .ok()
+            .map(|(sent, elapsed)| Outcome::bytes(sent, elapsed).value);
         outcome
     }
 }
@@ -359,13 +363,13 @@ async fn call(sender: &h2::client::SendRequest<Bytes>, uri: &http::Uri, body: By
 
 /// Uploads `each` bytes in 256 KiB writes as window allows (or, with
 /// `until`, until told to stop, saying when it started), then checks the
-/// server's count.
+/// server's count; returns the bytes sent and how long sending took.
 async fn upload(
     sender: h2::client::SendRequest<Bytes>,
     uri: http::Uri,
     each: usize,
     until: Option<(Arc<AtomicBool>, Arc<AtomicBool>)>,
-) {
+) -> (usize, Duration) {
     let mut sender = sender.ready().await.expect("ready");
     let request = http::Request::builder()
         .method(http::Method::POST)
@@ -374,7 +378,7 @@ async fn upload(
         .expect("request");
     let (response, mut send) = sender.send_request(request, false).expect("send_request");
     let chunk = Bytes::from(vec![7u8; 256 * 1024]);
-    let mut sent = 0;
+    let (start, mut sent) = (Instant::now(), 0);
     while sent < each {
         if let Some((stop, started)) = &until {
             if stop.load(Ordering::Relaxed) {
@@ -392,6 +396,7 @@ async fn upload(
         sent += n;
     }
     send.send_data(Bytes::new(), true).expect("end");
+    let elapsed = start.elapsed();
     let mut body = response.await.expect("response").into_body();
     let mut reply = Vec::new();
     while let Some(Ok(data)) = body.data().await {
@@ -399,4 +404,5 @@ async fn upload(
         reply.extend_from_slice(&data);
     }
     assert_eq!(reply, sent.to_string().into_bytes(), "h2 sink count");
+    (sent, elapsed)
 }

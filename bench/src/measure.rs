@@ -41,6 +41,9 @@ pub(crate) struct Outcome {
     pub(crate) samples: Option<Vec<Duration>>,
     /// CPU-seconds a client process other than this one spent (wrk).
     pub(crate) outside_client_cpu: f64,
+    /// GB/s of a bulk upload that ran beside the work measured, on the
+    /// same connection: what the work's figure cost the upload.
+    pub(crate) beside: Option<f64>,
 }
 
 impl Outcome {
@@ -52,6 +55,7 @@ impl Outcome {
             units: gb,
             samples: None,
             outside_client_cpu: 0.0,
+            beside: None,
         }
     }
 
@@ -64,6 +68,7 @@ impl Outcome {
             units: count / 1e3,
             samples: Some(samples),
             outside_client_cpu: 0.0,
+            beside: None,
         }
     }
 
@@ -75,6 +80,7 @@ impl Outcome {
             units,
             samples: None,
             outside_client_cpu: client_cpu,
+            beside: None,
         }
     }
 }
@@ -124,6 +130,8 @@ pub(crate) struct Run {
     pub(crate) client_cpu: f64,
     pub(crate) server_cpu: f64,
     pub(crate) latency: Option<Latency>,
+    /// GB/s of the upload beside the work, if one ran ([`Outcome::beside`]).
+    pub(crate) beside: Option<f64>,
 }
 
 /// Runs `body`, charging the CPU this process and process `server` spent
@@ -147,6 +155,7 @@ pub(crate) fn measure(server: u32, body: impl FnOnce() -> Outcome) -> Run {
         client_cpu: per_unit(client_after - client_before + outcome.outside_client_cpu),
         server_cpu: per_unit(server_after - server_before),
         latency: outcome.samples.map(Latency::of),
+        beside: outcome.beside,
     }
 }
 
@@ -185,6 +194,12 @@ impl Series {
 
     pub(crate) fn client_cpu(&self) -> f64 {
         Spread::of(self.runs.iter().map(|r| r.client_cpu)).median
+    }
+
+    /// The upload beside the work over the runs, if one ran.
+    pub(crate) fn beside(&self) -> Option<Spread> {
+        let rates: Vec<f64> = self.runs.iter().filter_map(|r| r.beside).collect();
+        (!rates.is_empty()).then(|| Spread::of(rates))
     }
 
     pub(crate) fn server_cpu(&self) -> f64 {

@@ -209,21 +209,25 @@ pub(crate) fn beside_upload(client: &Arc<Client>, calls: usize) -> Outcome {
         std::thread::spawn(move || {
             let chunk = Bytes::from(vec![7u8; 256 * 1024]);
             let mut upload = client.open_upload(CallRequest::new("sink", ""));
+            let (start, mut sent) = (Instant::now(), 0);
             while !stop.load(Ordering::Relaxed) {
                 if upload.write(chunk.clone()).is_err() {
                     break;
                 }
+                sent += chunk.len();
                 started.store(true, Ordering::Relaxed);
             }
+            let elapsed = start.elapsed();
             let _ = upload.finish().map(|c| c.wait());
+            Outcome::bytes(sent, elapsed).value
         })
     };
     mux_testkit::wait_until(Duration::from_secs(10), "the upload to start", || {
         started.load(Ordering::Relaxed)
     });
-    let outcome = rpc(client, calls, 1);
+    let mut outcome = rpc(client, calls, 1);
     stop.store(true, Ordering::Relaxed);
-    let _ = bulk.join();
+    outcome.beside = bulk.join().ok();
     outcome
 }
 

@@ -101,10 +101,17 @@ impl Workload {
                     )
                 })
                 .unwrap_or_else(|| "–".to_owned());
+            let system = match series.beside() {
+                Some(upload) => format!(
+                    "{} (the upload beside it: {} GB/s)",
+                    series.system,
+                    spread(upload)
+                ),
+                None => series.system.clone(),
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {ratio} | {} / {} | {latency} |",
-                series.system,
+                "| {system} | {} | {ratio} | {} / {} | {latency} |",
                 spread(series.value()),
                 self.cpu_text(series.client_cpu()),
                 self.cpu_text(series.server_cpu()),
