@@ -4,7 +4,9 @@
 //! It follows mio's contract: read until `WouldBlock`, retry on
 //! `Interrupted`, treat `Ok(0)` as end of file, and never assume a readiness
 //! event means the operation will succeed. Output that hits `WouldBlock` is
-//! kept in `tx` and written on the next WRITABLE event, never dropped.
+//! kept in `tx` and written on the next WRITABLE event, never dropped. A
+//! flush also stops after `FLUSH_BUDGET` bytes and says so, for the loop
+//! to come back once it has served its other work (spec §12.3).
 //!
 //! Spec §13.1: while the state machine's answers pile up unwritten
 //! (`Connection::wants_read` is false), reading stops, so a peer that does
@@ -28,6 +30,15 @@ pub(crate) const READ_CHUNK: usize = crate::read_buffer::READ_SIZE;
 /// behind at most this much of it here (measured: no loss in one-stream bulk
 /// throughput against 512 KiB).
 const WRITE_BATCH: usize = 128 * 1024;
+
+/// Bytes one flush writes to a connection before the loop moves on: it
+/// serves its commands (a new call's request) and its other connections,
+/// then writes more on its next iteration. Without it a bulk transfer with
+/// megabytes of credit held the loop in one flush for as long as those took
+/// to write (on loopback, where a write runs the receiver's side too,
+/// hundreds of microseconds), and a small message handed to the loop
+/// meanwhile waited for all of it (spec §12.3).
+const FLUSH_BUDGET: usize = 2 * WRITE_BATCH;
 
 /// Pieces handed to one vectored write: a full batch of 64 KiB frames
 /// with their headers, and of 16 KiB frames when streams share the
@@ -89,6 +100,9 @@ pub struct ConnIo {
     /// In the loop's list of connections to flush this iteration (so that
     /// marking is O(1), not a search of the list).
     pub(crate) flush_queued: bool,
+    /// The last flush stopped at [`FLUSH_BUDGET`] with the socket still
+    /// taking bytes: flush again next iteration, without a new edge.
+    pub(crate) more_to_write: bool,
     /// TLS between the socket and the buffers (spec §16); `None`: plaintext.
     tls: Option<Box<TlsSession>>,
     /// A plaintext connection's first byte opened a TLS handshake (for the
@@ -119,6 +133,7 @@ impl ConnIo {
             read_paused: false,
             close_error: None,
             flush_queued: false,
+            more_to_write: false,
             tls: None,
             tls_on_plain_port: false,
             opened,
@@ -265,8 +280,9 @@ impl ConnIo {
         }
     }
 
-    /// Writes everything the state machine has to send, until the kernel
-    /// refuses more. Returns whether the transport is finished.
+    /// Writes what the state machine has to send, until the kernel refuses
+    /// more or [`FLUSH_BUDGET`] bytes are written (then `more_to_write` says
+    /// so). Returns whether the transport is finished.
     pub(crate) fn flush(
         &mut self,
         now: Instant,
@@ -276,11 +292,17 @@ impl ConnIo {
             // Closed while the TCP handshake runs (a connect timeout): give up.
             return Ok(self.conn.is_closed().then_some(Closed::Done));
         }
+        self.more_to_write = false;
+        let mut written = 0;
         loop {
             if let Some(tls) = self.tls.as_mut() {
                 if !tls.write_out(&mut self.socket).map_err(Closed::Io)? {
                     return Ok(None);
                 }
+            }
+            if written >= FLUSH_BUDGET {
+                self.more_to_write = true;
+                return Ok(None);
             }
             if self.tx.is_empty() {
                 while self.tx.len() < WRITE_BATCH && self.conn.poll_transmit(now, &mut self.tx) {}
@@ -296,14 +318,20 @@ impl ConnIo {
                 match tls.write_plaintext(slices) {
                     // Full before the handshake finished: reads move it on.
                     Ok(0) if !tls.wants_write() => break,
-                    Ok(n) => self.tx.advance(n),
+                    Ok(n) => {
+                        self.tx.advance(n);
+                        written += n;
+                    }
                     Err(err) => return Err(Closed::Io(err)),
                 }
                 continue;
             }
             match self.socket.write_vectored(slices) {
                 Ok(0) => return Err(Closed::Io(io::ErrorKind::WriteZero.into())),
-                Ok(n) => self.tx.advance(n),
+                Ok(n) => {
+                    self.tx.advance(n);
+                    written += n;
+                }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(Closed::Io(err)),
@@ -365,4 +393,122 @@ impl ConnIo {
 /// record (type 0x16, version 3.x): a TLS client on a plaintext port.
 fn looks_like_tls(first: &[u8]) -> bool {
     first.first() == Some(&crate::tls::TLS_HANDSHAKE_RECORD) && first.get(1) == Some(&0x03)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    use bytes::{Bytes, BytesMut};
+    use mux_core::frame::Metadata;
+    use mux_core::{Config, Side};
+
+    use super::*;
+
+    const MIB: usize = 1024 * 1024;
+
+    /// Hands everything `from` has to send to `to`.
+    fn deliver(from: &mut Connection, to: &mut Connection, now: Instant) {
+        let mut out = Outgoing::new();
+        while from.poll_transmit(now, &mut out) {}
+        let mut bytes = BytesMut::new();
+        while !out.is_empty() {
+            let mut slices = [io::IoSlice::new(&[]); WRITE_SLICES];
+            let filled = out.io_slices(&mut slices);
+            let mut taken = 0;
+            for slice in slices.iter().take(filled) {
+                bytes.extend_from_slice(slice);
+                taken += slice.len();
+            }
+            out.advance(taken);
+        }
+        to.handle_read(now, &mut bytes).expect("well-formed frames");
+    }
+
+    /// A client connection past its handshake with an 8 MiB window to
+    /// write into, and `total` bytes queued on one stream.
+    fn client_with_queued_upload(total: usize, now: Instant) -> Connection {
+        let config = Config {
+            initial_stream_window: 8 * MIB as u32,
+            initial_connection_window: 8 * MIB as u32,
+            stream_send_buffer: total,
+            ..Config::default()
+        };
+        let mut client = Connection::new(Side::Client, config.clone(), now);
+        let mut server = Connection::new(Side::Server, config, now);
+        for _ in 0..4 {
+            deliver(&mut client, &mut server, now);
+            deliver(&mut server, &mut client, now);
+        }
+        assert!(client.is_established(), "the handshake completes");
+        let route = Metadata::from_pairs([(&b"route"[..], &b"sink"[..])]).expect("metadata");
+        let id = client.open(route, false).expect("a stream opens");
+        let accepted = client
+            .send(id, Bytes::from(vec![7u8; total]), true, true)
+            .expect("the stream takes bytes");
+        assert_eq!(accepted, total, "the send buffer holds the whole upload");
+        client
+    }
+
+    #[test]
+    fn one_flush_writes_at_most_its_budget_and_asks_for_another_turn() {
+        let total = 4 * MIB;
+        let now = Instant::now();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let sender = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
+        let (mut receiver, _) = listener.accept().expect("accept");
+        sender.set_nonblocking(true).expect("non-blocking");
+        let reader = std::thread::spawn(move || {
+            let (mut got, mut buf) = (0, vec![0u8; 256 * 1024]);
+            while let Ok(n) = receiver.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            got
+        });
+        let socket = mio::net::TcpStream::from_std(sender);
+        let mut io = ConnIo::new(socket, client_with_queued_upload(total, now), false, 0, now);
+        let mut events = Vec::new();
+        // A flush may overshoot its budget by its last write: a batch and
+        // the frame that ended it.
+        let most = FLUSH_BUDGET + WRITE_BATCH + 64 * 1024 + 9;
+        let (mut budget_stops, mut flushes) = (0, 0);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while io.conn.queued_send_bytes() + io.tx.len() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the upload was not written in 20 s"
+            );
+            let before = io.conn.queued_send_bytes() + io.tx.len();
+            assert!(
+                matches!(io.flush(now, &mut events), Ok(None)),
+                "the flush fails"
+            );
+            let moved = before - (io.conn.queued_send_bytes() + io.tx.len());
+            assert!(
+                moved <= most,
+                "one flush wrote {moved} bytes (at most {most})"
+            );
+            flushes += 1;
+            if io.more_to_write {
+                budget_stops += 1;
+            } else {
+                std::thread::yield_now(); // the socket is full: the reader drains it
+            }
+        }
+        assert!(
+            budget_stops > 0,
+            "no flush of {flushes} stopped at its budget"
+        );
+        drop(io);
+        let got = reader.join().expect("reader");
+        assert!(
+            got > total,
+            "{got} bytes arrived of a {total}-byte upload and its frames"
+        );
+    }
 }

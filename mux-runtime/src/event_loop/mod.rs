@@ -8,7 +8,9 @@
 //! (then let the app work through what they queued as a batch), accepts and
 //! each ready connection (read until `WouldBlock`, feed
 //! `mux-core`, hand its events to the app); fire due timers; flush every
-//! connection the app touched; recompute each socket's interest.
+//! connection the app touched, each up to a budget (the rest on the next
+//! iteration, after the commands: spec §12.3); recompute each socket's
+//! interest.
 //!
 //! No protocol rule lives here: the loop hands every byte and every
 //! deadline to `mux-core` (spec §11's timers fire through
@@ -91,6 +93,9 @@ pub struct EventLoop<A: App> {
     /// Connections whose read budget ran out, or whose reading resumed: read
     /// them next iteration without waiting for a new edge.
     more_reads: Vec<usize>,
+    /// Connections whose flush stopped at its budget: flush them again next
+    /// iteration, after the commands and the other sockets.
+    more_writes: Vec<usize>,
     app: A,
 }
 
@@ -128,6 +133,7 @@ impl<A: App> EventLoop<A> {
             generations: 0,
             accepting,
             more_reads: Vec::new(),
+            more_writes: Vec::new(),
             plain: PlainSockets::default(),
             lingering: Lingering::default(),
             closed_stats: None,
@@ -184,7 +190,10 @@ impl<A: App> EventLoop<A> {
         }
         loop {
             let now = Instant::now();
-            let busy = more_commands || !more_reads.is_empty() || !self.more_reads.is_empty();
+            let busy = more_commands
+                || !more_reads.is_empty()
+                || !self.more_reads.is_empty()
+                || !self.more_writes.is_empty();
             let timeout = if busy || !dirty.is_empty() || !self.commands.is_empty() {
                 Some(Duration::ZERO)
             } else {
@@ -250,6 +259,11 @@ impl<A: App> EventLoop<A> {
             more_reads.append(&mut self.more_reads);
             for index in more_reads.drain(..) {
                 ready.push((index, true, false));
+            }
+            for index in std::mem::take(&mut self.more_writes) {
+                if let Some(io) = self.conns.get_mut(index) {
+                    queue_flush(io, &mut dirty, index);
+                }
             }
             if more_commands {
                 more_commands = self.serve_commands(now, &mut dirty);
@@ -558,6 +572,9 @@ impl<A: App> EventLoop<A> {
         };
         io.flush_queued = false;
         let outcome = io.flush(now, events);
+        if io.more_to_write {
+            self.more_writes.push(index);
+        }
         self.dispatch(now, index, events, dirty);
         match outcome {
             Err(Closed::Io(err)) => {
