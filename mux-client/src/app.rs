@@ -4,11 +4,12 @@
 //! refused streams (spec §8.1), hands pushes to their handler (spec §10),
 //! and shuts down gracefully.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
+use foldhash::HashMap;
 use mux_core::rpc::Status;
 use mux_core::{ErrorCode, Event, OpenError, StreamId, StreamState};
 use mux_runtime::{App, ConnKey, Ctx, LoopError, Outbox, Piece, StreamMap};
@@ -80,8 +81,8 @@ impl ClientApp {
             active: StreamMap::default(),
             wakes: Vec::new(),
             authenticating: StreamMap::default(),
-            refused: HashMap::new(),
-            by_id: HashMap::new(),
+            refused: HashMap::default(),
+            by_id: HashMap::default(),
             outbox: Outbox::default(),
             closing: false,
             push_handler: push_handler.map(PushHandlerSlot),

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::frame::{Metadata, MetadataBuilder, MetadataError};
+use crate::frame::{put_entry, Metadata, MetadataBuilder, MetadataError};
 
 /// Metadata name of the route.
 pub const ROUTE: &[u8] = b":route";
@@ -123,14 +123,22 @@ fn without(metadata: &Metadata, drop: &[&[u8]]) -> Metadata {
     rest.finish()
 }
 
-/// The entries `metadata` needs in front for a declared `length`.
-fn with_length(length: Option<u64>, metadata: &Metadata) -> Result<Metadata, MetadataError> {
-    let mut builder = MetadataBuilder::default();
-    if let Some(length) = length {
-        builder.push(LENGTH, length.to_string().as_bytes())?;
+/// Digits in the longest `u64`.
+const MAX_DECIMAL: usize = 20;
+
+/// `n` in decimal ASCII, written into the tail of `buf`, without allocating.
+fn decimal(mut n: u64, buf: &mut [u8; MAX_DECIMAL]) -> &[u8] {
+    let mut len = 0;
+    for slot in buf.iter_mut().rev() {
+        // The remainder is a single digit.
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+        len += 1;
+        if n == 0 {
+            break;
+        }
     }
-    builder.extend(metadata);
-    Ok(builder.finish())
+    buf.get(MAX_DECIMAL - len..).unwrap_or_default()
 }
 
 impl RequestHead {
@@ -150,10 +158,10 @@ impl RequestHead {
         builder.push(ROUTE, self.route.as_bytes())?;
         if let Some(deadline) = self.deadline {
             let millis = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
-            builder.push(DEADLINE_MS, millis.to_string().as_bytes())?;
+            builder.push(DEADLINE_MS, decimal(millis, &mut [0; MAX_DECIMAL]))?;
         }
         if let Some(length) = self.length {
-            builder.push(LENGTH, length.to_string().as_bytes())?;
+            builder.push(LENGTH, decimal(length, &mut [0; MAX_DECIMAL]))?;
         }
         builder.extend(&self.metadata);
         Ok(builder.finish())
@@ -207,16 +215,16 @@ impl ResponseHead {
     /// The head message's bytes: status, then the metadata block (with
     /// `:length` first, when declared).
     pub fn encode(&self) -> Bytes {
-        let declared = match self.length {
-            // The metadata was valid, and one short entry more fits any
-            // block a connection would carry; should it not, the head goes
-            // without its length rather than not at all.
-            Some(_) => with_length(self.length, &self.metadata).ok(),
-            None => None,
-        };
-        let block = declared.as_ref().unwrap_or(&self.metadata).as_bytes();
-        let mut buf = BytesMut::with_capacity(2 + block.len());
+        let block = self.metadata.as_bytes();
+        let mut digits = [0u8; MAX_DECIMAL];
+        let length = self.length.map(|length| decimal(length, &mut digits));
+        let entry = length.map_or(0, |digits| 3 + LENGTH.len() + digits.len());
+        let mut buf = BytesMut::with_capacity(2 + entry + block.len());
         buf.put_u16(self.status.0);
+        if let Some(digits) = length {
+            // A short name and at most 20 digits: cannot fail.
+            let _ = put_entry(&mut buf, LENGTH, digits);
+        }
         buf.put_slice(block);
         buf.freeze()
     }
@@ -360,6 +368,20 @@ mod tests {
             !frame.contains(&head.metadata.as_bytes().as_ptr()),
             "the head must not keep the received frame alive"
         );
+    }
+
+    #[test]
+    fn lengths_are_written_in_decimal_without_allocating() {
+        for n in [0, 7, 10, 99, 1 << 32, u64::MAX] {
+            let mut digits = [0; MAX_DECIMAL];
+            assert_eq!(decimal(n, &mut digits), n.to_string().as_bytes());
+            let head = ResponseHead {
+                status: Status::OK,
+                length: Some(n),
+                metadata: Metadata::new(),
+            };
+            assert_eq!(ResponseHead::decode(head.encode()), Ok(head), "{n}");
+        }
     }
 
     #[test]

@@ -9,9 +9,10 @@
 //! through the state machine, which sends it as the windows and the fair
 //! scheduler allow (spec §9, §12).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
+use foldhash::HashMap;
 use mux_core::{Connection, StreamId, WriteError};
 
 use crate::event_loop::ConnKey;
@@ -54,12 +55,15 @@ impl Outbox {
             self.add(key, len);
             return Ok(0);
         }
-        let mut queue = VecDeque::from([piece]);
-        let accepted = Self::drain(conn, id, &mut queue)?;
-        if !queue.is_empty() {
-            let left = queue.iter().map(|p| p.bytes.len()).sum();
-            self.pending.insert(key, id, queue);
-            self.add(key, left);
+        // Nothing queued ahead: the state machine usually takes it all, and
+        // a queue is made only for what it leaves.
+        let mut piece = piece;
+        let len = piece.bytes.len();
+        let accepted = conn.send(id, piece.bytes.clone(), piece.end_message, piece.end_stream)?;
+        if accepted < len {
+            let _ = piece.bytes.split_to(accepted);
+            self.pending.insert(key, id, VecDeque::from([piece]));
+            self.add(key, len - accepted);
         }
         Ok(accepted)
     }

@@ -4,7 +4,7 @@
 //! on the worker pool, or to a streaming route's sink as the body arrives.
 //! Also where commands, timers and shutdown reach the loop.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

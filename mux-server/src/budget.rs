@@ -9,7 +9,7 @@
 //! receive windows, unread and uncredited, so the peer's flow control stops
 //! it (spec §9.4.2). Reading resumes as the connection's memory goes down.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -63,9 +63,9 @@ impl Budget {
         Self {
             limits,
             slot,
-            bodies: HashMap::new(),
+            bodies: HashMap::default(),
             bodies_total: 0,
-            paused: HashMap::new(),
+            paused: HashMap::default(),
         }
     }
 

@@ -5,7 +5,7 @@
 //! the stream (401, 403), logged without credentials and counted; a
 //! connection that keeps failing to authenticate is closed.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -115,7 +115,7 @@ impl Gate {
     pub(crate) fn new(security: Arc<Security>) -> Self {
         Self {
             security,
-            connections: HashMap::new(),
+            connections: HashMap::default(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! code uses to publish, append events, push and reach sessions: binds the
 //! listener, starts the loops and the worker pool, and stops them.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -124,7 +124,7 @@ impl Default for ServerBuilder {
             max_connection_memory: DEFAULT_CONNECTION_MEMORY,
             max_server_memory: DEFAULT_SERVER_MEMORY,
             config: LoopConfig::default(),
-            routes: HashMap::new(),
+            routes: HashMap::default(),
             broker: None,
             sessions: None,
             slow_subscriber: SlowSubscriber::default(),

@@ -116,18 +116,7 @@ pub struct MetadataBuilder {
 impl MetadataBuilder {
     /// Appends one entry.
     pub fn push(&mut self, name: &[u8], value: &[u8]) -> Result<&mut Self, MetadataError> {
-        if name.is_empty() {
-            return Err(MetadataError::EmptyName);
-        }
-        let name_len =
-            u8::try_from(name.len()).map_err(|_| MetadataError::NameTooLong(name.len()))?;
-        let value_len =
-            u16::try_from(value.len()).map_err(|_| MetadataError::ValueTooLong(value.len()))?;
-        self.block.reserve(3 + name.len() + value.len());
-        self.block.put_u8(name_len);
-        self.block.put_slice(name);
-        self.block.put_u16(value_len);
-        self.block.put_slice(value);
+        put_entry(&mut self.block, name, value)?;
         Ok(self)
     }
 
@@ -143,6 +132,26 @@ impl MetadataBuilder {
             block: self.block.freeze(),
         }
     }
+}
+
+/// Appends one entry to a block being built in `buf` (spec §5.2.1).
+pub(crate) fn put_entry(
+    buf: &mut BytesMut,
+    name: &[u8],
+    value: &[u8],
+) -> Result<(), MetadataError> {
+    if name.is_empty() {
+        return Err(MetadataError::EmptyName);
+    }
+    let name_len = u8::try_from(name.len()).map_err(|_| MetadataError::NameTooLong(name.len()))?;
+    let value_len =
+        u16::try_from(value.len()).map_err(|_| MetadataError::ValueTooLong(value.len()))?;
+    buf.reserve(3 + name.len() + value.len());
+    buf.put_u8(name_len);
+    buf.put_slice(name);
+    buf.put_u16(value_len);
+    buf.put_slice(value);
+    Ok(())
 }
 
 /// Iterator over the entries of a [`Metadata`] block: `(name, value)`.

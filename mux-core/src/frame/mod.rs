@@ -49,6 +49,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 pub use self::data::{Data, DataRef};
 pub use self::go_away::GoAway;
 pub use self::header::{FrameType, Header, HEADER_LEN, MAX_LENGTH_FIELD};
+pub(crate) use self::metadata::put_entry;
 pub use self::metadata::{
     Metadata, MetadataBuilder, MetadataError, MetadataIter, MAX_NAME_LEN, MAX_VALUE_LEN,
 };

@@ -14,7 +14,7 @@ mod pubsub;
 mod push;
 mod sessions;
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -96,7 +96,7 @@ impl Reserved {
             event_watchers: Watchers::default(),
             session_watchers: Watchers::default(),
             polls: LongPolls::default(),
-            sessions_opened: HashMap::new(),
+            sessions_opened: HashMap::default(),
         }
     }
 
