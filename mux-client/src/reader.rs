@@ -239,7 +239,7 @@ impl StreamReader {
         self.check.add(chunk.bytes.len())?;
         match &mut self.body {
             Body::Whole(body) => body
-                .push(&chunk.bytes, limit)
+                .push(chunk.bytes, limit)
                 .map(|()| 0)
                 .map_err(|_| CallError::TooLarge(limit)),
             Body::Messages { reader, .. } => match reader.push(chunk, limit) {

@@ -62,38 +62,58 @@ impl MessageReader {
     }
 }
 
+/// A body's first chunk smaller than this is kept as it came, not copied.
+/// The state machine copies such payloads into a buffer of the stream's own
+/// (mux-core's packed segments); a larger one may be a slice of the
+/// connection's read buffer, which holding until the application takes the
+/// body would keep alive whole, beyond what the body's size accounts for.
+const KEEP_BELOW: usize = 1024;
+
 /// Collects a whole body up to a limit: request bodies on the server,
 /// response and push bodies on the client.
 #[derive(Debug, Default)]
 pub struct BodyBuffer {
     bytes: BytesMut,
+    /// A single chunk kept without copying while it is the whole body so far.
+    single: Option<Bytes>,
 }
 
 impl BodyBuffer {
     /// Appends `bytes`; past `limit` the body so far is dropped and the
     /// caller learns it is too large.
-    pub fn push(&mut self, bytes: &[u8], limit: usize) -> Result<(), TooLarge> {
-        if self.bytes.len() + bytes.len() > limit {
-            self.bytes = BytesMut::new();
+    pub fn push(&mut self, bytes: Bytes, limit: usize) -> Result<(), TooLarge> {
+        if self.len() + bytes.len() > limit {
+            *self = Self::default();
             return Err(TooLarge);
         }
-        self.bytes.extend_from_slice(bytes);
+        if self.is_empty() && bytes.len() < KEEP_BELOW {
+            self.single = Some(bytes);
+            return Ok(());
+        }
+        if let Some(first) = self.single.take() {
+            self.bytes.reserve(first.len() + bytes.len());
+            self.bytes.extend_from_slice(&first);
+        }
+        self.bytes.extend_from_slice(&bytes);
         Ok(())
     }
 
     /// The body collected so far, leaving the buffer empty.
     pub fn take(&mut self) -> Bytes {
-        std::mem::take(&mut self.bytes).freeze()
+        match self.single.take() {
+            Some(single) => single,
+            None => std::mem::take(&mut self.bytes).freeze(),
+        }
     }
 
     /// Bytes collected so far.
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        self.bytes.len() + self.single.as_ref().map_or(0, Bytes::len)
     }
 
     /// Whether nothing was collected.
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.len() == 0
     }
 }
 
@@ -136,11 +156,15 @@ mod tests {
     #[test]
     fn a_body_past_its_limit_is_dropped() {
         let mut body = BodyBuffer::default();
-        assert_eq!(body.push(b"abc", 4), Ok(()));
-        assert_eq!(body.push(b"de", 4), Err(TooLarge));
+        assert_eq!(body.push(Bytes::from_static(b"abc"), 4), Ok(()));
+        assert_eq!(body.push(Bytes::from_static(b"de"), 4), Err(TooLarge));
         assert!(body.is_empty());
-        assert_eq!(body.push(b"ab", 4), Ok(()));
-        assert_eq!(body.take(), Bytes::from("ab"));
+        assert_eq!(body.push(Bytes::from_static(b"ab"), 4), Ok(()));
+        assert_eq!(body.push(Bytes::from_static(b"c"), 4), Ok(()));
+        assert_eq!(body.len(), 3);
+        assert_eq!(body.take(), Bytes::from("abc"));
         assert_eq!(body.len(), 0);
+        assert_eq!(body.push(Bytes::from_static(b"xy"), 4), Ok(()));
+        assert_eq!(body.take(), Bytes::from("xy"), "a single chunk is the body");
     }
 }

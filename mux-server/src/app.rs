@@ -270,9 +270,10 @@ impl ServerApp {
                     sink.data(&chunk.bytes, chunk.end_message);
                 } else if !pending.discarding {
                     let held = pending.body.len();
-                    if pending.body.push(&chunk.bytes, limit).is_ok() {
-                        self.budget.add_body(key, chunk.bytes.len());
-                        room = room.saturating_sub(chunk.bytes.len());
+                    let len = chunk.bytes.len();
+                    if pending.body.push(chunk.bytes, limit).is_ok() {
+                        self.budget.add_body(key, len);
+                        room = room.saturating_sub(len);
                     } else {
                         self.budget.release_body(key, held);
                         pending.discarding = true;

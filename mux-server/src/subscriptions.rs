@@ -4,9 +4,9 @@
 //! the subscribers of recently published topics are remembered, so that a
 //! busy topic costs a lookup per publication, not a match per subscription.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use foldhash::HashMap;
 use mux_core::patterns;
 
 use crate::broker::Broker;
@@ -22,7 +22,7 @@ pub(crate) struct Subscriptions<T> {
     broker: Option<Arc<dyn Broker>>,
     /// Cleared whenever a subscription comes or goes, and when it grows past
     /// `MATCH_CACHE_TOPICS`.
-    matches: HashMap<Arc<str>, Vec<T>>,
+    matches: HashMap<Arc<str>, Arc<[T]>>,
 }
 
 impl<T> std::fmt::Debug for Subscriptions<T> {
@@ -38,7 +38,7 @@ impl<T> Default for Subscriptions<T> {
         Self {
             all: Vec::new(),
             broker: None,
-            matches: HashMap::new(),
+            matches: HashMap::default(),
         }
     }
 }
@@ -79,8 +79,9 @@ impl<T: Copy + PartialEq> Subscriptions<T> {
         self.all.is_empty()
     }
 
-    /// The subscribers whose pattern matches `topic`.
-    pub(crate) fn matching(&mut self, topic: &Arc<str>) -> Vec<T> {
+    /// The subscribers whose pattern matches `topic` (shared with the
+    /// cache: a publication costs a reference, not a copy of the list).
+    pub(crate) fn matching(&mut self, topic: &Arc<str>) -> Arc<[T]> {
         if self.matches.len() >= MATCH_CACHE_TOPICS && !self.matches.contains_key(topic) {
             self.matches.clear();
         }
@@ -112,15 +113,15 @@ mod tests {
         subscriptions.add("chat.*".to_owned(), 1);
         subscriptions.add("chat.>".to_owned(), 2);
         let topic: Arc<str> = Arc::from("chat.lobby.x");
-        assert_eq!(subscriptions.matching(&topic), vec![2]);
+        assert_eq!(*subscriptions.matching(&topic), [2]);
         subscriptions.add("chat.lobby.*".to_owned(), 3);
         assert_eq!(
-            subscriptions.matching(&topic),
-            vec![2, 3],
+            *subscriptions.matching(&topic),
+            [2, 3],
             "a new pattern is seen"
         );
         subscriptions.remove(2);
-        assert_eq!(subscriptions.matching(&topic), vec![3]);
+        assert_eq!(*subscriptions.matching(&topic), [3]);
         assert_eq!(subscriptions.all(), vec![1, 3]);
     }
 }

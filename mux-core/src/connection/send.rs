@@ -62,6 +62,9 @@ impl Connection {
     /// WINDOW_UPDATEs (spec §9.4.2), auto-tuning the windows on the way
     /// (spec §9.6).
     fn return_credit(&mut self, now: Instant) {
+        if self.streams.credit_queue.is_empty() && self.conn_consumed == 0 {
+            return; // nothing consumed or received since the last turn
+        }
         let rtt = self.min_rtt;
         let mut largest_target = 0;
         let mut grew = false;

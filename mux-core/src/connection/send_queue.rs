@@ -90,8 +90,10 @@ struct Packed {
     burst: u32,
     /// What the last burst packed: a new buffer starts with that room, so
     /// that a stream fed bursts (a subscription) allocates once per burst,
-    /// not at every doubling. The buffer itself is let go when it drains,
-    /// so an idle stream holds none.
+    /// not at every doubling. The buffer itself is let go when it drains
+    /// after a burst above [`KEEP_PACKED`], so an idle stream holds little;
+    /// a smaller one stays for the next burst, or a subscription fed one
+    /// message at a time would allocate and free it per message.
     last_burst: u32,
 }
 
@@ -135,11 +137,18 @@ impl Drop for PackedTake<'_> {
             bytes.advance(self.len.min(bytes.len()));
             if bytes.is_empty() {
                 packed.last_burst = std::mem::take(&mut packed.burst);
-                packed.bytes = None;
+                if packed.last_burst as usize > KEEP_PACKED {
+                    packed.bytes = None;
+                }
             }
         }
     }
 }
+
+/// A packed buffer that drained after a burst of at most this many bytes
+/// is kept for the next one (a `BytesMut` that is empty and unshared takes
+/// new bytes at its start again, without allocating).
+const KEEP_PACKED: usize = 512;
 
 /// A burst's packed buffer starts with at most this much room.
 const PACKED_START_LIMIT: usize = 64 * 1024;
@@ -327,6 +336,29 @@ mod tests {
         let room = queue.packed.bytes.as_ref().map_or(0, |b| b.capacity());
         assert!(room >= 99 * 64, "room for the whole burst");
         burst(&mut queue);
+        assert!(queue.is_consistent());
+    }
+
+    #[test]
+    fn a_stream_fed_one_small_message_at_a_time_reuses_its_buffer() {
+        let mut queue = SendQueue::default();
+        let mut first = None;
+        for n in 0..10u8 {
+            queue.push(&[n; 64][..], true);
+            let at = queue.packed.bytes.as_ref().map(|b| b.as_ptr());
+            assert!(
+                at.is_some() && at == *first.get_or_insert(at),
+                "message {n}"
+            );
+            assert_eq!(
+                drain(&mut queue, usize::MAX),
+                vec![(vec![n; 64], true, true)]
+            );
+            assert!(
+                queue.packed.bytes.is_some(),
+                "a small drained buffer is kept"
+            );
+        }
         assert!(queue.is_consistent());
     }
 }

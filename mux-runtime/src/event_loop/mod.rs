@@ -177,6 +177,7 @@ impl<A: App> EventLoop<A> {
     pub fn run(mut self) -> io::Result<A> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut dirty: Vec<usize> = Vec::new();
+        let mut flushing: Vec<usize> = Vec::new();
         let mut protocol_events: Vec<Event> = Vec::new();
         let mut more_reads: Vec<usize> = Vec::new();
         let mut more_commands = false;
@@ -260,11 +261,14 @@ impl<A: App> EventLoop<A> {
             for index in more_reads.drain(..) {
                 ready.push((index, true, false));
             }
-            for index in std::mem::take(&mut self.more_writes) {
+            let mut more_writes = std::mem::take(&mut self.more_writes);
+            for index in more_writes.drain(..) {
                 if let Some(io) = self.conns.get_mut(index) {
                     queue_flush(io, &mut dirty, index);
                 }
             }
+            self.more_writes = more_writes; // empty, with its room
+
             if more_commands {
                 more_commands = self.serve_commands(now, &mut dirty);
             }
@@ -281,8 +285,9 @@ impl<A: App> EventLoop<A> {
             }
             self.fire_timers(now, &mut dirty, &mut protocol_events);
             while !dirty.is_empty() {
-                let batch: Vec<usize> = std::mem::take(&mut dirty);
-                for index in batch {
+                // Swapped, not taken: both vectors keep their room.
+                std::mem::swap(&mut dirty, &mut flushing);
+                for index in flushing.drain(..) {
                     self.flush(now, index, &mut dirty, &mut protocol_events);
                 }
             }

@@ -387,7 +387,7 @@ impl HttpEdge {
         data.push(b'\n');
         data.extend_from_slice(payload);
         let block = write::chunk(&sse::event(None, "", &data));
-        for key in targets {
+        for &key in targets.iter() {
             self.deliver_publication(ctx, key, 0, Some(block.clone()));
         }
     }

@@ -106,7 +106,7 @@ impl Reserved {
                 }
                 .encode();
             }
-            for (key, id) in targets {
+            for &(key, id) in targets.iter() {
                 for message in &messages {
                     self.deliver(ctx, key, id, message);
                 }
