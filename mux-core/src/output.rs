@@ -73,6 +73,17 @@ impl Outgoing {
         self.len() == 0
     }
 
+    /// The waiting bytes when they are one piece (small frames copied
+    /// together, the common case): a plain write then does, with no slices
+    /// to set up.
+    pub fn contiguous(&self) -> Option<&[u8]> {
+        match self.chunks.len() {
+            0 => Some(&self.head[..]),
+            1 if self.head.is_empty() => self.chunks.front().map(|chunk| &chunk[..]),
+            _ => None,
+        }
+    }
+
     /// Fills `slices` with the waiting bytes in order, as many as fit;
     /// returns how many it filled.
     pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
@@ -152,7 +163,7 @@ impl FrameSink for Outgoing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{Data, Ping};
+    use crate::frame::{Data, Ping, HEADER_LEN};
     use crate::StreamId;
 
     fn gather(out: &Outgoing) -> Vec<u8> {
@@ -193,5 +204,39 @@ mod tests {
         }
         queue.advance(queue.len());
         assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn one_piece_of_output_is_offered_whole_and_several_are_not() {
+        let ping = Frame::Ping(Ping {
+            ack: false,
+            payload: [1; 8],
+        });
+        let big = Frame::Data(Data::new(
+            StreamId::new(1).expect("id"),
+            Bytes::from(vec![9u8; 4096]),
+        ));
+        let mut queue = Outgoing::new();
+        assert_eq!(queue.contiguous(), Some(&[][..]));
+        queue.put_frame(&ping);
+        let mut flat = BytesMut::new();
+        flat.put_frame(&ping);
+        assert_eq!(
+            queue.contiguous(),
+            Some(&flat[..]),
+            "small frames are copied together"
+        );
+        queue.put_frame(&big);
+        assert_eq!(
+            queue.contiguous(),
+            None,
+            "a header and a payload kept apart"
+        );
+        queue.advance(flat.len() + HEADER_LEN);
+        assert_eq!(
+            queue.contiguous().map(<[u8]>::len),
+            Some(4096),
+            "the payload alone"
+        );
     }
 }

@@ -311,22 +311,28 @@ impl ConnIo {
             if self.tx.is_empty() {
                 break;
             }
-            let mut slices = [io::IoSlice::new(&[]); WRITE_SLICES];
-            let filled = self.tx.io_slices(&mut slices);
-            let slices = slices.get(..filled).unwrap_or_default();
-            if let Some(tls) = self.tls.as_mut() {
-                match tls.write_plaintext(slices) {
-                    // Full before the handshake finished: reads move it on.
-                    Ok(0) if !tls.wants_write() => break,
-                    Ok(n) => {
-                        self.tx.advance(n);
-                        written += n;
+            let contiguous = self.tx.contiguous().filter(|_| self.tls.is_none());
+            let result = if let Some(bytes) = contiguous {
+                self.socket.write(bytes)
+            } else {
+                let mut slices = [io::IoSlice::new(&[]); WRITE_SLICES];
+                let filled = self.tx.io_slices(&mut slices);
+                let slices = slices.get(..filled).unwrap_or_default();
+                if let Some(tls) = self.tls.as_mut() {
+                    match tls.write_plaintext(slices) {
+                        // Full before the handshake finished: reads move it on.
+                        Ok(0) if !tls.wants_write() => break,
+                        Ok(n) => {
+                            self.tx.advance(n);
+                            written += n;
+                        }
+                        Err(err) => return Err(Closed::Io(err)),
                     }
-                    Err(err) => return Err(Closed::Io(err)),
+                    continue;
                 }
-                continue;
-            }
-            match self.socket.write_vectored(slices) {
+                self.socket.write_vectored(slices)
+            };
+            match result {
                 Ok(0) => return Err(Closed::Io(io::ErrorKind::WriteZero.into())),
                 Ok(n) => {
                     self.tx.advance(n);
