@@ -59,17 +59,17 @@ impl Replies {
         key: ConnKey,
         id: StreamId,
         mut head: ResponseHead,
-        body: Vec<Bytes>,
+        body: impl AsRef<[Bytes]> + IntoIterator<Item = Bytes>,
         end: bool,
     ) {
         if end && head.length.is_none() {
-            head.length = Some(body.iter().map(|b| b.len() as u64).sum());
+            head.length = Some(body.as_ref().iter().map(|b| b.len() as u64).sum());
         }
         self.log_answer(ctx, key, id, head.status);
         let Some(conn) = ctx.conn(key) else {
             return;
         };
-        let count = body.len();
+        let count = body.as_ref().len();
         let head = Piece {
             bytes: head.encode(),
             end_message: true,
@@ -97,7 +97,7 @@ impl Replies {
         id: StreamId,
         head: ResponseHead,
     ) {
-        self.write(ctx, key, id, head, Vec::new(), false);
+        self.write(ctx, key, id, head, [], false);
     }
 
     /// Answers a request: its tied pushes first (spec §10.3), then the response.
@@ -122,7 +122,7 @@ impl Replies {
             metadata: response.metadata,
         };
         let Some(source) = response.source else {
-            return self.write(ctx, key, id, head, vec![response.body], true);
+            return self.write(ctx, key, id, head, [response.body], true);
         };
         // A source that knows its length declares it, after the body's start.
         head.length = source

@@ -7,8 +7,9 @@
 //! (below [`CHAIN_THRESHOLD`] a frame's payload goes next to its header), so
 //! copying it earlier costs a few bytes more; what it saves is the payload's
 //! reference count, which would otherwise be dropped when the frame goes
-//! out. A payload queued on an empty queue is not copied: it goes out at
-//! the next flush, and a lone answer costs no allocation. A payload lent
+//! out. A payload with fewer than [`PACK_BEHIND`] messages ahead of it is
+//! not copied: it goes out at the next flush, and an answer (a head and a
+//! body) costs no allocation; packing pays once messages pile up. A payload lent
 //! rather than handed over ([`Payload::Borrowed`]) is always copied: small
 //! ones into the packed buffer, large ones into a `Bytes` of their own.
 
@@ -145,6 +146,10 @@ impl Drop for PackedTake<'_> {
     }
 }
 
+/// A small payload handed over is packed once this many messages queue
+/// ahead of it.
+const PACK_BEHIND: usize = 2;
+
 /// A packed buffer that drained after a burst of at most this many bytes
 /// is kept for the next one (a `BytesMut` that is empty and unshared takes
 /// new bytes at its start again, without allocating).
@@ -181,7 +186,7 @@ impl SendQueue {
         let len = payload.len();
         self.len += len;
         let borrowed = matches!(payload, Payload::Borrowed(_));
-        let entry = if len < CHAIN_THRESHOLD && (borrowed || !self.entries.is_empty()) {
+        let entry = if len < CHAIN_THRESHOLD && (borrowed || self.entries.len() >= PACK_BEHIND) {
             self.packed.append(payload.as_slice());
             Entry::Packed { len, end_message }
         } else {
@@ -260,17 +265,19 @@ mod tests {
         let mut queue = SendQueue::default();
         let large = Bytes::from(vec![7u8; CHAIN_THRESHOLD]);
         queue.push(Bytes::from_static(b"first"), true);
+        queue.push(Bytes::from_static(b"0"), true);
         queue.push(Bytes::from_static(b"ab"), false);
         queue.push(Bytes::from_static(b"c"), true);
         queue.push(large.clone(), true);
         queue.push(Bytes::new(), true);
         queue.push(Bytes::from_static(b"last"), false);
-        assert_eq!(queue.len(), 5 + 3 + CHAIN_THRESHOLD + 4);
+        assert_eq!(queue.len(), 5 + 1 + 3 + CHAIN_THRESHOLD + 4);
         assert!(queue.is_consistent());
         assert_eq!(
             drain(&mut queue, usize::MAX),
             vec![
                 (b"first".to_vec(), true, false), // alone when queued: kept as handed over
+                (b"0".to_vec(), true, false),     // one ahead: kept too
                 (b"ab".to_vec(), false, true),
                 (b"c".to_vec(), true, true),
                 (large.to_vec(), true, false), // not small: kept
@@ -305,12 +312,14 @@ mod tests {
     fn partial_takes_keep_the_flag_for_the_last_piece() {
         let mut queue = SendQueue::default();
         queue.push(Bytes::from_static(b"xyz"), true);
+        queue.push(Bytes::new(), false);
         queue.push(Bytes::from_static(b"hello"), true);
         assert_eq!(
             drain(&mut queue, 2),
             vec![
                 (b"xy".to_vec(), false, false),
                 (b"z".to_vec(), true, false),
+                (Vec::new(), false, false),
                 (b"he".to_vec(), false, true),
                 (b"ll".to_vec(), false, true),
                 (b"o".to_vec(), true, true),
@@ -330,11 +339,12 @@ mod tests {
         burst(&mut queue);
         drain(&mut queue, usize::MAX);
         assert!(queue.packed.bytes.is_none(), "an idle stream holds nothing");
-        assert_eq!(queue.packed.last_burst, 99 * 64);
-        queue.push(Bytes::from(vec![0; 64]), true);
-        queue.push(Bytes::from(vec![1; 64]), true);
+        assert_eq!(queue.packed.last_burst, 98 * 64);
+        for n in 0..=PACK_BEHIND as u8 {
+            queue.push(Bytes::from(vec![n; 64]), true);
+        }
         let room = queue.packed.bytes.as_ref().map_or(0, |b| b.capacity());
-        assert!(room >= 99 * 64, "room for the whole burst");
+        assert!(room >= 98 * 64, "room for the whole burst");
         burst(&mut queue);
         assert!(queue.is_consistent());
     }

@@ -185,6 +185,6 @@ fn answer_poll(
         length: None, // declared by `write`: the body is whole
         metadata: Metadata::from_pairs([(patterns::CURSOR, cursor.as_bytes())]).unwrap_or_default(),
     };
-    let body = entries.iter().map(event_message).collect();
+    let body: Vec<_> = entries.iter().map(event_message).collect();
     replies.write(ctx, key, id, head, body, true);
 }
