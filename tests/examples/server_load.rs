@@ -1,0 +1,88 @@
+//! A fixed load on a running mux server (one started by `mux-bench serve
+//! mux`), for counting what the server spends on it: `tools/server-cost`
+//! runs it against a server under callgrind for the instructions per call
+//! and per delivery in `spec/COMPARISON.md`.
+//!
+//! `cargo run --release -p mux-tests --example server_load -- ADDR calls N`:
+//! N 64-byte calls to `echo` through a `DirectClient`, one per millisecond,
+//! so that each is a pass of the server's loop of its own, as at the
+//! benchmark's one call per millisecond.
+//!
+//! `cargo run --release -p mux-tests --example server_load -- ADDR fanout N [SUBSCRIBERS] [RATE]`:
+//! N 64-byte publications at RATE per second (default 50) to SUBSCRIBERS
+//! `DirectSubscription`s (default 100), each read on a thread of its own.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mux_client::DirectClient;
+
+const TOPIC: &str = "load";
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: server_load ADDR calls N | ADDR fanout N [SUBSCRIBERS] [RATE]";
+    let addr: SocketAddr = args.next().and_then(|a| a.parse().ok()).expect(usage);
+    let mode = args.next().expect(usage);
+    let count: u64 = args.next().and_then(|n| n.parse().ok()).expect(usage);
+    match mode.as_str() {
+        "calls" => calls(addr, count),
+        "fanout" => {
+            let subscribers = args.next().map_or(100, |n| n.parse().expect(usage));
+            let rate = args.next().map_or(50, |n| n.parse().expect(usage));
+            fanout(addr, count, subscribers, rate);
+        }
+        _ => panic!("{usage}"),
+    }
+}
+
+fn calls(addr: SocketAddr, count: u64) {
+    let mut client = DirectClient::connect(addr).expect("connect");
+    let body = vec![1u8; 64];
+    paced(count, 1000, || {
+        let reply = client.call("echo", body.clone()).expect("call");
+        assert_eq!(reply.body.len(), 64, "the echo");
+    });
+    println!("{count} calls");
+}
+
+fn fanout(addr: SocketAddr, count: u64, subscribers: usize, rate: u64) {
+    let readers: Vec<_> = (0..subscribers)
+        .map(|_| {
+            let mut subscription = DirectClient::connect(addr)
+                .expect("connect")
+                .subscribe(TOPIC)
+                .expect("subscribe");
+            std::thread::spawn(move || {
+                for _ in 0..count {
+                    let delivery = subscription.next_timeout(Duration::from_secs(60));
+                    assert!(matches!(delivery, Some(Ok(_))), "a delivery: {delivery:?}");
+                }
+            })
+        })
+        .collect();
+    let mut publisher = DirectClient::connect(addr)
+        .expect("connect")
+        .publisher()
+        .expect("publisher");
+    paced(count, rate, || {
+        publisher.publish(TOPIC, vec![7u8; 64]).expect("publish");
+    });
+    for reader in readers {
+        reader.join().expect("every subscriber receives every publication");
+    }
+    let _ = publisher.finish();
+    println!("{} deliveries", count * subscribers as u64);
+}
+
+/// Runs `work` `count` times, `rate` times a second.
+fn paced(count: u64, rate: u64, mut work: impl FnMut()) {
+    let start = Instant::now();
+    for n in 1..=count {
+        work();
+        let next = start + Duration::from_micros(n * 1_000_000 / rate);
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+}
