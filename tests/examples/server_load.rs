@@ -69,7 +69,9 @@ fn fanout(addr: SocketAddr, count: u64, subscribers: usize, rate: u64) {
         publisher.publish(TOPIC, vec![7u8; 64]).expect("publish");
     });
     for reader in readers {
-        reader.join().expect("every subscriber receives every publication");
+        reader
+            .join()
+            .expect("every subscriber receives every publication");
     }
     let _ = publisher.finish();
     println!("{} deliveries", count * subscribers as u64);
