@@ -47,7 +47,7 @@ impl Outbox {
         conn: &mut Connection,
         key: ConnKey,
         id: StreamId,
-        piece: Piece,
+        mut piece: Piece,
     ) -> Result<usize, WriteError> {
         if let Some(queue) = self.pending.get_mut(key, id) {
             let len = piece.bytes.len();
@@ -57,7 +57,6 @@ impl Outbox {
         }
         // Nothing queued ahead: the state machine usually takes it all, and
         // a queue is made only for what it leaves.
-        let mut piece = piece;
         let len = piece.bytes.len();
         let accepted = conn.send(id, piece.bytes.clone(), piece.end_message, piece.end_stream)?;
         if accepted < len {

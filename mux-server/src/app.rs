@@ -4,13 +4,13 @@
 //! on the worker pool, or to a streaming route's sink as the body arrives.
 //! Also where commands, timers and shutdown reach the loop.
 
-use foldhash::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::Sender;
+use foldhash::HashMap;
 use mux_core::frame::Metadata;
 use mux_core::patterns;
 use mux_core::rpc::{BodyCheck, RequestHead, Status};

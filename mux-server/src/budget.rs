@@ -9,10 +9,10 @@
 //! receive windows, unread and uncredited, so the peer's flow control stops
 //! it (spec §9.4.2). Reading resumes as the connection's memory goes down.
 
-use foldhash::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use foldhash::HashMap;
 use mux_core::StreamId;
 use mux_runtime::ConnKey;
 

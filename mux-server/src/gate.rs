@@ -5,10 +5,10 @@
 //! the stream (401, 403), logged without credentials and counted; a
 //! connection that keeps failing to authenticate is closed.
 
-use foldhash::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use foldhash::HashMap;
 use mux_core::patterns;
 use mux_core::rpc::{RequestHead, Status};
 use mux_runtime::{ConnKey, Ctx};

@@ -2,7 +2,6 @@
 //! code uses to publish, append events, push and reach sessions: binds the
 //! listener, starts the loops and the worker pool, and stops them.
 
-use foldhash::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use foldhash::HashMap;
 use mux_core::frame::{Metadata, MetadataError};
 use mux_core::patterns::{check_topic, TopicError};
 use mux_runtime::{EventLoop, LoopConfig, LoopHandle, SocketOptions, SpinPolicy, TlsServer};

@@ -138,7 +138,9 @@ impl Drop for PackedTake<'_> {
             bytes.advance(self.len.min(bytes.len()));
             if bytes.is_empty() {
                 packed.last_burst = std::mem::take(&mut packed.burst);
-                if packed.last_burst as usize > KEEP_PACKED {
+                // Its room left, not its burst alone: a small burst into
+                // room made for a large one leaves a large buffer.
+                if packed.last_burst as usize > KEEP_PACKED || bytes.capacity() > KEEP_PACKED {
                     packed.bytes = None;
                 }
             }
@@ -150,9 +152,10 @@ impl Drop for PackedTake<'_> {
 /// ahead of it.
 const PACK_BEHIND: usize = 2;
 
-/// A packed buffer that drained after a burst of at most this many bytes
-/// is kept for the next one (a `BytesMut` that is empty and unshared takes
-/// new bytes at its start again, without allocating).
+/// A packed buffer that drained after a burst of at most this many bytes,
+/// with at most this much room left, is kept for the next burst (a
+/// `BytesMut` that is empty and unshared takes new bytes at its start
+/// again, without allocating): it holds at most twice this.
 const KEEP_PACKED: usize = 512;
 
 /// A burst's packed buffer starts with at most this much room.
@@ -347,6 +350,21 @@ mod tests {
         assert!(room >= 98 * 64, "room for the whole burst");
         burst(&mut queue);
         assert!(queue.is_consistent());
+    }
+
+    #[test]
+    fn a_small_burst_into_room_made_for_a_large_one_keeps_no_buffer() {
+        let mut queue = SendQueue::default();
+        for _ in 0..100 {
+            queue.push(&[1u8; 64][..], true);
+        }
+        drain(&mut queue, usize::MAX);
+        queue.push(&[2u8; 64][..], true);
+        drain(&mut queue, usize::MAX);
+        assert!(
+            queue.packed.bytes.is_none(),
+            "room for 100 messages is let go"
+        );
     }
 
     #[test]

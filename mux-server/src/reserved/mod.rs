@@ -14,10 +14,10 @@ mod pubsub;
 mod push;
 mod sessions;
 
-use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use foldhash::HashMap;
 use mux_core::patterns;
 use mux_core::rpc::{RequestHead, ResponseHead, Status};
 use mux_core::StreamId;
