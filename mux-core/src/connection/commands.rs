@@ -250,32 +250,24 @@ impl Connection {
         let Some(chunk) = stream.recv.queue.pop(max) else {
             return Ok(None);
         };
-        let len = chunk.bytes.len();
-        self.note_consumed(id, len);
+        // Consumed bytes are credited in `poll_transmit`; the stream joins
+        // the credit queue once.
+        let len = u32::try_from(chunk.bytes.len()).unwrap_or(u32::MAX);
+        let mut join_credit_queue = false;
+        if len > 0 && stream.recv.state == RecvState::Open {
+            stream.recv.window_consumed = stream.recv.window_consumed.saturating_add(len);
+            join_credit_queue = !std::mem::replace(&mut stream.recv.credit_queued, true);
+        }
         if chunk.fin {
-            if let Some(stream) = self.streams.get_mut(id) {
-                stream.recv.state = RecvState::Done;
-            }
+            stream.recv.state = RecvState::Done;
+        }
+        if join_credit_queue {
+            self.streams.credit_queue.push_back(id);
+        }
+        if chunk.fin {
             self.update_stream(id);
         }
         Ok(Some(chunk))
-    }
-
-    /// Records `len` consumed bytes of stream `id` for crediting in `poll_transmit`.
-    fn note_consumed(&mut self, id: StreamId, len: usize) {
-        if len == 0 {
-            return;
-        }
-        let len = u32::try_from(len).unwrap_or(u32::MAX);
-        if let Some(stream) = self.streams.get_mut(id) {
-            if stream.recv.state == RecvState::Open {
-                stream.recv.window_consumed = stream.recv.window_consumed.saturating_add(len);
-                if !stream.recv.credit_queued {
-                    stream.recv.credit_queued = true;
-                    self.streams.credit_queue.push_back(id);
-                }
-            }
-        }
     }
 
     /// Resets stream `id` with `code` (spec §5.3): both directions end, queued
