@@ -311,26 +311,29 @@ impl ConnIo {
             if self.tx.is_empty() {
                 break;
             }
-            let contiguous = self.tx.contiguous().filter(|_| self.tls.is_none());
-            let result = if let Some(bytes) = contiguous {
-                self.socket.write(bytes)
-            } else {
+            if let Some(tls) = self.tls.as_mut() {
                 let mut slices = [io::IoSlice::new(&[]); WRITE_SLICES];
                 let filled = self.tx.io_slices(&mut slices);
-                let slices = slices.get(..filled).unwrap_or_default();
-                if let Some(tls) = self.tls.as_mut() {
-                    match tls.write_plaintext(slices) {
-                        // Full before the handshake finished: reads move it on.
-                        Ok(0) if !tls.wants_write() => break,
-                        Ok(n) => {
-                            self.tx.advance(n);
-                            written += n;
-                        }
-                        Err(err) => return Err(Closed::Io(err)),
+                match tls.write_plaintext(slices.get(..filled).unwrap_or_default()) {
+                    // Full before the handshake finished: reads move it on.
+                    Ok(0) if !tls.wants_write() => break,
+                    Ok(n) => {
+                        self.tx.advance(n);
+                        written += n;
                     }
-                    continue;
+                    Err(err) => return Err(Closed::Io(err)),
                 }
-                self.socket.write_vectored(slices)
+                continue;
+            }
+            // One piece (small frames copied together) needs no slices.
+            let result = match self.tx.contiguous() {
+                Some(bytes) => self.socket.write(bytes),
+                None => {
+                    let mut slices = [io::IoSlice::new(&[]); WRITE_SLICES];
+                    let filled = self.tx.io_slices(&mut slices);
+                    self.socket
+                        .write_vectored(slices.get(..filled).unwrap_or_default())
+                }
             };
             match result {
                 Ok(0) => return Err(Closed::Io(io::ErrorKind::WriteZero.into())),

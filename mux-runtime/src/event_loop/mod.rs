@@ -261,14 +261,11 @@ impl<A: App> EventLoop<A> {
             for index in more_reads.drain(..) {
                 ready.push((index, true, false));
             }
-            let mut more_writes = std::mem::take(&mut self.more_writes);
-            for index in more_writes.drain(..) {
+            for index in self.more_writes.drain(..) {
                 if let Some(io) = self.conns.get_mut(index) {
                     queue_flush(io, &mut dirty, index);
                 }
             }
-            self.more_writes = more_writes; // empty, with its room
-
             if more_commands {
                 more_commands = self.serve_commands(now, &mut dirty);
             }
