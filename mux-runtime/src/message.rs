@@ -2,6 +2,7 @@
 //! body, within a size limit.
 
 use bytes::{Bytes, BytesMut};
+use mux_core::connection::PACK_BELOW;
 use mux_core::Chunk;
 
 /// A message exceeded the reader's limit.
@@ -62,13 +63,6 @@ impl MessageReader {
     }
 }
 
-/// A body's first chunk smaller than this is kept as it came, not copied.
-/// The state machine copies such payloads into a buffer of the stream's own
-/// (mux-core's packed segments); a larger one may be a slice of the
-/// connection's read buffer, which holding until the application takes the
-/// body would keep alive whole, beyond what the body's size accounts for.
-const KEEP_BELOW: usize = 1024;
-
 /// Collects a whole body up to a limit: request bodies on the server,
 /// response and push bodies on the client.
 #[derive(Debug, Default)]
@@ -86,7 +80,10 @@ impl BodyBuffer {
             *self = Self::default();
             return Err(TooLarge);
         }
-        if self.is_empty() && bytes.len() < KEEP_BELOW {
+        // A small first chunk is in a buffer of its stream's own: kept as it
+        // came. A larger one may be a slice of the connection's read buffer,
+        // which holding until the body is taken would keep alive whole.
+        if self.is_empty() && bytes.len() < PACK_BELOW {
             self.single = Some(bytes);
             return Ok(());
         }

@@ -63,6 +63,7 @@ pub use self::event::Event;
 use self::flood::TokenBucket;
 pub use self::flood::{Budget, FloodLimits};
 use self::flow_control::{RecvWindow, SendWindow};
+pub use self::recv_queue::PACK_BELOW;
 pub use self::stats::{code_name, Stats, CODE_SLOTS, FRAME_TYPE_SLOTS};
 use self::stream::Stream;
 pub use self::stream::{Chunk, StreamState};

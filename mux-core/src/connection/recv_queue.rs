@@ -17,8 +17,11 @@ use super::stream::Chunk;
 
 /// Payloads smaller than this are copied into a packed segment rather than
 /// kept as slices of their frames: below it, a slice's bookkeeping (its
-/// queue entry and the reference it holds) outweighs a copy.
-pub(super) const PACK_BELOW: usize = 1024;
+/// queue entry and the reference it holds) outweighs a copy. So a [`Chunk`]
+/// read of fewer bytes lives in a buffer of its stream's own; a larger one
+/// may be a slice of the buffer the connection read it into, which holding
+/// keeps alive whole.
+pub const PACK_BELOW: usize = 1024;
 
 /// A packed segment grows to this size, then the next small payload starts
 /// another (reads take whole segments or parts of them without copying).
