@@ -294,6 +294,9 @@ impl ConnIo {
         }
         self.more_to_write = false;
         let mut written = 0;
+        // The state machine said it had nothing more: asking again after a
+        // write that emptied the queue would only hear that again.
+        let mut exhausted = false;
         loop {
             if let Some(tls) = self.tls.as_mut() {
                 if !tls.write_out(&mut self.socket).map_err(Closed::Io)? {
@@ -305,7 +308,15 @@ impl ConnIo {
                 return Ok(None);
             }
             if self.tx.is_empty() {
-                while self.tx.len() < WRITE_BATCH && self.conn.poll_transmit(now, &mut self.tx) {}
+                if exhausted {
+                    break;
+                }
+                while self.tx.len() < WRITE_BATCH {
+                    if !self.conn.poll_transmit(now, &mut self.tx) {
+                        exhausted = true;
+                        break;
+                    }
+                }
                 self.drain_events(events);
             }
             if self.tx.is_empty() {

@@ -90,6 +90,22 @@ pub(crate) struct RecvWindow {
     recent_start: Option<Instant>,
     /// Bytes consumed since `recent_start`.
     recent_consumed: u64,
+    /// When the current span's recent part may start and when the span may
+    /// be judged, for the round-trip time they were worked out with: every
+    /// consumption compares the clock with them, and clock arithmetic
+    /// (`Instant` minus `Instant`) costs more than the rest of a
+    /// consumption.
+    span_marks: Option<SpanMarks>,
+}
+
+/// The points of a measuring span that depend on the round-trip time.
+#[derive(Debug, Clone, Copy)]
+struct SpanMarks {
+    rtt: Duration,
+    /// A round trip after the span's start (`None`: beyond the clock's range).
+    recent_from: Option<Instant>,
+    /// Two round trips and the scheduling allowance after it.
+    judge_from: Option<Instant>,
 }
 
 impl RecvWindow {
@@ -109,6 +125,7 @@ impl RecvWindow {
             span_previous_target: target,
             recent_start: None,
             recent_consumed: 0,
+            span_marks: None,
         }
     }
 
@@ -160,17 +177,20 @@ impl RecvWindow {
     ) -> Option<u32> {
         self.unannounced = self.unannounced.saturating_add(len);
         self.span_consumed += u64::from(len);
+        let marks = rtt.map(|rtt| self.span_marks(rtt));
         if self.recent_start.is_some() {
             self.recent_consumed += u64::from(len);
-        } else if rtt.is_some_and(|rtt| now >= self.span_start + rtt) {
+        } else if marks.is_some_and(|m| m.recent_from.is_some_and(|from| now >= from)) {
             self.recent_start = Some(now);
         }
         // Judged on every consumption, not only at updates: waiting for the
         // next quarter window would delay each growth by up to a quarter
         // round trip. A grown target is credit to announce at once.
         let before = self.target;
-        if let Some(rtt) = rtt {
-            self.tune(now, rtt, headroom);
+        if let Some(marks) = marks {
+            if marks.judge_from.is_some_and(|from| now >= from) {
+                self.tune(now, marks.rtt, headroom);
+            }
         }
         let grew = self.target > before;
         let limit = self.target.min(ceiling);
@@ -182,6 +202,24 @@ impl RecvWindow {
         self.unannounced -= increment;
         self.granted = self.granted.saturating_add(increment).min(MAX_WINDOW);
         Some(increment)
+    }
+
+    /// The current span's marks for `rtt`, worked out once per span and
+    /// round-trip time.
+    fn span_marks(&mut self, rtt: Duration) -> SpanMarks {
+        match self.span_marks {
+            Some(marks) if marks.rtt == rtt => marks,
+            _ => {
+                let judge_after = rtt.saturating_mul(2).saturating_add(SCHEDULING_ALLOWANCE);
+                let marks = SpanMarks {
+                    rtt,
+                    recent_from: self.span_start.checked_add(rtt),
+                    judge_from: self.span_start.checked_add(judge_after),
+                };
+                self.span_marks = Some(marks);
+                marks
+            }
+        }
     }
 
     /// The credit a stream that shares its connection may hold (spec
@@ -230,6 +268,7 @@ impl RecvWindow {
         self.span_previous_target = previous;
         self.recent_start = None;
         self.recent_consumed = 0;
+        self.span_marks = None;
     }
 
     /// Four times the bytes delivered per round trip, at the rate of the

@@ -38,7 +38,8 @@ impl Connection {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut impl FrameSink) -> bool {
         self.now = now;
         let start = buf.queued();
-        if self.phase != Phase::Closed && self.phase != Phase::Preface {
+        let credit_due = !self.streams.credit_queue.is_empty() || self.conn_consumed != 0;
+        if credit_due && self.phase != Phase::Closed && self.phase != Phase::Preface {
             self.return_credit(now);
         }
         if self.preface_pending {
@@ -61,10 +62,9 @@ impl Connection {
     /// Turns consumed (streams) and received (connection) bytes into
     /// WINDOW_UPDATEs (spec §9.4.2), auto-tuning the windows on the way
     /// (spec §9.6).
+    /// Called only when something was consumed or received since the last
+    /// turn (the check is the caller's, so that a turn without costs no call).
     fn return_credit(&mut self, now: Instant) {
-        if self.streams.credit_queue.is_empty() && self.conn_consumed == 0 {
-            return; // nothing consumed or received since the last turn
-        }
         let rtt = self.min_rtt;
         let mut largest_target = 0;
         let mut grew = false;
@@ -123,10 +123,11 @@ impl Connection {
         // again (at most once per TUNING_PING_INTERVAL, far below any sane
         // PING budget) so that the minimum reflects the path, not the
         // handshake's wake-ups.
-        let due = self
-            .last_tuning_ping
-            .is_none_or(|last| now.saturating_duration_since(last) >= TUNING_PING_INTERVAL);
-        if grew && due && self.pings.len() < super::MAX_OUTSTANDING_PINGS {
+        let due = || {
+            self.last_tuning_ping
+                .is_none_or(|last| now.saturating_duration_since(last) >= TUNING_PING_INTERVAL)
+        };
+        if grew && self.pings.len() < super::MAX_OUTSTANDING_PINGS && due() {
             self.last_tuning_ping = Some(now);
             self.send_ping(now, super::PingPurpose::Measure);
         }

@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::payload::Payload;
 use crate::frame::{Data, DataRef, Frame, CHAIN_THRESHOLD};
@@ -86,7 +86,7 @@ impl Taken<'_> {
 struct Packed {
     /// Allocated while packed bytes wait (boxed: most streams never pack,
     /// and every stream carries this field).
-    bytes: Option<Box<BytesMut>>,
+    bytes: Option<Box<PackedBytes>>,
     /// Bytes packed since the buffer was made.
     burst: u32,
     /// What the last burst packed: a new buffer starts with that room, so
@@ -98,19 +98,43 @@ struct Packed {
     last_burst: u32,
 }
 
+/// A packed buffer: bytes appended at the back, sent from `start`. Only
+/// ever lent out by reference, so a plain vector does, and emptying it
+/// is two stores.
+#[derive(Debug)]
+struct PackedBytes {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl PackedBytes {
+    fn waiting(&self) -> &[u8] {
+        self.buf.get(self.start..).unwrap_or_default()
+    }
+}
+
 impl Packed {
     #[cfg(any(test, fuzzing))]
     fn len(&self) -> usize {
-        self.bytes.as_ref().map_or(0, |bytes| bytes.len())
+        self.bytes.as_ref().map_or(0, |bytes| bytes.waiting().len())
     }
 
     fn append(&mut self, payload: &[u8]) {
         let last_burst = self.last_burst as usize;
         let bytes = self.bytes.get_or_insert_with(|| {
             let room = last_burst.min(PACKED_START_LIMIT).max(payload.len());
-            Box::new(BytesMut::with_capacity(room))
+            Box::new(PackedBytes {
+                buf: Vec::with_capacity(room),
+                start: 0,
+            })
         });
-        bytes.extend_from_slice(payload);
+        if bytes.buf.capacity() - bytes.buf.len() < payload.len() && bytes.start > 0 {
+            // Sent bytes at the front: drop them rather than grow past them.
+            let sent = bytes.start.min(bytes.buf.len());
+            bytes.buf.drain(..sent);
+            bytes.start = 0;
+        }
+        bytes.buf.extend_from_slice(payload);
         self.burst = self
             .burst
             .saturating_add(u32::try_from(payload.len()).unwrap_or(u32::MAX));
@@ -126,7 +150,11 @@ pub(crate) struct PackedTake<'a> {
 
 impl PackedTake<'_> {
     pub(crate) fn bytes(&self) -> &[u8] {
-        let bytes = self.packed.bytes.as_deref().map_or(&[][..], |b| &b[..]);
+        let bytes = self
+            .packed
+            .bytes
+            .as_deref()
+            .map_or(&[][..], PackedBytes::waiting);
         bytes.get(..self.len).unwrap_or_default()
     }
 }
@@ -135,12 +163,14 @@ impl Drop for PackedTake<'_> {
     fn drop(&mut self) {
         let packed = &mut *self.packed;
         if let Some(bytes) = packed.bytes.as_mut() {
-            bytes.advance(self.len.min(bytes.len()));
-            if bytes.is_empty() {
+            bytes.start = (bytes.start + self.len).min(bytes.buf.len());
+            if bytes.start == bytes.buf.len() {
+                bytes.buf.clear();
+                bytes.start = 0;
                 packed.last_burst = std::mem::take(&mut packed.burst);
                 // Its room left, not its burst alone: a small burst into
                 // room made for a large one leaves a large buffer.
-                if packed.last_burst as usize > KEEP_PACKED || bytes.capacity() > KEEP_PACKED {
+                if packed.last_burst as usize > KEEP_PACKED || bytes.buf.capacity() > KEEP_PACKED {
                     packed.bytes = None;
                 }
             }
@@ -153,9 +183,7 @@ impl Drop for PackedTake<'_> {
 const PACK_BEHIND: usize = 2;
 
 /// A packed buffer that drained after a burst of at most this many bytes,
-/// with at most this much room left, is kept for the next burst (a
-/// `BytesMut` that is empty and unshared takes new bytes at its start
-/// again, without allocating): it holds at most twice this.
+/// with at most this much room, is kept for the next burst.
 const KEEP_PACKED: usize = 512;
 
 /// A burst's packed buffer starts with at most this much room.
@@ -346,7 +374,7 @@ mod tests {
         for n in 0..=PACK_BEHIND as u8 {
             queue.push(Bytes::from(vec![n; 64]), true);
         }
-        let room = queue.packed.bytes.as_ref().map_or(0, |b| b.capacity());
+        let room = queue.packed.bytes.as_ref().map_or(0, |b| b.buf.capacity());
         assert!(room >= 98 * 64, "room for the whole burst");
         burst(&mut queue);
         assert!(queue.is_consistent());
@@ -368,12 +396,48 @@ mod tests {
     }
 
     #[test]
+    fn sent_bytes_make_room_before_the_buffer_grows() {
+        let mut queue = SendQueue::default();
+        for n in 0..4u8 {
+            queue.push(&[n; 100][..], true);
+        }
+        let room = queue.packed.bytes.as_ref().map_or(0, |b| b.buf.capacity());
+        let (first, _, _) = queue.take(usize::MAX).expect("queued");
+        drop(first);
+        // Room for the 100 bytes sent ahead: the buffer moves its waiting
+        // bytes to the front instead of growing.
+        while queue
+            .packed
+            .bytes
+            .as_ref()
+            .map_or(0, |b| b.buf.capacity() - b.buf.len())
+            >= 10
+        {
+            queue.push(&[9u8; 10][..], true);
+        }
+        queue.push(&[9u8; 10][..], true);
+        assert_eq!(
+            queue.packed.bytes.as_ref().map_or(0, |b| b.buf.capacity()),
+            room
+        );
+        assert!(queue.is_consistent());
+        let drained = drain(&mut queue, usize::MAX);
+        let expected: Vec<_> = (1..4u8).map(|n| vec![n; 100]).collect();
+        let got: Vec<_> = drained.iter().take(3).map(|(b, _, _)| b.clone()).collect();
+        assert_eq!(got, expected);
+        assert!(drained
+            .iter()
+            .skip(3)
+            .all(|(b, end, _)| b == &vec![9u8; 10] && *end));
+    }
+
+    #[test]
     fn a_stream_fed_one_small_message_at_a_time_reuses_its_buffer() {
         let mut queue = SendQueue::default();
         let mut first = None;
         for n in 0..10u8 {
             queue.push(&[n; 64][..], true);
-            let at = queue.packed.bytes.as_ref().map(|b| b.as_ptr());
+            let at = queue.packed.bytes.as_ref().map(|b| b.buf.as_ptr());
             assert!(
                 at.is_some() && at == *first.get_or_insert(at),
                 "message {n}"

@@ -45,10 +45,10 @@ pub(super) struct StreamsState {
     /// The sum of the streams' receive-window targets: what the peer may
     /// make us buffer in all (spec §9.6.8 bounds its growth).
     recv_targets: u64,
-    /// Streams opened so far (wrapping), and when the last one opened: who
-    /// shares the connection (spec §9.6.9).
+    /// Streams opened so far (wrapping), and until when the last one to
+    /// open makes the others share the connection (spec §9.6.9).
     openings: u32,
-    last_opening: Option<Instant>,
+    sharing_until: Option<Instant>,
 }
 
 impl StreamsState {
@@ -68,7 +68,7 @@ impl StreamsState {
             credit_queue: VecDeque::new(),
             recv_targets: 0,
             openings: 0,
-            last_opening: None,
+            sharing_until: None,
         }
     }
 
@@ -144,7 +144,7 @@ impl StreamsState {
     /// opened at `now`.
     pub(super) fn insert(&mut self, id: StreamId, mut stream: Stream, now: Instant) {
         self.openings = self.openings.wrapping_add(1);
-        self.last_opening = Some(now);
+        self.sharing_until = now.checked_add(SHARING_MEMORY);
         stream.opening = self.openings;
         if id.initiator() == Some(self.side) {
             self.next_local_id = id.next();
@@ -162,8 +162,8 @@ impl StreamsState {
     /// [`SHARING_MEMORY`]: a stream whose own count differs shares the
     /// connection (spec §9.6.9).
     pub(super) fn latest_recent_opening(&self, now: Instant) -> Option<u32> {
-        self.last_opening
-            .filter(|at| now.saturating_duration_since(*at) < SHARING_MEMORY)
+        self.sharing_until
+            .filter(|until| now < *until)
             .map(|_| self.openings)
     }
 
