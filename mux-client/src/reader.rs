@@ -21,6 +21,25 @@ use crate::error::CallError;
 use crate::inbox::{Inbox, Room};
 use crate::reply::Reply;
 
+/// Where a reader puts the messages it completes, one at a time (a
+/// `VecDeque`'s `extend` with one item sizes up its iterator first, at
+/// several times the cost of the push).
+pub(crate) trait MessageSink {
+    fn push_message(&mut self, message: Bytes);
+}
+
+impl MessageSink for Vec<Bytes> {
+    fn push_message(&mut self, message: Bytes) {
+        self.push(message);
+    }
+}
+
+impl MessageSink for std::collections::VecDeque<Bytes> {
+    fn push_message(&mut self, message: Bytes) {
+        self.push_back(message);
+    }
+}
+
 /// The longest response head a client accepts (status and metadata).
 const MAX_HEAD: usize = 64 * 1024;
 
@@ -144,7 +163,7 @@ impl StreamReader {
         conn: &mut Connection,
         id: StreamId,
         limit: usize,
-        out: &mut impl Extend<Bytes>,
+        out: &mut impl MessageSink,
     ) -> Option<Result<Reply, CallError>> {
         self.read_within(conn, id, limit, Room::UNBOUNDED, out).0
     }
@@ -157,7 +176,7 @@ impl StreamReader {
         id: StreamId,
         limit: usize,
         mut room: Room,
-        batch: &mut impl Extend<Bytes>,
+        batch: &mut impl MessageSink,
     ) -> (Option<Result<Reply, CallError>>, bool) {
         if room.is_empty() {
             return (None, false); // paused by the inbox
@@ -234,7 +253,7 @@ impl StreamReader {
         &mut self,
         chunk: Chunk,
         limit: usize,
-        batch: &mut impl Extend<Bytes>,
+        batch: &mut impl MessageSink,
     ) -> Result<usize, CallError> {
         self.check.add(chunk.bytes.len())?;
         match &mut self.body {
@@ -244,7 +263,7 @@ impl StreamReader {
                 .map_err(|_| CallError::TooLarge(limit)),
             Body::Messages { reader, .. } => match reader.push(chunk, limit) {
                 Ok(Some(message)) => {
-                    batch.extend(Some(message));
+                    batch.push_message(message);
                     Ok(1)
                 }
                 Ok(None) => Ok(0),

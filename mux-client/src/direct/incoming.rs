@@ -126,13 +126,33 @@ impl Incoming {
         }
     }
 
-    /// One round: write what is due (credit, PING answers), take what the
-    /// state machine has, and if that gave nothing, wait for bytes. `false`
+    /// One round: take what the state machine has; if that gave nothing,
+    /// write what is due (credit, PING answers) and wait for bytes. `false`
     /// once `deadline` passed with nothing new.
+    ///
+    /// Writing only before a wait, not on every round, returns the credit
+    /// for what arrived and what was read in one WINDOW_UPDATE turn: a
+    /// message that comes alone is received and read in two rounds.
     fn pump(&mut self, deadline: Option<Instant>) -> bool {
+        if self.take_events() {
+            return true;
+        }
         if let Err(err) = self.link.flush(deadline) {
             return self.fail_on(err);
         }
+        // Writing can raise events (room for the request body's rest).
+        if self.take_events() {
+            return true;
+        }
+        match self.link.read_some(deadline) {
+            Ok(()) => true,
+            Err(err) => self.fail_on(err),
+        }
+    }
+
+    /// Handles the state machine's events; whether they brought anything
+    /// (a message, the head, the end).
+    fn take_events(&mut self) -> bool {
         let (before, head_before) = (self.ready.len(), self.head().is_none());
         while let Some(event) = self.link.conn.poll_event() {
             match event {
@@ -152,13 +172,7 @@ impl Incoming {
             }
         }
         let answered = head_before && self.head().is_some();
-        if self.ready.len() > before || self.ended.is_some() || answered {
-            return true;
-        }
-        match self.link.read_some(deadline) {
-            Ok(()) => true,
-            Err(err) => self.fail_on(err),
-        }
+        self.ready.len() > before || self.ended.is_some() || answered
     }
 
     /// `false` for a passed deadline; a failed transport ends the stream.

@@ -380,7 +380,8 @@ impl Link {
     }
 
     fn write_all(&mut self, deadline: Option<Instant>) -> Result<(), Wait> {
-        while self.conn.poll_transmit(Instant::now(), &mut self.output) {}
+        let now = Instant::now();
+        while self.conn.poll_transmit(now, &mut self.output) {}
         if self.output.is_empty() {
             return Ok(());
         }
@@ -404,7 +405,8 @@ impl Link {
                 Err(err) if is_timeout(&err) => return Err(Wait::Deadline),
                 Err(err) => return Err(Wait::Transport(err)),
             }
-            while self.conn.poll_transmit(Instant::now(), &mut self.output) {}
+            let now = Instant::now();
+            while self.conn.poll_transmit(now, &mut self.output) {}
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::flow_control::RecvWindow;
+use super::flow_control::{RecvWindow, Tick};
 use super::payload::Payload;
 use super::recv_queue::RecvQueue;
 use super::stream::{Chunk, RecvHalf, RecvState, SendHalf, SendState, Stream};
@@ -126,7 +126,7 @@ impl Connection {
                     granted,
                     self.config.initial_stream_window,
                     self.config.max_stream_window,
-                    self.now,
+                    Tick::since(self.epoch, self.now),
                 ),
                 queue: RecvQueue::default(),
                 window_consumed: 0,

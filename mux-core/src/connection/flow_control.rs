@@ -1,6 +1,7 @@
 //! Flow-control windows (spec §9): the send side's credit, and the receive
 //! side's credit with batching and auto-tuning (spec §9.6).
 
+use core::ops::Add;
 use core::time::Duration;
 use std::time::Instant;
 
@@ -50,6 +51,37 @@ impl SendWindow {
 /// longer than that gap averages the burst back to the path's rate.
 const SCHEDULING_ALLOWANCE: Duration = Duration::from_millis(1);
 
+/// A point in time as nanoseconds since the connection started: a window
+/// judges its measuring span on every consumption, and subtracting two
+/// `Instant`s costs more than the rest of a consumption, so the connection
+/// converts its clock once per turn and the windows count in integers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Tick(u64);
+
+impl Tick {
+    /// `now` as a tick of a clock that started at `epoch`.
+    pub(crate) fn since(epoch: Instant, now: Instant) -> Self {
+        Self(nanos(now.saturating_duration_since(epoch)))
+    }
+
+    fn nanos_since(self, earlier: Self) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+impl Add<Duration> for Tick {
+    type Output = Self;
+
+    fn add(self, duration: Duration) -> Self {
+        Self(self.0.saturating_add(nanos(duration)))
+    }
+}
+
+/// A duration in nanoseconds (saturating: 584 years).
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Credit is returned once the unannounced part reaches this fraction of the
 /// target (spec §9.4.2): a quarter keeps seven eighths of the window in use on
 /// average (half would keep three quarters), at one 13-byte WINDOW_UPDATE per
@@ -77,7 +109,7 @@ pub(crate) struct RecvWindow {
     /// Consumed credit not yet returned with WINDOW_UPDATE.
     unannounced: u32,
     /// When the current measuring span started (spec §9.6.1).
-    span_start: Instant,
+    span_start: Tick,
     /// Bytes consumed since `span_start`.
     span_consumed: u64,
     /// The target in force before `span_start`: credit granted when the span
@@ -87,32 +119,16 @@ pub(crate) struct RecvWindow {
     /// The span's last part, from its first consumption a round trip or
     /// more after `span_start`: the rate under the current window, since
     /// credit granted at the span's start takes a round trip to bring data.
-    recent_start: Option<Instant>,
+    recent_start: Option<Tick>,
     /// Bytes consumed since `recent_start`.
     recent_consumed: u64,
-    /// When the current span's recent part may start and when the span may
-    /// be judged, for the round-trip time they were worked out with: every
-    /// consumption compares the clock with them, and clock arithmetic
-    /// (`Instant` minus `Instant`) costs more than the rest of a
-    /// consumption.
-    span_marks: Option<SpanMarks>,
-}
-
-/// The points of a measuring span that depend on the round-trip time.
-#[derive(Debug, Clone, Copy)]
-struct SpanMarks {
-    rtt: Duration,
-    /// A round trip after the span's start (`None`: beyond the clock's range).
-    recent_from: Option<Instant>,
-    /// Two round trips and the scheduling allowance after it.
-    judge_from: Option<Instant>,
 }
 
 impl RecvWindow {
     /// A window in which the peer believes it has `granted` credit, and
     /// which we want to offer at `target` (ask for the difference with
     /// [`RecvWindow::take_initial_update`]).
-    pub(crate) fn new(granted: u32, target: u32, max: u32, now: Instant) -> Self {
+    pub(crate) fn new(granted: u32, target: u32, max: u32, now: Tick) -> Self {
         let max = max.min(MAX_WINDOW);
         let target = target.min(max).max(granted.min(MAX_WINDOW));
         Self {
@@ -125,7 +141,6 @@ impl RecvWindow {
             span_previous_target: target,
             recent_start: None,
             recent_consumed: 0,
-            span_marks: None,
         }
     }
 
@@ -170,27 +185,25 @@ impl RecvWindow {
     pub(crate) fn consume(
         &mut self,
         len: u32,
-        now: Instant,
+        now: Tick,
         rtt: Option<Duration>,
         headroom: u32,
         ceiling: u32,
     ) -> Option<u32> {
         self.unannounced = self.unannounced.saturating_add(len);
         self.span_consumed += u64::from(len);
-        let marks = rtt.map(|rtt| self.span_marks(rtt));
+        let rtt = rtt.map(nanos);
         if self.recent_start.is_some() {
             self.recent_consumed += u64::from(len);
-        } else if marks.is_some_and(|m| m.recent_from.is_some_and(|from| now >= from)) {
+        } else if rtt.is_some_and(|rtt| now.nanos_since(self.span_start) >= rtt) {
             self.recent_start = Some(now);
         }
         // Judged on every consumption, not only at updates: waiting for the
         // next quarter window would delay each growth by up to a quarter
         // round trip. A grown target is credit to announce at once.
         let before = self.target;
-        if let Some(marks) = marks {
-            if marks.judge_from.is_some_and(|from| now >= from) {
-                self.tune(now, marks.rtt, headroom);
-            }
+        if let Some(rtt) = rtt {
+            self.tune(now, rtt, headroom);
         }
         let grew = self.target > before;
         let limit = self.target.min(ceiling);
@@ -202,24 +215,6 @@ impl RecvWindow {
         self.unannounced -= increment;
         self.granted = self.granted.saturating_add(increment).min(MAX_WINDOW);
         Some(increment)
-    }
-
-    /// The current span's marks for `rtt`, worked out once per span and
-    /// round-trip time.
-    fn span_marks(&mut self, rtt: Duration) -> SpanMarks {
-        match self.span_marks {
-            Some(marks) if marks.rtt == rtt => marks,
-            _ => {
-                let judge_after = rtt.saturating_mul(2).saturating_add(SCHEDULING_ALLOWANCE);
-                let marks = SpanMarks {
-                    rtt,
-                    recent_from: self.span_start.checked_add(rtt),
-                    judge_from: self.span_start.checked_add(judge_after),
-                };
-                self.span_marks = Some(marks);
-                marks
-            }
-        }
     }
 
     /// The credit a stream that shares its connection may hold (spec
@@ -240,19 +235,19 @@ impl RecvWindow {
     /// over the whole span, not since the last update: a reader that drains a
     /// backlog consumes megabytes in microseconds, and that burst says the
     /// reader, not the window, was behind (spec §9.6.7).
-    fn tune(&mut self, now: Instant, rtt: Duration, headroom: u32) {
-        let span = now.saturating_duration_since(self.span_start);
+    fn tune(&mut self, now: Tick, rtt: u64, headroom: u32) {
+        let span = now.nanos_since(self.span_start);
         let two_trips = rtt.saturating_mul(2);
-        if span.is_zero() || span < two_trips.saturating_add(SCHEDULING_ALLOWANCE) {
+        if span == 0 || span < two_trips.saturating_add(nanos(SCHEDULING_ALLOWANCE)) {
             return;
         }
         // consumed / span >= window / (2 × rtt), where the window is the
         // previous target for the span's first round trip and the current
         // one after: the target is at most twice the bandwidth-delay
         // product. Without division.
-        let window_x_span = u128::from(self.span_previous_target) * rtt.as_nanos()
-            + u128::from(self.target) * span.saturating_sub(rtt).as_nanos();
-        let fast = u128::from(self.span_consumed) * two_trips.as_nanos() >= window_x_span;
+        let window_x_span = u128::from(self.span_previous_target) * u128::from(rtt)
+            + u128::from(self.target) * u128::from(span.saturating_sub(rtt));
+        let fast = u128::from(self.span_consumed) * u128::from(two_trips) >= window_x_span;
         let previous = self.target;
         if fast && self.target < self.max {
             let grown = self
@@ -268,19 +263,18 @@ impl RecvWindow {
         self.span_previous_target = previous;
         self.recent_start = None;
         self.recent_consumed = 0;
-        self.span_marks = None;
     }
 
     /// Four times the bytes delivered per round trip, at the rate of the
     /// span's last part if it lasted a round trip, else of the whole span.
-    fn four_round_trips_of_delivery(&self, now: Instant, rtt: Duration, span: Duration) -> u32 {
+    fn four_round_trips_of_delivery(&self, now: Tick, rtt: u64, span: u64) -> u32 {
         let (consumed, over) = match self.recent_start {
-            Some(start) if now.saturating_duration_since(start) >= rtt => {
-                (self.recent_consumed, now.saturating_duration_since(start))
+            Some(start) if now.nanos_since(start) >= rtt => {
+                (self.recent_consumed, now.nanos_since(start))
             }
             _ => (self.span_consumed, span),
         };
-        let bytes = 4 * u128::from(consumed) * rtt.as_nanos() / over.as_nanos().max(1);
+        let bytes = 4 * u128::from(consumed) * u128::from(rtt) / u128::from(over.max(1));
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 
@@ -313,7 +307,7 @@ mod tests {
 
     #[test]
     fn receive_beyond_grant_is_an_error() {
-        let now = Instant::now();
+        let now = Tick::default();
         let mut window = RecvWindow::new(100, 100, 100, now);
         assert_eq!(window.receive(60), Ok(()));
         assert_eq!(window.receive(41), Err(WindowExceeded));
@@ -323,7 +317,7 @@ mod tests {
     fn a_ceiling_holds_back_the_credit_above_it() {
         // §9.6.9: the peer holds at most the ceiling; the rest of the target
         // stays unannounced until the ceiling lifts.
-        let now = Instant::now();
+        let now = Tick::default();
         let mut window = RecvWindow::new(1000, 1000, 1000, now);
         window.receive(800).expect("within the grant");
         // Held: 200 granted; up to 500 allowed.
@@ -336,7 +330,7 @@ mod tests {
 
     #[test]
     fn a_shared_stream_may_hold_a_quarter_of_its_target_or_its_initial_window() {
-        let now = Instant::now();
+        let now = Tick::default();
         let big = RecvWindow::new(4 << 20, 4 << 20, 32 << 20, now);
         assert_eq!(big.shared_ceiling(256 << 10), 1 << 20);
         let small = RecvWindow::new(256 << 10, 256 << 10, 32 << 20, now);
@@ -345,7 +339,7 @@ mod tests {
 
     #[test]
     fn credit_is_batched_until_a_quarter_of_the_target() {
-        let now = Instant::now();
+        let now = Tick::default();
         let mut window = RecvWindow::new(100, 100, 100, now);
         window.receive(100).expect("within window");
         assert_eq!(window.consume(24, now, None, u32::MAX, u32::MAX), None);
@@ -355,7 +349,7 @@ mod tests {
 
     #[test]
     fn a_window_limited_stream_grows_to_four_round_trips_of_delivery() {
-        let start = Instant::now();
+        let start = Tick::default();
         let rtt = Some(Duration::from_millis(50));
         let mut window = RecvWindow::new(1000, 1000, 100_000, start);
         // A window-limited sender: a whole window per round trip, consumed
@@ -383,7 +377,7 @@ mod tests {
 
     #[test]
     fn growth_stops_at_the_maximum_and_the_headroom() {
-        let start = Instant::now();
+        let start = Tick::default();
         let rtt = Some(Duration::from_millis(10));
         let at = |ms| start + Duration::from_millis(ms);
         for (max, headroom, expected) in [(3000, u32::MAX, 3000), (100_000, 500, 1500)] {
@@ -401,7 +395,7 @@ mod tests {
         // §9.6.2: a grown target goes out with the next WINDOW_UPDATE at once,
         // even when the growth (here 1 byte, at the maximum) and the consumed
         // credit together stay below the quarter-window batching threshold.
-        let start = Instant::now();
+        let start = Tick::default();
         let rtt = Some(Duration::from_millis(10));
         let at = |ms| start + Duration::from_millis(ms);
         let mut window = RecvWindow::new(1000, 1000, 1001, start);
@@ -428,7 +422,7 @@ mod tests {
     #[test]
     fn a_path_limited_stream_settles_within_four_times_the_bdp() {
         // 100 bytes per ms over a 10 ms RTT: BDP 1,000 bytes.
-        let start = Instant::now();
+        let start = Tick::default();
         let rtt = Some(Duration::from_millis(10));
         let mut window = RecvWindow::new(1000, 1000, 1_000_000, start);
         for ms in 1..=1000u64 {
@@ -450,7 +444,7 @@ mod tests {
 
     #[test]
     fn a_backlog_drained_at_once_does_not_grow_the_window() {
-        let start = Instant::now();
+        let start = Tick::default();
         let rtt = Some(Duration::from_millis(50));
         let mut window = RecvWindow::new(1000, 1000, 100_000, start);
         // The reader was away for 300 ms, then drains the whole window in
@@ -468,7 +462,7 @@ mod tests {
 
     #[test]
     fn slow_consumer_keeps_the_target() {
-        let start = Instant::now();
+        let start = Tick::default();
         let mut window = RecvWindow::new(100, 100, 1000, start);
         window.receive(100).expect("within window");
         let later = start + Duration::from_secs(1);

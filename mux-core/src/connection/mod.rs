@@ -62,7 +62,7 @@ pub use self::config::Config;
 pub use self::event::Event;
 use self::flood::TokenBucket;
 pub use self::flood::{Budget, FloodLimits};
-use self::flow_control::{RecvWindow, SendWindow};
+use self::flow_control::{RecvWindow, SendWindow, Tick};
 pub use self::recv_queue::PACK_BELOW;
 pub use self::stats::{code_name, Stats, CODE_SLOTS, FRAME_TYPE_SLOTS};
 use self::stream::Stream;
@@ -174,6 +174,9 @@ pub struct Connection {
     phase: Phase,
     /// The most recent time passed in; used where a command needs a clock.
     now: Instant,
+    /// When the connection was made: the flow-control windows' clock
+    /// counts from it (`Tick`).
+    epoch: Instant,
 
     streams: StreamsState,
     timers: TimerTable,
@@ -229,12 +232,13 @@ impl Connection {
             INITIAL_CONNECTION_WINDOW,
             config.initial_connection_window,
             config.max_connection_window,
-            now,
+            Tick::default(),
         );
         let mut conn = Self {
             side,
             phase: Phase::Preface,
             now,
+            epoch: now,
             streams: StreamsState::new(side),
             timers: TimerTable::default(),
             peer: PeerSettings::defaults(),

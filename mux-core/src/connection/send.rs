@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::flow_control::Tick;
 use super::stream::SendState;
 use super::{Connection, Event, Phase};
 use crate::frame::{Data, Frame};
@@ -66,6 +67,7 @@ impl Connection {
     /// turn (the check is the caller's, so that a turn without costs no call).
     fn return_credit(&mut self, now: Instant) {
         let rtt = self.min_rtt;
+        let tick = Tick::since(self.epoch, now);
         let mut largest_target = 0;
         let mut grew = false;
         // Spec §9.6.8: stream targets together stay within the budget.
@@ -95,7 +97,7 @@ impl Connection {
             let increment = stream
                 .recv
                 .window
-                .consume(consumed, now, rtt, headroom, ceiling);
+                .consume(consumed, tick, rtt, headroom, ceiling);
             let after = stream.recv.window.target();
             grew |= after > before;
             largest_target = largest_target.max(after);
@@ -112,7 +114,7 @@ impl Connection {
         let received = core::mem::take(&mut self.conn_consumed);
         let mut increment = self
             .conn_recv
-            .consume(received, now, rtt, u32::MAX, u32::MAX)
+            .consume(received, tick, rtt, u32::MAX, u32::MAX)
             .unwrap_or(0);
         // Spec §9.6.5: the connection window keeps up with its largest stream.
         increment += self.conn_recv.raise_target(largest_target).unwrap_or(0);
