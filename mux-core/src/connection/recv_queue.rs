@@ -102,7 +102,28 @@ pub(crate) struct RecvQueue {
     /// subscribers' threads counted 0.22 `realloc`s per delivery, and
     /// contended for the allocator's locks.
     last_packed: (u32, u32),
+    /// The buffers of the last small segment read to its end, kept for the
+    /// next one if they are at most [`SPARE_LIMIT`]: a subscription fed a
+    /// few messages at a time made a packed buffer, its sharing record
+    /// and a boundary list per batch, and freed them after. The buffer is
+    /// taken back only if every chunk read from it was dropped (else the
+    /// next segment allocates, as before); its room is counted in
+    /// [`RecvQueue::memory`].
+    spare: Option<Box<Spare>>,
 }
+
+/// A drained small segment's buffers (empty, `room` 0, while in use).
+#[derive(Debug, Default)]
+struct Spare {
+    packed: BytesMut,
+    boundaries: VecDeque<u32>,
+    /// At least the packed buffer's allocation: the bytes read from it and
+    /// the room after them.
+    room: usize,
+}
+
+/// The largest packed buffer (with its boundary list) kept for reuse.
+const SPARE_LIMIT: usize = 4 * 1024;
 
 impl RecvQueue {
     /// Bytes received and not yet read.
@@ -121,6 +142,10 @@ impl RecvQueue {
             .map(|s| s.bytes.len() + s.packed.capacity() + s.boundaries.len() * 4)
             .sum::<usize>()
             + self.segments.len() * SEGMENT_OVERHEAD
+            + self
+                .spare
+                .as_ref()
+                .map_or(0, |spare| spare.room + spare.boundaries.capacity() * 4)
     }
 
     /// Segments queued.
@@ -156,11 +181,25 @@ impl RecvQueue {
             }
             let (bytes, packed, boundaries) = if small {
                 let (room, messages) = self.last_packed;
-                let mut packed =
-                    BytesMut::with_capacity((room as usize).clamp(payload.len(), PACK_LIMIT));
+                let room = (room as usize).clamp(payload.len(), PACK_LIMIT);
+                let messages = (messages as usize).min(PACK_HINT_MESSAGES);
+                let (mut packed, boundaries) = match self.spare.as_mut() {
+                    Some(spare) if spare.room > 0 => {
+                        spare.room = 0;
+                        let mut packed = std::mem::take(&mut spare.packed);
+                        let mut boundaries = std::mem::take(&mut spare.boundaries);
+                        // Takes the buffer back from its start if no chunk
+                        // of it is alive; allocates otherwise.
+                        packed.reserve(room);
+                        boundaries.reserve(messages);
+                        (packed, boundaries)
+                    }
+                    _ => (
+                        BytesMut::with_capacity(room),
+                        VecDeque::with_capacity(messages),
+                    ),
+                };
                 packed.extend_from_slice(payload.as_slice());
-                let boundaries =
-                    VecDeque::with_capacity((messages as usize).min(PACK_HINT_MESSAGES));
                 (Bytes::new(), packed, boundaries)
             } else {
                 (payload.into_bytes(), BytesMut::new(), VecDeque::new())
@@ -205,10 +244,40 @@ impl RecvQueue {
                 let messages = u32::try_from(front.boundaries.capacity()).unwrap_or(u32::MAX);
                 self.last_packed = (front.taken, messages);
             }
-            self.segments.pop_front();
+            if let Some(drained) = self.segments.pop_front() {
+                self.keep_spare(drained);
+            }
         }
         self.held -= chunk.bytes.len();
         Some(chunk)
+    }
+
+    /// Keeps a drained small segment's buffers for the next one, if small.
+    fn keep_spare(&mut self, drained: Segment) {
+        if !drained.small {
+            return;
+        }
+        let room = drained.packed.capacity() + drained.taken as usize;
+        if room + drained.boundaries.capacity() * 4 > SPARE_LIMIT {
+            return;
+        }
+        let Segment {
+            mut packed,
+            mut boundaries,
+            ..
+        } = drained;
+        packed.clear();
+        boundaries.clear();
+        let spare = Spare {
+            packed,
+            boundaries,
+            room,
+        };
+        // The box stays once made (emptied while its buffers are in use).
+        match self.spare.as_mut() {
+            Some(kept) => **kept = spare,
+            None => self.spare = Some(Box::new(spare)),
+        }
     }
 }
 
@@ -239,6 +308,46 @@ mod tests {
         }
         assert!(queue.is_empty());
         assert_eq!(queue.held(), 0);
+    }
+
+    #[test]
+    fn a_drained_small_segment_is_reused_once_its_chunks_are_dropped() {
+        let mut queue = RecvQueue::default();
+        queue.push(&[1u8; 64][..], true, false);
+        let first = queue.pop(usize::MAX).expect("a message");
+        let at = first.bytes.as_ptr();
+        assert!(queue.memory() > 0, "the spare's room is counted");
+        // A chunk still held: the next batch gets a buffer of its own.
+        queue.push(&[2u8; 64][..], true, false);
+        let second = queue.pop(usize::MAX).expect("a message");
+        assert_ne!(second.bytes.as_ptr(), at);
+        assert_eq!(first.bytes, [1u8; 64][..]);
+        drop((first, second));
+        // Every chunk dropped: the kept buffer takes the batch at its start.
+        let at = {
+            queue.push(&[3u8; 64][..], true, false);
+            queue.push(&[4u8; 64][..], true, false);
+            let third = queue.pop(usize::MAX).expect("a message");
+            third.bytes.as_ptr()
+        };
+        assert_eq!(
+            queue.pop(usize::MAX).map(|c| c.bytes),
+            Some(Bytes::from(vec![4u8; 64]))
+        );
+        queue.push(&[5u8; 64][..], true, false);
+        let fifth = queue.pop(usize::MAX).expect("a message");
+        assert_eq!(fifth.bytes.as_ptr(), at);
+        assert_eq!(fifth.bytes, [5u8; 64][..]);
+    }
+
+    #[test]
+    fn a_large_drained_segment_is_not_kept() {
+        let mut queue = RecvQueue::default();
+        for _ in 0..100 {
+            queue.push(&[1u8; 100][..], true, false);
+        }
+        drain(&mut queue, usize::MAX);
+        assert_eq!(queue.memory(), 0, "10 KiB of room is let go");
     }
 
     #[test]
