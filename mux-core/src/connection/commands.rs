@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::config::Config;
 use super::flow_control::{RecvWindow, Tick};
 use super::payload::Payload;
 use super::recv_queue::RecvQueue;
@@ -140,15 +141,7 @@ impl Connection {
     }
 
     pub(super) fn capacity_of(&self, stream: &Stream) -> usize {
-        let stream_room = self
-            .config
-            .stream_send_buffer
-            .saturating_sub(stream.send.queue.len());
-        let conn_room = self
-            .config
-            .connection_send_buffer
-            .saturating_sub(self.conn_queued);
-        stream_room.min(conn_room)
+        send_room(&self.config, self.conn_queued, stream.send.queue.len())
     }
 
     /// Queues `data` on stream `id`; `end_message` marks a message boundary
@@ -193,16 +186,13 @@ impl Connection {
         if self.phase == Phase::Closed {
             return Err(WriteError::Closed);
         }
-        let capacity = match self.streams.get(id) {
-            None => return Err(WriteError::UnknownStream),
-            Some(stream) if stream.send.state != SendState::Open => {
-                return Err(WriteError::NotWritable)
-            }
-            Some(stream) => self.capacity_of(stream),
-        };
         let Some(stream) = self.streams.get_mut(id) else {
             return Err(WriteError::UnknownStream);
         };
+        if stream.send.state != SendState::Open {
+            return Err(WriteError::NotWritable);
+        }
+        let capacity = send_room(&self.config, self.conn_queued, stream.send.queue.len());
         let complete = data.len() <= capacity;
         let accepted = if complete { data.len() } else { capacity };
         let newly_blocked = !complete && !stream.wants_writable;
@@ -316,4 +306,12 @@ impl Connection {
         self.idle_since = if idle { Some(self.now) } else { None };
         self.refresh_idle_timer();
     }
+}
+
+/// Bytes a stream with `stream_queued` bytes queued may still queue, on a
+/// connection with `conn_queued` queued in all (its send buffers' bounds).
+fn send_room(config: &Config, conn_queued: usize, stream_queued: usize) -> usize {
+    let stream_room = config.stream_send_buffer.saturating_sub(stream_queued);
+    let conn_room = config.connection_send_buffer.saturating_sub(conn_queued);
+    stream_room.min(conn_room)
 }

@@ -110,6 +110,8 @@ pub(crate) struct RecvQueue {
     /// next segment allocates, as before); its room is counted in
     /// [`RecvQueue::memory`].
     spare: Option<Box<Spare>>,
+    /// A segment was read to its end before.
+    fed_again: bool,
 }
 
 /// A drained small segment's buffers (empty, `room` 0, while in use).
@@ -244,7 +246,11 @@ impl RecvQueue {
                 let messages = u32::try_from(front.boundaries.capacity()).unwrap_or(u32::MAX);
                 self.last_packed = (front.taken, messages);
             }
-            if let Some(drained) = self.segments.pop_front() {
+            let drained = self.segments.pop_front();
+            // A stream's first batch may be its only one (a request's
+            // body): its buffers go, and only a stream fed again keeps any.
+            if let Some(drained) = drained.filter(|_| std::mem::replace(&mut self.fed_again, true))
+            {
                 self.keep_spare(drained);
             }
         }
@@ -313,6 +319,9 @@ mod tests {
     #[test]
     fn a_drained_small_segment_is_reused_once_its_chunks_are_dropped() {
         let mut queue = RecvQueue::default();
+        queue.push(&[0u8; 64][..], true, false);
+        drop(queue.pop(usize::MAX));
+        assert_eq!(queue.memory(), 0, "a first batch keeps nothing");
         queue.push(&[1u8; 64][..], true, false);
         let first = queue.pop(usize::MAX).expect("a message");
         let at = first.bytes.as_ptr();
@@ -343,10 +352,12 @@ mod tests {
     #[test]
     fn a_large_drained_segment_is_not_kept() {
         let mut queue = RecvQueue::default();
-        for _ in 0..100 {
-            queue.push(&[1u8; 100][..], true, false);
+        for batch in [1, 1, 100] {
+            for _ in 0..batch {
+                queue.push(&[1u8; 100][..], true, false);
+            }
+            drain(&mut queue, usize::MAX);
         }
-        drain(&mut queue, usize::MAX);
         assert_eq!(queue.memory(), 0, "10 KiB of room is let go");
     }
 
