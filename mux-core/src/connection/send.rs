@@ -63,6 +63,7 @@ impl Connection {
     /// Turns consumed (streams) and received (connection) bytes into
     /// WINDOW_UPDATEs (spec §9.4.2), auto-tuning the windows on the way
     /// (spec §9.6).
+    ///
     /// Called only when something was consumed or received since the last
     /// turn (the check is the caller's, so that a turn without costs no call).
     fn return_credit(&mut self, now: Instant) {
