@@ -110,8 +110,6 @@ pub(crate) struct RecvQueue {
     /// next segment allocates, as before); its room is counted in
     /// [`RecvQueue::memory`].
     spare: Option<Box<Spare>>,
-    /// A segment was read to its end before.
-    fed_again: bool,
 }
 
 /// A drained small segment's buffers (empty, `room` 0, while in use).
@@ -242,15 +240,15 @@ impl RecvQueue {
         let front = self.segments.front_mut()?;
         let chunk = front.take(max.max(1));
         if front.len() == 0 && front.boundaries.is_empty() {
+            // A stream's first batch may be its only one (a request's
+            // body): its buffers go, and only a stream fed again keeps any.
+            let fed_before = self.last_packed != (0, 0);
             if front.small {
                 let messages = u32::try_from(front.boundaries.capacity()).unwrap_or(u32::MAX);
                 self.last_packed = (front.taken, messages);
             }
             let drained = self.segments.pop_front();
-            // A stream's first batch may be its only one (a request's
-            // body): its buffers go, and only a stream fed again keeps any.
-            if let Some(drained) = drained.filter(|_| std::mem::replace(&mut self.fed_again, true))
-            {
+            if let Some(drained) = drained.filter(|_| fed_before) {
                 self.keep_spare(drained);
             }
         }
