@@ -1,7 +1,6 @@
 //! Flow-control windows (spec §9): the send side's credit, and the receive
 //! side's credit with batching and auto-tuning (spec §9.6).
 
-use core::ops::Add;
 use core::time::Duration;
 use std::time::Instant;
 
@@ -69,7 +68,9 @@ impl Tick {
     }
 }
 
-impl Add<Duration> for Tick {
+/// For the tests' clocks (`start + Duration::from_millis(10)`).
+#[cfg(test)]
+impl core::ops::Add<Duration> for Tick {
     type Output = Self;
 
     fn add(self, duration: Duration) -> Self {
