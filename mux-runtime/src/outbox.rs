@@ -57,12 +57,11 @@ impl Outbox {
         }
         // Nothing queued ahead: the state machine usually takes it all, and
         // a queue is made only for what it leaves.
-        let len = piece.bytes.len();
-        let accepted = conn.send(id, piece.bytes.clone(), piece.end_message, piece.end_stream)?;
-        if accepted < len {
-            let _ = piece.bytes.split_to(accepted);
+        let accepted =
+            conn.send_front(id, &mut piece.bytes, piece.end_message, piece.end_stream)?;
+        if !piece.bytes.is_empty() {
+            self.add(key, piece.bytes.len());
             self.pending.insert(key, id, VecDeque::from([piece]));
-            self.add(key, len - accepted);
         }
         Ok(accepted)
     }
@@ -96,12 +95,11 @@ impl Outbox {
         while let Some(piece) = queue.front_mut() {
             let len = piece.bytes.len();
             let accepted =
-                conn.send(id, piece.bytes.clone(), piece.end_message, piece.end_stream)?;
+                conn.send_front(id, &mut piece.bytes, piece.end_message, piece.end_stream)?;
             total += accepted;
             if accepted == len {
                 queue.pop_front();
             } else {
-                let _ = piece.bytes.split_to(accepted);
                 return Ok(total);
             }
         }

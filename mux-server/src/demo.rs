@@ -131,7 +131,7 @@ impl BodySource for ZeroSource {
 ///   way; `400` if the body is not a number.
 pub fn routes(builder: ServerBuilder) -> ServerBuilder {
     builder
-        .route("echo", |req| Ok(Response::ok(req.body().clone())))
+        .route("echo", |req| Ok(Response::ok(req.into_body())))
         .route("status", |req| {
             let code = std::str::from_utf8(req.body())
                 .ok()

@@ -7,7 +7,7 @@
 //!
 //! let server = Server::builder()
 //!     .bind("127.0.0.1:0".parse().unwrap())
-//!     .route("echo", |req| Ok(Response::ok(req.body().clone())))   // inline, on the loop
+//!     .route("echo", |req| Ok(Response::ok(req.into_body())))   // inline, on the loop
 //!     .route_blocking("report", |_req| Ok(Response::ok("done")))   // on the worker pool
 //!     .start()
 //!     .unwrap();

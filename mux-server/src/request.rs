@@ -71,6 +71,13 @@ impl Request {
         &self.body
     }
 
+    /// The body, taken: for a handler that answers with it or keeps it,
+    /// which a clone would make share its buffer (and a clone of a buffer
+    /// not yet shared allocates a record to count the sharers).
+    pub fn into_body(self) -> Bytes {
+        self.body
+    }
+
     /// The caller's metadata entries (`:route` and `:deadline-ms` excepted).
     pub fn metadata(&self) -> &Metadata {
         &self.metadata

@@ -274,7 +274,7 @@ impl ServerBuilder {
     /// let server = Server::builder()
     ///     .route_async("slow-echo", |req| async move {
     ///         sleep(Duration::from_millis(10)).await;
-    ///         Ok(Response::ok(req.body().clone()))
+    ///         Ok(Response::ok(req.into_body()))
     ///     })
     ///     .start()?;
     /// # Ok::<(), std::io::Error>(())

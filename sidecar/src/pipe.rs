@@ -97,17 +97,16 @@ impl Pipe {
             return Ok(());
         }
         loop {
-            if let Some(pending) = self.up_pending.take() {
+            if let Some(mut pending) = self.up_pending.take() {
                 let Some(conn) = ctx.conn(self.conn) else {
                     return Err(Ending::Failed("mux connection gone".into()));
                 };
-                let len = pending.len();
                 let accepted = conn
-                    .send(self.stream, pending.clone(), false, false)
+                    .send_front(self.stream, &mut pending, false, false)
                     .map_err(|e| Ending::Failed(format!("stream: {e}")))?;
                 self.up_bytes += accepted as u64;
-                if accepted < len {
-                    self.up_pending = Some(pending.slice(accepted..));
+                if !pending.is_empty() {
+                    self.up_pending = Some(pending);
                     return Ok(()); // `Writable` brings us back
                 }
             }

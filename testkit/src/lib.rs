@@ -75,7 +75,7 @@ pub fn server_builder() -> ServerBuilder {
     Server::builder()
         .bind(any_local_address())
         .threads(2)
-        .route("echo", |req| Ok(Response::ok(req.body().clone())))
+        .route("echo", |req| Ok(Response::ok(req.into_body())))
 }
 
 /// Runs `work` on a thread of its own and waits at most `limit` for its

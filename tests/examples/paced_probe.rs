@@ -30,7 +30,7 @@ fn main() {
         .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .threads(1)
         .spin(policy)
-        .route("echo", |req| Ok(Response::ok(req.body().clone())))
+        .route("echo", |req| Ok(Response::ok(req.into_body())))
         .start()
         .expect("server starts");
     let client = Client::builder(remote.unwrap_or(server.local_addr()))

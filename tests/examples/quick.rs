@@ -113,7 +113,7 @@ fn mux_calls(client: &Client, outstanding: usize) -> f64 {
 fn main() {
     let server = mux_server::Server::builder()
         .bind("127.0.0.1:0".parse().expect("addr"))
-        .route("echo", |req| Ok(Response::ok(req.body().clone())))
+        .route("echo", |req| Ok(Response::ok(req.into_body())))
         .route_streaming("sink", |_| {
             Box::new(mux_server::demo::ByteCounter::default())
         })

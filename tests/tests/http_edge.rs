@@ -19,10 +19,11 @@ fn with_routes(builder: ServerBuilder) -> ServerBuilder {
                 .metadata([(&b"seen"[..], &trace[..])])
                 .map_err(|e| e.to_string().into())
         })
-        .route_blocking("slow", |req| Ok(Response::ok(req.body().clone())))
-        .route_async("later", |req| async move {
-            Ok(Response::ok(req.body().clone()))
-        })
+        .route_blocking("slow", |req| Ok(Response::ok(req.into_body())))
+        .route_async(
+            "later",
+            |req| async move { Ok(Response::ok(req.into_body())) },
+        )
         .route_async("never", |_req| std::future::pending())
         .route("count", |_req| {
             let (response, writer) = Response::channel(4);

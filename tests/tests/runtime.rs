@@ -206,7 +206,7 @@ fn graceful_shutdown_completes_every_request_in_flight() {
     let server = server_builder()
         .route_blocking("work", |req| {
             std::thread::sleep(Duration::from_millis(100));
-            Ok(Response::ok(req.body().clone()))
+            Ok(Response::ok(req.into_body()))
         })
         .start()
         .expect("server");
@@ -335,7 +335,7 @@ fn the_client_reconnects_after_a_server_restart() {
     let again = mux_server::Server::builder()
         .bind(addr)
         .threads(1)
-        .route("echo", |req| Ok(Response::ok(req.body().clone())))
+        .route("echo", |req| Ok(Response::ok(req.into_body())))
         .start()
         .expect("restart on the same port");
     let mut reply = None;

@@ -316,9 +316,7 @@ impl Link {
         if unsent.is_empty() {
             return;
         }
-        if let Ok(accepted) = self.conn.send(id, unsent.clone(), end_message, end_stream) {
-            let _ = unsent.split_to(accepted.min(unsent.len()));
-        }
+        let _ = self.conn.send_front(id, unsent, end_message, end_stream);
     }
 
     /// Reads the socket once into the input buffer.

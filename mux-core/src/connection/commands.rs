@@ -176,6 +176,20 @@ impl Connection {
         self.queue_send(id, Payload::Borrowed(data), end_message, end_stream)
     }
 
+    /// As [`send`](Self::send), taking what is accepted from the front of
+    /// `data` and leaving the rest there for a later call: keeping the
+    /// remainder costs no clone of the buffer's handle (which, for bytes
+    /// made from a `Vec`, would allocate a sharing record).
+    pub fn send_front(
+        &mut self,
+        id: StreamId,
+        data: &mut Bytes,
+        end_message: bool,
+        end_stream: bool,
+    ) -> Result<usize, WriteError> {
+        self.queue_send(id, Payload::Front(data), end_message, end_stream)
+    }
+
     fn queue_send(
         &mut self,
         id: StreamId,

@@ -7,6 +7,11 @@
 //! so a flood of one-byte frames costs about its bytes. Message boundaries
 //! are offsets into a segment, four bytes each, not a queue entry per
 //! message. Reading hands the data back as [`Chunk`]s, cut at the boundaries.
+//!
+//! A stream's first message, when one frame carries it whole (a request's
+//! body, read once), is copied into a buffer of its own instead, which the
+//! read hands over as it is: a packed buffer would be split to hand it
+//! out, and splitting allocates the buffer's sharing record.
 
 use std::collections::VecDeque;
 
@@ -37,13 +42,14 @@ const SEGMENT_OVERHEAD: usize = 96;
 /// A run of received bytes with the message boundaries inside it.
 #[derive(Debug)]
 struct Segment {
-    /// Zero-copy bytes of one large payload (`packed` is empty then).
+    /// Zero-copy bytes of one large payload, or a stream's first message
+    /// copied whole (`packed` is empty then).
     bytes: Bytes,
     /// Small payloads copied together; appended to while it is the tail.
     packed: BytesMut,
     /// Offsets from the segment's first byte where a message ends, in order
     /// (fixed when bytes are taken: taking stays O(1) however many wait).
-    boundaries: VecDeque<u32>,
+    boundaries: Boundaries,
     /// Bytes taken from the segment's front so far.
     taken: u32,
     /// END_STREAM follows the segment's last byte.
@@ -89,6 +95,68 @@ impl Segment {
     }
 }
 
+/// A segment's message ends in order, the first inline: a segment that holds
+/// one message (a request's body, a subscription's lone delivery) allocates
+/// no list.
+#[derive(Debug, Default)]
+struct Boundaries {
+    /// The first; `None` only while `rest` is empty too.
+    first: Option<u32>,
+    rest: VecDeque<u32>,
+}
+
+impl Boundaries {
+    /// Room for `messages` ends without allocating again.
+    fn with_capacity(messages: usize) -> Self {
+        Self {
+            first: None,
+            rest: VecDeque::with_capacity(messages.saturating_sub(1)),
+        }
+    }
+
+    fn front(&self) -> Option<u32> {
+        self.first
+    }
+
+    fn pop_front(&mut self) {
+        self.first = self.rest.pop_front();
+    }
+
+    fn push_back(&mut self, end: u32) {
+        match self.first {
+            None => self.first = Some(end),
+            Some(_) => self.rest.push_back(end),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    /// How many ends fit without allocating.
+    fn capacity(&self) -> usize {
+        self.rest.capacity() + 1
+    }
+
+    /// Bytes allocated for the ends beyond the first.
+    fn heap_bytes(&self) -> usize {
+        self.rest.capacity() * 4
+    }
+
+    fn reserve(&mut self, messages: usize) {
+        self.rest.reserve(messages.saturating_sub(1));
+    }
+
+    fn clear(&mut self) {
+        self.first = None;
+        self.rest.clear();
+    }
+}
+
 /// The received, unread data of one stream.
 #[derive(Debug, Default)]
 pub(crate) struct RecvQueue {
@@ -116,7 +184,7 @@ pub(crate) struct RecvQueue {
 #[derive(Debug, Default)]
 struct Spare {
     packed: BytesMut,
-    boundaries: VecDeque<u32>,
+    boundaries: Boundaries,
     /// At least the packed buffer's allocation: the bytes read from it and
     /// the room after them.
     room: usize,
@@ -145,7 +213,7 @@ impl RecvQueue {
             + self
                 .spare
                 .as_ref()
-                .map_or(0, |spare| spare.room + spare.boundaries.capacity() * 4)
+                .map_or(0, |spare| spare.room + spare.boundaries.heap_bytes())
     }
 
     /// Segments queued.
@@ -179,7 +247,15 @@ impl RecvQueue {
             if payload.is_empty() && !end_message && !fin {
                 return;
             }
-            let (bytes, packed, boundaries) = if small {
+            let first_whole_message = small
+                && end_message
+                && !payload.is_empty()
+                && self.segments.is_empty()
+                && self.last_packed == (0, 0);
+            let (bytes, packed, boundaries) = if first_whole_message {
+                let bytes = Bytes::copy_from_slice(payload.as_slice());
+                (bytes, BytesMut::new(), Boundaries::default())
+            } else if small {
                 let (room, messages) = self.last_packed;
                 let room = (room as usize).clamp(payload.len(), PACK_LIMIT);
                 let messages = (messages as usize).min(PACK_HINT_MESSAGES);
@@ -196,13 +272,13 @@ impl RecvQueue {
                     }
                     _ => (
                         BytesMut::with_capacity(room),
-                        VecDeque::with_capacity(messages),
+                        Boundaries::with_capacity(messages),
                     ),
                 };
                 packed.extend_from_slice(payload.as_slice());
                 (Bytes::new(), packed, boundaries)
             } else {
-                (payload.into_bytes(), BytesMut::new(), VecDeque::new())
+                (payload.into_bytes(), BytesMut::new(), Boundaries::default())
             };
             self.segments.push_back(Segment {
                 bytes,
@@ -262,7 +338,7 @@ impl RecvQueue {
             return;
         }
         let room = drained.packed.capacity() + drained.taken as usize;
-        if room + drained.boundaries.capacity() * 4 > SPARE_LIMIT {
+        if room + drained.boundaries.heap_bytes() > SPARE_LIMIT {
             return;
         }
         let Segment {
@@ -301,7 +377,11 @@ mod tests {
         for n in 0..1000u32 {
             queue.push(Bytes::from(n.to_be_bytes().to_vec()), true, false);
         }
-        assert_eq!(queue.segments(), 1);
+        assert_eq!(
+            queue.segments(),
+            2,
+            "the first message alone, then one packed"
+        );
         assert_eq!(queue.held(), 4000);
         assert!(queue.memory() <= 2 * 4000 + 1000 * 4 + SEGMENT_OVERHEAD);
         let chunks = drain(&mut queue, usize::MAX);
@@ -312,6 +392,73 @@ mod tests {
         }
         assert!(queue.is_empty());
         assert_eq!(queue.held(), 0);
+    }
+
+    #[test]
+    fn a_first_whole_message_is_kept_in_a_buffer_of_its_own() {
+        let mut queue = RecvQueue::default();
+        queue.push(&b"request body"[..], true, true);
+        let segment = queue.segments.front().expect("a segment");
+        assert!(!segment.is_packed(), "not copied into a packed buffer");
+        assert_eq!(segment.boundaries.heap_bytes(), 0, "its end is inline");
+        let chunk = queue.pop(usize::MAX).expect("the message");
+        assert_eq!(
+            (&chunk.bytes[..], chunk.end_message, chunk.fin),
+            (&b"request body"[..], true, true)
+        );
+        assert!(queue.is_empty());
+        // A stream read before packs what follows, as it always did.
+        let mut queue = RecvQueue::default();
+        queue.push(&b"first"[..], true, false);
+        queue.push(&b"second"[..], true, false);
+        queue.push(&b"third"[..], true, false);
+        assert_eq!(queue.segments(), 2, "the first alone, the rest packed");
+        assert_eq!(queue.boundaries(), 3);
+        drop(queue.pop(usize::MAX));
+        queue.push(&b"fourth"[..], false, false);
+        queue.push(&b"!"[..], true, false);
+        assert!(queue.segments.iter().all(Segment::is_packed));
+        assert_eq!(
+            drain(&mut queue, 3),
+            vec![
+                (b"sec".to_vec(), false, false),
+                (b"ond".to_vec(), true, false),
+                (b"thi".to_vec(), false, false),
+                (b"rd".to_vec(), true, false),
+                (b"fou".to_vec(), false, false),
+                (b"rth".to_vec(), false, false),
+                (b"!".to_vec(), true, false),
+            ]
+        );
+        // Partial reads of a first message cut it where asked.
+        let mut queue = RecvQueue::default();
+        queue.push(&b"abcdef"[..], true, true);
+        assert_eq!(
+            drain(&mut queue, 4),
+            vec![
+                (b"abcd".to_vec(), false, false),
+                (b"ef".to_vec(), true, true)
+            ]
+        );
+    }
+
+    #[test]
+    fn boundaries_keep_their_order_across_the_inline_first() {
+        let mut boundaries = Boundaries::with_capacity(1);
+        assert_eq!(boundaries.heap_bytes(), 0);
+        for end in [3, 5, 9] {
+            boundaries.push_back(end);
+        }
+        assert_eq!(boundaries.len(), 3);
+        let mut seen = Vec::new();
+        while let Some(end) = boundaries.front() {
+            seen.push(end);
+            boundaries.pop_front();
+        }
+        assert_eq!(seen, [3, 5, 9]);
+        assert!(boundaries.is_empty());
+        boundaries.push_back(4);
+        assert_eq!(boundaries.front(), Some(4));
     }
 
     #[test]
@@ -414,6 +561,9 @@ mod tests {
     #[test]
     fn a_batch_like_the_last_one_fits_the_room_made_for_it() {
         let mut queue = RecvQueue::default();
+        // A stream's first message, read alone, is kept alone.
+        queue.push(&b"first"[..], true, false);
+        drop(queue.pop(usize::MAX));
         assert!(
             push_batch(&mut queue) > 0,
             "the first batch grows its segment"

@@ -555,16 +555,23 @@ fn small_and_large_data_frames_arrive_alike_however_reads_cut_them() {
     }
 }
 
-#[test]
-fn lent_bytes_arrive_as_handed_over_ones_do() {
-    // §7: `send_copy` takes a prefix when the send buffer is nearly full,
-    // as `send` does, and the peer reads exactly the bytes lent.
+/// A connected pair whose client has a stream open with a 4 KiB send
+/// buffer, so that larger sends are accepted in part.
+fn a_stream_with_a_small_send_buffer() -> (Pair, StreamId) {
     let config = Config {
         stream_send_buffer: 4096,
         ..Config::default()
     };
     let mut pair = Pair::with_configs(config.clone(), config);
     let id = pair.client.conn.open(route("a"), false).expect("open");
+    (pair, id)
+}
+
+#[test]
+fn lent_bytes_arrive_as_handed_over_ones_do() {
+    // §7: `send_copy` takes a prefix when the send buffer is nearly full,
+    // as `send` does, and the peer reads exactly the bytes lent.
+    let (mut pair, id) = a_stream_with_a_small_send_buffer();
     let mut sent = Vec::new();
     for n in 0..100u8 {
         let message = vec![n; 1 + usize::from(n) * 3];
@@ -582,6 +589,40 @@ fn lent_bytes_arrive_as_handed_over_ones_do() {
         }
         sent.extend_from_slice(&message);
     }
+    pair.client.conn.finish(id).expect("finish");
+    pair.drive();
+    assert_eq!(pair.server.received[&id], sent);
+}
+
+#[test]
+fn bytes_sent_from_the_front_leave_the_rest_in_place() {
+    // §7: `send_front` takes what `send` would accept and leaves the rest in
+    // the caller's buffer; the peer reads every byte once, in order.
+    let (mut pair, id) = a_stream_with_a_small_send_buffer();
+    let mut sent = Vec::new();
+    let mut partial = 0;
+    for n in 0..50u8 {
+        let message = vec![n; 1 + usize::from(n) * 200];
+        let mut rest = Bytes::from(message.clone());
+        while !rest.is_empty() {
+            let before = rest.len();
+            let accepted = pair
+                .client
+                .conn
+                .send_front(id, &mut rest, true, false)
+                .expect("the stream is open");
+            assert_eq!(rest.len(), before - accepted, "the rest stays in place");
+            partial += usize::from(!rest.is_empty());
+            if !rest.is_empty() {
+                pair.drive();
+            }
+        }
+        sent.extend_from_slice(&message);
+    }
+    assert!(
+        partial > 0,
+        "the send buffer never filled: nothing was left"
+    );
     pair.client.conn.finish(id).expect("finish");
     pair.drive();
     assert_eq!(pair.server.received[&id], sent);

@@ -32,8 +32,9 @@ pub struct Ctx<'a> {
     pub(super) generations: &'a mut u64,
     pub(super) accepting: &'a mut AcceptState,
     pub(super) plain: &'a mut PlainSockets,
-    /// The final counters of the connection whose close is being reported.
-    pub(super) closed: Option<(ConnKey, mux_core::Stats)>,
+    /// The final counters of the connection whose close is being reported
+    /// (lent: they are large, and a context is made for every event).
+    pub(super) closed: Option<&'a (ConnKey, mux_core::Stats)>,
 }
 
 /// Whether the listener is registered.
@@ -177,7 +178,7 @@ impl Ctx<'_> {
     pub fn closed_stats(&self, key: ConnKey) -> Option<mux_core::Stats> {
         self.closed
             .filter(|(k, _)| *k == key)
-            .map(|(_, stats)| stats)
+            .map(|(_, stats)| *stats)
     }
 
     /// Watches an accepted or connecting plain socket.

@@ -320,7 +320,7 @@ impl<A: App> EventLoop<A> {
                 generations: &mut self.generations,
                 accepting: &mut self.accepting,
                 plain: &mut self.plain,
-                closed: self.closed_stats.take(),
+                closed: self.closed_stats.as_ref(),
             },
             &mut self.app,
         )
@@ -712,5 +712,6 @@ impl<A: App> EventLoop<A> {
         }
         let (mut ctx, app) = self.split(now, dirty);
         app.on_closed(&mut ctx, key, error);
+        self.closed_stats = None;
     }
 }
