@@ -159,7 +159,9 @@ impl Connection {
         end_message: bool,
         end_stream: bool,
     ) -> Result<usize, WriteError> {
-        self.queue_send(id, Payload::Shared(data), end_message, end_stream)
+        let len = data.len();
+        let prefix = |accepted| Payload::Shared(data).prefix(accepted);
+        self.queue_send(id, len, prefix, end_message, end_stream)
     }
 
     /// As [`send`](Self::send), with the bytes lent rather than handed
@@ -173,7 +175,8 @@ impl Connection {
         end_message: bool,
         end_stream: bool,
     ) -> Result<usize, WriteError> {
-        self.queue_send(id, Payload::Borrowed(data), end_message, end_stream)
+        let prefix = |accepted| Payload::Borrowed(data).prefix(accepted);
+        self.queue_send(id, data.len(), prefix, end_message, end_stream)
     }
 
     /// As [`send`](Self::send), taking what is accepted from the front of
@@ -187,13 +190,25 @@ impl Connection {
         end_message: bool,
         end_stream: bool,
     ) -> Result<usize, WriteError> {
-        self.queue_send(id, Payload::Front(data), end_message, end_stream)
+        let len = data.len();
+        let front = |accepted: usize| {
+            if accepted < data.len() {
+                Payload::Shared(data.split_to(accepted))
+            } else {
+                Payload::Shared(std::mem::take(data))
+            }
+        };
+        self.queue_send(id, len, front, end_message, end_stream)
     }
 
-    fn queue_send(
+    /// Queues the first of `len` bytes that the send buffers take, made by
+    /// `take` from how many that is (a closure, so that each way of handing
+    /// bytes over is compiled on its own, with no dispatch on the way).
+    fn queue_send<'a>(
         &mut self,
         id: StreamId,
-        data: Payload<'_>,
+        len: usize,
+        take: impl FnOnce(usize) -> Payload<'a>,
         end_message: bool,
         end_stream: bool,
     ) -> Result<usize, WriteError> {
@@ -207,8 +222,8 @@ impl Connection {
             return Err(WriteError::NotWritable);
         }
         let capacity = send_room(&self.config, self.conn_queued, stream.send.queue.len());
-        let complete = data.len() <= capacity;
-        let accepted = if complete { data.len() } else { capacity };
+        let complete = len <= capacity;
+        let accepted = if complete { len } else { capacity };
         let newly_blocked = !complete && !stream.wants_writable;
         if !complete {
             self.stats.writes_blocked += 1;
@@ -218,7 +233,7 @@ impl Connection {
             stream
                 .send
                 .queue
-                .push(data.prefix(accepted), complete && end_message);
+                .push(take(accepted), complete && end_message);
             self.conn_queued += accepted;
         }
         if complete && end_stream {

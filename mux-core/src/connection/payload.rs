@@ -13,9 +13,6 @@ pub(crate) enum Payload<'a> {
     /// Borrowed for the call: copied (a small DATA frame still in the read
     /// buffer, or what the application lent).
     Borrowed(&'a [u8]),
-    /// The application's bytes, of which what is queued is taken from the
-    /// front and the rest left in place: nothing is cloned to keep it.
-    Front(&'a mut Bytes),
 }
 
 impl Payload<'_> {
@@ -31,15 +28,12 @@ impl Payload<'_> {
         match self {
             Self::Shared(bytes) => bytes,
             Self::Borrowed(slice) => slice,
-            Self::Front(bytes) => bytes,
         }
     }
 
     /// The first `len` bytes (all of them if there are fewer).
     pub(crate) fn prefix(self, len: usize) -> Self {
         match self {
-            Self::Front(bytes) if len >= bytes.len() => Self::Shared(std::mem::take(bytes)),
-            Self::Front(bytes) => Self::Shared(bytes.split_to(len)),
             Self::Shared(mut bytes) => {
                 bytes.truncate(len);
                 Self::Shared(bytes)
@@ -53,7 +47,6 @@ impl Payload<'_> {
         match self {
             Self::Shared(bytes) => bytes,
             Self::Borrowed(slice) => Bytes::copy_from_slice(slice),
-            Self::Front(bytes) => std::mem::take(bytes),
         }
     }
 }

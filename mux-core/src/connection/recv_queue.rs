@@ -247,11 +247,11 @@ impl RecvQueue {
             if payload.is_empty() && !end_message && !fin {
                 return;
             }
-            let first_whole_message = small
-                && end_message
-                && !payload.is_empty()
+            let first_whole_message = self.last_packed == (0, 0)
                 && self.segments.is_empty()
-                && self.last_packed == (0, 0);
+                && small
+                && end_message
+                && !payload.is_empty();
             let (bytes, packed, boundaries) = if first_whole_message {
                 let bytes = Bytes::copy_from_slice(payload.as_slice());
                 (bytes, BytesMut::new(), Boundaries::default())
