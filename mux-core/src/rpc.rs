@@ -216,9 +216,6 @@ impl ResponseHead {
     /// `:length` first, when declared).
     pub fn encode(&self) -> Bytes {
         let block = self.metadata.as_bytes();
-        if let (true, None, Some(bare)) = (block.is_empty(), self.length, bare_head(self.status)) {
-            return Bytes::from_static(bare);
-        }
         let mut digits = [0u8; MAX_DECIMAL];
         let length = self.length.map(|length| decimal(length, &mut digits));
         let entry = length.map_or(0, |digits| 3 + LENGTH.len() + digits.len());
@@ -250,18 +247,6 @@ impl ResponseHead {
             length,
             metadata,
         })
-    }
-}
-
-/// The head of the commonest answers, a status alone, as static bytes: most
-/// calls are answered with one, and its two bytes need no allocation.
-fn bare_head(status: Status) -> Option<&'static [u8]> {
-    const OK: [u8; 2] = Status::OK.0.to_be_bytes();
-    const NOT_MODIFIED: [u8; 2] = Status::NOT_MODIFIED.0.to_be_bytes();
-    match status {
-        Status::OK => Some(&OK),
-        Status::NOT_MODIFIED => Some(&NOT_MODIFIED),
-        _ => None,
     }
 }
 
@@ -361,21 +346,6 @@ mod tests {
             ResponseHead::decode(Bytes::from_static(b"\x00\xc8\x05ab")),
             Err(HeadError::BadMetadata)
         );
-    }
-
-    #[test]
-    fn a_bare_status_is_encoded_as_any_other_head_is() {
-        for status in [
-            Status::OK,
-            Status::NOT_MODIFIED,
-            Status::NOT_FOUND,
-            Status(299),
-        ] {
-            let head = ResponseHead::new(status);
-            let encoded = head.encode();
-            assert_eq!(&encoded[..], &status.0.to_be_bytes()[..], "{status:?}");
-            assert_eq!(ResponseHead::decode(encoded), Ok(head));
-        }
     }
 
     #[test]
