@@ -67,9 +67,19 @@ impl MessageReader {
 /// response and push bodies on the client.
 #[derive(Debug, Default)]
 pub struct BodyBuffer {
-    bytes: BytesMut,
+    held: Held,
+}
+
+/// What a [`BodyBuffer`] holds: one of the two kinds of buffer, never both
+/// (a request held while its body arrives costs the larger one alone).
+#[derive(Debug, Default)]
+enum Held {
+    #[default]
+    Nothing,
     /// A single chunk kept without copying while it is the whole body so far.
-    single: Option<Bytes>,
+    Single(Bytes),
+    /// Chunks copied together.
+    Copied(BytesMut),
 }
 
 impl BodyBuffer {
@@ -77,35 +87,43 @@ impl BodyBuffer {
     /// caller learns it is too large.
     pub fn push(&mut self, bytes: Bytes, limit: usize) -> Result<(), TooLarge> {
         if self.len() + bytes.len() > limit {
-            *self = Self::default();
+            self.held = Held::Nothing;
             return Err(TooLarge);
         }
-        // A small first chunk is in a buffer of its stream's own: kept as it
-        // came. A larger one may be a slice of the connection's read buffer,
-        // which holding until the body is taken would keep alive whole.
-        if self.is_empty() && bytes.len() < PACK_BELOW {
-            self.single = Some(bytes);
-            return Ok(());
+        match &mut self.held {
+            // A small first chunk is in a buffer of its stream's own: kept
+            // as it came. A larger one may be a slice of the connection's
+            // read buffer, which holding until the body is taken would keep
+            // alive whole.
+            Held::Nothing if bytes.len() < PACK_BELOW => self.held = Held::Single(bytes),
+            Held::Nothing => self.held = Held::Copied(BytesMut::from(&bytes[..])),
+            Held::Single(first) => {
+                let mut copied = BytesMut::with_capacity(first.len() + bytes.len());
+                copied.extend_from_slice(first);
+                copied.extend_from_slice(&bytes);
+                self.held = Held::Copied(copied);
+            }
+            Held::Copied(copied) => copied.extend_from_slice(&bytes),
         }
-        if let Some(first) = self.single.take() {
-            self.bytes.reserve(first.len() + bytes.len());
-            self.bytes.extend_from_slice(&first);
-        }
-        self.bytes.extend_from_slice(&bytes);
         Ok(())
     }
 
     /// The body collected so far, leaving the buffer empty.
     pub fn take(&mut self) -> Bytes {
-        match self.single.take() {
-            Some(single) => single,
-            None => std::mem::take(&mut self.bytes).freeze(),
+        match std::mem::take(&mut self.held) {
+            Held::Nothing => Bytes::new(),
+            Held::Single(single) => single,
+            Held::Copied(copied) => copied.freeze(),
         }
     }
 
     /// Bytes collected so far.
     pub fn len(&self) -> usize {
-        self.bytes.len() + self.single.as_ref().map_or(0, Bytes::len)
+        match &self.held {
+            Held::Nothing => 0,
+            Held::Single(single) => single.len(),
+            Held::Copied(copied) => copied.len(),
+        }
     }
 
     /// Whether nothing was collected.
@@ -148,6 +166,24 @@ mod tests {
         assert_eq!(reader.push(chunk(b"0123456789", false), 16), Ok(None));
         assert!(reader.has_partial());
         assert_eq!(reader.push(chunk(b"0123456789", true), 16), Err(TooLarge));
+    }
+
+    #[test]
+    fn a_large_first_chunk_is_copied_out_of_the_buffer_it_came_in() {
+        let read_buffer = Bytes::from(vec![7u8; 4 * PACK_BELOW]);
+        let mut body = BodyBuffer::default();
+        let first = read_buffer.slice(..2 * PACK_BELOW);
+        assert_eq!(body.push(first, usize::MAX), Ok(()));
+        assert_eq!(body.push(Bytes::from_static(b"end"), usize::MAX), Ok(()));
+        assert_eq!(body.len(), 2 * PACK_BELOW + 3);
+        let whole = body.take();
+        assert_ne!(
+            whole.as_ptr(),
+            read_buffer.as_ptr(),
+            "the read buffer is not held"
+        );
+        assert!(whole.starts_with(&[7u8; 16]) && whole.ends_with(b"end"));
+        assert!(body.is_empty());
     }
 
     #[test]

@@ -506,7 +506,7 @@ impl Connection {
 
     /// Removes a stream from memory, discarding its queued and unread data
     /// (whose connection credit went back on receipt, spec §9.4.2).
-    fn remove_stream(&mut self, id: StreamId) -> Option<Stream> {
+    fn remove_stream(&mut self, id: StreamId) -> Option<Box<Stream>> {
         let stream = self.streams.remove(id)?;
         self.conn_queued -= stream.send.queue.len();
         if stream.active {

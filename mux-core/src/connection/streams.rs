@@ -32,7 +32,12 @@ pub(super) struct StreamsState {
     last_peer_id: u32,
     /// foldhash with a per-process random seed: several lookups per frame
     /// make SipHash show in profiles, and the peer chooses the keys.
-    map: HashMap<StreamId, Stream>,
+    ///
+    /// Boxed: a table leaves up to half its slots empty and every slot is
+    /// the size of its value, so a stream inline would cost its ~200 bytes
+    /// up to twice over, and a connection that ever had one stream would
+    /// keep a table of four for good.
+    map: HashMap<StreamId, Box<Stream>>,
     /// Active streams we opened, and the peer opened (spec §6.4).
     local_active: u32,
     peer_active: u32,
@@ -73,11 +78,11 @@ impl StreamsState {
     }
 
     pub(super) fn get(&self, id: StreamId) -> Option<&Stream> {
-        self.map.get(&id)
+        self.map.get(&id).map(|stream| &**stream)
     }
 
     pub(super) fn get_mut(&mut self, id: StreamId) -> Option<&mut Stream> {
-        self.map.get_mut(&id)
+        self.map.get_mut(&id).map(|stream| &mut **stream)
     }
 
     pub(super) fn contains(&self, id: StreamId) -> bool {
@@ -85,7 +90,7 @@ impl StreamsState {
     }
 
     pub(super) fn iter(&self) -> impl Iterator<Item = (&StreamId, &Stream)> {
-        self.map.iter()
+        self.map.iter().map(|(id, stream)| (id, &**stream))
     }
 
     pub(super) fn ids(&self) -> impl Iterator<Item = StreamId> + '_ {
@@ -153,7 +158,7 @@ impl StreamsState {
             self.peer_active += 1;
         }
         self.recv_targets += u64::from(stream.recv.window.target());
-        if let Some(replaced) = self.map.insert(id, stream) {
+        if let Some(replaced) = self.map.insert(id, Box::new(stream)) {
             self.recv_targets -= u64::from(replaced.recv.window.target());
         }
     }
@@ -168,7 +173,7 @@ impl StreamsState {
     }
 
     /// Removes a stream from memory. The caller deactivates it if it was active.
-    pub(super) fn remove(&mut self, id: StreamId) -> Option<Stream> {
+    pub(super) fn remove(&mut self, id: StreamId) -> Option<Box<Stream>> {
         let stream = self.map.remove(&id)?;
         self.recv_targets -= u64::from(stream.recv.window.target());
         Some(stream)
@@ -196,7 +201,11 @@ impl StreamsState {
     /// Puts a stream in the send rotation if it has something to send and is
     /// not there yet.
     pub(super) fn schedule(&mut self, id: StreamId) {
-        if self.map.get_mut(&id).is_some_and(Stream::claim_turn) {
+        if self
+            .map
+            .get_mut(&id)
+            .is_some_and(|stream| stream.claim_turn())
+        {
             self.ready.push_back(id);
         }
     }
