@@ -67,7 +67,7 @@ pub use self::recv_queue::PACK_BELOW;
 pub use self::stats::{code_name, Stats, CODE_SLOTS, FRAME_TYPE_SLOTS};
 use self::stream::Stream;
 pub use self::stream::{Chunk, StreamState};
-use self::streams::StreamsState;
+use self::streams::{Removed, StreamsState};
 use self::timers::{Timer, TimerTable};
 use crate::error::{ConnectionError, ErrorCode, Flood};
 use crate::frame::{Frame, GoAway, SettingId, Settings};
@@ -506,13 +506,13 @@ impl Connection {
 
     /// Removes a stream from memory, discarding its queued and unread data
     /// (whose connection credit went back on receipt, spec §9.4.2).
-    fn remove_stream(&mut self, id: StreamId) -> Option<Box<Stream>> {
-        let stream = self.streams.remove(id)?;
-        self.conn_queued -= stream.send.queue.len();
-        if stream.active {
+    fn remove_stream(&mut self, id: StreamId) -> Option<Removed> {
+        let removed = self.streams.remove(id)?;
+        self.conn_queued -= removed.queued;
+        if removed.active {
             self.deactivate(id);
         }
-        Some(stream)
+        Some(removed)
     }
 
     fn deactivate(&mut self, id: StreamId) {

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use foldhash::HashMap;
 
+use super::recv_queue::RecvQueue;
+use super::send_queue::SendQueue;
 use super::stream::Stream;
 use crate::error::PeerMisbehaved;
 use crate::stream_id::{Side, StreamId};
@@ -21,6 +23,15 @@ use crate::stream_id::{Side, StreamId};
 /// opened (spec §9.6.9): calls one after another leave gaps with no other
 /// stream open, and a bulk stream must not regain its full window in them.
 const SHARING_MEMORY: Duration = Duration::from_secs(1);
+
+/// What a removed stream leaves its connection to account for.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Removed {
+    /// Bytes it still had queued to send.
+    pub(super) queued: usize,
+    /// It counted against a concurrency limit.
+    pub(super) active: bool,
+}
 
 /// The streams of one connection and the queues over them.
 #[derive(Debug)]
@@ -38,6 +49,9 @@ pub(super) struct StreamsState {
     /// up to twice over, and a connection that ever had one stream would
     /// keep a table of four for good.
     map: HashMap<StreamId, Box<Stream>>,
+    /// The last removed stream's box, its queues emptied, for the next
+    /// stream: one call after another then allocates no stream.
+    spare: Option<Box<Stream>>,
     /// Active streams we opened, and the peer opened (spec §6.4).
     local_active: u32,
     peer_active: u32,
@@ -66,6 +80,7 @@ impl StreamsState {
             }),
             last_peer_id: 0,
             map: HashMap::default(),
+            spare: None,
             local_active: 0,
             peer_active: 0,
             ready: VecDeque::new(),
@@ -158,7 +173,14 @@ impl StreamsState {
             self.peer_active += 1;
         }
         self.recv_targets += u64::from(stream.recv.window.target());
-        if let Some(replaced) = self.map.insert(id, Box::new(stream)) {
+        let boxed = match self.spare.take() {
+            Some(mut spare) => {
+                *spare = stream;
+                spare
+            }
+            None => Box::new(stream),
+        };
+        if let Some(replaced) = self.map.insert(id, boxed) {
             self.recv_targets -= u64::from(replaced.recv.window.target());
         }
     }
@@ -172,11 +194,19 @@ impl StreamsState {
             .map(|_| self.openings)
     }
 
-    /// Removes a stream from memory. The caller deactivates it if it was active.
-    pub(super) fn remove(&mut self, id: StreamId) -> Option<Box<Stream>> {
-        let stream = self.map.remove(&id)?;
+    /// Removes a stream from memory, dropping its queued and unread data.
+    /// The caller deactivates it if it was active.
+    pub(super) fn remove(&mut self, id: StreamId) -> Option<Removed> {
+        let mut stream = self.map.remove(&id)?;
         self.recv_targets -= u64::from(stream.recv.window.target());
-        Some(stream)
+        let removed = Removed {
+            queued: stream.send.queue.len(),
+            active: stream.active,
+        };
+        stream.send.queue = SendQueue::default();
+        stream.recv.queue = RecvQueue::default();
+        self.spare = Some(stream);
+        Some(removed)
     }
 
     /// The sum of the streams' receive-window targets.
@@ -213,6 +243,7 @@ impl StreamsState {
     /// Forgets every stream (the connection failed).
     pub(super) fn clear(&mut self) {
         self.map.clear();
+        self.spare = None;
         self.ready.clear();
         self.blocked_writers.clear();
         self.credit_queue.clear();

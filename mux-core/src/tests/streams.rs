@@ -209,6 +209,40 @@ fn reset_ends_both_directions_and_frees_state() {
 }
 
 #[test]
+fn a_reset_stream_lets_go_of_what_it_had_queued() {
+    // §5.3: queued data is dropped with the stream, not kept with its
+    // memory for the next one.
+    let mut pair = Pair::connected();
+    pair.server.auto_read = false;
+    let payload = Bytes::from(vec![7u8; 1 << 20]);
+    let id = pair.client.conn.open(route("slow"), false).expect("open");
+    pair.client
+        .conn
+        .send(id, payload.clone(), false, false)
+        .expect("send");
+    pair.drive();
+    assert!(
+        !payload.is_unique(),
+        "more than the stream's window waits in its queue"
+    );
+    pair.client
+        .conn
+        .reset(id, ErrorCode::CANCEL)
+        .expect("reset");
+    pair.drive();
+    assert!(payload.is_unique(), "the queue went with the stream");
+    pair.server.auto_read = true;
+    let next = pair.client.conn.open(route("next"), false).expect("open");
+    pair.client
+        .conn
+        .send(next, Bytes::from_static(b"abc"), true, true)
+        .expect("send");
+    pair.drive();
+    assert_eq!(pair.server.received[&next], b"abc"[..]);
+    assert_eq!(pair.server.finished, [next]);
+}
+
+#[test]
 fn frames_on_idle_streams_are_connection_errors() {
     // §6.3: DATA, RESET, WINDOW_UPDATE on a stream never opened.
     for (frame, misbehaved) in [
