@@ -91,19 +91,19 @@ impl BodyBuffer {
             return Err(TooLarge);
         }
         match &mut self.held {
-            // A small first chunk is in a buffer of its stream's own: kept
-            // as it came. A larger one may be a slice of the connection's
-            // read buffer, which holding until the body is taken would keep
-            // alive whole.
-            Held::Nothing if bytes.len() < PACK_BELOW => self.held = Held::Single(bytes),
-            Held::Nothing => self.held = Held::Copied(BytesMut::from(&bytes[..])),
-            Held::Single(first) => {
+            Held::Copied(copied) => copied.extend_from_slice(&bytes),
+            Held::Single(first) if !first.is_empty() => {
                 let mut copied = BytesMut::with_capacity(first.len() + bytes.len());
                 copied.extend_from_slice(first);
                 copied.extend_from_slice(&bytes);
                 self.held = Held::Copied(copied);
             }
-            Held::Copied(copied) => copied.extend_from_slice(&bytes),
+            // Nothing held yet (or only an empty chunk). A small first chunk
+            // is in a buffer of its stream's own: kept as it came. A larger
+            // one may be a slice of the connection's read buffer, which
+            // holding until the body is taken would keep alive whole.
+            _ if bytes.len() < PACK_BELOW => self.held = Held::Single(bytes),
+            _ => self.held = Held::Copied(BytesMut::from(&bytes[..])),
         }
         Ok(())
     }
@@ -199,5 +199,13 @@ mod tests {
         assert_eq!(body.len(), 0);
         assert_eq!(body.push(Bytes::from_static(b"xy"), 4), Ok(()));
         assert_eq!(body.take(), Bytes::from("xy"), "a single chunk is the body");
+        let chunk = Bytes::from_static(b"xy");
+        assert_eq!(body.push(Bytes::new(), 4), Ok(()));
+        assert_eq!(body.push(chunk.clone(), 4), Ok(()));
+        assert_eq!(
+            body.take().as_ptr(),
+            chunk.as_ptr(),
+            "an empty chunk first changes nothing: the next is kept as it came"
+        );
     }
 }

@@ -35,17 +35,12 @@ impl<V> Default for StreamMap<V> {
 impl<V> StreamMap<V> {
     /// Stores `value` for the stream, returning the one it replaces.
     pub fn insert(&mut self, key: ConnKey, id: StreamId, value: V) -> Option<V> {
-        match self.index.get(&(key, id)).copied() {
-            Some(slot) => self
-                .values
-                .get_mut(slot)
-                .map(|old| std::mem::replace(old, value)),
-            None => {
-                let slot = self.values.insert(value);
-                self.index.insert((key, id), slot);
-                None
-            }
+        if let Some(old) = self.get_mut(key, id) {
+            return Some(std::mem::replace(old, value));
         }
+        let slot = self.values.insert(value);
+        self.index.insert((key, id), slot);
+        None
     }
 
     /// The stream's value.
