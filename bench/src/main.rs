@@ -170,9 +170,11 @@ impl Sizes {
                 streams: 100,
                 per_stream: 10 << 20,
                 calls: 100_000,
-                busy_calls: 20_000,
+                busy_calls: 100_000,
                 pipelined_calls: 200_000,
-                paced_calls: 3_000,
+                // Ten seconds a system and round at one call per millisecond:
+                // 100,000 samples would take twenty minutes a run.
+                paced_calls: 10_000,
                 mixed_calls: 10_000,
                 subscribers: 100,
                 messages: 10_000,

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use mux_core::rpc::{BodyCheck, RequestHead};
 use mux_runtime::{
     deadline_after, AddressError, Addresses, EventLoop, IntoAddresses, LoopConfig, LoopHandle,
-    TlsClient, TrySendError,
+    ThreadScheduling, TlsClient, TrySendError,
 };
 
 use crate::app::ClientApp;
@@ -71,7 +71,10 @@ impl ClientBuilder {
                 wait_for_ready: Duration::from_secs(2),
                 token: None,
             },
-            config: LoopConfig::default(),
+            config: LoopConfig {
+                scheduling: ThreadScheduling::Batch,
+                ..LoopConfig::default()
+            },
             default_timeout: None,
             push_handler: None,
         }
@@ -152,6 +155,19 @@ impl ClientBuilder {
     /// always come back that soon; `SpinPolicy::OFF` never.
     pub fn spin(mut self, policy: mux_runtime::SpinPolicy) -> Self {
         self.config.spin = policy;
+        self
+    }
+
+    /// The scheduling class of the client's loop thread: by default
+    /// [`ThreadScheduling::Batch`] (Linux's `SCHED_BATCH`), so that the loop,
+    /// woken by a thread that hands it a call, does not preempt that thread
+    /// before it blocks waiting for the answer; with the caller still
+    /// runnable, the server's thread the request wakes is sent to another
+    /// core, call after call (measurements: `mux_runtime::event_loop`'s
+    /// `scheduling` module). [`ThreadScheduling::Inherited`] keeps the class
+    /// the thread was started with.
+    pub fn thread_scheduling(mut self, scheduling: ThreadScheduling) -> Self {
+        self.config.scheduling = scheduling;
         self
     }
 

@@ -124,7 +124,7 @@ pub use mux_core::rpc::Status;
 pub use mux_core::Utf8Bytes;
 pub use mux_runtime::{
     Address, AddressError, Addresses, IntoAddresses, LoopConfig, SocketOptions, SpinPolicy,
-    TlsClient, TlsSetupError,
+    ThreadScheduling, TlsClient, TlsSetupError,
 };
 
 pub use call::{Call, CallRequest, Upload};

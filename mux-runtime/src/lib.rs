@@ -23,7 +23,9 @@
 //! connection's unwritten output by one write batch plus what the state
 //! machine holds (whose reading stops while its answers are unwritten).
 
-#![forbid(unsafe_code)]
+// One `unsafe` call, a system call (`event_loop::scheduling`), allowed
+// where it is made.
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod address;
@@ -44,7 +46,7 @@ pub use backoff::Backoff;
 pub use crossbeam_channel::TrySendError;
 pub use event_loop::{
     App, ConnKey, Ctx, EventLoop, LoopConfig, LoopError, LoopHandle, PlainKey, SendCommand,
-    SendPoll, SpinPolicy,
+    SendPoll, SpinPolicy, ThreadScheduling,
 };
 pub use message::{BodyBuffer, MessageReader, TooLarge};
 pub use outbox::{Outbox, Piece};

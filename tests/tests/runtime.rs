@@ -303,6 +303,49 @@ fn dropping_a_call_resets_its_stream_on_the_server() {
         .expect("the server dropped the request when the client cancelled");
 }
 
+/// The scheduling policy (`SCHED_*`) in a thread's `/proc` stat file:
+/// its field 41 (the fields from the third on follow the command name's
+/// closing parenthesis).
+#[cfg(target_os = "linux")]
+fn policy_in_stat(stat: &str) -> Option<u32> {
+    let after_name = stat.get(stat.rfind(')')? + 2..)?;
+    after_name.split_whitespace().nth(41 - 3)?.parse().ok()
+}
+
+/// `Client`'s loop thread runs under `SCHED_BATCH` by default, so that it
+/// does not preempt the thread that hands it a call
+/// (`ClientBuilder::thread_scheduling`); the calling thread keeps its class.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_client_loop_thread_runs_under_sched_batch() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_BATCH: u32 = 3;
+    let server = hash_server();
+    let client = Client::connect(server.local_addr()).expect("connect");
+    client.call("hash", "x").expect("a call");
+    // Other tests' clients may be starting in this process too: this one's
+    // loop has run, so at least one thread of that name is in the class.
+    let loops: Vec<u32> = std::fs::read_dir("/proc/self/task")
+        .expect("this process's threads")
+        .filter_map(|task| {
+            let dir = task.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            (comm.trim_end() == "mux-client").then(|| policy_in_stat(&stat))?
+        })
+        .collect();
+    assert!(
+        loops.contains(&SCHED_BATCH),
+        "no client loop thread under SCHED_BATCH: {loops:?}"
+    );
+    let own = std::fs::read_to_string("/proc/thread-self/stat").expect("own stat");
+    assert_eq!(
+        policy_in_stat(&own),
+        Some(SCHED_OTHER),
+        "the caller's class"
+    );
+}
+
 #[test]
 fn connection_refused_is_a_clear_error() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -3,6 +3,7 @@
 
 use mux_core::Config;
 
+use super::scheduling::ThreadScheduling;
 use super::spin::SpinPolicy;
 use crate::socket::SocketOptions;
 use crate::tls::{TlsClient, TlsServer};
@@ -19,6 +20,8 @@ pub struct LoopConfig {
     pub max_connections: usize,
     /// When the loop polls without sleeping before it blocks.
     pub spin: SpinPolicy,
+    /// The scheduling class the loop's thread asks for when the loop starts.
+    pub scheduling: ThreadScheduling,
     /// TLS on the connections this loop accepts (`None`: plaintext).
     pub tls_server: Option<TlsServer>,
     /// TLS on the connections this loop makes (`None`: plaintext).
@@ -32,6 +35,7 @@ impl Default for LoopConfig {
             socket: SocketOptions::default(),
             max_connections: 10_000,
             spin: SpinPolicy::default(),
+            scheduling: ThreadScheduling::default(),
             tls_server: None,
             tls_client: None,
         }

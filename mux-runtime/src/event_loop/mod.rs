@@ -37,6 +37,7 @@ mod handle;
 mod keys;
 mod linger;
 mod plain;
+mod scheduling;
 mod spin;
 
 pub use self::app::{App, LoopError};
@@ -47,6 +48,7 @@ pub use self::handle::{LoopHandle, SendCommand, SendPoll};
 pub use self::keys::{ConnKey, PlainKey};
 use self::linger::{Lingering, LINGER_BASE, LINGER_ON_EXIT};
 use self::plain::{PlainSockets, PLAIN_BASE, PLAIN_LISTEN_BASE};
+pub use self::scheduling::ThreadScheduling;
 pub use self::spin::SpinPolicy;
 use self::spin::Spinner;
 
@@ -184,6 +186,12 @@ impl<A: App> EventLoop<A> {
         let mut ready: Vec<(usize, bool, bool)> = Vec::with_capacity(EVENTS_CAPACITY);
         let mut spinner = Spinner::new(self.config.spin);
         let mut stopping = false;
+        if let Err(err) = scheduling::apply_to_current_thread(self.config.scheduling) {
+            log::warn!(
+                "the loop's thread keeps its scheduling class ({:?} refused: {err})",
+                self.config.scheduling
+            );
+        }
         {
             let now = Instant::now();
             let (mut ctx, app) = self.split(now, &mut dirty);
