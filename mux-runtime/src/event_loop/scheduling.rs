@@ -20,14 +20,15 @@
 //! instead of 1,448-1,510, its CPU was 101-104 ms instead of 120-126, and
 //! the calls' p50 96-99 µs instead of 110-116.
 //!
-//! The cost: a batch thread woken while every core is busy waits for the
-//! running thread's time slice to end (or for it to block) instead of
-//! taking the core at once, so it suits a loop whose wake-ups mostly come
-//! from a thread about to wait for it. A server's loop, woken by its
-//! sockets, gets that order from the kernel already (a socket write wakes
-//! the reader as the writer's successor) and keeps the default. The
-//! benchmark's runs with and without it are in `spec/COMPARISON.md`
-//! ("Stop 39").
+//! The cost, by the policy's definition (not measured on its own here): a
+//! batch thread woken while every core is busy waits for the running
+//! thread to block or its time slice to end instead of taking the core at
+//! once, so it suits a loop whose wake-ups mostly come from a thread about
+//! to wait for it. A server's loop is woken by its sockets; in a trace of
+//! as many calls from a direct client (caller and server loop, no client
+//! loop) its thread moved 3 times, so the server keeps the default
+//! (`Batch` was not measured there). The benchmark's runs with and without it are
+//! in `spec/COMPARISON.md` ("Stop 39").
 //!
 //! Implements no rule of the spec.
 
