@@ -184,7 +184,7 @@ impl ConnIo {
         }
         let first_bytes = !self.conn.is_established() && self.rx.is_empty();
         let n = loop {
-            match self.rx.read_with(scratch, |into| self.socket.read(into)) {
+            match self.rx.read_with(scratch, &mut self.socket) {
                 Ok(n) => break n,
                 Err(err) => match err.kind() {
                     io::ErrorKind::WouldBlock => return Ok(ReadOutcome::Done),

@@ -23,8 +23,9 @@
 //! connection's unwritten output by one write batch plus what the state
 //! machine holds (whose reading stops while its answers are unwritten).
 
-// One `unsafe` call, a system call (`event_loop::scheduling`), allowed
-// where it is made.
+// `unsafe` in two places, each allowed where it is: a system call
+// (`event_loop::scheduling`), and reads into uninitialised memory
+// (`read_buffer::RecvUninit`, whose contract the socket types meet).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -3,33 +3,32 @@
 //!
 //! The state machine slices each frame out of the buffer as it completes
 //! (payloads go on without a copy, spec §4.1); what stays is the start of a
-//! frame that a read cut in two. Two costs hide here, and this module keeps
-//! both off the bulk path:
+//! frame that a read cut in two. Three costs hide here, and this module keeps
+//! them off the bulk path:
 //!
 //! - **Copying reads.** Short reads (calls, deliveries) go into the loop's
 //!   scratch buffer and are appended: a connection that never moves bulk keeps
 //!   small buffers, and an idle one none. A read that filled the scratch
 //!   buffer is a bulk transfer's: from then on the socket is read straight
-//!   into [`ReadBuffer`]'s *room*, initialised memory right after the bytes
-//!   received, in the same allocation, so what arrives joins them without a
-//!   copy (`BytesMut::unsplit`). In a profile of a one-stream download through
-//!   `DirectClient`, the copy out of the scratch buffer was 9.5% of all
-//!   samples. The room is zero-filled once when it is made (the workspace
-//!   forbids `unsafe`, so reading into uninitialised memory is out), which
-//!   costs less than the copy (6% of that profile's samples against 9.5%).
-//!   Only bulk transfers get room: zero-filling room for every read cost
-//!   more than copying, since a peer slower than us leaves far less in the
-//!   socket than we ask for.
-//! - **Moving partial frames.** When there is no room for the next read,
-//!   `BytesMut` moves the partial frame to the front, or into a new
-//!   allocation while payloads still hold the old one. With reads the size of
-//!   the largest frames, every read cut one and moved half a read on average
-//!   a second time (5% of the samples in an earlier profile of the same
-//!   download). Room is made for
+//!   into the buffer's spare capacity, right after the bytes received, in the
+//!   same allocation, so what arrives joins them without a copy. In a profile
+//!   of a one-stream download through `DirectClient`, the copy out of the
+//!   scratch buffer was 9.5% of all samples.
+//! - **Zeroing room.** The spare capacity is read into uninitialised: the
+//!   kernel's copy is the first write to those bytes. ([`RecvUninit`], whose
+//!   implementations promise to report only bytes they wrote, is what makes
+//!   that sound.) Zero-filling the room first, as this buffer did while the
+//!   workspace forbade `unsafe`, wrote every byte received twice.
+//! - **Moving partial frames.** When there is no room for the next read, the
+//!   partial frame moves to the front, or into another block while payloads
+//!   still hold the old one. With reads the size of the largest frames, every
+//!   read cut one and moved half a read on average a second time (5% of the
+//!   samples in an earlier profile of the same download). Room is made for
 //!   [`READS_AHEAD`] full reads at once, so the partial frame moves once per
 //!   that many reads.
 
-use std::io;
+use std::io::{self, Read};
+use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
 
@@ -76,16 +75,44 @@ pub fn make_room(input: &mut BytesMut, len: usize, full: bool) {
     }
 }
 
+/// A socket that reads into memory not yet initialised.
+///
+/// # Safety
+///
+/// [`recv_uninit`](Self::recv_uninit) must return how many bytes at the
+/// front of `into` it initialised, never more than `into.len()`: the buffer
+/// takes that many as received without looking at them.
+#[allow(unsafe_code)]
+pub unsafe trait RecvUninit: Read {
+    /// Reads once into `into`; `Ok(0)` at the end of the stream.
+    fn recv_uninit(&mut self, into: &mut [MaybeUninit<u8>]) -> io::Result<usize>;
+}
+
+// SAFETY: `recv(2)` writes the bytes it reports and no more than it is
+// given; socket2 passes `into`'s pointer and length to it unchanged.
+#[allow(unsafe_code)]
+unsafe impl RecvUninit for mio::net::TcpStream {
+    fn recv_uninit(&mut self, into: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+        socket2::SockRef::from(&*self).recv(into)
+    }
+}
+
+// SAFETY: as for mio's stream, the same system call.
+#[allow(unsafe_code)]
+unsafe impl RecvUninit for std::net::TcpStream {
+    fn recv_uninit(&mut self, into: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+        socket2::SockRef::from(&*self).recv(into)
+    }
+}
+
 /// A connection's input buffer (see the module docs): the bytes received and
 /// not yet consumed, and during bulk transfers the room the next reads land
-/// in.
+/// in, as the spare capacity after them.
 #[derive(Debug, Default)]
 pub struct ReadBuffer {
-    /// Received, not yet taken by the state machine.
+    /// Received, not yet taken by the state machine; its spare capacity is
+    /// where bulk reads land.
     received: BytesMut,
-    /// Initialised memory right after `received`, in the same allocation
-    /// (or empty): bulk reads land here and join `received` in place.
-    room: BytesMut,
     /// Whether the last read filled what it was given.
     bulk: bool,
     /// Blocks read into before the current one, each held by an empty
@@ -123,7 +150,12 @@ impl ReadBuffer {
     /// for reuse.
     pub fn capacity(&self) -> usize {
         let earlier: usize = self.earlier.iter().map(BytesMut::capacity).sum();
-        self.received.capacity() + self.room.len() + earlier
+        self.received.capacity() + earlier
+    }
+
+    /// Room for reads after the bytes received.
+    fn spare(&self) -> usize {
+        self.received.capacity() - self.received.len()
     }
 
     /// Lets the memory go if nothing is waiting in it.
@@ -133,32 +165,31 @@ impl ReadBuffer {
         }
     }
 
-    /// Reads once with `read`, which is given at most `scratch.len()` bytes
-    /// to fill and returns how many it did (0 at the end of the stream).
-    /// After a read that filled what it was given, reads go straight into
-    /// the buffer; otherwise through `scratch`, with a copy.
+    /// Reads `socket` once. After a read that filled what it was given,
+    /// reads go straight into the buffer's room; otherwise through
+    /// `scratch` (whose length is the size of a read), with a copy.
+    #[allow(unsafe_code)]
     pub fn read_with(
         &mut self,
         scratch: &mut [u8],
-        read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+        socket: &mut impl RecvUninit,
     ) -> io::Result<usize> {
         let chunk = scratch.len();
-        if self.bulk && self.room.len() < chunk {
+        if self.bulk && self.spare() < chunk {
             self.make_room_for_reads(chunk);
         }
-        let n = match self.room.get_mut(..chunk) {
+        let received = self.received.len();
+        let n = match self.received.spare_capacity_mut().get_mut(..chunk) {
             Some(into) => {
-                let n = read(into)?.min(chunk);
-                let arrived = self.room.split_to(n);
-                self.received.unsplit(arrived);
+                let n = socket.recv_uninit(into)?.min(into.len());
+                // SAFETY: `RecvUninit` initialised the first `n` bytes of
+                // the spare capacity, which starts at `received` and holds
+                // at least `n` bytes.
+                unsafe { self.received.set_len(received + n) };
                 n
             }
             None => {
-                // A remainder too small for a read: let it go, so that
-                // `received` may reuse the allocation when nothing else
-                // holds it.
-                self.room = BytesMut::new();
-                let n = read(scratch)?.min(chunk);
+                let n = socket.read(scratch)?.min(chunk);
                 append_read(
                     &mut self.received,
                     scratch.get(..n).unwrap_or_default(),
@@ -171,11 +202,10 @@ impl ReadBuffer {
         Ok(n)
     }
 
-    /// Makes zero-filled room for [`READS_AHEAD`] reads of `chunk` bytes
-    /// (more if the partial frame is larger: room doubles with a frame that
-    /// outgrows it, so a large frame is moved a logarithmic number of times).
+    /// Makes room for [`READS_AHEAD`] reads of `chunk` bytes (more if the
+    /// partial frame is larger: room doubles with a frame that outgrows it,
+    /// so a large frame is moved a logarithmic number of times).
     fn make_room_for_reads(&mut self, chunk: usize) {
-        self.room = BytesMut::new();
         let kept = self.received.len();
         let wanted = chunk.saturating_mul(READS_AHEAD).max(kept);
         // In the same block when nothing else holds it (the partial frame
@@ -185,9 +215,6 @@ impl ReadBuffer {
             // partial frame then may be larger than the one moved now.
             self.move_to_another_block(kept + wanted + chunk);
         }
-        let capacity = self.received.capacity();
-        self.received.resize(capacity, 0);
-        self.room = self.received.split_off(kept);
     }
 
     /// Moves the partial frame to an earlier block that nothing holds any
@@ -255,6 +282,39 @@ mod tests {
         partial_moved: bool,
     }
 
+    /// The feed's socket for one read: at most `size` bytes of the pattern
+    /// from `sent` on, into whichever memory it is given.
+    struct Socket<'a> {
+        sent: &'a mut usize,
+        size: usize,
+        into_scratch: bool,
+    }
+
+    impl io::Read for Socket<'_> {
+        fn read(&mut self, into: &mut [u8]) -> io::Result<usize> {
+            self.into_scratch = true;
+            let n = self.size.min(into.len());
+            for (i, byte) in into.iter_mut().take(n).enumerate() {
+                *byte = (*self.sent + i) as u8;
+            }
+            *self.sent += n;
+            Ok(n)
+        }
+    }
+
+    // SAFETY: it writes the `n` bytes it reports, `n <= into.len()`.
+    #[allow(unsafe_code)]
+    unsafe impl RecvUninit for Socket<'_> {
+        fn recv_uninit(&mut self, into: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+            let n = self.size.min(into.len());
+            for (i, byte) in into.iter_mut().take(n).enumerate() {
+                byte.write((*self.sent + i) as u8);
+            }
+            *self.sent += n;
+            Ok(n)
+        }
+    }
+
     impl Feed {
         fn new() -> Self {
             Self {
@@ -266,23 +326,17 @@ mod tests {
         /// One read of at most `size` bytes.
         fn read(&mut self, buffer: &mut ReadBuffer, size: usize) -> Read {
             let partial = (!buffer.is_empty()).then(|| buffer.received().as_ptr());
-            let scratch_at = self.scratch.as_ptr();
-            let mut into_scratch = false;
-            let sent = &mut self.sent;
+            let mut socket = Socket {
+                sent: &mut self.sent,
+                size,
+                into_scratch: false,
+            };
             let n = buffer
-                .read_with(&mut self.scratch, |into| {
-                    into_scratch = into.as_ptr() == scratch_at;
-                    let n = size.min(into.len());
-                    for (i, byte) in into.iter_mut().take(n).enumerate() {
-                        *byte = (*sent + i) as u8;
-                    }
-                    *sent += n;
-                    Ok(n)
-                })
+                .read_with(&mut self.scratch, &mut socket)
                 .expect("the feed never fails");
             assert_eq!(n, size.min(READ));
             Read {
-                into_scratch,
+                into_scratch: socket.into_scratch,
                 partial_moved: partial.is_some_and(|at| at != buffer.received().as_ptr()),
             }
         }

@@ -321,9 +321,7 @@ impl Link {
 
     /// Reads the socket once into the input buffer.
     fn read_once(&mut self) -> io::Result<usize> {
-        let socket = &mut self.socket;
-        self.input
-            .read_with(&mut self.scratch, |into| socket.read(into))
+        self.input.read_with(&mut self.scratch, &mut self.socket)
     }
 
     /// Feeds what was read to the state machine.
