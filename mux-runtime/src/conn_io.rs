@@ -5,8 +5,8 @@
 //! `Interrupted`, treat `Ok(0)` as end of file, and never assume a readiness
 //! event means the operation will succeed. Output that hits `WouldBlock` is
 //! kept in `tx` and written on the next WRITABLE event, never dropped. A
-//! flush also stops after `FLUSH_BUDGET` bytes and says so, for the loop
-//! to come back once it has served its other work (spec §12.3).
+//! flush also stops after the state machine's write budget and says so, for
+//! the loop to come back once it has served its other work (spec §12.3).
 //!
 //! Spec §13.1: while the state machine's answers pile up unwritten
 //! (`Connection::wants_read` is false), reading stops, so a peer that does
@@ -24,21 +24,6 @@ use crate::tls::{TlsRead, TlsSession};
 
 /// Bytes read per `read` call: the size of each loop's scratch buffer.
 pub(crate) const READ_CHUNK: usize = crate::read_buffer::READ_SIZE;
-
-/// `poll_transmit` output gathered before a `write`. 128 KiB: a bulk
-/// transfer still writes in large pieces, and a new small message queues
-/// behind at most this much of it here (measured: no loss in one-stream bulk
-/// throughput against 512 KiB).
-const WRITE_BATCH: usize = 128 * 1024;
-
-/// Bytes one flush writes to a connection before the loop moves on: it
-/// serves its commands (a new call's request) and its other connections,
-/// then writes more on its next iteration. Without it a bulk transfer with
-/// megabytes of credit held the loop in one flush for as long as those took
-/// to write (at the 2-5 GB/s loopback writes run at here, 200-500 µs a
-/// megabyte), and a small message handed to the loop meanwhile waited for
-/// all of it (spec §12.3).
-const FLUSH_BUDGET: usize = 2 * WRITE_BATCH;
 
 /// Pieces handed to one vectored write: a full batch of 64 KiB frames
 /// with their headers, and of 16 KiB frames when streams share the
@@ -100,7 +85,7 @@ pub struct ConnIo {
     /// In the loop's list of connections to flush this iteration (so that
     /// marking is O(1), not a search of the list).
     pub(crate) flush_queued: bool,
-    /// The last flush stopped at [`FLUSH_BUDGET`], not at an empty queue or
+    /// The last flush stopped at its budget, not at an empty queue or
     /// a full socket: flush again next iteration, without a new edge.
     pub(crate) more_to_write: bool,
     /// TLS between the socket and the buffers (spec §16); `None`: plaintext.
@@ -281,8 +266,8 @@ impl ConnIo {
     }
 
     /// Writes what the state machine has to send, until the kernel refuses
-    /// more or [`FLUSH_BUDGET`] bytes are written (then `more_to_write` says
-    /// so). Returns whether the transport is finished.
+    /// more or its write budget is written (then `more_to_write` says so).
+    /// Returns whether the transport is finished.
     pub(crate) fn flush(
         &mut self,
         now: Instant,
@@ -293,6 +278,18 @@ impl ConnIo {
             return Ok(self.conn.is_closed().then_some(Closed::Done));
         }
         self.more_to_write = false;
+        // Spec §12.3: a flush writes at most the state machine's budget
+        // (256 KiB while streams share the connection, 1 MiB while one has
+        // it to itself), then the loop serves its commands (a new call's
+        // request) and its other connections before it writes more. Without
+        // it, a bulk transfer with megabytes of credit held the loop here
+        // for as long as those took to write (200-500 µs a megabyte at the
+        // 2-5 GB/s loopback writes run at here), and a small message handed
+        // to the loop meanwhile waited for all of it. Output is gathered up
+        // to half the budget per write: large writes for a bulk transfer,
+        // and at most that much ahead of a new small message here.
+        let budget = self.conn.write_budget(now);
+        let batch = budget / 2;
         let mut written = 0;
         // The state machine said it had nothing more: asking again after a
         // write that emptied the queue would only hear that again.
@@ -303,7 +300,7 @@ impl ConnIo {
                     return Ok(None);
                 }
             }
-            if written >= FLUSH_BUDGET {
+            if written >= budget {
                 self.more_to_write = true;
                 return Ok(None);
             }
@@ -311,7 +308,7 @@ impl ConnIo {
                 if exhausted {
                     break;
                 }
-                while self.tx.len() < WRITE_BATCH {
+                while self.tx.len() < batch {
                     if !self.conn.poll_transmit(now, &mut self.tx) {
                         exhausted = true;
                         break;
@@ -437,7 +434,7 @@ mod tests {
     }
 
     /// A client connection past its handshake with an 8 MiB window to
-    /// write into, and `total` bytes queued on one stream.
+    /// write into, `total` bytes queued on one stream, and a second stream.
     fn client_with_queued_upload(total: usize, now: Instant) -> Connection {
         let config = Config {
             initial_stream_window: 8 * MIB as u32,
@@ -453,6 +450,9 @@ mod tests {
         }
         assert!(client.is_established(), "the handshake completes");
         let id = client.open(Metadata::new(), false).expect("a stream opens");
+        // A second stream: the connection is shared, so the budget is the
+        // smaller one (spec §12.3), which the socket takes without filling.
+        client.open(Metadata::new(), false).expect("a stream opens");
         let accepted = client
             .send(id, Bytes::from(vec![7u8; total]), true, true)
             .expect("the stream takes bytes");
@@ -481,9 +481,11 @@ mod tests {
         let socket = mio::net::TcpStream::from_std(sender);
         let mut io = ConnIo::new(socket, client_with_queued_upload(total, now), false, 0, now);
         let mut events = Vec::new();
-        // A flush may overshoot its budget by its last write: a batch and
-        // the frame that ended it.
-        let most = FLUSH_BUDGET + WRITE_BATCH + 64 * 1024 + 9;
+        // A flush may overshoot its budget by its last write: a batch (half
+        // the budget) and the frame that ended it.
+        let budget = io.conn.write_budget(now);
+        assert_eq!(budget, 256 * 1024, "a shared connection's budget");
+        let most = budget + budget / 2 + 64 * 1024 + 9;
         let (mut budget_stops, mut flushes) = (0, 0);
         let deadline = Instant::now() + Duration::from_secs(20);
         while io.conn.queued_send_bytes() + io.tx.len() > 0 {

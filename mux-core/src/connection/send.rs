@@ -13,10 +13,16 @@ use crate::output::FrameSink;
 use crate::preface::Preface;
 use crate::stream_id::StreamId;
 
-/// DATA bytes one `poll_transmit` call writes at most. 256 KiB fills a
-/// loopback socket buffer in one vectored write, while keeping what sits
-/// between a new small message and the wire short.
+/// DATA bytes one `poll_transmit` call writes at most, and what a sender
+/// writes before it looks at new work, while streams share the connection
+/// (spec §12.3). 256 KiB fills a loopback socket buffer in one vectored
+/// write, while keeping what sits between a new small message and the wire
+/// short.
 const TRANSMIT_BUDGET: usize = 256 * 1024;
+
+/// The same for a stream that has had the connection to itself for a second
+/// (spec §12.3): fewer, larger writes cost the kernel less per byte.
+const SOLO_TRANSMIT_BUDGET: usize = 1024 * 1024;
 
 /// How often window growth may trigger an RTT-refreshing PING (spec §9.6.7).
 /// One per second stays far below the spec's recommended PING budget of 10/s.
@@ -34,7 +40,8 @@ impl Connection {
     /// nothing to send. Call until it returns `false` or the transport is full.
     ///
     /// Control frames go first (spec §12.1), then DATA in round robin, one
-    /// frame per stream per turn (spec §12.2), up to about 256 KiB per call.
+    /// frame per stream per turn (spec §12.2), up to about
+    /// [`write_budget`](Self::write_budget) per call.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut impl FrameSink) -> bool {
         self.now = now;
@@ -54,10 +61,25 @@ impl Connection {
             buf.put_frame(&frame);
         }
         if self.phase != Phase::Closed && self.phase != Phase::Preface {
-            self.transmit_data(buf, start);
+            let budget = self.write_budget(now);
+            self.transmit_data(buf, start, budget);
             self.announce_writable();
         }
         buf.queued() > start
+    }
+
+    /// How many bytes to write to this connection before looking at new
+    /// work (spec §12.3): 1 MiB while one stream has the connection to
+    /// itself (it is the only stream, and no other opened in the last
+    /// second, §9.6.9), else 256 KiB. `poll_transmit` sends at most this
+    /// much DATA per call.
+    pub fn write_budget(&self, now: Instant) -> usize {
+        let alone = self.streams.is_alone(now);
+        if alone {
+            SOLO_TRANSMIT_BUDGET
+        } else {
+            TRANSMIT_BUDGET
+        }
     }
 
     /// Turns consumed (streams) and received (connection) bytes into
@@ -136,9 +158,10 @@ impl Connection {
         }
     }
 
-    /// Sends DATA frames, one per ready stream per turn.
-    fn transmit_data(&mut self, buf: &mut impl FrameSink, start: usize) {
-        while buf.queued() - start < TRANSMIT_BUDGET {
+    /// Sends DATA frames, one per ready stream per turn, until `budget`
+    /// bytes were queued since `start`.
+    fn transmit_data(&mut self, buf: &mut impl FrameSink, start: usize, budget: usize) {
+        while buf.queued() - start < budget {
             let Some(id) = self.streams.ready.pop_front() else {
                 break;
             };

@@ -194,6 +194,21 @@ impl StreamsState {
             .map(|_| self.openings)
     }
 
+    /// Whether one stream at most is in memory, and no other opened after
+    /// it within the last [`SHARING_MEMORY`] (spec §9.6.9, §12.3).
+    pub(super) fn is_alone(&self, now: Instant) -> bool {
+        match self.map.len() {
+            0 => true,
+            1 => self.latest_recent_opening(now).is_none_or(|latest| {
+                self.map
+                    .values()
+                    .next()
+                    .is_some_and(|stream| stream.opening == latest)
+            }),
+            _ => false,
+        }
+    }
+
     /// Removes a stream from memory, dropping its queued and unread data.
     /// The caller deactivates it if it was active.
     pub(super) fn remove(&mut self, id: StreamId) -> Option<Removed> {

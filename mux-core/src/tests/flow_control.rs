@@ -244,6 +244,69 @@ fn small_message_overtakes_a_bulk_transfer() {
     );
 }
 
+/// DATA bytes, over all streams, that one `poll_transmit` call of `pair`'s
+/// client queues.
+fn one_transmit(pair: &mut Pair) -> usize {
+    let mut out = bytes::BytesMut::new();
+    let _ = pair.client.conn.poll_transmit(pair.now, &mut out);
+    let mut sent = 0;
+    while let Ok(Some(frame)) = Frame::decode(&mut out, crate::frame::MAX_LENGTH_FIELD) {
+        if let Frame::Data(data) = frame {
+            sent += data.payload.len();
+        }
+    }
+    sent
+}
+
+#[test]
+fn a_stream_alone_writes_a_mebibyte_per_turn_and_a_shared_one_a_quarter_of_that() {
+    // §12.3: the write budget is 1 MiB while one stream has the connection
+    // to itself, 256 KiB from the moment another opens, for a second.
+    const MIB: usize = 1 << 20;
+    let config = Config {
+        initial_stream_window: 8 * MIB as u32,
+        initial_connection_window: 8 * MIB as u32,
+        stream_send_buffer: 8 * MIB,
+        connection_send_buffer: 8 * MIB,
+        ..Config::default()
+    };
+    let mut pair = Pair::with_configs(config.clone(), config);
+    pair.drive();
+    pair.client.write_capacity = 0; // hold output: each transmit is looked at alone
+    let bulk = pair.client.conn.open(route("bulk"), false).expect("open");
+    let upload = Bytes::from(vec![0u8; 8 * MIB]);
+    let accepted = pair
+        .client
+        .conn
+        .send(bulk, upload, false, false)
+        .expect("bulk");
+    assert_eq!(accepted, 8 * MIB, "the send buffer holds the upload");
+    assert_eq!(pair.client.conn.write_budget(pair.now), MIB);
+    let alone = one_transmit(&mut pair);
+    assert!(
+        (MIB..MIB + 64 * 1024).contains(&alone),
+        "{alone} bytes in one turn alone"
+    );
+
+    let call = pair.client.conn.open(route("call"), false).expect("open");
+    assert_eq!(pair.client.conn.write_budget(pair.now), MIB / 4);
+    let shared = one_transmit(&mut pair);
+    assert!(
+        (MIB / 4..MIB / 4 + 16 * 1024).contains(&shared),
+        "{shared} bytes in one turn beside another stream"
+    );
+
+    // The call ends; the bulk stream counts as shared for a second after it
+    // opened (§9.6.9), then has the connection to itself again.
+    pair.client
+        .conn
+        .reset(call, ErrorCode::CANCEL)
+        .expect("reset");
+    assert_eq!(pair.client.conn.write_budget(pair.now), MIB / 4);
+    pair.now += Duration::from_secs(1);
+    assert_eq!(pair.client.conn.write_budget(pair.now), MIB);
+}
+
 #[test]
 fn consumed_credit_comes_back_as_window_updates() {
     // §9.4.2: batching at a quarter of the target.
