@@ -165,9 +165,10 @@ impl ReadBuffer {
         }
     }
 
-    /// Reads `socket` once. After a read that filled what it was given,
-    /// reads go straight into the buffer's room; otherwise through
-    /// `scratch` (whose length is the size of a read), with a copy.
+    /// Reads `socket` once: straight into the buffer's room when it has a
+    /// read's worth (made after a read that filled what it was given),
+    /// otherwise through `scratch` (whose length is the size of a read),
+    /// with a copy.
     #[allow(unsafe_code)]
     pub fn read_with(
         &mut self,

@@ -20,8 +20,9 @@ use crate::stream_id::StreamId;
 /// short.
 const TRANSMIT_BUDGET: usize = 256 * 1024;
 
-/// The same for a stream that has had the connection to itself for a second
-/// (spec §12.3): fewer, larger writes cost the kernel less per byte.
+/// The same for a stream alone on its connection, with no other opened
+/// after it in the last second (spec §12.3): fewer, larger writes cost the
+/// kernel less per byte, and no small message waits behind them.
 const SOLO_TRANSMIT_BUDGET: usize = 1024 * 1024;
 
 /// How often window growth may trigger an RTT-refreshing PING (spec §9.6.7).
@@ -74,8 +75,7 @@ impl Connection {
     /// second, §9.6.9), else 256 KiB. `poll_transmit` sends at most this
     /// much DATA per call.
     pub fn write_budget(&self, now: Instant) -> usize {
-        let alone = self.streams.is_alone(now);
-        if alone {
+        if self.streams.is_alone(now) {
             SOLO_TRANSMIT_BUDGET
         } else {
             TRANSMIT_BUDGET
