@@ -10,9 +10,10 @@
 //!
 //! `cargo run --release -p mux-tests --example server_load -- ADDR fanout N [SUBSCRIBERS] [RATE]`:
 //! N 64-byte publications at RATE per second (default 50) to SUBSCRIBERS
-//! `DirectSubscription`s (default 100), each read on a thread of its own;
-//! prints the delivery latency's p50 / p99 / p99.9 (each publication carries
-//! the time it was made).
+//! `DirectSubscription`s (default 100), each read on a thread of its own.
+//! With `latency` in place of `fanout`, the same, and the delivery latency's
+//! p50 / p99 / p99.9 (each publication carries the time it was made; the
+//! readers' clock reads are then part of what the load process spends).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -23,16 +24,16 @@ const TOPIC: &str = "load";
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: server_load ADDR calls N | ADDR fanout N [SUBSCRIBERS] [RATE]";
+    let usage = "usage: server_load ADDR calls N | ADDR fanout|latency N [SUBSCRIBERS] [RATE]";
     let addr: SocketAddr = args.next().and_then(|a| a.parse().ok()).expect(usage);
     let mode = args.next().expect(usage);
     let count: u64 = args.next().and_then(|n| n.parse().ok()).expect(usage);
     match mode.as_str() {
         "calls" => calls(addr, count),
-        "fanout" => {
+        "fanout" | "latency" => {
             let subscribers = args.next().map_or(100, |n| n.parse().expect(usage));
             let rate = args.next().map_or(50, |n| n.parse().expect(usage));
-            fanout(addr, count, subscribers, rate);
+            fanout(addr, count, subscribers, rate, mode == "latency");
         }
         _ => panic!("{usage}"),
     }
@@ -48,7 +49,7 @@ fn calls(addr: SocketAddr, count: u64) {
     println!("{count} calls");
 }
 
-fn fanout(addr: SocketAddr, count: u64, subscribers: usize, rate: u64) {
+fn fanout(addr: SocketAddr, count: u64, subscribers: usize, rate: u64, timed: bool) {
     let base = Instant::now();
     let readers: Vec<_> = (0..subscribers)
         .map(|_| {
@@ -57,14 +58,16 @@ fn fanout(addr: SocketAddr, count: u64, subscribers: usize, rate: u64) {
                 .subscribe(TOPIC)
                 .expect("subscribe");
             std::thread::spawn(move || {
-                let mut latencies = Vec::with_capacity(count as usize);
+                let mut latencies = Vec::with_capacity(if timed { count as usize } else { 0 });
                 for _ in 0..count {
                     let delivery = subscription.next_timeout(Duration::from_secs(60));
                     let Some(Ok(Delivery::Message { payload, .. })) = delivery else {
                         panic!("a delivery: {delivery:?}");
                     };
-                    let sent = u64::from_le_bytes(payload[..8].try_into().expect("a stamp"));
-                    latencies.push(base.elapsed().as_nanos() as u64 - sent);
+                    if timed {
+                        let sent = u64::from_le_bytes(payload[..8].try_into().expect("a stamp"));
+                        latencies.push(base.elapsed().as_nanos() as u64 - sent);
+                    }
                 }
                 latencies
             })
@@ -76,7 +79,9 @@ fn fanout(addr: SocketAddr, count: u64, subscribers: usize, rate: u64) {
         .expect("publisher");
     paced(count, rate, || {
         let mut payload = vec![7u8; 64];
-        payload[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_le_bytes());
+        if timed {
+            payload[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_le_bytes());
+        }
         publisher.publish(TOPIC, payload).expect("publish");
     });
     let mut latencies = Vec::new();
@@ -88,11 +93,15 @@ fn fanout(addr: SocketAddr, count: u64, subscribers: usize, rate: u64) {
         );
     }
     let _ = publisher.finish();
+    let deliveries = count * subscribers as u64;
+    if !timed {
+        println!("{deliveries} deliveries");
+        return;
+    }
     latencies.sort_unstable();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize] as f64 / 1e6;
     println!(
-        "{} deliveries, latency p50 / p99 / p99.9 {:.2} / {:.2} / {:.2} ms",
-        count * subscribers as u64,
+        "{deliveries} deliveries, latency p50 / p99 / p99.9 {:.2} / {:.2} / {:.2} ms",
         at(0.5),
         at(0.99),
         at(0.999)
