@@ -445,8 +445,12 @@ impl Connection {
         Ok(())
     }
 
-    /// Spec §11.2.2: `srtt = 7/8 srtt + 1/8 sample`.
+    /// Spec §11.2.2: `srtt = 7/8 srtt + 1/8 sample`; a sample of zero is
+    /// discarded.
     fn rtt_sample(&mut self, sample: Duration) {
+        if sample.is_zero() {
+            return;
+        }
         self.rtt = Some(match self.rtt {
             None => sample,
             Some(srtt) => (srtt * 7 + sample) / 8,

@@ -489,7 +489,7 @@ impl<A: App> EventLoop<A> {
     #[allow(clippy::too_many_arguments)]
     fn serve_socket(
         &mut self,
-        now: Instant,
+        mut now: Instant,
         index: usize,
         readable: bool,
         writable: bool,
@@ -543,6 +543,10 @@ impl<A: App> EventLoop<A> {
                 // the batch (up to a megabyte) a 64-byte answer or a
                 // WINDOW_UPDATE waits as long as the megabyte takes to read.
                 self.flush(now, index, dirty, events);
+                // What that flush sent (a PING among it) is answered by what
+                // the next reads bring: read at the same instant it was sent,
+                // an answer would measure a round trip of zero.
+                now = Instant::now();
             }
         }
         if let Some(io) = self.conns.get_mut(index) {
