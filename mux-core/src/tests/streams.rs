@@ -29,11 +29,9 @@ fn handshake_exchanges_settings_and_measures_rtt() {
     }
 }
 
-#[test]
-fn a_ping_after_the_handshake_measures_the_path_not_the_set_up() {
-    // §9.6.7: the SETTINGS exchange took 5 ms (a peer setting up); the
-    // PING sent once it is acknowledged comes back in 40 µs, and auto-tuning
-    // uses that.
+/// A server whose SETTINGS took 5 ms to be acknowledged (a peer setting
+/// up), and the one PING it sent once they were (§9.6.7).
+fn server_after_a_slow_handshake() -> (Raw, Ping) {
     let mut server = Raw::after_preface(Side::Server, Config::default());
     server.send(Frame::Settings(Settings::new(&[])));
     server.take_frames();
@@ -52,6 +50,14 @@ fn a_ping_after_the_handshake_measures_the_path_not_the_set_up() {
         panic!("expected one PING after the handshake, got {pings:?}");
     };
     assert!(!ping.ack);
+    (server, ping)
+}
+
+#[test]
+fn a_ping_after_the_handshake_measures_the_path_not_the_set_up() {
+    // §9.6.7: the PING sent once the SETTINGS are acknowledged comes back in
+    // 40 µs, and auto-tuning uses that, not the set-up's 5 ms.
+    let (mut server, ping) = server_after_a_slow_handshake();
     server.advance(Duration::from_micros(40));
     server.send(Frame::Ping(Ping {
         ack: true,
@@ -72,19 +78,7 @@ fn an_answer_read_at_the_instant_its_ping_left_measures_nothing() {
     // send a PING and read its ACK at the same instant. That sample is not
     // a round trip; kept as the minimum, it would stop every window's
     // growth for the connection's life (§9.6.2).
-    let mut server = Raw::after_preface(Side::Server, Config::default());
-    server.send(Frame::Settings(Settings::new(&[])));
-    server.take_frames();
-    server.advance(Duration::from_millis(5));
-    server.send(Frame::Settings(Settings::ack()));
-    let ping = server
-        .take_frames()
-        .into_iter()
-        .find_map(|frame| match frame {
-            Frame::Ping(ping) if !ping.ack => Some(ping),
-            _ => None,
-        })
-        .expect("a PING after the handshake");
+    let (mut server, ping) = server_after_a_slow_handshake();
     server.send(Frame::Ping(Ping {
         ack: true,
         payload: ping.payload,
