@@ -368,6 +368,15 @@ mod tests {
         assert!(queue.is_consistent());
     }
 
+    /// Starts a burst (the first payload that packs) and returns the room
+    /// its buffer was made with.
+    fn room_for_the_next_burst(queue: &mut SendQueue, payload: &[u8]) -> usize {
+        for _ in 0..=PACK_BEHIND {
+            queue.push(payload, true);
+        }
+        queue.packed.bytes.as_ref().map_or(0, |b| b.buf.capacity())
+    }
+
     #[test]
     fn a_drained_queue_holds_no_buffer_and_the_next_burst_allocates_once() {
         let mut queue = SendQueue::default();
@@ -380,10 +389,7 @@ mod tests {
         drain(&mut queue, usize::MAX);
         assert!(queue.packed.bytes.is_none(), "an idle stream holds nothing");
         assert_eq!(queue.packed.last_burst, 98 * 64);
-        for n in 0..=PACK_BEHIND as u8 {
-            queue.push(Bytes::from(vec![n; 64]), true);
-        }
-        let room = queue.packed.bytes.as_ref().map_or(0, |b| b.buf.capacity());
+        let room = room_for_the_next_burst(&mut queue, &[5u8; 64]);
         assert!(room >= 98 * 64, "room for the whole burst");
         burst(&mut queue);
         assert!(queue.is_consistent());
@@ -400,10 +406,7 @@ mod tests {
         drain(&mut queue, usize::MAX);
         let burst = queue.packed.last_burst as usize;
         assert!(burst > 200_000);
-        for _ in 0..=PACK_BEHIND {
-            queue.push(&[4u8; 70][..], true);
-        }
-        let room = queue.packed.bytes.as_ref().map_or(0, |b| b.buf.capacity());
+        let room = room_for_the_next_burst(&mut queue, &[4u8; 70]);
         assert!(room >= burst, "room {room} for the last burst of {burst}");
     }
 
