@@ -14,26 +14,48 @@
 //! With `latency` in place of `fanout`, the same, and the delivery latency's
 //! p50 / p99 / p99.9 (each publication carries the time it was made; the
 //! readers' clock reads are then part of what the load process spends).
+//! With `client-fanout` or `client-latency`, the subscriptions are read
+//! through one `Client` (a connection each, one loop thread) instead.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mux_client::{Delivery, DirectClient};
+use mux_client::{CallError, Client, Delivery, DirectClient};
 
 const TOPIC: &str = "load";
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: server_load ADDR calls N | ADDR fanout|latency N [SUBSCRIBERS] [RATE]";
+    let usage =
+        "usage: server_load ADDR calls N | ADDR [client-]fanout|latency N [SUBSCRIBERS] [RATE]";
     let addr: SocketAddr = args.next().and_then(|a| a.parse().ok()).expect(usage);
     let mode = args.next().expect(usage);
     let count: u64 = args.next().and_then(|n| n.parse().ok()).expect(usage);
     match mode.as_str() {
         "calls" => calls(addr, count),
-        "fanout" | "latency" => {
+        "fanout" | "latency" | "client-fanout" | "client-latency" => {
             let subscribers = args.next().map_or(100, |n| n.parse().expect(usage));
             let rate = args.next().map_or(50, |n| n.parse().expect(usage));
-            fanout(addr, count, subscribers, rate, mode == "latency");
+            let timed = mode.ends_with("latency");
+            if mode.starts_with("client") {
+                let client = Client::builder(addr)
+                    .connections(subscribers)
+                    .connect()
+                    .expect("connect");
+                let subscriptions = (0..subscribers)
+                    .map(|_| client.subscribe(TOPIC).expect("subscribe"))
+                    .map(|mut s| move || s.next_timeout(Duration::from_secs(60)));
+                fanout(addr, count, subscriptions.collect(), rate, timed);
+            } else {
+                let subscriptions = (0..subscribers).map(|_| {
+                    let mut s = DirectClient::connect(addr)
+                        .expect("connect")
+                        .subscribe(TOPIC)
+                        .expect("subscribe");
+                    move || s.next_timeout(Duration::from_secs(60))
+                });
+                fanout(addr, count, subscriptions.collect(), rate, timed);
+            }
         }
         _ => panic!("{usage}"),
     }
@@ -49,18 +71,22 @@ fn calls(addr: SocketAddr, count: u64) {
     println!("{count} calls");
 }
 
-fn fanout(addr: SocketAddr, count: u64, subscribers: usize, rate: u64, timed: bool) {
+/// What a subscriber's reader calls for its next delivery.
+type NextDelivery = Option<Result<Delivery, CallError>>;
+
+fn fanout<S>(addr: SocketAddr, count: u64, subscriptions: Vec<S>, rate: u64, timed: bool)
+where
+    S: FnMut() -> NextDelivery + Send + 'static,
+{
     let base = Instant::now();
-    let readers: Vec<_> = (0..subscribers)
-        .map(|_| {
-            let mut subscription = DirectClient::connect(addr)
-                .expect("connect")
-                .subscribe(TOPIC)
-                .expect("subscribe");
+    let subscribers = subscriptions.len();
+    let readers: Vec<_> = subscriptions
+        .into_iter()
+        .map(|mut next| {
             std::thread::spawn(move || {
                 let mut latencies = Vec::with_capacity(if timed { count as usize } else { 0 });
                 for _ in 0..count {
-                    let delivery = subscription.next_timeout(Duration::from_secs(60));
+                    let delivery = next();
                     let Some(Ok(Delivery::Message { payload, .. })) = delivery else {
                         panic!("a delivery: {delivery:?}");
                     };
