@@ -12,7 +12,9 @@ use bytes::Bytes;
 use foldhash::HashMap;
 use mux_core::frame::{Metadata, MetadataError};
 use mux_core::patterns::{check_topic, TopicError};
-use mux_runtime::{EventLoop, LoopConfig, LoopHandle, SocketOptions, SpinPolicy, TlsServer};
+use mux_runtime::{
+    Balance, EventLoop, LoopConfig, LoopHandle, SocketOptions, SpinPolicy, TlsServer,
+};
 
 use crate::app::ServerApp;
 use crate::auth::Authenticator;
@@ -473,7 +475,7 @@ impl ServerBuilder {
             max_bytes: self.feed_queue_bytes,
             max_wait: self.feed_max_wait,
         };
-        let mut loops = Vec::with_capacity(self.threads);
+        let mut created = Vec::with_capacity(self.threads);
         for (n, listener) in listeners.into_iter().enumerate() {
             let event_loop_missed = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let mut app = ServerApp::new(
@@ -505,12 +507,18 @@ impl ServerBuilder {
             let (event_loop, handle) =
                 EventLoop::new(app, self.config.clone(), Some(listener), COMMAND_QUEUE)?;
             hub.register(handle.clone(), event_loop_missed);
-            let reply = handle.clone();
+            created.push((event_loop, handle));
+        }
+        let handles: Vec<_> = created.iter().map(|(_, handle)| handle.clone()).collect();
+        let seats = Balance::of(&handles, self.config.max_connections);
+        let balance = seats.first().map(|seat| Arc::clone(seat.balance()));
+        let mut loops = Vec::with_capacity(created.len());
+        for (n, ((mut event_loop, handle), seat)) in created.into_iter().zip(seats).enumerate() {
+            event_loop.share_connections(seat);
+            event_loop.app_mut().handle = Some(handle.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("mux-loop-{n}"))
                 .spawn(move || {
-                    let mut event_loop = event_loop;
-                    event_loop.app_mut().handle = Some(reply);
                     if let Err(err) = event_loop.run() {
                         log::error!("event loop failed: {err}");
                     }
@@ -524,6 +532,7 @@ impl ServerBuilder {
         Ok(Server {
             local_addr,
             loops,
+            balance,
             workers,
             handle: ServerHandle::clone(&server_handle),
         })
@@ -536,6 +545,8 @@ impl ServerBuilder {
 pub struct Server {
     local_addr: SocketAddr,
     loops: Vec<(LoopHandle<Command>, JoinHandle<()>)>,
+    /// How the loops share the connections they accept.
+    balance: Option<Arc<Balance>>,
     workers: WorkerPool,
     handle: ServerHandle,
 }
@@ -680,6 +691,16 @@ impl Server {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The mux connections each loop thread holds (with those handed to it
+    /// and not yet taken up), as the loops last published them: a loop that
+    /// accepts a connection while another holds fewer hands it over, so
+    /// they stay within one of each other.
+    pub fn connections_per_loop(&self) -> Vec<usize> {
+        self.balance
+            .as_ref()
+            .map_or_else(Vec::new, |balance| balance.loads())
     }
 
     /// The address of the web edge, when it serves one ([`ServerBuilder::http`]).

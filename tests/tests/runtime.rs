@@ -7,7 +7,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mux_client::{CallError, CallRequest, Client};
+use mux_client::{CallError, CallRequest, Client, DirectClient};
 use mux_server::{BodySink, HandlerResult, Response, Status};
 use mux_testkit::{
     block_on, fnv1a, pseudo_random, raise_open_files, server_builder, wait_until, HashingSink,
@@ -157,6 +157,27 @@ fn a_thousand_concurrent_connections() {
     server
         .shutdown_gracefully(Duration::from_secs(10))
         .expect("shutdown");
+}
+
+#[test]
+fn connections_opened_one_by_one_spread_over_the_loops() {
+    // Every loop polls the shared listener and the first awake wins an
+    // accept: without hand-offs, one loop took most of a run of connections.
+    let server = server_builder().threads(3).start().expect("server");
+    let clients: Vec<DirectClient> = (0..31)
+        .map(|n| {
+            let mut client = DirectClient::connect(server.local_addr()).expect("connect");
+            let reply = client.call("echo", n.to_string()).expect("call");
+            assert_eq!(String::from_utf8_lossy(&reply.body), n.to_string());
+            client
+        })
+        .collect();
+    wait_until(LIMIT, "the loops to hold 31 connections, evenly", || {
+        let loads = server.connections_per_loop();
+        let (most, fewest) = (loads.iter().max(), loads.iter().min());
+        loads.iter().sum::<usize>() == 31 && most.zip(fewest).is_some_and(|(m, f)| m - f <= 1)
+    });
+    drop(clients);
 }
 
 #[test]

@@ -17,6 +17,7 @@
 //! `Connection::handle_timeout`).
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ use crate::socket;
 use crate::timer::{TimerKind, Timers};
 
 mod app;
+mod balance;
 mod config;
 mod context;
 mod handle;
@@ -41,6 +43,7 @@ mod scheduling;
 mod spin;
 
 pub use self::app::{App, LoopError};
+pub use self::balance::{Balance, BalanceSeat};
 pub use self::config::LoopConfig;
 pub use self::context::Ctx;
 use self::context::{queue_flush, AcceptState};
@@ -98,6 +101,8 @@ pub struct EventLoop<A: App> {
     /// Connections whose flush stopped at its budget: flush them again next
     /// iteration, after the commands and the other sockets.
     more_writes: Vec<usize>,
+    /// This loop's place among the loops that share its listener, if any.
+    balance: Option<BalanceSeat>,
     app: A,
 }
 
@@ -140,6 +145,7 @@ impl<A: App> EventLoop<A> {
             lingering: Lingering::default(),
             closed_stats: None,
             scratch: vec![0; crate::conn_io::READ_CHUNK],
+            balance: None,
             app,
         };
         Ok((
@@ -151,6 +157,13 @@ impl<A: App> EventLoop<A> {
                 room,
             },
         ))
+    }
+
+    /// Spreads the connections this loop accepts over the loops of
+    /// `seat`'s [`Balance`] (which share its listener), and takes the ones
+    /// they hand to it.
+    pub fn share_connections(&mut self, seat: BalanceSeat) {
+        self.balance = Some(seat);
     }
 
     /// The app, to finish setting it up before [`EventLoop::run`].
@@ -165,7 +178,7 @@ impl<A: App> EventLoop<A> {
     /// wake-up while the loop spins: it checks the command queue itself.
     fn spin(&mut self, events: &mut Events, spin: Duration) -> io::Result<()> {
         let spin_until = Instant::now() + spin;
-        while self.commands.is_empty() && Instant::now() < spin_until {
+        while self.commands.is_empty() && !self.has_handoffs() && Instant::now() < spin_until {
             self.poll.poll(events, Some(Duration::ZERO))?;
             if !events.is_empty() {
                 break;
@@ -203,13 +216,14 @@ impl<A: App> EventLoop<A> {
                 || !more_reads.is_empty()
                 || !self.more_reads.is_empty()
                 || !self.more_writes.is_empty();
-            let timeout = if busy || !dirty.is_empty() || !self.commands.is_empty() {
-                Some(Duration::ZERO)
-            } else {
-                self.timers
-                    .next()
-                    .map(|at| at.saturating_duration_since(now))
-            };
+            let timeout =
+                if busy || !dirty.is_empty() || !self.commands.is_empty() || self.has_handoffs() {
+                    Some(Duration::ZERO)
+                } else {
+                    self.timers
+                        .next()
+                        .map(|at| at.saturating_duration_since(now))
+                };
             let mut polled = Ok(());
             events.clear();
             if timeout != Some(Duration::ZERO) {
@@ -223,7 +237,7 @@ impl<A: App> EventLoop<A> {
                 // Senders wake the loop only after this store; a command sent
                 // before it is seen by the check below.
                 self.sleeping.store(true, Ordering::SeqCst);
-                let timeout = if self.commands.is_empty() {
+                let timeout = if self.commands.is_empty() && !self.has_handoffs() {
                     timeout
                 } else {
                     Some(Duration::ZERO)
@@ -274,6 +288,9 @@ impl<A: App> EventLoop<A> {
                     queue_flush(io, &mut dirty, index);
                 }
             }
+            if self.has_handoffs() {
+                self.adopt_handoffs(now, &mut dirty);
+            }
             if more_commands {
                 more_commands = self.serve_commands(now, &mut dirty);
             }
@@ -297,6 +314,7 @@ impl<A: App> EventLoop<A> {
                 }
             }
             self.update_listener();
+            self.publish_load();
             let done = {
                 let (mut ctx, app) = self.split(now, &mut dirty);
                 app.on_pass_end(&mut ctx);
@@ -372,7 +390,7 @@ impl<A: App> EventLoop<A> {
             let Some(listener) = self.listener.as_ref() else {
                 return;
             };
-            let (mut stream, peer) = match listener.accept() {
+            let (stream, peer) = match listener.accept() {
                 Ok(accepted) => accepted,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
@@ -383,43 +401,88 @@ impl<A: App> EventLoop<A> {
                     return;
                 }
             };
-            if let Err(err) = socket::configure(&stream, &self.config.socket) {
-                log::debug!("socket options on an accepted connection: {err}");
-            }
-            let entry = self.conns.vacant_entry();
-            let index = entry.key();
-            if let Err(err) =
-                self.poll
-                    .registry()
-                    .register(&mut stream, conn_token(index), Interest::READABLE)
-            {
-                log::warn!("register accepted connection: {err}");
-                continue;
-            }
-            self.generations += 1;
-            let conn = Connection::new(Side::Server, self.config.conn.clone(), now);
-            let mut io = ConnIo::new(stream, conn, false, self.generations, now);
-            log::debug!("connection {index}: accepted from {peer}");
-            if let Some(tls) = &self.config.tls_server {
-                match tls.session() {
-                    Ok(session) => io = io.with_tls(session),
-                    Err(err) => {
-                        log::warn!("TLS session for an accepted connection: {err}");
-                        let _ = self.poll.registry().deregister(&mut io.socket);
-                        continue;
-                    }
-                }
-            }
-            io.flush_queued = true;
-            entry.insert(io);
-            dirty.push(index);
-            if let Some(key) = self.key_of(index) {
-                let (mut ctx, app) = self.split(now, dirty);
-                app.on_open(&mut ctx, key);
-            }
+            let held = self.conns.len();
+            let stream = match &self.balance {
+                Some(seat) => match seat.hand_off(stream, held) {
+                    Some(stream) => stream,
+                    None => continue,
+                },
+                None => stream,
+            };
+            self.admit(now, stream, peer, dirty);
+            self.publish_load();
         }
         // At capacity: stop listening until a connection ends (sozu's gate).
         self.accepting = AcceptState::Paused;
+    }
+
+    /// Takes a connection this loop accepted, or one another loop handed
+    /// to it: registers it, and the app opens it.
+    fn admit(
+        &mut self,
+        now: Instant,
+        mut stream: mio::net::TcpStream,
+        peer: SocketAddr,
+        dirty: &mut Vec<usize>,
+    ) {
+        if let Err(err) = socket::configure(&stream, &self.config.socket) {
+            log::debug!("socket options on an accepted connection: {err}");
+        }
+        let entry = self.conns.vacant_entry();
+        let index = entry.key();
+        if let Err(err) =
+            self.poll
+                .registry()
+                .register(&mut stream, conn_token(index), Interest::READABLE)
+        {
+            log::warn!("register accepted connection: {err}");
+            return;
+        }
+        self.generations += 1;
+        let conn = Connection::new(Side::Server, self.config.conn.clone(), now);
+        let mut io = ConnIo::new(stream, conn, false, self.generations, now);
+        log::debug!("connection {index}: accepted from {peer}");
+        if let Some(tls) = &self.config.tls_server {
+            match tls.session() {
+                Ok(session) => io = io.with_tls(session),
+                Err(err) => {
+                    log::warn!("TLS session for an accepted connection: {err}");
+                    let _ = self.poll.registry().deregister(&mut io.socket);
+                    return;
+                }
+            }
+        }
+        io.flush_queued = true;
+        entry.insert(io);
+        dirty.push(index);
+        if let Some(key) = self.key_of(index) {
+            let (mut ctx, app) = self.split(now, dirty);
+            app.on_open(&mut ctx, key);
+        }
+    }
+
+    /// Whether other loops handed this one connections it has not adopted.
+    fn has_handoffs(&self) -> bool {
+        self.balance.as_ref().is_some_and(BalanceSeat::has_handoffs)
+    }
+
+    /// Adopts the connections other loops accepted and handed to this one.
+    fn adopt_handoffs(&mut self, now: Instant, dirty: &mut Vec<usize>) {
+        while let Some(stream) = self.balance.as_ref().and_then(BalanceSeat::adopt) {
+            match stream.peer_addr() {
+                Ok(peer) => self.admit(now, stream, peer, dirty),
+                // Reset before it was adopted: nothing to serve.
+                Err(err) => log::debug!("a handed-over connection is gone: {err}"),
+            }
+        }
+        self.publish_load();
+    }
+
+    /// Tells the other loops how many connections this one holds.
+    fn publish_load(&self) {
+        if let Some(seat) = &self.balance {
+            seat.publish(self.conns.len());
+        }
     }
 
     /// A readiness event on a plain socket or listener token.
@@ -481,6 +544,9 @@ impl<A: App> EventLoop<A> {
             AcceptState::Stopped => {
                 let _ = self.poll.registry().deregister(listener);
                 self.listener = None;
+                if let Some(seat) = &self.balance {
+                    seat.close();
+                }
             }
             _ => {}
         }

@@ -1,0 +1,97 @@
+//! 64-byte blocking calls alone, then beside a bulk upload on the same
+//! `Client` connection (256 KiB writes from a thread of their own), against
+//! the demo routes in this process: the probe behind the beside-an-upload
+//! latency in `spec/COMPARISON.md`. Prints p50 / p99 / p99.9 of each and
+//! the upload's rate.
+//!
+//! `cargo run --release -p mux-tests --example mixed_probe -- [ADDR]`
+//!
+//! With an address the calls go to that server (one started by `mux-bench
+//! serve mux`, as the benchmark runs it).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mux_client::{CallRequest, Client};
+use mux_server::Server;
+
+const CALLS: usize = 20_000;
+
+fn main() {
+    let remote: Option<SocketAddr> = std::env::args().nth(1).map(|a| a.parse().expect("ADDR"));
+    let server = match remote {
+        Some(_) => None,
+        None => Some(
+            mux_server::demo::routes(
+                Server::builder()
+                    .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+                    .connection_config(experiment()),
+            )
+            .start()
+            .expect("server starts"),
+        ),
+    };
+    let addr = remote.unwrap_or_else(|| server.as_ref().expect("a server").local_addr());
+    let client = Arc::new(Client::connect(addr).expect("client connects"));
+    println!("alone:  {}", calls(&client));
+    let stop = Arc::new(AtomicBool::new(false));
+    let upload = {
+        let (client, stop) = (Arc::clone(&client), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let chunk = Bytes::from(vec![7u8; 256 * 1024]);
+            let mut upload = client.open_upload(CallRequest::new("sink", ""));
+            let (start, mut sent) = (Instant::now(), 0usize);
+            while !stop.load(Ordering::Relaxed) {
+                upload.write(chunk.clone()).expect("write");
+                sent += chunk.len();
+            }
+            let rate = sent as f64 / start.elapsed().as_secs_f64() / 1e9;
+            upload.finish().expect("finish").wait().expect("reply");
+            rate
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let beside = calls(&client);
+    stop.store(true, Ordering::Relaxed);
+    let rate = upload.join().expect("upload");
+    println!("beside: {beside}, upload {rate:.2} GB/s");
+}
+
+/// `CALLS` blocking 64-byte calls: their latency percentiles.
+fn calls(client: &Client) -> String {
+    let body = Bytes::from(vec![1u8; 64]);
+    let mut samples: Vec<Duration> = (0..CALLS)
+        .map(|_| {
+            let start = Instant::now();
+            let reply = client.call("echo", body.clone()).expect("call");
+            assert_eq!(reply.body.len(), 64, "the echo");
+            start.elapsed()
+        })
+        .collect();
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+    format!(
+        "p50 / p99 / p99.9 {:.3} / {:.3} / {:.3} ms",
+        at(0.5),
+        at(0.99),
+        at(0.999)
+    )
+}
+
+fn experiment() -> mux_core::Config {
+    let mut c = mux_core::Config::default();
+    if let Ok(k) = std::env::var("WIN") {
+        let w: u32 = k.parse::<u32>().unwrap() * 1024;
+        c.initial_stream_window = w;
+        c.max_stream_window = w;
+    }
+    if let Ok(k) = std::env::var("CWIN") {
+        let w: u32 = k.parse::<u32>().unwrap() * 1024;
+        c.initial_connection_window = w;
+        c.max_connection_window = w;
+    }
+    c
+}
