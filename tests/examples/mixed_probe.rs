@@ -7,7 +7,10 @@
 //! `cargo run --release -p mux-tests --example mixed_probe -- [ADDR]`
 //!
 //! With an address the calls go to that server (one started by `mux-bench
-//! serve mux`, as the benchmark runs it).
+//! serve mux`, as the benchmark runs it). With `WIN=K` in the environment,
+//! the server in this process grants every stream a fixed window of K KiB
+//! (initial and ceiling), to measure how the bytes a bulk stream keeps in
+//! flight set the calls' latency beside it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +31,7 @@ fn main() {
             mux_server::demo::routes(
                 Server::builder()
                     .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-                    .connection_config(experiment()),
+                    .connection_config(windows()),
             )
             .start()
             .expect("server starts"),
@@ -81,17 +84,16 @@ fn calls(client: &Client) -> String {
     )
 }
 
-fn experiment() -> mux_core::Config {
-    let mut c = mux_core::Config::default();
-    if let Ok(k) = std::env::var("WIN") {
-        let w: u32 = k.parse::<u32>().unwrap() * 1024;
-        c.initial_stream_window = w;
-        c.max_stream_window = w;
+/// The server's connection settings: every stream window fixed at `WIN`
+/// KiB if the environment sets it, the defaults otherwise.
+fn windows() -> mux_core::Config {
+    let mut config = mux_core::Config::default();
+    let fixed = std::env::var("WIN")
+        .ok()
+        .and_then(|k| k.parse::<u32>().ok());
+    if let Some(kib) = fixed {
+        config.initial_stream_window = kib * 1024;
+        config.max_stream_window = kib * 1024;
     }
-    if let Ok(k) = std::env::var("CWIN") {
-        let w: u32 = k.parse::<u32>().unwrap() * 1024;
-        c.initial_connection_window = w;
-        c.max_connection_window = w;
-    }
-    c
+    config
 }
