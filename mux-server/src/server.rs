@@ -148,7 +148,9 @@ impl ServerBuilder {
         self
     }
 
-    /// Loop threads (default: the number of cores).
+    /// Loop threads (default: the number of cores). The connections they
+    /// accept are spread over them: a loop that accepts one while another
+    /// holds fewer hands it over ([`Server::connections_per_loop`]).
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = threads.max(1);
         self

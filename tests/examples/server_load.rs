@@ -16,46 +16,113 @@
 //! readers' clock reads are then part of what the load process spends).
 //! With `client-fanout` or `client-latency`, the subscriptions are read
 //! through one `Client` (a connection each, one loop thread) instead.
+//!
+//! `cargo run --release -p mux-tests --example server_load -- ADDR redis-latency N [SUBSCRIBERS] [RATE]`:
+//! the same publications and readers through a Redis server at ADDR
+//! (`redis-server --save "" --appendonly no`, as the benchmark runs it),
+//! each subscriber reading its own socket, the publisher's answers read by
+//! a thread of their own: mux's latency beside Redis's, measured alike.
 
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use mux_client::{CallError, Client, Delivery, DirectClient};
+use mux_client::{Client, Delivery, DirectClient};
 
 const TOPIC: &str = "load";
+const PAYLOAD: usize = 64;
+
+/// A subscriber's reader: the stamp its next delivery carries (the time
+/// it was published, in nanoseconds after the run's start).
+type Reader = Box<dyn FnMut() -> u64 + Send>;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let usage =
-        "usage: server_load ADDR calls N | ADDR [client-]fanout|latency N [SUBSCRIBERS] [RATE]";
+    let usage = "usage: server_load ADDR calls N | ADDR [client-|redis-]fanout|latency N [SUBSCRIBERS] [RATE]";
     let addr: SocketAddr = args.next().and_then(|a| a.parse().ok()).expect(usage);
     let mode = args.next().expect(usage);
     let count: u64 = args.next().and_then(|n| n.parse().ok()).expect(usage);
+    if mode == "calls" {
+        return calls(addr, count);
+    }
+    let subscribers = args.next().map_or(100, |n| n.parse().expect(usage));
+    let rate = args.next().map_or(50, |n| n.parse().expect(usage));
+    let timed = mode.ends_with("latency");
+    let run = Run {
+        count,
+        rate,
+        timed,
+        base: Instant::now(),
+    };
     match mode.as_str() {
-        "calls" => calls(addr, count),
-        "fanout" | "latency" | "client-fanout" | "client-latency" => {
-            let subscribers = args.next().map_or(100, |n| n.parse().expect(usage));
-            let rate = args.next().map_or(50, |n| n.parse().expect(usage));
-            let timed = mode.ends_with("latency");
-            if mode.starts_with("client") {
-                let client = Client::builder(addr)
-                    .connections(subscribers)
-                    .connect()
-                    .expect("connect");
-                let subscriptions = (0..subscribers)
-                    .map(|_| client.subscribe(TOPIC).expect("subscribe"))
-                    .map(|mut s| move || s.next_timeout(Duration::from_secs(60)));
-                fanout(addr, count, subscriptions.collect(), rate, timed);
-            } else {
-                let subscriptions = (0..subscribers).map(|_| {
-                    let mut s = DirectClient::connect(addr)
+        "fanout" | "latency" => {
+            let readers = (0..subscribers)
+                .map(|_| {
+                    let mut subscription = DirectClient::connect(addr)
                         .expect("connect")
                         .subscribe(TOPIC)
                         .expect("subscribe");
-                    move || s.next_timeout(Duration::from_secs(60))
-                });
-                fanout(addr, count, subscriptions.collect(), rate, timed);
-            }
+                    mux_reader(move || subscription.next_timeout(Duration::from_secs(60)))
+                })
+                .collect();
+            let mut publisher = DirectClient::connect(addr)
+                .expect("connect")
+                .publisher()
+                .expect("publisher");
+            run.fan_out(readers, |payload| {
+                publisher.publish(TOPIC, payload.to_vec()).expect("publish");
+            });
+            let _ = publisher.finish();
+        }
+        "client-fanout" | "client-latency" => {
+            let client = Client::builder(addr)
+                .connections(subscribers)
+                .connect()
+                .expect("connect");
+            let readers = (0..subscribers)
+                .map(|_| {
+                    let mut subscription = client.subscribe(TOPIC).expect("subscribe");
+                    mux_reader(move || subscription.next_timeout(Duration::from_secs(60)))
+                })
+                .collect();
+            let mut publisher = DirectClient::connect(addr)
+                .expect("connect")
+                .publisher()
+                .expect("publisher");
+            run.fan_out(readers, |payload| {
+                publisher.publish(TOPIC, payload.to_vec()).expect("publish");
+            });
+            let _ = publisher.finish();
+        }
+        "redis-fanout" | "redis-latency" => {
+            let readers = (0..subscribers).map(|_| redis_reader(addr)).collect();
+            let mut publisher = TcpStream::connect(addr).expect("connect");
+            publisher.set_nodelay(true).expect("nodelay");
+            // Redis answers every PUBLISH: read on a thread of their own, so
+            // that the publisher never waits for them.
+            let mut answers = BufReader::new(publisher.try_clone().expect("clone"));
+            let answered = std::thread::spawn(move || {
+                let mut line = Vec::new();
+                for _ in 0..count {
+                    line.clear();
+                    if answers.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                }
+            });
+            let head = format!(
+                "*3\r\n$7\r\nPUBLISH\r\n${}\r\n{TOPIC}\r\n${PAYLOAD}\r\n",
+                TOPIC.len()
+            );
+            let mut command = Vec::with_capacity(head.len() + PAYLOAD + 2);
+            run.fan_out(readers, |payload| {
+                command.clear();
+                command.extend_from_slice(head.as_bytes());
+                command.extend_from_slice(payload);
+                command.extend_from_slice(b"\r\n");
+                publisher.write_all(&command).expect("publish");
+            });
+            let _ = answered.join();
         }
         _ => panic!("{usage}"),
     }
@@ -71,67 +138,114 @@ fn calls(addr: SocketAddr, count: u64) {
     println!("{count} calls");
 }
 
-/// What a subscriber's reader calls for its next delivery.
-type NextDelivery = Option<Result<Delivery, CallError>>;
+/// A reader of mux deliveries, from `next`.
+fn mux_reader(
+    mut next: impl FnMut() -> Option<Result<Delivery, mux_client::CallError>> + Send + 'static,
+) -> Reader {
+    Box::new(move || {
+        let delivery = next();
+        let Some(Ok(Delivery::Message { payload, .. })) = delivery else {
+            panic!("a delivery: {delivery:?}");
+        };
+        stamp(&payload)
+    })
+}
 
-fn fanout<S>(addr: SocketAddr, count: u64, subscriptions: Vec<S>, rate: u64, timed: bool)
-where
-    S: FnMut() -> NextDelivery + Send + 'static,
-{
-    let base = Instant::now();
-    let subscribers = subscriptions.len();
-    let readers: Vec<_> = subscriptions
-        .into_iter()
-        .map(|mut next| {
-            std::thread::spawn(move || {
-                let mut latencies = Vec::with_capacity(if timed { count as usize } else { 0 });
-                for _ in 0..count {
-                    let delivery = next();
-                    let Some(Ok(Delivery::Message { payload, .. })) = delivery else {
-                        panic!("a delivery: {delivery:?}");
-                    };
-                    if timed {
-                        let sent = u64::from_le_bytes(payload[..8].try_into().expect("a stamp"));
-                        latencies.push(base.elapsed().as_nanos() as u64 - sent);
-                    }
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut publisher = DirectClient::connect(addr)
-        .expect("connect")
-        .publisher()
-        .expect("publisher");
-    paced(count, rate, || {
-        let mut payload = vec![7u8; 64];
-        if timed {
-            payload[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_le_bytes());
+/// A Redis subscriber on a connection of its own, parsing each
+/// `message` push without allocating.
+fn redis_reader(addr: SocketAddr) -> Reader {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    let subscribe = format!("*2\r\n$9\r\nSUBSCRIBE\r\n${}\r\n{TOPIC}\r\n", TOPIC.len());
+    stream.write_all(subscribe.as_bytes()).expect("subscribe");
+    let mut reader = BufReader::with_capacity(1 << 16, stream);
+    let mut line = Vec::with_capacity(64);
+    // The confirmation: *3, $9, subscribe, $4, load, :1.
+    for _ in 0..6 {
+        next_line(&mut reader, &mut line);
+    }
+    let mut payload = [0u8; PAYLOAD + 2];
+    Box::new(move || {
+        // *3, $7, message, $4, load, $64, then the payload and its CRLF.
+        for _ in 0..6 {
+            next_line(&mut reader, &mut line);
         }
-        publisher.publish(TOPIC, payload).expect("publish");
-    });
-    let mut latencies = Vec::new();
-    for reader in readers {
-        latencies.extend(
-            reader
-                .join()
-                .expect("every subscriber receives every publication"),
+        reader.read_exact(&mut payload).expect("a payload");
+        stamp(&payload)
+    })
+}
+
+/// Reads one line of a Redis subscriber's socket into `line`.
+fn next_line(reader: &mut BufReader<TcpStream>, line: &mut Vec<u8>) {
+    line.clear();
+    let read = reader.read_until(b'\n', line).expect("a line");
+    assert!(read > 0, "Redis closed the subscription");
+}
+
+/// The publication time at the start of a payload.
+fn stamp(payload: &[u8]) -> u64 {
+    let digits = payload.get(..8).and_then(|s| s.try_into().ok());
+    u64::from_le_bytes(digits.expect("a stamp"))
+}
+
+/// One fan-out run: `count` publications at `rate` per second.
+struct Run {
+    count: u64,
+    rate: u64,
+    /// Whether readers note each delivery's latency.
+    timed: bool,
+    base: Instant,
+}
+
+impl Run {
+    /// Starts a thread per reader, publishes through `publish`, and prints
+    /// the deliveries (and their latency, when timed).
+    fn fan_out(&self, readers: Vec<Reader>, mut publish: impl FnMut(&[u8; PAYLOAD])) {
+        let subscribers = readers.len();
+        let (count, timed, base) = (self.count, self.timed, self.base);
+        let readers: Vec<_> = readers
+            .into_iter()
+            .map(|mut next| {
+                std::thread::spawn(move || {
+                    let mut latencies = Vec::with_capacity(if timed { count as usize } else { 0 });
+                    for _ in 0..count {
+                        let sent = next();
+                        if timed {
+                            latencies.push(base.elapsed().as_nanos() as u64 - sent);
+                        }
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        paced(count, self.rate, || {
+            let mut payload = [7u8; PAYLOAD];
+            if timed {
+                payload[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_le_bytes());
+            }
+            publish(&payload);
+        });
+        let mut latencies = Vec::new();
+        for reader in readers {
+            latencies.extend(
+                reader
+                    .join()
+                    .expect("every subscriber receives every publication"),
+            );
+        }
+        let deliveries = count * subscribers as u64;
+        if !timed {
+            println!("{deliveries} deliveries");
+            return;
+        }
+        latencies.sort_unstable();
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize] as f64 / 1e6;
+        println!(
+            "{deliveries} deliveries, latency p50 / p99 / p99.9 {:.2} / {:.2} / {:.2} ms",
+            at(0.5),
+            at(0.99),
+            at(0.999)
         );
     }
-    let _ = publisher.finish();
-    let deliveries = count * subscribers as u64;
-    if !timed {
-        println!("{deliveries} deliveries");
-        return;
-    }
-    latencies.sort_unstable();
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize] as f64 / 1e6;
-    println!(
-        "{deliveries} deliveries, latency p50 / p99 / p99.9 {:.2} / {:.2} / {:.2} ms",
-        at(0.5),
-        at(0.99),
-        at(0.999)
-    );
 }
 
 /// Runs `work` `count` times, `rate` times a second.
