@@ -65,14 +65,7 @@ fn main() {
                     mux_reader(move || subscription.next_timeout(Duration::from_secs(60)))
                 })
                 .collect();
-            let mut publisher = DirectClient::connect(addr)
-                .expect("connect")
-                .publisher()
-                .expect("publisher");
-            run.fan_out(readers, |payload| {
-                publisher.publish(TOPIC, payload.to_vec()).expect("publish");
-            });
-            let _ = publisher.finish();
+            run.through_mux(addr, readers);
         }
         "client-fanout" | "client-latency" => {
             let client = Client::builder(addr)
@@ -85,14 +78,7 @@ fn main() {
                     mux_reader(move || subscription.next_timeout(Duration::from_secs(60)))
                 })
                 .collect();
-            let mut publisher = DirectClient::connect(addr)
-                .expect("connect")
-                .publisher()
-                .expect("publisher");
-            run.fan_out(readers, |payload| {
-                publisher.publish(TOPIC, payload.to_vec()).expect("publish");
-            });
-            let _ = publisher.finish();
+            run.through_mux(addr, readers);
         }
         "redis-fanout" | "redis-latency" => {
             let readers = (0..subscribers).map(|_| redis_reader(addr)).collect();
@@ -197,6 +183,18 @@ struct Run {
 }
 
 impl Run {
+    /// [`Run::fan_out`] with a mux publisher of its own.
+    fn through_mux(&self, addr: SocketAddr, readers: Vec<Reader>) {
+        let mut publisher = DirectClient::connect(addr)
+            .expect("connect")
+            .publisher()
+            .expect("publisher");
+        self.fan_out(readers, |payload| {
+            publisher.publish(TOPIC, payload.to_vec()).expect("publish");
+        });
+        let _ = publisher.finish();
+    }
+
     /// Starts a thread per reader, publishes through `publish`, and prints
     /// the deliveries (and their latency, when timed).
     fn fan_out(&self, readers: Vec<Reader>, mut publish: impl FnMut(&[u8; PAYLOAD])) {
