@@ -10,7 +10,9 @@
 //! serve mux`, as the benchmark runs it). With `WIN=K` in the environment,
 //! the server in this process grants every stream a fixed window of K KiB
 //! (initial and ceiling), to measure how the bytes a bulk stream keeps in
-//! flight set the calls' latency beside it.
+//! flight set the calls' latency beside it; with `INIT=K`, only the initial
+//! window is K KiB (the floor of a shared stream's credit, spec §9.6.9),
+//! and auto-tuning works above it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,7 +87,8 @@ fn calls(client: &Client) -> String {
 }
 
 /// The server's connection settings: every stream window fixed at `WIN`
-/// KiB if the environment sets it, the defaults otherwise.
+/// KiB, or the initial one at `INIT` KiB, if the environment sets them;
+/// the defaults otherwise.
 fn windows() -> mux_core::Config {
     let mut config = mux_core::Config::default();
     let fixed = std::env::var("WIN")
@@ -94,6 +97,12 @@ fn windows() -> mux_core::Config {
     if let Some(kib) = fixed {
         config.initial_stream_window = kib * 1024;
         config.max_stream_window = kib * 1024;
+    }
+    let initial = std::env::var("INIT")
+        .ok()
+        .and_then(|k| k.parse::<u32>().ok());
+    if let Some(kib) = initial {
+        config.initial_stream_window = kib * 1024;
     }
     config
 }
