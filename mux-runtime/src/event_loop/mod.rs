@@ -466,9 +466,15 @@ impl<A: App> EventLoop<A> {
         self.balance.as_ref().is_some_and(BalanceSeat::has_handoffs)
     }
 
-    /// Adopts the connections other loops accepted and handed to this one.
+    /// Adopts the connections other loops accepted and handed to this one;
+    /// once this loop stopped accepting (it is shutting down), closes them,
+    /// as its listener would have left them unaccepted.
     fn adopt_handoffs(&mut self, now: Instant, dirty: &mut Vec<usize>) {
         while let Some(stream) = self.balance.as_ref().and_then(BalanceSeat::adopt) {
+            if self.accepting == AcceptState::Stopped {
+                log::debug!("a connection handed over during shutdown is closed");
+                continue;
+            }
             match stream.peer_addr() {
                 Ok(peer) => self.admit(now, stream, peer, dirty),
                 // Reset before it was adopted: nothing to serve.
