@@ -696,9 +696,10 @@ impl Server {
     }
 
     /// The mux connections each loop thread holds (with those handed to it
-    /// and not yet taken up), as the loops last published them: a loop that
-    /// accepts a connection while another holds fewer hands it over, so
-    /// they stay within one of each other.
+    /// and not yet taken up), as the loops last published them. A loop that
+    /// accepts a connection while another holds fewer hands it over, so new
+    /// connections go to the least loaded loop; connections that end leave
+    /// their loop lighter, and none is moved once it is served.
     pub fn connections_per_loop(&self) -> Vec<usize> {
         self.balance
             .as_ref()

@@ -7,8 +7,11 @@
 //! 92, 97, 95 and 71 in four runs, and did the fan-out to them alone while
 //! the other loop's core served a few. With a [`Balance`], a loop that
 //! accepts a connection while another loop holds fewer hands it over to
-//! that loop, which adopts it as if it had accepted it: the loops stay
-//! within one connection of each other whoever wins the accepts.
+//! that loop, which adopts it as if it had accepted it: whoever wins the
+//! accepts, new connections go to the least loaded loop, and loops that
+//! take connections in a burst end within one of each other. A connection
+//! is never moved once a loop serves it, so connections that end can leave
+//! the loops uneven until new ones arrive.
 //!
 //! A loop's load is the connections it holds plus those handed to it and
 //! not yet adopted; it publishes it after every accept and adoption and at
