@@ -7,12 +7,12 @@
 //! entries) and §6 (session events) deliver to every loop.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
 use mux_core::patterns::LOST_UNKNOWN;
-use mux_runtime::LoopHandle;
+use mux_runtime::{Balance, LoopHandle};
 
 use crate::broker::{Arrival, Broker};
 use crate::command::Command;
@@ -54,6 +54,9 @@ pub(crate) struct Hub {
     /// Subscriptions, event streams and session feeds open on every loop.
     pub(crate) open_feeds: Arc<std::sync::atomic::AtomicUsize>,
     pub(crate) feed_counters: Arc<FeedCounters>,
+    /// How the loops share the connections they accept (set once they are
+    /// all made).
+    balance: OnceLock<Arc<Balance>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -92,6 +95,7 @@ impl Hub {
             dropped: Arc::new(AtomicU64::new(0)),
             open_feeds: Arc::default(),
             feed_counters: Arc::default(),
+            balance: OnceLock::new(),
         }
     }
 
@@ -180,6 +184,16 @@ impl Hub {
     /// (`spec/patterns.md` §5.3).
     pub(crate) fn replay_kept(&self, stream: &str) -> Result<(Vec<Entry>, u64), StoreError> {
         self.events.kept(stream)
+    }
+
+    /// Records how the loops share their connections.
+    pub(crate) fn set_balance(&self, balance: Arc<Balance>) {
+        let _ = self.balance.set(balance);
+    }
+
+    /// The mux connections each loop holds (empty before the loops start).
+    pub(crate) fn connections_per_loop(&self) -> Vec<usize> {
+        self.balance.get().map_or_else(Vec::new, |b| b.loads())
     }
 
     /// Event logs kept (0 if the store cannot tell).

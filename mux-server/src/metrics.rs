@@ -35,6 +35,11 @@ struct CodeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LoopLabels {
+    r#loop: usize,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: u16,
 }
@@ -44,6 +49,7 @@ pub(crate) struct Metrics {
     registry: Mutex<Registry>,
     connections_opened: Counter,
     connections_open: Gauge,
+    loop_connections: Family<LoopLabels, Gauge>,
     streams_opened: Counter,
     bytes_received: Counter,
     bytes_sent: Counter,
@@ -102,6 +108,7 @@ impl Metrics {
             registry: Mutex::new(Registry::with_prefix("mux")),
             connections_opened: Counter::default(),
             connections_open: Gauge::default(),
+            loop_connections: Family::default(),
             streams_opened: Counter::default(),
             bytes_received: Counter::default(),
             bytes_sent: Counter::default(),
@@ -149,6 +156,11 @@ impl Metrics {
             "connections_open",
             "mux connections open",
             g(&self.connections_open),
+        );
+        r.register(
+            "loop_connections",
+            "mux connections each loop thread holds",
+            self.loop_connections.clone(),
         );
         r.register(
             "streams_opened",
@@ -365,6 +377,11 @@ impl Metrics {
         self.feeds_open
             .set(gauge(hub.open_feeds.load(Ordering::Relaxed)));
         self.event_logs.set(gauge(hub.log_count()));
+        for (index, held) in hub.connections_per_loop().into_iter().enumerate() {
+            self.loop_connections
+                .get_or_create(&LoopLabels { r#loop: index })
+                .set(gauge(held));
+        }
         let mut text = String::new();
         if let Ok(registry) = self.registry.lock() {
             if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &registry) {

@@ -513,7 +513,9 @@ impl ServerBuilder {
         }
         let handles: Vec<_> = created.iter().map(|(_, handle)| handle.clone()).collect();
         let seats = Balance::of(&handles, self.config.max_connections);
-        let balance = seats.first().map(|seat| Arc::clone(seat.balance()));
+        if let Some(seat) = seats.first() {
+            hub.set_balance(Arc::clone(seat.balance()));
+        }
         let mut loops = Vec::with_capacity(created.len());
         for (n, ((mut event_loop, handle), seat)) in created.into_iter().zip(seats).enumerate() {
             event_loop.share_connections(seat);
@@ -534,7 +536,6 @@ impl ServerBuilder {
         Ok(Server {
             local_addr,
             loops,
-            balance,
             workers,
             handle: ServerHandle::clone(&server_handle),
         })
@@ -547,8 +548,6 @@ impl ServerBuilder {
 pub struct Server {
     local_addr: SocketAddr,
     loops: Vec<(LoopHandle<Command>, JoinHandle<()>)>,
-    /// How the loops share the connections they accept.
-    balance: Option<Arc<Balance>>,
     workers: WorkerPool,
     handle: ServerHandle,
 }
@@ -701,9 +700,7 @@ impl Server {
     /// connections go to the least loaded loop; connections that end leave
     /// their loop lighter, and none is moved once it is served.
     pub fn connections_per_loop(&self) -> Vec<usize> {
-        self.balance
-            .as_ref()
-            .map_or_else(Vec::new, |balance| balance.loads())
+        self.handle.hub.connections_per_loop()
     }
 
     /// The address of the web edge, when it serves one ([`ServerBuilder::http`]).

@@ -177,6 +177,13 @@ fn connections_opened_one_by_one_spread_over_the_loops() {
         let (most, fewest) = (loads.iter().max(), loads.iter().min());
         loads.iter().sum::<usize>() == 31 && most.zip(fewest).is_some_and(|(m, f)| m - f <= 1)
     });
+    let metrics = server.handle().metrics_text();
+    let per_loop: usize = metrics
+        .lines()
+        .filter(|line| line.starts_with("mux_loop_connections{loop="))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<usize>().ok())
+        .sum();
+    assert_eq!(per_loop, 31, "the loops' gauges in:\n{metrics}");
     drop(clients);
 }
 
