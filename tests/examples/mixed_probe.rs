@@ -68,6 +68,7 @@ fn main() {
 /// `CALLS` blocking 64-byte calls: their latency percentiles.
 fn calls(client: &Client) -> String {
     let body = Bytes::from(vec![1u8; 64]);
+    let start = Instant::now();
     let mut samples: Vec<Duration> = (0..CALLS)
         .map(|_| {
             let start = Instant::now();
@@ -76,10 +77,11 @@ fn calls(client: &Client) -> String {
             start.elapsed()
         })
         .collect();
+    let rate = CALLS as f64 / start.elapsed().as_secs_f64();
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
     format!(
-        "p50 / p99 / p99.9 {:.3} / {:.3} / {:.3} ms",
+        "{rate:.0} calls/s, p50 / p99 / p99.9 {:.3} / {:.3} / {:.3} ms",
         at(0.5),
         at(0.99),
         at(0.999)
