@@ -18,8 +18,9 @@
 //! the end of every pass, and a loop that hands a connection over counts it
 //! for the receiver at once, so a burst spreads before the receiver has
 //! woken. A loop that no longer accepts (shutting down) takes no more, and
-//! a hand-off that finds no room (a full queue, a stopped loop) leaves the
-//! connection with the loop that accepted it.
+//! closes any handed to it as it stopped, as its listener would have left
+//! them unaccepted; a hand-off that finds no room (a full queue, a stopped
+//! loop) leaves the connection with the loop that accepted it.
 //!
 //! Implements no rule of the spec.
 
