@@ -185,6 +185,7 @@ mod tests {
     use super::*;
     use crate::event_loop::{App, ConnKey, Ctx, EventLoop, LoopConfig, LoopError};
     use mux_core::Event;
+    use std::sync::atomic::AtomicUsize;
 
     struct Idle;
 
@@ -234,6 +235,74 @@ mod tests {
         assert_eq!(balance.destination(0, 10), Some(1));
         seats[1].close();
         assert_eq!(balance.destination(0, 10), None, "stopped");
+    }
+
+    /// Stops accepting at its first command; done at its second.
+    struct Stopping {
+        opened: Arc<AtomicUsize>,
+        commands: usize,
+    }
+
+    impl App for Stopping {
+        type Command = ();
+        fn on_event(&mut self, _: &mut Ctx<'_>, _: ConnKey, _: Event) {}
+        fn on_open(&mut self, _: &mut Ctx<'_>, _: ConnKey) {
+            self.opened.fetch_add(1, Ordering::SeqCst);
+        }
+        fn on_closed(&mut self, _: &mut Ctx<'_>, _: ConnKey, _: Option<LoopError>) {}
+        fn on_command(&mut self, ctx: &mut Ctx<'_>, (): ()) {
+            self.commands += 1;
+            ctx.stop_accepting();
+        }
+        fn is_done(&self, _: &Ctx<'_>) -> bool {
+            self.commands >= 2
+        }
+    }
+
+    #[test]
+    fn a_connection_handed_over_as_its_loop_stopped_accepting_is_closed() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let opened = Arc::new(AtomicUsize::new(0));
+        let app = Stopping {
+            opened: Arc::clone(&opened),
+            commands: 0,
+        };
+        let listener = mio::net::TcpListener::from_std(listener);
+        let (mut event_loop, handle) =
+            EventLoop::new(app, LoopConfig::default(), Some(listener), 4).expect("a loop");
+        let seat = Balance::of(std::slice::from_ref(&handle), 100)
+            .pop()
+            .expect("a seat");
+        let balance = Arc::clone(seat.balance());
+        let handoffs = balance.members[0].handoffs.clone();
+        event_loop.share_connections(seat);
+        let running = std::thread::spawn(move || event_loop.run());
+        handle.send(()).expect("stop accepting");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while balance.members[0].open.load(Ordering::Acquire) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the loop never closed its seat"
+            );
+            std::thread::yield_now();
+        }
+        // What a loop that chose this one just before it closed could
+        // still have queued.
+        let (stream, mut peer) = connected();
+        assert!(handoffs.try_send(stream).is_ok(), "the queue has room");
+        handle.nudge();
+        peer.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("a timeout");
+        let mut byte = [0u8; 1];
+        let read = std::io::Read::read(&mut peer, &mut byte).expect("end of stream, not a timeout");
+        assert_eq!(read, 0, "the handed-over connection is closed");
+        assert_eq!(opened.load(Ordering::SeqCst), 0, "and never opened");
+        handle.send(()).expect("done");
+        running
+            .join()
+            .expect("the loop's thread")
+            .expect("the loop ends");
     }
 
     /// One end of a loopback connection (the other end is returned to keep
