@@ -78,6 +78,24 @@ pub fn server_builder() -> ServerBuilder {
         .route("echo", |req| Ok(Response::ok(req.into_body())))
 }
 
+/// The server a probe works against: `remote` if given (one started by
+/// `mux-bench serve mux`, say), else the demo routes on a server of this
+/// process, set up by `setup` and bound to loopback port 0; the second
+/// value keeps that server running.
+pub fn remote_or_demo(
+    remote: Option<SocketAddr>,
+    setup: impl FnOnce(ServerBuilder) -> ServerBuilder,
+) -> (SocketAddr, Option<Server>) {
+    if let Some(addr) = remote {
+        return (addr, None);
+    }
+    let builder = setup(Server::builder().bind(any_local_address()));
+    let server = mux_server::demo::routes(builder)
+        .start()
+        .expect("the demo server starts");
+    (server.local_addr(), Some(server))
+}
+
 /// Runs `work` on a thread of its own and waits at most `limit` for its
 /// result, or panics naming `what`: for tests of calls that could hang.
 pub fn within<T: Send + 'static>(

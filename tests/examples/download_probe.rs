@@ -4,25 +4,33 @@
 //! of the write path and the client's message hand-off. With `direct`, the
 //! downloads are read by a `DirectClient` on the main thread instead.
 //!
-//! `perf record -g cargo run --release -p mux-tests --example download_probe [direct]`
+//! `perf record -g cargo run --release -p mux-tests --example download_probe [direct] [spin-off] [ADDR]`
+//!
+//! With an address the downloads come from that server (one started by
+//! `mux-bench serve mux`, as the benchmark runs it) and this process is
+//! the client alone; with `spin-off`, `Client`'s loop never spins
+//! (`SpinPolicy::OFF`).
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use mux_client::{CallError, CallRequest, Client, DirectClient};
-use mux_server::Server;
+use mux_client::{CallError, CallRequest, Client, DirectClient, SpinPolicy};
 
 fn main() {
-    let server = mux_server::demo::routes(
-        Server::builder()
-            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .threads(1),
-    )
-    .start()
-    .expect("server starts");
-    let direct = std::env::args().nth(1).as_deref() == Some("direct");
-    let client = Client::connect(server.local_addr()).expect("client connects");
-    let mut direct_client = DirectClient::connect(server.local_addr()).expect("client connects");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let direct = args.iter().any(|a| a == "direct");
+    let spin = if args.iter().any(|a| a == "spin-off") {
+        SpinPolicy::OFF
+    } else {
+        SpinPolicy::default()
+    };
+    let remote: Option<SocketAddr> = args.iter().find_map(|a| a.parse().ok());
+    let (addr, _server) = mux_testkit::remote_or_demo(remote, |builder| builder.threads(1));
+    let client = Client::builder(addr)
+        .spin(spin)
+        .connect()
+        .expect("client connects");
+    let mut direct_client = DirectClient::connect(addr).expect("client connects");
     let request = || CallRequest::new("source", (1u64 << 30).to_string());
     for round in 0..3 {
         let start = Instant::now();

@@ -21,25 +21,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mux_client::{CallRequest, Client};
-use mux_server::Server;
 
 const CALLS: usize = 20_000;
 
 fn main() {
     let remote: Option<SocketAddr> = std::env::args().nth(1).map(|a| a.parse().expect("ADDR"));
-    let server = match remote {
-        Some(_) => None,
-        None => Some(
-            mux_server::demo::routes(
-                Server::builder()
-                    .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-                    .connection_config(windows()),
-            )
-            .start()
-            .expect("server starts"),
-        ),
-    };
-    let addr = remote.unwrap_or_else(|| server.as_ref().expect("a server").local_addr());
+    let (addr, _server) =
+        mux_testkit::remote_or_demo(remote, |builder| builder.connection_config(windows()));
     let client = Arc::new(Client::connect(addr).expect("client connects"));
     println!("alone:  {}", calls(&client));
     let stop = Arc::new(AtomicBool::new(false));

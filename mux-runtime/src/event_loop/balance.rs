@@ -14,16 +14,17 @@
 //! the loops uneven until new ones arrive.
 //!
 //! A loop's load is the connections it holds plus those handed to it and
-//! not yet adopted; it publishes it after every accept and adoption and at
-//! the end of every pass, and a loop that hands a connection over counts it
-//! for the receiver at once, so a burst spreads before the receiver has
-//! woken. A loop that no longer accepts (shutting down) takes no more, and
+//! not yet adopted; it publishes it whenever the connections it holds
+//! changed (looked at after every accept and adoption and at the end of
+//! every pass), and a loop that hands a connection over counts it for the
+//! receiver at once, so a burst spreads before the receiver has woken. A loop that no longer accepts (shutting down) takes no more, and
 //! closes any handed to it as it stopped, as its listener would have left
 //! them unaccepted; a hand-off that finds no room (a full queue, a stopped
 //! loop) leaves the connection with the loop that accepted it.
 //!
 //! Implements no rule of the spec.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -61,6 +62,9 @@ pub struct BalanceSeat {
     balance: Arc<Balance>,
     index: usize,
     handoffs: Receiver<TcpStream>,
+    /// The connections held when the load was last published: a pass that
+    /// changed nothing publishes nothing.
+    published: Cell<Option<usize>>,
 }
 
 impl Balance {
@@ -92,6 +96,7 @@ impl Balance {
                 balance: Arc::clone(&balance),
                 index,
                 handoffs,
+                published: Cell::new(None),
             })
             .collect()
     }
@@ -157,9 +162,13 @@ impl BalanceSeat {
         !self.handoffs.is_empty()
     }
 
-    /// Publishes this loop's load: `held` connections, and those handed to
-    /// it and not yet adopted.
+    /// Publishes this loop's load, `held` connections and those handed to it
+    /// and not yet adopted, unless `held` is what it was last time (a
+    /// hand-off to this loop is counted by the loop that made it).
     pub(super) fn publish(&self, held: usize) {
+        if self.published.replace(Some(held)) == Some(held) {
+            return;
+        }
         if let Some(member) = self.balance.members.get(self.index) {
             let load = held + self.handoffs.len();
             member.load.store(load, Ordering::Release);
