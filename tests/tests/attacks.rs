@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -71,11 +71,17 @@ impl Drop for Target {
     }
 }
 
+/// Failures an ordinary client records in full (the rest are counted).
+const FAILURES_KEPT: usize = 20;
+
 /// Twenty clients calling `echo` in a loop, counting what succeeds.
 struct Ordinary {
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
+    /// The first failures: which client, how long after the start, why.
+    failures: Arc<Mutex<Vec<String>>>,
+    started: Instant,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -84,19 +90,32 @@ impl Ordinary {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let start = Instant::now();
         let threads = (0..20)
             .map(|n| {
                 let (stop, ok, failed) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed));
+                let failures = Arc::clone(&failures);
                 std::thread::spawn(move || {
                     let client = Client::connect(addr).expect("an ordinary client connects");
                     let body = Bytes::from(vec![n as u8; 64]);
                     while !stop.load(Ordering::Relaxed) {
                         let request =
                             CallRequest::new("echo", body.clone()).timeout(Duration::from_secs(5));
-                        match client.call_with(request) {
-                            Ok(reply) if reply.body == body => ok.fetch_add(1, Ordering::Relaxed),
-                            _ => failed.fetch_add(1, Ordering::Relaxed),
+                        let outcome = match client.call_with(request) {
+                            Ok(reply) if reply.body == body => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
+                            Ok(reply) => format!("status {:?}, a wrong body", reply.status),
+                            Err(err) => err.to_string(),
                         };
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        let mut failures = failures.lock().unwrap_or_else(|p| p.into_inner());
+                        if failures.len() < FAILURES_KEPT {
+                            let at = start.elapsed().as_secs_f64();
+                            failures.push(format!("client {n} at {at:.2} s: {outcome}"));
+                        }
                     }
                 })
             })
@@ -105,18 +124,25 @@ impl Ordinary {
             stop,
             ok,
             failed,
+            failures,
+            started: start,
             threads,
         }
     }
 
-    fn finish(self) -> (u64, u64) {
+    /// Stops the clients: their successes, failures, and the first
+    /// failures described.
+    fn finish(self) -> (u64, u64, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         for thread in self.threads {
             thread.join().expect("an ordinary client");
         }
+        let failures =
+            std::mem::take(&mut *self.failures.lock().unwrap_or_else(|p| p.into_inner()));
         (
             self.ok.load(Ordering::Relaxed),
             self.failed.load(Ordering::Relaxed),
+            failures,
         )
     }
 }
@@ -133,6 +159,7 @@ fn under_attack(name: &str, attack: impl FnOnce(SocketAddr, Instant) + Send) {
         "the ordinary clients to call",
         || ordinary.ok.load(Ordering::Relaxed) >= 200,
     );
+    let attack_began = ordinary.started.elapsed();
     let before = target.rss_kib();
     let peak = AtomicU64::new(before);
     let done = AtomicBool::new(false);
@@ -154,7 +181,7 @@ fn under_attack(name: &str, attack: impl FnOnce(SocketAddr, Instant) + Send) {
         std::thread::sleep(Duration::from_millis(50));
         after = target.rss_kib();
     }
-    let (ok, failed) = ordinary.finish();
+    let (ok, failed, failures) = ordinary.finish();
     println!(
         "| {name} | {} | {} | {} | {ok} | {failed} |",
         before / 1024,
@@ -164,8 +191,11 @@ fn under_attack(name: &str, attack: impl FnOnce(SocketAddr, Instant) + Send) {
     assert!(ok > 0, "{name}: no ordinary call succeeded");
     assert!(
         failed * 1000 <= ok + failed,
-        "{name}: {failed} of {} ordinary calls failed",
-        ok + failed
+        "{name}: {failed} of {} ordinary calls failed (the attack began {:.2} s after the \
+         clients started and lasted {:.2} s); the first: {failures:#?}",
+        ok + failed,
+        attack_began.as_secs_f64(),
+        ATTACK.as_secs_f64()
     );
     assert!(
         after <= before + RSS_MARGIN_KIB,
