@@ -61,7 +61,7 @@ pub mod rpc;
 mod stream_id;
 mod utf8_bytes;
 
-pub use connection::{Chunk, Config, Connection, Event, Stats, StreamState};
+pub use connection::{Chunk, ChunkRef, Config, Connection, Event, Stats, StreamState};
 pub use error::{
     ConnectionError, EncodeError, ErrorCode, FrameError, Initiator, OpenError, PeerMisbehaved,
     PrefaceError, ReadError, WriteError,

@@ -126,37 +126,137 @@ impl FeedMessage {
 
     /// Parses a message; payloads are zero-copy slices of `message`.
     pub fn decode(mut message: Bytes) -> Result<Self, MalformedFeed> {
-        if message.is_empty() {
-            return Err(MalformedFeed);
-        }
-        match message.get_u8() {
-            PUBLICATION => {
-                let len = usize::from(*message.first().ok_or(MalformedFeed)?);
-                message.advance(1);
-                if message.len() < len {
-                    return Err(MalformedFeed);
-                }
+        match Layout::of(&message)? {
+            Layout::Publication { topic_len } => {
+                message.advance(PUBLICATION_HEADER);
                 let topic =
-                    Utf8Bytes::try_from(message.split_to(len)).map_err(|_| MalformedFeed)?;
+                    Utf8Bytes::try_from(message.split_to(topic_len)).map_err(|_| MalformedFeed)?;
                 Ok(Self::Publication {
                     topic,
                     payload: message,
                 })
             }
-            LOST if message.len() == 8 => Ok(Self::Lost {
-                count: message.get_u64(),
-            }),
-            EVENT if message.len() >= 9 => {
-                let id = message.get_u64();
-                let len = usize::from(message.get_u8());
-                if message.len() < len {
-                    return Err(MalformedFeed);
-                }
-                let kind = Utf8Bytes::try_from(message.split_to(len)).map_err(|_| MalformedFeed)?;
+            Layout::Lost { count } => Ok(Self::Lost { count }),
+            Layout::Event { id, kind_len } => {
+                message.advance(EVENT_HEADER);
+                let kind =
+                    Utf8Bytes::try_from(message.split_to(kind_len)).map_err(|_| MalformedFeed)?;
                 Ok(Self::Event {
                     id,
                     kind,
                     data: message,
+                })
+            }
+        }
+    }
+}
+
+/// A feed message parsed in place: a [`FeedMessage`] whose parts borrow
+/// the bytes it was parsed from, for readers that take a message without
+/// a handle on its buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedMessageRef<'a> {
+    /// A publication on `topic` (`spec/patterns.md` §3.3).
+    Publication {
+        /// The concrete topic it was published on.
+        topic: &'a str,
+        /// The payload.
+        payload: &'a [u8],
+    },
+    /// `count` messages were dropped for this slow receiver (`spec/patterns.md` §3.5).
+    Lost {
+        /// How many; [`LOST_UNKNOWN`] when that is not known.
+        count: u64,
+    },
+    /// An event with server-sent-events semantics (`spec/patterns.md` §5).
+    Event {
+        /// Its position in its stream; strictly increasing.
+        id: u64,
+        /// Its type (may be empty).
+        kind: &'a str,
+        /// Its data.
+        data: &'a [u8],
+    },
+}
+
+impl<'a> FeedMessageRef<'a> {
+    /// Parses a message, as [`FeedMessage::decode`] does, without copying.
+    pub fn parse(message: &'a [u8]) -> Result<Self, MalformedFeed> {
+        let text = |bytes: &'a [u8]| std::str::from_utf8(bytes).map_err(|_| MalformedFeed);
+        match Layout::of(message)? {
+            Layout::Publication { topic_len } => {
+                let rest = message.get(PUBLICATION_HEADER..).ok_or(MalformedFeed)?;
+                let (topic, payload) = rest.split_at_checked(topic_len).ok_or(MalformedFeed)?;
+                Ok(Self::Publication {
+                    topic: text(topic)?,
+                    payload,
+                })
+            }
+            Layout::Lost { count } => Ok(Self::Lost { count }),
+            Layout::Event { id, kind_len } => {
+                let rest = message.get(EVENT_HEADER..).ok_or(MalformedFeed)?;
+                let (kind, data) = rest.split_at_checked(kind_len).ok_or(MalformedFeed)?;
+                Ok(Self::Event {
+                    id,
+                    kind: text(kind)?,
+                    data,
+                })
+            }
+        }
+    }
+}
+
+/// A publication's type and topic length.
+const PUBLICATION_HEADER: usize = 2;
+/// An event's type, id and kind length.
+const EVENT_HEADER: usize = 10;
+
+/// Where a feed message's parts lie (`spec/patterns.md` §3.3, §5): the one
+/// parser behind [`FeedMessage::decode`] and [`FeedMessageRef::parse`].
+enum Layout {
+    /// The topic follows the header; the payload, the topic.
+    Publication {
+        topic_len: usize,
+    },
+    Lost {
+        count: u64,
+    },
+    /// The kind follows the header; the data, the kind.
+    Event {
+        id: u64,
+        kind_len: usize,
+    },
+}
+
+impl Layout {
+    fn of(message: &[u8]) -> Result<Self, MalformedFeed> {
+        let (&kind, rest) = message.split_first().ok_or(MalformedFeed)?;
+        match kind {
+            PUBLICATION => {
+                let (&len, rest) = rest.split_first().ok_or(MalformedFeed)?;
+                let topic_len = usize::from(len);
+                if rest.len() < topic_len {
+                    return Err(MalformedFeed);
+                }
+                Ok(Self::Publication { topic_len })
+            }
+            LOST => {
+                let count: [u8; 8] = rest.try_into().map_err(|_| MalformedFeed)?;
+                Ok(Self::Lost {
+                    count: u64::from_be_bytes(count),
+                })
+            }
+            EVENT if rest.len() >= EVENT_HEADER - 1 => {
+                let (id, rest) = rest.split_at_checked(8).ok_or(MalformedFeed)?;
+                let id: [u8; 8] = id.try_into().map_err(|_| MalformedFeed)?;
+                let (&len, rest) = rest.split_first().ok_or(MalformedFeed)?;
+                let kind_len = usize::from(len);
+                if rest.len() < kind_len {
+                    return Err(MalformedFeed);
+                }
+                Ok(Self::Event {
+                    id: u64::from_be_bytes(id),
+                    kind_len,
                 })
             }
             _ => Err(MalformedFeed),
@@ -368,5 +468,69 @@ mod tests {
             Err(MalformedFeed)
         );
         assert_eq!(FeedMessage::decode(Bytes::new()), Err(MalformedFeed));
+    }
+
+    /// `FeedMessageRef::parse` reads what `FeedMessage::decode` reads and
+    /// refuses what it refuses.
+    #[test]
+    fn feed_messages_parsed_in_place_agree_with_decoded_ones() {
+        let well_formed = [
+            FeedMessage::Publication {
+                topic: "chat.lobby".into(),
+                payload: Bytes::from_static(b"hi"),
+            },
+            FeedMessage::Publication {
+                topic: "t".into(),
+                payload: Bytes::new(),
+            },
+            FeedMessage::Lost {
+                count: LOST_UNKNOWN,
+            },
+            FeedMessage::Event {
+                id: 42,
+                kind: "".into(),
+                data: Bytes::from_static(b"12:00"),
+            },
+        ]
+        .map(|message| message.encode().to_vec());
+        let malformed: [&[u8]; 8] = [
+            b"",
+            b"\x01",
+            b"\x01\x09ab",
+            b"\x01\x02\xff\xfe payload",
+            b"\x02\x00",
+            b"\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+            b"\x03\x00\x00\x00\x00\x00\x00\x00\x01",
+            b"\x07",
+        ];
+        let all = well_formed.iter().map(Vec::as_slice).chain(malformed);
+        for bytes in all {
+            let decoded = FeedMessage::decode(Bytes::copy_from_slice(bytes));
+            let parsed = FeedMessageRef::parse(bytes);
+            match (decoded, parsed) {
+                (
+                    Ok(FeedMessage::Publication { topic, payload }),
+                    Ok(FeedMessageRef::Publication {
+                        topic: t,
+                        payload: p,
+                    }),
+                ) => assert_eq!((&*topic, &payload[..]), (t, p)),
+                (Ok(FeedMessage::Lost { count }), Ok(FeedMessageRef::Lost { count: c })) => {
+                    assert_eq!(count, c)
+                }
+                (
+                    Ok(FeedMessage::Event { id, kind, data }),
+                    Ok(FeedMessageRef::Event {
+                        id: i,
+                        kind: k,
+                        data: d,
+                    }),
+                ) => assert_eq!((id, &*kind, &data[..]), (i, k, d)),
+                (Err(MalformedFeed), Err(MalformedFeed)) => {
+                    assert!(malformed.contains(&bytes), "{bytes:?} is well formed")
+                }
+                (decoded, parsed) => panic!("{bytes:?}: decoded {decoded:?}, parsed {parsed:?}"),
+            }
+        }
     }
 }

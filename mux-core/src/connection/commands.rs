@@ -12,7 +12,7 @@ use super::config::Config;
 use super::flow_control::{RecvWindow, Tick};
 use super::payload::Payload;
 use super::recv_queue::RecvQueue;
-use super::stream::{Chunk, RecvHalf, RecvState, SendHalf, SendState, Stream};
+use super::stream::{Chunk, ChunkRef, RecvHalf, RecvState, SendHalf, SendState, Stream};
 use super::{Connection, Phase, PingPurpose, MAX_OUTSTANDING_PINGS};
 use crate::error::{ErrorCode, OpenError, ReadError, WriteError};
 use crate::frame::{Frame, Metadata, Open, Ping, Push, Reset};
@@ -260,33 +260,69 @@ impl Connection {
     /// [`Event::Readable`](super::Event::Readable) follows when it is. The
     /// chunk with `fin` set is the last one.
     pub fn read(&mut self, id: StreamId, max: usize) -> Result<Option<Chunk>, ReadError> {
+        self.read_by(id, |queue| {
+            let chunk = queue.pop(max)?;
+            let (len, fin) = (chunk.bytes.len(), chunk.fin);
+            Some((chunk, len, fin))
+        })
+    }
+
+    /// As [`read`](Self::read), but lends the chunk to `visit` (a slice of
+    /// the stream's buffer, valid for the call) instead of handing out a
+    /// [`Chunk`] that shares the buffer: a reader that copies or parses
+    /// small messages in place takes no reference on the buffer per message.
+    /// Returns what `visit` made; `Ok(None)` (and `visit` not called) when
+    /// nothing is available yet.
+    pub fn read_with<R>(
+        &mut self,
+        id: StreamId,
+        max: usize,
+        visit: impl FnOnce(ChunkRef<'_>) -> R,
+    ) -> Result<Option<R>, ReadError> {
+        self.read_by(id, |queue| {
+            let mut fin = false;
+            let (made, len) = queue.pop_with(max, |chunk| {
+                fin = chunk.fin;
+                visit(chunk)
+            })?;
+            Some((made, len, fin))
+        })
+    }
+
+    /// Takes from stream `id`'s queue with `take` (what it made, how many
+    /// bytes, whether they were the last) and returns their credit.
+    fn read_by<R>(
+        &mut self,
+        id: StreamId,
+        take: impl FnOnce(&mut RecvQueue) -> Option<(R, usize, bool)>,
+    ) -> Result<Option<R>, ReadError> {
         let Some(stream) = self.streams.get_mut(id) else {
             return Err(ReadError::UnknownStream);
         };
         if stream.recv.state == RecvState::Done {
             return Err(ReadError::NotReadable);
         }
-        let Some(chunk) = stream.recv.queue.pop(max) else {
+        let Some((made, len, fin)) = take(&mut stream.recv.queue) else {
             return Ok(None);
         };
         // Consumed bytes are credited in `poll_transmit`; the stream joins
         // the credit queue once.
-        let len = u32::try_from(chunk.bytes.len()).unwrap_or(u32::MAX);
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
         let mut join_credit_queue = false;
         if len > 0 && stream.recv.state == RecvState::Open {
             stream.recv.window_consumed = stream.recv.window_consumed.saturating_add(len);
             join_credit_queue = !std::mem::replace(&mut stream.recv.credit_queued, true);
         }
-        if chunk.fin {
+        if fin {
             stream.recv.state = RecvState::Done;
         }
         if join_credit_queue {
             self.streams.credit_queue.push_back(id);
         }
-        if chunk.fin {
+        if fin {
             self.update_stream(id);
         }
-        Ok(Some(chunk))
+        Ok(Some(made))
     }
 
     /// Resets stream `id` with `code` (spec §5.3): both directions end, queued

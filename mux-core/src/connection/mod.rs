@@ -66,7 +66,7 @@ use self::flow_control::{RecvWindow, SendWindow, Tick};
 pub use self::recv_queue::PACK_BELOW;
 pub use self::stats::{code_name, Stats, CODE_SLOTS, FRAME_TYPE_SLOTS};
 use self::stream::Stream;
-pub use self::stream::{Chunk, StreamState};
+pub use self::stream::{Chunk, ChunkRef, StreamState};
 use self::streams::{Removed, StreamsState};
 use self::timers::{Timer, TimerTable};
 use crate::error::{ConnectionError, ErrorCode, Flood};

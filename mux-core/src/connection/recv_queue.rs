@@ -15,10 +15,10 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::payload::Payload;
-use super::stream::Chunk;
+use super::stream::{Chunk, ChunkRef};
 
 /// Payloads smaller than this are copied into a packed segment rather than
 /// kept as slices of their frames: below it, a slice's bookkeeping (its
@@ -69,29 +69,70 @@ impl Segment {
 
     /// Takes up to `max` bytes from the front, stopping at the first boundary.
     fn take(&mut self, max: usize) -> Chunk {
-        let next_boundary = self
-            .boundaries
-            .front()
-            .map(|b| b.saturating_sub(self.taken) as usize);
-        let len = next_boundary.unwrap_or(self.len()).min(max);
-        let ends_message = next_boundary == Some(len);
+        let (len, end_message) = self.next_chunk(max);
         let bytes = if self.is_packed() {
             self.packed.split_to(len).freeze()
         } else {
             self.bytes.split_to(len)
         };
-        if ends_message {
+        let fin = self.taken_up_to(len, end_message);
+        Chunk {
+            bytes,
+            end_message,
+            fin,
+        }
+    }
+
+    /// As [`take`](Self::take), but lends the chunk's bytes to `visit`
+    /// instead of handing out a handle on them; returns what `visit` made
+    /// and the chunk's length.
+    fn take_with<R>(&mut self, max: usize, visit: impl FnOnce(ChunkRef<'_>) -> R) -> (R, usize) {
+        let (len, end_message) = self.next_chunk(max);
+        let rest = self.len().saturating_sub(len);
+        let boundaries_left = self
+            .boundaries
+            .len()
+            .saturating_sub(usize::from(end_message));
+        let fin = rest == 0 && boundaries_left == 0 && self.fin;
+        let source: &[u8] = if self.is_packed() {
+            self.packed.as_ref()
+        } else {
+            self.bytes.as_ref()
+        };
+        let made = visit(ChunkRef {
+            bytes: source.get(..len).unwrap_or(source),
+            end_message,
+            fin,
+        });
+        if self.is_packed() {
+            self.packed.advance(len);
+        } else {
+            self.bytes.advance(len);
+        }
+        self.taken_up_to(len, end_message);
+        (made, len)
+    }
+
+    /// The next chunk's length, at most `max`, and whether it ends a message.
+    fn next_chunk(&self, max: usize) -> (usize, bool) {
+        let next_boundary = self
+            .boundaries
+            .front()
+            .map(|b| b.saturating_sub(self.taken) as usize);
+        let len = next_boundary.unwrap_or(self.len()).min(max);
+        (len, next_boundary == Some(len))
+    }
+
+    /// Counts `len` bytes taken (and the message they ended); whether they
+    /// were the stream's last.
+    fn taken_up_to(&mut self, len: usize, end_message: bool) -> bool {
+        if end_message {
             self.boundaries.pop_front();
         }
         self.taken = self
             .taken
             .saturating_add(u32::try_from(len).unwrap_or(u32::MAX));
-        let last = self.len() == 0 && self.boundaries.is_empty();
-        Chunk {
-            bytes,
-            end_message: ends_message,
-            fin: last && self.fin,
-        }
+        self.len() == 0 && self.boundaries.is_empty() && self.fin
     }
 }
 
@@ -315,6 +356,29 @@ impl RecvQueue {
     pub(crate) fn pop(&mut self, max: usize) -> Option<Chunk> {
         let front = self.segments.front_mut()?;
         let chunk = front.take(max.max(1));
+        self.after_taking(chunk.bytes.len());
+        Some(chunk)
+    }
+
+    /// As [`pop`](Self::pop), lending the chunk to `visit`: a chunk that is
+    /// a slice of a packed buffer costs no handle on that buffer. Returns
+    /// what `visit` made and the chunk's length.
+    pub(crate) fn pop_with<R>(
+        &mut self,
+        max: usize,
+        visit: impl FnOnce(ChunkRef<'_>) -> R,
+    ) -> Option<(R, usize)> {
+        let front = self.segments.front_mut()?;
+        let (made, len) = front.take_with(max.max(1), visit);
+        self.after_taking(len);
+        Some((made, len))
+    }
+
+    /// Lets go of the front segment once drained, and counts `len` bytes out.
+    fn after_taking(&mut self, len: usize) {
+        let Some(front) = self.segments.front_mut() else {
+            return;
+        };
         if front.len() == 0 && front.boundaries.is_empty() {
             // A stream's first batch may be its only one (a request's
             // body): its buffers go, and only a stream fed again keeps any.
@@ -328,8 +392,7 @@ impl RecvQueue {
                 self.keep_spare(drained);
             }
         }
-        self.held -= chunk.bytes.len();
-        Some(chunk)
+        self.held = self.held.saturating_sub(len);
     }
 
     /// Keeps a drained small segment's buffers for the next one, if small.
@@ -369,6 +432,37 @@ mod tests {
         std::iter::from_fn(|| queue.pop(max))
             .map(|c| (c.bytes.to_vec(), c.end_message, c.fin))
             .collect()
+    }
+
+    /// The same pushes into two queues, drained one with `pop`, the other
+    /// with `pop_with`, at each `max`.
+    #[test]
+    fn lent_chunks_are_the_chunks_that_would_be_handed_out() {
+        let fill = |queue: &mut RecvQueue| {
+            queue.push(&b"first"[..], true, false);
+            for n in 0..300u32 {
+                queue.push(Bytes::from(n.to_be_bytes().to_vec()), n % 3 != 0, false);
+            }
+            queue.push(Bytes::from(vec![9u8; 3 * PACK_BELOW]), true, false);
+            queue.push(&b"half a "[..], false, false);
+            queue.push(&b"message, then the end"[..], true, true);
+        };
+        for max in [1, 3, 7, 1000, usize::MAX] {
+            let (mut handed, mut lent) = (RecvQueue::default(), RecvQueue::default());
+            fill(&mut handed);
+            fill(&mut lent);
+            let expected = drain(&mut handed, max);
+            let mut got = Vec::new();
+            while let Some((chunk, len)) =
+                lent.pop_with(max, |c| (c.bytes.to_vec(), c.end_message, c.fin))
+            {
+                assert_eq!(len, chunk.0.len());
+                got.push(chunk);
+            }
+            assert_eq!(got, expected, "max {max}");
+            assert!(lent.is_empty());
+            assert_eq!(lent.held(), 0);
+        }
     }
 
     #[test]

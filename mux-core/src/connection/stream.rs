@@ -65,6 +65,18 @@ pub struct Chunk {
     pub fin: bool,
 }
 
+/// A chunk lent by [`Connection::read_with`](super::Connection::read_with):
+/// the same as a [`Chunk`], its bytes borrowed from the stream's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkRef<'a> {
+    /// The bytes, possibly empty when the chunk only carries a flag.
+    pub bytes: &'a [u8],
+    /// The last byte of `bytes` ends a message (spec §7).
+    pub end_message: bool,
+    /// This is the last chunk of the peer's direction (END_STREAM).
+    pub fin: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SendState {
     /// The application may still write.

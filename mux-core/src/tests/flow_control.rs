@@ -47,6 +47,44 @@ fn slow_reader_pushes_back_on_the_sender() {
 }
 
 #[test]
+fn a_reader_of_lent_chunks_gets_every_message_and_returns_the_credit() {
+    // §9.4.2 for `Connection::read_with`: what it lends is consumed.
+    let mut pair = Pair::connected();
+    pair.server.auto_read = false;
+    let id = pair.client.conn.open(route("upload"), false).expect("open");
+    let messages: Vec<Bytes> = (0..12_000u32)
+        .map(|n| Bytes::from(format!("message {n} {}", "x".repeat(n as usize % 90))))
+        .collect();
+    let total: usize = messages.iter().map(Bytes::len).sum();
+    assert!(total > 2 * Config::default().initial_stream_window as usize);
+    for (n, message) in messages.iter().enumerate() {
+        let last = n + 1 == messages.len();
+        assert_eq!(
+            pair.client.conn.send(id, message.clone(), true, last),
+            Ok(message.len()),
+            "room in the send buffer"
+        );
+    }
+    let (mut got, mut partial, mut fin) = (Vec::new(), Vec::new(), false);
+    for _ in 0..10_000 {
+        pair.drive();
+        while let Ok(Some(())) = pair.server.conn.read_with(id, usize::MAX, |chunk| {
+            partial.extend_from_slice(chunk.bytes);
+            if chunk.end_message {
+                got.push(Bytes::from(std::mem::take(&mut partial)));
+            }
+            fin |= chunk.fin;
+        }) {}
+        if fin {
+            break;
+        }
+    }
+    assert!(fin, "the stream's end arrives once the credit came back");
+    assert_eq!(got, messages);
+    assert_eq!(pair.server.conn.buffered_recv_bytes(), 0);
+}
+
+#[test]
 fn data_beyond_the_connection_window_is_a_connection_error() {
     // §9.4.1
     let mut raw = Raw::server(Config {
