@@ -16,7 +16,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use mux_client::{
-    CallError, Client, Delivery, DirectClient, DirectPublisher, Publisher, Subscription,
+    CallError, Client, Delivery, DeliveryRef, DirectClient, DirectPublisher, Publisher,
+    Subscription,
 };
 
 use crate::measure::Outcome;
@@ -422,7 +423,14 @@ pub(crate) fn mux_direct(
                 .expect("mux direct subscriber")
                 .subscribe(TOPIC)
                 .expect("subscribe");
-            move |base| next_of(sub.next_timeout(Duration::from_secs(10)), base)
+            // Each delivery read where it lies in the connection's buffer,
+            // as the Redis and NATS readers parse theirs.
+            move |base| {
+                let read = sub.next_with(Duration::from_secs(10), |delivery| {
+                    next_of_lent(delivery, base)
+                });
+                read.and_then(Result::ok).unwrap_or(Next::Closed)
+            }
         })
         .collect();
     let publisher = DirectClient::connect(addr)
@@ -440,10 +448,24 @@ fn reader_of(mut sub: Subscription) -> impl FnMut(Instant) -> Next + Send + 'sta
 /// What a mux subscription's read means to the harness.
 fn next_of(read: Option<Result<Delivery, CallError>>, base: Instant) -> Next {
     match read {
-        Some(Ok(Delivery::Message { payload, .. })) => Next::Message(latency(base, &payload)),
-        Some(Ok(Delivery::Lost(0))) => Next::Reopened,
-        Some(Ok(Delivery::Lost(count))) => Next::Lost(count),
+        Some(Ok(Delivery::Message { topic, payload })) => next_of_lent(
+            DeliveryRef::Message {
+                topic: &topic,
+                payload: &payload,
+            },
+            base,
+        ),
+        Some(Ok(Delivery::Lost(count))) => next_of_lent(DeliveryRef::Lost(count), base),
         Some(Err(_)) | None => Next::Closed,
+    }
+}
+
+/// What a delivery means to the harness.
+fn next_of_lent(delivery: DeliveryRef<'_>, base: Instant) -> Next {
+    match delivery {
+        DeliveryRef::Message { payload, .. } => Next::Message(latency(base, payload)),
+        DeliveryRef::Lost(0) => Next::Reopened,
+        DeliveryRef::Lost(count) => Next::Lost(count),
     }
 }
 

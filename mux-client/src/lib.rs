@@ -137,6 +137,6 @@ pub use error::CallError;
 pub use events::{Event, EventStream, Resume};
 pub use message_stream::{MessageStream, NextMessage};
 pub use polling::{LongPoller, Poller};
-pub use pubsub::{Delivery, Publisher, Subscription};
+pub use pubsub::{Delivery, DeliveryRef, Publisher, Subscription};
 pub use reply::Reply;
 pub use session::Session;

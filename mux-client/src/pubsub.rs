@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use mux_core::patterns::{self, FeedMessage};
+use mux_core::patterns::{self, FeedMessage, FeedMessageRef};
 use mux_core::Utf8Bytes;
 
 use crate::call::{CallRequest, Upload};
@@ -33,6 +33,22 @@ pub enum Delivery {
     Lost(u64),
 }
 
+/// A delivery lent to a reader for the length of a call
+/// ([`DirectSubscription::next_with`](crate::DirectSubscription::next_with)):
+/// a [`Delivery`] whose topic and payload borrow the connection's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryRef<'a> {
+    /// A publication.
+    Message {
+        /// The topic it was published on.
+        topic: &'a str,
+        /// Its payload.
+        payload: &'a [u8],
+    },
+    /// As [`Delivery::Lost`].
+    Lost(u64),
+}
+
 /// A subscription to a topic pattern. It resubscribes by itself after a
 /// reconnect (reporting [`Delivery::Lost`] with a count of 0: messages
 /// published meanwhile are not replayed; pub/sub is at-most-once). Dropping
@@ -54,10 +70,26 @@ pub(crate) fn decode_delivery(message: Bytes) -> Result<Delivery, CallError> {
     match FeedMessage::decode(message) {
         Ok(FeedMessage::Publication { topic, payload }) => Ok(Delivery::Message { topic, payload }),
         Ok(FeedMessage::Lost { count }) => Ok(Delivery::Lost(count)),
-        _ => Err(CallError::Malformed(
-            "unexpected message on a subscription".into(),
-        )),
+        _ => Err(unexpected_message()),
     }
+}
+
+/// A subscription's feed message parsed in place, for `read`.
+pub(crate) fn lend_delivery<R>(
+    message: &[u8],
+    read: impl FnOnce(DeliveryRef<'_>) -> R,
+) -> Result<R, CallError> {
+    match FeedMessageRef::parse(message) {
+        Ok(FeedMessageRef::Publication { topic, payload }) => {
+            Ok(read(DeliveryRef::Message { topic, payload }))
+        }
+        Ok(FeedMessageRef::Lost { count }) => Ok(read(DeliveryRef::Lost(count))),
+        _ => Err(unexpected_message()),
+    }
+}
+
+fn unexpected_message() -> CallError {
+    CallError::Malformed("unexpected message on a subscription".into())
 }
 
 /// The request that subscribes to `pattern` (`spec/patterns.md` §3.2).

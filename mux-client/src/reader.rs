@@ -203,6 +203,78 @@ impl StreamReader {
         (None, true)
     }
 
+    /// For a reader of [`local_messages`](StreamReader::local_messages):
+    /// takes the head if it is not in yet, then lends the stream's next
+    /// message to `visit` (taken from `visit` when called), in place when it
+    /// came whole in one chunk (no handle on the connection's buffer, no
+    /// copy), else once assembled as [`read_into`](Self::read_into) would.
+    /// Returns what `visit` made, if a message was complete, and the
+    /// outcome if the stream ended.
+    pub(crate) fn lend_message<R>(
+        &mut self,
+        conn: &mut Connection,
+        id: StreamId,
+        limit: usize,
+        visit: &mut Option<impl FnOnce(&[u8]) -> R>,
+    ) -> (Option<R>, Option<Result<Reply, CallError>>) {
+        while self.expects_head() {
+            let Ok(Some(chunk)) = conn.read(id, usize::MAX) else {
+                return (None, None);
+            };
+            let fin = chunk.fin;
+            if let Err(err) = self.take_head(chunk, conn, id) {
+                return (None, Some(Err(err)));
+            }
+            if fin {
+                return (None, Some(self.finish()));
+            }
+        }
+        loop {
+            let Body::Messages { reader, .. } = &mut self.body else {
+                return (None, None);
+            };
+            let check = &mut self.check;
+            let (mut made, mut failed, mut fin) = (None, None::<CallError>, false);
+            let lent = conn.read_with(id, usize::MAX, |chunk| {
+                fin = chunk.fin;
+                if let Err(err) = check.add(chunk.bytes.len()) {
+                    failed = Some(CallError::from(err));
+                    return;
+                }
+                if chunk.end_message && !reader.has_partial() {
+                    if chunk.bytes.len() > limit {
+                        failed = Some(CallError::TooLarge(limit));
+                    } else {
+                        made = visit.take().map(|visit| visit(chunk.bytes));
+                    }
+                    return;
+                }
+                let chunk = Chunk {
+                    bytes: Bytes::copy_from_slice(chunk.bytes),
+                    end_message: chunk.end_message,
+                    fin: chunk.fin,
+                };
+                match reader.push(chunk, limit) {
+                    Ok(Some(message)) => made = visit.take().map(|visit| visit(&message)),
+                    Ok(None) => {}
+                    Err(_) => failed = Some(CallError::TooLarge(limit)),
+                }
+            });
+            if !matches!(lent, Ok(Some(()))) {
+                return (None, None);
+            }
+            if let Some(err) = failed {
+                return (made, Some(Err(err)));
+            }
+            if fin {
+                return (made, Some(self.finish()));
+            }
+            if made.is_some() {
+                return (made, None);
+            }
+        }
+    }
+
     fn expects_head(&self) -> bool {
         self.head_reader.is_some() && self.head.is_none()
     }
@@ -388,6 +460,62 @@ mod tests {
             );
             if local {
                 assert_eq!(taken, [Bytes::from("message 0"), Bytes::from("message 1")]);
+            }
+        }
+    }
+
+    /// Lends every message of the stream, one call each, until it ends.
+    fn lend_all(
+        reader: &mut StreamReader,
+        client: &mut Connection,
+        id: StreamId,
+        limit: usize,
+    ) -> (Vec<Bytes>, Option<Result<Reply, CallError>>) {
+        let mut lent = Vec::new();
+        loop {
+            let mut visit = Some(Bytes::copy_from_slice);
+            let (made, outcome) = reader.lend_message(client, id, limit, &mut visit);
+            lent.extend(made);
+            if outcome.is_some() || visit.is_some() {
+                return (lent, outcome);
+            }
+        }
+    }
+
+    #[test]
+    fn lent_messages_are_the_messages_read_into_takes() {
+        // Whole messages, one cut over two chunks (assembled), an empty
+        // one; then the end on a boundary, or inside a message (spec §7.3).
+        for ends_inside in [false, true] {
+            let mut streams = [stream_with(3), stream_with(3)];
+            for (client, server, id) in &mut streams {
+                for (piece, end_message) in [(&b"cut "[..], false), (b"in two", true), (b"", true)]
+                {
+                    let piece = Bytes::from_static(piece);
+                    assert_eq!(
+                        server.send(*id, piece.clone(), end_message, false),
+                        Ok(piece.len())
+                    );
+                }
+                let tail = Bytes::from_static(if ends_inside { b"no boundary" } else { b"" });
+                assert_eq!(server.send(*id, tail.clone(), false, true), Ok(tail.len()));
+                exchange(client, server, Instant::now());
+            }
+            let [(read, _, read_id), (lend, _, lend_id)] = &mut streams;
+            let mut taken = Vec::new();
+            let read_outcome =
+                StreamReader::local_messages().read_into(read, *read_id, 1024, &mut taken);
+            let mut lender = StreamReader::local_messages();
+            let (lent, lent_outcome) = lend_all(&mut lender, lend, *lend_id, 1024);
+            assert_eq!(lent, taken);
+            assert_eq!(lent.len(), 5, "three, the one cut in two, the empty one");
+            assert_eq!(lender.head().map(|head| head.status), Some(Status::OK));
+            match (read_outcome, lent_outcome) {
+                (Some(Ok(_)), Some(Ok(_))) => assert!(!ends_inside),
+                (Some(Err(CallError::Malformed(_))), Some(Err(CallError::Malformed(_)))) => {
+                    assert!(ends_inside)
+                }
+                other => panic!("ends inside {ends_inside}: {other:?}"),
             }
         }
     }

@@ -10,8 +10,10 @@
 //!
 //! `cargo run --release -p mux-tests --example server_load -- ADDR fanout N [SUBSCRIBERS] [RATE]`:
 //! N 64-byte publications at RATE per second (default 50) to SUBSCRIBERS
-//! `DirectSubscription`s (default 100), each read on a thread of its own.
-//! With `latency` in place of `fanout`, the same, and the delivery latency's
+//! `DirectSubscription`s (default 100), each read on a thread of its own
+//! with `next_with` (in place); `owned-fanout` reads them with
+//! `next_timeout` instead (each delivery handed out as owned `Bytes`).
+//! With `latency` (or `owned-latency`) in place of `fanout`, the same, and the delivery latency's
 //! p50 / p99 / p99.9 (each publication carries the time it was made; the
 //! readers' clock reads are then part of what the load process spends).
 //! With `client-fanout` or `client-latency`, the subscriptions are read
@@ -27,7 +29,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use mux_client::{Client, Delivery, DirectClient};
+use mux_client::{Client, Delivery, DeliveryRef, DirectClient};
 
 const TOPIC: &str = "load";
 const PAYLOAD: usize = 64;
@@ -38,7 +40,7 @@ type Reader = Box<dyn FnMut() -> u64 + Send>;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: server_load ADDR calls N | ADDR [client-|redis-]fanout|latency N [SUBSCRIBERS] [RATE]";
+    let usage = "usage: server_load ADDR calls N | ADDR [client-|redis-|owned-]fanout|latency N [SUBSCRIBERS] [RATE]";
     let addr: SocketAddr = args.next().and_then(|a| a.parse().ok()).expect(usage);
     let mode = args.next().expect(usage);
     let count: u64 = args.next().and_then(|n| n.parse().ok()).expect(usage);
@@ -55,14 +57,31 @@ fn main() {
         base: Instant::now(),
     };
     match mode.as_str() {
-        "fanout" | "latency" => {
+        "fanout" | "latency" | "owned-fanout" | "owned-latency" => {
+            let owned = mode.starts_with("owned-");
             let readers = (0..subscribers)
                 .map(|_| {
                     let mut subscription = DirectClient::connect(addr)
                         .expect("connect")
                         .subscribe(TOPIC)
                         .expect("subscribe");
-                    mux_reader(move || subscription.next_timeout(Duration::from_secs(60)))
+                    if owned {
+                        return mux_reader(move || {
+                            subscription.next_timeout(Duration::from_secs(60))
+                        });
+                    }
+                    Box::new(move || {
+                        let read = subscription.next_with(Duration::from_secs(60), |delivery| {
+                            match delivery {
+                                DeliveryRef::Message { payload, .. } => stamp(payload),
+                                DeliveryRef::Lost(count) => panic!("{count} publications lost"),
+                            }
+                        });
+                        match read {
+                            Some(Ok(stamp)) => stamp,
+                            other => panic!("a delivery: {other:?}"),
+                        }
+                    }) as Reader
                 })
                 .collect();
             run.through_mux(addr, readers);

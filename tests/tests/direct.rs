@@ -2,12 +2,15 @@
 //! bodies past every window, deadlines that keep the connection, a
 //! connection the server closed while idle replaced without losing the
 //! call, tokens, and peers that do not speak mux; `DirectSubscription`:
-//! order, wildcards, a slow reader's losses counted, its end.
+//! order, wildcards, a slow reader's losses counted, its end, deliveries
+//! lent in place or handed out, in any mix.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use mux_client::{CallError, CallRequest, Client, Delivery, DirectClient, DirectSubscription};
+use mux_client::{
+    CallError, CallRequest, Client, Delivery, DeliveryRef, DirectClient, DirectSubscription,
+};
 use mux_core::Config;
 use mux_server::auth::StaticTokens;
 use mux_server::{Response, SlowSubscriber, Status};
@@ -222,8 +225,8 @@ fn a_server_shutting_down_fails_no_call_it_did_not_run() {
 /// it lost.
 fn read_until_last(sub: &mut DirectSubscription) -> (u64, u64) {
     let (mut received, mut lost, mut previous) = (0u64, 0u64, None::<u64>);
-    loop {
-        match sub.next_timeout(LIMIT) {
+    for turn in 0.. {
+        match next_either_way(sub, turn % 3 != 0) {
             Some(Ok(Delivery::Message { payload, .. })) if &payload[..] == b"last" => {
                 return (received, lost)
             }
@@ -239,6 +242,108 @@ fn read_until_last(sub: &mut DirectSubscription) -> (u64, u64) {
             Some(Ok(Delivery::Lost(count))) => lost += count,
             other => panic!("{other:?}"),
         }
+    }
+    unreachable!("the turns do not end")
+}
+
+/// The next delivery, lent (`next_with`, copied here to compare) or handed
+/// out (`next_timeout`).
+fn next_either_way(
+    sub: &mut DirectSubscription,
+    lent: bool,
+) -> Option<Result<Delivery, CallError>> {
+    if !lent {
+        return sub.next_timeout(LIMIT);
+    }
+    sub.next_with(LIMIT, |delivery| match delivery {
+        DeliveryRef::Message { topic, payload } => Delivery::Message {
+            topic: topic.into(),
+            payload: Bytes::copy_from_slice(payload),
+        },
+        DeliveryRef::Lost(count) => Delivery::Lost(count),
+    })
+}
+
+#[test]
+fn a_direct_subscription_lends_small_and_large_deliveries_in_order() {
+    let server = server();
+    let mut sub = direct_subscription(&server, "sizes.>");
+    let publisher = Client::connect(server.local_addr()).expect("publisher");
+    // Small ones come whole in a frame and are read in place; 100 KiB ones
+    // span frames and are assembled first.
+    let sizes = [20, 100, 100 * 1024, 5000, 70_000, 20];
+    let published: Vec<(String, Vec<u8>)> = (0..300u64)
+        .map(|n| {
+            let size = sizes[n as usize % sizes.len()];
+            (format!("sizes.{}", n % 7), numbered(n, size))
+        })
+        .collect();
+    // Published while read: the server's feed never falls behind enough
+    // to drop.
+    let publishing = std::thread::scope(|scope| {
+        let publishing = scope.spawn(|| {
+            for (topic, payload) in &published {
+                publisher.publish(topic, payload.clone()).expect("publish");
+            }
+        });
+        read_in_order(&mut sub, &published);
+        publishing.join()
+    });
+    publishing.expect("the publisher");
+    assert!(
+        sub.next_with(Duration::from_millis(50), |_| ()).is_none(),
+        "nothing more, and the reader is not called"
+    );
+}
+
+#[test]
+fn a_lent_delivery_over_the_limit_fails_the_subscription() {
+    let server = server();
+    let mut sub = DirectClient::builder(server.local_addr())
+        .max_response(1000)
+        .connect()
+        .expect("connect")
+        .subscribe("limited")
+        .expect("subscribe");
+    let publisher = Client::connect(server.local_addr()).expect("publisher");
+    for size in [900, 995, 5000] {
+        publisher
+            .publish("limited", vec![7u8; size])
+            .expect("publish");
+    }
+    let length = |sub: &mut DirectSubscription| {
+        sub.next_with(LIMIT, |delivery| match delivery {
+            DeliveryRef::Message { payload, .. } => payload.len(),
+            DeliveryRef::Lost(count) => panic!("{count} lost"),
+        })
+    };
+    // The feed message adds the topic and two bytes to the payload.
+    assert_eq!(length(&mut sub).map(Result::ok), Some(Some(900)));
+    assert!(matches!(
+        length(&mut sub),
+        Some(Err(CallError::TooLarge(1000)))
+    ));
+    assert!(
+        matches!(length(&mut sub), Some(Err(CallError::TooLarge(1000)))),
+        "the subscription stays failed"
+    );
+}
+
+/// Reads `published` from `sub`, lent, checking each.
+fn read_in_order(sub: &mut DirectSubscription, published: &[(String, Vec<u8>)]) {
+    for (n, (topic, payload)) in published.iter().enumerate() {
+        let lent = sub.next_with(LIMIT, |delivery| match delivery {
+            DeliveryRef::Message {
+                topic: t,
+                payload: p,
+            } => t == topic && p == &payload[..],
+            DeliveryRef::Lost(count) => panic!("{count} lost"),
+        });
+        assert_eq!(
+            lent.map(|read| read.expect("a delivery")),
+            Some(true),
+            "delivery {n}"
+        );
     }
 }
 

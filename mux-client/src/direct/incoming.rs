@@ -20,15 +20,17 @@ use super::link::{lost, Link, Wait};
 use super::DirectClient;
 use crate::error::CallError;
 use crate::reader::StreamReader;
+use crate::reply::Reply;
 
 /// How long opening a stream waits for the server's answer when the
 /// client sets no default timeout.
 pub(super) const ANSWER_WAIT: Duration = Duration::from_secs(10);
 
-/// What [`Incoming::next`] found.
+/// What [`Incoming::next`] (a message) or [`Incoming::next_with`] (what
+/// the reader made of one) found.
 #[derive(Debug)]
-pub(super) enum Next {
-    Message(Bytes),
+pub(super) enum Next<M = Bytes> {
+    Message(M),
     /// The server ended the stream after its last message.
     End,
     Failed(CallError),
@@ -81,7 +83,7 @@ impl Incoming {
         while incoming.head().is_none() {
             let failed = match &incoming.ended {
                 Some(Some(err)) => Some(err.clone()),
-                _ => (!incoming.pump(Some(deadline))).then_some(CallError::DeadlineExceeded),
+                _ => (!incoming.pump(Some(deadline), true)).then_some(CallError::DeadlineExceeded),
             };
             if let Some(err) = failed {
                 incoming.cancel();
@@ -101,19 +103,68 @@ impl Incoming {
     /// handed out without it.
     pub(super) fn next(&mut self, timeout: Duration) -> Next {
         let mut deadline = None;
+        // Messages a lending read left in the connection come first.
+        if self.ready.is_empty() {
+            self.read_stream();
+        }
         loop {
             if let Some(message) = self.ready.pop_front() {
                 return Next::Message(message);
             }
-            match &self.ended {
-                Some(None) => return Next::End,
-                Some(Some(err)) => return Next::Failed(err.clone()),
-                None => {}
+            if let Some(ended) = self.ending() {
+                return ended;
             }
             let deadline = *deadline.get_or_insert_with(|| deadline_after(timeout));
-            if !self.pump(deadline) {
+            if !self.pump(deadline, true) {
                 return Next::Nothing;
             }
+        }
+    }
+
+    /// As [`next`](Self::next), but the message is lent to `visit`: one
+    /// that came whole is read where it lies in the connection's buffer,
+    /// with no handle on the buffer and no copy (see
+    /// [`StreamReader::lend_message`]). `visit` is called at most once, and
+    /// only for a message.
+    pub(super) fn next_with<R>(
+        &mut self,
+        timeout: Duration,
+        visit: impl FnOnce(&[u8]) -> R,
+    ) -> Next<R> {
+        let mut visit = Some(visit);
+        let mut deadline = None;
+        loop {
+            if let Some(message) = self.ready.pop_front() {
+                if let Some(visit) = visit.take() {
+                    return Next::Message(visit(&message));
+                }
+            }
+            if self.ended.is_none() {
+                let (conn, id, limit) = (&mut self.link.conn, self.id, self.max_message);
+                let (made, outcome) = self.reader.lend_message(conn, id, limit, &mut visit);
+                if let Some(outcome) = outcome {
+                    self.stream_ended(outcome);
+                }
+                if let Some(made) = made {
+                    return Next::Message(made);
+                }
+            }
+            if let Some(ended) = self.ending() {
+                return ended;
+            }
+            let deadline = *deadline.get_or_insert_with(|| deadline_after(timeout));
+            if !self.pump(deadline, false) {
+                return Next::Nothing;
+            }
+        }
+    }
+
+    /// How the stream ended, once it has.
+    fn ending<M>(&self) -> Option<Next<M>> {
+        match &self.ended {
+            Some(None) => Some(Next::End),
+            Some(Some(err)) => Some(Next::Failed(err.clone())),
+            None => None,
         }
     }
 
@@ -133,15 +184,19 @@ impl Incoming {
     /// Writing only before a wait, not on every round, returns the credit
     /// for what arrived and what was read in one WINDOW_UPDATE turn: a
     /// message that comes alone is received and read in two rounds.
-    fn pump(&mut self, deadline: Option<Instant>) -> bool {
-        if self.take_events() {
+    ///
+    /// With `drain`, the stream's data is taken into `ready` as it comes;
+    /// without, it is left in the connection for a lending read, and its
+    /// arrival counts as something new.
+    fn pump(&mut self, deadline: Option<Instant>, drain: bool) -> bool {
+        if self.take_events(drain) {
             return true;
         }
         if let Err(err) = self.link.flush(deadline) {
             return self.fail_on(err);
         }
         // Writing can raise events (room for the request body's rest).
-        if self.take_events() {
+        if self.take_events(drain) {
             return true;
         }
         match self.link.read_some(deadline) {
@@ -152,11 +207,13 @@ impl Incoming {
 
     /// Handles the state machine's events; whether they brought anything
     /// (a message, the head, the end).
-    fn take_events(&mut self) -> bool {
+    fn take_events(&mut self, drain: bool) -> bool {
         let (before, head_before) = (self.ready.len(), self.head().is_none());
+        let mut arrived = false;
         while let Some(event) = self.link.conn.poll_event() {
             match event {
-                Event::Readable { id } if id == self.id => self.read_stream(),
+                Event::Readable { id } if id == self.id && drain => self.read_stream(),
+                Event::Readable { id } if id == self.id => arrived = true,
                 Event::Writable { id } if id == self.id => {
                     self.link.send_message(id, &mut self.unsent, true, true);
                 }
@@ -172,7 +229,7 @@ impl Incoming {
             }
         }
         let answered = head_before && self.head().is_some();
-        self.ready.len() > before || self.ended.is_some() || answered
+        self.ready.len() > before || self.ended.is_some() || answered || arrived
     }
 
     /// `false` for a passed deadline; a failed transport ends the stream.
@@ -198,11 +255,17 @@ impl Incoming {
             return;
         }
         let (conn, id, limit) = (&mut self.link.conn, self.id, self.max_message);
-        match self.reader.read_into(conn, id, limit, &mut self.ready) {
-            None => {}
-            Some(Ok(_)) => self.end(None),
-            Some(Err(err)) => {
-                let _ = conn.reset(id, ErrorCode::CANCEL);
+        if let Some(outcome) = self.reader.read_into(conn, id, limit, &mut self.ready) {
+            self.stream_ended(outcome);
+        }
+    }
+
+    /// The stream ended with `outcome`: an error on our side resets it.
+    fn stream_ended(&mut self, outcome: Result<Reply, CallError>) {
+        match outcome {
+            Ok(_) => self.end(None),
+            Err(err) => {
+                let _ = self.link.conn.reset(self.id, ErrorCode::CANCEL);
                 self.end(Some(err));
             }
         }

@@ -12,7 +12,7 @@ use super::encode_head;
 use super::incoming::{Incoming, Next};
 use super::link::Link;
 use crate::error::CallError;
-use crate::pubsub::{decode_delivery, subscription_request, Delivery};
+use crate::pubsub::{decode_delivery, lend_delivery, subscription_request, Delivery, DeliveryRef};
 
 /// A subscription that owns its connection and is read on the caller's
 /// thread. It does not resubscribe: after an error (the connection lost,
@@ -50,14 +50,7 @@ impl DirectSubscription {
 
     /// The next delivery, waiting at most `timeout` (`None` if nothing came).
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<Delivery, CallError>> {
-        match self.incoming.next(timeout) {
-            Next::Message(message) => Some(decode_delivery(message)),
-            Next::End => Some(Err(CallError::ConnectionLost(
-                "the server ended the subscription".into(),
-            ))),
-            Next::Failed(err) => Some(Err(err)),
-            Next::Nothing => None,
-        }
+        outcome(self.incoming.next(timeout)).map(|message| message.and_then(decode_delivery))
     }
 
     /// The next delivery, blocking.
@@ -67,6 +60,66 @@ impl DirectSubscription {
                 return result;
             }
         }
+    }
+
+    /// The next delivery, lent to `read` for the call and waiting at most
+    /// `timeout` (`None`, and `read` not called, if nothing came): what
+    /// `read` makes of it. A delivery that came whole in one frame is read
+    /// where it lies in the connection's buffer, with no allocation, copy
+    /// or reference count per delivery, as an allocation-free Redis or
+    /// NATS reader parses its socket's bytes; [`next_timeout`](Self::next_timeout)
+    /// hands out owned [`Delivery`] values instead.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use mux_client::{DeliveryRef, DirectClient};
+    /// use std::time::Duration;
+    ///
+    /// let mut news = DirectClient::connect("localhost:7878")?.subscribe("news.>")?;
+    /// let mut total = 0;
+    /// while let Some(read) = news.next_with(Duration::from_secs(1), |delivery| match delivery {
+    ///     DeliveryRef::Message { payload, .. } => payload.len(),
+    ///     DeliveryRef::Lost(_) => 0,
+    /// }) {
+    ///     total += read?;
+    /// }
+    /// # let _ = total;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn next_with<R>(
+        &mut self,
+        timeout: Duration,
+        read: impl FnOnce(DeliveryRef<'_>) -> R,
+    ) -> Option<Result<R, CallError>> {
+        let next = self
+            .incoming
+            .next_with(timeout, |message| lend_delivery(message, read));
+        outcome(next).map(|read| read.and_then(|made| made))
+    }
+
+    /// As [`next_with`](Self::next_with), blocking until a delivery comes.
+    pub fn next_delivery_with<R>(
+        &mut self,
+        mut read: impl FnMut(DeliveryRef<'_>) -> R,
+    ) -> Result<R, CallError> {
+        loop {
+            if let Some(result) = self.next_with(Duration::from_secs(3600), &mut read) {
+                return result;
+            }
+        }
+    }
+}
+
+/// What a read of the subscription's stream found, as a subscription says it.
+fn outcome<M>(next: Next<M>) -> Option<Result<M, CallError>> {
+    match next {
+        Next::Message(message) => Some(Ok(message)),
+        Next::End => Some(Err(CallError::ConnectionLost(
+            "the server ended the subscription".into(),
+        ))),
+        Next::Failed(err) => Some(Err(err)),
+        Next::Nothing => None,
     }
 }
 
