@@ -125,6 +125,8 @@ pub enum Cmd {
     Read {
         stream: u8,
         max: u16,
+        /// Lent (`read_with`) rather than handed out (`read`).
+        lend: bool,
     },
     Reset {
         stream: u8,
@@ -197,9 +199,16 @@ impl Endpoint {
                     };
                 }
             }
-            Cmd::Read { stream, max } => {
+            Cmd::Read { stream, max, lend } => {
                 if let Some(id) = self.pick(stream) {
-                    let _ = self.conn.read(id, usize::from(max));
+                    let max = usize::from(max);
+                    let _ = if lend {
+                        self.conn.read_with(id, max, |chunk| chunk.bytes.len())
+                    } else {
+                        self.conn
+                            .read(id, max)
+                            .map(|chunk| chunk.map(|c| c.bytes.len()))
+                    };
                 }
             }
             Cmd::Reset { stream, code } => {
