@@ -134,9 +134,13 @@ impl Incoming {
         let mut visit = Some(visit);
         let mut deadline = None;
         loop {
-            if let Some(message) = self.ready.pop_front() {
+            // Messages an owned read took first (`next` and `next_with` may
+            // be mixed), then the connection's.
+            if !self.ready.is_empty() {
                 if let Some(visit) = visit.take() {
-                    return Next::Message(visit(&message));
+                    if let Some(message) = self.ready.pop_front() {
+                        return Next::Message(visit(&message));
+                    }
                 }
             }
             if self.ended.is_none() {
