@@ -314,8 +314,26 @@ impl<'a> DirectStream<'a> {
     /// The next message, waiting at most `timeout`; `None` if nothing
     /// came, or at the stream's end ([`is_over`](Self::is_over) tells).
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<Bytes, CallError>> {
-        let incoming = self.incoming.as_mut()?;
-        match incoming.next(timeout) {
+        let next = self.incoming.as_mut()?.next(timeout);
+        self.settle(next)
+    }
+
+    /// As [`next_timeout`](Self::next_timeout), the message lent to `read`
+    /// for the call (`read` is not called when nothing came): one that came
+    /// whole in a frame is read where it lies in the connection's buffer,
+    /// with no allocation, copy or reference count.
+    pub fn next_with<R>(
+        &mut self,
+        timeout: Duration,
+        read: impl FnOnce(&[u8]) -> R,
+    ) -> Option<Result<R, CallError>> {
+        let next = self.incoming.as_mut()?.next_with(timeout, read);
+        self.settle(next)
+    }
+
+    /// What a read found, the connection given back once the stream ended.
+    fn settle<M>(&mut self, next: Next<M>) -> Option<Result<M, CallError>> {
+        match next {
             Next::Message(message) => Some(Ok(message)),
             Next::End => {
                 self.give_back();
