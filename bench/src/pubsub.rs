@@ -440,23 +440,13 @@ pub(crate) fn mux_direct(
     publish_through(publisher, subs, messages, pace)
 }
 
-/// A mux subscription as the harness's reader.
+/// A mux subscription as the harness's reader, each delivery lent.
 fn reader_of(mut sub: Subscription) -> impl FnMut(Instant) -> Next + Send + 'static {
-    move |base| next_of(sub.next_timeout(Duration::from_secs(10)), base)
-}
-
-/// What a mux subscription's read means to the harness.
-fn next_of(read: Option<Result<Delivery, CallError>>, base: Instant) -> Next {
-    match read {
-        Some(Ok(Delivery::Message { topic, payload })) => next_of_lent(
-            DeliveryRef::Message {
-                topic: &topic,
-                payload: &payload,
-            },
-            base,
-        ),
-        Some(Ok(Delivery::Lost(count))) => next_of_lent(DeliveryRef::Lost(count), base),
-        Some(Err(_)) | None => Next::Closed,
+    move |base| {
+        let read = sub.next_with(Duration::from_secs(10), |delivery| {
+            next_of_lent(delivery, base)
+        });
+        read.and_then(Result::ok).unwrap_or(Next::Closed)
     }
 }
 

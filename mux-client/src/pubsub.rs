@@ -99,6 +99,13 @@ pub(crate) fn subscription_request(pattern: &str) -> Result<CallRequest, CallErr
         .header(Bytes::from_static(patterns::TOPIC), pattern.to_owned()))
 }
 
+/// What a blocking read of a subscription found.
+enum Step {
+    Message(Bytes),
+    /// The stream was lost and the subscription made anew.
+    Resubscribed,
+}
+
 fn open_subscription(opener: &Opener, pattern: &str) -> Result<MessageStream, CallError> {
     let stream = opener.open_stream(subscription_request(pattern)?);
     stream.head()?;
@@ -122,13 +129,39 @@ impl Subscription {
 
     /// The next delivery, waiting at most `timeout` (`None` if nothing came).
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<Delivery, CallError>> {
+        self.next_step(timeout).map(|step| match step? {
+            Step::Message(message) => decode_delivery(message),
+            Step::Resubscribed => Ok(Delivery::Lost(0)),
+        })
+    }
+
+    /// The next delivery, lent to `read` for the call and waiting at most
+    /// `timeout` (`None`, and `read` not called, if nothing came): what
+    /// `read` makes of it. The topic and payload are read where they lie
+    /// in the message the client's loop handed over, so no handle on its
+    /// buffer is taken per delivery beyond the message's own, which
+    /// [`next_timeout`](Self::next_timeout)'s topic and payload add to. A
+    /// resubscription is lent as [`DeliveryRef::Lost`] with a count of 0.
+    pub fn next_with<R>(
+        &mut self,
+        timeout: Duration,
+        read: impl FnOnce(DeliveryRef<'_>) -> R,
+    ) -> Option<Result<R, CallError>> {
+        self.next_step(timeout).map(|step| match step? {
+            Step::Message(message) => lend_delivery(&message, read),
+            Step::Resubscribed => Ok(read(DeliveryRef::Lost(0))),
+        })
+    }
+
+    /// The next message, or the resubscription that replaced a lost stream.
+    fn next_step(&mut self, timeout: Duration) -> Option<Result<Step, CallError>> {
         match self.stream.next_timeout(timeout) {
-            Some(Ok(message)) => Some(decode_delivery(message)),
-            Some(Err(err)) if is_lost(&err) => Some(self.reopen(err).map(|()| Delivery::Lost(0))),
+            Some(Ok(message)) => Some(Ok(Step::Message(message))),
+            Some(Err(err)) if is_lost(&err) => Some(self.reopen(err).map(|()| Step::Resubscribed)),
             Some(Err(err)) => Some(Err(err)),
             None if self.stream.is_over() => Some(
                 self.reopen(CallError::ConnectionLost(SERVER_ENDED.into()))
-                    .map(|()| Delivery::Lost(0)),
+                    .map(|()| Step::Resubscribed),
             ),
             None => None,
         }

@@ -17,7 +17,9 @@
 //! p50 / p99 / p99.9 (each publication carries the time it was made; the
 //! readers' clock reads are then part of what the load process spends).
 //! With `client-fanout` or `client-latency`, the subscriptions are read
-//! through one `Client` (a connection each, one loop thread) instead.
+//! through one `Client` (a connection each, one loop thread) instead, each
+//! delivery lent (`Subscription::next_with`); `owned-client-…` reads them
+//! with `next_timeout`.
 //!
 //! `cargo run --release -p mux-tests --example server_load -- ADDR redis-latency N [SUBSCRIBERS] [RATE]`:
 //! the same publications and readers through a Redis server at ADDR
@@ -40,7 +42,7 @@ type Reader = Box<dyn FnMut() -> u64 + Send>;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: server_load ADDR calls N | ADDR [client-|redis-|owned-]fanout|latency N [SUBSCRIBERS] [RATE]";
+    let usage = "usage: server_load ADDR calls N | ADDR [owned-][client-]fanout|latency N [SUBSCRIBERS] [RATE] | ADDR redis-fanout|redis-latency N [SUBSCRIBERS] [RATE]";
     let addr: SocketAddr = args.next().and_then(|a| a.parse().ok()).expect(usage);
     let mode = args.next().expect(usage);
     let count: u64 = args.next().and_then(|n| n.parse().ok()).expect(usage);
@@ -71,22 +73,14 @@ fn main() {
                         });
                     }
                     Box::new(move || {
-                        let read = subscription.next_with(Duration::from_secs(60), |delivery| {
-                            match delivery {
-                                DeliveryRef::Message { payload, .. } => stamp(payload),
-                                DeliveryRef::Lost(count) => panic!("{count} publications lost"),
-                            }
-                        });
-                        match read {
-                            Some(Ok(stamp)) => stamp,
-                            other => panic!("a delivery: {other:?}"),
-                        }
+                        lent_stamp(subscription.next_with(Duration::from_secs(60), stamp_of))
                     }) as Reader
                 })
                 .collect();
             run.through_mux(addr, readers);
         }
-        "client-fanout" | "client-latency" => {
+        "client-fanout" | "client-latency" | "owned-client-fanout" | "owned-client-latency" => {
+            let owned = mode.starts_with("owned-");
             let client = Client::builder(addr)
                 .connections(subscribers)
                 .connect()
@@ -94,7 +88,14 @@ fn main() {
             let readers = (0..subscribers)
                 .map(|_| {
                     let mut subscription = client.subscribe(TOPIC).expect("subscribe");
-                    mux_reader(move || subscription.next_timeout(Duration::from_secs(60)))
+                    if owned {
+                        return mux_reader(move || {
+                            subscription.next_timeout(Duration::from_secs(60))
+                        });
+                    }
+                    Box::new(move || {
+                        lent_stamp(subscription.next_with(Duration::from_secs(60), stamp_of))
+                    }) as Reader
                 })
                 .collect();
             run.through_mux(addr, readers);
@@ -187,6 +188,22 @@ fn next_line(reader: &mut BufReader<TcpStream>, line: &mut Vec<u8>) {
 }
 
 /// The publication time at the start of a payload.
+/// A lent delivery's stamp.
+fn stamp_of(delivery: DeliveryRef<'_>) -> u64 {
+    match delivery {
+        DeliveryRef::Message { payload, .. } => stamp(payload),
+        DeliveryRef::Lost(count) => panic!("{count} publications lost"),
+    }
+}
+
+/// The stamp a lent read found.
+fn lent_stamp(read: Option<Result<u64, mux_client::CallError>>) -> u64 {
+    match read {
+        Some(Ok(stamp)) => stamp,
+        other => panic!("a delivery: {other:?}"),
+    }
+}
+
 fn stamp(payload: &[u8]) -> u64 {
     let digits = payload.get(..8).and_then(|s| s.try_into().ok());
     u64::from_le_bytes(digits.expect("a stamp"))
