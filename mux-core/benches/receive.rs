@@ -2,6 +2,8 @@
 //! batch of small messages on one stream (as a subscriber does), the
 //! application reads them, and the credit goes back: `handle_read`, `read`
 //! and `poll_transmit`, the state machine's whole share of a delivery.
+//! Each message is read two ways: handed out (`read`, a `Chunk` sharing the
+//! stream's buffer, dropped at once) and lent (`read_with`, a slice of it).
 //!
 //! Run with `cargo bench -p mux-core --bench receive`.
 
@@ -43,22 +45,37 @@ fn bench_receive(c: &mut Criterion, name: &str, size: usize) {
     let mut input = BytesMut::new();
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(MESSAGES_PER_BATCH as u64));
-    group.bench_function("receive_read_credit", |b| {
-        b.iter(|| {
-            input.extend_from_slice(&batch);
-            client
-                .handle_read(now, &mut input)
-                .expect("the batch is well formed");
-            while let Some(event) = client.poll_event() {
-                black_box(matches!(event, Event::Readable { .. }));
-            }
-            while let Ok(Some(chunk)) = client.read(id, usize::MAX) {
-                black_box(chunk);
-            }
-            credit.clear();
-            while client.poll_transmit(now, &mut credit) {}
-        })
-    });
+    for lend in [false, true] {
+        let name = if lend {
+            "receive_lend_credit"
+        } else {
+            "receive_read_credit"
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                input.extend_from_slice(&batch);
+                client
+                    .handle_read(now, &mut input)
+                    .expect("the batch is well formed");
+                while let Some(event) = client.poll_event() {
+                    black_box(matches!(event, Event::Readable { .. }));
+                }
+                if lend {
+                    while let Ok(Some(len)) =
+                        client.read_with(id, usize::MAX, |chunk| black_box(chunk.bytes).len())
+                    {
+                        black_box(len);
+                    }
+                } else {
+                    while let Ok(Some(chunk)) = client.read(id, usize::MAX) {
+                        black_box(chunk);
+                    }
+                }
+                credit.clear();
+                while client.poll_transmit(now, &mut credit) {}
+            })
+        });
+    }
     group.finish();
 }
 
