@@ -31,7 +31,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use mux_client::{Client, Delivery, DeliveryRef, DirectClient};
+use mux_client::{
+    CallError, Client, Delivery, DeliveryRef, DirectClient, DirectSubscription, Subscription,
+};
 
 const TOPIC: &str = "load";
 const PAYLOAD: usize = 64;
@@ -63,18 +65,11 @@ fn main() {
             let owned = mode.starts_with("owned-");
             let readers = (0..subscribers)
                 .map(|_| {
-                    let mut subscription = DirectClient::connect(addr)
+                    let subscription = DirectClient::connect(addr)
                         .expect("connect")
                         .subscribe(TOPIC)
                         .expect("subscribe");
-                    if owned {
-                        return mux_reader(move || {
-                            subscription.next_timeout(Duration::from_secs(60))
-                        });
-                    }
-                    Box::new(move || {
-                        lent_stamp(subscription.next_with(Duration::from_secs(60), stamp_of))
-                    }) as Reader
+                    mux_reader(subscription, owned)
                 })
                 .collect();
             run.through_mux(addr, readers);
@@ -86,17 +81,7 @@ fn main() {
                 .connect()
                 .expect("connect");
             let readers = (0..subscribers)
-                .map(|_| {
-                    let mut subscription = client.subscribe(TOPIC).expect("subscribe");
-                    if owned {
-                        return mux_reader(move || {
-                            subscription.next_timeout(Duration::from_secs(60))
-                        });
-                    }
-                    Box::new(move || {
-                        lent_stamp(subscription.next_with(Duration::from_secs(60), stamp_of))
-                    }) as Reader
-                })
+                .map(|_| mux_reader(client.subscribe(TOPIC).expect("subscribe"), owned))
                 .collect();
             run.through_mux(addr, readers);
         }
@@ -144,12 +129,44 @@ fn calls(addr: SocketAddr, count: u64) {
     println!("{count} calls");
 }
 
-/// A reader of mux deliveries, from `next`.
-fn mux_reader(
-    mut next: impl FnMut() -> Option<Result<Delivery, mux_client::CallError>> + Send + 'static,
-) -> Reader {
+/// How long a reader waits for a delivery before the run fails.
+const DELIVERY_WAIT: Duration = Duration::from_secs(60);
+
+/// A mux subscription as the probe reads it: each delivery handed out
+/// (`next_timeout`) or lent (`next_with`, its stamp read in place).
+trait Subscribed: Send + 'static {
+    fn next_owned(&mut self) -> Option<Result<Delivery, CallError>>;
+    fn next_lent(&mut self) -> Option<Result<u64, CallError>>;
+}
+
+impl Subscribed for DirectSubscription {
+    fn next_owned(&mut self) -> Option<Result<Delivery, CallError>> {
+        self.next_timeout(DELIVERY_WAIT)
+    }
+    fn next_lent(&mut self) -> Option<Result<u64, CallError>> {
+        self.next_with(DELIVERY_WAIT, stamp_of)
+    }
+}
+
+impl Subscribed for Subscription {
+    fn next_owned(&mut self) -> Option<Result<Delivery, CallError>> {
+        self.next_timeout(DELIVERY_WAIT)
+    }
+    fn next_lent(&mut self) -> Option<Result<u64, CallError>> {
+        self.next_with(DELIVERY_WAIT, stamp_of)
+    }
+}
+
+/// A reader of `subscription`, its deliveries handed out if `owned`, else lent.
+fn mux_reader(mut subscription: impl Subscribed, owned: bool) -> Reader {
     Box::new(move || {
-        let delivery = next();
+        if !owned {
+            return match subscription.next_lent() {
+                Some(Ok(stamp)) => stamp,
+                other => panic!("a delivery: {other:?}"),
+            };
+        }
+        let delivery = subscription.next_owned();
         let Some(Ok(Delivery::Message { payload, .. })) = delivery else {
             panic!("a delivery: {delivery:?}");
         };
@@ -193,14 +210,6 @@ fn stamp_of(delivery: DeliveryRef<'_>) -> u64 {
     match delivery {
         DeliveryRef::Message { payload, .. } => stamp(payload),
         DeliveryRef::Lost(count) => panic!("{count} publications lost"),
-    }
-}
-
-/// The stamp a lent read found.
-fn lent_stamp(read: Option<Result<u64, mux_client::CallError>>) -> u64 {
-    match read {
-        Some(Ok(stamp)) => stamp,
-        other => panic!("a delivery: {other:?}"),
     }
 }
 
