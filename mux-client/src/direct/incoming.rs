@@ -102,23 +102,11 @@ impl Incoming {
     /// message must be waited for: messages that arrived together are
     /// handed out without it.
     pub(super) fn next(&mut self, timeout: Duration) -> Next {
-        let mut deadline = None;
         // Messages a lending read left in the connection come first.
         if self.ready.is_empty() {
             self.read_stream();
         }
-        loop {
-            if let Some(message) = self.ready.pop_front() {
-                return Next::Message(message);
-            }
-            if let Some(ended) = self.ending() {
-                return ended;
-            }
-            let deadline = *deadline.get_or_insert_with(|| deadline_after(timeout));
-            if !self.pump(deadline, true) {
-                return Next::Nothing;
-            }
-        }
+        self.wait_for(timeout, true, |this| this.ready.pop_front())
     }
 
     /// As [`next`](Self::next), but the message is lent to `visit`: one
@@ -132,35 +120,52 @@ impl Incoming {
         visit: impl FnOnce(&[u8]) -> R,
     ) -> Next<R> {
         let mut visit = Some(visit);
-        let mut deadline = None;
-        loop {
+        self.wait_for(timeout, false, |this| {
             // Messages an owned read took first (`next` and `next_with` may
             // be mixed), then the connection's.
-            if !self.ready.is_empty() {
-                if let Some(visit) = visit.take() {
-                    if let Some(message) = self.ready.pop_front() {
-                        return Next::Message(visit(&message));
-                    }
-                }
+            if this.ready.is_empty() {
+                return this.lend_message(&mut visit);
             }
-            if self.ended.is_none() {
-                let (conn, id, limit) = (&mut self.link.conn, self.id, self.max_message);
-                let (made, outcome) = self.reader.lend_message(conn, id, limit, &mut visit);
-                if let Some(outcome) = outcome {
-                    self.stream_ended(outcome);
-                }
-                if let Some(made) = made {
-                    return Next::Message(made);
-                }
+            let visit = visit.take()?;
+            this.ready.pop_front().map(|message| visit(&message))
+        })
+    }
+
+    /// Takes a message with `take` until one comes, the stream ends or
+    /// `timeout` passes, pumping the connection between tries (`drain`: see
+    /// [`pump`](Self::pump)).
+    fn wait_for<M>(
+        &mut self,
+        timeout: Duration,
+        drain: bool,
+        mut take: impl FnMut(&mut Self) -> Option<M>,
+    ) -> Next<M> {
+        let mut deadline = None;
+        loop {
+            if let Some(message) = take(self) {
+                return Next::Message(message);
             }
             if let Some(ended) = self.ending() {
                 return ended;
             }
             let deadline = *deadline.get_or_insert_with(|| deadline_after(timeout));
-            if !self.pump(deadline, false) {
+            if !self.pump(deadline, drain) {
                 return Next::Nothing;
             }
         }
+    }
+
+    /// Lends the connection's next message to `visit`, if one is complete.
+    fn lend_message<R>(&mut self, visit: &mut Option<impl FnOnce(&[u8]) -> R>) -> Option<R> {
+        if self.ended.is_some() {
+            return None;
+        }
+        let (conn, id, limit) = (&mut self.link.conn, self.id, self.max_message);
+        let (made, outcome) = self.reader.lend_message(conn, id, limit, visit);
+        if let Some(outcome) = outcome {
+            self.stream_ended(outcome);
+        }
+        made
     }
 
     /// How the stream ended, once it has.
