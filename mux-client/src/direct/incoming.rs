@@ -49,6 +49,9 @@ pub(super) struct Incoming {
     max_message: usize,
     /// Taken from the stream, not yet handed out.
     ready: VecDeque<Bytes>,
+    /// A lending read left the stream's data in the connection: an owned
+    /// read takes it first.
+    lent: bool,
     /// How the stream ended, once it has: `None` inside for its end.
     ended: Option<Option<CallError>>,
 }
@@ -78,6 +81,7 @@ impl Incoming {
             reader: StreamReader::local_messages(),
             max_message,
             ready: VecDeque::new(),
+            lent: false,
             ended: None,
         };
         while incoming.head().is_none() {
@@ -103,7 +107,7 @@ impl Incoming {
     /// handed out without it.
     pub(super) fn next(&mut self, timeout: Duration) -> Next {
         // Messages a lending read left in the connection come first.
-        if self.ready.is_empty() {
+        if std::mem::take(&mut self.lent) {
             self.read_stream();
         }
         self.wait_for(timeout, true, |this| this.ready.pop_front())
@@ -120,6 +124,7 @@ impl Incoming {
         visit: impl FnOnce(&[u8]) -> R,
     ) -> Next<R> {
         let mut visit = Some(visit);
+        self.lent = true;
         self.wait_for(timeout, false, |this| {
             // Messages an owned read took first (`next` and `next_with` may
             // be mixed), then the connection's.
