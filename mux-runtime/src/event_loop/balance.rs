@@ -17,10 +17,11 @@
 //! not yet adopted; it publishes it whenever the connections it holds
 //! changed (looked at after every accept and adoption and at the end of
 //! every pass), and a loop that hands a connection over counts it for the
-//! receiver at once, so a burst spreads before the receiver has woken. A loop that no longer accepts (shutting down) takes no more, and
-//! closes any handed to it as it stopped, as its listener would have left
-//! them unaccepted; a hand-off that finds no room (a full queue, a stopped
-//! loop) leaves the connection with the loop that accepted it.
+//! receiver at once, so a burst spreads before the receiver has woken. A
+//! loop that no longer accepts (shutting down) takes no more, and closes
+//! any handed to it as it stopped, as its listener would have left them
+//! unaccepted; a hand-off that finds no room (a full queue, a stopped loop)
+//! leaves the connection with the loop that accepted it.
 //!
 //! Implements no rule of the spec.
 
