@@ -23,11 +23,14 @@ pub struct Attacker {
 
 impl Attacker {
     /// Connects and sends the preface and an empty SETTINGS; acknowledges
-    /// the server's SETTINGS blindly.
+    /// the server's SETTINGS blindly. Connecting and each write give up
+    /// after 5 s, so an attack never outlasts its test by much.
     pub fn connect(addr: SocketAddr) -> io::Result<Self> {
-        let stream = TcpStream::connect(addr)?;
+        const GIVE_UP: Duration = Duration::from_secs(5);
+        let stream = TcpStream::connect_timeout(&addr, GIVE_UP)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_millis(1)))?;
+        stream.set_write_timeout(Some(GIVE_UP))?;
         let mut attacker = Self {
             stream,
             out: BytesMut::new(),
@@ -46,7 +49,8 @@ impl Attacker {
         let _ = frame.encode(&mut self.out);
     }
 
-    /// Writes what was queued (blocking while the server does not read).
+    /// Writes what was queued (blocking while the server does not read, up
+    /// to the write timeout).
     pub fn flush(&mut self) -> io::Result<()> {
         let out = self.out.split();
         self.stream.write_all(&out)

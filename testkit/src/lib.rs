@@ -132,6 +132,33 @@ pub fn raise_open_files(want: u64) -> u64 {
     rlimit::increase_nofile_limit(want).unwrap_or(1024)
 }
 
+/// Raises the open-file limit towards `want`, as [`raise_open_files`], and
+/// sizes this process's descriptor table for `want` at once, so that
+/// opening sockets later never grows it; returns the limit now in force.
+/// Call it while the process has a single thread (before `main`, or first
+/// thing in `main`).
+///
+/// Why: growing the table (at the 65th, 129th, 257th... descriptor) in a
+/// process with several threads waits for an RCU grace period, and on a
+/// loaded two-core VM the kernel's grace-period thread has been seen starved
+/// for 59 s (`rcu_preempt kthread starved` in the kernel log): a `socket`,
+/// `accept` or `open` at such a descriptor blocked that long, stalling the
+/// attack tests and the server loop that accepted. With one thread the
+/// kernel skips the wait.
+pub fn reserve_file_descriptors(want: u64) -> u64 {
+    let limit = raise_open_files(want);
+    let highest = i32::try_from(limit.min(want).saturating_sub(1)).unwrap_or(i32::MAX);
+    // Duplicating a descriptor to the highest number the limit allows
+    // makes the kernel size the table for it; closing it keeps the size.
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        use nix::fcntl::{fcntl, FcntlArg};
+        if let Ok(high) = fcntl(&null, FcntlArg::F_DUPFD_CLOEXEC(highest)) {
+            let _ = nix::unistd::close(high);
+        }
+    }
+    limit
+}
+
 /// CPU time process `pid` has used, all its threads, user and system, in
 /// seconds; 0 if unknown. Read from the process's CPU-time clock, to the
 /// nanosecond: `/proc/PID/stat` counts 10 ms ticks, too coarse for a few

@@ -7,6 +7,9 @@ use std::io::Read;
 use std::time::Duration;
 
 fn main() {
+    // Thousands of attackers' sockets: the table sized while the process
+    // has one thread (`mux_testkit::reserve_file_descriptors` says why).
+    mux_testkit::reserve_file_descriptors(8192);
     let connection = mux_core::Config {
         handshake_timeout: Duration::from_secs(1),
         idle_timeout: Some(Duration::from_secs(2)),

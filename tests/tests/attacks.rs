@@ -21,10 +21,13 @@ use mux_client::{CallRequest, Client};
 use mux_core::frame::{Frame, Metadata, Settings};
 use mux_core::patterns;
 use mux_core::rpc::RequestHead;
-use mux_testkit::{raise_open_files, wait_until, Attacker, RawPeer};
+use mux_testkit::{wait_until, Attacker, RawPeer};
 
 /// How long each attack lasts.
 const ATTACK: Duration = Duration::from_millis(1500);
+
+/// How long an attacker's connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How far above its level before the attack the server's RSS may stay
 /// once the attackers are gone: freed memory the allocator keeps for reuse.
@@ -148,9 +151,9 @@ impl Ordinary {
 }
 
 /// Runs `attack` against a fresh target while ordinary clients call it;
-/// checks their success and the server's memory afterwards.
-fn under_attack(name: &str, attack: impl FnOnce(SocketAddr, Instant) + Send) {
-    raise_open_files(8192);
+/// checks their success and the server's memory afterwards. The attack is
+/// given how long to last ([`ATTACK`]), counted from when it is under way.
+fn under_attack(name: &str, attack: impl FnOnce(SocketAddr, Duration) + Send) {
     let target = Target::start();
     let ordinary = Ordinary::start(target.addr);
     // Warm up: every ordinary client connected and calling.
@@ -170,7 +173,7 @@ fn under_attack(name: &str, attack: impl FnOnce(SocketAddr, Instant) + Send) {
                 std::thread::sleep(Duration::from_millis(10));
             }
         });
-        attack(target.addr, Instant::now() + ATTACK);
+        attack(target.addr, ATTACK);
         done.store(true, Ordering::Relaxed);
     });
     let peak = peak.load(Ordering::Relaxed).max(target.rss_kib());
@@ -203,9 +206,10 @@ fn under_attack(name: &str, attack: impl FnOnce(SocketAddr, Instant) + Send) {
     );
 }
 
-/// Runs `round` on fresh attacker connections until `until`; a connection
+/// Runs `round` on fresh attacker connections for `lasting`; a connection
 /// the server closed (the attack's answer) is replaced.
-fn repeatedly(addr: SocketAddr, until: Instant, mut round: impl FnMut(&mut Attacker)) {
+fn repeatedly(addr: SocketAddr, lasting: Duration, mut round: impl FnMut(&mut Attacker)) {
+    let until = Instant::now() + lasting;
     while Instant::now() < until {
         let Ok(mut attacker) = Attacker::connect(addr) else {
             continue;
@@ -221,8 +225,8 @@ fn repeatedly(addr: SocketAddr, until: Instant, mut round: impl FnMut(&mut Attac
 
 #[test]
 fn rapid_reset() {
-    under_attack("rapid reset", |addr, until| {
-        repeatedly(addr, until, |a| {
+    under_attack("rapid reset", |addr, lasting| {
+        repeatedly(addr, lasting, |a| {
             for _ in 0..100 {
                 let id = a.open("echo", false);
                 a.reset(id);
@@ -233,10 +237,10 @@ fn rapid_reset() {
 
 #[test]
 fn metadata_flood() {
-    under_attack("metadata flood", |addr, until| {
+    under_attack("metadata flood", |addr, lasting| {
         let big = vec![b'v'; 60_000];
         let metadata = Metadata::from_pairs([(&b"big"[..], &big[..])]).expect("metadata");
-        repeatedly(addr, until, |a| {
+        repeatedly(addr, lasting, |a| {
             for _ in 0..20 {
                 a.open_with(metadata.clone(), true);
             }
@@ -246,9 +250,9 @@ fn metadata_flood() {
 
 #[test]
 fn ping_and_settings_floods() {
-    under_attack("PING and SETTINGS floods", |addr, until| {
+    under_attack("PING and SETTINGS floods", |addr, lasting| {
         let mut n = 0u64;
-        repeatedly(addr, until, |a| {
+        repeatedly(addr, lasting, |a| {
             for _ in 0..100 {
                 n += 1;
                 a.ping(n);
@@ -262,8 +266,8 @@ fn ping_and_settings_floods() {
 fn empty_and_tiny_frame_floods() {
     under_attack(
         "empty, tiny and empty-message frame floods",
-        |addr, until| {
-            repeatedly(addr, until, |a| {
+        |addr, lasting| {
+            repeatedly(addr, lasting, |a| {
                 let id = a.open("echo", false);
                 for n in 0..2000u32 {
                     match n % 3 {
@@ -279,17 +283,18 @@ fn empty_and_tiny_frame_floods() {
 
 #[test]
 fn a_client_that_never_reads() {
-    under_attack("clients that never read", |addr, until| {
+    under_attack("clients that never read", |addr, lasting| {
         // Well-behaved senders that never read an answer: each asks for
         // echoes of 1 MiB bodies within the windows the server grants, and
         // leaves the echoes unread (no credit for them).
+        let until = Instant::now() + lasting;
         let body = Bytes::from(vec![0x5a; 1 << 20]);
         let metadata = RequestHead::new("echo").encode().expect("metadata");
         std::thread::scope(|scope| {
             for _ in 0..4 {
                 let (body, metadata) = (body.clone(), metadata.clone());
                 scope.spawn(move || {
-                    let Ok(stream) = TcpStream::connect(addr) else {
+                    let Ok(stream) = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) else {
                         return;
                     };
                     let mut peer = RawPeer::client(stream, mux_core::Config::default());
@@ -310,15 +315,16 @@ fn a_client_that_never_reads() {
 
 #[test]
 fn slowloris() {
-    under_attack("slowloris (preface one byte at a time)", |addr, until| {
+    under_attack("slowloris (preface one byte at a time)", |addr, lasting| {
         let preface = {
             let mut out = bytes::BytesMut::new();
             mux_core::preface::Preface::CURRENT.encode(&mut out);
             out
         };
         let mut sockets: Vec<TcpStream> = (0..300)
-            .filter_map(|_| TcpStream::connect(addr).ok())
+            .filter_map(|_| TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).ok())
             .collect();
+        let until = Instant::now() + lasting;
         let mut sent = 0;
         while Instant::now() < until {
             let byte = &preface[sent % (preface.len() - 1)..][..1];
@@ -331,14 +337,12 @@ fn slowloris() {
 
 #[test]
 fn many_idle_connections() {
-    under_attack("2,000 idle connections", |addr, until| {
+    under_attack("2,000 idle connections", |addr, lasting| {
         let idle: Vec<Attacker> = (0..2000)
             .filter_map(|_| Attacker::connect(addr).ok())
             .collect();
         assert!(idle.len() >= 1900, "only {} connections opened", idle.len());
-        while Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        std::thread::sleep(lasting); // held open, idle, once all are open
         drop(idle);
     });
 }
@@ -347,8 +351,9 @@ fn many_idle_connections() {
 fn peer_named_state() {
     under_attack(
         "peer-named polls, event streams and sessions",
-        |addr, until| {
+        |addr, lasting| {
             let client = Client::connect(addr).expect("connect");
+            let until = Instant::now() + lasting;
             let mut n = 0u64;
             while Instant::now() < until {
                 n += 1;
