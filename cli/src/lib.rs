@@ -2,12 +2,14 @@
 //! `mux-sidecar`, `mux-tour`) share, written once: logs through the `log`
 //! facade to stderr at the level the user chose, one error line and a
 //! failure exit code when the program fails, waiting for SIGINT or SIGTERM
-//! to stop, and the connection timeouts and TLS options as flags or TOML
-//! tables ([`Timeouts`], [`ServerTls`], [`ClientTls`]).
+//! to stop, the connection timeouts and TLS options as flags or TOML
+//! tables ([`Timeouts`], [`ServerTls`], [`ClientTls`]), and room for a
+//! server's connections in the open-file limit ([`descriptors`]).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod descriptors;
 mod tls;
 
 pub use tls::{ClientTls, ServerTls};

@@ -1,7 +1,8 @@
 //! The `mux-client` program against a live demo server on loopback: bytes
 //! come back exactly as sent (checked by hash, through a file and through a
 //! pipe), every failure exits non-zero with its reason on stderr, and `sub`
-//! receives what `pub` publishes.
+//! receives what `pub` publishes; `mux-server` makes room for its
+//! connections under a low open-file limit.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -182,31 +183,33 @@ struct Node {
     addr: SocketAddr,
 }
 
+/// Starts `command` (a `mux-server`, or a shell that runs one) and reads
+/// the address it announces on its first line.
+fn start_server(command: &mut Command) -> (std::process::Child, SocketAddr) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mux-server starts");
+    let stdout = child.stdout.take().expect("its output");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+        .expect("its first line");
+    let addr = line
+        .split_whitespace()
+        .last()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (child, addr)
+}
+
 impl Node {
     fn start(backplane: &str, name: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mux-server"))
-            .args([
-                "--addr",
-                "127.0.0.1:0",
-                "--backplane",
-                backplane,
-                "--node-id",
-                name,
-            ])
-            .args(["--log-level", "warn"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mux-server starts");
-        let stdout = child.stdout.take().expect("its output");
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
-            .expect("its first line");
-        let addr = line
-            .split_whitespace()
-            .last()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let (child, addr) = start_server(
+            Command::new(env!("CARGO_BIN_EXE_mux-server"))
+                .args(["--addr", "127.0.0.1:0", "--backplane", backplane])
+                .args(["--node-id", name, "--log-level", "warn"]),
+        );
         Self { child, addr }
     }
 
@@ -276,4 +279,57 @@ fn of_three_nodes_one_killed_with_sigkill_loses_no_acknowledged_event_and_its_se
         })
         .collect();
     assert_eq!(counts, [b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]);
+}
+
+/// `mux-server` started from a shell whose soft open-file limit is 256
+/// raises it for its connections and accepts 400 of them, each answering a
+/// call; its descriptor table is sized at start.
+#[test]
+fn a_server_under_a_low_open_file_limit_raises_it_and_serves_past_it() {
+    const CLIENTS: usize = 400;
+    let limit = mux_testkit::reserve_file_descriptors(2 * CLIENTS as u64);
+    assert!(
+        limit >= 2 * CLIENTS as u64,
+        "this test needs a hard open-file limit of {} or more; this process may have {limit}",
+        2 * CLIENTS
+    );
+    let (mut server, addr) = start_server(
+        Command::new("sh")
+            .args(["-c", "ulimit -Sn 256 && exec \"$0\" \"$@\""])
+            .arg(env!("CARGO_BIN_EXE_mux-server"))
+            .args([
+                "--addr",
+                "127.0.0.1:0",
+                "--threads",
+                "1",
+                "--log-level",
+                "warn",
+            ]),
+    );
+
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.id())).expect("status");
+    let table: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("FDSize:"))
+        .and_then(|size| size.trim().parse().ok())
+        .expect("an FDSize line");
+    assert!(table > 256, "the descriptor table holds {table}");
+
+    let clients: Vec<mux_client::DirectClient> = (0..CLIENTS)
+        .map(|n| {
+            mux_client::DirectClient::builder(addr)
+                .connect_timeout(LIMIT)
+                .connect()
+                .unwrap_or_else(|err| panic!("client {n} connects: {err}"))
+        })
+        .collect();
+    for (n, mut client) in clients.into_iter().enumerate() {
+        let request = mux_client::CallRequest::new("echo", "hi").timeout(LIMIT);
+        let reply = client
+            .call_with(request)
+            .unwrap_or_else(|err| panic!("client {n} of {CLIENTS}: {err}"));
+        assert_eq!(&reply.body[..], b"hi");
+    }
+    let _ = server.kill();
+    let _ = server.wait();
 }

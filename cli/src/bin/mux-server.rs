@@ -116,9 +116,41 @@ fn backplane(
         .event_store(Arc::new(events)))
 }
 
+/// Descriptors the server may need: every connection its loops may hold,
+/// the web edge's, and a few for listeners, logs and the backplane.
+fn open_files_wanted(args: &Args) -> u64 {
+    let loops = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |cores| cores.get() as u64)
+    });
+    let per_loop = mux_runtime::LoopConfig::default().max_connections as u64;
+    let http = if args.http.is_some() {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        mux_server::HttpConfig::new(any).max_connections as u64
+    } else {
+        0
+    };
+    loops * per_loop + http + 64
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     mux_cli::init_logging(args.log_level);
+    // While the program has one thread (`mux_cli::descriptors` says why).
+    let files = mux_cli::descriptors::prepare(open_files_wanted(&args));
+    if !files.is_enough() {
+        log::warn!(
+            "open-file limit {} is below the {} descriptors the server's connections may need; \
+             raise the hard limit (`ulimit -Hn`, systemd's LimitNOFILE)",
+            files.limit,
+            files.wanted
+        );
+    } else if files.limit > files.before {
+        log::info!(
+            "open-file limit raised from {} to {}",
+            files.before,
+            files.limit
+        );
+    }
     let mut connection = mux_core::Config::default();
     args.timeouts.apply(&mut connection);
     let bind = match first_address(&args.addr) {
