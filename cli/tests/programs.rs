@@ -176,8 +176,9 @@ fn sub_receives_what_pub_publishes() {
     );
 }
 
-/// A `mux-server` process on a loopback port it picks, sharing `backplane`;
-/// killed with SIGKILL when dropped (or by [`Node::kill`]).
+/// A `mux-server` process on a loopback port it picks (sharing a backplane,
+/// when [`Node::start`] started it); killed with SIGKILL when dropped (or
+/// by [`Node::kill`]).
 struct Node {
     child: std::process::Child,
     addr: SocketAddr,
@@ -293,7 +294,7 @@ fn a_server_under_a_low_open_file_limit_raises_it_and_serves_past_it() {
         "this test needs a hard open-file limit of {} or more; this process may have {limit}",
         2 * CLIENTS
     );
-    let (mut server, addr) = start_server(
+    let (child, addr) = start_server(
         Command::new("sh")
             .args(["-c", "ulimit -Sn 256 && exec \"$0\" \"$@\""])
             .arg(env!("CARGO_BIN_EXE_mux-server"))
@@ -306,8 +307,10 @@ fn a_server_under_a_low_open_file_limit_raises_it_and_serves_past_it() {
                 "warn",
             ]),
     );
+    let server = Node { child, addr }; // killed when dropped, after a failed assertion too
 
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.id())).expect("status");
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).expect("status");
     let table: u64 = status
         .lines()
         .find_map(|line| line.strip_prefix("FDSize:"))
@@ -330,6 +333,5 @@ fn a_server_under_a_low_open_file_limit_raises_it_and_serves_past_it() {
             .unwrap_or_else(|err| panic!("client {n} of {CLIENTS}: {err}"));
         assert_eq!(&reply.body[..], b"hi");
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }
