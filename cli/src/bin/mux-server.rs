@@ -129,8 +129,11 @@ fn open_files_wanted(args: &Args) -> u64 {
     } else {
         0
     };
-    loops * per_loop + http + 64
+    loops * per_loop + http + SPARE_DESCRIPTORS
 }
+
+/// Descriptors beside the connections: listeners, logs, the backplane's.
+const SPARE_DESCRIPTORS: u64 = 64;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -138,11 +141,12 @@ fn main() -> ExitCode {
     // While the program has one thread (`mux_cli::descriptors` says why).
     let files = mux_cli::descriptors::prepare(open_files_wanted(&args));
     if !files.is_enough() {
-        log::warn!(
-            "open-file limit {} is below the {} descriptors the server's connections may need; \
-             raise the hard limit (`ulimit -Hn`, systemd's LimitNOFILE)",
+        log::info!(
+            "open-file limit {} (the hard limit): room for about {} connections of the {} \
+             it may hold; more needs a higher hard limit (`ulimit -Hn`, systemd's LimitNOFILE)",
             files.limit,
-            files.wanted
+            files.limit.saturating_sub(SPARE_DESCRIPTORS),
+            files.wanted - SPARE_DESCRIPTORS
         );
     } else if files.limit > files.before {
         log::info!(
