@@ -148,7 +148,7 @@ pub fn raise_open_files(want: u64) -> u64 {
 pub fn reserve_file_descriptors(want: u64) -> u64 {
     let limit = raise_open_files(want);
     let highest = i32::try_from(limit.min(want).saturating_sub(1)).unwrap_or(i32::MAX);
-    // Duplicating a descriptor to the highest number the limit allows
+    // Duplicating a descriptor to the highest number wanted (within the limit)
     // makes the kernel size the table for it; closing it keeps the size.
     if let Ok(null) = std::fs::File::open("/dev/null") {
         use nix::fcntl::{fcntl, FcntlArg};
