@@ -251,6 +251,7 @@ impl ClientBuilder {
                 handle,
                 next_id: Arc::new(AtomicU64::new(1)),
                 default_timeout: self.default_timeout,
+                max_response: self.policy.max_response,
             },
             thread: Some(thread),
         })
@@ -264,6 +265,8 @@ pub(crate) struct Opener {
     handle: LoopHandle<Command>,
     next_id: Arc<AtomicU64>,
     default_timeout: Option<Duration>,
+    /// The largest response body (or stream message) accepted.
+    max_response: usize,
 }
 
 /// A client: a pool of connections to one server and the loop driving them.
@@ -274,6 +277,11 @@ pub struct Client {
 }
 
 impl Opener {
+    /// The largest response body (or stream message) the client accepts.
+    pub(crate) fn max_response(&self) -> usize {
+        self.max_response
+    }
+
     fn send(&self, command: Command) -> Result<(), CallError> {
         self.handle.send(command).map_err(|_| CallError::Closed)
     }

@@ -106,6 +106,7 @@ mod client;
 mod command;
 mod completion;
 mod credit;
+mod deliveries;
 mod direct;
 mod error;
 mod events;

@@ -8,11 +8,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use mux_core::patterns::{self, FeedMessage, FeedMessageRef};
+use mux_core::patterns::{self, FeedMessage};
 use mux_core::Utf8Bytes;
 
 use crate::call::{CallRequest, Upload};
 use crate::client::{Client, Opener};
+use crate::deliveries::{decode_delivery, lend_delivery, Unread};
 use crate::error::CallError;
 use crate::message_stream::MessageStream;
 use crate::reopen::{is_lost, reopen, reply_ok, FeedStep, StreamReopen, SERVER_ENDED};
@@ -63,40 +64,21 @@ pub struct Subscription {
     stream: MessageStream,
     /// As a `Stream`: its resubscription, if one is in progress.
     reopen_state: StreamReopen,
+    /// Publications received together and not yet read.
+    unread: Unread,
 }
 
-/// A subscription's feed message (`spec/patterns.md` §3.3) as a delivery.
-pub(crate) fn decode_delivery(message: Bytes) -> Result<Delivery, CallError> {
-    match FeedMessage::decode(message) {
-        Ok(FeedMessage::Publication { topic, payload }) => Ok(Delivery::Message { topic, payload }),
-        Ok(FeedMessage::Lost { count }) => Ok(Delivery::Lost(count)),
-        _ => Err(unexpected_message()),
-    }
-}
-
-/// A subscription's feed message parsed in place, for `read`.
-pub(crate) fn lend_delivery<R>(
-    message: &[u8],
-    read: impl FnOnce(DeliveryRef<'_>) -> R,
-) -> Result<R, CallError> {
-    match FeedMessageRef::parse(message) {
-        Ok(FeedMessageRef::Publication { topic, payload }) => {
-            Ok(read(DeliveryRef::Message { topic, payload }))
-        }
-        Ok(FeedMessageRef::Lost { count }) => Ok(read(DeliveryRef::Lost(count))),
-        _ => Err(unexpected_message()),
-    }
-}
-
-fn unexpected_message() -> CallError {
-    CallError::Malformed("unexpected message on a subscription".into())
-}
-
-/// The request that subscribes to `pattern` (`spec/patterns.md` §3.2).
-pub(crate) fn subscription_request(pattern: &str) -> Result<CallRequest, CallError> {
+/// The request that subscribes to `pattern` (`spec/patterns.md` §3.2),
+/// taking Publications messages of up to `max_message` bytes (the largest
+/// message the reader accepts).
+pub(crate) fn subscription_request(
+    pattern: &str,
+    max_message: usize,
+) -> Result<CallRequest, CallError> {
     patterns::check_pattern(pattern).map_err(|e| CallError::Malformed(e.to_string()))?;
     Ok(CallRequest::new(patterns::SUBSCRIBE, "")
-        .header(Bytes::from_static(patterns::TOPIC), pattern.to_owned()))
+        .header(Bytes::from_static(patterns::TOPIC), pattern.to_owned())
+        .header(Bytes::from_static(patterns::BATCH), max_message.to_string()))
 }
 
 /// What a blocking read of a subscription found.
@@ -107,7 +89,7 @@ enum Step {
 }
 
 fn open_subscription(opener: &Opener, pattern: &str) -> Result<MessageStream, CallError> {
-    let stream = opener.open_stream(subscription_request(pattern)?);
+    let stream = opener.open_stream(subscription_request(pattern, opener.max_response())?);
     stream.head()?;
     Ok(stream)
 }
@@ -119,6 +101,7 @@ impl Subscription {
             pattern: pattern.to_owned(),
             stream,
             reopen_state: StreamReopen::default(),
+            unread: Unread::default(),
         }
     }
 
@@ -129,8 +112,11 @@ impl Subscription {
 
     /// The next delivery, waiting at most `timeout` (`None` if nothing came).
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<Delivery, CallError>> {
+        if let Some(delivery) = self.unread.next() {
+            return Some(Ok(delivery));
+        }
         self.next_step(timeout).map(|step| match step? {
-            Step::Message(message) => decode_delivery(message),
+            Step::Message(message) => decode_delivery(message, &mut self.unread),
             Step::Resubscribed => Ok(Delivery::Lost(0)),
         })
     }
@@ -147,8 +133,14 @@ impl Subscription {
         timeout: Duration,
         read: impl FnOnce(DeliveryRef<'_>) -> R,
     ) -> Option<Result<R, CallError>> {
+        let read = match self.unread.lend(read) {
+            Ok(made) => return Some(Ok(made)),
+            Err(read) => read,
+        };
         self.next_step(timeout).map(|step| match step? {
-            Step::Message(message) => lend_delivery(&message, read),
+            Step::Message(message) => {
+                lend_delivery(&message, Some(&message), &mut self.unread, read)
+            }
             Step::Resubscribed => Ok(read(DeliveryRef::Lost(0))),
         })
     }
@@ -190,13 +182,16 @@ impl futures_core::Stream for Subscription {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if let Some(delivery) = this.unread.next() {
+            return Poll::Ready(Some(Ok(delivery)));
+        }
         let (opener, pattern) = (&this.opener, &this.pattern);
         let step = this.reopen_state.poll(&mut this.stream, cx, || {
-            Ok(opener.open_stream(subscription_request(pattern)?))
+            Ok(opener.open_stream(subscription_request(pattern, opener.max_response())?))
         });
         step.map(|step| {
             step.map(|step| match step {
-                FeedStep::Message(message) => decode_delivery(message),
+                FeedStep::Message(message) => decode_delivery(message, &mut this.unread),
                 // Messages published meanwhile are not replayed.
                 FeedStep::Reopened(_) => Ok(Delivery::Lost(0)),
                 FeedStep::Failed(err) => Err(err),
@@ -271,7 +266,9 @@ impl Client {
     /// [`Client::subscribe`] as a future, for any executor: it resolves once
     /// the server accepted the subscription, without blocking the thread.
     pub async fn subscribe_async(&self, pattern: &str) -> Result<Subscription, CallError> {
-        let stream = self.opener().open_stream(subscription_request(pattern)?);
+        let stream = self
+            .opener()
+            .open_stream(subscription_request(pattern, self.opener().max_response())?);
         stream.head_async().await?;
         Ok(Subscription::new(self.opener(), pattern, stream))
     }

@@ -7,6 +7,10 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::Utf8Bytes;
 
+mod publications;
+
+pub use publications::{Payloads, PayloadsRef, PublicationsBuilder};
+
 /// Route that opens a publishing stream: every message of the request body
 /// is a Publication feed message (`spec/patterns.md` §3.4).
 pub const PUBLISH_STREAM: &str = "$publish.stream";
@@ -49,6 +53,10 @@ pub const RETRY_MS: &[u8] = b":retry-ms";
 pub const EPOCH: &[u8] = b":epoch";
 /// Metadata of a long poll's response: the cursor to poll from next.
 pub const CURSOR: &[u8] = b":cursor";
+/// Metadata of a `$subscribe` request: the largest Publications message
+/// (several publications in one) the subscriber reads, in bytes (decimal;
+/// absent, it reads none: `spec/patterns.md` §3.2, §3.3).
+pub const BATCH: &[u8] = b":batch";
 
 /// Longest topic or pattern, in bytes.
 pub const MAX_TOPIC_LEN: usize = 255;
@@ -81,6 +89,14 @@ pub enum FeedMessage {
         /// Its data.
         data: Bytes,
     },
+    /// Publications on `topic`, one or more, in the order they were
+    /// published (`spec/patterns.md` §3.3); built with [`PublicationsBuilder`].
+    Publications {
+        /// The concrete topic they were published on.
+        topic: Utf8Bytes,
+        /// Their payloads.
+        payloads: Payloads,
+    },
 }
 
 /// A feed message that does not parse.
@@ -91,6 +107,7 @@ pub struct MalformedFeed;
 const PUBLICATION: u8 = 0x01;
 const LOST: u8 = 0x02;
 const EVENT: u8 = 0x03;
+const PUBLICATIONS: u8 = 0x04;
 
 impl FeedMessage {
     /// The message's bytes.
@@ -120,6 +137,16 @@ impl FeedMessage {
                 buf.put_slice(kind);
                 buf.put_slice(data);
             }
+            Self::Publications { topic, payloads } => {
+                let topic = topic.as_bytes();
+                let topic = topic.get(..MAX_TOPIC_LEN).unwrap_or(topic);
+                let entries = payloads.as_bytes();
+                buf.reserve(2 + topic.len() + entries.len());
+                buf.put_u8(PUBLICATIONS);
+                buf.put_u8(topic.len() as u8);
+                buf.put_slice(topic);
+                buf.put_slice(entries);
+            }
         }
         buf.freeze()
     }
@@ -145,6 +172,15 @@ impl FeedMessage {
                     id,
                     kind,
                     data: message,
+                })
+            }
+            Layout::Publications { topic_len } => {
+                message.advance(PUBLICATION_HEADER);
+                let topic =
+                    Utf8Bytes::try_from(message.split_to(topic_len)).map_err(|_| MalformedFeed)?;
+                Ok(Self::Publications {
+                    topic,
+                    payloads: Payloads::new(message),
                 })
             }
         }
@@ -177,6 +213,14 @@ pub enum FeedMessageRef<'a> {
         /// Its data.
         data: &'a [u8],
     },
+    /// Publications on `topic`, one or more, in the order they were
+    /// published (`spec/patterns.md` §3.3).
+    Publications {
+        /// The concrete topic they were published on.
+        topic: &'a str,
+        /// Their payloads.
+        payloads: PayloadsRef<'a>,
+    },
 }
 
 impl<'a> FeedMessageRef<'a> {
@@ -202,11 +246,19 @@ impl<'a> FeedMessageRef<'a> {
                     data,
                 })
             }
+            Layout::Publications { topic_len } => {
+                let rest = message.get(PUBLICATION_HEADER..).ok_or(MalformedFeed)?;
+                let (topic, entries) = rest.split_at_checked(topic_len).ok_or(MalformedFeed)?;
+                Ok(Self::Publications {
+                    topic: text(topic)?,
+                    payloads: PayloadsRef::new(entries),
+                })
+            }
         }
     }
 }
 
-/// A publication's type and topic length.
+/// A publication's (or a Publications message's) type and topic length.
 const PUBLICATION_HEADER: usize = 2;
 /// An event's type, id and kind length.
 const EVENT_HEADER: usize = 10;
@@ -226,6 +278,10 @@ enum Layout {
         id: u64,
         kind_len: usize,
     },
+    /// The topic follows the header; the payloads, checked, the topic.
+    Publications {
+        topic_len: usize,
+    },
 }
 
 impl Layout {
@@ -239,6 +295,13 @@ impl Layout {
                     return Err(MalformedFeed);
                 }
                 Ok(Self::Publication { topic_len })
+            }
+            PUBLICATIONS => {
+                let (&len, rest) = rest.split_first().ok_or(MalformedFeed)?;
+                let topic_len = usize::from(len);
+                let entries = rest.get(topic_len..).ok_or(MalformedFeed)?;
+                publications::check_entries(entries)?;
+                Ok(Self::Publications { topic_len })
             }
             LOST => {
                 let count: [u8; 8] = rest.try_into().map_err(|_| MalformedFeed)?;
@@ -456,6 +519,7 @@ mod tests {
                 kind: "tick".into(),
                 data: Bytes::from_static(b"12:00"),
             },
+            publications("t", &[b"a"]),
         ] {
             assert_eq!(FeedMessage::decode(message.encode()), Ok(message));
         }
@@ -468,6 +532,43 @@ mod tests {
             Err(MalformedFeed)
         );
         assert_eq!(FeedMessage::decode(Bytes::new()), Err(MalformedFeed));
+    }
+
+    /// A Publications message of `payloads` on `topic`, decoded.
+    fn publications(topic: &str, payloads: &[&[u8]]) -> FeedMessage {
+        let mut builder = PublicationsBuilder::new(topic, 64);
+        for payload in payloads {
+            assert!(builder.push(payload));
+        }
+        assert_eq!(builder.count(), payloads.len());
+        FeedMessage::decode(builder.finish()).expect("well formed")
+    }
+
+    #[test]
+    fn publications_hand_out_their_payloads_in_order() {
+        let FeedMessage::Publications {
+            topic,
+            mut payloads,
+        } = publications("news.today", &[b"first", b"", b"third"])
+        else {
+            panic!("a Publications message");
+        };
+        assert_eq!(&*topic, "news.today");
+        assert_eq!(payloads.as_ref().count(), 3);
+        assert_eq!(payloads.next_ref(), Some(&b"first"[..]));
+        assert_eq!(payloads.next(), Some(Bytes::new()));
+        assert!(!payloads.is_empty());
+        assert_eq!(payloads.next(), Some(Bytes::from_static(b"third")));
+        assert!(payloads.is_empty());
+        assert_eq!(payloads.next(), None);
+        assert_eq!(payloads.next_ref(), None);
+        let built = PublicationsBuilder::new("t", 0);
+        assert!(built.is_empty());
+        assert_eq!(
+            FeedMessage::decode(built.finish()),
+            Err(MalformedFeed),
+            "a message with no payload is malformed"
+        );
     }
 
     /// `FeedMessageRef::parse` reads what `FeedMessage::decode` reads and
@@ -491,9 +592,10 @@ mod tests {
                 kind: "".into(),
                 data: Bytes::from_static(b"12:00"),
             },
+            publications("chat.lobby", &[b"one", b"", b"three"]),
         ]
         .map(|message| message.encode().to_vec());
-        let malformed: [&[u8]; 8] = [
+        let malformed: [&[u8]; 13] = [
             b"",
             b"\x01",
             b"\x01\x09ab",
@@ -502,6 +604,13 @@ mod tests {
             b"\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00",
             b"\x03\x00\x00\x00\x00\x00\x00\x00\x01",
             b"\x07",
+            // Publications with no payload, a length past the end, a
+            // truncated length, bytes after the last payload's length.
+            b"\x04\x01t",
+            b"\x04\x01t\x00\x00\x00\x05abcd",
+            b"\x04\x01t\x00\x00\x00\x01a\x00\x00",
+            b"\x04\x01t\x00\x00\x00\x00\x00",
+            b"\x04\x05t",
         ];
         let all = well_formed.iter().map(Vec::as_slice).chain(malformed);
         for bytes in all {
@@ -526,6 +635,16 @@ mod tests {
                         data: d,
                     }),
                 ) => assert_eq!((id, &*kind, &data[..]), (i, k, d)),
+                (
+                    Ok(FeedMessage::Publications { topic, payloads }),
+                    Ok(FeedMessageRef::Publications {
+                        topic: t,
+                        payloads: p,
+                    }),
+                ) => {
+                    assert_eq!(&*topic, t);
+                    assert!(payloads.map(|b| b.to_vec()).eq(p.map(<[u8]>::to_vec)));
+                }
                 (Err(MalformedFeed), Err(MalformedFeed)) => {
                     assert!(malformed.contains(&bytes), "{bytes:?} is well formed")
                 }

@@ -32,6 +32,7 @@ mod limits;
 mod long_link;
 mod memory;
 mod patterns;
+mod publications;
 mod rpc;
 mod runtime;
 mod shutdown;

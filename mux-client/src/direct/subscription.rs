@@ -11,8 +11,9 @@ use bytes::Bytes;
 use super::encode_head;
 use super::incoming::{Incoming, Next};
 use super::link::Link;
+use crate::deliveries::{decode_delivery, lend_delivery, Unread};
 use crate::error::CallError;
-use crate::pubsub::{decode_delivery, lend_delivery, subscription_request, Delivery, DeliveryRef};
+use crate::pubsub::{subscription_request, Delivery, DeliveryRef};
 
 /// A subscription that owns its connection and is read on the caller's
 /// thread. It does not resubscribe: after an error (the connection lost,
@@ -24,6 +25,8 @@ use crate::pubsub::{decode_delivery, lend_delivery, subscription_request, Delive
 pub struct DirectSubscription {
     incoming: Incoming,
     pattern: String,
+    /// Publications received together and not yet read.
+    unread: Unread,
 }
 
 impl DirectSubscription {
@@ -35,11 +38,12 @@ impl DirectSubscription {
         max_message: usize,
         deadline: Instant,
     ) -> Result<Self, CallError> {
-        let metadata = encode_head(&subscription_request(pattern)?, None, false)?;
+        let metadata = encode_head(&subscription_request(pattern, max_message)?, None, false)?;
         Ok(Self {
             incoming: Incoming::open(link, metadata, Bytes::new(), max_message, deadline)
                 .map_err(|(err, _link)| err)?,
             pattern: pattern.to_owned(),
+            unread: Unread::default(),
         })
     }
 
@@ -50,7 +54,12 @@ impl DirectSubscription {
 
     /// The next delivery, waiting at most `timeout` (`None` if nothing came).
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<Delivery, CallError>> {
-        outcome(self.incoming.next(timeout)).map(|message| message.and_then(decode_delivery))
+        if let Some(delivery) = self.unread.next() {
+            return Some(Ok(delivery));
+        }
+        let unread = &mut self.unread;
+        outcome(self.incoming.next(timeout))
+            .map(|message| message.and_then(|message| decode_delivery(message, unread)))
     }
 
     /// The next delivery, blocking.
@@ -67,8 +76,11 @@ impl DirectSubscription {
     /// `read` makes of it. A delivery that came whole in one frame is read
     /// where it lies in the connection's buffer, with no allocation, copy
     /// or reference count per delivery, as an allocation-free Redis or
-    /// NATS reader parses its socket's bytes; [`next_timeout`](Self::next_timeout)
-    /// hands out owned [`Delivery`] values instead.
+    /// NATS reader parses its socket's bytes; publications the server sent
+    /// together in one message (`spec/patterns.md` §3.3) are copied out of
+    /// it once, with one allocation for all of them, and lent one by one.
+    /// [`next_timeout`](Self::next_timeout) hands out owned [`Delivery`]
+    /// values instead.
     ///
     /// ```no_run
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -92,9 +104,14 @@ impl DirectSubscription {
         timeout: Duration,
         read: impl FnOnce(DeliveryRef<'_>) -> R,
     ) -> Option<Result<R, CallError>> {
-        let next = self
-            .incoming
-            .next_with(timeout, |message| lend_delivery(message, read));
+        let read = match self.unread.lend(read) {
+            Ok(made) => return Some(Ok(made)),
+            Err(read) => read,
+        };
+        let unread = &mut self.unread;
+        let next = self.incoming.next_with(timeout, |message| {
+            lend_delivery(message, None, unread, read)
+        });
         outcome(next).map(|read| read.and_then(|made| made))
     }
 

@@ -5,12 +5,13 @@
 //! policy beyond that (§3.5). [`Feeds`] holds every feed of a loop.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mux_core::patterns::FeedMessage;
+use mux_core::patterns::{FeedMessage, PublicationsBuilder};
 use mux_core::{Connection, ErrorCode, StreamId};
 use mux_runtime::{ConnKey, Ctx, StreamMap};
 
@@ -61,6 +62,9 @@ pub(crate) struct Feed {
     pub(crate) last_id: u64,
     /// The epoch of the log it follows (0 until known).
     pub(crate) epoch: u64,
+    /// The largest Publications message the subscriber reads
+    /// (`spec/patterns.md` §3.3); 0 if it reads none.
+    pub(crate) batch_limit: usize,
 }
 
 /// The feed's subscriber is too slow and its policy says to end it.
@@ -78,6 +82,7 @@ impl Feed {
             limits,
             last_id: 0,
             epoch: 0,
+            batch_limit: 0,
         }
     }
 
@@ -137,6 +142,19 @@ impl Feed {
             self.drop_oldest_waiting()?;
             dropped += 1;
         }
+    }
+
+    /// Gives the stream `batch`, a Publications message, if the subscriber
+    /// reads one that large, nothing waits before it and the stream takes
+    /// it whole;
+    /// `false`, and nothing sent, otherwise (the caller then delivers its
+    /// publications one by one, under the policy).
+    fn deliver_batch(&mut self, conn: &mut Connection, id: StreamId, batch: &[u8]) -> bool {
+        let clear = self.queue.is_empty() && self.lost == 0 && !batch.is_empty();
+        if batch.len() > self.batch_limit || !clear || conn.send_capacity(id) < batch.len() {
+            return false;
+        }
+        matches!(conn.send_copy(id, batch, true, false), Ok(n) if n == batch.len())
     }
 
     /// Writes queued messages while the stream takes them (after `Writable`,
@@ -221,6 +239,75 @@ impl Feed {
     }
 }
 
+/// Bytes of payloads a Publications message carries at most: one frame's
+/// quantum (`mux-v1.md` §12.2), so that a batch delays another stream's
+/// message no more than a frame would.
+pub(crate) const MAX_BATCH: usize = 16 * 1024;
+
+/// A run of publications on one topic, ready for every subscriber of a
+/// loop: each as a Publication message, and in parts as Publications
+/// messages (`spec/patterns.md` §3.3).
+#[derive(Debug, Default)]
+pub(crate) struct Run {
+    pub(crate) singles: Vec<Bytes>,
+    pub(crate) parts: Vec<Part>,
+}
+
+/// Consecutive publications of a [`Run`] in one Publications message.
+#[derive(Debug)]
+pub(crate) struct Part {
+    pub(crate) message: Bytes,
+    /// Their positions in [`Run::singles`].
+    pub(crate) covers: Range<usize>,
+}
+
+impl Run {
+    /// `payloads`, published on `topic`, as messages; in parts of at most
+    /// [`MAX_BATCH`] bytes of payloads (a larger payload alone) if
+    /// `batched`, else in one part that is never sent as such.
+    pub(crate) fn new(topic: &str, payloads: &[Bytes], batched: bool) -> Self {
+        let singles = payloads
+            .iter()
+            .map(|payload| {
+                FeedMessage::Publication {
+                    topic: topic.into(),
+                    payload: payload.clone(),
+                }
+                .encode()
+            })
+            .collect();
+        let mut parts = Vec::new();
+        if !batched {
+            parts.push(Part {
+                message: Bytes::new(),
+                covers: 0..payloads.len(),
+            });
+            return Self { singles, parts };
+        }
+        let mut start = 0;
+        while start < payloads.len() {
+            let mut builder = PublicationsBuilder::new(topic, MAX_BATCH.min(64 * payloads.len()));
+            let mut end = start;
+            while let Some(payload) = payloads.get(end) {
+                let fits = builder.len() + PublicationsBuilder::entry_len(payload.len())
+                    <= MAX_BATCH + topic.len() + 2;
+                if (!fits && !builder.is_empty()) || !builder.push(payload) {
+                    break;
+                }
+                end += 1;
+            }
+            // A payload too long for a length goes alone, as a Publication.
+            let end = end.max(start + 1);
+            parts.push(Part {
+                message: builder.finish(),
+                covers: start..end,
+            });
+            start = end;
+        }
+        Self { singles, parts }
+    }
+}
+
 /// An event-log entry as a feed message (`spec/patterns.md` §5.1).
 pub(crate) fn event_message(entry: &Entry) -> Bytes {
     FeedMessage::Event {
@@ -297,6 +384,51 @@ impl Feeds {
             self.delivered += 1;
         }
         self.settle(conn, key, id, delivered)
+    }
+
+    /// Delivers a run of publications on one topic: each part of `run` as
+    /// one Publications message where the feed takes it whole, as
+    /// `run.single` messages one by one otherwise. As [`Feeds::deliver`],
+    /// the kind of a feed removed for being too slow.
+    pub(crate) fn deliver_run(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: ConnKey,
+        id: StreamId,
+        run: &Run,
+    ) -> Option<FeedKind> {
+        let now = ctx.now;
+        let (Some(conn), Some(feed)) = (ctx.conn(key), self.map.get_mut(key, id)) else {
+            return None;
+        };
+        for part in &run.parts {
+            let singles = run.singles.get(part.covers.clone()).unwrap_or_default();
+            if singles.len() > 1 && feed.deliver_batch(conn, id, &part.message) {
+                self.delivered += singles.len() as u64;
+                continue;
+            }
+            for message in singles {
+                match feed.deliver(conn, id, message, now) {
+                    Ok(dropped) => {
+                        self.delivered += 1;
+                        self.counters.lost(dropped);
+                    }
+                    Err(TooSlow) => {
+                        self.counters.lost(1);
+                        Feed::disconnect(conn, id);
+                        return self.remove(key, id);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether the feed on stream `id` reads Publications messages.
+    pub(crate) fn takes_batches(&self, key: ConnKey, id: StreamId) -> bool {
+        self.map
+            .get(key, id)
+            .is_some_and(|feed| feed.batch_limit > 0)
     }
 
     /// Counts what a delivery or flush dropped; resets and removes a feed
@@ -464,6 +596,87 @@ mod tests {
 
     fn message(byte: u8) -> Bytes {
         Bytes::from(vec![byte; 1000])
+    }
+
+    /// A run's parts cover it in order, each a Publications message of at
+    /// most `MAX_BATCH` bytes of payloads holding exactly its publications;
+    /// a payload larger than that goes alone.
+    #[test]
+    fn runs_are_cut_into_publications_messages_of_bounded_size() {
+        let mut payloads: Vec<Bytes> = (0..3u8).map(|n| Bytes::from(vec![n; 10])).collect();
+        payloads.push(Bytes::from(vec![9; MAX_BATCH + 1]));
+        payloads.extend((0..600u16).map(|n| Bytes::from(n.to_be_bytes().repeat(32))));
+        let run = Run::new("t.x", &payloads, true);
+        assert_eq!(run.singles.len(), payloads.len());
+        let mut next = 0;
+        for part in &run.parts {
+            assert_eq!(part.covers.start, next, "parts are consecutive");
+            next = part.covers.end;
+            let covered = &payloads[part.covers.clone()];
+            if covered.len() == 1 {
+                continue;
+            }
+            let Ok(FeedMessage::Publications { topic, payloads }) =
+                FeedMessage::decode(part.message.clone())
+            else {
+                panic!("a Publications message");
+            };
+            assert_eq!(&*topic, "t.x");
+            assert!(payloads.eq(covered.iter().cloned()));
+            let entries = part.message.len() - 2 - topic.len();
+            assert!(entries <= MAX_BATCH, "{entries} bytes of payloads");
+        }
+        assert_eq!(next, payloads.len(), "the parts cover the run");
+        assert_eq!(run.parts[1].covers, 3..4, "the large payload goes alone");
+        assert!(run.parts.len() > 3, "600 payloads of 68 bytes take several");
+        let unbatched = Run::new("t.x", &payloads, false);
+        assert_eq!(unbatched.parts.len(), 1);
+        assert!(unbatched.parts[0].message.is_empty());
+    }
+
+    /// A Publications message goes only to a subscriber that reads them,
+    /// only whole, and only when nothing waits before it.
+    #[test]
+    fn a_batch_goes_whole_to_a_subscriber_that_takes_batches_with_nothing_waiting() {
+        let start = Instant::now();
+        let (mut conn, id) = server_stream(start);
+        let small = Run::new(
+            "t",
+            &[Bytes::from_static(b"a"), Bytes::from_static(b"b")],
+            true,
+        );
+        let batch = &small.parts[0].message;
+        let mut plain = feed(SlowSubscriber::DropOldest { queue: 1024 });
+        assert!(!plain.deliver_batch(&mut conn, id, batch));
+        let mut batched = feed(SlowSubscriber::DropOldest { queue: 1024 });
+        batched.batch_limit = 64;
+        batched.add_lost(1);
+        assert!(
+            !batched.deliver_batch(&mut conn, id, batch),
+            "a Lost notice first"
+        );
+        batched.lost = 0;
+        assert!(batched.deliver_batch(&mut conn, id, batch));
+        let too_large = Bytes::from(vec![0; 1024]);
+        batched.batch_limit = 4096;
+        assert!(
+            !batched.deliver_batch(&mut conn, id, &too_large),
+            "more than the stream takes now"
+        );
+        batched.batch_limit = batch.len() - 1;
+        assert!(
+            !batched.deliver_batch(&mut conn, id, batch),
+            "more than the subscriber reads"
+        );
+        batched.batch_limit = 64;
+        for byte in 1..=2 {
+            assert_eq!(batched.deliver(&mut conn, id, &message(byte), start), Ok(0));
+        }
+        assert!(!batched.queue.is_empty());
+        assert!(
+            !batched.deliver_batch(&mut conn, id, batch),
+            "behind what waits"
+        );
     }
 
     #[test]

@@ -165,12 +165,6 @@ impl Reserved {
     /// too slow. The delivery is counted locally: the caller adds the counts
     /// to the server's once its batch is done, before anything is flushed,
     /// so that the metric never lags a delivery a subscriber has seen.
-    fn deliver(&mut self, ctx: &mut Ctx<'_>, key: ConnKey, id: StreamId, message: &bytes::Bytes) {
-        if let Some(kind) = self.feeds.deliver(ctx, key, id, message) {
-            self.unindex(key, id, kind);
-        }
-    }
-
     fn deliver_entry(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -270,7 +264,7 @@ pub(crate) fn param<'a>(head: &'a RequestHead, name: &[u8]) -> Option<&'a str> {
 }
 
 /// A reserved metadata value as a number.
-fn param_u64(head: &RequestHead, name: &[u8]) -> Option<u64> {
+pub(super) fn param_u64(head: &RequestHead, name: &[u8]) -> Option<u64> {
     param(head, name).and_then(|v| v.trim().parse().ok())
 }
 

@@ -6,12 +6,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use mux_core::patterns::{self, FeedMessage};
+use mux_core::patterns;
 use mux_core::rpc::{ResponseHead, Status};
 use mux_runtime::Ctx;
 
-use super::feed::{Feed, FeedKind};
-use super::{bad_request, param, Reserved, ReservedCall, Served};
+use super::feed::{Feed, FeedKind, Run};
+use super::{bad_request, param, param_u64, Reserved, ReservedCall, Served};
 use crate::broker::{Accepted, Acknowledge, BrokerError};
 use crate::command::{Command, ReplyTo};
 use crate::request::Response;
@@ -54,8 +54,10 @@ impl Reserved {
         let kind = FeedKind::Subscription {
             pattern: pattern.to_owned(),
         };
-        self.feeds
-            .insert(key, id, Feed::new(kind, self.feed_limits));
+        let mut feed = Feed::new(kind, self.feed_limits);
+        feed.batch_limit = param_u64(call.head, patterns::BATCH)
+            .map_or(0, |limit| usize::try_from(limit).unwrap_or(usize::MAX));
+        self.feeds.insert(key, id, feed);
         Ok(())
     }
 
@@ -76,14 +78,17 @@ impl Reserved {
     /// are then touched once per run, not once per publication (with a
     /// hundred subscribers, more state than a core's cache holds, so
     /// publication by publication every delivery waited on memory).
-    /// Each subscriber still receives its publications in order.
+    /// Each subscriber still receives its publications in order; one that
+    /// reads Publications messages (`:batch`, §3.2) gets the run in as few
+    /// of them as [`MAX_BATCH`](super::feed::MAX_BATCH) allows, when
+    /// nothing of its own waits before them.
     pub(crate) fn on_publications(
         &mut self,
         ctx: &mut Ctx<'_>,
         batch: &mut Vec<PendingPublication>,
     ) {
         let mut batch = batch.drain(..).peekable();
-        let mut messages = Vec::new();
+        let mut payloads = Vec::new();
         while let Some(first) = batch.next() {
             if first.missed > 0 {
                 // Any subscription may have missed up to `missed` messages; say
@@ -91,24 +96,22 @@ impl Reserved {
                 self.feeds.add_lost_to_subscriptions(first.missed);
             }
             let targets = self.subscriptions.matching(&first.topic);
-            messages.clear();
-            messages.push(first.payload);
+            payloads.clear();
+            payloads.push(first.payload);
             while let Some(next) = batch.next_if(|p| p.missed == 0 && p.topic == first.topic) {
-                messages.push(next.payload);
+                payloads.push(next.payload);
             }
             if targets.is_empty() {
                 continue;
             }
-            for payload in &mut messages {
-                *payload = FeedMessage::Publication {
-                    topic: (*first.topic).into(),
-                    payload: std::mem::take(payload),
-                }
-                .encode();
-            }
+            let batched = payloads.len() > 1
+                && targets
+                    .iter()
+                    .any(|&(key, id)| self.feeds.takes_batches(key, id));
+            let run = Run::new(&first.topic, &payloads, batched);
             for &(key, id) in targets.iter() {
-                for message in &messages {
-                    self.deliver(ctx, key, id, message);
+                if let Some(kind) = self.feeds.deliver_run(ctx, key, id, &run) {
+                    self.unindex(key, id, kind);
                 }
             }
         }
