@@ -16,6 +16,12 @@
 //!   steps and injected peer input. Invariants, after every step: no panic,
 //!   and `Connection::check_invariants` (windows within bounds, counts within
 //!   limits, buffers within caps).
+//! - [`feed_message`]: arbitrary bytes as a feed message (`spec/patterns.md`
+//!   §3.3), what a subscriber reads from a server it may not trust.
+//!   Invariants: neither parser panics; decoding and parsing in place agree
+//!   on whether it is well formed and on every part (a Publications
+//!   message's payloads, one by one); a well-formed message re-encodes to
+//!   the same bytes.
 //!
 //! Each returns the [`Violation`] it found instead of panicking: the fuzz
 //! targets and the tests that replay the seeds turn it into their failure.
@@ -338,6 +344,50 @@ pub fn run_pair(ops: Vec<Op>) -> Result<(), Violation> {
                 ))
             })?;
         }
+    }
+    Ok(())
+}
+
+/// The `feed_message` target.
+pub fn feed_message(data: &[u8]) -> Result<(), Violation> {
+    use crate::patterns::{FeedMessage, FeedMessageRef};
+    let decoded = FeedMessage::decode(Bytes::copy_from_slice(data));
+    let parsed = FeedMessageRef::parse(data);
+    let agree = match (&decoded, &parsed) {
+        (Err(_), Err(_)) => return Ok(()),
+        (
+            Ok(FeedMessage::Publication { topic, payload }),
+            Ok(FeedMessageRef::Publication {
+                topic: t,
+                payload: p,
+            }),
+        ) => (&**topic, &payload[..]) == (*t, *p),
+        (Ok(FeedMessage::Lost { count }), Ok(FeedMessageRef::Lost { count: c })) => count == c,
+        (
+            Ok(FeedMessage::Event { id, kind, data }),
+            Ok(FeedMessageRef::Event {
+                id: i,
+                kind: k,
+                data: d,
+            }),
+        ) => (id, &**kind, &data[..]) == (i, *k, *d),
+        (
+            Ok(FeedMessage::Publications { topic, payloads }),
+            Ok(FeedMessageRef::Publications {
+                topic: t,
+                payloads: p,
+            }),
+        ) => &**topic == *t && payloads.clone().eq(p.map(Bytes::copy_from_slice)),
+        _ => false,
+    };
+    check(agree, || {
+        format!("decoded {decoded:?} and parsed {parsed:?} disagree")
+    })?;
+    if let Ok(message) = decoded {
+        let wire = message.encode();
+        check(wire == data, || {
+            format!("{message:?} re-encodes to {wire:?}, not {data:?}")
+        })?;
     }
     Ok(())
 }

@@ -38,6 +38,14 @@ fn frame_decode_seeds_replay() {
 }
 
 #[test]
+fn feed_message_seeds_replay() {
+    for (name, bytes) in seeds("feed_message") {
+        let outcome = std::panic::catch_unwind(|| fuzzing::feed_message(&bytes));
+        assert!(matches!(outcome, Ok(Ok(()))), "{name}: {outcome:?}");
+    }
+}
+
+#[test]
 fn frame_roundtrip_seeds_replay() {
     for (name, bytes) in seeds("frame_roundtrip") {
         let frame = Frame::arbitrary_take_rest(Unstructured::new(&bytes));
