@@ -145,16 +145,36 @@ impl Feed {
     }
 
     /// Gives the stream `batch`, a Publications message, if the subscriber
-    /// reads one that large, nothing waits before it and the stream takes
-    /// it whole;
-    /// `false`, and nothing sent, otherwise (the caller then delivers its
-    /// publications one by one, under the policy).
-    fn deliver_batch(&mut self, conn: &mut Connection, id: StreamId, batch: &[u8]) -> bool {
+    /// reads one that large, nothing waits before it and the stream has
+    /// room for all of it; `false`, and nothing sent, otherwise (the caller
+    /// then delivers its publications one by one, under the policy).
+    fn deliver_batch(
+        &mut self,
+        conn: &mut Connection,
+        id: StreamId,
+        batch: &[u8],
+        now: Instant,
+    ) -> bool {
         let clear = self.queue.is_empty() && self.lost == 0 && !batch.is_empty();
         if batch.len() > self.batch_limit || !clear || conn.send_capacity(id) < batch.len() {
             return false;
         }
-        matches!(conn.send_copy(id, batch, true, false), Ok(n) if n == batch.len())
+        match conn.send_copy(id, batch, true, false) {
+            Ok(accepted) if accepted == batch.len() => true,
+            Ok(0) | Err(_) => false,
+            // Less than the room it had: what it took cannot be taken
+            // back, so the rest waits as a begun message, as in `deliver`.
+            Ok(accepted) => {
+                let rest = Bytes::copy_from_slice(batch.get(accepted..).unwrap_or_default());
+                self.queued_bytes += rest.len();
+                self.queue.push_back(Queued {
+                    message: rest,
+                    since: now,
+                });
+                self.partial_front = true;
+                true
+            }
+        }
     }
 
     /// Writes queued messages while the stream takes them (after `Writable`,
@@ -403,7 +423,7 @@ impl Feeds {
         };
         for part in &run.parts {
             let singles = run.singles.get(part.covers.clone()).unwrap_or_default();
-            if singles.len() > 1 && feed.deliver_batch(conn, id, &part.message) {
+            if singles.len() > 1 && feed.deliver_batch(conn, id, &part.message, now) {
                 self.delivered += singles.len() as u64;
                 continue;
             }
@@ -647,25 +667,25 @@ mod tests {
         );
         let batch = &small.parts[0].message;
         let mut plain = feed(SlowSubscriber::DropOldest { queue: 1024 });
-        assert!(!plain.deliver_batch(&mut conn, id, batch));
+        assert!(!plain.deliver_batch(&mut conn, id, batch, start));
         let mut batched = feed(SlowSubscriber::DropOldest { queue: 1024 });
         batched.batch_limit = 64;
         batched.add_lost(1);
         assert!(
-            !batched.deliver_batch(&mut conn, id, batch),
+            !batched.deliver_batch(&mut conn, id, batch, start),
             "a Lost notice first"
         );
         batched.lost = 0;
-        assert!(batched.deliver_batch(&mut conn, id, batch));
+        assert!(batched.deliver_batch(&mut conn, id, batch, start));
         let too_large = Bytes::from(vec![0; 1024]);
         batched.batch_limit = 4096;
         assert!(
-            !batched.deliver_batch(&mut conn, id, &too_large),
+            !batched.deliver_batch(&mut conn, id, &too_large, start),
             "more than the stream takes now"
         );
         batched.batch_limit = batch.len() - 1;
         assert!(
-            !batched.deliver_batch(&mut conn, id, batch),
+            !batched.deliver_batch(&mut conn, id, batch, start),
             "more than the subscriber reads"
         );
         batched.batch_limit = 64;
@@ -674,7 +694,7 @@ mod tests {
         }
         assert!(!batched.queue.is_empty());
         assert!(
-            !batched.deliver_batch(&mut conn, id, batch),
+            !batched.deliver_batch(&mut conn, id, batch, start),
             "behind what waits"
         );
     }
