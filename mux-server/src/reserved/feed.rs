@@ -306,7 +306,9 @@ impl Run {
         }
         let mut start = 0;
         while start < payloads.len() {
-            let mut builder = PublicationsBuilder::new(topic, MAX_BATCH.min(64 * payloads.len()));
+            let rest = payloads.get(start..).unwrap_or_default();
+            let wanted = rest.iter().map(|p| PublicationsBuilder::entry_len(p.len()));
+            let mut builder = PublicationsBuilder::new(topic, wanted.sum::<usize>().min(MAX_BATCH));
             let mut end = start;
             while let Some(payload) = payloads.get(end) {
                 let fits = builder.len() + PublicationsBuilder::entry_len(payload.len())
@@ -408,7 +410,7 @@ impl Feeds {
 
     /// Delivers a run of publications on one topic: each part of `run` as
     /// one Publications message where the feed takes it whole, as
-    /// `run.single` messages one by one otherwise. As [`Feeds::deliver`],
+    /// `run.singles` one by one otherwise. As [`Feeds::deliver`],
     /// the kind of a feed removed for being too slow.
     pub(crate) fn deliver_run(
         &mut self,
