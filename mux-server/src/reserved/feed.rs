@@ -111,12 +111,7 @@ impl Feed {
         if self.queue.is_empty() && self.lost == 0 {
             if let Ok(accepted) = conn.send_copy(id, message, true, false) {
                 if accepted < message.len() {
-                    self.queued_bytes += message.len() - accepted;
-                    self.queue.push_back(Queued {
-                        message: message.slice(accepted..),
-                        since: now,
-                    });
-                    self.partial_front = accepted > 0;
+                    self.keep_rest(message.slice(accepted..), accepted > 0, now);
                 }
                 return Ok(0);
             }
@@ -166,15 +161,22 @@ impl Feed {
             // back, so the rest waits as a begun message, as in `deliver`.
             Ok(accepted) => {
                 let rest = Bytes::copy_from_slice(batch.get(accepted..).unwrap_or_default());
-                self.queued_bytes += rest.len();
-                self.queue.push_back(Queued {
-                    message: rest,
-                    since: now,
-                });
-                self.partial_front = true;
+                self.keep_rest(rest, true, now);
                 true
             }
         }
+    }
+
+    /// Queues what the stream did not take of a message given to it with
+    /// nothing waiting; `begun` if it took some (the rest is then never
+    /// dropped).
+    fn keep_rest(&mut self, rest: Bytes, begun: bool, now: Instant) {
+        self.queued_bytes += rest.len();
+        self.queue.push_back(Queued {
+            message: rest,
+            since: now,
+        });
+        self.partial_front = begun;
     }
 
     /// Writes queued messages while the stream takes them (after `Writable`,
@@ -265,11 +267,14 @@ impl Feed {
 pub(crate) const MAX_BATCH: usize = 16 * 1024;
 
 /// A run of publications on one topic, ready for every subscriber of a
-/// loop: each as a Publication message, and in parts as Publications
-/// messages (`spec/patterns.md` §3.3).
-#[derive(Debug, Default)]
-pub(crate) struct Run {
-    pub(crate) singles: Vec<Bytes>,
+/// loop: in parts as Publications messages (`spec/patterns.md` §3.3), and
+/// each as a Publication message, made only when a subscriber needs them.
+#[derive(Debug)]
+pub(crate) struct Run<'a> {
+    topic: &'a str,
+    payloads: &'a [Bytes],
+    /// Each payload as a Publication message; empty until first needed.
+    singles: Vec<Bytes>,
     pub(crate) parts: Vec<Part>,
 }
 
@@ -277,43 +282,33 @@ pub(crate) struct Run {
 #[derive(Debug)]
 pub(crate) struct Part {
     pub(crate) message: Bytes,
-    /// Their positions in [`Run::singles`].
+    /// Their positions in the run.
     pub(crate) covers: Range<usize>,
 }
 
-impl Run {
-    /// `payloads`, published on `topic`, as messages; in parts of at most
-    /// [`MAX_BATCH`] bytes of payloads (a larger payload alone) if
+impl<'a> Run<'a> {
+    /// `payloads`, published on `topic`: in parts of at most [`MAX_BATCH`]
+    /// bytes of payloads and lengths (a larger payload alone) if
     /// `batched`, else in one part that is never sent as such.
-    pub(crate) fn new(topic: &str, payloads: &[Bytes], batched: bool) -> Self {
-        let singles = payloads
-            .iter()
-            .map(|payload| {
-                FeedMessage::Publication {
-                    topic: topic.into(),
-                    payload: payload.clone(),
-                }
-                .encode()
-            })
-            .collect();
+    pub(crate) fn new(topic: &'a str, payloads: &'a [Bytes], batched: bool) -> Self {
         let mut parts = Vec::new();
         if !batched {
             parts.push(Part {
                 message: Bytes::new(),
                 covers: 0..payloads.len(),
             });
-            return Self { singles, parts };
         }
         let mut start = 0;
-        while start < payloads.len() {
+        while batched && start < payloads.len() {
             let rest = payloads.get(start..).unwrap_or_default();
             let wanted = rest.iter().map(|p| PublicationsBuilder::entry_len(p.len()));
             let mut builder = PublicationsBuilder::new(topic, wanted.sum::<usize>().min(MAX_BATCH));
+            let header = builder.len();
             let mut end = start;
             while let Some(payload) = payloads.get(end) {
-                let fits = builder.len() + PublicationsBuilder::entry_len(payload.len())
-                    <= MAX_BATCH + topic.len() + 2;
-                if (!fits && !builder.is_empty()) || !builder.push(payload) {
+                let entries =
+                    builder.len() - header + PublicationsBuilder::entry_len(payload.len());
+                if (entries > MAX_BATCH && !builder.is_empty()) || !builder.push(payload) {
                     break;
                 }
                 end += 1;
@@ -326,7 +321,29 @@ impl Run {
             });
             start = end;
         }
-        Self { singles, parts }
+        Self {
+            topic,
+            payloads,
+            singles: Vec::new(),
+            parts,
+        }
+    }
+
+    /// The publications at `covers` as Publication messages.
+    pub(crate) fn singles(&mut self, covers: Range<usize>) -> &[Bytes] {
+        if self.singles.is_empty() {
+            let topic = self.topic;
+            self.singles = (self.payloads.iter())
+                .map(|payload| {
+                    FeedMessage::Publication {
+                        topic: topic.into(),
+                        payload: payload.clone(),
+                    }
+                    .encode()
+                })
+                .collect();
+        }
+        self.singles.get(covers).unwrap_or_default()
     }
 }
 
@@ -409,41 +426,44 @@ impl Feeds {
     }
 
     /// Delivers a run of publications on one topic: each part of `run` as
-    /// one Publications message where the feed takes it whole, as
-    /// `run.singles` one by one otherwise. As [`Feeds::deliver`],
-    /// the kind of a feed removed for being too slow.
+    /// one Publications message where the feed takes it whole, its
+    /// publications one by one otherwise. As [`Feeds::deliver`], the kind
+    /// of a feed removed for being too slow.
     pub(crate) fn deliver_run(
         &mut self,
         ctx: &mut Ctx<'_>,
         key: ConnKey,
         id: StreamId,
-        run: &Run,
+        run: &mut Run<'_>,
     ) -> Option<FeedKind> {
         let now = ctx.now;
         let (Some(conn), Some(feed)) = (ctx.conn(key), self.map.get_mut(key, id)) else {
             return None;
         };
-        for part in &run.parts {
-            let singles = run.singles.get(part.covers.clone()).unwrap_or_default();
-            if singles.len() > 1 && feed.deliver_batch(conn, id, &part.message, now) {
-                self.delivered += singles.len() as u64;
+        let mut outcome = Ok(0);
+        'parts: for index in 0..run.parts.len() {
+            let Some(part) = run.parts.get(index) else {
+                break;
+            };
+            let covers = part.covers.clone();
+            if covers.len() > 1 && feed.deliver_batch(conn, id, &part.message, now) {
+                self.delivered += covers.len() as u64;
                 continue;
             }
-            for message in singles {
+            for message in run.singles(covers) {
                 match feed.deliver(conn, id, message, now) {
                     Ok(dropped) => {
                         self.delivered += 1;
-                        self.counters.lost(dropped);
+                        outcome = outcome.map(|lost| lost + dropped);
                     }
                     Err(TooSlow) => {
-                        self.counters.lost(1);
-                        Feed::disconnect(conn, id);
-                        return self.remove(key, id);
+                        outcome = Err(TooSlow);
+                        break 'parts;
                     }
                 }
             }
         }
-        None
+        self.settle(conn, key, id, outcome)
     }
 
     /// Whether the feed on stream `id` reads Publications messages.
@@ -628,8 +648,8 @@ mod tests {
         let mut payloads: Vec<Bytes> = (0..3u8).map(|n| Bytes::from(vec![n; 10])).collect();
         payloads.push(Bytes::from(vec![9; MAX_BATCH + 1]));
         payloads.extend((0..600u16).map(|n| Bytes::from(n.to_be_bytes().repeat(32))));
-        let run = Run::new("t.x", &payloads, true);
-        assert_eq!(run.singles.len(), payloads.len());
+        let mut run = Run::new("t.x", &payloads, true);
+        assert_eq!(run.singles(0..payloads.len()).len(), payloads.len());
         let mut next = 0;
         for part in &run.parts {
             assert_eq!(part.covers.start, next, "parts are consecutive");
@@ -662,11 +682,8 @@ mod tests {
     fn a_batch_goes_whole_to_a_subscriber_that_takes_batches_with_nothing_waiting() {
         let start = Instant::now();
         let (mut conn, id) = server_stream(start);
-        let small = Run::new(
-            "t",
-            &[Bytes::from_static(b"a"), Bytes::from_static(b"b")],
-            true,
-        );
+        let payloads = [Bytes::from_static(b"a"), Bytes::from_static(b"b")];
+        let small = Run::new("t", &payloads, true);
         let batch = &small.parts[0].message;
         let mut plain = feed(SlowSubscriber::DropOldest { queue: 1024 });
         assert!(!plain.deliver_batch(&mut conn, id, batch, start));

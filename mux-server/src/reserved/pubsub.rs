@@ -108,9 +108,9 @@ impl Reserved {
                 && targets
                     .iter()
                     .any(|&(key, id)| self.feeds.takes_batches(key, id));
-            let run = Run::new(&first.topic, &payloads, batched);
+            let mut run = Run::new(&first.topic, &payloads, batched);
             for &(key, id) in targets.iter() {
-                if let Some(kind) = self.feeds.deliver_run(ctx, key, id, &run) {
+                if let Some(kind) = self.feeds.deliver_run(ctx, key, id, &mut run) {
                     self.unindex(key, id, kind);
                 }
             }
