@@ -8,8 +8,10 @@ use mux_core::{ConnectionError, Event};
 use super::context::Ctx;
 use super::keys::{ConnKey, PlainKey};
 
-/// Application logic run on the loop thread. Every callback must return
-/// quickly: it runs between socket operations of all this loop's connections.
+/// Application logic run on the loop thread, or on a sender's thread that
+/// serves a command while the loop sleeps ([`LoopHandle::try_serve`](super::LoopHandle::try_serve)),
+/// under the lock of the loop's state. Every callback must return quickly:
+/// it runs between socket operations of all this loop's connections.
 pub trait App {
     /// What other threads send to the loop.
     type Command: Send + 'static;

@@ -6,11 +6,13 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
 use crossbeam_channel::{Sender, TrySendError};
 use mio::Waker;
+
+use super::inline::{self, InlineSlot};
 
 /// Async senders waiting for room in the command queue.
 #[derive(Debug, Default)]
@@ -55,6 +57,8 @@ pub struct LoopHandle<C> {
     pub(super) sleeping: Arc<AtomicBool>,
     /// Async senders waiting for room.
     pub(super) room: Arc<RoomWaiters>,
+    /// The running loop's state, for [`LoopHandle::try_serve`].
+    pub(super) inline: Arc<InlineSlot<C>>,
 }
 
 impl<C> Clone for LoopHandle<C> {
@@ -64,6 +68,7 @@ impl<C> Clone for LoopHandle<C> {
             waker: Arc::clone(&self.waker),
             sleeping: Arc::clone(&self.sleeping),
             room: Arc::clone(&self.room),
+            inline: Arc::clone(&self.inline),
         }
     }
 }
@@ -103,6 +108,30 @@ impl<C> LoopHandle<C> {
             handle: self,
             command: Some(command),
         }
+    }
+
+    /// Serves `command` on this thread, without a hop to the loop's, if the
+    /// loop sleeps with an empty queue and no other thread holds its state;
+    /// gives it back otherwise (to send it the usual way). What the app
+    /// does with it runs here, under the lock of the loop's state.
+    pub fn try_serve(&self, command: C) -> Result<(), C> {
+        if !self.sleeping.load(Ordering::SeqCst) {
+            return Err(command);
+        }
+        match self.inline.get().and_then(Weak::upgrade) {
+            Some(state) => state.try_serve(command),
+            None => Err(command),
+        }
+    }
+
+    /// Whether this thread is serving one of the loop's commands (see
+    /// [`LoopHandle::try_serve`]): the app's code is running here under the
+    /// lock of the loop's state, and the loop's thread cannot go on (nor be
+    /// joined) before it returns.
+    pub fn is_serving_here(&self) -> bool {
+        self.inline
+            .get()
+            .is_some_and(|state| inline::serving(inline::state_address(state.as_ptr())))
     }
 
     /// Sends a command if the queue has room; gives it back otherwise.
@@ -241,5 +270,70 @@ mod tests {
             .join()
             .expect("the loop thread")
             .expect("the loop took both commands");
+    }
+
+    /// Records whether each command was served on a thread serving it
+    /// inline; stops after the first.
+    struct Served {
+        handle: Option<LoopHandle<u32>>,
+        inline: Arc<AtomicUsize>,
+        seen: usize,
+    }
+
+    impl App for Served {
+        type Command = u32;
+        fn on_event(&mut self, _: &mut Ctx<'_>, _: ConnKey, _: Event) {}
+        fn on_closed(&mut self, _: &mut Ctx<'_>, _: ConnKey, _: Option<LoopError>) {}
+        fn on_command(&mut self, _: &mut Ctx<'_>, _: u32) {
+            self.seen += 1;
+            if self
+                .handle
+                .as_ref()
+                .is_some_and(LoopHandle::is_serving_here)
+            {
+                self.inline.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        fn is_done(&self, _: &Ctx<'_>) -> bool {
+            self.seen >= 1
+        }
+    }
+
+    #[test]
+    fn a_sleeping_loop_is_served_on_the_senders_thread_and_woken_when_done() {
+        let inline = Arc::new(AtomicUsize::new(0));
+        let app = Served {
+            handle: None,
+            inline: Arc::clone(&inline),
+            seen: 0,
+        };
+        let (mut event_loop, handle) =
+            EventLoop::new(app, LoopConfig::default(), None, 4).expect("a loop");
+        event_loop.app_mut().handle = Some(handle.clone());
+        assert_eq!(
+            handle.try_serve(1),
+            Err(1),
+            "a loop that has not started is not served inline"
+        );
+        assert!(!handle.is_serving_here());
+        let thread = std::thread::spawn(move || event_loop.run());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // The loop sleeps once it has learnt that spinning does not pay.
+        let mut command = 1;
+        while let Err(back) = handle.try_serve(command) {
+            assert!(Instant::now() < deadline, "the loop never slept");
+            command = back;
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            inline.load(Ordering::SeqCst),
+            1,
+            "the app saw its command served inline"
+        );
+        assert!(!handle.is_serving_here(), "only while serving");
+        thread
+            .join()
+            .expect("the loop thread")
+            .expect("the loop woke, saw its app done, and stopped");
     }
 }

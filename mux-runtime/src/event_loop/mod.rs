@@ -2,7 +2,10 @@
 //! slab, an optional listener, a command channel with its `Waker`, and the
 //! timer heap. The application logic (server routes, client calls) plugs in
 //! through the [`App`] trait and runs on the loop thread, so that a request
-//! is read, handled and answered with no thread hand-off.
+//! is read, handled and answered with no thread hand-off. While the loop
+//! sleeps, a sender may serve a command on its own thread instead (see
+//! `inline`): all but the poller sits behind a lock that the loop's thread
+//! releases only to sleep.
 //!
 //! One iteration: wait for readiness (or the next timer); serve commands
 //! (then let the app work through what they queued as a batch), accepts and
@@ -19,11 +22,11 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use mux_core::{Connection, ConnectionError, Event, PrefaceError, Side};
 use slab::Slab;
 
@@ -36,6 +39,7 @@ mod balance;
 mod config;
 mod context;
 mod handle;
+mod inline;
 mod keys;
 mod linger;
 mod plain;
@@ -48,6 +52,7 @@ pub use self::config::LoopConfig;
 pub use self::context::Ctx;
 use self::context::{queue_flush, AcceptState};
 pub use self::handle::{LoopHandle, SendCommand, SendPoll};
+use self::inline::{Inline, InlineSlot};
 pub use self::keys::{ConnKey, PlainKey};
 use self::linger::{Lingering, LINGER_BASE, LINGER_ON_EXIT};
 use self::plain::{PlainSockets, PLAIN_BASE, PLAIN_LISTEN_BASE};
@@ -78,6 +83,24 @@ const EVENTS_CAPACITY: usize = 1024;
 #[derive(Debug)]
 pub struct EventLoop<A: App> {
     poll: Poll,
+    core: Core<A>,
+    /// Where the running loop lets senders reach its state (see `inline`).
+    inline: Arc<InlineSlot<A::Command>>,
+}
+
+/// Everything of a loop but its poller. While the loop runs, it sits behind
+/// a lock that the loop's thread holds but while it sleeps in `poll`, so
+/// that a sender may serve a command on its own thread meanwhile (see
+/// `inline`).
+#[derive(Debug)]
+struct Core<A: App> {
+    registry: Registry,
+    waker: Arc<Waker>,
+    /// While the loop sleeps in `poll`: when it wakes by itself (`None`:
+    /// only for an event). `None` while it is awake.
+    asleep: Option<Option<Instant>>,
+    /// The loop has stopped: nothing is served inline any more.
+    stopped: bool,
     listener: Option<mio::net::TcpListener>,
     conns: Slab<ConnIo>,
     commands: Receiver<A::Command>,
@@ -103,6 +126,12 @@ pub struct EventLoop<A: App> {
     more_writes: Vec<usize>,
     /// This loop's place among the loops that share its listener, if any.
     balance: Option<BalanceSeat>,
+    /// The connections a command served inline touched, and their flush
+    /// (kept for their room).
+    inline_dirty: Vec<usize>,
+    inline_flushing: Vec<usize>,
+    /// Protocol events of an inline flush (kept for its room).
+    inline_events: Vec<Event>,
     app: A,
 }
 
@@ -115,10 +144,12 @@ impl<A: App> EventLoop<A> {
         queue: usize,
     ) -> io::Result<(Self, LoopHandle<A::Command>)> {
         let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (sender, commands) = crossbeam_channel::bounded(queue);
         let sleeping = Arc::new(AtomicBool::new(false));
         let room = Arc::new(handle::RoomWaiters::default());
+        let inline = Arc::new(InlineSlot::default());
         let mut listener = listener;
         let accepting = match listener.as_mut() {
             Some(listener) => {
@@ -128,8 +159,11 @@ impl<A: App> EventLoop<A> {
             }
             None => AcceptState::None,
         };
-        let event_loop = Self {
-            poll,
+        let core = Core {
+            registry,
+            waker: Arc::clone(&waker),
+            asleep: None,
+            stopped: false,
             listener,
             conns: Slab::new(),
             commands,
@@ -146,15 +180,23 @@ impl<A: App> EventLoop<A> {
             closed_stats: None,
             scratch: vec![0; crate::conn_io::READ_CHUNK],
             balance: None,
+            inline_dirty: Vec::new(),
+            inline_flushing: Vec::new(),
+            inline_events: Vec::new(),
             app,
         };
         Ok((
-            event_loop,
+            Self {
+                poll,
+                core,
+                inline: Arc::clone(&inline),
+            },
             LoopHandle {
                 sender,
                 waker,
                 sleeping,
                 room,
+                inline,
             },
         ))
     }
@@ -163,173 +205,228 @@ impl<A: App> EventLoop<A> {
     /// `seat`'s [`Balance`] (which share its listener), and takes the ones
     /// they hand to it.
     pub fn share_connections(&mut self, seat: BalanceSeat) {
-        self.balance = Some(seat);
+        self.core.balance = Some(seat);
     }
 
     /// The app, to finish setting it up before [`EventLoop::run`].
     pub fn app_mut(&mut self) -> &mut A {
-        &mut self.app
+        &mut self.core.app
     }
 
-    /// Polls without blocking for up to `spin`, until an event or a command
-    /// arrives. Between polls the thread yields its core, so that on a
-    /// machine with fewer cores than busy threads the spin delays no one
-    /// (the thread that would bring the work least of all). Senders need no
-    /// wake-up while the loop spins: it checks the command queue itself.
-    fn spin(&mut self, events: &mut Events, spin: Duration) -> io::Result<()> {
-        let spin_until = Instant::now() + spin;
-        while self.commands.is_empty() && !self.has_handoffs() && Instant::now() < spin_until {
-            self.poll.poll(events, Some(Duration::ZERO))?;
-            if !events.is_empty() {
-                break;
-            }
-            std::thread::yield_now();
+    /// Runs until the app says it is done.
+    pub fn run(self) -> io::Result<()>
+    where
+        A: Send + 'static,
+    {
+        let Self {
+            mut poll,
+            core,
+            inline,
+        } = self;
+        let shared = Arc::new(Mutex::new(core));
+        let weak: Weak<dyn Inline<A::Command>> = Arc::downgrade(&shared) as _;
+        let _ = inline.set(weak);
+        let result = drive(&mut poll, &shared);
+        lock(&shared).stopped = true;
+        result
+    }
+}
+
+/// Locks a loop's state; a panic in an app callback on another thread
+/// leaves it no less consistent than one on the loop's own.
+fn lock<A: App>(shared: &Mutex<Core<A>>) -> MutexGuard<'_, Core<A>> {
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Polls without blocking for up to `spin`, until an event or a command
+/// arrives. Between polls the thread yields its core, so that on a
+/// machine with fewer cores than busy threads the spin delays no one
+/// (the thread that would bring the work least of all). Senders need no
+/// wake-up while the loop spins: it checks the command queue itself.
+fn spin<A: App>(
+    poll: &mut Poll,
+    core: &Core<A>,
+    events: &mut Events,
+    spin: Duration,
+) -> io::Result<()> {
+    let spin_until = Instant::now() + spin;
+    while core.commands.is_empty() && !core.has_handoffs() && Instant::now() < spin_until {
+        poll.poll(events, Some(Duration::ZERO))?;
+        if !events.is_empty() {
+            break;
         }
-        Ok(())
+        std::thread::yield_now();
     }
+    Ok(())
+}
 
-    /// Runs until the app says it is done; returns the app.
-    pub fn run(mut self) -> io::Result<A> {
-        let mut events = Events::with_capacity(EVENTS_CAPACITY);
-        let mut dirty: Vec<usize> = Vec::new();
-        let mut flushing: Vec<usize> = Vec::new();
-        let mut protocol_events: Vec<Event> = Vec::new();
-        let mut more_reads: Vec<usize> = Vec::new();
-        let mut more_commands = false;
-        let mut ready: Vec<(usize, bool, bool)> = Vec::with_capacity(EVENTS_CAPACITY);
-        let mut spinner = Spinner::new(self.config.spin);
-        let mut stopping = false;
-        if let Err(err) = scheduling::apply_to_current_thread(self.config.scheduling) {
-            log::warn!(
-                "the loop's thread keeps its scheduling class ({:?} refused: {err})",
-                self.config.scheduling
+/// The loop's passes, until its app is done. The thread holds the loop's
+/// state throughout but while it sleeps in `poll`.
+fn drive<A: App>(poll: &mut Poll, shared: &Mutex<Core<A>>) -> io::Result<()> {
+    let mut core = lock(shared);
+    let mut events = Events::with_capacity(EVENTS_CAPACITY);
+    let mut dirty: Vec<usize> = Vec::new();
+    let mut flushing: Vec<usize> = Vec::new();
+    let mut protocol_events: Vec<Event> = Vec::new();
+    let mut more_reads: Vec<usize> = Vec::new();
+    let mut more_commands = false;
+    let mut ready: Vec<(usize, bool, bool)> = Vec::with_capacity(EVENTS_CAPACITY);
+    let mut spinner = Spinner::new(core.config.spin);
+    let mut stopping = false;
+    if let Err(err) = scheduling::apply_to_current_thread(core.config.scheduling) {
+        log::warn!(
+            "the loop's thread keeps its scheduling class ({:?} refused: {err})",
+            core.config.scheduling
+        );
+    }
+    {
+        let now = Instant::now();
+        let (mut ctx, app) = core.split(now, &mut dirty);
+        app.on_start(&mut ctx);
+    }
+    loop {
+        let now = Instant::now();
+        let busy = more_commands
+            || !more_reads.is_empty()
+            || !core.more_reads.is_empty()
+            || !core.more_writes.is_empty();
+        let timeout =
+            if busy || !dirty.is_empty() || !core.commands.is_empty() || core.has_handoffs() {
+                Some(Duration::ZERO)
+            } else {
+                core.timers
+                    .next()
+                    .map(|at| at.saturating_duration_since(now))
+            };
+        let mut polled = Ok(());
+        events.clear();
+        if timeout != Some(Duration::ZERO) {
+            spinner.idle(now);
+            let budget = spinner.budget();
+            if !budget.is_zero() {
+                polled = spin(poll, &core, &mut events, budget);
+            }
+        }
+        if events.is_empty() && polled.is_ok() {
+            // Senders wake the loop only after this store; a command sent
+            // before it is seen by the check below.
+            core.sleeping.store(true, Ordering::SeqCst);
+            let timeout = if core.commands.is_empty() && !core.has_handoffs() {
+                timeout
+            } else {
+                Some(Duration::ZERO)
+            };
+            if timeout == Some(Duration::ZERO) {
+                polled = poll.poll(&mut events, timeout);
+            } else {
+                core.asleep = Some(timeout.map(|timeout| now + timeout));
+                drop(core);
+                polled = poll.poll(&mut events, timeout);
+                core = lock(shared);
+                core.asleep = None;
+            }
+        }
+        core.sleeping.store(false, Ordering::SeqCst);
+        if let Err(err) = polled {
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+        let now = Instant::now();
+        // Commands may have arrived without a wake-up (the loop was awake).
+        more_commands = !core.commands.is_empty();
+        if !events.is_empty() || more_commands {
+            spinner.work(now);
+        }
+        ready.clear();
+        for event in events.iter() {
+            match event.token() {
+                WAKER => more_commands = true,
+                LISTENER => core.accept(now, &mut dirty),
+                Token(token) if token >= LINGER_BASE => {
+                    let core = &mut *core;
+                    core.lingering
+                        .on_readable(&core.registry, token, &mut core.scratch);
+                }
+                Token(token) if token >= PLAIN_BASE => {
+                    core.serve_plain(now, token, event, &mut dirty);
+                }
+                Token(token) => {
+                    let readable =
+                        event.is_readable() || event.is_read_closed() || event.is_error();
+                    // A failed connect may report only an error or a hang-up.
+                    let writable =
+                        event.is_writable() || event.is_write_closed() || event.is_error();
+                    ready.push((token - FIRST_CONN, readable, writable));
+                }
+            }
+        }
+        more_reads.append(&mut core.more_reads);
+        for index in more_reads.drain(..) {
+            ready.push((index, true, false));
+        }
+        let core_ref = &mut *core;
+        for index in core_ref.more_writes.drain(..) {
+            if let Some(io) = core_ref.conns.get_mut(index) {
+                queue_flush(io, &mut dirty, index);
+            }
+        }
+        if core.has_handoffs() {
+            core.adopt_handoffs(now, &mut dirty);
+        }
+        if more_commands {
+            more_commands = core.serve_commands(now, &mut dirty);
+        }
+        for (index, readable, writable) in ready.drain(..) {
+            core.serve_socket(
+                now,
+                index,
+                readable,
+                writable,
+                &mut dirty,
+                &mut protocol_events,
+                &mut more_reads,
             );
         }
-        {
-            let now = Instant::now();
-            let (mut ctx, app) = self.split(now, &mut dirty);
-            app.on_start(&mut ctx);
+        core.fire_timers(now, &mut dirty, &mut protocol_events);
+        core.flush_all(now, &mut dirty, &mut flushing, &mut protocol_events);
+        core.update_listener();
+        core.publish_load();
+        let done = {
+            let (mut ctx, app) = core.split(now, &mut dirty);
+            app.on_pass_end(&mut ctx);
+            app.is_done(&ctx)
+        };
+        // The loop outlives its last connection by the time its peers
+        // take to end (spec §11.3.4), at most `LINGER_ON_EXIT`.
+        if done && core.lingering.is_empty() {
+            return Ok(());
         }
-        loop {
-            let now = Instant::now();
-            let busy = more_commands
-                || !more_reads.is_empty()
-                || !self.more_reads.is_empty()
-                || !self.more_writes.is_empty();
-            let timeout =
-                if busy || !dirty.is_empty() || !self.commands.is_empty() || self.has_handoffs() {
-                    Some(Duration::ZERO)
-                } else {
-                    self.timers
-                        .next()
-                        .map(|at| at.saturating_duration_since(now))
-                };
-            let mut polled = Ok(());
-            events.clear();
-            if timeout != Some(Duration::ZERO) {
-                spinner.idle(now);
-                let spin = spinner.budget();
-                if !spin.is_zero() {
-                    polled = self.spin(&mut events, spin);
-                }
+        if done && !stopping {
+            stopping = true;
+            for (at, timer) in core.lingering.stop_by(now + LINGER_ON_EXIT) {
+                core.timers.insert(at, timer);
             }
-            if events.is_empty() && polled.is_ok() {
-                // Senders wake the loop only after this store; a command sent
-                // before it is seen by the check below.
-                self.sleeping.store(true, Ordering::SeqCst);
-                let timeout = if self.commands.is_empty() && !self.has_handoffs() {
-                    timeout
-                } else {
-                    Some(Duration::ZERO)
-                };
-                polled = self.poll.poll(&mut events, timeout);
-            }
-            self.sleeping.store(false, Ordering::SeqCst);
-            if let Err(err) = polled {
-                if err.kind() != io::ErrorKind::Interrupted {
-                    return Err(err);
-                }
-            }
-            let now = Instant::now();
-            // Commands may have arrived without a wake-up (the loop was awake).
-            more_commands = !self.commands.is_empty();
-            if !events.is_empty() || more_commands {
-                spinner.work(now);
-            }
-            ready.clear();
-            for event in events.iter() {
-                match event.token() {
-                    WAKER => more_commands = true,
-                    LISTENER => self.accept(now, &mut dirty),
-                    Token(token) if token >= LINGER_BASE => {
-                        let registry = self.poll.registry();
-                        self.lingering
-                            .on_readable(registry, token, &mut self.scratch);
-                    }
-                    Token(token) if token >= PLAIN_BASE => {
-                        self.serve_plain(now, token, event, &mut dirty);
-                    }
-                    Token(token) => {
-                        let readable =
-                            event.is_readable() || event.is_read_closed() || event.is_error();
-                        // A failed connect may report only an error or a hang-up.
-                        let writable =
-                            event.is_writable() || event.is_write_closed() || event.is_error();
-                        ready.push((token - FIRST_CONN, readable, writable));
-                    }
-                }
-            }
-            more_reads.append(&mut self.more_reads);
-            for index in more_reads.drain(..) {
-                ready.push((index, true, false));
-            }
-            for index in self.more_writes.drain(..) {
-                if let Some(io) = self.conns.get_mut(index) {
-                    queue_flush(io, &mut dirty, index);
-                }
-            }
-            if self.has_handoffs() {
-                self.adopt_handoffs(now, &mut dirty);
-            }
-            if more_commands {
-                more_commands = self.serve_commands(now, &mut dirty);
-            }
-            for (index, readable, writable) in ready.drain(..) {
-                self.serve_socket(
-                    now,
-                    index,
-                    readable,
-                    writable,
-                    &mut dirty,
-                    &mut protocol_events,
-                    &mut more_reads,
-                );
-            }
-            self.fire_timers(now, &mut dirty, &mut protocol_events);
-            while !dirty.is_empty() {
-                // Swapped, not taken: both vectors keep their room.
-                std::mem::swap(&mut dirty, &mut flushing);
-                for index in flushing.drain(..) {
-                    self.flush(now, index, &mut dirty, &mut protocol_events);
-                }
-            }
-            self.update_listener();
-            self.publish_load();
-            let done = {
-                let (mut ctx, app) = self.split(now, &mut dirty);
-                app.on_pass_end(&mut ctx);
-                app.is_done(&ctx)
-            };
-            // The loop outlives its last connection by the time its peers
-            // take to end (spec §11.3.4), at most `LINGER_ON_EXIT`.
-            if done && self.lingering.is_empty() {
-                return Ok(self.app);
-            }
-            if done && !stopping {
-                stopping = true;
-                for (at, timer) in self.lingering.stop_by(now + LINGER_ON_EXIT) {
-                    self.timers.insert(at, timer);
-                }
+        }
+    }
+}
+
+impl<A: App> Core<A> {
+    /// Flushes every connection in `dirty`, and those the flushes dirty.
+    fn flush_all(
+        &mut self,
+        now: Instant,
+        dirty: &mut Vec<usize>,
+        flushing: &mut Vec<usize>,
+        events: &mut Vec<Event>,
+    ) {
+        while !dirty.is_empty() {
+            // Swapped, not taken: both vectors keep their room.
+            std::mem::swap(dirty, flushing);
+            for index in flushing.drain(..) {
+                self.flush(now, index, dirty, events);
             }
         }
     }
@@ -339,7 +436,7 @@ impl<A: App> EventLoop<A> {
             Ctx {
                 now,
                 conns: &mut self.conns,
-                registry: self.poll.registry(),
+                registry: &self.registry,
                 dirty,
                 timers: &mut self.timers,
                 config: &self.config,
@@ -430,10 +527,9 @@ impl<A: App> EventLoop<A> {
         }
         let entry = self.conns.vacant_entry();
         let index = entry.key();
-        if let Err(err) =
-            self.poll
-                .registry()
-                .register(&mut stream, conn_token(index), Interest::READABLE)
+        if let Err(err) = self
+            .registry
+            .register(&mut stream, conn_token(index), Interest::READABLE)
         {
             log::warn!("register accepted connection: {err}");
             return;
@@ -447,7 +543,7 @@ impl<A: App> EventLoop<A> {
                 Ok(session) => io = io.with_tls(session),
                 Err(err) => {
                     log::warn!("TLS session for an accepted connection: {err}");
-                    let _ = self.poll.registry().deregister(&mut io.socket);
+                    let _ = self.registry.deregister(&mut io.socket);
                     return;
                 }
             }
@@ -540,15 +636,14 @@ impl<A: App> EventLoop<A> {
             AcceptState::Paused
                 if self.conns.len() < self.config.max_connections
                     && self
-                        .poll
-                        .registry()
+                        .registry
                         .reregister(listener, LISTENER, Interest::READABLE)
                         .is_ok() =>
             {
                 self.accepting = AcceptState::Accepting;
             }
             AcceptState::Stopped => {
-                let _ = self.poll.registry().deregister(listener);
+                let _ = self.registry.deregister(listener);
                 self.listener = None;
                 if let Some(seat) = &self.balance {
                     seat.close();
@@ -693,8 +788,7 @@ impl<A: App> EventLoop<A> {
         match wanted {
             Some(interest) if interest != io.interest => {
                 if self
-                    .poll
-                    .registry()
+                    .registry
                     .reregister(&mut io.socket, token, interest)
                     .is_ok()
                 {
@@ -715,8 +809,7 @@ impl<A: App> EventLoop<A> {
                     app.on_timer(&mut ctx, token);
                 }
                 TimerKind::Linger { index, generation } => {
-                    self.lingering
-                        .expire(self.poll.registry(), index, generation);
+                    self.lingering.expire(&self.registry, index, generation);
                 }
                 TimerKind::Conn { index, generation } => {
                     let Some(io) = self.conns.get_mut(index) else {
@@ -749,7 +842,7 @@ impl<A: App> EventLoop<A> {
         }
         let mut io = self.conns.remove(index);
         // Deregister before the slot can be reused (stale-token guard).
-        let _ = self.poll.registry().deregister(&mut io.socket);
+        let _ = self.registry.deregister(&mut io.socket);
         let key = ConnKey {
             index,
             generation: io.generation,
@@ -789,7 +882,7 @@ impl<A: App> EventLoop<A> {
         // The peer may still be sending: closing on unread bytes would
         // reset the connection, and what we wrote last could be lost.
         if lingers {
-            let registry = self.poll.registry();
+            let registry = &self.registry;
             if let Some((at, timer)) = self.lingering.start(registry, io.socket, now) {
                 self.timers.insert(at, timer);
             }
