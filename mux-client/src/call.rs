@@ -123,9 +123,6 @@ pub struct Call {
     /// when the call is awaited (the task waits for room) or waited for
     /// (the thread blocks), never dropped unsent while awaited.
     pub(crate) unsent: Option<PendingCall>,
-    /// The call was written on the caller's thread while the loop slept:
-    /// a blocking wait may read its answer there too.
-    pub(crate) served_here: bool,
 }
 
 impl Call {
@@ -143,10 +140,6 @@ impl Call {
             return Err(err);
         }
         let completion = self.completion.take().ok_or(CallError::Closed)?;
-        if self.served_here {
-            // Read the answer on this thread if the loop still sleeps.
-            self.handle.drive(&|| completion.is_ready());
-        }
         completion.wait().map_err(|_| CallError::Closed)?
     }
 

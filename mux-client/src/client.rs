@@ -81,10 +81,8 @@ impl ClientBuilder {
     }
 
     /// Accepts pushes (spec §10) and hands each, once its body arrived, to
-    /// `handler`, on the loop thread or on a thread reading its blocking
-    /// call's answer while the loop sleeps ([`Client::call`]); either way it
-    /// must return quickly. Without a handler, pushes are refused with
-    /// `CANCEL`.
+    /// `handler`, on the loop thread (it must return quickly). Without a
+    /// handler, pushes are refused with `CANCEL`.
     pub fn on_push<F>(mut self, handler: F) -> Self
     where
         F: Fn(PushMessage) + Send + Sync + 'static,
@@ -295,15 +293,14 @@ impl Opener {
     }
 
     /// Serves a call on this thread if the loop sleeps (no hop to the
-    /// loop's thread: [`LoopHandle::try_serve`]; then `true`); otherwise
-    /// hands it over as [`Opener::offer_call`] does, and gives back what it
-    /// gives back.
-    fn serve_or_offer(&self, call: PendingCall) -> (Option<PendingCall>, bool) {
+    /// loop's thread: [`LoopHandle::try_serve`]); otherwise hands it over
+    /// as [`Opener::offer_call`] does.
+    fn serve_or_offer(&self, call: PendingCall) -> Option<PendingCall> {
         match self.handle.try_serve(Command::Call(call)) {
-            Ok(()) => (None, true),
-            Err(Command::Call(call)) => (self.offer_call(call), false),
+            Ok(()) => None,
+            Err(Command::Call(call)) => self.offer_call(call),
             // The command given back is the one given.
-            Err(_) => (None, false),
+            Err(_) => None,
         }
     }
 
@@ -370,17 +367,12 @@ impl Opener {
     pub(crate) fn start_call(&self, request: CallRequest) -> Call {
         let (completer, completion) = completion();
         let (id, call) = self.prepare(request, Sink::Completion(completer), None);
-        let (unsent, served_here) = match call {
-            Some(call) => self.serve_or_offer(call),
-            None => (None, false),
-        };
         Call {
             completion: Some(completion),
             id: Some(id),
             handle: self.handle.clone(),
             failed: None,
-            unsent,
-            served_here,
+            unsent: call.and_then(|call| self.serve_or_offer(call)),
         }
     }
 
@@ -419,25 +411,14 @@ impl Client {
         &self.opener
     }
 
-    /// How many calls this client wrote, and how many times it read their
-    /// answers, on the calling threads instead of its loop's (see
-    /// [`Client::call`]).
-    pub fn inline_stats(&self) -> mux_runtime::InlineStats {
-        self.opener.handle.inline_stats()
-    }
-
     /// Calls `route` with `body` and waits for the reply.
     ///
     /// While the client's loop sleeps (no call of its own in progress,
     /// a spin that does not pay), the call is written on this thread,
     /// under the lock of the loop's state, instead of handed to the loop
     /// and its thread woken: one wake-up less on the way out
-    /// (`mux_runtime::LoopHandle::try_serve`; the same holds for
-    /// [`Client::call_async`] and [`Client::start_call`]). This thread then
-    /// reads the answer itself while the loop sleeps on: one wake-up less on
-    /// the way back (`mux_runtime::LoopHandle::drive`). What it reads for
-    /// other streams meanwhile is handled here too: a push handler or a
-    /// callback may run on this thread then.
+    /// (`mux_runtime::LoopHandle::try_serve`). The same holds for
+    /// [`Client::call_async`] and [`Client::start_call`].
     pub fn call(&self, route: &str, body: impl Into<Bytes>) -> Result<Reply, CallError> {
         self.call_with(CallRequest::new(route, body))
     }
@@ -484,7 +465,6 @@ impl Client {
             failed: None,
             // Sent with the first write if the queue has no room now.
             unsent: prepared.and_then(|call| self.opener.offer_call(call)),
-            served_here: false,
         };
         if let Some(mismatch) = declared_too_short {
             call.fail_now(mismatch.into());
@@ -500,9 +480,10 @@ impl Client {
         }
     }
 
-    /// Starts `request`; `callback` gets the outcome on the loop thread, or
-    /// on a thread whose blocking call the client serves there while its
-    /// loop sleeps ([`Client::call`]), so it must return quickly.
+    /// Starts `request`; `callback` gets the outcome on the loop thread (or,
+    /// when a connection fails while the client serves another thread's
+    /// call on that thread, there: see [`Client::call`]), so it must return
+    /// quickly.
     pub fn call_with_callback<F>(&self, request: CallRequest, callback: F)
     where
         F: FnOnce(Result<Reply, CallError>) + Send + 'static,

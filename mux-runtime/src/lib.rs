@@ -46,8 +46,8 @@ pub use backoff::Backoff;
 /// The error of [`LoopHandle::try_send`]: the queue is full, or the loop gone.
 pub use crossbeam_channel::TrySendError;
 pub use event_loop::{
-    App, Balance, BalanceSeat, ConnKey, Ctx, EventLoop, InlineStats, LoopConfig, LoopError,
-    LoopHandle, PlainKey, SendCommand, SendPoll, SpinPolicy, ThreadScheduling,
+    App, Balance, BalanceSeat, ConnKey, Ctx, EventLoop, LoopConfig, LoopError, LoopHandle,
+    PlainKey, SendCommand, SendPoll, SpinPolicy, ThreadScheduling,
 };
 pub use message::{BodyBuffer, MessageReader, TooLarge};
 pub use outbox::{Outbox, Piece};

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use crossbeam_channel::{Sender, TrySendError};
 use mio::Waker;
 
-use super::inline::{self, InlineCounters, InlineSlot, InlineStats};
+use super::inline::{self, InlineSlot};
 
 /// Async senders waiting for room in the command queue.
 #[derive(Debug, Default)]
@@ -59,7 +59,6 @@ pub struct LoopHandle<C> {
     pub(super) room: Arc<RoomWaiters>,
     /// The running loop's state, for [`LoopHandle::try_serve`].
     pub(super) inline: Arc<InlineSlot<C>>,
-    pub(super) counters: Arc<InlineCounters>,
 }
 
 impl<C> Clone for LoopHandle<C> {
@@ -70,7 +69,6 @@ impl<C> Clone for LoopHandle<C> {
             sleeping: Arc::clone(&self.sleeping),
             room: Arc::clone(&self.room),
             inline: Arc::clone(&self.inline),
-            counters: Arc::clone(&self.counters),
         }
     }
 }
@@ -124,28 +122,6 @@ impl<C> LoopHandle<C> {
             Some(state) => state.try_serve(command),
             None => Err(command),
         }
-    }
-
-    /// After a command this thread served ([`LoopHandle::try_serve`]), waits
-    /// for its answer by reading the connection it went out on here, while
-    /// the loop sleeps, until `done` says the answer is in: no hop to the
-    /// loop's thread and back. Returns at once if the loop is awake or
-    /// another thread drives, and as soon as the loop wakes for anything
-    /// else (it then reads for this thread): wait for the answer as usual
-    /// afterwards. What the app does with what is read runs here.
-    pub fn drive(&self, done: &dyn Fn() -> bool) {
-        if !self.sleeping.load(Ordering::SeqCst) {
-            return;
-        }
-        if let Some(state) = self.inline.get().and_then(Weak::upgrade) {
-            state.drive(done);
-        }
-    }
-
-    /// How many commands senders served, and readinesses they read, on
-    /// their own threads ([`LoopHandle::try_serve`], [`LoopHandle::drive`]).
-    pub fn inline_stats(&self) -> InlineStats {
-        self.counters.snapshot()
     }
 
     /// Whether this thread is serving one of the loop's commands (see

@@ -52,8 +52,7 @@ pub use self::config::LoopConfig;
 pub use self::context::Ctx;
 use self::context::{queue_flush, AcceptState};
 pub use self::handle::{LoopHandle, SendCommand, SendPoll};
-pub use self::inline::InlineStats;
-use self::inline::{Driver, Driving, Inline, InlineCounters, InlineSlot, Shared};
+use self::inline::{Inline, InlineSlot};
 pub use self::keys::{ConnKey, PlainKey};
 use self::linger::{Lingering, LINGER_BASE, LINGER_ON_EXIT};
 use self::plain::{PlainSockets, PLAIN_BASE, PLAIN_LISTEN_BASE};
@@ -87,8 +86,6 @@ pub struct EventLoop<A: App> {
     core: Core<A>,
     /// Where the running loop lets senders reach its state (see `inline`).
     inline: Arc<InlineSlot<A::Command>>,
-    /// The poller of a sender that reads its answer itself (see `inline`).
-    driver: Driver,
 }
 
 /// Everything of a loop but its poller. While the loop runs, it sits behind
@@ -104,15 +101,6 @@ struct Core<A: App> {
     asleep: Option<Option<Instant>>,
     /// The loop has stopped: nothing is served inline any more.
     stopped: bool,
-    /// The connection the last command served inline went out on.
-    last_inline: Option<ConnKey>,
-    /// The connection a sender's thread reads, muted in the loop's poller.
-    driven: Option<ConnKey>,
-    /// Interrupts that sender's wait.
-    driver_waker: Arc<Waker>,
-    /// The driven connection, as the sleeping loop sees it.
-    driving: Arc<Driving>,
-    counters: Arc<InlineCounters>,
     listener: Option<mio::net::TcpListener>,
     conns: Slab<ConnIo>,
     commands: Receiver<A::Command>,
@@ -162,8 +150,6 @@ impl<A: App> EventLoop<A> {
         let sleeping = Arc::new(AtomicBool::new(false));
         let room = Arc::new(handle::RoomWaiters::default());
         let inline = Arc::new(InlineSlot::default());
-        let (driver, driver_waker) = Driver::new()?;
-        let counters = Arc::new(InlineCounters::default());
         let mut listener = listener;
         let accepting = match listener.as_mut() {
             Some(listener) => {
@@ -178,11 +164,6 @@ impl<A: App> EventLoop<A> {
             waker: Arc::clone(&waker),
             asleep: None,
             stopped: false,
-            last_inline: None,
-            driven: None,
-            driver_waker,
-            driving: Arc::default(),
-            counters: Arc::clone(&counters),
             listener,
             conns: Slab::new(),
             commands,
@@ -209,7 +190,6 @@ impl<A: App> EventLoop<A> {
                 poll,
                 core,
                 inline: Arc::clone(&inline),
-                driver,
             },
             LoopHandle {
                 sender,
@@ -217,7 +197,6 @@ impl<A: App> EventLoop<A> {
                 sleeping,
                 room,
                 inline,
-                counters,
             },
         ))
     }
@@ -243,18 +222,12 @@ impl<A: App> EventLoop<A> {
             mut poll,
             core,
             inline,
-            driver,
         } = self;
-        let shared = Arc::new(Shared {
-            core: Mutex::new(core),
-            driver: Mutex::new(driver),
-        });
+        let shared = Arc::new(Mutex::new(core));
         let weak: Weak<dyn Inline<A::Command>> = Arc::downgrade(&shared) as _;
         let _ = inline.set(weak);
-        let result = drive(&mut poll, &shared.core);
-        let mut core = lock(&shared.core);
-        core.stopped = true;
-        core.take_back();
+        let result = drive(&mut poll, &shared);
+        lock(&shared).stopped = true;
         result
     }
 }
@@ -348,20 +321,11 @@ fn drive<A: App>(poll: &mut Poll, shared: &Mutex<Core<A>>) -> io::Result<()> {
             if timeout == Some(Duration::ZERO) {
                 polled = poll.poll(&mut events, timeout);
             } else {
-                let wakes_at = timeout.map(|timeout| now + timeout);
-                core.asleep = Some(wakes_at);
-                let driving = Arc::clone(&core.driving);
+                core.asleep = Some(timeout.map(|timeout| now + timeout));
                 drop(core);
-                loop {
-                    let timeout = wakes_at.map(|at| at.saturating_duration_since(Instant::now()));
-                    polled = poll.poll(&mut events, timeout);
-                    if polled.is_err() || !driving.lets_pass(&events) {
-                        break;
-                    }
-                }
+                polled = poll.poll(&mut events, timeout);
                 core = lock(shared);
                 core.asleep = None;
-                core.take_back();
             }
         }
         core.sleeping.store(false, Ordering::SeqCst);
@@ -877,10 +841,6 @@ impl<A: App> Core<A> {
             return;
         }
         let mut io = self.conns.remove(index);
-        if self.driven.is_some_and(|driven| driven.index == index) {
-            // Its driver waits on a socket that is going: wake it.
-            self.take_back();
-        }
         // Deregister before the slot can be reused (stale-token guard).
         let _ = self.registry.deregister(&mut io.socket);
         let key = ConnKey {
