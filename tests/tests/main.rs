@@ -27,6 +27,7 @@ mod conformance;
 mod direct;
 mod dissector;
 mod http_edge;
+mod inline_calls;
 mod integrity;
 mod limits;
 mod long_link;
