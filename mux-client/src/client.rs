@@ -480,10 +480,10 @@ impl Client {
         }
     }
 
-    /// Starts `request`; `callback` gets the outcome on the loop thread (or,
-    /// when a connection fails while the client serves another thread's
-    /// call on that thread, there: see [`Client::call`]), so it must return
-    /// quickly.
+    /// Starts `request`; `callback` gets the outcome on the loop thread, so
+    /// it must return quickly. (Should a connection fail while the client
+    /// writes another thread's call on that thread, the callbacks of the
+    /// calls that fail with it run there: see [`Client::call`].)
     pub fn call_with_callback<F>(&self, request: CallRequest, callback: F)
     where
         F: FnOnce(Result<Reply, CallError>) + Send + 'static,

@@ -318,7 +318,7 @@ mod tests {
         assert!(!handle.is_serving_here());
         let thread = std::thread::spawn(move || event_loop.run());
         let deadline = Instant::now() + Duration::from_secs(10);
-        // The loop sleeps once it has learnt that spinning does not pay.
+        // The loop sleeps in its poller once its first spin (200 µs) ends.
         let mut command = 1;
         while let Err(back) = handle.try_serve(command) {
             assert!(Instant::now() < deadline, "the loop never slept");
