@@ -63,7 +63,7 @@ where
             Err(TryLockError::WouldBlock) => return Err(command),
         };
         match core.asleep {
-            Some(wakes_at) if !core.stopped && core.commands.is_empty() => {
+            Some(wakes_at) if core.commands.is_empty() => {
                 let outer = SERVING.with(|serving| serving.replace(state_address(self)));
                 core.serve_inline(command, wakes_at);
                 SERVING.with(|serving| serving.set(outer));

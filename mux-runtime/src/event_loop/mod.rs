@@ -99,8 +99,6 @@ struct Core<A: App> {
     /// While the loop sleeps in `poll`: when it wakes by itself (`None`:
     /// only for an event). `None` while it is awake.
     asleep: Option<Option<Instant>>,
-    /// The loop has stopped: nothing is served inline any more.
-    stopped: bool,
     listener: Option<mio::net::TcpListener>,
     conns: Slab<ConnIo>,
     commands: Receiver<A::Command>,
@@ -163,7 +161,6 @@ impl<A: App> EventLoop<A> {
             registry,
             waker: Arc::clone(&waker),
             asleep: None,
-            stopped: false,
             listener,
             conns: Slab::new(),
             commands,
@@ -226,9 +223,9 @@ impl<A: App> EventLoop<A> {
         let shared = Arc::new(Mutex::new(core));
         let weak: Weak<dyn Inline<A::Command>> = Arc::downgrade(&shared) as _;
         let _ = inline.set(weak);
-        let result = drive(&mut poll, &shared);
-        lock(&shared).stopped = true;
-        result
+        // Once `drive` returns, the loop is never asleep again: nothing is
+        // served inline any more.
+        drive(&mut poll, &shared)
     }
 }
 

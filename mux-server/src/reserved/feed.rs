@@ -147,7 +147,7 @@ impl Feed {
         &mut self,
         conn: &mut Connection,
         id: StreamId,
-        batch: &[u8],
+        batch: &Bytes,
         now: Instant,
     ) -> bool {
         let clear = self.queue.is_empty() && self.lost == 0 && !batch.is_empty();
@@ -160,8 +160,7 @@ impl Feed {
             // Less than the room it had: what it took cannot be taken
             // back, so the rest waits as a begun message, as in `deliver`.
             Ok(accepted) => {
-                let rest = Bytes::copy_from_slice(batch.get(accepted..).unwrap_or_default());
-                self.keep_rest(rest, true, now);
+                self.keep_rest(batch.slice(accepted..), true, now);
                 true
             }
         }
@@ -271,11 +270,17 @@ pub(crate) const MAX_BATCH: usize = 16 * 1024;
 /// each as a Publication message, made only when a subscriber needs them.
 #[derive(Debug)]
 pub(crate) struct Run<'a> {
+    pub(crate) parts: Vec<Part>,
+    pub(crate) singles: Singles<'a>,
+}
+
+/// A run's publications as Publication messages, made when first asked for.
+#[derive(Debug)]
+pub(crate) struct Singles<'a> {
     topic: &'a str,
     payloads: &'a [Bytes],
-    /// Each payload as a Publication message; empty until first needed.
-    singles: Vec<Bytes>,
-    pub(crate) parts: Vec<Part>,
+    /// Empty until first needed.
+    made: Vec<Bytes>,
 }
 
 /// Consecutive publications of a [`Run`] in one Publications message.
@@ -322,18 +327,22 @@ impl<'a> Run<'a> {
             start = end;
         }
         Self {
-            topic,
-            payloads,
-            singles: Vec::new(),
             parts,
+            singles: Singles {
+                topic,
+                payloads,
+                made: Vec::new(),
+            },
         }
     }
+}
 
+impl Singles<'_> {
     /// The publications at `covers` as Publication messages.
-    pub(crate) fn singles(&mut self, covers: Range<usize>) -> &[Bytes] {
-        if self.singles.is_empty() {
+    pub(crate) fn get(&mut self, covers: Range<usize>) -> &[Bytes] {
+        if self.made.is_empty() {
             let topic = self.topic;
-            self.singles = (self.payloads.iter())
+            self.made = (self.payloads.iter())
                 .map(|payload| {
                     FeedMessage::Publication {
                         topic: topic.into(),
@@ -343,7 +352,7 @@ impl<'a> Run<'a> {
                 })
                 .collect();
         }
-        self.singles.get(covers).unwrap_or_default()
+        self.made.get(covers).unwrap_or_default()
     }
 }
 
@@ -441,16 +450,13 @@ impl Feeds {
             return None;
         };
         let mut outcome = Ok(0);
-        'parts: for index in 0..run.parts.len() {
-            let Some(part) = run.parts.get(index) else {
-                break;
-            };
+        'parts: for part in &run.parts {
             let covers = part.covers.clone();
             if covers.len() > 1 && feed.deliver_batch(conn, id, &part.message, now) {
                 self.delivered += covers.len() as u64;
                 continue;
             }
-            for message in run.singles(covers) {
+            for message in run.singles.get(covers) {
                 match feed.deliver(conn, id, message, now) {
                     Ok(dropped) => {
                         self.delivered += 1;
@@ -649,7 +655,7 @@ mod tests {
         payloads.push(Bytes::from(vec![9; MAX_BATCH + 1]));
         payloads.extend((0..600u16).map(|n| Bytes::from(n.to_be_bytes().repeat(32))));
         let mut run = Run::new("t.x", &payloads, true);
-        assert_eq!(run.singles(0..payloads.len()).len(), payloads.len());
+        assert_eq!(run.singles.get(0..payloads.len()).len(), payloads.len());
         let mut next = 0;
         for part in &run.parts {
             assert_eq!(part.covers.start, next, "parts are consecutive");
