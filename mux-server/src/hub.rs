@@ -112,7 +112,13 @@ impl Hub {
                         topic: Arc::from(topic),
                         payload: payload.clone(),
                     };
-                    if delivery_handle.try_send(command).is_err() {
+                    // Published by this loop's own code: its subscribers
+                    // get it before this pass's flush, not a pass later.
+                    let queued = match delivery_handle.send_here(command) {
+                        Ok(()) => true,
+                        Err(command) => delivery_handle.try_send(command).is_ok(),
+                    };
+                    if !queued {
                         counter.fetch_add(1, Ordering::Relaxed);
                         note_missed(&missed, 1, &delivery_handle);
                     }

@@ -31,8 +31,14 @@ fn main() {
     let client = Arc::new(Client::connect(addr).expect("client connects"));
     println!("alone:  {}", calls(&client));
     let stop = Arc::new(AtomicBool::new(false));
+    // `SEPARATE=1`: the upload on a connection (and a loop) of its own, to
+    // tell the bytes queued ahead of a call from the cores the upload takes.
+    let uploader = match std::env::var_os("SEPARATE") {
+        Some(_) => Arc::new(Client::connect(addr).expect("second client connects")),
+        None => Arc::clone(&client),
+    };
     let upload = {
-        let (client, stop) = (Arc::clone(&client), Arc::clone(&stop));
+        let (client, stop) = (uploader, Arc::clone(&stop));
         std::thread::spawn(move || {
             let chunk = Bytes::from(vec![7u8; 256 * 1024]);
             let mut upload = client.open_upload(CallRequest::new("sink", ""));

@@ -13,6 +13,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use mio::Waker;
 
 use super::inline::{self, InlineSlot};
+use super::local::{self, LocalInbox};
 
 /// Async senders waiting for room in the command queue.
 #[derive(Debug, Default)]
@@ -59,6 +60,8 @@ pub struct LoopHandle<C> {
     pub(super) room: Arc<RoomWaiters>,
     /// The running loop's state, for [`LoopHandle::try_serve`].
     pub(super) inline: Arc<InlineSlot<C>>,
+    /// Commands the loop's app sends the loop, for [`LoopHandle::send_here`].
+    pub(super) local: Arc<LocalInbox<C>>,
 }
 
 impl<C> Clone for LoopHandle<C> {
@@ -69,6 +72,7 @@ impl<C> Clone for LoopHandle<C> {
             sleeping: Arc::clone(&self.sleeping),
             room: Arc::clone(&self.room),
             inline: Arc::clone(&self.inline),
+            local: Arc::clone(&self.local),
         }
     }
 }
@@ -132,6 +136,26 @@ impl<C> LoopHandle<C> {
         self.inline
             .get()
             .is_some_and(|state| inline::serving(inline::state_address(state.as_ptr())))
+    }
+
+    /// Hands `command` to the loop without its queue, when this thread runs
+    /// the loop's app (the loop's own thread, or one serving a command
+    /// inline): the loop serves it before the flush of the pass under way,
+    /// where through the queue it would wait for the next pass. Gives it
+    /// back on any other thread, and when the loop holds as many such
+    /// commands as its queue would (then, until the loop has drained its
+    /// queue, every command comes back, so that none overtakes the one the
+    /// caller queues instead).
+    pub fn send_here(&self, command: C) -> Result<(), C> {
+        let runs_here = self.inline.get().is_some_and(|state| {
+            let address = inline::state_address(state.as_ptr());
+            inline::serving(address) || local::is_loop_thread(address)
+        });
+        if runs_here {
+            self.local.push(command)
+        } else {
+            Err(command)
+        }
     }
 
     /// Sends a command if the queue has room; gives it back otherwise.
@@ -335,5 +359,104 @@ mod tests {
             .join()
             .expect("the loop thread")
             .expect("the loop woke, saw its app done, and stopped");
+    }
+
+    /// What [`SendsItself`] saw: each command with the pass it was served
+    /// in (passes counted at their end), and what the app's other threads
+    /// saw.
+    #[derive(Default)]
+    struct Log {
+        served: Vec<(u32, usize)>,
+        passes: usize,
+    }
+
+    /// Sends itself `command + 100` for each command below 100, with
+    /// `send_here`; stops once it has served `stop_after` commands.
+    struct SendsItself {
+        handle: Option<LoopHandle<u32>>,
+        log: Arc<Mutex<Log>>,
+        stop_after: usize,
+    }
+
+    impl App for SendsItself {
+        type Command = u32;
+        fn on_event(&mut self, _: &mut Ctx<'_>, _: ConnKey, _: Event) {}
+        fn on_closed(&mut self, _: &mut Ctx<'_>, _: ConnKey, _: Option<LoopError>) {}
+        fn on_command(&mut self, _: &mut Ctx<'_>, command: u32) {
+            let mut log = self.log.lock().expect("the log");
+            let pass = log.passes;
+            log.served.push((command, pass));
+            drop(log);
+            if command < 100 {
+                if let Some(handle) = &self.handle {
+                    handle
+                        .send_here(command + 100)
+                        .expect("the loop's own code sends it here");
+                }
+            }
+        }
+        fn on_pass_end(&mut self, _: &mut Ctx<'_>) {
+            self.log.lock().expect("the log").passes += 1;
+        }
+        fn is_done(&self, _: &Ctx<'_>) -> bool {
+            self.log.lock().expect("the log").served.len() >= self.stop_after
+        }
+    }
+
+    #[test]
+    fn a_command_the_loop_sends_itself_is_served_in_the_same_pass() {
+        let log = Arc::new(Mutex::new(Log::default()));
+        let app = SendsItself {
+            handle: None,
+            log: Arc::clone(&log),
+            stop_after: 6,
+        };
+        let (mut event_loop, handle) =
+            EventLoop::new(app, LoopConfig::default(), None, 8).expect("a loop");
+        event_loop.app_mut().handle = Some(handle.clone());
+        assert_eq!(
+            handle.send_here(7),
+            Err(7),
+            "another thread's command goes through the queue"
+        );
+        // Queued before the loop runs: served on the loop's thread.
+        handle.try_send(1).expect("room");
+        handle.try_send(2).expect("room");
+        let thread = std::thread::spawn(move || event_loop.run());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Served inline once the loop sleeps: on this thread, under its lock.
+        let mut command = 3;
+        while let Err(back) = handle.try_serve(command) {
+            assert!(Instant::now() < deadline, "the loop never slept");
+            command = back;
+            std::thread::yield_now();
+        }
+        thread
+            .join()
+            .expect("the loop thread")
+            .expect("the loop stopped once its app was done");
+        let log = log.lock().expect("the log");
+        let pass_of = |command: u32| {
+            log.served
+                .iter()
+                .find(|(served, _)| *served == command)
+                .map(|(_, pass)| *pass)
+        };
+        for command in [1, 2, 3] {
+            assert!(
+                pass_of(command).is_some(),
+                "{command} served: {:?}",
+                log.served
+            );
+            assert_eq!(
+                pass_of(command + 100),
+                pass_of(command),
+                "{} served in the pass that sent it: {:?}",
+                command + 100,
+                log.served
+            );
+        }
+        let order: Vec<u32> = log.served.iter().map(|(command, _)| *command).collect();
+        assert_eq!(order, [1, 2, 101, 102, 3, 103], "queued ones first");
     }
 }

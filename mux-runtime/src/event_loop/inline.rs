@@ -87,6 +87,7 @@ impl<A: App> Core<A> {
             app.on_command(&mut ctx, command);
             app.on_commands_served(&mut ctx);
         }
+        self.serve_local(now, &mut dirty);
         self.flush_all(now, &mut dirty, &mut flushing, &mut events);
         self.publish_load();
         let done = {
@@ -98,7 +99,8 @@ impl<A: App> Core<A> {
             .timers
             .next()
             .is_some_and(|at| wakes_at.is_none_or(|wakes_at| at < wakes_at));
-        let more = !self.more_writes.is_empty() || !self.more_reads.is_empty();
+        let more =
+            !self.more_writes.is_empty() || !self.more_reads.is_empty() || self.local.is_pending();
         if done || timer_sooner || more || !dirty.is_empty() {
             // Only fails if the loop is gone.
             let _ = self.waker.wake();

@@ -10,7 +10,8 @@
 //! One iteration: wait for readiness (or the next timer); serve commands
 //! (then let the app work through what they queued as a batch), accepts and
 //! each ready connection (read until `WouldBlock`, feed
-//! `mux-core`, hand its events to the app); fire due timers; flush every
+//! `mux-core`, hand its events to the app); fire due timers; serve the
+//! commands the app sent the loop from its own code (see `local`); flush every
 //! connection the app touched, each up to a budget (the rest on the next
 //! iteration, after the commands: spec §12.3); recompute each socket's
 //! interest.
@@ -42,6 +43,7 @@ mod handle;
 mod inline;
 mod keys;
 mod linger;
+mod local;
 mod plain;
 mod scheduling;
 mod spin;
@@ -55,6 +57,7 @@ pub use self::handle::{LoopHandle, SendCommand, SendPoll};
 use self::inline::{Inline, InlineSlot};
 pub use self::keys::{ConnKey, PlainKey};
 use self::linger::{Lingering, LINGER_BASE, LINGER_ON_EXIT};
+use self::local::LocalInbox;
 use self::plain::{PlainSockets, PLAIN_BASE, PLAIN_LISTEN_BASE};
 pub use self::scheduling::ThreadScheduling;
 pub use self::spin::SpinPolicy;
@@ -130,6 +133,10 @@ struct Core<A: App> {
     inline_flushing: Vec<usize>,
     /// Protocol events of an inline flush (kept for its room).
     inline_events: Vec<Event>,
+    /// Commands the app sent this loop from its own code (see `local`).
+    local: Arc<LocalInbox<A::Command>>,
+    /// The inbox's commands being served (kept for its room).
+    local_batch: Vec<A::Command>,
     app: A,
 }
 
@@ -148,6 +155,7 @@ impl<A: App> EventLoop<A> {
         let sleeping = Arc::new(AtomicBool::new(false));
         let room = Arc::new(handle::RoomWaiters::default());
         let inline = Arc::new(InlineSlot::default());
+        let local = Arc::new(LocalInbox::new(queue));
         let mut listener = listener;
         let accepting = match listener.as_mut() {
             Some(listener) => {
@@ -180,6 +188,8 @@ impl<A: App> EventLoop<A> {
             inline_dirty: Vec::new(),
             inline_flushing: Vec::new(),
             inline_events: Vec::new(),
+            local: Arc::clone(&local),
+            local_batch: Vec::new(),
             app,
         };
         Ok((
@@ -194,6 +204,7 @@ impl<A: App> EventLoop<A> {
                 sleeping,
                 room,
                 inline,
+                local,
             },
         ))
     }
@@ -223,9 +234,12 @@ impl<A: App> EventLoop<A> {
         let shared = Arc::new(Mutex::new(core));
         let weak: Weak<dyn Inline<A::Command>> = Arc::downgrade(&shared) as _;
         let _ = inline.set(weak);
+        local::set_loop_thread(inline::state_address(Arc::as_ptr(&shared)));
         // Once `drive` returns, the loop is never asleep again: nothing is
         // served inline any more.
-        drive(&mut poll, &shared)
+        let result = drive(&mut poll, &shared);
+        local::set_loop_thread(0);
+        result
     }
 }
 
@@ -286,6 +300,7 @@ fn drive<A: App>(poll: &mut Poll, shared: &Mutex<Core<A>>) -> io::Result<()> {
     loop {
         let now = Instant::now();
         let busy = more_commands
+            || core.local.is_pending()
             || !more_reads.is_empty()
             || !core.more_reads.is_empty()
             || !core.more_writes.is_empty();
@@ -388,6 +403,7 @@ fn drive<A: App>(poll: &mut Poll, shared: &Mutex<Core<A>>) -> io::Result<()> {
             );
         }
         core.fire_timers(now, &mut dirty, &mut protocol_events);
+        core.serve_local(now, &mut dirty);
         core.flush_all(now, &mut dirty, &mut flushing, &mut protocol_events);
         core.update_listener();
         core.publish_load();
@@ -470,9 +486,28 @@ impl<A: App> Core<A> {
         }
         // Commands were taken: async senders waiting for room may go on.
         self.room.wake_all();
+        if !left {
+            self.local.queue_drained();
+        }
         let (mut ctx, app) = self.split(now, dirty);
         app.on_commands_served(&mut ctx);
         left
+    }
+
+    /// Serves the commands the app sent this loop from its own code during
+    /// the pass (see `local`), before the pass's flush.
+    fn serve_local(&mut self, now: Instant, dirty: &mut Vec<usize>) {
+        if !self.local.is_pending() {
+            return;
+        }
+        let mut batch = std::mem::take(&mut self.local_batch);
+        self.local.take_into(&mut batch);
+        let (mut ctx, app) = self.split(now, dirty);
+        for command in batch.drain(..) {
+            app.on_command(&mut ctx, command);
+        }
+        app.on_commands_served(&mut ctx);
+        self.local_batch = batch;
     }
 
     /// Accepts until `WouldBlock` or capacity.
