@@ -4,12 +4,14 @@
 //! of the write path and the client's message hand-off. With `direct`, the
 //! downloads are read by a `DirectClient` on the main thread instead.
 //!
-//! `perf record -g cargo run --release -p mux-tests --example download_probe [direct] [spin-off] [ADDR]`
+//! `perf record -g cargo run --release -p mux-tests --example download_probe [direct] [fresh] [spin-off] [ADDR]`
 //!
 //! With an address the downloads come from that server (one started by
 //! `mux-bench serve mux`, as the benchmark runs it) and this process is
 //! the client alone; with `spin-off`, `Client`'s loop never spins
-//! (`SpinPolicy::OFF`).
+//! (`SpinPolicy::OFF`); with `fresh` (and `direct`), each download has a
+//! connection of its own, as the benchmark's do, and the time its first
+//! and last 256 MiB took is printed too.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -19,6 +21,7 @@ use mux_client::{CallError, CallRequest, Client, DirectClient, SpinPolicy};
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let direct = args.iter().any(|a| a == "direct");
+    let fresh = args.iter().any(|a| a == "fresh");
     let spin = if args.iter().any(|a| a == "spin-off") {
         SpinPolicy::OFF
     } else {
@@ -35,8 +38,11 @@ fn main() {
     for round in 0..3 {
         let start = Instant::now();
         let received = if direct {
+            if fresh {
+                direct_client = DirectClient::connect(addr).expect("client connects");
+            }
             let mut download = direct_client.open_stream(request()).expect("head");
-            count(std::iter::from_fn(|| download.next_message()))
+            count_quarters(start, std::iter::from_fn(|| download.next_message()))
         } else {
             let mut download = client.open_stream(request());
             download.head().expect("head");
@@ -48,6 +54,26 @@ fn main() {
             received as f64 / seconds / 1e9
         );
     }
+}
+
+/// The bytes in a download's messages; prints when each quarter of a
+/// 1 GiB download was in.
+fn count_quarters(
+    start: Instant,
+    messages: impl Iterator<Item = Result<bytes::Bytes, CallError>>,
+) -> u64 {
+    let quarter = 1u64 << 28;
+    let mut total = 0;
+    let mut marks = Vec::new();
+    for message in messages {
+        total += message.expect("message").len() as u64;
+        if total >= quarter * (marks.len() as u64 + 1) {
+            marks.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let text: Vec<String> = marks.iter().map(|ms| format!("{ms:.1}")).collect();
+    println!("  quarters in at {} ms", text.join(" / "));
+    total
 }
 
 /// The bytes in a download's messages.
