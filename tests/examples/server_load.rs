@@ -19,7 +19,9 @@
 //! With `client-fanout` or `client-latency`, the subscriptions are read
 //! through one `Client` (a connection each, one loop thread) instead, each
 //! delivery lent (`Subscription::next_with`); `owned-client-…` reads them
-//! with `next_timeout`.
+//! with `next_timeout`; with `INHERITED=1` in the environment, the
+//! client's loop thread keeps the scheduling class it was started with
+//! (`ThreadScheduling::Inherited`) instead of `SCHED_BATCH`.
 //!
 //! `cargo run --release -p mux-tests --example server_load -- ADDR redis-latency N [SUBSCRIBERS] [RATE]`:
 //! the same publications and readers through a Redis server at ADDR
@@ -76,8 +78,13 @@ fn main() {
         }
         "client-fanout" | "client-latency" | "owned-client-fanout" | "owned-client-latency" => {
             let owned = mode.starts_with("owned-");
+            let scheduling = match std::env::var_os("INHERITED") {
+                Some(_) => mux_client::ThreadScheduling::Inherited,
+                None => mux_client::ThreadScheduling::default(),
+            };
             let client = Client::builder(addr)
                 .connections(subscribers)
+                .thread_scheduling(scheduling)
                 .connect()
                 .expect("connect");
             let readers = (0..subscribers)
