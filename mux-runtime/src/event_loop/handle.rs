@@ -362,8 +362,7 @@ mod tests {
     }
 
     /// What [`SendsItself`] saw: each command with the pass it was served
-    /// in (passes counted at their end), and what the app's other threads
-    /// saw.
+    /// in (passes counted at their end).
     #[derive(Default)]
     struct Log {
         served: Vec<(u32, usize)>,
