@@ -17,10 +17,11 @@ pub struct SocketOptions {
     /// SO_RCVBUF; `None` (the default) leaves the kernel's auto-tuning alone.
     pub buffer_size: Option<usize>,
     /// SO_SNDBUF; `None` (the default) leaves the kernel's auto-tuning alone.
-    /// Small buffers (64 KiB send, 128 KiB receive) cut the latency of small
-    /// messages behind a bulk transfer on the same connection (measured on
-    /// loopback: p99 4.7 ms → 2.2 ms), but cap throughput at buffer / RTT on
-    /// real networks, so they are not the default (see spec/COMPARISON.md).
+    /// Small buffers (64 KiB send, 128 KiB receive) shorten the queue a small
+    /// message waits in behind a bulk transfer on the same connection, but
+    /// cap throughput at buffer / RTT on real networks, so they are not the
+    /// default: the protocol bounds that queue with its windows instead
+    /// (spec §9.6.9).
     pub send_buffer: Option<usize>,
     /// TCP keepalive idle time, for dead peers the protocol cannot see (a
     /// peer whose host vanished). 60 s; mux's own PING keepalive is finer.

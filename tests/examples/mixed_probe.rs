@@ -1,7 +1,7 @@
 //! 64-byte blocking calls alone, then beside a bulk upload on the same
 //! `Client` connection (256 KiB writes from a thread of their own), against
 //! the demo routes in this process: the probe behind the beside-an-upload
-//! latency in `spec/COMPARISON.md`. Prints p50 / p99 / p99.9 of each and
+//! latency experiments in `spec/PERFORMANCE-LOG.md`. Prints p50 / p99 / p99.9 of each and
 //! the upload's rate.
 //!
 //! `cargo run --release -p mux-tests --example mixed_probe -- [ADDR]`

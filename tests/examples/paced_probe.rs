@@ -1,6 +1,6 @@
 //! One 64-byte call per millisecond for 3 s, client and server in this
 //! process: the CPU (of both, from /proc) and latency behind the spin
-//! policy figures in `spec/COMPARISON.md`.
+//! policy figures in `spec/PERFORMANCE-LOG.md`.
 //!
 //! `cargo run --release -p mux-tests --example paced_probe -- [fixed|adaptive|off] [ADDR]`
 //!

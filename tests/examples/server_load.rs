@@ -1,7 +1,7 @@
 //! A fixed load on a running mux server (one started by `mux-bench serve
 //! mux`), for counting what the server spends on it: `tools/server-cost`
 //! runs it against a server under callgrind for the instructions per call
-//! and per delivery in `spec/COMPARISON.md`.
+//! and per delivery in `spec/PERFORMANCE-LOG.md`.
 //!
 //! `cargo run --release -p mux-tests --example server_load -- ADDR calls N`:
 //! N 64-byte calls to `echo` through a `DirectClient`, one per millisecond,

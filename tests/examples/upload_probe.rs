@@ -1,6 +1,6 @@
 //! A 1 GiB upload to a counting sink, three times, with server and client in
 //! this process (one loop thread each): the probe behind the page-fault and
-//! throughput figures of the read path in `spec/COMPARISON.md`.
+//! throughput figures of the read path in `spec/PERFORMANCE-LOG.md`.
 //!
 //! `perf stat -e page-faults,task-clock cargo run --release -p mux-tests --example upload_probe`
 

@@ -28,7 +28,7 @@
 //! as many calls from a direct client (caller and server loop, no client
 //! loop) its thread moved 3 times, so the server keeps the default
 //! (`Batch` was not measured there). The benchmark's runs with and without it are
-//! in `spec/COMPARISON.md` ("Stop 39").
+//! in `spec/PERFORMANCE-LOG.md` ("Stop 39").
 //!
 //! Implements no rule of the spec.
 
