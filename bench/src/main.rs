@@ -128,7 +128,11 @@ struct Sizes {
     paced_calls: usize,
     mixed_calls: usize,
     subscribers: usize,
+    /// Publications per round at peak.
     messages: usize,
+    /// At most this many publications per round at a fixed rate, which
+    /// otherwise publishes for `PACED_SECONDS`.
+    paced_messages: usize,
     /// The web workload: server-sent-events subscribers, publications, and
     /// how long wrk runs.
     web_subscribers: usize,
@@ -156,6 +160,7 @@ impl Sizes {
                 mixed_calls: 100,
                 subscribers: 10,
                 messages: 200,
+                paced_messages: 200,
                 web_subscribers: 10,
                 web_messages: 50,
                 wrk_seconds: 1,
@@ -178,6 +183,9 @@ impl Sizes {
                 mixed_calls: 10_000,
                 subscribers: 100,
                 messages: 10_000,
+                // Two seconds at up to 50,000 publications/s: a p99 over a
+                // few tenths of a second is one scheduling hiccup's.
+                paced_messages: 100_000,
                 web_subscribers: 1_000,
                 web_messages: 1_000,
                 wrk_seconds: 10,
@@ -761,7 +769,12 @@ fn fan_out(report: &mut Report, sizes: &Sizes, rounds: usize, mux: &Peer, rates:
     };
     fan_out_workloads(
         report,
-        ("Pub/sub fan-out", subscribers, messages),
+        (
+            "Pub/sub fan-out",
+            subscribers,
+            messages,
+            sizes.paced_messages,
+        ),
         rounds,
         rates,
         systems,
@@ -880,7 +893,12 @@ fn backplane(
     };
     fan_out_workloads(
         report,
-        ("Fan-out across servers", subscribers, messages),
+        (
+            "Fan-out across servers",
+            subscribers,
+            messages,
+            sizes.paced_messages,
+        ),
         rounds,
         rates,
         systems,
@@ -896,9 +914,13 @@ fn backplane(
 /// A fan-out's workloads: at peak, then at half the slowest system's peak
 /// (publications per second) and at each of `rates`, `systems(pace,
 /// messages)` making the systems of each.
+/// How long a fan-out at a fixed rate publishes, each system and round
+/// (less when that would exceed `Sizes::paced_messages`).
+const PACED_SECONDS: f64 = 2.0;
+
 fn fan_out_workloads<'a>(
     report: &mut Report,
-    (title, subscribers, messages): (&str, usize, usize),
+    (title, subscribers, messages, paced_messages): (&str, usize, usize, usize),
     rounds: usize,
     rates: &[f64],
     systems: impl Fn(Pace, usize) -> Vec<System<'a>>,
@@ -925,7 +947,7 @@ fn fan_out_workloads<'a>(
     });
     let asked = rates.iter().map(|&rate| (rate, ""));
     for (rate, why) in half_slowest.into_iter().chain(asked) {
-        let paced = ((rate * 2.0) as usize).clamp(100, messages);
+        let paced = ((rate * PACED_SECONDS) as usize).clamp(100, paced_messages.max(100));
         report.workloads.push(compare(
             format!("{title} at {rate:.0} publications/s{why}, 1 → {subscribers}"),
             "deliveries/s",
