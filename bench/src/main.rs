@@ -12,6 +12,7 @@
 //! mean nothing).
 
 mod http2;
+mod idle;
 mod measure;
 mod memory;
 mod ours;
@@ -43,8 +44,8 @@ struct Args {
     /// Tiny sizes and one round: proves the program works, measures nothing.
     #[arg(long)]
     quick: bool,
-    /// Run only these workloads (bulk, longlink, rpc, busy, paced, mixed, backplane, web,
-    /// tls, fanout, setup, memory); all by default.
+    /// Run only these workloads (bulk, longlink, rpc, busy, paced, idle, mixed, backplane,
+    /// web, tls, fanout, setup, memory); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// How many times each system runs each workload (interleaved).
@@ -140,6 +141,8 @@ struct Sizes {
     wrk_seconds: u64,
     setups: usize,
     idle_connections: usize,
+    /// How long the idle measurement lasts.
+    idle_span: std::time::Duration,
     idle_streams_per_connection: usize,
     /// Round-trip times (ms) of the long-link workload, with the bytes each
     /// downloads: enough that the second half is past the ramp-up.
@@ -166,6 +169,7 @@ impl Sizes {
                 wrk_seconds: 1,
                 setups: 20,
                 idle_connections: 100,
+                idle_span: std::time::Duration::from_millis(200),
                 idle_streams_per_connection: 10,
                 long_links: vec![(50, 16 << 20)],
             }
@@ -191,6 +195,7 @@ impl Sizes {
                 wrk_seconds: 10,
                 setups: 1_000,
                 idle_connections: 10_000,
+                idle_span: std::time::Duration::from_secs(5),
                 idle_streams_per_connection: 10,
                 long_links: vec![
                     (20, 256 << 20),
@@ -529,6 +534,12 @@ fn main() -> ExitCode {
                 system("h2", h2_pid, || h2.paced(calls, rate)),
             ],
         ));
+    }
+    if wants("idle") {
+        eprintln!("idle");
+        report
+            .notes
+            .push(idle::measure(&client, mux.addr, mux_pid, sizes.idle_span));
     }
     if wants("mixed") {
         let calls = sizes.mixed_calls;

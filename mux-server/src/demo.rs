@@ -3,6 +3,7 @@
 //!
 //! Implements no rule of the spec: routes are application code.
 
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -244,16 +245,16 @@ pub const PAGE: &str = include_str!("demo_page.html");
 
 /// Every `every`, until the returned guard is dropped: pushes the time to
 /// every client, appends a `tick` to the event log [`TICKS`], and publishes
-/// the time on the topic `clock.tick`.
+/// the time on the topic `clock.tick`. Between ticks the thread sleeps for
+/// the whole period (it wakes early only to stop).
 pub fn start_clock(server: ServerHandle, every: Duration) -> ClockGuard {
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = std::sync::Arc::clone(&stop);
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("mux-demo-clock".into())
         .spawn(move || {
             let start = std::time::Instant::now();
             let mut tick = 0u64;
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            loop {
                 let now = format!("{:.1} s since start", start.elapsed().as_secs_f64());
                 let _ = server.push_all([(&b"kind"[..], &b"clock"[..])], now.clone());
                 // For the web edge's page (and anyone): the same tick as an
@@ -261,27 +262,29 @@ pub fn start_clock(server: ServerHandle, every: Duration) -> ClockGuard {
                 tick += 1;
                 let _ = server.append_event(TICKS, "tick", format!("tick {tick} at {now}"));
                 let _ = server.publish("clock.tick", now);
-                let mut slept = Duration::ZERO;
-                while slept < every && !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(10));
-                    slept += Duration::from_millis(10);
+                // The guard's drop disconnects the channel: stop at once.
+                if stopped.recv_timeout(every) != Err(RecvTimeoutError::Timeout) {
+                    return;
                 }
             }
         })
         .ok();
-    ClockGuard { stop, thread }
+    ClockGuard {
+        stop: Some(stop),
+        thread,
+    }
 }
 
 /// Stops the demo clock when dropped.
 #[derive(Debug)]
 pub struct ClockGuard {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for ClockGuard {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -307,4 +310,29 @@ pub fn start_with(builder: ServerBuilder) -> std::io::Result<(Server, ClockGuard
     let server = pattern_routes(routes(builder)).http_page(PAGE).start()?;
     let clock = start_clock(server.handle(), Duration::from_secs(1));
     Ok((server, clock))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_stops_when_its_guard_is_dropped_without_waiting_out_its_period() {
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let server = Server::builder()
+            .bind(loopback)
+            .threads(1)
+            .start()
+            .expect("a server");
+        let guard = start_clock(server.handle(), Duration::from_secs(3600));
+        let (done, dropped) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(guard);
+            let _ = done.send(());
+        });
+        assert!(
+            dropped.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "the clock thread kept sleeping through its hour after the guard's drop"
+        );
+    }
 }

@@ -262,6 +262,8 @@ fn spin<A: App>(
     events: &mut Events,
     spin: Duration,
 ) -> io::Result<()> {
+    #[cfg(test)]
+    spin::note_spin();
     let spin_until = Instant::now() + spin;
     while core.commands.is_empty() && !core.has_handoffs() && Instant::now() < spin_until {
         poll.poll(events, Some(Duration::ZERO))?;
@@ -402,7 +404,11 @@ fn drive<A: App>(poll: &mut Poll, shared: &Mutex<Core<A>>) -> io::Result<()> {
                 &mut more_reads,
             );
         }
-        core.fire_timers(now, &mut dirty, &mut protocol_events);
+        if core.fire_timers(now, &mut dirty, &mut protocol_events) {
+            // A timer ends a wait as work does: a loop that only its
+            // periodic timers wake learns that spinning after them is waste.
+            spinner.work(now);
+        }
         core.serve_local(now, &mut dirty);
         core.flush_all(now, &mut dirty, &mut flushing, &mut protocol_events);
         core.update_listener();
@@ -833,8 +839,16 @@ impl<A: App> Core<A> {
         }
     }
 
-    fn fire_timers(&mut self, now: Instant, dirty: &mut Vec<usize>, events: &mut Vec<Event>) {
+    /// Fires the timers due at `now`; returns whether any was.
+    fn fire_timers(
+        &mut self,
+        now: Instant,
+        dirty: &mut Vec<usize>,
+        events: &mut Vec<Event>,
+    ) -> bool {
+        let mut fired = false;
         while let Some((at, kind)) = self.timers.pop_due(now) {
+            fired = true;
             match kind {
                 TimerKind::App(token) => {
                     let (mut ctx, app) = self.split(now, dirty);
@@ -860,6 +874,7 @@ impl<A: App> Core<A> {
                 }
             }
         }
+        fired
     }
 
     fn remove(

@@ -15,7 +15,10 @@
 //! of it (whether it spun or slept), and spins only while that rate is at
 //! least `SUCCESS_NEEDED`. Chained calls (work back within tens of
 //! microseconds) spin; calls a millisecond apart, whose every other wait is
-//! long, do not; an idle loop sleeps at once, so idle CPU is 0. A spinning
+//! long, do not; an idle loop sleeps at once, so idle CPU is 0. A wait that
+//! a timer ends counts as one that work ends: a loop that only its periodic
+//! timers wake (a server's once-a-second metrics tick) stops spinning after
+//! them, where it used to spin after every one. A spinning
 //! loop yields its core between polls, so that a thread that shares the
 //! core (the application thread it serves, or another process) runs.
 //!
@@ -155,6 +158,24 @@ impl Spinner {
 }
 
 #[cfg(test)]
+thread_local! {
+    /// Spins begun on this thread (a loop's), for the tests.
+    static SPUN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// A loop on this thread begins a spin.
+#[cfg(test)]
+pub(super) fn note_spin() {
+    SPUN.with(|spun| spun.set(spun.get() + 1));
+}
+
+/// Spins begun on this thread so far.
+#[cfg(test)]
+pub(super) fn spun_here() -> u64 {
+    SPUN.with(std::cell::Cell::get)
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -229,6 +250,79 @@ mod tests {
             alternating.work(idle + Duration::from_micros(gap));
         }
         assert_eq!(alternating.budget(), Duration::ZERO);
+    }
+
+    /// Wakes itself with a timer every 2 ms, `TICKS` times, and records
+    /// the spins begun on its thread at each tick.
+    struct Ticking {
+        spun_at: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+        ticks: usize,
+    }
+
+    const TICKS: usize = 20;
+
+    impl crate::event_loop::App for Ticking {
+        type Command = ();
+        fn on_start(&mut self, ctx: &mut crate::event_loop::Ctx<'_>) {
+            ctx.set_timer(ctx.now + Duration::from_millis(2), 0);
+        }
+        fn on_event(
+            &mut self,
+            _: &mut crate::event_loop::Ctx<'_>,
+            _: crate::event_loop::ConnKey,
+            _: mux_core::Event,
+        ) {
+        }
+        fn on_closed(
+            &mut self,
+            _: &mut crate::event_loop::Ctx<'_>,
+            _: crate::event_loop::ConnKey,
+            _: Option<crate::event_loop::LoopError>,
+        ) {
+        }
+        fn on_command(&mut self, _: &mut crate::event_loop::Ctx<'_>, (): ()) {}
+        fn on_timer(&mut self, ctx: &mut crate::event_loop::Ctx<'_>, _: u64) {
+            if let Ok(mut spun_at) = self.spun_at.lock() {
+                spun_at.push(spun_here());
+            }
+            self.ticks += 1;
+            if self.ticks < TICKS {
+                ctx.set_timer(ctx.now + Duration::from_millis(2), 0);
+            }
+        }
+        fn is_done(&self, _: &crate::event_loop::Ctx<'_>) -> bool {
+            self.ticks >= TICKS
+        }
+    }
+
+    #[test]
+    fn a_loop_that_only_its_timers_wake_stops_spinning_after_them() {
+        let spun_at = std::sync::Arc::default();
+        let app = Ticking {
+            spun_at: std::sync::Arc::clone(&spun_at),
+            ticks: 0,
+        };
+        let config = crate::event_loop::LoopConfig::default();
+        assert_eq!(config.spin, SpinPolicy::ADAPTIVE);
+        let (event_loop, _handle) =
+            crate::event_loop::EventLoop::new(app, config, None, 1).expect("a loop");
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(event_loop.run());
+        });
+        finished
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the loop ends after its ticks")
+            .expect("the loop ran");
+        let spun_at = spun_at.lock().expect("the record").clone();
+        assert_eq!(spun_at.len(), TICKS);
+        // Each wait is 2 ms, ten times the spin: after the first two, the
+        // loop knows that spinning after a tick finds nothing.
+        assert_eq!(
+            spun_at.get(2),
+            spun_at.last(),
+            "spins begun by each tick: {spun_at:?}"
+        );
     }
 
     #[test]
