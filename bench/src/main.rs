@@ -922,13 +922,13 @@ fn backplane(
     tally.report(report, "Fan-out across servers");
 }
 
-/// A fan-out's workloads: at peak, then at half the slowest system's peak
-/// (publications per second) and at each of `rates`, `systems(pace,
-/// messages)` making the systems of each.
 /// How long a fan-out at a fixed rate publishes, each system and round
 /// (less when that would exceed `Sizes::paced_messages`).
 const PACED_SECONDS: f64 = 2.0;
 
+/// A fan-out's workloads: at peak, then at half the slowest system's peak
+/// (publications per second) and at each of `rates`, `systems(pace,
+/// messages)` making the systems of each.
 fn fan_out_workloads<'a>(
     report: &mut Report,
     (title, subscribers, messages, paced_messages): (&str, usize, usize, usize),
